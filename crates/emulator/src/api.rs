@@ -1,0 +1,510 @@
+//! The CodePipeline operations: request in, JSON or a modeled error out.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::clock::{Millis, to_epoch_seconds};
+use crate::fixture::random_uuid;
+use crate::state::{ExecStatus, Execution, ExecutionMode, Pipeline, StopResult, Template};
+use crate::world::World;
+
+/// The operations the emulator implements, by their model names.
+pub const OPERATIONS: [&str; 8] = [
+    "ListPipelines",
+    "GetPipeline",
+    "GetPipelineState",
+    "ListPipelineExecutions",
+    "GetPipelineExecution",
+    "StartPipelineExecution",
+    "StopPipelineExecution",
+    "ListTagsForResource",
+];
+
+/// How many executions may be in progress at once in a QUEUED or PARALLEL pipeline before
+/// StartPipelineExecution answers ConcurrentPipelineExecutionsLimitExceededException.
+pub const CONCURRENT_EXECUTIONS_LIMIT: usize = 50;
+
+/// A modeled (or protocol) error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Error name (`__type` and `x-amzn-ErrorType`).
+    pub code: &'static str,
+    /// Human message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with that name.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> Value {
+        json!({"__type": self.code, "message": self.message})
+    }
+}
+
+type ApiResult = Result<Value, ApiError>;
+
+/// Runs one validated operation against the world.
+pub fn dispatch(world: &mut World, operation: &str, input: &Value) -> ApiResult {
+    match operation {
+        "ListPipelines" => list_pipelines(world, input),
+        "GetPipeline" => get_pipeline(world, input),
+        "GetPipelineState" => get_pipeline_state(world, input),
+        "ListPipelineExecutions" => list_pipeline_executions(world, input),
+        "GetPipelineExecution" => get_pipeline_execution(world, input),
+        "StartPipelineExecution" => start_pipeline_execution(world, input),
+        "StopPipelineExecution" => stop_pipeline_execution(world, input),
+        "ListTagsForResource" => list_tags_for_resource(world, input),
+        other => Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("Operation {other} is not supported by this emulator"),
+        )),
+    }
+}
+
+fn str_field<'a>(input: &'a Value, name: &str) -> &'a str {
+    input.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn max_results(input: &Value, default: usize) -> usize {
+    input
+        .get("maxResults")
+        .and_then(Value::as_u64)
+        .map_or(default, |n| n as usize)
+}
+
+/// Pagination tokens are opaque to clients: hex of `kind:cursor`.
+fn encode_token(kind: &str, cursor: &str) -> String {
+    format!("{kind}:{cursor}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_token(input: &Value, kind: &str) -> Result<Option<String>, ApiError> {
+    let Some(token) = input.get("nextToken").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let invalid =
+        || ApiError::bad_request("InvalidNextTokenException", "The next token is not valid.");
+    if token.len() % 2 != 0 {
+        return Err(invalid());
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect();
+    let text = bytes
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let cursor = text
+        .strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .ok_or_else(invalid)?;
+    Ok(Some(cursor.to_string()))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::bad_request(
+        "PipelineNotFoundException",
+        format!(
+            "Account '{}' does not have a pipeline with name '{name}'",
+            crate::fixture::DEFAULT_ACCOUNT
+        ),
+    )
+}
+
+fn pipeline_mut<'a>(world: &'a mut World, name: &str) -> Result<&'a mut Pipeline, ApiError> {
+    let now = world.clock.now();
+    let behaviour = world.behaviour;
+    let p = world
+        .pipelines
+        .get_mut(name)
+        .ok_or_else(|| not_found(name))?;
+    p.resolve(now, behaviour);
+    Ok(p)
+}
+
+fn list_pipelines(world: &mut World, input: &Value) -> ApiResult {
+    let limit = max_results(input, 100);
+    let cursor = decode_token(input, "pipelines")?;
+    let mut range = match &cursor {
+        Some(c) => world.pipelines.range::<str, _>((
+            std::ops::Bound::Included(c.as_str()),
+            std::ops::Bound::Unbounded,
+        )),
+        None => world.pipelines.range::<str, _>(..),
+    };
+    let page: Vec<Value> = range
+        .by_ref()
+        .take(limit)
+        .map(|(_, p)| {
+            json!({
+                "name": p.name,
+                "version": p.version,
+                "pipelineType": "V2",
+                "executionMode": p.mode.as_str(),
+                "created": to_epoch_seconds(p.created),
+                "updated": to_epoch_seconds(p.updated),
+            })
+        })
+        .collect();
+    let mut out = json!({ "pipelines": page });
+    if let Some((name, _)) = range.next() {
+        out["nextToken"] = json!(encode_token("pipelines", name));
+    }
+    Ok(out)
+}
+
+fn get_pipeline(world: &mut World, input: &Value) -> ApiResult {
+    let name = str_field(input, "name");
+    let arn = world.arn(name);
+    let p = pipeline_mut(world, name)?;
+    if let Some(v) = input.get("version").and_then(Value::as_i64)
+        && v != i64::from(p.version)
+    {
+        return Err(ApiError::bad_request(
+            "PipelineVersionNotFoundException",
+            format!("Pipeline '{name}' does not have version {v}"),
+        ));
+    }
+    let stages: Vec<Value> = p
+        .template
+        .stages
+        .iter()
+        .map(|s| {
+            let actions: Vec<Value> = s
+                .actions
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    json!({
+                        "name": a.name,
+                        "actionTypeId": {
+                            "category": a.category,
+                            "owner": "AWS",
+                            "provider": a.provider,
+                            "version": "1",
+                        },
+                        "runOrder": i + 1,
+                        "configuration": {},
+                        "outputArtifacts": [],
+                        "inputArtifacts": [],
+                    })
+                })
+                .collect();
+            json!({ "name": s.name, "actions": actions })
+        })
+        .collect();
+    Ok(json!({
+        "pipeline": {
+            "name": p.name,
+            "roleArn": "arn:aws:iam::123456789012:role/stopd-emulator-pipeline",
+            "artifactStore": { "type": "S3", "location": "stopd-emulator-artifacts" },
+            "stages": stages,
+            "version": p.version,
+            "executionMode": p.mode.as_str(),
+            "pipelineType": "V2",
+        },
+        "metadata": {
+            "pipelineArn": arn,
+            "created": to_epoch_seconds(p.created),
+            "updated": to_epoch_seconds(p.updated),
+        }
+    }))
+}
+
+fn get_pipeline_state(world: &mut World, input: &Value) -> ApiResult {
+    let name = str_field(input, "name");
+    let now = world.clock.now();
+    let p = pipeline_mut(world, name)?;
+    let t = &p.template;
+    let stage_states: Vec<Value> = t
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            // The newest execution that has reached this stage.
+            let latest = p.executions.iter().rev().find_map(|e| {
+                let at = e.action_index_at(t, now)?;
+                (t.stage_of(at) >= si).then_some((e, at))
+            });
+            let mut state = json!({
+                "stageName": s.name,
+                "inboundTransitionState": { "enabled": true },
+                "actionStates": action_states(t, si, latest, now),
+            });
+            if let Some((e, at)) = latest {
+                let status = stage_status(e, t.stage_of(at) == si);
+                state["latestExecution"] = json!({
+                    "pipelineExecutionId": e.id.to_string(),
+                    "status": status,
+                    "type": e.kind.as_str(),
+                });
+            }
+            state
+        })
+        .collect();
+    Ok(json!({
+        "pipelineName": p.name,
+        "pipelineVersion": p.version,
+        "stageStates": stage_states,
+        "created": to_epoch_seconds(p.created),
+        "updated": to_epoch_seconds(p.updated),
+    }))
+}
+
+fn stage_status(e: &Execution, current: bool) -> &'static str {
+    if !current {
+        return "Succeeded";
+    }
+    match e.status {
+        ExecStatus::Superseded => "Succeeded",
+        other => other.as_str(),
+    }
+}
+
+fn action_states(
+    t: &Template,
+    stage: usize,
+    latest: Option<(&Execution, usize)>,
+    now: Millis,
+) -> Vec<Value> {
+    let first = t.first_action_of(stage);
+    t.stages[stage]
+        .actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let flat = first + i;
+            let mut v = json!({ "actionName": a.name });
+            if let Some((e, at)) = latest
+                && at >= flat
+                && let Some(r) = e.run_start
+            {
+                let (status, changed) = if at > flat {
+                    ("Succeeded", r + t.action_end(flat))
+                } else {
+                    match e.status {
+                        ExecStatus::InProgress | ExecStatus::Stopping => {
+                            ("InProgress", r + t.action_start(flat))
+                        }
+                        ExecStatus::Failed => ("Failed", e.last_update),
+                        ExecStatus::Stopped
+                            if e.stop.as_ref().is_some_and(|s| s.abandon_at.is_some()) =>
+                        {
+                            ("Abandoned", e.last_update)
+                        }
+                        _ => ("Succeeded", e.last_update.min(now)),
+                    }
+                };
+                v["latestExecution"] = json!({
+                    "actionExecutionId": format!("{}-{flat}", e.id),
+                    "status": status,
+                    "lastStatusChange": to_epoch_seconds(changed),
+                });
+            }
+            v
+        })
+        .collect()
+}
+
+fn trigger_json(e: &Execution) -> Value {
+    json!({ "triggerType": e.trigger.as_str(), "triggerDetail": "stopd-emulator" })
+}
+
+fn summary_json(e: &Execution) -> Value {
+    let mut v = json!({
+        "pipelineExecutionId": e.id.to_string(),
+        "status": e.status.as_str(),
+        "startTime": to_epoch_seconds(e.created),
+        "lastUpdateTime": to_epoch_seconds(e.last_update),
+        "trigger": trigger_json(e),
+        "executionMode": e.mode.as_str(),
+        "executionType": e.kind.as_str(),
+    });
+    if let Some(stop) = &e.stop {
+        v["stopTrigger"] = match &stop.reason {
+            Some(r) => json!({ "reason": r }),
+            None => json!({}),
+        };
+    }
+    if let Some(target) = e.rollback_target {
+        v["rollbackMetadata"] = json!({ "rollbackTargetPipelineExecutionId": target.to_string() });
+    }
+    v
+}
+
+fn list_pipeline_executions(world: &mut World, input: &Value) -> ApiResult {
+    let limit = max_results(input, 100);
+    let cursor = decode_token(input, "executions")?;
+    let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
+    let newest_first = p.executions.iter().rev();
+    let start = match cursor {
+        None => 0,
+        Some(c) => p
+            .executions
+            .iter()
+            .rev()
+            .position(|e| e.id.to_string() == c)
+            .ok_or_else(|| {
+                ApiError::bad_request("InvalidNextTokenException", "The next token is not valid.")
+            })?,
+    };
+    let mut iter = newest_first.skip(start);
+    let page: Vec<Value> = iter.by_ref().take(limit).map(summary_json).collect();
+    let mut out = json!({ "pipelineExecutionSummaries": page });
+    if let Some(next) = iter.next() {
+        out["nextToken"] = json!(encode_token("executions", &next.id.to_string()));
+    }
+    Ok(out)
+}
+
+fn parse_id(input: &Value) -> Uuid {
+    // The model's pattern has already been checked, so this parses.
+    Uuid::parse_str(str_field(input, "pipelineExecutionId")).unwrap_or_default()
+}
+
+fn get_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
+    let id = parse_id(input);
+    let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
+    let e = p.execution(id).ok_or_else(|| {
+        ApiError::bad_request(
+            "PipelineExecutionNotFoundException",
+            format!(
+                "Pipeline execution {id} does not exist in pipeline {}",
+                p.name
+            ),
+        )
+    })?;
+    let mut v = json!({
+        "pipelineName": p.name,
+        "pipelineVersion": p.version,
+        "pipelineExecutionId": e.id.to_string(),
+        "status": e.status.as_str(),
+        "artifactRevisions": [],
+        "trigger": trigger_json(e),
+        "executionMode": e.mode.as_str(),
+        "executionType": e.kind.as_str(),
+    });
+    if let Some(summary) = status_summary(e) {
+        v["statusSummary"] = json!(summary);
+    }
+    if let Some(target) = e.rollback_target {
+        v["rollbackMetadata"] = json!({ "rollbackTargetPipelineExecutionId": target.to_string() });
+    }
+    Ok(json!({ "pipelineExecution": v }))
+}
+
+fn status_summary(e: &Execution) -> Option<String> {
+    match e.status {
+        ExecStatus::Stopped | ExecStatus::Stopping => {
+            Some(match e.stop.as_ref().and_then(|s| s.reason.as_deref()) {
+                Some(r) => format!("Stopped: {r}"),
+                None => "Stopped".to_string(),
+            })
+        }
+        ExecStatus::Failed => Some("An action failed".to_string()),
+        _ => None,
+    }
+}
+
+fn start_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
+    let name = str_field(input, "name").to_string();
+    let token = input
+        .get("clientRequestToken")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let now = world.clock.now();
+    let behaviour = world.behaviour;
+    let id = random_uuid(&mut world.rng);
+    let p = pipeline_mut(world, &name)?;
+    if let Some(t) = &token
+        && let Some(existing) = p.start_tokens.get(t)
+    {
+        return Ok(json!({ "pipelineExecutionId": existing.to_string() }));
+    }
+    if p.mode != ExecutionMode::Superseded && p.active_count() >= CONCURRENT_EXECUTIONS_LIMIT {
+        return Err(ApiError::bad_request(
+            "ConcurrentPipelineExecutionsLimitExceededException",
+            format!(
+                "Pipeline {name} already has {CONCURRENT_EXECUTIONS_LIMIT} executions in progress or queued"
+            ),
+        ));
+    }
+    p.start(now, id, behaviour);
+    if let Some(t) = token {
+        p.start_tokens.insert(t, id);
+    }
+    Ok(json!({ "pipelineExecutionId": id.to_string() }))
+}
+
+fn stop_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
+    let id = parse_id(input);
+    let abandon = input
+        .get("abandon")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let reason = input
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let now = world.clock.now();
+    let behaviour = world.behaviour;
+    let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
+    match p.stop(now, id, abandon, reason, behaviour) {
+        StopResult::Accepted => Ok(json!({ "pipelineExecutionId": id.to_string() })),
+        StopResult::Duplicated(m) => {
+            Err(ApiError::bad_request("DuplicatedStopRequestException", m))
+        }
+        StopResult::NotStoppable(m) => Err(ApiError::bad_request(
+            "PipelineExecutionNotStoppableException",
+            m,
+        )),
+    }
+}
+
+fn list_tags_for_resource(world: &mut World, input: &Value) -> ApiResult {
+    let arn = str_field(input, "resourceArn");
+    let not_found = || {
+        ApiError::bad_request(
+            "ResourceNotFoundException",
+            format!("The resource with the ARN {arn} does not exist."),
+        )
+    };
+    let prefix = world.arn("");
+    let name = arn.strip_prefix(&prefix).ok_or_else(not_found)?;
+    let p = world.pipelines.get(name).ok_or_else(not_found)?;
+    let limit = max_results(input, 50);
+    let start: usize = match decode_token(input, "tags")? {
+        Some(c) => c
+            .parse()
+            .ok()
+            .filter(|n| *n <= p.tags.len())
+            .ok_or_else(|| {
+                ApiError::bad_request("InvalidNextTokenException", "The next token is not valid.")
+            })?,
+        None => 0,
+    };
+    let page: Vec<Value> = p
+        .tags
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(k, v)| json!({ "key": k, "value": v }))
+        .collect();
+    let mut out = json!({ "tags": page });
+    if start + limit < p.tags.len() {
+        out["nextToken"] = json!(encode_token("tags", &(start + limit).to_string()));
+    }
+    Ok(out)
+}

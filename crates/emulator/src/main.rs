@@ -1,0 +1,135 @@
+//! `stopd-emulator`: serve a local CodePipeline on an address until interrupted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use stopd_emulator::state::Behaviour;
+use stopd_emulator::{
+    Clock, Emulator, EmulatorConfig, FaultPlan, Fixture, FleetSpec, Latency, RateLimit,
+};
+
+/// A local AWS CodePipeline for tests, benchmarks and demos.
+///
+/// Point any AWS client at it with an endpoint URL and dummy credentials:
+///
+///   stopd-emulator --listen 127.0.0.1:4599 --fleet 100 &
+///
+///   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --region us-east-1
+///   --endpoint-url http://127.0.0.1:4599 codepipeline list-pipelines
+///
+/// The admin API lives under /_emulator/: GET state, POST seed (a fixture), POST fleet,
+/// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset.
+#[derive(Debug, Parser)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4599")]
+    listen: SocketAddr,
+    /// Seed the account from this fixture file (JSON; see the crate docs for the format).
+    #[arg(long, conflicts_with = "fleet")]
+    fixture: Option<PathBuf>,
+    /// Seed the account with a generated fleet of N pipelines.
+    #[arg(long)]
+    fleet: Option<usize>,
+    /// Seed of the generated fleet and of ids (same seed, same fleet).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Finished executions per generated pipeline.
+    #[arg(long, default_value_t = 5)]
+    history: usize,
+    /// Latency added to every API call, e.g. 25ms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency: Option<Duration>,
+    /// Uniform random extra latency up to this much, e.g. 5ms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    jitter: Option<Duration>,
+    /// Per-operation request rate limit in requests per second (ThrottlingException beyond it).
+    #[arg(long)]
+    rate_limit: Option<f64>,
+    /// Token-bucket burst for --rate-limit (default: the rate).
+    #[arg(long, requires = "rate_limit")]
+    burst: Option<f64>,
+    /// Emulated seconds per real second (executions run this much faster).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+    /// Use a manual clock that only POST /_emulator/clock moves.
+    #[arg(long)]
+    manual_clock: bool,
+    /// How long an abandoned execution stays Stopping before Stopped.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    abandon_settle: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.time_scale.is_finite() && args.time_scale > 0.0,
+        "--time-scale must be a positive number"
+    );
+    let clock = if args.manual_clock {
+        Clock::manual(stopd_emulator::clock::system_now())
+    } else {
+        Clock::scaled(args.time_scale)
+    };
+    let faults = FaultPlan {
+        latency: Latency {
+            fixed: args.latency.unwrap_or_default(),
+            jitter: args.jitter.unwrap_or_default(),
+        },
+        default_rate_limit: args.rate_limit.map(|tps| RateLimit {
+            tps,
+            burst: args.burst,
+        }),
+        ..FaultPlan::default()
+    };
+    let emulator = Emulator::new(EmulatorConfig {
+        clock,
+        seed: args.seed,
+        behaviour: Behaviour {
+            abandon_settle_ms: args.abandon_settle.as_millis() as i64,
+        },
+        faults,
+    });
+    if let Some(path) = &args.fixture {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let fixture =
+            Fixture::from_json(&text).with_context(|| format!("loading {}", path.display()))?;
+        let n = emulator
+            .seed(&fixture)
+            .with_context(|| format!("loading {}", path.display()))?;
+        tracing::info!(pipelines = n, fixture = %path.display(), "seeded");
+    }
+    if let Some(n) = args.fleet {
+        emulator.seed_fleet(FleetSpec {
+            pipelines: n,
+            seed: args.seed,
+            history: args.history,
+        });
+        tracing::info!(pipelines = n, seed = args.seed, "generated fleet");
+    }
+    let server = emulator
+        .serve(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // Scripts wait for this line to know the port is open.
+    println!("stopd-emulator listening on {}", server.endpoint_url());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! The emulator as a value: the world (clock, pipelines, faults, call log) behind one lock, and
+//! the [`Emulator`] handle that tests, the admin API and the HTTP server share.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{self, ApiError};
+use crate::clock::{Clock, Millis};
+use crate::faults::{Fault, FaultPlan, FaultRule, Faults};
+use crate::fixture::{
+    DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet,
+};
+use crate::model::{Model, validation_message};
+use crate::state::{Behaviour, Execution, Pipeline};
+
+/// Everything the emulator knows, guarded by one lock.
+#[derive(Debug)]
+pub struct World {
+    /// Emulated time.
+    pub clock: Clock,
+    /// Pipelines by name (sorted: ListPipelines pages in name order).
+    pub pipelines: BTreeMap<String, Pipeline>,
+    /// Deterministic randomness: ids, fault probabilities, jitter.
+    pub rng: ChaCha8Rng,
+    /// Knobs of the lifecycle.
+    pub behaviour: Behaviour,
+    /// Injected faults.
+    pub faults: Faults,
+    /// Every API call served, in order.
+    pub calls: Vec<CallRecord>,
+    /// Region in ARNs.
+    pub region: String,
+    /// Account id in ARNs.
+    pub account: String,
+}
+
+impl World {
+    /// The ARN of a pipeline of this account.
+    pub fn arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:codepipeline:{}:{}:{name}",
+            self.region, self.account
+        )
+    }
+}
+
+/// One API call the emulator served.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallRecord {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Emulator time of the call, in epoch milliseconds.
+    pub at_ms: Millis,
+    /// Operation name (`X-Amz-Target` without the service prefix), or what was sent.
+    pub operation: String,
+    /// The pipeline the request named, if any.
+    pub pipeline: Option<String>,
+    /// The execution id the request named, if any.
+    pub execution_id: Option<String>,
+    /// HTTP status answered (0: connection dropped).
+    pub status: u16,
+    /// Error name answered, if any.
+    pub error: Option<String>,
+    /// For StopPipelineExecution: the `abandon` flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandon: Option<bool>,
+}
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The clock.
+    pub clock: Clock,
+    /// Seed of ids and randomness.
+    pub seed: u64,
+    /// Lifecycle knobs.
+    pub behaviour: Behaviour,
+    /// Faults from the start.
+    pub faults: FaultPlan,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            clock: Clock::manual(crate::clock::system_now()),
+            seed: 0,
+            behaviour: Behaviour::default(),
+            faults: FaultPlan::default(),
+        }
+    }
+}
+
+/// A handle on one emulated CodePipeline account; cheap to clone, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    /// The state every handle sees.
+    world: Arc<Mutex<World>>,
+}
+
+/// What an API request comes to before it is answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// HTTP 200 with this JSON body.
+    Ok(Value),
+    /// An error answer.
+    Err(ApiError),
+    /// Close the connection without answering.
+    Drop,
+}
+
+/// Read-only view of one execution, for tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionView {
+    /// Execution id.
+    pub id: String,
+    /// Status name as on the wire.
+    pub status: &'static str,
+    /// STANDARD or ROLLBACK.
+    pub execution_type: &'static str,
+    /// Start, epoch ms.
+    pub start_ms: Millis,
+    /// End, epoch ms, once final.
+    pub end_ms: Option<Millis>,
+    /// Reason given with the stop.
+    pub stop_reason: Option<String>,
+    /// Whether an abandon was accepted.
+    pub abandoned: bool,
+}
+
+impl From<&Execution> for ExecutionView {
+    fn from(e: &Execution) -> Self {
+        ExecutionView {
+            id: e.id.to_string(),
+            status: e.status.as_str(),
+            execution_type: e.kind.as_str(),
+            start_ms: e.created,
+            end_ms: e.ended,
+            stop_reason: e.stop.as_ref().and_then(|s| s.reason.clone()),
+            abandoned: e.stop.as_ref().is_some_and(|s| s.abandon_at.is_some()),
+        }
+    }
+}
+
+impl Emulator {
+    /// An empty account.
+    pub fn new(config: EmulatorConfig) -> Emulator {
+        let mut faults = Faults::default();
+        faults.set_plan(config.faults);
+        Emulator {
+            world: Arc::new(Mutex::new(World {
+                clock: config.clock,
+                pipelines: BTreeMap::new(),
+                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                behaviour: config.behaviour,
+                faults,
+                calls: Vec::new(),
+                region: DEFAULT_REGION.to_string(),
+                account: DEFAULT_ACCOUNT.to_string(),
+            })),
+        }
+    }
+
+    /// Locks the world (a panicked holder cannot leave it half-changed in a way that matters to
+    /// a test server, so poisoning is ignored).
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces all pipelines with those of the fixture.
+    pub fn seed(&self, fixture: &Fixture) -> Result<usize, FixtureError> {
+        let mut w = self.lock();
+        let now = w.clock.now();
+        let pipelines = fixture.build(now, &mut w.rng)?;
+        let n = pipelines.len();
+        w.pipelines = pipelines.into_iter().map(|p| (p.name.clone(), p)).collect();
+        Ok(n)
+    }
+
+    /// Replaces all pipelines with a generated fleet.
+    pub fn seed_fleet(&self, spec: FleetSpec) -> usize {
+        let mut w = self.lock();
+        let now = w.clock.now();
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        w.pipelines = generate_fleet(spec, now, &mut rng)
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        w.pipelines.len()
+    }
+
+    /// Empties pipelines, faults and the call log; the clock keeps its time.
+    pub fn reset(&self) {
+        let mut w = self.lock();
+        w.pipelines.clear();
+        w.faults.set_plan(FaultPlan::default());
+        w.calls.clear();
+    }
+
+    /// Emulator time now.
+    pub fn now(&self) -> Millis {
+        self.lock().clock.now()
+    }
+
+    /// Moves emulator time forward.
+    pub fn advance(&self, by: Duration) {
+        self.lock().clock.advance(by);
+    }
+
+    /// Sets emulator time (never backwards); returns the time now in force.
+    pub fn set_time(&self, to: Millis) -> Millis {
+        self.lock().clock.set(to)
+    }
+
+    /// Replaces the fault plan.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        self.lock().faults.set_plan(plan);
+    }
+
+    /// Adds one fault rule to the plan.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.lock().faults.plan.rules.push(rule);
+    }
+
+    /// The fault plan with its counters.
+    pub fn faults(&self) -> FaultPlan {
+        self.lock().faults.plan.clone()
+    }
+
+    /// Every call served so far.
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.lock().calls.clone()
+    }
+
+    /// Empties the call log.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Calls served, counted by operation.
+    pub fn call_counts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for c in &self.lock().calls {
+            *out.entry(c.operation.clone()).or_default() += 1;
+        }
+        out
+    }
+
+    /// One execution, resolved to now.
+    pub fn execution(&self, pipeline: &str, id: &str) -> Option<ExecutionView> {
+        let mut w = self.lock();
+        let (now, behaviour) = (w.clock.now(), w.behaviour);
+        let p = w.pipelines.get_mut(pipeline)?;
+        p.resolve(now, behaviour);
+        p.executions
+            .iter()
+            .find(|e| e.id.to_string() == id)
+            .map(ExecutionView::from)
+    }
+
+    /// Every execution of a pipeline, oldest first, resolved to now.
+    pub fn executions(&self, pipeline: &str) -> Vec<ExecutionView> {
+        let mut w = self.lock();
+        let (now, behaviour) = (w.clock.now(), w.behaviour);
+        match w.pipelines.get_mut(pipeline) {
+            Some(p) => {
+                p.resolve(now, behaviour);
+                p.executions.iter().map(ExecutionView::from).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Every (pipeline, execution) that is InProgress or Stopping now.
+    pub fn active_executions(&self) -> Vec<(String, ExecutionView)> {
+        let mut w = self.lock();
+        let (now, behaviour) = (w.clock.now(), w.behaviour);
+        let mut out = Vec::new();
+        for p in w.pipelines.values_mut() {
+            p.resolve(now, behaviour);
+            for e in p.executions.iter().filter(|e| !e.status.is_final()) {
+                out.push((p.name.clone(), ExecutionView::from(e)));
+            }
+        }
+        out
+    }
+
+    /// Starts an execution as a client would, without going through HTTP; returns its id.
+    pub fn start_execution(&self, pipeline: &str) -> Result<String, ApiError> {
+        let mut w = self.lock();
+        let out = api::dispatch(
+            &mut w,
+            "StartPipelineExecution",
+            &serde_json::json!({"name": pipeline}),
+        )?;
+        Ok(out["pipelineExecutionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Handles one API request: target operation and body bytes in, answer and extra delay out.
+    /// The caller sleeps for the delay before answering (outside the lock).
+    pub fn handle(&self, target: Option<&str>, body: &[u8]) -> (Answer, Duration) {
+        let operation = target
+            .and_then(|t| t.strip_prefix("CodePipeline_20150709."))
+            .unwrap_or(target.unwrap_or(""))
+            .to_string();
+        let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(Value::Object(Default::default()))
+        } else {
+            serde_json::from_slice(body)
+        };
+        let mut w = self.lock();
+        let field = |name: &str| -> Option<String> {
+            parsed
+                .as_ref()
+                .ok()?
+                .get(name)?
+                .as_str()
+                .map(str::to_string)
+        };
+        let pipeline = field("pipelineName").or_else(|| field("name"));
+        let execution_id = field("pipelineExecutionId");
+        let abandon = (operation == "StopPipelineExecution").then(|| {
+            parsed
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("abandon")?.as_bool())
+                .unwrap_or(false)
+        });
+        let World { faults, rng, .. } = &mut *w;
+        let mut delay = faults.latency(rng);
+        let fault = faults.decide(&operation, pipeline.as_deref(), rng);
+        let answer = match fault {
+            Some(Fault::Drop) => Answer::Drop,
+            Some(Fault::Throttling) => Answer::Err(ApiError::bad_request(
+                "ThrottlingException",
+                "Rate exceeded",
+            )),
+            Some(Fault::Conflict) => Answer::Err(ApiError {
+                status: 409,
+                code: "ConflictException",
+                message: "Another operation is in progress on this resource (injected)".into(),
+            }),
+            Some(Fault::Http500) => Answer::Err(ApiError {
+                status: 500,
+                code: "InternalFailure",
+                message: "We encountered an internal error. Please try again. (injected)".into(),
+            }),
+            Some(Fault::Http503) => Answer::Err(ApiError {
+                status: 503,
+                code: "ServiceUnavailableException",
+                message: "Service unavailable (injected)".into(),
+            }),
+            Some(Fault::Delay { delay_ms }) => {
+                delay += Duration::from_millis(delay_ms);
+                serve(&mut w, target, &operation, parsed)
+            }
+            None => serve(&mut w, target, &operation, parsed),
+        };
+        let (status, error) = match &answer {
+            Answer::Ok(_) => (200, None),
+            Answer::Err(e) => (e.status, Some(e.code.to_string())),
+            Answer::Drop => (0, None),
+        };
+        let record = CallRecord {
+            seq: w.calls.len() as u64,
+            at_ms: w.clock.now(),
+            operation,
+            pipeline,
+            execution_id,
+            status,
+            error,
+            abandon,
+        };
+        w.calls.push(record);
+        (answer, delay)
+    }
+}
+
+fn serve(
+    w: &mut World,
+    target: Option<&str>,
+    operation: &str,
+    parsed: Result<Value, serde_json::Error>,
+) -> Answer {
+    let known = target.is_some_and(|t| t.starts_with("CodePipeline_20150709."))
+        && api::OPERATIONS.contains(&operation);
+    if !known {
+        return Answer::Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("Unknown operation {:?}", target.unwrap_or("")),
+        ));
+    }
+    let input = match parsed {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return Answer::Err(ApiError::bad_request(
+                "SerializationException",
+                "Start of structure or map expected",
+            ));
+        }
+        Err(e) => {
+            return Answer::Err(ApiError::bad_request(
+                "SerializationException",
+                e.to_string(),
+            ));
+        }
+    };
+    let violations = Model::get().validate_input(operation, &input);
+    if !violations.is_empty() {
+        return Answer::Err(ApiError::bad_request(
+            "ValidationException",
+            validation_message(&violations),
+        ));
+    }
+    match api::dispatch(w, operation, &input) {
+        Ok(v) => Answer::Ok(v),
+        Err(e) => Answer::Err(e),
+    }
+}
