@@ -214,89 +214,76 @@ struct ClockChange {
     set_ms: Option<i64>,
 }
 
-fn admin_error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        &json!({"error": message.into()}),
-        "application/json",
-    )
+/// An admin request that cannot be served: status and message.
+struct AdminError(StatusCode, String);
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body).map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Response<Full<Bytes>>> {
-    serde_json::from_slice(body).map_err(|e| admin_error(StatusCode::BAD_REQUEST, e.to_string()))
+fn handle_admin(emulator: &Emulator, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    match admin_route(emulator, method, path, query, body) {
+        Ok(v) => json_response(StatusCode::OK, &v, "application/json"),
+        Err(AdminError(status, message)) => json_response(status, &json!({"error": message}), "application/json"),
+    }
 }
 
-fn ok(v: Value) -> Response<Full<Bytes>> {
-    json_response(StatusCode::OK, &v, "application/json")
-}
-
-fn handle_admin(
-    emulator: &Emulator,
-    method: &Method,
-    path: &str,
-    query: &str,
-    body: &[u8],
-) -> Response<Full<Bytes>> {
-    let result: Result<Response<Full<Bytes>>, Response<Full<Bytes>>> = (|| {
-        Ok(match (method.as_str(), path) {
-            ("GET", "health") => ok(json!({"ok": true})),
-            ("GET", "state") => ok(state_json(emulator, query)),
-            ("POST", "seed") => {
-                let fixture: Fixture = parse(body)?;
-                let n = emulator
-                    .seed(&fixture)
-                    .map_err(|e| admin_error(StatusCode::BAD_REQUEST, e.to_string()))?;
-                ok(json!({"pipelines": n}))
+fn admin_route(emulator: &Emulator, method: &Method, path: &str, query: &str, body: &[u8]) -> Result<Value, AdminError> {
+    Ok(match (method.as_str(), path) {
+        ("GET", "health") => json!({"ok": true}),
+        ("GET", "state") => state_json(emulator, query),
+        ("POST", "seed") => {
+            let fixture: Fixture = parse(body)?;
+            let n = emulator
+                .seed(&fixture)
+                .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string()))?;
+            json!({"pipelines": n})
+        }
+        ("POST", "fleet") => {
+            let spec: FleetSpec = parse(body)?;
+            json!({"pipelines": emulator.seed_fleet(spec)})
+        }
+        ("GET", "clock") => clock_json(emulator),
+        ("POST", "clock") => {
+            let change: ClockChange = parse(body)?;
+            if let Some(by) = change.advance {
+                emulator.advance(by);
             }
-            ("POST", "fleet") => {
-                let spec: FleetSpec = parse(body)?;
-                ok(json!({"pipelines": emulator.seed_fleet(spec)}))
+            if let Some(ms) = change.set_ms {
+                emulator.set_time(ms);
             }
-            ("GET", "clock") => ok(clock_json(emulator)),
-            ("POST", "clock") => {
-                let change: ClockChange = parse(body)?;
-                if let Some(by) = change.advance {
-                    emulator.advance(by);
-                }
-                if let Some(ms) = change.set_ms {
-                    emulator.set_time(ms);
-                }
-                ok(clock_json(emulator))
-            }
-            ("GET", "faults") => ok(serde_json::to_value(emulator.faults()).unwrap_or_default()),
-            ("PUT", "faults") => {
-                let plan: FaultPlan = parse(body)?;
-                emulator.set_faults(plan);
-                ok(serde_json::to_value(emulator.faults()).unwrap_or_default())
-            }
-            ("GET", "calls") => {
-                let since: u64 = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("since="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let calls: Vec<_> = emulator
-                    .calls()
-                    .into_iter()
-                    .filter(|c| c.seq >= since)
-                    .collect();
-                ok(json!({"counts": emulator.call_counts(), "calls": calls}))
-            }
-            ("DELETE", "calls") => {
-                emulator.clear_calls();
-                ok(json!({"ok": true}))
-            }
-            ("POST", "reset") => {
-                emulator.reset();
-                ok(json!({"ok": true}))
-            }
-            _ => admin_error(
+            clock_json(emulator)
+        }
+        ("GET", "faults") => serde_json::to_value(emulator.faults()).unwrap_or_default(),
+        ("PUT", "faults") => {
+            let plan: FaultPlan = parse(body)?;
+            emulator.set_faults(plan);
+            serde_json::to_value(emulator.faults()).unwrap_or_default()
+        }
+        ("GET", "calls") => {
+            let since: u64 = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("since="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let calls: Vec<_> = emulator.calls().into_iter().filter(|c| c.seq >= since).collect();
+            json!({"counts": emulator.call_counts(), "calls": calls})
+        }
+        ("DELETE", "calls") => {
+            emulator.clear_calls();
+            json!({"ok": true})
+        }
+        ("POST", "reset") => {
+            emulator.reset();
+            json!({"ok": true})
+        }
+        _ => {
+            return Err(AdminError(
                 StatusCode::NOT_FOUND,
                 format!("no admin route {method} /_emulator/{path}"),
-            ),
-        })
-    })();
-    result.unwrap_or_else(|e| e)
+            ));
+        }
+    })
 }
 
 fn clock_json(emulator: &Emulator) -> Value {

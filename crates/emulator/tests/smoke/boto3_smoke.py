@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""boto3 against stopd-emulator: the same calls stopd and users' scripts make.
+
+Usage: boto3_smoke.py http://127.0.0.1:PORT   (the emulator seeded with --fleet 150)
+Exits non-zero, with the failing check, if boto3 cannot tell the emulator from the service.
+"""
+import sys
+
+import boto3
+import botocore.exceptions
+
+endpoint = sys.argv[1]
+cp = boto3.client(
+    "codepipeline",
+    endpoint_url=endpoint,
+    region_name="us-east-1",
+    aws_access_key_id="AKIDEXAMPLE",
+    aws_secret_access_key="secret",
+    config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1}),
+)
+
+names = [p["name"] for page in cp.get_paginator("list_pipelines").paginate(PaginationConfig={"PageSize": 50}) for p in page["pipelines"]]
+assert len(names) == 150, f"expected 150 pipelines, got {len(names)}"
+
+active = []
+for name in names:
+    for page in cp.get_paginator("list_pipeline_executions").paginate(pipelineName=name):
+        for s in page["pipelineExecutionSummaries"]:
+            assert s["status"] in {"Cancelled", "InProgress", "Stopped", "Stopping", "Succeeded", "Superseded", "Failed"}
+            if s["status"] == "InProgress":
+                active.append((name, s["pipelineExecutionId"]))
+assert active, "a generated fleet has running executions"
+
+name, eid = active[0]
+decl = cp.get_pipeline(name=name)
+arn = decl["metadata"]["pipelineArn"]
+tags = {t["key"]: t["value"] for t in cp.list_tags_for_resource(resourceArn=arn)["tags"]}
+assert "env" in tags, tags
+cp.get_pipeline_state(name=name)
+
+cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=False, reason="boto3 smoke")
+try:
+    cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=False, reason="again")
+    raise AssertionError("a second stop-and-wait must be refused")
+except cp.exceptions.DuplicatedStopRequestException:
+    pass
+cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=True, reason="upgrade")
+try:
+    cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=True)
+    raise AssertionError("stopping a stopped execution must be refused")
+except cp.exceptions.PipelineExecutionNotStoppableException:
+    pass
+status = cp.get_pipeline_execution(pipelineName=name, pipelineExecutionId=eid)["pipelineExecution"]["status"]
+assert status == "Stopped", status
+
+try:
+    cp.get_pipeline(name="does-not-exist")
+    raise AssertionError("unknown pipeline")
+except cp.exceptions.PipelineNotFoundException:
+    pass
+try:
+    cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, reason="x" * 201)
+    raise AssertionError("boto3 validates reason length itself, or the emulator must")
+except (cp.exceptions.ValidationException, botocore.exceptions.ParamValidationError):
+    pass
+new = cp.start_pipeline_execution(name=name)["pipelineExecutionId"]
+assert len(new) == 36
+
+print(f"boto3 smoke: ok ({len(names)} pipelines, {len(active)} running, stop/duplicate/upgrade/not-stoppable checked)")
