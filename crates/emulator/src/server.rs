@@ -221,14 +221,28 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body).map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn handle_admin(emulator: &Emulator, method: &Method, path: &str, query: &str, body: &[u8]) -> Response<Full<Bytes>> {
+fn handle_admin(
+    emulator: &Emulator,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
     match admin_route(emulator, method, path, query, body) {
         Ok(v) => json_response(StatusCode::OK, &v, "application/json"),
-        Err(AdminError(status, message)) => json_response(status, &json!({"error": message}), "application/json"),
+        Err(AdminError(status, message)) => {
+            json_response(status, &json!({"error": message}), "application/json")
+        }
     }
 }
 
-fn admin_route(emulator: &Emulator, method: &Method, path: &str, query: &str, body: &[u8]) -> Result<Value, AdminError> {
+fn admin_route(
+    emulator: &Emulator,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<Value, AdminError> {
     Ok(match (method.as_str(), path) {
         ("GET", "health") => json!({"ok": true}),
         ("GET", "state") => state_json(emulator, query),
@@ -266,7 +280,11 @@ fn admin_route(emulator: &Emulator, method: &Method, path: &str, query: &str, bo
                 .find_map(|kv| kv.strip_prefix("since="))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let calls: Vec<_> = emulator.calls().into_iter().filter(|c| c.seq >= since).collect();
+            let calls: Vec<_> = emulator
+                .calls()
+                .into_iter()
+                .filter(|c| c.seq >= since)
+                .collect();
             json!({"counts": emulator.call_counts(), "calls": calls})
         }
         ("DELETE", "calls") => {

@@ -58,7 +58,13 @@ pub fn client(endpoint: &str) -> Client {
     let config = aws_sdk_codepipeline::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDEXAMPLE", "secret", None, None, "tests"))
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "tests",
+        ))
         .endpoint_url(endpoint)
         .retry_config(aws_sdk_codepipeline::config::retry::RetryConfig::disabled())
         .build();
@@ -66,9 +72,15 @@ pub fn client(endpoint: &str) -> Client {
 }
 
 /// A raw awsJson1_1 call: (status, x-amzn-ErrorType header, parsed body).
-pub async fn raw_call(addr: std::net::SocketAddr, target: Option<&str>, body: &str) -> (u16, Option<String>, Value) {
+pub async fn raw_call(
+    addr: std::net::SocketAddr,
+    target: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let target_header = target.map(|t| format!("X-Amz-Target: {t}\r\n")).unwrap_or_default();
+    let target_header = target
+        .map(|t| format!("X-Amz-Target: {t}\r\n"))
+        .unwrap_or_default();
     let req = format!(
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n{target_header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -77,13 +89,20 @@ pub async fn raw_call(addr: std::net::SocketAddr, target: Option<&str>, body: &s
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8(buf).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete HTTP response");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("a complete HTTP response");
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     let error_type = head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("x-amzn-errortype").then(|| value.trim().to_string())
+        name.eq_ignore_ascii_case("x-amzn-errortype")
+            .then(|| value.trim().to_string())
     });
-    (status, error_type, serde_json::from_str(body).expect("JSON body"))
+    (
+        status,
+        error_type,
+        serde_json::from_str(body).expect("JSON body"),
+    )
 }
 
 pub fn target(op: &str) -> String {

@@ -9,7 +9,12 @@ use stopd_emulator::{EmulatorConfig, FleetSpec};
 
 use crate::common::{Env, FIXTURE, start, start_with};
 
-async fn stop(env: &Env, pipeline: &str, id: &str, abandon: bool) -> Result<(), StopPipelineExecutionError> {
+async fn stop(
+    env: &Env,
+    pipeline: &str,
+    id: &str,
+    abandon: bool,
+) -> Result<(), StopPipelineExecutionError> {
     env.client
         .stop_pipeline_execution()
         .pipeline_name(pipeline)
@@ -46,14 +51,32 @@ async fn stop_and_wait_stays_stopping_until_the_running_action_ends() {
     let id = running(&env);
     // 20 s in: Compile (10 s..70 s) is running and has 50 s left.
     stop(&env, "prod-web", &id, false).await.unwrap();
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopping);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
     env.emulator.advance(Duration::from_millis(49_999));
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopping);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
     env.emulator.advance(Duration::from_millis(1));
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopped);
-    let listed = env.client.list_pipeline_executions().pipeline_name("prod-web").send().await.unwrap();
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+    let listed = env
+        .client
+        .list_pipeline_executions()
+        .pipeline_name("prod-web")
+        .send()
+        .await
+        .unwrap();
     let summary = &listed.pipeline_execution_summaries.unwrap()[0];
-    assert_eq!(summary.stop_trigger.as_ref().unwrap().reason.as_deref(), Some("change freeze"));
+    assert_eq!(
+        summary.stop_trigger.as_ref().unwrap().reason.as_deref(),
+        Some("change freeze")
+    );
 }
 
 #[tokio::test]
@@ -61,9 +84,18 @@ async fn abandon_stops_at_once() {
     let env = start(FIXTURE).await;
     let id = running(&env);
     stop(&env, "prod-web", &id, true).await.unwrap();
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopped);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
     let e = stop(&env, "prod-web", &id, true).await.unwrap_err();
-    assert!(matches!(e, StopPipelineExecutionError::PipelineExecutionNotStoppableException(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::PipelineExecutionNotStoppableException(_)
+        ),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -72,27 +104,56 @@ async fn upgrade_from_stop_and_wait_to_abandon_is_allowed_once() {
     let id = running(&env);
     stop(&env, "prod-web", &id, false).await.unwrap();
     let e = stop(&env, "prod-web", &id, false).await.unwrap_err();
-    assert!(matches!(e, StopPipelineExecutionError::DuplicatedStopRequestException(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::DuplicatedStopRequestException(_)
+        ),
+        "{e:?}"
+    );
     stop(&env, "prod-web", &id, true).await.unwrap();
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopped);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
 }
 
 #[tokio::test]
 async fn second_abandon_is_refused_while_abandon_settles() {
     let config = EmulatorConfig {
-        behaviour: Behaviour { abandon_settle_ms: 5_000 },
+        behaviour: Behaviour {
+            abandon_settle_ms: 5_000,
+        },
         ..EmulatorConfig::default()
     };
     let env = start_with(config, FIXTURE).await;
     let id = running(&env);
     stop(&env, "prod-web", &id, true).await.unwrap();
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopping);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
     let e = stop(&env, "prod-web", &id, true).await.unwrap_err();
-    assert!(matches!(e, StopPipelineExecutionError::DuplicatedStopRequestException(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::DuplicatedStopRequestException(_)
+        ),
+        "{e:?}"
+    );
     let e = stop(&env, "prod-web", &id, false).await.unwrap_err();
-    assert!(matches!(e, StopPipelineExecutionError::DuplicatedStopRequestException(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::DuplicatedStopRequestException(_)
+        ),
+        "{e:?}"
+    );
     env.emulator.advance(Duration::from_secs(5));
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Stopped);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
 }
 
 #[tokio::test]
@@ -100,55 +161,131 @@ async fn execution_finishes_on_the_clock_and_is_then_not_stoppable() {
     let env = start(FIXTURE).await;
     let id = running(&env);
     env.emulator.advance(Duration::from_secs(410)); // 20 s + 410 s = 430 s total
-    assert_eq!(status(&env, "prod-web", &id).await, PipelineExecutionStatus::Succeeded);
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Succeeded
+    );
     let e = stop(&env, "prod-web", &id, false).await.unwrap_err();
-    assert!(matches!(e, StopPipelineExecutionError::PipelineExecutionNotStoppableException(_)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::PipelineExecutionNotStoppableException(_)
+        ),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
 async fn superseded_pipeline_replaces_the_older_execution_at_a_stage_boundary() {
     let env = start(FIXTURE).await;
     let c = &env.client;
-    let first = c.start_pipeline_execution().name("dev-api").send().await.unwrap().pipeline_execution_id.unwrap();
+    let first = c
+        .start_pipeline_execution()
+        .name("dev-api")
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id
+        .unwrap();
     env.emulator.advance(Duration::from_secs(40)); // in Build (30 s..330 s)
-    let second = c.start_pipeline_execution().name("dev-api").send().await.unwrap().pipeline_execution_id.unwrap();
+    let second = c
+        .start_pipeline_execution()
+        .name("dev-api")
+        .send()
+        .await
+        .unwrap()
+        .pipeline_execution_id
+        .unwrap();
     env.emulator.advance(Duration::from_secs(289));
-    assert_eq!(status(&env, "dev-api", &first).await, PipelineExecutionStatus::InProgress);
+    assert_eq!(
+        status(&env, "dev-api", &first).await,
+        PipelineExecutionStatus::InProgress
+    );
     env.emulator.advance(Duration::from_secs(1));
-    assert_eq!(status(&env, "dev-api", &first).await, PipelineExecutionStatus::Superseded);
-    assert_eq!(status(&env, "dev-api", &second).await, PipelineExecutionStatus::InProgress);
+    assert_eq!(
+        status(&env, "dev-api", &first).await,
+        PipelineExecutionStatus::Superseded
+    );
+    assert_eq!(
+        status(&env, "dev-api", &second).await,
+        PipelineExecutionStatus::InProgress
+    );
 }
 
 #[tokio::test]
 async fn queued_pipeline_runs_one_at_a_time_and_a_waiting_one_stops_at_once() {
     let env = start(FIXTURE).await;
     let c = &env.client;
-    let start = || async { c.start_pipeline_execution().name("prod-api").send().await.unwrap().pipeline_execution_id.unwrap() };
+    let start = || async {
+        c.start_pipeline_execution()
+            .name("prod-api")
+            .send()
+            .await
+            .unwrap()
+            .pipeline_execution_id
+            .unwrap()
+    };
     let a = start().await;
     let b = start().await;
     let waiting = start().await;
     // Both wait as InProgress (the model has no Queued status).
-    assert_eq!(status(&env, "prod-api", &b).await, PipelineExecutionStatus::InProgress);
+    assert_eq!(
+        status(&env, "prod-api", &b).await,
+        PipelineExecutionStatus::InProgress
+    );
     stop(&env, "prod-api", &waiting, false).await.unwrap();
-    assert_eq!(status(&env, "prod-api", &waiting).await, PipelineExecutionStatus::Stopped);
+    assert_eq!(
+        status(&env, "prod-api", &waiting).await,
+        PipelineExecutionStatus::Stopped
+    );
     env.emulator.advance(Duration::from_secs(930)); // a's whole run
-    assert_eq!(status(&env, "prod-api", &a).await, PipelineExecutionStatus::Succeeded);
-    assert_eq!(status(&env, "prod-api", &b).await, PipelineExecutionStatus::InProgress);
+    assert_eq!(
+        status(&env, "prod-api", &a).await,
+        PipelineExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        status(&env, "prod-api", &b).await,
+        PipelineExecutionStatus::InProgress
+    );
     env.emulator.advance(Duration::from_secs(930));
-    assert_eq!(status(&env, "prod-api", &b).await, PipelineExecutionStatus::Succeeded);
+    assert_eq!(
+        status(&env, "prod-api", &b).await,
+        PipelineExecutionStatus::Succeeded
+    );
 }
 
 #[tokio::test]
 async fn generated_fleet_has_rollbacks_and_parallel_pipelines_with_several_running() {
     let env = start(r#"{"pipelines": []}"#).await;
-    env.emulator.seed_fleet(FleetSpec { pipelines: 1_000, seed: 42, history: 2 });
+    env.emulator.seed_fleet(FleetSpec {
+        pipelines: 1_000,
+        seed: 42,
+        history: 2,
+    });
     let active = env.emulator.active_executions();
-    let running_pipelines: std::collections::HashSet<_> = active.iter().map(|(p, _)| p.clone()).collect();
+    let running_pipelines: std::collections::HashSet<_> =
+        active.iter().map(|(p, _)| p.clone()).collect();
     // "About a third running".
-    assert!((250..=450).contains(&running_pipelines.len()), "{}", running_pipelines.len());
-    assert!(active.len() > running_pipelines.len() + 100, "PARALLEL pipelines run several");
-    let (p, rollback) = active.iter().find(|(_, e)| e.execution_type == "ROLLBACK").expect("a rollback");
-    let listed = env.client.list_pipeline_executions().pipeline_name(p).send().await.unwrap();
+    assert!(
+        (250..=450).contains(&running_pipelines.len()),
+        "{}",
+        running_pipelines.len()
+    );
+    assert!(
+        active.len() > running_pipelines.len() + 100,
+        "PARALLEL pipelines run several"
+    );
+    let (p, rollback) = active
+        .iter()
+        .find(|(_, e)| e.execution_type == "ROLLBACK")
+        .expect("a rollback");
+    let listed = env
+        .client
+        .list_pipeline_executions()
+        .pipeline_name(p)
+        .send()
+        .await
+        .unwrap();
     let s = listed
         .pipeline_execution_summaries
         .unwrap()

@@ -11,7 +11,10 @@ async fn ok_call(addr: std::net::SocketAddr, op: &str, body: Value) -> Value {
     let (status, err, v) = raw_call(addr, Some(&target(op)), &body.to_string()).await;
     assert_eq!(status, 200, "{op}: {err:?} {v}");
     let violations = Model::get().check_output(op, &v);
-    assert!(violations.is_empty(), "{op} response breaks the model: {violations:?}\n{v}");
+    assert!(
+        violations.is_empty(),
+        "{op} response breaks the model: {violations:?}\n{v}"
+    );
     v
 }
 
@@ -23,7 +26,12 @@ async fn every_operation_response_matches_the_model_output_shape() {
     // Stop one execution so that stopTrigger appears, start a rollback-free one in QUEUED.
     let id = env.emulator.executions("prod-web")[1].id.clone();
     ok_call(addr, "StartPipelineExecution", json!({"name": "prod-api"})).await;
-    ok_call(addr, "StartPipelineExecution", json!({"name": "prod-api", "clientRequestToken": "abc-1"})).await;
+    ok_call(
+        addr,
+        "StartPipelineExecution",
+        json!({"name": "prod-api", "clientRequestToken": "abc-1"}),
+    )
+    .await;
     ok_call(
         addr,
         "StopPipelineExecution",
@@ -34,26 +42,67 @@ async fn every_operation_response_matches_the_model_output_shape() {
     ok_call(addr, "GetPipeline", json!({"name": "prod-web"})).await;
     let state = ok_call(addr, "GetPipelineState", json!({"name": "prod-web"})).await;
     assert_eq!(state["stageStates"].as_array().unwrap().len(), 3);
-    let list = ok_call(addr, "ListPipelineExecutions", json!({"pipelineName": "prod-web"})).await;
-    assert_eq!(list["pipelineExecutionSummaries"][0]["stopTrigger"]["reason"], "freeze");
-    ok_call(addr, "ListPipelineExecutions", json!({"pipelineName": "prod-api", "maxResults": 1})).await;
-    ok_call(addr, "GetPipelineExecution", json!({"pipelineName": "prod-web", "pipelineExecutionId": id})).await;
-    let tags = ok_call(addr, "ListTagsForResource", json!({"resourceArn": arn, "maxResults": 1})).await;
+    let list = ok_call(
+        addr,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "prod-web"}),
+    )
+    .await;
+    assert_eq!(
+        list["pipelineExecutionSummaries"][0]["stopTrigger"]["reason"],
+        "freeze"
+    );
+    ok_call(
+        addr,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "prod-api", "maxResults": 1}),
+    )
+    .await;
+    ok_call(
+        addr,
+        "GetPipelineExecution",
+        json!({"pipelineName": "prod-web", "pipelineExecutionId": id}),
+    )
+    .await;
+    let tags = ok_call(
+        addr,
+        "ListTagsForResource",
+        json!({"resourceArn": arn, "maxResults": 1}),
+    )
+    .await;
     assert!(tags["nextToken"].is_string());
     // Every one of the eight operations was served with 200.
-    let served: std::collections::BTreeSet<String> = env.emulator.calls().into_iter().map(|c| c.operation).collect();
-    assert_eq!(served.len(), stopd_emulator::api::OPERATIONS.len(), "{served:?}");
+    let served: std::collections::BTreeSet<String> = env
+        .emulator
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(
+        served.len(),
+        stopd_emulator::api::OPERATIONS.len(),
+        "{served:?}"
+    );
 }
 
 #[tokio::test]
 async fn generated_fleet_responses_match_the_model() {
     let env = start(r#"{"pipelines": []}"#).await;
-    env.emulator.seed_fleet(FleetSpec { pipelines: 60, seed: 3, history: 4 });
+    env.emulator.seed_fleet(FleetSpec {
+        pipelines: 60,
+        seed: 3,
+        history: 4,
+    });
     let addr = env.server.addr();
     let pipelines = ok_call(addr, "ListPipelines", json!({})).await;
     for p in pipelines["pipelines"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
-        ok_call(addr, "ListPipelineExecutions", json!({"pipelineName": name})).await;
+        ok_call(
+            addr,
+            "ListPipelineExecutions",
+            json!({"pipelineName": name}),
+        )
+        .await;
         ok_call(addr, "GetPipelineState", json!({"name": name})).await;
     }
 }
@@ -114,7 +163,11 @@ async fn bad_input_gets_the_service_error_names() {
     ];
     for (t, body, status, code, needle) in cases {
         let (got_status, header, v) = raw_call(addr, t.as_deref(), &body).await;
-        assert_eq!((got_status, header.as_deref()), (status, Some(code)), "{t:?} {body}: {v}");
+        assert_eq!(
+            (got_status, header.as_deref()),
+            (status, Some(code)),
+            "{t:?} {body}: {v}"
+        );
         assert_eq!(v["__type"], code);
         assert!(v["message"].as_str().unwrap().contains(needle), "{v}");
     }
@@ -124,14 +177,20 @@ async fn bad_input_gets_the_service_error_names() {
 async fn injected_faults_use_the_wire_format_of_the_service() {
     let env = start(FIXTURE).await;
     let addr = env.server.addr();
-    env.emulator.add_fault(FaultRule::new(Some("ListPipelines"), Fault::Conflict).times(1));
-    env.emulator.add_fault(FaultRule::new(Some("ListPipelines"), Fault::Throttling).times(1));
-    env.emulator.add_fault(FaultRule::new(Some("ListPipelines"), Fault::Http503).times(1));
+    env.emulator
+        .add_fault(FaultRule::new(Some("ListPipelines"), Fault::Conflict).times(1));
+    env.emulator
+        .add_fault(FaultRule::new(Some("ListPipelines"), Fault::Throttling).times(1));
+    env.emulator
+        .add_fault(FaultRule::new(Some("ListPipelines"), Fault::Http503).times(1));
     let body = "{}";
     let t = target("ListPipelines");
     assert_eq!(raw_call(addr, Some(&t), body).await.0, 409);
     let (status, header, v) = raw_call(addr, Some(&t), body).await;
-    assert_eq!((status, header.as_deref()), (400, Some("ThrottlingException")));
+    assert_eq!(
+        (status, header.as_deref()),
+        (400, Some("ThrottlingException"))
+    );
     assert_eq!(v["message"], "Rate exceeded");
     assert_eq!(raw_call(addr, Some(&t), body).await.0, 503);
     assert_eq!(raw_call(addr, Some(&t), body).await.0, 200);

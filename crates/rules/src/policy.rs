@@ -1,0 +1,624 @@
+//! Compiling a [`PolicySpec`] into a [`Policy`]: every check serde cannot make, each error
+//! naming the table, index and key it is about.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::cron::{CronError, CronExpr};
+use crate::select::{GlobError, Selector};
+use crate::spec::{ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec};
+use crate::template::{Template, TemplateError};
+use crate::window::{Schedule, Window};
+use crate::zone::resolve_local;
+
+/// The reason template used when neither the rule nor `[defaults]` sets one.
+pub const DEFAULT_REASON: &str = "stopd: {rule}";
+
+/// What kind of rule decided a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    /// A `[[freeze]]`.
+    Freeze,
+    /// A `[[timeout]]`.
+    Timeout,
+    /// A stop asked for by hand (`stopd stop`).
+    Manual,
+}
+
+impl RuleKind {
+    /// The audit-log and template name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::Freeze => "freeze",
+            RuleKind::Timeout => "timeout",
+            RuleKind::Manual => "manual",
+        }
+    }
+}
+
+/// Where a policy error is: `freeze[2].cron`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The table entry.
+    pub rule: RuleRef,
+    /// The key inside it, if the error is about one key.
+    pub key: Option<&'static str>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.rule.table {
+            Table::Defaults => write!(f, "defaults")?,
+            t => write!(f, "{}[{}]", t.as_str(), self.rule.index)?,
+        }
+        if let Some(k) = self.key {
+            write!(f, ".{k}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyErrorKind {
+    /// `name = ""`.
+    #[error("name must not be empty")]
+    EmptyName,
+    /// Two entries share a name.
+    #[error("name {name:?} is already used by {first}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// Where it was first used, e.g. `freeze[0]`.
+        first: String,
+    },
+    /// A cron expression that does not parse or never fires.
+    #[error("{0}")]
+    Cron(#[from] CronError),
+    /// Not an IANA zone name.
+    #[error("unknown time zone {0:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\"")]
+    UnknownZone(String),
+    /// A span of zero.
+    #[error("must be longer than zero")]
+    NotPositive,
+    /// A one-off window whose end is not after its start.
+    #[error("end {end} is not after start {start}")]
+    EndNotAfterStart {
+        /// Start, UTC.
+        start: String,
+        /// End, UTC.
+        end: String,
+    },
+    /// `escalate_after` on a rule whose mode is already abandon.
+    #[error("escalate_after needs mode \"finish\": a stop that abandons cannot be escalated")]
+    EscalateWithAbandon,
+    /// A reason template with an unknown placeholder or an unbalanced brace.
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    /// A glob that does not compile.
+    #[error("{0}")]
+    Glob(#[from] GlobError),
+    /// Not a date-time.
+    #[error(
+        "{0:?} is not a date-time: write RFC 3339 with an offset (\"2026-12-19T00:00:00Z\") or a local date-time (\"2026-12-19T00:00:00\")"
+    )]
+    BadTime(String),
+    /// A freeze that is neither recurring nor one-off, or both.
+    #[error("a freeze is either recurring (cron + duration) or one-off (start + end); {0}")]
+    FreezeShape(&'static str),
+    /// An empty `pipelines` list matches nothing.
+    #[error("an empty list matches no pipeline; leave the key out to match all")]
+    EmptyPipelines,
+}
+
+/// One problem in a policy, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {kind}")]
+pub struct PolicyError {
+    /// Where.
+    pub at: Location,
+    /// What.
+    pub kind: PolicyErrorKind,
+}
+
+/// What a freeze or timeout reacts to.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// Freeze windows, and the grace given to executions already running when one opens.
+    Freeze {
+        /// When the freeze is in force.
+        schedule: Schedule,
+        /// Grace for executions that started before the window.
+        grace: Duration,
+    },
+    /// Longest allowed run.
+    Timeout {
+        /// `now - start > max` stops.
+        max: Duration,
+    },
+}
+
+/// A compiled freeze or timeout.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique name.
+    pub name: String,
+    /// Where it is in the policy file.
+    pub at: RuleRef,
+    /// Freeze or timeout.
+    pub kind: RuleKind,
+    /// Stop mode.
+    pub mode: Mode,
+    /// Reason template.
+    pub reason: Template,
+    /// Which pipelines.
+    pub selector: Selector,
+    /// Whether ROLLBACK executions are stopped too.
+    pub rollbacks: bool,
+    /// Still Stopping after this long -> abandon (mode finish only).
+    pub escalate_after: Option<Duration>,
+    /// The rule's zone (for display; schedules carry their own).
+    pub timezone: Tz,
+    /// Windows or timeout.
+    pub trigger: Trigger,
+}
+
+/// Where an exemption comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExemptionSource {
+    /// An `[[exempt]]` table.
+    Config,
+    /// A break-glass exemption from the database (`stopd exempt add`).
+    BreakGlass,
+}
+
+/// An exemption: never stop what it selects, until it expires.
+#[derive(Debug, Clone)]
+pub struct Exemption {
+    /// Name (for break-glass: the database id).
+    pub name: String,
+    /// Which pipelines.
+    pub selector: Selector,
+    /// Exclusive expiry.
+    pub until: Option<DateTime<Utc>>,
+    /// Why, for display.
+    pub reason: Option<String>,
+    /// Config or break-glass.
+    pub source: ExemptionSource,
+}
+
+impl Exemption {
+    /// A break-glass exemption for pipelines matching `glob` until `until`.
+    pub fn break_glass(
+        name: impl Into<String>,
+        glob: &str,
+        until: DateTime<Utc>,
+        reason: impl Into<String>,
+    ) -> Result<Exemption, GlobError> {
+        Ok(Exemption {
+            name: name.into(),
+            selector: Selector::new(&[glob.to_string()], &[], BTreeMap::new())?,
+            until: Some(until),
+            reason: Some(reason.into()),
+            source: ExemptionSource::BreakGlass,
+        })
+    }
+
+    /// Whether it is in force at `t`.
+    pub fn active_at(&self, t: DateTime<Utc>) -> bool {
+        self.until.is_none_or(|u| t < u)
+    }
+}
+
+/// A validated policy: rules in precedence order, and exemptions.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Freezes and timeouts, in file order.
+    pub(crate) rules: Vec<Rule>,
+    /// `[[exempt]]` entries.
+    pub(crate) exemptions: Vec<Exemption>,
+    /// `[defaults] timezone`.
+    pub(crate) default_tz: Tz,
+}
+
+/// Parses an IANA zone name.
+pub fn parse_zone(name: &str) -> Option<Tz> {
+    name.parse::<Tz>().ok()
+}
+
+/// Parses RFC 3339 with an offset, or a local date-time (or date) in `tz`.
+pub fn parse_time(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    let local = [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })?;
+    Some(resolve_local(local, tz))
+}
+
+fn span(d: std::time::Duration) -> Duration {
+    Duration::from_std(d).unwrap_or(Duration::MAX)
+}
+
+/// Collects errors for one entry.
+struct Ctx<'a> {
+    rule: RuleRef,
+    errors: &'a mut Vec<PolicyError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, key: Option<&'static str>, kind: PolicyErrorKind) {
+        self.errors.push(PolicyError {
+            at: Location {
+                rule: self.rule,
+                key,
+            },
+            kind,
+        });
+    }
+
+    fn zone(&mut self, name: Option<&str>, default: Tz) -> Tz {
+        match name {
+            None => default,
+            Some(n) => parse_zone(n).unwrap_or_else(|| {
+                self.err(
+                    Some("timezone"),
+                    PolicyErrorKind::UnknownZone(n.to_string()),
+                );
+                default
+            }),
+        }
+    }
+
+    fn positive(&mut self, key: &'static str, d: Option<std::time::Duration>) -> Option<Duration> {
+        let d = d?;
+        if d.is_zero() {
+            self.err(Some(key), PolicyErrorKind::NotPositive);
+            return None;
+        }
+        Some(span(d))
+    }
+
+    fn template(&mut self, text: &str) -> Template {
+        Template::parse(text).unwrap_or_else(|e| {
+            self.err(Some("reason"), e.into());
+            Template::parse(DEFAULT_REASON).expect("default template parses")
+        })
+    }
+
+    fn selector(
+        &mut self,
+        pipelines: Option<&Vec<String>>,
+        exclude: Option<&Vec<String>>,
+        tags: Option<&BTreeMap<String, String>>,
+    ) -> Selector {
+        let all = vec!["*".to_string()];
+        let include = pipelines.unwrap_or(&all);
+        if include.is_empty() {
+            self.err(Some("pipelines"), PolicyErrorKind::EmptyPipelines);
+        }
+        let exclude = exclude.cloned().unwrap_or_default();
+        let tags = tags.cloned().unwrap_or_default();
+        Selector::new(include, &exclude, tags.clone()).unwrap_or_else(|e| {
+            let key = if Selector::new(include, &[], BTreeMap::new()).is_err() {
+                "pipelines"
+            } else {
+                "exclude"
+            };
+            self.err(Some(key), e.into());
+            Selector::new(&[], &[], tags).expect("empty selector builds")
+        })
+    }
+
+    fn time(&mut self, key: &'static str, text: &str, tz: Tz) -> Option<DateTime<Utc>> {
+        let t = parse_time(text, tz);
+        if t.is_none() {
+            self.err(Some(key), PolicyErrorKind::BadTime(text.to_string()));
+        }
+        t
+    }
+}
+
+impl Policy {
+    /// Validates a policy. Returns every problem found, not only the first.
+    pub fn compile(spec: &PolicySpec) -> Result<Policy, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let defaults_ref = RuleRef {
+            table: Table::Defaults,
+            index: 0,
+        };
+        let mut dctx = Ctx {
+            rule: defaults_ref,
+            errors: &mut errors,
+        };
+        let default_tz = dctx.zone(spec.defaults.timezone.as_deref(), chrono_tz::UTC);
+        let default_mode = spec.defaults.mode.unwrap_or(Mode::Finish);
+        let default_reason = spec.defaults.reason.as_deref().unwrap_or(DEFAULT_REASON);
+        dctx.template(default_reason);
+
+        let mut names: HashMap<String, RuleRef> = HashMap::new();
+        let mut check_name = |name: &str, at: RuleRef, errors: &mut Vec<PolicyError>| {
+            let loc = Location {
+                rule: at,
+                key: Some("name"),
+            };
+            if name.trim().is_empty() {
+                errors.push(PolicyError {
+                    at: loc,
+                    kind: PolicyErrorKind::EmptyName,
+                });
+            } else if let Some(first) = names.get(name) {
+                errors.push(PolicyError {
+                    at: loc,
+                    kind: PolicyErrorKind::DuplicateName {
+                        name: name.to_string(),
+                        first: Location {
+                            rule: *first,
+                            key: None,
+                        }
+                        .to_string(),
+                    },
+                });
+            } else {
+                names.insert(name.to_string(), at);
+            }
+        };
+
+        let mut rules = Vec::new();
+        for (index, f) in spec.freeze.iter().enumerate() {
+            let at = RuleRef {
+                table: Table::Freeze,
+                index,
+            };
+            check_name(&f.name, at, &mut errors);
+            let mut ctx = Ctx {
+                rule: at,
+                errors: &mut errors,
+            };
+            if let Some(rule) =
+                compile_freeze(f, &mut ctx, default_tz, default_mode, default_reason)
+            {
+                rules.push(rule);
+            }
+        }
+        for (index, t) in spec.timeout.iter().enumerate() {
+            let at = RuleRef {
+                table: Table::Timeout,
+                index,
+            };
+            check_name(&t.name, at, &mut errors);
+            let mut ctx = Ctx {
+                rule: at,
+                errors: &mut errors,
+            };
+            if let Some(rule) =
+                compile_timeout(t, &mut ctx, default_tz, default_mode, default_reason)
+            {
+                rules.push(rule);
+            }
+        }
+        let mut exemptions = Vec::new();
+        for (index, e) in spec.exempt.iter().enumerate() {
+            let at = RuleRef {
+                table: Table::Exempt,
+                index,
+            };
+            check_name(&e.name, at, &mut errors);
+            let mut ctx = Ctx {
+                rule: at,
+                errors: &mut errors,
+            };
+            exemptions.push(compile_exempt(e, &mut ctx, default_tz));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // File order: the loader's order if given, else freezes then timeouts.
+        if !spec.file_order.is_empty() {
+            let pos = |r: &Rule| {
+                spec.file_order
+                    .iter()
+                    .position(|x| *x == r.at)
+                    .unwrap_or(usize::MAX)
+            };
+            rules.sort_by_key(|r| (pos(r), r.at));
+        }
+        Ok(Policy {
+            rules,
+            exemptions,
+            default_tz,
+        })
+    }
+
+    /// Freezes and timeouts in precedence (file) order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rule of that name.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// The `[[exempt]]` entries.
+    pub fn exemptions(&self) -> &[Exemption] {
+        &self.exemptions
+    }
+
+    /// `[defaults] timezone`.
+    pub fn default_timezone(&self) -> Tz {
+        self.default_tz
+    }
+
+    /// Whether any rule selects by tag (so discovery must fetch tags).
+    pub fn uses_tags(&self) -> bool {
+        self.rules.iter().any(|r| r.selector.uses_tags())
+    }
+
+    /// Whether some rule can apply to a pipeline of this name (tags aside): discovery skips
+    /// the others before making any per-pipeline call.
+    pub fn may_apply_to(&self, pipeline: &str) -> bool {
+        self.rules.iter().any(|r| r.selector.name_matches(pipeline))
+    }
+}
+
+fn compile_freeze(
+    f: &FreezeSpec,
+    ctx: &mut Ctx<'_>,
+    default_tz: Tz,
+    default_mode: Mode,
+    default_reason: &str,
+) -> Option<Rule> {
+    let tz = ctx.zone(f.timezone.as_deref(), default_tz);
+    let schedule = match (&f.cron, f.duration, &f.start, &f.end) {
+        (Some(cron), duration, None, None) => {
+            let cron = CronExpr::parse(cron)
+                .map_err(|e| ctx.err(Some("cron"), e.into()))
+                .ok();
+            let duration = match duration {
+                None => {
+                    ctx.err(
+                        Some("duration"),
+                        PolicyErrorKind::FreezeShape("cron needs duration"),
+                    );
+                    None
+                }
+                d => ctx.positive("duration", d),
+            };
+            Schedule::Recurring {
+                cron: cron?,
+                duration: duration?,
+                tz,
+            }
+        }
+        (None, None, Some(start), Some(end)) => {
+            let s = ctx.time("start", start, tz);
+            let e = ctx.time("end", end, tz);
+            let (s, e) = (s?, e?);
+            if e <= s {
+                ctx.err(
+                    Some("end"),
+                    PolicyErrorKind::EndNotAfterStart {
+                        start: s.to_rfc3339(),
+                        end: e.to_rfc3339(),
+                    },
+                );
+                return None;
+            }
+            Schedule::OneOff(Window { start: s, end: e })
+        }
+        (None, Some(_), None, None) => {
+            ctx.err(
+                Some("cron"),
+                PolicyErrorKind::FreezeShape("duration needs cron"),
+            );
+            return None;
+        }
+        (None, _, Some(_), None) => {
+            ctx.err(Some("end"), PolicyErrorKind::FreezeShape("start needs end"));
+            return None;
+        }
+        (None, _, None, Some(_)) => {
+            ctx.err(
+                Some("start"),
+                PolicyErrorKind::FreezeShape("end needs start"),
+            );
+            return None;
+        }
+        (None, None, None, None) => {
+            ctx.err(None, PolicyErrorKind::FreezeShape("this one has neither"));
+            return None;
+        }
+        _ => {
+            ctx.err(None, PolicyErrorKind::FreezeShape("this one mixes both"));
+            return None;
+        }
+    };
+    let grace = match f.grace {
+        Some(g) => span(g),
+        None => Duration::zero(),
+    };
+    let mode = f.mode.unwrap_or(default_mode);
+    let escalate_after = escalation(ctx, mode, f.escalate_after);
+    let reason = ctx.template(f.reason.as_deref().unwrap_or(default_reason));
+    let selector = ctx.selector(f.pipelines.as_ref(), f.exclude.as_ref(), f.tags.as_ref());
+    Some(Rule {
+        name: f.name.clone(),
+        at: ctx.rule,
+        kind: RuleKind::Freeze,
+        mode,
+        reason,
+        selector,
+        rollbacks: f.rollbacks.unwrap_or(false),
+        escalate_after,
+        timezone: tz,
+        trigger: Trigger::Freeze { schedule, grace },
+    })
+}
+
+fn escalation(
+    ctx: &mut Ctx<'_>,
+    mode: Mode,
+    after: Option<std::time::Duration>,
+) -> Option<Duration> {
+    let after = ctx.positive("escalate_after", after)?;
+    if mode == Mode::Abandon {
+        ctx.err(Some("escalate_after"), PolicyErrorKind::EscalateWithAbandon);
+        return None;
+    }
+    Some(after)
+}
+
+fn compile_timeout(
+    t: &TimeoutSpec,
+    ctx: &mut Ctx<'_>,
+    default_tz: Tz,
+    default_mode: Mode,
+    default_reason: &str,
+) -> Option<Rule> {
+    let max = ctx.positive("max_duration", Some(t.max_duration));
+    let mode = t.mode.unwrap_or(default_mode);
+    let escalate_after = escalation(ctx, mode, t.escalate_after);
+    let reason = ctx.template(t.reason.as_deref().unwrap_or(default_reason));
+    let selector = ctx.selector(t.pipelines.as_ref(), t.exclude.as_ref(), t.tags.as_ref());
+    Some(Rule {
+        name: t.name.clone(),
+        at: ctx.rule,
+        kind: RuleKind::Timeout,
+        mode,
+        reason,
+        selector,
+        rollbacks: t.rollbacks.unwrap_or(false),
+        escalate_after,
+        timezone: default_tz,
+        trigger: Trigger::Timeout { max: max? },
+    })
+}
+
+fn compile_exempt(e: &ExemptSpec, ctx: &mut Ctx<'_>, default_tz: Tz) -> Exemption {
+    let until = e
+        .until
+        .as_deref()
+        .and_then(|u| ctx.time("until", u, default_tz));
+    Exemption {
+        name: e.name.clone(),
+        selector: ctx.selector(e.pipelines.as_ref(), e.exclude.as_ref(), e.tags.as_ref()),
+        until,
+        reason: e.reason.clone(),
+        source: ExemptionSource::Config,
+    }
+}
