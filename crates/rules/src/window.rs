@@ -9,9 +9,10 @@ use chrono_tz::Tz;
 
 use crate::cron::CronExpr;
 
-/// How many instances a merge follows before it stops: a rule whose windows never leave a gap
-/// (e.g. every minute, lasting an hour) is reported as one window this many instances long.
-pub const MAX_MERGED_INSTANCES: usize = 10_000;
+/// How far a merge follows overlapping instances, each way, before it stops. A rule whose
+/// windows never leave a gap (daily, lasting 24 h or more) is in force without end; it is
+/// reported as a window reaching this far before and after the instance in question.
+pub const MERGE_HORIZON: Duration = Duration::days(366);
 
 /// One window, merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +73,7 @@ impl Schedule {
             return s;
         };
         let mut start = s;
-        for _ in 0..MAX_MERGED_INSTANCES {
+        while s - start < MERGE_HORIZON {
             match cron.prev_at_or_before(start - ONE_SECOND, *tz) {
                 Some(p) if p + *duration >= start => start = p,
                 _ => break,
@@ -88,7 +89,7 @@ impl Schedule {
         };
         let mut last = s;
         let mut end = s + *duration;
-        for _ in 0..MAX_MERGED_INSTANCES {
+        while last - s < MERGE_HORIZON {
             match cron.next_after(last, *tz) {
                 Some(n) if n <= end => {
                     last = n;

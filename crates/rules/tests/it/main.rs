@@ -1,1 +1,7 @@
+//! Integration tests of `stopd-rules`: one binary, modules by concern.
 
+mod common;
+mod decisions;
+mod dst;
+mod properties;
+mod validation;

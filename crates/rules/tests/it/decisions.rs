@@ -1,0 +1,290 @@
+//! Decisions: precedence, exemptions, grace, rollbacks, timeouts, templates, transitions.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use stopd_rules::{ExecutionFacts, Exemption, Mode, RuleKind, Verdict};
+
+use crate::common::{facts, policy, utc};
+
+const POLICY: &str = r#"
+[defaults]
+timezone = "Europe/Berlin"
+reason = "stopd: {rule}"
+
+[[freeze]]
+name = "weekend"
+cron = "0 18 * * FRI"
+duration = "62h"
+pipelines = ["prod-*"]
+exclude = ["prod-hotfix-*"]
+grace = "10m"
+reason = "Weekend change freeze until {until} ({kind} {rule} on {pipeline}/{execution})"
+escalate_after = "15m"
+
+[[freeze]]
+name = "prod-tagged"
+cron = "0 18 * * FRI"
+duration = "62h"
+tags = { env = "prod", tier = "1" }
+mode = "abandon"
+
+[[timeout]]
+name = "two-hours"
+max_duration = "2h"
+mode = "abandon"
+reason = "ran {elapsed}, limit {max_duration}"
+
+[[exempt]]
+name = "hotfix-lane"
+pipelines = ["prod-web-hotfix"]
+until = "2026-12-31T00:00:00Z"
+"#;
+
+fn stop(v: &Verdict) -> &stopd_rules::Decision {
+    match v {
+        Verdict::Stop(d) => d,
+        other => panic!("expected a stop, got {other:?}"),
+    }
+}
+
+// Friday 2026-11-27 18:00 CET = 17:00Z; the window ends Monday 07:00Z.
+const OPENS: &str = "2026-11-27T17:00:00Z";
+
+#[test]
+fn freeze_stops_at_its_first_instant_and_not_at_its_end() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [facts("prod-web", "e1", "2026-11-27T17:00:00Z", &none)];
+    assert_eq!(
+        p.decide(utc("2026-11-27T16:59:59Z"), &ex, &[])[0],
+        Verdict::Allow
+    );
+    let d = stop(&p.decide(utc(OPENS), &ex, &[])[0]).clone();
+    assert_eq!(
+        (d.rule.as_str(), d.kind, d.mode),
+        ("weekend", RuleKind::Freeze, Mode::Finish)
+    );
+    assert_eq!(d.escalate_after, Some(Duration::minutes(15)));
+    assert_eq!(
+        d.reason,
+        "Weekend change freeze until 2026-11-30T07:00:00Z (freeze weekend on prod-web/e1)"
+    );
+    assert!(
+        d.explanation
+            .contains("since 2026-11-27T17:00:00Z (Fri 18:00 CET)"),
+        "{}",
+        d.explanation
+    );
+    let ex_late = [facts("prod-web", "e2", "2026-11-30T06:00:00Z", &none)];
+    assert!(matches!(
+        p.decide(utc("2026-11-30T06:59:59Z"), &ex_late, &[])[0],
+        Verdict::Stop(_)
+    ));
+    assert_eq!(
+        p.decide(utc("2026-11-30T07:00:00Z"), &ex_late, &[])[0],
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn running_before_the_window_gets_grace_then_stops() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [facts("prod-web", "e1", "2026-11-27T16:30:00Z", &none)];
+    assert_eq!(
+        p.decide(utc("2026-11-27T17:09:59Z"), &ex, &[])[0],
+        Verdict::Grace {
+            rule: "weekend".into(),
+            until: utc("2026-11-27T17:10:00Z")
+        }
+    );
+    assert!(matches!(
+        p.decide(utc("2026-11-27T17:10:00Z"), &ex, &[])[0],
+        Verdict::Stop(_)
+    ));
+    // Started inside the window: no grace.
+    let inside = [facts("prod-web", "e2", "2026-11-27T17:05:00Z", &none)];
+    assert!(matches!(
+        p.decide(utc("2026-11-27T17:06:00Z"), &inside, &[])[0],
+        Verdict::Stop(_)
+    ));
+}
+
+#[test]
+fn abandon_wins_over_finish_then_file_order() {
+    let p = policy(POLICY);
+    let tags: BTreeMap<String, String> =
+        [("env".into(), "prod".into()), ("tier".into(), "1".into())].into();
+    let ex = [facts("prod-web", "e1", "2026-11-27T18:00:00Z", &tags)];
+    let d = stop(&p.decide(utc("2026-11-27T18:30:00Z"), &ex, &[])[0]).clone();
+    assert_eq!((d.rule.as_str(), d.mode), ("prod-tagged", Mode::Abandon));
+    // Both abandon: the first in file order (the freeze before the timeout).
+    let ex = [facts("prod-web", "e1", "2026-11-27T15:00:00Z", &tags)];
+    let d = stop(&p.decide(utc("2026-11-27T18:30:00Z"), &ex, &[])[0]).clone();
+    assert_eq!(d.rule, "prod-tagged");
+}
+
+#[test]
+fn file_order_given_by_the_loader_decides_ties() {
+    let mut spec: stopd_rules::PolicySpec = toml::from_str(
+        r#"
+        [[freeze]]
+        name = "a"
+        cron = "0 0 * * *"
+        duration = "24h"
+        [[timeout]]
+        name = "b"
+        max_duration = "1m"
+        "#,
+    )
+    .unwrap();
+    use stopd_rules::{RuleRef, Table};
+    spec.file_order = vec![
+        RuleRef {
+            table: Table::Timeout,
+            index: 0,
+        },
+        RuleRef {
+            table: Table::Freeze,
+            index: 0,
+        },
+    ];
+    let p = stopd_rules::Policy::compile(&spec).unwrap();
+    let none = BTreeMap::new();
+    let ex = [facts("x", "e", "2026-11-25T00:00:00Z", &none)];
+    assert_eq!(
+        stop(&p.decide(utc("2026-11-25T12:00:00Z"), &ex, &[])[0]).rule,
+        "b"
+    );
+}
+
+#[test]
+fn exemptions_win_until_they_expire() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [facts(
+        "prod-web-hotfix",
+        "e1",
+        "2026-11-27T18:00:00Z",
+        &none,
+    )];
+    assert_eq!(
+        p.decide(utc("2026-11-27T18:30:00Z"), &ex, &[])[0],
+        Verdict::Exempt {
+            exemption: "hotfix-lane".into(),
+            rule: "weekend".into()
+        }
+    );
+    // Excluded by the rule itself: no rule applies at all.
+    let ex = [facts("prod-hotfix-1", "e1", "2026-11-27T18:00:00Z", &none)];
+    assert_eq!(
+        p.decide(utc("2026-11-27T18:30:00Z"), &ex, &[])[0],
+        Verdict::Allow
+    );
+    // A break-glass exemption from the database, and its expiry.
+    let bg = Exemption::break_glass("bg-1", "prod-*", utc("2026-11-27T19:00:00Z"), "incident 42")
+        .unwrap();
+    let ex = [facts("prod-api", "e1", "2026-11-27T18:00:00Z", &none)];
+    assert!(matches!(
+        p.decide(utc("2026-11-27T18:59:59Z"), &ex, std::slice::from_ref(&bg))[0],
+        Verdict::Exempt { .. }
+    ));
+    assert!(matches!(
+        p.decide(utc("2026-11-27T19:00:00Z"), &ex, &[bg])[0],
+        Verdict::Stop(_)
+    ));
+}
+
+#[test]
+fn rollbacks_are_spared_unless_the_rule_says_so() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [ExecutionFacts {
+        rollback: true,
+        ..facts("prod-web", "e1", "2026-11-27T18:00:00Z", &none)
+    }];
+    assert_eq!(
+        p.decide(utc("2026-11-27T18:30:00Z"), &ex, &[])[0],
+        Verdict::SparedRollback {
+            rule: "weekend".into()
+        }
+    );
+    let p = policy(
+        r#"
+        [[timeout]]
+        name = "t"
+        max_duration = "1h"
+        rollbacks = true
+        "#,
+    );
+    assert!(matches!(
+        p.decide(utc("2026-11-27T19:30:00Z"), &ex, &[])[0],
+        Verdict::Stop(_)
+    ));
+}
+
+#[test]
+fn timeout_is_strictly_longer_than_max_duration() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [facts("dev-api", "e1", "2026-11-25T10:00:00Z", &none)];
+    assert_eq!(
+        p.decide(utc("2026-11-25T12:00:00Z"), &ex, &[])[0],
+        Verdict::Allow
+    );
+    let d = stop(&p.decide(utc("2026-11-25T12:00:01Z"), &ex, &[])[0]).clone();
+    assert_eq!((d.rule.as_str(), d.kind), ("two-hours", RuleKind::Timeout));
+    assert_eq!(d.reason, "ran 2h 1s, limit 2h");
+}
+
+#[test]
+fn next_transition_finds_window_edges_grace_and_timeouts() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [facts("dev-api", "e1", "2026-11-27T16:00:00Z", &none)];
+    // Before the window: the timeout of e1 (18:00:00.001Z) comes after the opening (17:00Z).
+    assert_eq!(
+        p.next_transition(utc("2026-11-27T12:00:00Z"), &ex),
+        Some(utc(OPENS))
+    );
+    assert_eq!(
+        p.next_transition(utc(OPENS), &ex),
+        Some(utc("2026-11-27T17:10:00Z"))
+    );
+    let t = p.next_transition(utc("2026-11-27T17:10:00Z"), &ex).unwrap();
+    assert_eq!(t, utc("2026-11-27T18:00:00Z") + Duration::milliseconds(1));
+    assert_eq!(p.next_transition(t, &[]), Some(utc("2026-11-30T07:00:00Z")));
+}
+
+#[test]
+fn escalation_due_time_comes_from_the_rule() {
+    let p = policy(POLICY);
+    assert_eq!(
+        p.escalation_due_at("weekend", utc(OPENS)),
+        Some(utc("2026-11-27T17:15:00Z"))
+    );
+    assert_eq!(p.escalation_due_at("two-hours", utc(OPENS)), None);
+}
+
+#[test]
+fn discovery_scope_and_tag_use() {
+    let p = policy(POLICY);
+    assert!(p.uses_tags());
+    // The timeout selects every pipeline.
+    assert!(p.may_apply_to("anything"));
+    let p = policy(
+        r#"
+        [[freeze]]
+        name = "w"
+        cron = "0 18 * * FRI"
+        duration = "1h"
+        pipelines = ["prod-*"]
+        exclude = ["prod-x"]
+        "#,
+    );
+    assert!(!p.uses_tags());
+    assert!(p.may_apply_to("prod-web"));
+    assert!(!p.may_apply_to("prod-x"));
+    assert!(!p.may_apply_to("dev-web"));
+}
