@@ -1,6 +1,7 @@
 //! "What must stop at instant T, and why": decisions, window listings and the next transition.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
@@ -35,12 +36,25 @@ pub struct Decision {
     pub mode: Mode,
     /// Rendered reason, at most 200 characters.
     pub reason: String,
-    /// One human sentence: why this execution must stop now.
-    pub explanation: String,
+    /// How long the execution had been running at the decision.
+    pub elapsed: Duration,
+    /// The rule's part of the explanation, shared by every decision of one call.
+    explain: Arc<str>,
     /// The freeze window in force (freezes only).
     pub window: Option<Window>,
     /// Still Stopping after this long -> abandon.
     pub escalate_after: Option<Duration>,
+}
+
+impl Decision {
+    /// One human sentence: why this execution must stop now, e.g. "freeze 'weekend' in force
+    /// since 2026-11-27T17:00:00Z (Fri 18:00 CET) until 2026-11-30T07:00:00Z; running 12m".
+    pub fn explanation(&self) -> String {
+        match self.kind {
+            RuleKind::Timeout => format!("{}: running {}", self.explain, human_span(self.elapsed)),
+            _ => format!("{}; running {}", self.explain, human_span(self.elapsed)),
+        }
+    }
 }
 
 /// The policy's answer for one execution.
@@ -94,6 +108,22 @@ pub fn human_span(d: Duration) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
+/// What one call of [`Policy::decide`] knows about a rule, computed once for all executions.
+struct RuleNow {
+    /// The freeze window in force (freezes only).
+    window: Option<Window>,
+    /// Milliseconds: window start (freezes in force), or the longest allowed run (timeouts).
+    start_or_max_ms: i64,
+    /// Milliseconds: when the grace of the window in force ends.
+    grace_end_ms: i64,
+    /// `{until}`: the window end, RFC 3339.
+    until: String,
+    /// `{max_duration}`: the timeout, human.
+    max: String,
+    /// The rule's part of the explanation sentence.
+    explain: Arc<str>,
+}
+
 impl Policy {
     /// Decides, for each execution (all InProgress at `now`), whether it must stop and why.
     /// `extra` holds break-glass exemptions from the database. The answer is aligned with
@@ -104,88 +134,100 @@ impl Policy {
         executions: &[ExecutionFacts<'_>],
         extra: &[Exemption],
     ) -> Vec<Verdict> {
-        // Window state depends only on the rule and the instant: once per rule.
-        let windows: Vec<Option<Window>> = self
-            .rules
-            .iter()
-            .map(|r| match &r.trigger {
-                Trigger::Freeze { schedule, .. } => schedule.window_at(now),
-                Trigger::Timeout { .. } => None,
-            })
-            .collect();
+        // Window state depends only on the rule and the instant: once per rule per call.
+        let rules_now: Vec<RuleNow> = self.rules.iter().map(|r| rule_now(r, now)).collect();
         let exemptions: Vec<&Exemption> = self
             .exemptions
             .iter()
             .chain(extra)
             .filter(|e| e.active_at(now))
             .collect();
+        let nothing_in_force =
+            !rules_now.iter().any(|r| r.window.is_some()) && !self.has_timeouts();
         executions
             .iter()
-            .map(|ex| self.decide_one(now, ex, &windows, &exemptions))
+            .map(|ex| {
+                if nothing_in_force {
+                    return Verdict::Allow;
+                }
+                let winner = match self.winner(now, ex, &rules_now) {
+                    Ok(w) => w,
+                    Err(held) => return held.unwrap_or(Verdict::Allow),
+                };
+                let rule = &self.rules[winner];
+                if let Some(e) = exemptions
+                    .iter()
+                    .find(|e| e.selector.matches(ex.pipeline, ex.tags))
+                {
+                    return Verdict::Exempt {
+                        exemption: e.name.clone(),
+                        rule: rule.name.clone(),
+                    };
+                }
+                Verdict::Stop(render(rule, &rules_now[winner], now, ex))
+            })
             .collect()
     }
 
-    fn decide_one(
+    fn has_timeouts(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.trigger, Trigger::Timeout { .. }))
+    }
+
+    /// The index of the rule that stops this execution, if any; otherwise why none does
+    /// (grace, spared rollback), if a rule came close.
+    fn winner(
         &self,
         now: DateTime<Utc>,
         ex: &ExecutionFacts<'_>,
-        windows: &[Option<Window>],
-        exemptions: &[&Exemption],
-    ) -> Verdict {
-        let mut winner: Option<(&Rule, Option<Window>)> = None;
+        rules_now: &[RuleNow],
+    ) -> Result<usize, Option<Verdict>> {
+        let mut winner: Option<usize> = None;
         let mut held: Option<Verdict> = None;
-        for (rule, window) in self.rules.iter().zip(windows) {
-            // Cheap checks first: most rules are out of force at most instants.
-            let grace_until = match &rule.trigger {
-                Trigger::Freeze { grace, .. } => {
-                    let Some(w) = window else { continue };
-                    Some(w.start + *grace).filter(|g| ex.start < w.start && now < *g)
-                }
-                Trigger::Timeout { max } => {
-                    if now - ex.start <= *max {
+        let (now_ms, start_ms) = (now.timestamp_millis(), ex.start.timestamp_millis());
+        for (i, rule) in self.rules.iter().enumerate() {
+            // Cheap checks first, in integer milliseconds: rules out of force cost nothing more.
+            let state = &rules_now[i];
+            let in_grace = match &rule.trigger {
+                Trigger::Freeze { .. } => {
+                    if state.window.is_none() {
                         continue;
                     }
-                    None
+                    start_ms < state.start_or_max_ms && now_ms < state.grace_end_ms
+                }
+                Trigger::Timeout { .. } => {
+                    if now_ms - start_ms <= state.start_or_max_ms {
+                        continue;
+                    }
+                    false
                 }
             };
+            if winner
+                .is_some_and(|w| self.rules[w].mode == Mode::Abandon || rule.mode == Mode::Finish)
+            {
+                // Cannot beat the current winner: abandon beats finish, then file order.
+                continue;
+            }
             if !rule.selector.matches(ex.pipeline, ex.tags) {
                 continue;
             }
-            if let Some(until) = grace_until {
-                held.get_or_insert(Verdict::Grace {
+            if in_grace {
+                held.get_or_insert_with(|| Verdict::Grace {
                     rule: rule.name.clone(),
-                    until,
+                    until: DateTime::from_timestamp_millis(state.grace_end_ms).unwrap_or(now),
                 });
                 continue;
             }
             if ex.rollback && !rule.rollbacks {
-                held.get_or_insert(Verdict::SparedRollback {
+                held.get_or_insert_with(|| Verdict::SparedRollback {
                     rule: rule.name.clone(),
                 });
                 continue;
             }
-            // Abandon beats finish; then the first rule in file order (iteration order).
-            let better = match winner {
-                None => true,
-                Some((w, _)) => w.mode == Mode::Finish && rule.mode == Mode::Abandon,
-            };
-            if better {
-                winner = Some((rule, *window));
-            }
+            winner = Some(i);
         }
-        let Some((rule, window)) = winner else {
-            return held.unwrap_or(Verdict::Allow);
-        };
-        if let Some(e) = exemptions
-            .iter()
-            .find(|e| e.selector.matches(ex.pipeline, ex.tags))
-        {
-            return Verdict::Exempt {
-                exemption: e.name.clone(),
-                rule: rule.name.clone(),
-            };
-        }
-        Verdict::Stop(render(rule, window, now, ex))
+        winner.ok_or(held)
     }
 
     /// Every freeze window overlapping `[from, to)`, merged per rule, sorted by start then file
@@ -238,12 +280,20 @@ impl Policy {
                         }
                     }
                 }
-                Trigger::Timeout { max } => {
-                    for ex in executions {
-                        if rule.selector.matches(ex.pipeline, ex.tags) {
-                            // Strictly greater than max: the first millisecond past it.
-                            consider(ex.start + *max + Duration::milliseconds(1));
-                        }
+                Trigger::Timeout { .. } => {}
+            }
+        }
+        for rule in &self.rules {
+            if let Trigger::Timeout { max } = &rule.trigger {
+                for ex in executions {
+                    // Strictly greater than max: the first millisecond past it. Only a deadline
+                    // earlier than the best so far is worth a glob match.
+                    let due = ex.start + *max + Duration::milliseconds(1);
+                    if due > after
+                        && best.is_none_or(|b| due < b)
+                        && rule.selector.matches(ex.pipeline, ex.tags)
+                    {
+                        best = Some(due);
                     }
                 }
             }
@@ -262,58 +312,75 @@ impl Policy {
     }
 }
 
-fn render(
-    rule: &Rule,
-    window: Option<Window>,
-    now: DateTime<Utc>,
-    ex: &ExecutionFacts<'_>,
-) -> Decision {
+fn rule_now(rule: &Rule, now: DateTime<Utc>) -> RuleNow {
+    match &rule.trigger {
+        Trigger::Freeze { schedule, .. } => {
+            let window = schedule.window_at(now);
+            let (until, explain) = match window {
+                Some(w) => (
+                    rfc3339(w.end),
+                    format!(
+                        "freeze '{}' in force since {} ({}) until {}",
+                        rule.name,
+                        rfc3339(w.start),
+                        w.start.with_timezone(&rule.timezone).format("%a %H:%M %Z"),
+                        rfc3339(w.end),
+                    )
+                    .into(),
+                ),
+                None => (String::new(), Arc::from("")),
+            };
+            let (start_or_max_ms, grace_end_ms) = match (window, &rule.trigger) {
+                (Some(w), Trigger::Freeze { grace, .. }) => (
+                    w.start.timestamp_millis(),
+                    (w.start + *grace).timestamp_millis(),
+                ),
+                _ => (0, 0),
+            };
+            RuleNow {
+                window,
+                start_or_max_ms,
+                grace_end_ms,
+                until,
+                max: String::new(),
+                explain,
+            }
+        }
+        Trigger::Timeout { max } => RuleNow {
+            window: None,
+            start_or_max_ms: max.num_milliseconds(),
+            grace_end_ms: 0,
+            until: String::new(),
+            max: human_span(*max),
+            explain: format!("timeout '{}' of {}", rule.name, human_span(*max)).into(),
+        },
+    }
+}
+
+fn render(rule: &Rule, state: &RuleNow, now: DateTime<Utc>, ex: &ExecutionFacts<'_>) -> Decision {
     let elapsed = now - ex.start;
-    let (until, max_duration, explanation) = match (&rule.trigger, window) {
-        (Trigger::Freeze { .. }, Some(w)) => (
-            rfc3339(w.end),
-            String::new(),
-            format!(
-                "freeze '{}' in force since {} ({}) until {}; running {}",
-                rule.name,
-                rfc3339(w.start),
-                w.start.with_timezone(&rule.timezone).format("%a %H:%M %Z"),
-                rfc3339(w.end),
-                human_span(elapsed),
-            ),
-        ),
-        (Trigger::Timeout { max }, _) => (
-            String::new(),
-            human_span(*max),
-            format!(
-                "timeout '{}': running {}, longer than {}",
-                rule.name,
-                human_span(elapsed),
-                human_span(*max)
-            ),
-        ),
-        (Trigger::Freeze { .. }, None) => (
-            String::new(),
-            String::new(),
-            format!("freeze '{}'", rule.name),
-        ),
+    let elapsed_text = if rule.reason.uses("elapsed") {
+        human_span(elapsed)
+    } else {
+        String::new()
     };
     let reason = rule.reason.render(&Values {
         rule: &rule.name,
         kind: rule.kind.as_str(),
         pipeline: ex.pipeline,
         execution: ex.execution_id,
-        until,
-        max_duration,
-        elapsed: human_span(elapsed),
+        until: &state.until,
+        max_duration: &state.max,
+        elapsed: &elapsed_text,
     });
     Decision {
         rule: rule.name.clone(),
         kind: rule.kind,
         mode: rule.mode,
         reason,
-        explanation,
-        window,
+        elapsed,
+        explain: Arc::clone(&state.explain),
+        window: state.window,
         escalate_after: rule.escalate_after,
     }
 }

@@ -2,17 +2,92 @@
 
 use std::collections::BTreeMap;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobMatcher};
+
+/// One compiled name glob. Globs made of literals and `*` (nearly all of them) are matched by
+/// plain string search; any other glob syntax (`?`, `[a-z]`, `{a,b}`) goes to globset.
+#[derive(Debug, Clone)]
+enum NameGlob {
+    /// Literal pieces between stars; `anchored_start`/`anchored_end` when the glob does not
+    /// begin/end with `*`.
+    Stars {
+        /// The literal pieces, in order (empty pieces removed), each with a precompiled
+        /// substring searcher.
+        pieces: Vec<(String, memchr::memmem::Finder<'static>)>,
+        /// The first piece must be a prefix.
+        anchored_start: bool,
+        /// The last piece must be a suffix.
+        anchored_end: bool,
+    },
+    /// Anything else.
+    Full(GlobMatcher),
+}
+
+impl NameGlob {
+    fn new(glob: &str) -> Result<NameGlob, GlobError> {
+        // Validate with globset in every case, so errors read the same.
+        let compiled = Glob::new(glob).map_err(|e| GlobError {
+            glob: glob.to_string(),
+            message: e.kind().to_string(),
+        })?;
+        if glob.contains(['?', '[', ']', '{', '}', '\\']) {
+            return Ok(NameGlob::Full(compiled.compile_matcher()));
+        }
+        Ok(NameGlob::Stars {
+            pieces: glob
+                .split('*')
+                .filter(|p| !p.is_empty())
+                .map(|p| (p.to_string(), memchr::memmem::Finder::new(p).into_owned()))
+                .collect(),
+            anchored_start: !glob.starts_with('*'),
+            anchored_end: !glob.ends_with('*'),
+        })
+    }
+
+    fn is_match(&self, name: &str) -> bool {
+        match self {
+            NameGlob::Full(m) => m.is_match(name),
+            NameGlob::Stars {
+                pieces,
+                anchored_start,
+                anchored_end,
+            } => {
+                let mut rest = name;
+                let last = pieces.len().wrapping_sub(1);
+                for (i, (piece, finder)) in pieces.iter().enumerate() {
+                    if i == 0 && *anchored_start {
+                        let Some(r) = rest.strip_prefix(piece.as_str()) else {
+                            return false;
+                        };
+                        rest = r;
+                        if i == last && *anchored_end {
+                            return rest.is_empty();
+                        }
+                    } else if i == last && *anchored_end {
+                        return rest.ends_with(piece.as_str());
+                    } else {
+                        match finder.find(rest.as_bytes()) {
+                            Some(at) => rest = &rest[at + piece.len()..],
+                            None => return false,
+                        }
+                    }
+                }
+                // No pieces: "*" matches all, "" matches only "".
+                !pieces.is_empty() || !*anchored_start || rest.is_empty()
+            }
+        }
+    }
+}
 
 /// Name globs, excluded globs, and required tags.
 #[derive(Debug, Clone)]
 pub struct Selector {
-    /// Globs as written, for display.
+    /// Include globs as written.
     include_src: Vec<String>,
     /// Matches an included name.
-    include: GlobSet,
+    include: Vec<NameGlob>,
     /// Matches an excluded name.
-    exclude: GlobSet,
+    exclude: Vec<NameGlob>,
     /// Every key must be present with this value.
     tags: BTreeMap<String, String>,
 }
@@ -27,19 +102,8 @@ pub struct GlobError {
     pub message: String,
 }
 
-fn build(globs: &[String]) -> Result<GlobSet, GlobError> {
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        let glob = Glob::new(g).map_err(|e| GlobError {
-            glob: g.clone(),
-            message: e.kind().to_string(),
-        })?;
-        b.add(glob);
-    }
-    b.build().map_err(|e| GlobError {
-        glob: globs.join(", "),
-        message: e.to_string(),
-    })
+fn build(globs: &[String]) -> Result<Vec<NameGlob>, GlobError> {
+    globs.iter().map(|g| NameGlob::new(g)).collect()
 }
 
 impl Selector {
@@ -60,12 +124,13 @@ impl Selector {
     /// Whether the name alone can match (tags not considered): lets discovery skip pipelines
     /// before any per-pipeline call.
     pub fn name_matches(&self, pipeline: &str) -> bool {
-        self.include.is_match(pipeline) && !self.exclude.is_match(pipeline)
+        self.include.iter().any(|g| g.is_match(pipeline))
+            && !self.exclude.iter().any(|g| g.is_match(pipeline))
     }
 
     /// Whether the pipeline matches, name and tags.
     pub fn matches(&self, pipeline: &str, tags: &BTreeMap<String, String>) -> bool {
-        self.name_matches(pipeline) && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+        self.tags.iter().all(|(k, v)| tags.get(k) == Some(v)) && self.name_matches(pipeline)
     }
 
     /// Whether this selector needs tags to decide.
@@ -96,6 +161,47 @@ mod tests {
         assert!(!sel.matches("staging-web", &tags));
         assert!(!sel.matches("prod-web", &BTreeMap::new()));
         assert!(sel.name_matches("prod-web"));
+    }
+
+    #[test]
+    fn star_globs_agree_with_globset() {
+        let globs = [
+            "*",
+            "prod-*",
+            "*-api",
+            "*-api-*",
+            "prod-*-web",
+            "a*b*c",
+            "exact",
+            "**",
+            "p*",
+            "*p",
+            "",
+        ];
+        let names = [
+            "",
+            "prod-web",
+            "prod-api",
+            "dev-api",
+            "dev-api-1",
+            "prod-x-web",
+            "abc",
+            "aXbYc",
+            "ac",
+            "exact",
+            "p",
+        ];
+        for g in globs {
+            let ours = NameGlob::new(g).unwrap();
+            let theirs = Glob::new(g).unwrap().compile_matcher();
+            for n in names {
+                assert_eq!(
+                    ours.is_match(n),
+                    theirs.is_match(n),
+                    "glob {g:?} name {n:?}"
+                );
+            }
+        }
     }
 
     #[test]

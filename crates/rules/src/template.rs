@@ -56,11 +56,11 @@ pub struct Values<'a> {
     /// `{execution}`.
     pub execution: &'a str,
     /// `{until}`.
-    pub until: String,
+    pub until: &'a str,
     /// `{max_duration}`.
-    pub max_duration: String,
+    pub max_duration: &'a str,
     /// `{elapsed}`.
-    pub elapsed: String,
+    pub elapsed: &'a str,
 }
 
 impl Template {
@@ -107,6 +107,14 @@ impl Template {
         Ok(Template { pieces })
     }
 
+    /// Whether the template uses this placeholder.
+    pub fn uses(&self, placeholder: &str) -> bool {
+        PLACEHOLDERS
+            .iter()
+            .position(|p| *p == placeholder)
+            .is_some_and(|i| self.pieces.contains(&Piece::Var(i)))
+    }
+
     /// Renders with these values and cuts the result to [`MAX_REASON_CHARS`] characters.
     pub fn render(&self, v: &Values<'_>) -> String {
         let mut out = String::new();
@@ -118,13 +126,18 @@ impl Template {
                     1 => v.kind,
                     2 => v.pipeline,
                     3 => v.execution,
-                    4 => &v.until,
-                    5 => &v.max_duration,
-                    _ => &v.elapsed,
+                    4 => v.until,
+                    5 => v.max_duration,
+                    _ => v.elapsed,
                 }),
             }
         }
-        truncate_chars(&out, MAX_REASON_CHARS).to_string()
+        if out.len() > MAX_REASON_CHARS {
+            // Only a string of more than 200 bytes can have more than 200 characters.
+            let keep = truncate_chars(&out, MAX_REASON_CHARS).len();
+            out.truncate(keep);
+        }
+        out
     }
 }
 
@@ -148,7 +161,7 @@ mod tests {
             kind: "freeze",
             pipeline: "prod-web",
             execution: "abc",
-            until: "2026-11-30T07:00:00Z".into(),
+            until: "2026-11-30T07:00:00Z",
             ..Values::default()
         });
         assert_eq!(

@@ -71,10 +71,10 @@ fn freeze_stops_at_its_first_instant_and_not_at_its_end() {
         "Weekend change freeze until 2026-11-30T07:00:00Z (freeze weekend on prod-web/e1)"
     );
     assert!(
-        d.explanation
+        d.explanation()
             .contains("since 2026-11-27T17:00:00Z (Fri 18:00 CET)"),
         "{}",
-        d.explanation
+        d.explanation()
     );
     let ex_late = [facts("prod-web", "e2", "2026-11-30T06:00:00Z", &none)];
     assert!(matches!(
