@@ -108,6 +108,17 @@ pub fn human_span(d: Duration) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
+/// Why no rule stops an execution although one came close (index of that rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// No rule came close.
+    Nothing,
+    /// A freeze applies, but its grace has not passed.
+    Grace(usize),
+    /// A rule applies, but spares rollbacks.
+    Rollback(usize),
+}
+
 /// What one call of [`Policy::decide`] knows about a rule, computed once for all executions.
 struct RuleNow {
     /// The freeze window in force (freezes only).
@@ -152,7 +163,19 @@ impl Policy {
                 }
                 let winner = match self.winner(now, ex, &rules_now) {
                     Ok(w) => w,
-                    Err(held) => return held.unwrap_or(Verdict::Allow),
+                    Err(Held::Nothing) => return Verdict::Allow,
+                    Err(Held::Grace(i)) => {
+                        return Verdict::Grace {
+                            rule: self.rules[i].name.clone(),
+                            until: DateTime::from_timestamp_millis(rules_now[i].grace_end_ms)
+                                .unwrap_or(now),
+                        };
+                    }
+                    Err(Held::Rollback(i)) => {
+                        return Verdict::SparedRollback {
+                            rule: self.rules[i].name.clone(),
+                        };
+                    }
                 };
                 let rule = &self.rules[winner];
                 if let Some(e) = exemptions
@@ -182,9 +205,9 @@ impl Policy {
         now: DateTime<Utc>,
         ex: &ExecutionFacts<'_>,
         rules_now: &[RuleNow],
-    ) -> Result<usize, Option<Verdict>> {
+    ) -> Result<usize, Held> {
         let mut winner: Option<usize> = None;
-        let mut held: Option<Verdict> = None;
+        let mut held = Held::Nothing;
         let (now_ms, start_ms) = (now.timestamp_millis(), ex.start.timestamp_millis());
         for (i, rule) in self.rules.iter().enumerate() {
             // Cheap checks first, in integer milliseconds: rules out of force cost nothing more.
@@ -213,16 +236,15 @@ impl Policy {
                 continue;
             }
             if in_grace {
-                held.get_or_insert_with(|| Verdict::Grace {
-                    rule: rule.name.clone(),
-                    until: DateTime::from_timestamp_millis(state.grace_end_ms).unwrap_or(now),
-                });
+                if held == Held::Nothing {
+                    held = Held::Grace(i);
+                }
                 continue;
             }
             if ex.rollback && !rule.rollbacks {
-                held.get_or_insert_with(|| Verdict::SparedRollback {
-                    rule: rule.name.clone(),
-                });
+                if held == Held::Nothing {
+                    held = Held::Rollback(i);
+                }
                 continue;
             }
             winner = Some(i);
