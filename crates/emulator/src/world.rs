@@ -194,6 +194,11 @@ impl Emulator {
         w.pipelines.len()
     }
 
+    /// Deletes a pipeline (as DeletePipeline would); returns whether it existed.
+    pub fn delete_pipeline(&self, name: &str) -> bool {
+        self.lock().pipelines.remove(name).is_some()
+    }
+
     /// Empties pipelines, faults and the call log; the clock keeps its time.
     pub fn reset(&self) {
         let mut w = self.lock();

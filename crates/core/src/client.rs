@@ -1,0 +1,63 @@
+//! Building the CodePipeline client from the `[aws]` table.
+//!
+//! Credentials come from the SDK's default chain: environment, `AWS_CONFIG_FILE` /
+//! `AWS_SHARED_CREDENTIALS_FILE` profiles, web identity, ECS and EC2 instance roles. Under
+//! systemd `$HOME` is unset, so `~/.aws/config` is not found: use an instance role, or point
+//! `AWS_CONFIG_FILE`/`AWS_SHARED_CREDENTIALS_FILE` at files readable by the service (e.g. through
+//! an `EnvironmentFile=`).
+//!
+//! Retries: the SDK's retry layer is set to one attempt. stopd's own loop ([`crate::retry`]) owns
+//! retries, so attempts never multiply (SDK 3 x ours 20 = 60 requests per stop).
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::config::retry::RetryConfig;
+use aws_sdk_codepipeline::config::timeout::TimeoutConfig;
+use aws_sdk_codepipeline::config::{Credentials, Region};
+
+/// What the client needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct ClientConfig {
+    /// Region; the default chain otherwise.
+    pub region: Option<String>,
+    /// Named profile.
+    pub profile: Option<String>,
+    /// Endpoint override: a local emulator or a VPC endpoint.
+    pub endpoint_url: Option<String>,
+    /// Connect timeout (default 3 s).
+    pub connect_timeout: Option<Duration>,
+    /// Timeout of one HTTP attempt (default 10 s).
+    pub attempt_timeout: Option<Duration>,
+    /// Fixed credentials (access key, secret): for local emulators and tests only.
+    pub static_credentials: Option<(String, String)>,
+}
+
+/// Builds the client: default credential chain, `BehaviorVersion::latest()`, SDK retries off.
+pub async fn build_client(config: &ClientConfig) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(3)))
+                .operation_attempt_timeout(
+                    config.attempt_timeout.unwrap_or(Duration::from_secs(10)),
+                )
+                .build(),
+        );
+    if let Some(region) = &config.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &config.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &config.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some((key, secret)) = &config.static_credentials {
+        loader =
+            loader.credentials_provider(Credentials::new(key, secret, None, None, "stopd-static"));
+    }
+    Client::new(&loader.load().await)
+}

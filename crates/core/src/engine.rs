@@ -1,0 +1,679 @@
+//! [`Core`]: discovery of active executions and the stop engine, over one client, one rate
+//! limiter and one retry policy.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_sdk_codepipeline::Client;
+use aws_sdk_codepipeline::types::{
+    ExecutionType, PipelineExecutionStatus, PipelineExecutionSummary,
+};
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::ratelimit::RateLimiter;
+use crate::retry::{Attempted, RetryPolicy, retry};
+use crate::types::{ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure};
+
+/// At most this many executions that were active at the last sweep, and are older than what a
+/// sweep paged through, are checked one by one with GetPipelineExecution; more, and paging on
+/// is cheaper (100 a page).
+const MAX_SINGLE_CHECKS: usize = 5;
+
+/// The longest reason StopPipelineExecution accepts, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Tuning of discovery and stops.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Pipelines read at once.
+    pub concurrency: usize,
+    /// How long fetched tags are trusted.
+    pub tag_ttl: Duration,
+    /// A pipeline's execution history is read to its end at least this often (between, only
+    /// what is new since the last sweep is read; see [`Core::discover`]).
+    pub full_rescan_every: Duration,
+    /// Retry policy of discovery calls.
+    pub discovery_retry: RetryPolicy,
+    /// Retry policy (and per-stop deadline) of stops.
+    pub stop_retry: RetryPolicy,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            concurrency: 16,
+            tag_ttl: Duration::from_secs(300),
+            full_rescan_every: Duration::from_secs(3_600),
+            discovery_retry: RetryPolicy {
+                deadline: Duration::from_secs(30),
+                ..RetryPolicy::default()
+            },
+            stop_retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// One stop to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopRequest {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Execution id.
+    pub execution_id: String,
+    /// Abandon in-progress actions instead of letting them finish.
+    pub abandon: bool,
+    /// Reason; cut to 200 characters before sending.
+    pub reason: String,
+}
+
+/// How a stop ended. Names are the audit log's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The API accepted the stop.
+    Stopped,
+    /// `DuplicatedStopRequestException`: already stopping. Done, not an error.
+    AlreadyStopping,
+    /// `PipelineExecutionNotStoppableException`: it finished first. Done, not an error.
+    NotStoppable,
+    /// The pipeline does not exist (any more).
+    PipelineNotFound,
+    /// `ValidationException` or another permanent refusal, or a request that could never be
+    /// valid (checked before sending).
+    Rejected,
+    /// Retries, the deadline, or a shutdown ran out first.
+    Failed,
+}
+
+impl Outcome {
+    /// The audit-log name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Stopped => "stopped",
+            Outcome::AlreadyStopping => "already_stopping",
+            Outcome::NotStoppable => "not_stoppable",
+            Outcome::PipelineNotFound => "pipeline_not_found",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Whether the outcome is final: nothing more will happen if nobody asks again.
+    pub fn is_final(self) -> bool {
+        self != Outcome::Failed
+    }
+}
+
+/// What happened to one stop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopReport {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Requests sent (0: refused before sending).
+    pub attempts: u32,
+    /// Throttling answers met.
+    pub throttled: u32,
+    /// Time from the first attempt to the outcome.
+    pub elapsed: Duration,
+    /// The last error, if any (also for `already_stopping` and `not_stoppable`).
+    pub error: Option<ApiError>,
+    /// The stop was cut short by a shutdown (the outcome is then `failed`).
+    pub cancelled: bool,
+    /// The reason as sent (at most 200 characters).
+    pub reason_sent: String,
+}
+
+/// What discovery remembers of a pipeline between sweeps.
+#[derive(Debug, Clone)]
+struct Memory {
+    /// The newest execution id seen at the last sweep.
+    newest_seen: Option<String>,
+    /// The executions that were active at the last sweep.
+    active: Vec<ActiveExecution>,
+    /// When the history was last read to its end.
+    full_scan_at: Instant,
+}
+
+/// Discovery and stops against one account and region.
+#[derive(Debug, Clone)]
+pub struct Core {
+    /// Shared state; `Core` is cheap to clone into tasks.
+    inner: Arc<Inner>,
+}
+
+/// Tags of one pipeline and when they were fetched.
+type CachedTags = (Instant, Arc<BTreeMap<String, String>>);
+
+#[derive(Debug)]
+struct Inner {
+    /// The SDK client (its own retries off).
+    client: Client,
+    /// Per-operation pacing.
+    limiter: RateLimiter,
+    /// Tuning.
+    config: CoreConfig,
+    /// Fires on shutdown: backoffs and attempts end at once.
+    cancel: CancellationToken,
+    /// Per pipeline: what the last sweep saw.
+    memory: Mutex<HashMap<String, Memory>>,
+    /// Per pipeline: ARN (never changes for a name).
+    arns: Mutex<HashMap<String, String>>,
+    /// Per pipeline: tags and when they were fetched.
+    tags: Mutex<HashMap<String, CachedTags>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn to_utc(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        .unwrap_or_default()
+}
+
+/// Whether a name can be a pipeline name (`[A-Za-z0-9.@\-_]{1,100}`).
+pub fn valid_pipeline_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'@' | b'-' | b'_'))
+}
+
+/// Whether an id is a lower-case UUID, as execution ids are.
+pub fn valid_execution_id(id: &str) -> bool {
+    id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+/// The longest prefix with at most `max` characters (never splits a character).
+pub fn cut_chars(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
+}
+
+impl Core {
+    /// Discovery and stops over this client. `cancel` ends backoffs and attempts on shutdown.
+    pub fn new(
+        client: Client,
+        limiter: RateLimiter,
+        config: CoreConfig,
+        cancel: CancellationToken,
+    ) -> Core {
+        Core {
+            inner: Arc::new(Inner {
+                client,
+                limiter,
+                config,
+                cancel,
+                memory: Mutex::new(HashMap::new()),
+                arns: Mutex::new(HashMap::new()),
+                tags: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The rate limiter (for reports).
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    async fn call<T, F, Fut>(
+        &self,
+        op: &'static str,
+        policy: &RetryPolicy,
+        counts: &mut CallCounts,
+        f: F,
+    ) -> Attempted<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let r = retry(policy, &self.inner.limiter, op, &self.inner.cancel, f).await;
+        counts.add(op, r.attempts, r.throttled);
+        r
+    }
+
+    /// Finds every InProgress and Stopping execution of the pipelines `in_scope` keeps.
+    ///
+    /// Pipelines are listed (paginated) and filtered by name before any per-pipeline call.
+    /// Then, for each pipeline, with bounded concurrency: its tags if `with_tags` (GetPipeline
+    /// for the ARN once, ListTagsForResource, cached for `tag_ttl`), and its executions.
+    ///
+    /// Executions are listed newest first. The first time a pipeline is seen, and every
+    /// `full_rescan_every`, its whole history is read, so an active execution behind any number
+    /// of finished ones is found. In between, pages are read only until the newest execution
+    /// of the previous sweep; executions active then and not on those pages are checked one by
+    /// one with GetPipelineExecution (if there are only a few; otherwise paging goes on until
+    /// they are all seen). Nothing active is missed, except an execution that a
+    /// stage retry brings back from a final status: that one is found by the next full rescan.
+    pub async fn discover(
+        &self,
+        in_scope: &(dyn Fn(&str) -> bool + Sync),
+        with_tags: bool,
+    ) -> Discovered {
+        let mut out = Discovered::default();
+        let names = match self.list_pipelines(&mut out.calls).await {
+            Ok(n) => n,
+            Err(e) => {
+                out.listing_failed = Some(e);
+                return out;
+            }
+        };
+        out.pipelines_seen = names.len();
+        let names: Vec<String> = names.into_iter().filter(|n| in_scope(n)).collect();
+        out.pipelines_in_scope = names.len();
+        let sem = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for name in names {
+            let core = self.clone();
+            let sem = Arc::clone(&sem);
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let mut calls = CallCounts::default();
+                let r = core.read_pipeline(&name, with_tags, &mut calls).await;
+                (name, r, calls)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let Ok((name, result, calls)) = joined else {
+                continue;
+            };
+            out.calls.merge(&calls);
+            match result {
+                Ok(mut execs) => out.executions.append(&mut execs),
+                Err(error) => out.failures.push(PipelineFailure {
+                    pipeline: name,
+                    error,
+                }),
+            }
+        }
+        out.executions
+            .sort_by(|a, b| (&a.pipeline, a.start_time).cmp(&(&b.pipeline, b.start_time)));
+        out.failures.sort_by(|a, b| a.pipeline.cmp(&b.pipeline));
+        out
+    }
+
+    async fn list_pipelines(&self, calls: &mut CallCounts) -> Result<Vec<String>, ApiError> {
+        let policy = self.inner.config.discovery_retry;
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let client = &self.inner.client;
+            let t = token.clone();
+            let page = self
+                .call("ListPipelines", &policy, calls, || {
+                    let req = client
+                        .list_pipelines()
+                        .max_results(1000)
+                        .set_next_token(t.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| ApiError::from_sdk("ListPipelines", e))
+                    }
+                })
+                .await
+                .result?;
+            names.extend(
+                page.pipelines()
+                    .iter()
+                    .filter_map(|p| p.name().map(str::to_string)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(names);
+            }
+        }
+    }
+
+    async fn read_pipeline(
+        &self,
+        name: &str,
+        with_tags: bool,
+        calls: &mut CallCounts,
+    ) -> Result<Vec<ActiveExecution>, ApiError> {
+        let tags = if with_tags {
+            self.tags(name, calls).await?
+        } else {
+            Arc::new(BTreeMap::new())
+        };
+        let memory = lock(&self.inner.memory).get(name).cloned();
+        let full = memory
+            .as_ref()
+            .is_none_or(|m| m.full_scan_at.elapsed() >= self.inner.config.full_rescan_every);
+        let policy = self.inner.config.discovery_retry;
+        let mut active = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut newest: Option<String> = None;
+        let mut token: Option<String> = None;
+        let mut reached_marker = false;
+        loop {
+            let client = &self.inner.client;
+            let t = token.clone();
+            let page = self
+                .call("ListPipelineExecutions", &policy, calls, || {
+                    let req = client
+                        .list_pipeline_executions()
+                        .pipeline_name(name)
+                        .max_results(100)
+                        .set_next_token(t.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| ApiError::from_sdk("ListPipelineExecutions", e))
+                    }
+                })
+                .await
+                .result?;
+            for s in page.pipeline_execution_summaries() {
+                let Some(id) = s.pipeline_execution_id() else {
+                    continue;
+                };
+                newest.get_or_insert_with(|| id.to_string());
+                if memory.as_ref().and_then(|m| m.newest_seen.as_deref()) == Some(id) {
+                    reached_marker = true;
+                }
+                seen.insert(id.to_string());
+                if let Some(a) = active_from_summary(name, s, &tags) {
+                    active.push(a);
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+            // Past the previous sweep's newest: stop paging once the executions active then and
+            // not yet seen are few enough to check one by one.
+            let unseen = memory.as_ref().map_or(0, |m| {
+                m.active
+                    .iter()
+                    .filter(|p| !seen.contains(&p.execution_id))
+                    .count()
+            });
+            if !full && reached_marker && unseen <= MAX_SINGLE_CHECKS {
+                break;
+            }
+        }
+        let history_exhausted = token.is_none();
+        if !full
+            && !history_exhausted
+            && let Some(m) = &memory
+        {
+            for prev in m.active.iter().filter(|p| !seen.contains(&p.execution_id)) {
+                if let Some(status) = self
+                    .execution_status(name, &prev.execution_id, calls)
+                    .await?
+                {
+                    active.push(ActiveExecution {
+                        status,
+                        tags: Arc::clone(&tags),
+                        ..prev.clone()
+                    });
+                }
+            }
+        }
+        let full_scan_at = match (&memory, full) {
+            (Some(m), false) => m.full_scan_at,
+            _ => Instant::now(),
+        };
+        lock(&self.inner.memory).insert(
+            name.to_string(),
+            Memory {
+                newest_seen: newest.or_else(|| memory.and_then(|m| m.newest_seen)),
+                active: active.clone(),
+                full_scan_at,
+            },
+        );
+        Ok(active)
+    }
+
+    /// The status of one execution: `Some` if it is still InProgress or Stopping, `None` if it
+    /// has ended or no longer exists.
+    async fn execution_status(
+        &self,
+        pipeline: &str,
+        id: &str,
+        calls: &mut CallCounts,
+    ) -> Result<Option<ActiveStatus>, ApiError> {
+        match self.get_execution_status(pipeline, id, calls).await {
+            Ok(status) => Ok(active_status(Some(&status))),
+            Err(e) if e.kind == ErrorKind::ExecutionNotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GetPipelineExecution's status of one execution (e.g. `Stopped`), with retries. Used to
+    /// resolve stops left pending by a crash, and to watch escalations.
+    pub async fn get_execution_status(
+        &self,
+        pipeline: &str,
+        id: &str,
+        calls: &mut CallCounts,
+    ) -> Result<PipelineExecutionStatus, ApiError> {
+        let client = &self.inner.client;
+        let policy = self.inner.config.discovery_retry;
+        let got = self
+            .call("GetPipelineExecution", &policy, calls, || {
+                let req = client
+                    .get_pipeline_execution()
+                    .pipeline_name(pipeline)
+                    .pipeline_execution_id(id);
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| ApiError::from_sdk("GetPipelineExecution", e))
+                }
+            })
+            .await
+            .result?;
+        got.pipeline_execution()
+            .and_then(|e| e.status().cloned())
+            .ok_or_else(|| ApiError {
+                operation: "GetPipelineExecution",
+                kind: ErrorKind::BadResponse,
+                code: None,
+                message: "the answer has no status".into(),
+            })
+    }
+
+    async fn tags(
+        &self,
+        name: &str,
+        calls: &mut CallCounts,
+    ) -> Result<Arc<BTreeMap<String, String>>, ApiError> {
+        if let Some((at, tags)) = lock(&self.inner.tags).get(name)
+            && at.elapsed() < self.inner.config.tag_ttl
+        {
+            return Ok(Arc::clone(tags));
+        }
+        let client = &self.inner.client;
+        let policy = self.inner.config.discovery_retry;
+        let cached_arn = lock(&self.inner.arns).get(name).cloned();
+        let arn = match cached_arn {
+            Some(arn) => arn,
+            None => {
+                let got = self
+                    .call("GetPipeline", &policy, calls, || {
+                        let req = client.get_pipeline().name(name);
+                        async move {
+                            req.send()
+                                .await
+                                .map_err(|e| ApiError::from_sdk("GetPipeline", e))
+                        }
+                    })
+                    .await
+                    .result?;
+                let arn = got
+                    .metadata()
+                    .and_then(|m| m.pipeline_arn())
+                    .ok_or_else(|| ApiError {
+                        operation: "GetPipeline",
+                        kind: ErrorKind::BadResponse,
+                        code: None,
+                        message: "the answer has no pipelineArn".into(),
+                    })?
+                    .to_string();
+                lock(&self.inner.arns).insert(name.to_string(), arn.clone());
+                arn
+            }
+        };
+        let mut tags = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let t = token.clone();
+            let page = self
+                .call("ListTagsForResource", &policy, calls, || {
+                    let req = client
+                        .list_tags_for_resource()
+                        .resource_arn(&arn)
+                        .set_next_token(t.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| ApiError::from_sdk("ListTagsForResource", e))
+                    }
+                })
+                .await
+                .result?;
+            for tag in page.tags() {
+                tags.insert(tag.key().to_string(), tag.value().to_string());
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let tags = Arc::new(tags);
+        lock(&self.inner.tags).insert(name.to_string(), (Instant::now(), Arc::clone(&tags)));
+        Ok(tags)
+    }
+
+    /// Stops one execution and says exactly what happened.
+    pub async fn stop(&self, req: &StopRequest) -> StopReport {
+        let reason = cut_chars(&req.reason, MAX_REASON_CHARS).to_string();
+        let refuse = |message: String| StopReport {
+            outcome: Outcome::Rejected,
+            attempts: 0,
+            throttled: 0,
+            elapsed: Duration::ZERO,
+            error: Some(ApiError::precheck("StopPipelineExecution", message)),
+            cancelled: false,
+            reason_sent: reason.clone(),
+        };
+        if !valid_pipeline_name(&req.pipeline) {
+            return refuse(format!(
+                "{:?} is not a pipeline name (1-100 of A-Z a-z 0-9 . @ - _)",
+                req.pipeline
+            ));
+        }
+        if !valid_execution_id(&req.execution_id) {
+            return refuse(format!(
+                "{:?} is not an execution id (a lower-case UUID)",
+                req.execution_id
+            ));
+        }
+        let client = &self.inner.client;
+        let mut calls = CallCounts::default();
+        let policy = self.inner.config.stop_retry;
+        let r = self
+            .call("StopPipelineExecution", &policy, &mut calls, || {
+                let call = client
+                    .stop_pipeline_execution()
+                    .pipeline_name(&req.pipeline)
+                    .pipeline_execution_id(&req.execution_id)
+                    .abandon(req.abandon)
+                    .reason(&reason);
+                async move {
+                    call.send()
+                        .await
+                        .map_err(|e| ApiError::from_sdk("StopPipelineExecution", e))
+                }
+            })
+            .await;
+        let (outcome, error) = match r.result {
+            Ok(_) => (Outcome::Stopped, None),
+            Err(e) => {
+                let outcome = match (r.cancelled, e.kind) {
+                    (true, _) => Outcome::Failed,
+                    (_, ErrorKind::DuplicatedStop) => Outcome::AlreadyStopping,
+                    (_, ErrorKind::NotStoppable) => Outcome::NotStoppable,
+                    (_, ErrorKind::PipelineNotFound) => Outcome::PipelineNotFound,
+                    (_, k) if k.is_retryable() => Outcome::Failed,
+                    _ => Outcome::Rejected,
+                };
+                (outcome, Some(e))
+            }
+        };
+        StopReport {
+            outcome,
+            attempts: r.attempts,
+            throttled: r.throttled,
+            elapsed: r.elapsed,
+            error,
+            cancelled: r.cancelled,
+            reason_sent: reason,
+        }
+    }
+}
+
+fn active_status(status: Option<&PipelineExecutionStatus>) -> Option<ActiveStatus> {
+    match status? {
+        PipelineExecutionStatus::InProgress => Some(ActiveStatus::InProgress),
+        PipelineExecutionStatus::Stopping => Some(ActiveStatus::Stopping),
+        _ => None,
+    }
+}
+
+fn active_from_summary(
+    pipeline: &str,
+    s: &PipelineExecutionSummary,
+    tags: &Arc<BTreeMap<String, String>>,
+) -> Option<ActiveExecution> {
+    Some(ActiveExecution {
+        pipeline: pipeline.to_string(),
+        execution_id: s.pipeline_execution_id()?.to_string(),
+        status: active_status(s.status())?,
+        start_time: to_utc(s.start_time()),
+        rollback: s.execution_type() == Some(&ExecutionType::Rollback),
+        trigger: s
+            .trigger()
+            .and_then(|t| t.trigger_type())
+            .map(|t| t.as_str().to_string()),
+        stop_reason: s
+            .stop_trigger()
+            .and_then(|t| t.reason())
+            .map(str::to_string),
+        tags: Arc::clone(tags),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prechecks_follow_the_model_patterns() {
+        assert!(valid_pipeline_name("prod-web_1.0@x"));
+        assert!(!valid_pipeline_name(""));
+        assert!(!valid_pipeline_name("bad name"));
+        assert!(!valid_pipeline_name(&"a".repeat(101)));
+        assert!(valid_execution_id("3f2a0c1e-0000-4000-8000-00000000abcd"));
+        assert!(!valid_execution_id("3F2A0C1E-0000-4000-8000-00000000ABCD"));
+        assert!(!valid_execution_id("3f2a0c1e00000-4000-8000-00000000abcd"));
+    }
+
+    #[test]
+    fn reason_cut_on_a_character_boundary() {
+        let s = "é".repeat(250);
+        assert_eq!(cut_chars(&s, 200).chars().count(), 200);
+        assert_eq!(cut_chars("short", 200), "short");
+    }
+}

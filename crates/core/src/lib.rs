@@ -1,0 +1,29 @@
+//! `stopd-core`: the CodePipeline side of stopd.
+//!
+//! It finds what is running ([`Core::discover`]), stops what it is told to ([`Core::stop`]) and
+//! reports exactly what happened ([`StopReport`], with the [`Outcome`] names of the audit log).
+//! It knows nothing of policies: which pipelines are in scope arrives as a function, which
+//! executions to stop as [`StopRequest`]s.
+//!
+//! One layer owns retries: the SDK client is built with one attempt per call ([`client`]), and
+//! [`retry::retry`] retries what the error itself says is retryable ([`error::ErrorKind`]) with
+//! exponential backoff and full jitter under a deadline, pacing each operation with an adaptive
+//! [`ratelimit::RateLimiter`].
+#![deny(missing_docs)]
+
+pub mod client;
+mod engine;
+pub mod error;
+pub mod ratelimit;
+pub mod retry;
+mod types;
+
+pub use client::{ClientConfig, build_client};
+pub use engine::{
+    Core, CoreConfig, MAX_REASON_CHARS, Outcome, StopReport, StopRequest, cut_chars,
+    valid_execution_id, valid_pipeline_name,
+};
+pub use error::{ApiError, ErrorKind};
+pub use ratelimit::{LimiterConfig, RateLimiter};
+pub use retry::RetryPolicy;
+pub use types::{ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure};

@@ -1,0 +1,228 @@
+//! Discovery: pagination, scope before any per-pipeline call, tags, PARALLEL pipelines,
+//! incremental sweeps, and failures that never hide the other pipelines.
+
+use std::collections::BTreeSet;
+
+use stopd_core::{ActiveStatus, ErrorKind};
+use stopd_emulator::{Fault, FaultRule};
+
+use crate::common::{fleet_fixture, start};
+
+#[tokio::test]
+async fn pages_through_2500_pipelines_and_finds_every_running_execution() {
+    let env = start(&fleet_fixture(2_500)).await;
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(
+        (found.pipelines_seen, found.pipelines_in_scope),
+        (2_500, 2_500)
+    );
+    assert_eq!(found.executions.len(), 2_500);
+    assert!(found.failures.is_empty());
+    let counts = env.emulator.call_counts();
+    assert_eq!(counts["ListPipelines"], 3, "pages of 1,000");
+    assert_eq!(
+        counts["ListPipelineExecutions"], 2_500,
+        "one page per pipeline"
+    );
+    assert_eq!(found.calls.total(), 2_503);
+}
+
+#[tokio::test]
+async fn out_of_scope_pipelines_cost_no_per_pipeline_call() {
+    let env = start(&fleet_fixture(50)).await;
+    let in_scope = |n: &str| n.ends_with('7');
+    let found = env.core.discover(&in_scope, true).await;
+    assert_eq!(found.pipelines_in_scope, 5);
+    for call in env.emulator.calls() {
+        if call.operation == "ListPipelines" || call.operation == "ListTagsForResource" {
+            continue;
+        }
+        let p = call
+            .pipeline
+            .expect("per-pipeline calls name their pipeline");
+        assert!(
+            in_scope(&p),
+            "{} was called for out-of-scope {p}",
+            call.operation
+        );
+    }
+    assert_eq!(env.emulator.call_counts()["ListTagsForResource"], 5);
+}
+
+#[tokio::test]
+async fn tags_are_read_once_and_cached() {
+    let env = start(&fleet_fixture(6)).await;
+    let found = env.core.discover(&|_| true, true).await;
+    let prod: BTreeSet<&str> = found
+        .executions
+        .iter()
+        .filter(|e| e.tags.get("env").map(String::as_str) == Some("prod"))
+        .map(|e| e.pipeline.as_str())
+        .collect();
+    assert_eq!(prod, BTreeSet::from(["p-00000", "p-00002", "p-00004"]));
+    env.emulator.clear_calls();
+    let again = env.core.discover(&|_| true, true).await;
+    assert_eq!(again.executions.len(), 6);
+    let counts = env.emulator.call_counts();
+    assert_eq!(counts.get("GetPipeline"), None);
+    assert_eq!(counts.get("ListTagsForResource"), None);
+}
+
+fn parallel_fixture(active: usize, finished_after: usize) -> String {
+    // The oldest execution has run for 5 days (a long approval); `finished_after` finished
+    // executions are newer than it; then `active` running ones.
+    let mut execs = vec![r#"{"status": "InProgress", "started_ago": "5d"}"#.to_string()];
+    for i in 0..finished_after {
+        execs.push(format!(
+            r#"{{"status": "Succeeded", "started_ago": "{}m", "duration": "1m"}}"#,
+            4_000 - i
+        ));
+    }
+    for i in 0..active {
+        execs.push(format!(
+            r#"{{"status": "InProgress", "started_ago": "{}s"}}"#,
+            1_000 - i
+        ));
+    }
+    format!(
+        r#"{{"pipelines": [{{"name": "par", "execution_mode": "PARALLEL", "stages": [{{"name": "A", "actions": [{{"name": "Wait", "category": "Approval", "provider": "Manual", "duration": "30d"}}]}}], "executions": [{}]}}]}}"#,
+        execs.join(",")
+    )
+}
+
+#[tokio::test]
+async fn parallel_pipeline_with_many_active_and_one_behind_a_long_history() {
+    let env = start(&parallel_fixture(250, 300)).await;
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(found.executions.len(), 251);
+    // 551 executions, 100 a page.
+    assert_eq!(env.emulator.call_counts()["ListPipelineExecutions"], 6);
+    let oldest = found
+        .executions
+        .iter()
+        .min_by_key(|e| e.start_time)
+        .unwrap();
+    assert!(oldest.start_time < chrono::Utc::now() - chrono::Duration::days(4));
+
+    // Second sweep: 151 of the active ones are older than the first page, too many to check
+    // one by one, so paging goes on (3 pages hold the 250 recent ones); the one 5-day-old
+    // execution behind 300 finished ones is then checked by itself.
+    env.emulator.clear_calls();
+    let again = env.core.discover(&|_| true, false).await;
+    assert_eq!(again.executions.len(), 251);
+    let counts = env.emulator.call_counts();
+    assert_eq!(counts["ListPipelineExecutions"], 3);
+    assert_eq!(counts["GetPipelineExecution"], 1);
+}
+
+#[tokio::test]
+async fn second_sweep_reads_one_page_and_checks_an_old_active_one_by_one() {
+    // One execution active for 5 days behind 300 finished ones, and 2 recent.
+    let env = start(&parallel_fixture(2, 300)).await;
+    let first = env.core.discover(&|_| true, false).await;
+    assert_eq!(first.executions.len(), 3);
+    assert_eq!(env.emulator.call_counts()["ListPipelineExecutions"], 4);
+    env.emulator.clear_calls();
+    let new = env.emulator.start_execution("par").unwrap();
+    let again = env.core.discover(&|_| true, false).await;
+    assert_eq!(again.executions.len(), 4);
+    assert!(again.executions.iter().any(|e| e.execution_id == new));
+    let counts = env.emulator.call_counts();
+    assert_eq!(counts["ListPipelineExecutions"], 1);
+    assert_eq!(counts["GetPipelineExecution"], 1);
+}
+
+#[tokio::test]
+async fn incremental_sweep_drops_what_ended_and_keeps_what_stops() {
+    let env = start(&parallel_fixture(3, 120)).await;
+    let first = env.core.discover(&|_| true, false).await;
+    assert_eq!(first.executions.len(), 4);
+    let old = first
+        .executions
+        .iter()
+        .min_by_key(|e| e.start_time)
+        .unwrap()
+        .clone();
+    let newest = first
+        .executions
+        .iter()
+        .max_by_key(|e| e.start_time)
+        .unwrap()
+        .clone();
+    // Stop the old one (behind 120 finished: not on the first page) with stop-and-wait, abandon
+    // the newest.
+    let stop = |id: &str, abandon: bool| stopd_core::StopRequest {
+        pipeline: "par".into(),
+        execution_id: id.into(),
+        abandon,
+        reason: "t".into(),
+    };
+    assert_eq!(
+        env.core.stop(&stop(&old.execution_id, false)).await.outcome,
+        stopd_core::Outcome::Stopped
+    );
+    assert_eq!(
+        env.core
+            .stop(&stop(&newest.execution_id, true))
+            .await
+            .outcome,
+        stopd_core::Outcome::Stopped
+    );
+    let again = env.core.discover(&|_| true, false).await;
+    let ids: BTreeSet<&str> = again
+        .executions
+        .iter()
+        .map(|e| e.execution_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(!ids.contains(newest.execution_id.as_str()));
+    let old_now = again
+        .executions
+        .iter()
+        .find(|e| e.execution_id == old.execution_id)
+        .unwrap();
+    assert_eq!(old_now.status, ActiveStatus::Stopping);
+}
+
+#[tokio::test]
+async fn a_failing_or_deleted_pipeline_is_reported_and_never_hides_the_others() {
+    let env = start(&fleet_fixture(10)).await;
+    env.emulator.add_fault(
+        FaultRule::new(Some("ListPipelineExecutions"), Fault::Http500).pipeline("p-00003"),
+    );
+    let emulator = env.emulator.clone();
+    // Deleted between ListPipelines and its own calls.
+    let scope = move |n: &str| {
+        if n == "p-00007" {
+            emulator.delete_pipeline(n);
+        }
+        true
+    };
+    let found = env.core.discover(&scope, false).await;
+    assert_eq!(found.executions.len(), 8);
+    let failures: Vec<(&str, ErrorKind)> = found
+        .failures
+        .iter()
+        .map(|f| (f.pipeline.as_str(), f.error.kind))
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            ("p-00003", ErrorKind::Server),
+            ("p-00007", ErrorKind::PipelineNotFound)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn listing_failure_is_reported_not_an_empty_fleet() {
+    let env = start(&fleet_fixture(3)).await;
+    env.emulator
+        .add_fault(FaultRule::new(Some("ListPipelines"), Fault::Http500));
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(
+        found.listing_failed.map(|e| e.kind),
+        Some(ErrorKind::Server)
+    );
+    assert!(found.executions.is_empty());
+}
