@@ -1,0 +1,507 @@
+//! The policy file: parse, validate, and say exactly where a problem is.
+//!
+//! The file is read twice over the same text: once by serde into the typed tables (unknown keys
+//! and bad values are rejected with toml's own span), and once as a spanned document, so that an
+//! error found later by [`Policy::compile`] (a `Location` such as `freeze[2].cron`) is shown with
+//! the line and column of that key. The spanned document also gives the file order of
+//! `[[freeze]]` and `[[timeout]]` entries, which decides ties between rules.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use stopd_rules::cron::CronExpr;
+use stopd_rules::{
+    DefaultsSpec, ExemptSpec, FreezeSpec, Location, Policy, PolicySpec, RuleRef, Table, TimeoutSpec,
+};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Where the daemon looks when neither `--config` nor `STOPD_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/stopd/stopd.toml";
+/// Default sweep cadence: every 30 seconds.
+pub const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
+/// Default audit database.
+pub const DEFAULT_DATABASE: &str = "/var/lib/stopd/audit.db";
+
+/// `[aws]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSpec {
+    /// Region; the default provider chain otherwise.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Named profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Endpoint override (a local emulator, a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+/// `[daemon]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonSpec {
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    database: Option<PathBuf>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    stop_concurrency: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    stop_deadline: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_timeout: Option<Duration>,
+}
+
+/// The whole file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    aws: AwsSpec,
+    #[serde(default)]
+    daemon: DaemonSpec,
+    #[serde(default)]
+    defaults: DefaultsSpec,
+    #[serde(default)]
+    freeze: Vec<FreezeSpec>,
+    #[serde(default)]
+    timeout: Vec<TimeoutSpec>,
+    #[serde(default)]
+    exempt: Vec<ExemptSpec>,
+}
+
+/// `[daemon]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Sweep cadence (evaluated in UTC).
+    pub schedule: CronExpr,
+    /// The audit database.
+    pub database: PathBuf,
+    /// Decide and record, never call StopPipelineExecution.
+    pub dry_run: bool,
+    /// Stops in flight at once.
+    pub stop_concurrency: usize,
+    /// How long one stop may take, retries included.
+    pub stop_deadline: Duration,
+    /// On SIGTERM, how long in-flight stops may still run before they are cut short.
+    pub shutdown_timeout: Duration,
+}
+
+/// A loaded, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[aws]`.
+    pub aws: AwsSpec,
+    /// `[daemon]`.
+    pub daemon: DaemonSettings,
+    /// The compiled policy.
+    pub policy: Policy,
+    /// Fixed credentials instead of the provider chain: set by `stopd demo` only, never read
+    /// from the file.
+    pub static_credentials: Option<(String, String)>,
+}
+
+/// One problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, if known.
+    pub line: Option<usize>,
+    /// 1-based column, if known.
+    pub column: Option<usize>,
+    /// Path inside the file, e.g. `freeze[1].cron`.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a configuration could not be loaded. Display prints one line per problem:
+/// `path:line:column: field: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.path.display())?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = p.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            write!(f, ": ")?;
+            if let Some(field) = &p.field {
+                write!(f, "{field}: ")?;
+            }
+            write!(f, "{}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn single(path: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: None,
+                column: None,
+                field: None,
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::single(path, format!("cannot read the policy file: {e}")))?;
+    parse(path, &text)
+}
+
+/// Validates `text` as if it were the file at `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let file: FileSpec = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        ConfigError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line,
+                column,
+                field: None,
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })?;
+    // serde accepted it, so the spanned parse succeeds too.
+    let doc = DeTable::parse(text).ok();
+    let locate = |field: &str, span: Option<Range<usize>>| {
+        let (line, column) = span
+            .map(|s| line_col(text, s.start))
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        (line, column, Some(field.to_string()))
+    };
+
+    let mut problems = Vec::new();
+    let FileSpec {
+        aws,
+        daemon,
+        defaults,
+        freeze,
+        timeout,
+        exempt,
+    } = file;
+
+    let schedule_text = daemon.schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE);
+    let schedule = match CronExpr::parse(schedule_text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let (line, column, field) = locate(
+                "daemon.schedule",
+                doc.as_ref()
+                    .and_then(|d| key_span(d.get_ref(), &["daemon", "schedule"])),
+            );
+            problems.push(Problem {
+                line,
+                column,
+                field,
+                message: e.to_string(),
+            });
+            None
+        }
+    };
+    let mut positive = |key: &str, value: Option<Duration>| {
+        if value.is_some_and(|d| d.is_zero()) {
+            let (line, column, field) = locate(
+                &format!("daemon.{key}"),
+                doc.as_ref()
+                    .and_then(|d| key_span(d.get_ref(), &["daemon", key])),
+            );
+            problems.push(Problem {
+                line,
+                column,
+                field,
+                message: "must be longer than zero".into(),
+            });
+        }
+    };
+    positive("stop_deadline", daemon.stop_deadline);
+    positive("shutdown_timeout", daemon.shutdown_timeout);
+    if daemon.stop_concurrency == Some(0) {
+        let (line, column, field) = locate(
+            "daemon.stop_concurrency",
+            doc.as_ref()
+                .and_then(|d| key_span(d.get_ref(), &["daemon", "stop_concurrency"])),
+        );
+        problems.push(Problem {
+            line,
+            column,
+            field,
+            message: "must be at least 1".into(),
+        });
+    }
+    if let Some(url) = &aws.endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        let (line, column, field) = locate(
+            "aws.endpoint_url",
+            doc.as_ref()
+                .and_then(|d| key_span(d.get_ref(), &["aws", "endpoint_url"])),
+        );
+        problems.push(Problem {
+            line,
+            column,
+            field,
+            message: format!("{url:?} is not an http:// or https:// URL"),
+        });
+    }
+
+    let mut spec = PolicySpec {
+        defaults,
+        freeze,
+        timeout,
+        exempt,
+        file_order: Vec::new(),
+    };
+    if let Some(d) = &doc {
+        spec.file_order = file_order(d.get_ref());
+    }
+    let policy = match Policy::compile(&spec) {
+        Ok(p) => Some(p),
+        Err(errors) => {
+            for e in errors {
+                let span = doc.as_ref().and_then(|d| location_span(d.get_ref(), &e.at));
+                let (line, column, field) = locate(&e.at.to_string(), span);
+                problems.push(Problem {
+                    line,
+                    column,
+                    field,
+                    message: e.kind.to_string(),
+                });
+            }
+            None
+        }
+    };
+
+    match (schedule, policy) {
+        (Some(schedule), Some(policy)) if problems.is_empty() => Ok(Config {
+            path: path.to_path_buf(),
+            aws,
+            daemon: DaemonSettings {
+                schedule,
+                database: daemon
+                    .database
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+                dry_run: daemon.dry_run.unwrap_or(false),
+                stop_concurrency: daemon.stop_concurrency.unwrap_or(8),
+                stop_deadline: daemon.stop_deadline.unwrap_or(Duration::from_secs(60)),
+                shutdown_timeout: daemon.shutdown_timeout.unwrap_or(Duration::from_secs(20)),
+            },
+            policy,
+            static_credentials: None,
+        }),
+        _ => {
+            problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));
+            Err(ConfigError {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+fn get<'a, 'i>(table: &'a DeTable<'i>, key: &str) -> Option<&'a Spanned<DeValue<'i>>> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(_, v)| v)
+}
+
+fn get_key_span(table: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == key)
+        .map(|(k, _)| k.span())
+}
+
+/// Span of a dotted key path (`daemon.schedule`).
+fn key_span(root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
+    let (last, parents) = path.split_last()?;
+    let mut table = root;
+    for p in parents {
+        match get(table, p)?.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    get_key_span(table, last)
+}
+
+/// Span of a policy error's location: the key inside the entry, or else the entry itself.
+fn location_span(root: &DeTable<'_>, at: &Location) -> Option<Range<usize>> {
+    let name = at.rule.table.as_str();
+    let (entry, entry_span) = match at.rule.table {
+        Table::Defaults => {
+            let v = get(root, name)?;
+            match v.get_ref() {
+                DeValue::Table(t) => (t, get_key_span(root, name)?),
+                _ => return None,
+            }
+        }
+        _ => {
+            let v = get(root, name)?;
+            let DeValue::Array(items) = v.get_ref() else {
+                return None;
+            };
+            let item = items.get(at.rule.index)?;
+            match item.get_ref() {
+                DeValue::Table(t) => (t, item.span()),
+                _ => return None,
+            }
+        }
+    };
+    match at.key {
+        Some(key) => get_key_span(entry, key).or(Some(entry_span)),
+        None => Some(entry_span),
+    }
+}
+
+/// The order in which `[[freeze]]` and `[[timeout]]` entries appear in the file.
+fn file_order(root: &DeTable<'_>) -> Vec<RuleRef> {
+    let mut found: Vec<(usize, RuleRef)> = Vec::new();
+    for table in [Table::Freeze, Table::Timeout] {
+        if let Some(v) = get(root, table.as_str())
+            && let DeValue::Array(items) = v.get_ref()
+        {
+            for (index, item) in items.iter().enumerate() {
+                found.push((item.span().start, RuleRef { table, index }));
+            }
+        }
+    }
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        parse(Path::new("/etc/stopd/stopd.toml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = err("[daemon]\nschedule = \"* * * * *\"\nshedule = \"x\"\n");
+        assert_eq!(e.problems[0].line, Some(3));
+        assert_eq!(e.problems[0].column, Some(1));
+        assert!(e.problems[0].message.contains("shedule"), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/stopd/stopd.toml:3:1: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn policy_errors_point_at_the_key_of_the_right_entry() {
+        let text = "\
+[[freeze]]
+name = \"ok\"
+cron = \"0 18 * * FRI\"
+duration = \"62h\"
+
+[[timeout]]
+name = \"t\"
+max_duration = \"2h\"
+
+[[freeze]]
+name = \"bad\"
+cron = \"0 25 * * *\"
+duration = \"1h\"
+  timezone = \"Mars/Olympus\"
+";
+        let e = err(text);
+        let fields: Vec<_> = e
+            .problems
+            .iter()
+            .map(|p| (p.field.clone().unwrap(), p.line, p.column))
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("freeze[1].cron".to_string(), Some(12), Some(1)),
+                ("freeze[1].timezone".to_string(), Some(14), Some(3)),
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn daemon_schedule_is_checked() {
+        let e = err("[daemon]\nschedule = \"every minute\"\n");
+        assert_eq!(e.problems[0].field.as_deref(), Some("daemon.schedule"));
+        assert_eq!(e.problems[0].line, Some(2));
+    }
+
+    #[test]
+    fn file_order_follows_the_text_not_the_table() {
+        let text = "\
+[[timeout]]
+name = \"t\"
+max_duration = \"2h\"
+[[freeze]]
+name = \"f\"
+start = \"2026-12-19T00:00:00\"
+end = \"2027-01-04T09:00:00\"
+";
+        let c = parse(Path::new("x.toml"), text).unwrap();
+        let names: Vec<&str> = c.policy.rules().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["t", "f"]);
+    }
+
+    #[test]
+    fn empty_file_is_a_valid_policy_with_defaults() {
+        let c = parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(c.daemon.database, PathBuf::from(DEFAULT_DATABASE));
+        assert!(!c.daemon.dry_run);
+        assert_eq!(c.daemon.schedule.source(), DEFAULT_SCHEDULE);
+    }
+
+    #[test]
+    fn bad_duration_value_is_located() {
+        let e = err("[[timeout]]\nname = \"t\"\nmax_duration = \"2 fortnights\"\n");
+        assert_eq!(e.problems[0].line, Some(3), "{e}");
+    }
+}

@@ -1,0 +1,645 @@
+//! The SQLite audit log (sqlx). WAL, `synchronous = FULL` (a committed row survives a power
+//! cut), one writer connection, append-only tables (triggers refuse UPDATE and DELETE; see
+//! `migrations/`). Timestamps are RFC 3339 UTC strings with milliseconds, so text order is time
+//! order.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, migrate::Migrator};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// RFC 3339 UTC with milliseconds: the audit log's time format.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses what [`ts`] wrote.
+pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("bad timestamp {s:?} in the audit log"))?
+        .with_timezone(&Utc))
+}
+
+/// The audit database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// A decided stop, written before the API call.
+#[derive(Debug, Clone)]
+pub struct Intent<'a> {
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+    /// The sweep, if any (`stopd stop` has none).
+    pub sweep_id: Option<i64>,
+    /// Pipeline.
+    pub pipeline: &'a str,
+    /// Execution id.
+    pub execution_id: &'a str,
+    /// Winning rule (`manual` for `stopd stop`).
+    pub rule: &'a str,
+    /// `freeze`, `timeout` or `manual`.
+    pub rule_kind: &'a str,
+    /// `finish` or `abandon`.
+    pub mode: &'a str,
+    /// Rendered reason.
+    pub reason: &'a str,
+    /// Why, in a sentence.
+    pub explanation: &'a str,
+    /// Decided in dry-run mode.
+    pub dry_run: bool,
+    /// When a `finish` stop is due for escalation to abandon.
+    pub escalate_at: Option<DateTime<Utc>>,
+    /// The stop this one escalates.
+    pub escalation_of: Option<i64>,
+}
+
+/// How a stop ended, written after the call.
+#[derive(Debug, Clone)]
+pub struct OutcomeRow {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The outcome name.
+    pub outcome: String,
+    /// Requests sent.
+    pub attempts: u32,
+    /// Throttling answers.
+    pub throttled: u32,
+    /// Time spent.
+    pub elapsed: Duration,
+    /// Last error text.
+    pub error: Option<String>,
+    /// Resolved at start-up rather than by the call itself.
+    pub reconciled: bool,
+}
+
+/// What a sweep saw and did.
+#[derive(Debug, Clone, Default)]
+pub struct SweepResult {
+    /// Pipelines listed.
+    pub pipelines_seen: usize,
+    /// Pipelines any rule may apply to.
+    pub pipelines_in_scope: usize,
+    /// Active executions found.
+    pub executions_seen: usize,
+    /// Stops decided (including dry-run and escalations).
+    pub stops_decided: usize,
+    /// API requests sent.
+    pub api_calls: u64,
+    /// Throttling answers.
+    pub throttled: u64,
+    /// Pipelines that could not be read, plus a failed listing.
+    pub errors: usize,
+    /// The first error, in words.
+    pub error: Option<String>,
+}
+
+/// A stop recorded but never completed (the process died between the two writes).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Row id.
+    pub id: i64,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Execution id.
+    pub execution_id: String,
+    /// Decided in dry-run mode (no call was to be made).
+    pub dry_run: bool,
+}
+
+/// A stop-and-wait due for escalation.
+#[derive(Debug, Clone)]
+pub struct EscalationDue {
+    /// The original stop.
+    pub stop_id: i64,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Execution id.
+    pub execution_id: String,
+    /// Rule.
+    pub rule: String,
+    /// Rule kind.
+    pub rule_kind: String,
+    /// Reason given the first time.
+    pub reason: String,
+}
+
+/// One audit record, as `stopd report` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// Row id.
+    pub id: i64,
+    /// When the stop was decided.
+    pub at: String,
+    /// Pipeline.
+    pub pipeline: String,
+    /// Execution id.
+    pub execution_id: String,
+    /// Winning rule.
+    pub rule: String,
+    /// freeze | timeout | manual.
+    pub rule_kind: String,
+    /// finish | abandon.
+    pub mode: String,
+    /// Reason sent.
+    pub reason: String,
+    /// Outcome (`pending` if the process died before it was known).
+    pub outcome: String,
+    /// Requests sent.
+    pub attempts: i64,
+    /// Last error.
+    pub error: Option<String>,
+    /// When the outcome was known.
+    pub completed_at: Option<String>,
+    /// Throttling answers.
+    pub throttled: i64,
+    /// Whether the outcome was resolved at start-up.
+    pub reconciled: bool,
+    /// The stop this one escalates.
+    pub escalation_of: Option<i64>,
+    /// The sweep that decided it.
+    pub sweep_id: Option<i64>,
+    /// Why, in a sentence.
+    pub explanation: String,
+}
+
+/// Filters of `stopd report`.
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// Pipeline glob (`*`, `?`, `[...]`).
+    pub pipeline: Option<String>,
+    /// Rule name.
+    pub rule: Option<String>,
+    /// Outcome name.
+    pub outcome: Option<String>,
+}
+
+/// One sweep, for `stopd report --sweeps`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRecord {
+    /// Row id.
+    pub id: i64,
+    /// Start.
+    pub started_at: String,
+    /// End (null: the process died during it).
+    pub finished_at: Option<String>,
+    /// What woke the scheduler.
+    pub trigger: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Duration.
+    pub duration_ms: Option<i64>,
+    /// Pipelines listed.
+    pub pipelines_seen: Option<i64>,
+    /// Active executions found.
+    pub executions_seen: Option<i64>,
+    /// Stops decided.
+    pub stops_decided: Option<i64>,
+    /// API calls.
+    pub api_calls: Option<i64>,
+    /// Errors.
+    pub errors: Option<i64>,
+    /// First error.
+    pub error: Option<String>,
+}
+
+/// A break-glass exemption.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExemptionRecord {
+    /// Id (for `exempt revoke`).
+    pub id: i64,
+    /// When it was added.
+    pub created_at: String,
+    /// Pipeline glob.
+    pub pipeline: String,
+    /// Expiry (exclusive).
+    pub until: String,
+    /// Why.
+    pub reason: String,
+    /// Who added it.
+    pub created_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating it and its directory if missing) and migrates the database for writing.
+    pub async fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the audit directory {}", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        // One connection: one writer, and statements from concurrent stops queue on it.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the audit database {}", path.display()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .with_context(|| format!("cannot migrate the audit database {}", path.display()))?;
+        Ok(Store { pool })
+    }
+
+    /// Opens an existing database for reading; works while the daemon writes.
+    pub async fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            bail!(
+                "no audit database at {} (it is created when the daemon first runs; see [daemon] database)",
+                path.display()
+            );
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the audit database {}", path.display()))?;
+        Ok(Store { pool })
+    }
+
+    /// Closes the pool, flushing nothing that is not already durable.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records the start of a sweep; returns its id.
+    pub async fn begin_sweep(
+        &self,
+        at: DateTime<Utc>,
+        trigger: &str,
+        dry_run: bool,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(ts(at))
+        .bind(trigger)
+        .bind(dry_run)
+        .bind(i64::from(std::process::id()))
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot record the sweep start")?;
+        Ok(row.get(0))
+    }
+
+    /// Records the end of a sweep.
+    pub async fn finish_sweep(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        duration: Duration,
+        r: &SweepResult,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
+             pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, error) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(ts(at))
+        .bind(duration.as_millis() as i64)
+        .bind(r.pipelines_seen as i64)
+        .bind(r.pipelines_in_scope as i64)
+        .bind(r.executions_seen as i64)
+        .bind(r.stops_decided as i64)
+        .bind(r.api_calls as i64)
+        .bind(r.throttled as i64)
+        .bind(r.errors as i64)
+        .bind(&r.error)
+        .execute(&self.pool)
+        .await
+        .context("cannot record the sweep result")?;
+        Ok(())
+    }
+
+    /// Records a decided stop, durably, before the call. Returns its id.
+    pub async fn record_intent(&self, i: &Intent<'_>) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
+             explanation, dry_run, escalate_at, escalation_of) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(ts(i.at))
+        .bind(i.sweep_id)
+        .bind(i.pipeline)
+        .bind(i.execution_id)
+        .bind(i.rule)
+        .bind(i.rule_kind)
+        .bind(i.mode)
+        .bind(i.reason)
+        .bind(i.explanation)
+        .bind(i.dry_run)
+        .bind(i.escalate_at.map(ts))
+        .bind(i.escalation_of)
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot record the stop before making it")?;
+        Ok(row.get(0))
+    }
+
+    /// Records how a stop ended.
+    pub async fn record_outcome(&self, stop_id: i64, o: &OutcomeRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO stop_outcomes (stop_id, at, outcome, attempts, throttled, elapsed_ms, error, reconciled) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(stop_id)
+        .bind(ts(o.at))
+        .bind(&o.outcome)
+        .bind(i64::from(o.attempts))
+        .bind(i64::from(o.throttled))
+        .bind(o.elapsed.as_millis() as i64)
+        .bind(&o.error)
+        .bind(o.reconciled)
+        .execute(&self.pool)
+        .await
+        .context("cannot record a stop's outcome")?;
+        Ok(())
+    }
+
+    /// Stops recorded without an outcome.
+    pub async fn pending(&self) -> Result<Vec<Pending>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.pipeline, s.execution_id, s.dry_run FROM stops s \
+             LEFT JOIN stop_outcomes o ON o.stop_id = s.id WHERE o.stop_id IS NULL ORDER BY s.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Pending {
+                id: r.get(0),
+                pipeline: r.get(1),
+                execution_id: r.get(2),
+                dry_run: r.get(3),
+            })
+            .collect())
+    }
+
+    /// Stop-and-wait stops accepted by the API whose escalation time has come and that were
+    /// not escalated yet.
+    pub async fn escalations_due(&self, now: DateTime<Utc>) -> Result<Vec<EscalationDue>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.reason FROM stops s \
+             JOIN stop_outcomes o ON o.stop_id = s.id \
+             WHERE s.escalate_at IS NOT NULL AND s.escalate_at <= ? AND s.dry_run = 0 \
+               AND o.outcome IN ('stopped', 'already_stopping') \
+               AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id) \
+             ORDER BY s.escalate_at",
+        )
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EscalationDue {
+                stop_id: r.get(0),
+                pipeline: r.get(1),
+                execution_id: r.get(2),
+                rule: r.get(3),
+                rule_kind: r.get(4),
+                reason: r.get(5),
+            })
+            .collect())
+    }
+
+    /// The earliest escalation still to come after `now`, for the scheduler.
+    pub async fn next_escalation(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MIN(s.escalate_at) FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
+             WHERE s.escalate_at > ? AND s.dry_run = 0 AND o.outcome IN ('stopped', 'already_stopping') \
+               AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id)",
+        )
+        .bind(ts(now))
+        .fetch_one(&self.pool)
+        .await?;
+        let at: Option<String> = row.get(0);
+        at.map(|s| parse_ts(&s)).transpose()
+    }
+
+    /// Whether a dry-run stop of this execution by this rule is already on record (dry runs
+    /// are recorded once per execution and rule, not once per sweep).
+    pub async fn dry_run_recorded(&self, execution_id: &str, rule: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM stops WHERE execution_id = ? AND rule = ? AND dry_run = 1)",
+        )
+        .bind(execution_id)
+        .bind(rule)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get::<bool, _>(0))
+    }
+
+    /// Audit records matching `f`, oldest first.
+    pub async fn report(&self, f: &ReportFilter) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.at, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.mode, s.reason, \
+                    COALESCE(o.outcome, CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
+                    COALESCE(o.attempts, 0), o.error, o.at, COALESCE(o.throttled, 0), \
+                    COALESCE(o.reconciled, 0), s.escalation_of, s.sweep_id, s.explanation \
+             FROM stops s LEFT JOIN stop_outcomes o ON o.stop_id = s.id \
+             WHERE (?1 IS NULL OR s.at >= ?1) AND (?2 IS NULL OR s.at < ?2) \
+               AND (?3 IS NULL OR s.pipeline GLOB ?3) AND (?4 IS NULL OR s.rule = ?4) \
+               AND (?5 IS NULL OR COALESCE(o.outcome, 'pending') = ?5) \
+             ORDER BY s.at, s.id",
+        )
+        .bind(f.since.map(ts))
+        .bind(f.until.map(ts))
+        .bind(&f.pipeline)
+        .bind(&f.rule)
+        .bind(&f.outcome)
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the audit log")?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRecord {
+                id: r.get(0),
+                at: r.get(1),
+                pipeline: r.get(2),
+                execution_id: r.get(3),
+                rule: r.get(4),
+                rule_kind: r.get(5),
+                mode: r.get(6),
+                reason: r.get(7),
+                outcome: r.get(8),
+                attempts: r.get(9),
+                error: r.get(10),
+                completed_at: r.get(11),
+                throttled: r.get(12),
+                reconciled: r.get(13),
+                escalation_of: r.get(14),
+                sweep_id: r.get(15),
+                explanation: r.get(16),
+            })
+            .collect())
+    }
+
+    /// Sweeps started in `[since, until)`, oldest first.
+    pub async fn sweeps(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<SweepRecord>> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
+                    r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, r.error \
+             FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
+             WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
+             ORDER BY w.started_at, w.id",
+        )
+        .bind(since.map(ts))
+        .bind(until.map(ts))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the sweep log")?;
+        Ok(rows
+            .iter()
+            .map(|r| SweepRecord {
+                id: r.get(0),
+                started_at: r.get(1),
+                finished_at: r.get(2),
+                trigger: r.get(3),
+                dry_run: r.get(4),
+                duration_ms: r.get(5),
+                pipelines_seen: r.get(6),
+                executions_seen: r.get(7),
+                stops_decided: r.get(8),
+                api_calls: r.get(9),
+                errors: r.get(10),
+                error: r.get(11),
+            })
+            .collect())
+    }
+
+    /// Adds a break-glass exemption; returns its id.
+    pub async fn add_exemption(
+        &self,
+        at: DateTime<Utc>,
+        glob: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+        by: &str,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(ts(at))
+        .bind(glob)
+        .bind(ts(until))
+        .bind(reason)
+        .bind(by)
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot record the exemption")?;
+        Ok(row.get(0))
+    }
+
+    /// Revokes an exemption. Errors if it does not exist or is already revoked.
+    pub async fn revoke_exemption(&self, id: i64, at: DateTime<Utc>, by: &str) -> Result<()> {
+        let exists: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM exemptions WHERE id = ?)")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        if !exists {
+            bail!("no exemption with id {id} (see `stopd exempt list`)");
+        }
+        let done = sqlx::query(
+            "INSERT INTO exemption_revocations (exemption_id, at, revoked_by) VALUES (?, ?, ?) \
+             ON CONFLICT (exemption_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(ts(at))
+        .bind(by)
+        .execute(&self.pool)
+        .await
+        .context("cannot record the revocation")?;
+        if done.rows_affected() == 0 {
+            bail!("exemption {id} is already revoked");
+        }
+        Ok(())
+    }
+
+    /// Every exemption, newest first.
+    pub async fn exemptions(&self) -> Result<Vec<ExemptionRecord>> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at \
+             FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
+             ORDER BY e.id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read exemptions")?;
+        Ok(rows
+            .iter()
+            .map(|r| ExemptionRecord {
+                id: r.get(0),
+                created_at: r.get(1),
+                pipeline: r.get(2),
+                until: r.get(3),
+                reason: r.get(4),
+                created_by: r.get(5),
+                revoked_at: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Exemptions not revoked and not expired at `now`, as the policy's type.
+    pub async fn active_exemptions(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<stopd_rules::Exemption>> {
+        let mut out = Vec::new();
+        for e in self.exemptions().await? {
+            if e.revoked_at.is_some() {
+                continue;
+            }
+            let until = parse_ts(&e.until)?;
+            if now >= until {
+                continue;
+            }
+            match stopd_rules::Exemption::break_glass(
+                format!("break-glass #{}", e.id),
+                &e.pipeline,
+                until,
+                e.reason.clone(),
+            ) {
+                Ok(x) => out.push(x),
+                Err(err) => {
+                    tracing::warn!(id = e.id, error = %err, "skipping an exemption whose glob does not compile")
+                }
+            }
+        }
+        Ok(out)
+    }
+}

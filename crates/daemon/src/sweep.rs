@@ -1,0 +1,479 @@
+//! One sweep: discover, decide, stop (bounded concurrency), record. Also the one path every
+//! stop takes (policy, escalation or `stopd stop`): record the intent durably, call, record the
+//! outcome. And start-up reconciliation of stops a crash left pending.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use stopd_core::{
+    ActiveExecution, ActiveStatus, CallCounts, Core, ErrorKind, Outcome, StopRequest,
+};
+use stopd_rules::{ExecutionFacts, Mode, Policy, Verdict};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Intent, OutcomeRow, Store, SweepResult};
+
+/// A stop to make, owned (it crosses into a task).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Execution id.
+    pub execution_id: String,
+    /// Winning rule, or `manual`.
+    pub rule: String,
+    /// `freeze`, `timeout` or `manual`.
+    pub rule_kind: String,
+    /// Mode.
+    pub mode: Mode,
+    /// Rendered reason.
+    pub reason: String,
+    /// Why, in a sentence.
+    pub explanation: String,
+    /// When a `finish` stop is due for escalation.
+    pub escalate_at: Option<DateTime<Utc>>,
+    /// The stop this one escalates.
+    pub escalation_of: Option<i64>,
+}
+
+/// How one stop ended, as recorded.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// Audit row id (None if not even the intent could be recorded).
+    pub stop_id: Option<i64>,
+    /// The plan.
+    pub planned: Planned,
+    /// Outcome name (`dry_run` included).
+    pub outcome: String,
+    /// Whether the outcome is final.
+    pub is_final: bool,
+    /// Requests sent.
+    pub attempts: u32,
+    /// Error text.
+    pub error: Option<String>,
+}
+
+/// Makes one stop through the audit log: intent (durable) → call → outcome. Never calls the
+/// API when the intent could not be written.
+pub async fn execute(
+    core: &Core,
+    store: &Store,
+    sweep_id: Option<i64>,
+    p: Planned,
+    dry_run: bool,
+) -> Done {
+    let at = Utc::now();
+    let intent = Intent {
+        at,
+        sweep_id,
+        pipeline: &p.pipeline,
+        execution_id: &p.execution_id,
+        rule: &p.rule,
+        rule_kind: &p.rule_kind,
+        mode: p.mode.as_str(),
+        reason: &p.reason,
+        explanation: &p.explanation,
+        dry_run,
+        escalate_at: if dry_run { None } else { p.escalate_at },
+        escalation_of: p.escalation_of,
+    };
+    let stop_id = match store.record_intent(&intent).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(pipeline = %p.pipeline, execution = %p.execution_id, error = %format!("{e:#}"),
+                "not stopping: the stop could not be recorded first");
+            return Done {
+                stop_id: None,
+                planned: p,
+                outcome: "failed".into(),
+                is_final: false,
+                attempts: 0,
+                error: Some(format!("{e:#}")),
+            };
+        }
+    };
+    let (row, is_final) = if dry_run {
+        (
+            OutcomeRow {
+                at: Utc::now(),
+                outcome: "dry_run".into(),
+                attempts: 0,
+                throttled: 0,
+                elapsed: Duration::ZERO,
+                error: None,
+                reconciled: false,
+            },
+            true,
+        )
+    } else {
+        let report = core
+            .stop(&StopRequest {
+                pipeline: p.pipeline.clone(),
+                execution_id: p.execution_id.clone(),
+                abandon: p.mode == Mode::Abandon,
+                reason: p.reason.clone(),
+            })
+            .await;
+        let mut error = report.error.as_ref().map(ToString::to_string);
+        if report.cancelled {
+            error = Some(match error {
+                Some(e) => format!("cut short by shutdown; last error: {e}"),
+                None => "cut short by shutdown before an answer".into(),
+            });
+        }
+        (
+            OutcomeRow {
+                at: Utc::now(),
+                outcome: report.outcome.as_str().into(),
+                attempts: report.attempts,
+                throttled: report.throttled,
+                elapsed: report.elapsed,
+                error,
+                reconciled: false,
+            },
+            report.outcome.is_final(),
+        )
+    };
+    match row.outcome.as_str() {
+        "stopped" | "already_stopping" | "not_stoppable" | "dry_run" => {
+            tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
+                mode = p.mode.as_str(), outcome = %row.outcome, attempts = row.attempts, "stop");
+        }
+        _ => {
+            tracing::warn!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
+                mode = p.mode.as_str(), outcome = %row.outcome, attempts = row.attempts,
+                error = row.error.as_deref().unwrap_or(""), "stop did not succeed");
+        }
+    }
+    if let Err(e) = store.record_outcome(stop_id, &row).await {
+        // The intent row stays pending; the next start resolves it from the execution's status.
+        tracing::error!(stop_id, error = %format!("{e:#}"), "could not record a stop's outcome; it stays pending until the next start");
+    }
+    Done {
+        stop_id: Some(stop_id),
+        planned: p,
+        outcome: row.outcome,
+        is_final,
+        attempts: row.attempts,
+        error: row.error,
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default)]
+pub struct SweepSummary {
+    /// Sweep row id.
+    pub sweep_id: i64,
+    /// Counters, as recorded.
+    pub result: SweepResult,
+    /// Every stop made.
+    pub done: Vec<Done>,
+    /// Stops not made because a shutdown began.
+    pub skipped_for_shutdown: usize,
+    /// InProgress executions seen (the scheduler's input for timeout deadlines).
+    pub in_progress: Vec<ActiveExecution>,
+    /// Whether the listing itself failed (nothing was seen).
+    pub blind: bool,
+}
+
+impl SweepSummary {
+    /// Every decided stop reached a final outcome and the fleet was seen.
+    pub fn all_final(&self) -> bool {
+        !self.blind && self.skipped_for_shutdown == 0 && self.done.iter().all(|d| d.is_final)
+    }
+
+    /// One line for logs and systemd's STATUS.
+    pub fn status_line(&self) -> String {
+        let stopped = self.done.iter().filter(|d| d.is_final).count();
+        format!(
+            "last sweep: {} pipelines, {} in scope, {} executions active, {} stops decided ({} final), {} errors",
+            self.result.pipelines_seen,
+            self.result.pipelines_in_scope,
+            self.result.executions_seen,
+            self.result.stops_decided,
+            stopped,
+            self.result.errors
+        )
+    }
+}
+
+/// Everything a sweep needs.
+#[derive(Debug, Clone)]
+pub struct Sweeper {
+    /// CodePipeline.
+    pub core: Core,
+    /// Audit log.
+    pub store: Store,
+    /// Stops in flight at once.
+    pub concurrency: usize,
+    /// Fires when a shutdown begins: no new stop starts.
+    pub draining: CancellationToken,
+}
+
+/// Borrowed facts of the InProgress executions, for the rules.
+pub fn facts(executions: &[ActiveExecution]) -> Vec<ExecutionFacts<'_>> {
+    executions
+        .iter()
+        .map(|e| ExecutionFacts {
+            pipeline: &e.pipeline,
+            execution_id: &e.execution_id,
+            start: e.start_time,
+            rollback: e.rollback,
+            tags: &e.tags,
+        })
+        .collect()
+}
+
+/// Turns the rules' verdicts into stops.
+pub fn plan(
+    policy: &Policy,
+    now: DateTime<Utc>,
+    executions: &[ActiveExecution],
+    extra: &[stopd_rules::Exemption],
+) -> (Vec<Planned>, Vec<(usize, Verdict)>) {
+    let facts = facts(executions);
+    let verdicts = policy.decide(now, &facts, extra);
+    let mut planned = Vec::new();
+    let mut others = Vec::new();
+    for (i, v) in verdicts.into_iter().enumerate() {
+        match v {
+            Verdict::Stop(d) => {
+                let e = &executions[i];
+                planned.push(Planned {
+                    pipeline: e.pipeline.clone(),
+                    execution_id: e.execution_id.clone(),
+                    explanation: d.explanation(),
+                    escalate_at: d.escalate_after.map(|a| now + a),
+                    rule: d.rule,
+                    rule_kind: d.kind.as_str().to_string(),
+                    mode: d.mode,
+                    reason: d.reason,
+                    escalation_of: None,
+                });
+            }
+            Verdict::Allow => {}
+            other => others.push((i, other)),
+        }
+    }
+    (planned, others)
+}
+
+impl Sweeper {
+    /// One sweep at the current time.
+    pub async fn sweep(
+        &self,
+        policy: Arc<Policy>,
+        trigger: &str,
+        dry_run: bool,
+    ) -> Result<SweepSummary> {
+        let started = Instant::now();
+        let start_at = Utc::now();
+        let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
+        let scope = |p: &str| policy.may_apply_to(p);
+        let found = self.core.discover(&scope, policy.uses_tags()).await;
+        let mut result = SweepResult {
+            pipelines_seen: found.pipelines_seen,
+            pipelines_in_scope: found.pipelines_in_scope,
+            executions_seen: found.executions.len(),
+            errors: found.failures.len() + usize::from(found.listing_failed.is_some()),
+            ..SweepResult::default()
+        };
+        let mut calls = found.calls.clone();
+        if let Some(e) = &found.listing_failed {
+            result.error = Some(format!("could not list pipelines: {e}"));
+        } else if let Some(f) = found.failures.first() {
+            result.error = Some(format!("could not read {}: {}", f.pipeline, f.error));
+        }
+        for f in &found.failures {
+            tracing::warn!(pipeline = %f.pipeline, error = %f.error, "pipeline could not be read this sweep");
+        }
+        let blind = found.listing_failed.is_some();
+        if blind {
+            tracing::error!(
+                error = result.error.as_deref().unwrap_or(""),
+                "sweep is blind: nothing was decided"
+            );
+        }
+
+        // Decide at the instant discovery finished: the state we act on is that recent.
+        let now = Utc::now();
+        let (in_progress, stopping): (Vec<_>, Vec<_>) = found
+            .executions
+            .into_iter()
+            .partition(|e| e.status == ActiveStatus::InProgress);
+        let extra = self.store.active_exemptions(now).await?;
+        let (mut planned, _) = plan(&policy, now, &in_progress, &extra);
+        if dry_run {
+            let mut keep = Vec::with_capacity(planned.len());
+            for p in planned {
+                if !self
+                    .store
+                    .dry_run_recorded(&p.execution_id, &p.rule)
+                    .await?
+                {
+                    keep.push(p);
+                }
+            }
+            planned = keep;
+        } else {
+            // Escalations: a stop-and-wait past its escalate_after whose execution is still
+            // Stopping is stopped again, with abandon.
+            for due in self.store.escalations_due(now).await? {
+                let still_stopping = stopping
+                    .iter()
+                    .any(|e| e.execution_id == due.execution_id && e.pipeline == due.pipeline);
+                if still_stopping {
+                    planned.push(Planned {
+                        explanation: format!(
+                            "stop #{} (stop and wait) by rule '{}' is still Stopping past its escalate_after",
+                            due.stop_id, due.rule
+                        ),
+                        pipeline: due.pipeline,
+                        execution_id: due.execution_id,
+                        rule: due.rule,
+                        rule_kind: due.rule_kind,
+                        mode: Mode::Abandon,
+                        reason: due.reason,
+                        escalate_at: None,
+                        escalation_of: Some(due.stop_id),
+                    });
+                }
+            }
+        }
+        result.stops_decided = planned.len();
+
+        let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut skipped = 0;
+        for p in planned {
+            let permit = tokio::select! {
+                biased;
+                () = self.draining.cancelled() => None,
+                permit = semaphore.clone().acquire_owned() => permit.ok(),
+            };
+            let Some(permit) = permit else {
+                skipped += 1;
+                continue;
+            };
+            let core = self.core.clone();
+            let store = self.store.clone();
+            tasks.spawn(async move {
+                let done = execute(&core, &store, Some(sweep_id), p, dry_run).await;
+                drop(permit);
+                done
+            });
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "shutdown began: stops not yet started were left for the next run"
+            );
+        }
+        let mut done = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(d) => {
+                    calls.add("StopPipelineExecution", d.attempts, 0);
+                    done.push(d);
+                }
+                Err(e) => tracing::error!(error = %e, "a stop task failed"),
+            }
+        }
+        let _ = &mut calls;
+        result.api_calls = calls.total();
+        result.throttled = calls.total_throttled();
+        self.store
+            .finish_sweep(sweep_id, Utc::now(), started.elapsed(), &result)
+            .await?;
+        Ok(SweepSummary {
+            sweep_id,
+            result,
+            done,
+            skipped_for_shutdown: skipped,
+            in_progress,
+            blind,
+        })
+    }
+}
+
+/// Resolves stops a crash left without an outcome, from each execution's status now.
+/// Returns how many were resolved and how many are still pending (status unreadable).
+pub async fn reconcile(core: &Core, store: &Store) -> Result<(usize, usize)> {
+    let pending = store.pending().await?;
+    let (mut resolved, mut left) = (0, 0);
+    for p in pending {
+        let mut calls = CallCounts::default();
+        if p.dry_run {
+            store
+                .record_outcome(
+                    p.id,
+                    &OutcomeRow {
+                        at: Utc::now(),
+                        outcome: "dry_run".into(),
+                        attempts: 0,
+                        throttled: 0,
+                        elapsed: Duration::ZERO,
+                        error: Some("resolved at start-up: a dry-run decision".into()),
+                        reconciled: true,
+                    },
+                )
+                .await?;
+            resolved += 1;
+            continue;
+        }
+        let (outcome, note) = match core
+            .get_execution_status(&p.pipeline, &p.execution_id, &mut calls)
+            .await
+        {
+            Ok(status) => match status.as_str() {
+                "Stopping" | "Stopped" => (
+                    Outcome::Stopped,
+                    format!("resolved at start-up: the execution is {}", status.as_str()),
+                ),
+                "InProgress" => (
+                    Outcome::Failed,
+                    "resolved at start-up: the stop was interrupted and the execution is still InProgress; the next sweep decides again".to_string(),
+                ),
+                other => (
+                    Outcome::NotStoppable,
+                    format!("resolved at start-up: the execution is {other}"),
+                ),
+            },
+            Err(e) if matches!(e.kind, ErrorKind::PipelineNotFound) => (
+                Outcome::PipelineNotFound,
+                format!("resolved at start-up: {e}"),
+            ),
+            Err(e) if matches!(e.kind, ErrorKind::ExecutionNotFound) => (
+                Outcome::NotStoppable,
+                format!("resolved at start-up: {e}"),
+            ),
+            Err(e) => {
+                tracing::warn!(stop_id = p.id, error = %e, "pending stop could not be resolved; trying again at the next start");
+                left += 1;
+                continue;
+            }
+        };
+        tracing::info!(stop_id = p.id, pipeline = %p.pipeline, execution = %p.execution_id,
+            outcome = outcome.as_str(), "resolved a stop left pending by an earlier run");
+        store
+            .record_outcome(
+                p.id,
+                &OutcomeRow {
+                    at: Utc::now(),
+                    outcome: outcome.as_str().into(),
+                    attempts: 0,
+                    throttled: 0,
+                    elapsed: Duration::ZERO,
+                    error: Some(note),
+                    reconciled: true,
+                },
+            )
+            .await?;
+        resolved += 1;
+    }
+    Ok((resolved, left))
+}

@@ -1,0 +1,79 @@
+//! Instants and spans typed on the command line.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::UsageError;
+
+/// RFC 3339 with an offset; a local date-time or date in `tz`; or, when `ago` is allowed, a
+/// span before `now` (`24h`, `7d`).
+pub fn parse_instant(
+    flag: &str,
+    text: &str,
+    tz: Tz,
+    now: DateTime<Utc>,
+    ago: bool,
+) -> Result<DateTime<Utc>, UsageError> {
+    if let Some(t) = stopd_rules::parse_time(text, tz) {
+        return Ok(t);
+    }
+    if ago && let Ok(span) = humantime::parse_duration(text) {
+        let span = chrono::Duration::from_std(span)
+            .map_err(|_| UsageError(format!("{flag} {text:?}: span too long")))?;
+        return Ok(now - span);
+    }
+    let forms = if ago {
+        "RFC 3339 (2026-12-19T00:00:00Z), a local date-time or date, or a span ago (24h, 7d)"
+    } else {
+        "RFC 3339 (2026-12-19T00:00:00Z), or a local date-time or date"
+    };
+    Err(UsageError(format!(
+        "{flag} {text:?} is not a time: use {forms}"
+    )))
+}
+
+/// A positive span (`90s`, `2h`, `3d`).
+pub fn parse_span(flag: &str, text: &str) -> Result<std::time::Duration, UsageError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(UsageError(format!(
+            "{flag} {text:?} must be longer than zero"
+        ))),
+        Err(e) => Err(UsageError(format!(
+            "{flag} {text:?} is not a span ({e}): write e.g. 90s, 15m, 2h, 3d"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_in_every_form() {
+        let now = "2026-11-26T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let utc = chrono_tz::UTC;
+        let p = |s: &str| {
+            parse_instant("--since", s, utc, now, true)
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(p("2026-12-19T00:00:00+01:00"), "2026-12-18T23:00:00+00:00");
+        assert_eq!(p("2026-12-19T00:00:00"), "2026-12-19T00:00:00+00:00");
+        assert_eq!(p("7d"), "2026-11-19T12:00:00+00:00");
+        let e = parse_instant("--at", "7d", utc, now, false).unwrap_err();
+        assert!(e.0.contains("--at \"7d\" is not a time"), "{e}");
+    }
+
+    #[test]
+    fn spans_must_be_positive() {
+        assert_eq!(parse_span("--for", "2h").unwrap().as_secs(), 7200);
+        assert!(
+            parse_span("--for", "0s")
+                .unwrap_err()
+                .0
+                .contains("longer than zero")
+        );
+        assert!(parse_span("--for", "soon").is_err());
+    }
+}
