@@ -181,23 +181,27 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Validates `text` as if it were the file at `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let doc = DeTable::parse(text).ok();
     let file: FileSpec = toml::from_str(text).map_err(|e| {
         let (line, column) = e
             .span()
             .map(|s| line_col(text, s.start))
             .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        // A bad value: name the key it belongs to (an unknown key names itself).
+        let field = match (&doc, e.span()) {
+            (Some(d), Some(span)) => field_at(d.get_ref(), span.start, String::new()),
+            _ => None,
+        };
         ConfigError {
             path: path.to_path_buf(),
             problems: vec![Problem {
                 line,
                 column,
-                field: None,
+                field,
                 message: e.message().trim().to_string(),
             }],
         }
     })?;
-    // serde accepted it, so the spanned parse succeeds too.
-    let doc = DeTable::parse(text).ok();
     let locate = |field: &str, span: Option<Range<usize>>| {
         let (line, column) = span
             .map(|s| line_col(text, s.start))
@@ -395,6 +399,35 @@ fn location_span(root: &DeTable<'_>, at: &Location) -> Option<Range<usize>> {
     match at.key {
         Some(key) => get_key_span(entry, key).or(Some(entry_span)),
         None => Some(entry_span),
+    }
+}
+
+/// The dotted path (`timeout[0].max_duration`) of the value whose text holds byte `at`.
+fn field_at(table: &DeTable<'_>, at: usize, prefix: String) -> Option<String> {
+    for (k, v) in table.iter() {
+        let name = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        if let Some(found) = value_at(v, at, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn value_at(v: &Spanned<DeValue<'_>>, at: usize, name: String) -> Option<String> {
+    match v.get_ref() {
+        DeValue::Table(t) => field_at(t, at, name),
+        DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let inner = value_at(item, at, format!("{name}[{i}]"));
+            match item.get_ref() {
+                DeValue::Table(_) => inner,
+                _ => inner.or_else(|| v.span().contains(&at).then(|| name.clone())),
+            }
+        }),
+        _ => v.span().contains(&at).then_some(name),
     }
 }
 

@@ -101,6 +101,8 @@ struct Loop {
     /// InProgress executions of the last sweep, for timeout deadlines.
     known: Vec<stopd_core::ActiveExecution>,
     next_escalation: Option<DateTime<Utc>>,
+    /// The instant the last sweep decided at.
+    last_decided: Option<DateTime<Utc>>,
 }
 
 impl Loop {
@@ -110,7 +112,10 @@ impl Loop {
 
     fn next_wake(&self, now: DateTime<Utc>) -> (DateTime<Utc>, Wake) {
         let facts = sweep::facts(&self.known);
-        let edge = self.cfg.policy.next_transition(now, &facts);
+        // The first transition after the instant the last sweep decided at: if it is already
+        // past, the decision may be stale and a sweep is due now.
+        let since = self.last_decided.unwrap_or(now);
+        let edge = self.cfg.policy.next_transition(since, &facts);
         let edge = match (edge, self.next_escalation) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -131,11 +136,14 @@ impl Loop {
     }
 
     async fn after_sweep(&mut self, summary: &SweepSummary) {
-        self.known = summary.in_progress.clone();
+        if !summary.blind {
+            self.known = summary.in_progress.clone();
+        }
+        self.last_decided = Some(summary.decided_at);
         self.next_escalation = self
             .sweeper
             .store
-            .next_escalation(Utc::now())
+            .next_escalation(summary.decided_at)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %format!("{e:#}"), "cannot read escalation deadlines");
@@ -200,6 +208,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         dry_run_flag: dry_run,
         known: Vec::new(),
         next_escalation: None,
+        last_decided: None,
     };
     let dry = lp.dry_run();
     tracing::info!(
@@ -270,6 +279,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
             continue;
         }
         let nap = (target - now).to_std().unwrap_or_default().min(MAX_NAP);
+        tracing::debug!(next = %target, why = ?why, nap_ms = nap.as_millis() as u64, sweeping = running.is_some(), "scheduler");
         let shutdown_bound = async {
             match shutdown_deadline {
                 Some(d) => tokio::time::sleep_until(d).await,

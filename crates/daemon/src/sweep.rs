@@ -178,6 +178,8 @@ pub struct SweepSummary {
     pub in_progress: Vec<ActiveExecution>,
     /// Whether the listing itself failed (nothing was seen).
     pub blind: bool,
+    /// The instant the policy was asked.
+    pub decided_at: DateTime<Utc>,
 }
 
 impl SweepSummary {
@@ -274,7 +276,25 @@ impl Sweeper {
         let start_at = Utc::now();
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
         let scope = |p: &str| policy.may_apply_to(p);
-        let found = self.core.discover(&scope, policy.uses_tags()).await;
+        // Discovery only reads: a shutdown abandons it at once.
+        let found = tokio::select! {
+            found = self.core.discover(&scope, policy.uses_tags()) => found,
+            () = self.draining.cancelled() => {
+                let result = SweepResult {
+                    errors: 1,
+                    error: Some("shutdown began during discovery; nothing was decided".into()),
+                    ..SweepResult::default()
+                };
+                self.store.finish_sweep(sweep_id, Utc::now(), started.elapsed(), &result).await?;
+                return Ok(SweepSummary {
+                    sweep_id,
+                    result,
+                    blind: true,
+                    decided_at: start_at,
+                    ..SweepSummary::default()
+                });
+            }
+        };
         let mut result = SweepResult {
             pipelines_seen: found.pipelines_seen,
             pipelines_in_scope: found.pipelines_in_scope,
@@ -396,6 +416,7 @@ impl Sweeper {
             skipped_for_shutdown: skipped,
             in_progress,
             blind,
+            decided_at: now,
         })
     }
 }

@@ -1,0 +1,206 @@
+//! Config loading, `check`, `windows`, usage errors: no AWS calls needed.
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const WEEKEND: &str = r#"
+[defaults]
+timezone = "Europe/Berlin"
+
+[[freeze]]
+name = "weekend"
+cron = "0 18 * * FRI"
+duration = "62h"
+pipelines = ["prod-*"]
+
+[[timeout]]
+name = "two-hours"
+max_duration = "2h"
+"#;
+
+#[tokio::test]
+async fn check_summarises_a_good_file_and_exits_0() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", WEEKEND);
+    let out = env.stopd(&["check"]).await;
+    assert_ok(&out);
+    let s = text(&out.stdout);
+    assert!(s.contains("OK"), "{s}");
+    assert!(s.contains("1 freeze rule(s), 1 timeout rule(s)"), "{s}");
+    assert!(s.contains("opens  weekend"), "{s}");
+    assert!(
+        s.contains("Fri"),
+        "next transitions in the rule's zone: {s}"
+    );
+    // Nothing was called: check needs no AWS.
+    assert!(env.emulator.calls().is_empty());
+}
+
+#[tokio::test]
+async fn bad_configs_exit_78_naming_file_line_and_column() {
+    let env = Env::new(&fleet(&[])).await;
+    let cases: &[(&str, &str, &str)] = &[
+        // (rules, expected location, expected words)
+        (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 18 * * FRI\"\nduration = \"62h\"\npipelnes = [\"x\"]\n",
+            ":13:1:",
+            "unknown field `pipelnes`",
+        ),
+        (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 25 * * *\"\nduration = \"1h\"\n",
+            ":11:1: freeze[0].cron:",
+            "hour",
+        ),
+        (
+            "[[freeze]]\nname = \"w\"\nstart = \"2027-01-02T00:00:00\"\nend = \"2027-01-01T00:00:00\"\n",
+            "freeze[0]",
+            "not after start",
+        ),
+        (
+            "[[timeout]]\nname = \"t\"\nmax_duration = \"soon\"\n",
+            ":11:",
+            "max_duration",
+        ),
+        (
+            "[defaults]\ntimezone = \"Europe/Berln\"\n",
+            ":10:1: defaults.timezone:",
+            "unknown time zone",
+        ),
+        (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 18 * * FRI\"\nduration = \"62h\"\nmode = \"abandon\"\nescalate_after = \"5m\"\n",
+            "freeze[0].escalate_after",
+            "needs mode \"finish\"",
+        ),
+        (
+            "[[timeout]]\nname = \"t\"\nmax_duration = \"2h\"\nreason = \"{nope}\"\n",
+            "timeout[0].reason",
+            "nope",
+        ),
+    ];
+    for (rules, location, words) in cases {
+        env.write_config("", rules);
+        for command in [&["check"][..], &["windows"], &["run", "--once"]] {
+            let out = env.stopd(command).await;
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command:?} on {rules}: {err}");
+            let path = path_str(&env.config_path()).to_string();
+            assert!(
+                err.contains(&format!("{path}{location}"))
+                    || err.contains(location) && err.contains(&path),
+                "{command:?}: expected {location} in:\n{err}"
+            );
+            assert!(err.contains(words), "expected {words:?} in:\n{err}");
+        }
+    }
+    // Nothing was written: a bad config never opens the database.
+    assert!(!env.db().exists());
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_help_teaches() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", WEEKEND);
+    let out = env.stopd(&["frobnicate"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.stopd(&["windows", "--from", "next tuesday"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--from \"next tuesday\" is not a time"));
+    let out = env.stopd(&["report", "--outcome", "exploded"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = env
+        .stopd(&["exempt", "add", "--pipeline", "x", "--reason", "r"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "--for or --until is required");
+    let out = env.stopd(&["--help"]).await;
+    assert_ok(&out);
+    let help = text(&out.stdout);
+    for word in ["Examples:", "stopd plan --at", "Exit codes", "78"] {
+        assert!(help.contains(word), "{word} missing from --help");
+    }
+}
+
+#[tokio::test]
+async fn windows_in_every_format_and_across_a_dst_gap() {
+    let env = Env::new(&fleet(&[])).await;
+    // 02:30 on Sunday 2027-03-28 does not exist in Berlin: the window starts at 03:00 CEST.
+    env.write_config(
+        "",
+        r#"
+[[freeze]]
+name = "night"
+cron = "30 2 * * SUN"
+duration = "1h"
+timezone = "Europe/Berlin"
+
+[[freeze]]
+name = "year-end"
+start = "2026-12-19T00:00:00"
+end = "2027-01-04T09:00:00"
+timezone = "America/New_York"
+"#,
+    );
+    let out = env
+        .stopd(&[
+            "windows",
+            "--from",
+            "2027-03-27T00:00:00Z",
+            "--days",
+            "2",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_ok(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{
+            "rule": "night",
+            "start": "2027-03-28T01:00:00Z",
+            "end": "2027-03-28T02:00:00Z",
+            "timezone": "Europe/Berlin",
+            "start_local": "2027-03-28T03:00:00+02:00",
+            "end_local": "2027-03-28T04:00:00+02:00"
+        }])
+    );
+    let out = env
+        .stopd(&[
+            "windows",
+            "--from",
+            "2026-12-18T00:00:00Z",
+            "--days",
+            "3",
+            "--format",
+            "csv",
+        ])
+        .await;
+    assert_ok(&out);
+    let csv = text(&out.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("rule,start,end,timezone,start_local,end_local")
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00"
+        )
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "night,2026-12-20T01:30:00Z,2026-12-20T02:30:00Z,Europe/Berlin,2026-12-20T02:30:00+01:00,2026-12-20T03:30:00+01:00"
+        )
+    );
+    let out = env
+        .stopd(&["windows", "--from", "2026-12-18T00:00:00Z", "--days", "3"])
+        .await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).starts_with("RULE "),
+        "{}",
+        text(&out.stdout)
+    );
+}

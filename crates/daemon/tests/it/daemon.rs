@@ -1,0 +1,205 @@
+//! `stopd run` as a long-running process: window edges, reload, SIGTERM, escalation.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use stopd_emulator::{Fault, FaultRule};
+
+use crate::common::*;
+
+/// A schedule that never fires during a test: only window edges wake the daemon.
+const RARE: &str = "schedule = \"0 0 1 1 *\"";
+
+fn one_off(name: &str, start: DateTime<Utc>, extra: &str) -> String {
+    format!(
+        "[[freeze]]\nname = \"{name}\"\nstart = \"{}\"\nend = \"2100-01-01T00:00:00Z\"\npipelines = [\"prod-*\"]\n{extra}\n",
+        rfc(start)
+    )
+}
+
+fn at_of(record: &serde_json::Value) -> DateTime<Utc> {
+    record["at"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_freeze_that_opens_while_running_is_enforced_within_a_second() {
+    let env = Env::new(&fleet(&[("prod-web", "prod"), ("dev-web", "dev")])).await;
+    let start = Utc::now() + chrono::Duration::seconds(3);
+    let start = start - chrono::Duration::nanoseconds(i64::from(start.timestamp_subsec_nanos()));
+    env.write_config(RARE, &one_off("opens-soon", start, ""));
+    let child = env.spawn(&["run"]);
+    // The start-up sweep sees the window closed and stops nothing.
+    assert!(
+        wait_for(Duration::from_secs(10), || env
+            .emulator
+            .calls()
+            .iter()
+            .any(|c| c.operation == "ListPipelines"))
+        .await
+    );
+    assert_eq!(env.stop_calls(), 0);
+    assert!(
+        wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await,
+        "stopped at the edge"
+    );
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(10)).await;
+    assert_ok(&out);
+    let records = env.report(&[]).await;
+    assert_eq!(records.len(), 1);
+    let lag = at_of(&records[0]) - start;
+    assert!(
+        lag >= chrono::Duration::zero() && lag < chrono::Duration::seconds(1),
+        "decided {lag:?} after the window opened"
+    );
+    // The sweep log shows a start-up sweep and an edge sweep.
+    let out = env.stopd(&["report", "--sweeps", "--format", "json"]).await;
+    let sweeps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let triggers: Vec<&str> = sweeps
+        .iter()
+        .map(|s| s["trigger"].as_str().unwrap())
+        .collect();
+    assert_eq!(triggers[..2], ["startup", "edge"], "{triggers:?}");
+}
+
+#[tokio::test]
+async fn reload_with_a_broken_file_keeps_enforcing_the_last_good_policy() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let start = Utc::now() + chrono::Duration::seconds(3);
+    env.write_config(RARE, &one_off("opens-soon", start, ""));
+    let child = env.spawn(&["run"]);
+    assert!(
+        wait_for(Duration::from_secs(10), || env
+            .emulator
+            .calls()
+            .iter()
+            .any(|c| c.operation == "ListPipelines"))
+        .await
+    );
+    std::fs::write(
+        env.config_path(),
+        "[[freeze]]\nname = \"broken\"\ncron = \"every day\"\n",
+    )
+    .unwrap();
+    signal(&child, "HUP");
+    assert!(
+        wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await,
+        "the old policy's window was enforced after a refused reload"
+    );
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(10)).await;
+    assert_ok(&out);
+    let err = text(&out.stderr);
+    assert!(err.contains("reload refused"), "{err}");
+    assert!(
+        err.contains("stopd.toml:3:1: freeze[0].cron"),
+        "the reason names the place: {err}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_mid_sweep_records_in_flight_stops_and_exits_0() {
+    let env = Env::new(&fleet(&[
+        ("prod-a", "prod"),
+        ("prod-b", "prod"),
+        ("prod-c", "prod"),
+    ]))
+    .await;
+    env.write_config(
+        &format!("{RARE}\nstop_concurrency = 1\nshutdown_timeout = \"10s\""),
+        &one_off("now", Utc::now() - chrono::Duration::hours(1), ""),
+    );
+    // Each stop takes effect at once and is answered 1.5 s later.
+    env.emulator.add_fault(FaultRule::new(
+        Some("StopPipelineExecution"),
+        Fault::Delay { delay_ms: 1_500 },
+    ));
+    let child = env.spawn(&["run"]);
+    assert!(wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await);
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(15)).await;
+    assert_ok(&out);
+    assert_eq!(env.stop_calls(), 1, "no new stop started after SIGTERM");
+    let records = env.report(&[]).await;
+    assert_eq!(
+        records.len(),
+        1,
+        "only the in-flight stop was recorded: {records:?}"
+    );
+    assert_eq!(
+        records[0]["outcome"], "stopped",
+        "its outcome was awaited and recorded"
+    );
+    let out = env.stopd(&["report", "--sweeps", "--format", "json"]).await;
+    let sweeps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        sweeps[0]["finished_at"].is_string(),
+        "the sweep was closed: {sweeps:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_cuts_a_stop_short_after_the_bound_and_records_it_failed() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config(
+        &format!("{RARE}\nshutdown_timeout = \"300ms\""),
+        &one_off("now", Utc::now() - chrono::Duration::hours(1), ""),
+    );
+    env.emulator.add_fault(FaultRule::new(
+        Some("StopPipelineExecution"),
+        Fault::Http503,
+    ));
+    let child = env.spawn(&["run"]);
+    assert!(wait_for(Duration::from_secs(10), || env.stop_calls() >= 1).await);
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(10)).await;
+    assert_ok(&out);
+    let records = env.report(&[]).await;
+    assert_eq!(records[0]["outcome"], "failed");
+    assert!(
+        records[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cut short by shutdown"),
+        "{:?}",
+        records[0]
+    );
+}
+
+#[tokio::test]
+async fn a_stop_and_wait_still_stopping_is_escalated_to_abandon() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config(
+        RARE,
+        &one_off(
+            "now",
+            Utc::now() - chrono::Duration::hours(1),
+            "escalate_after = \"2s\"",
+        ),
+    );
+    let id = active(&env, "prod-web");
+    let child = env.spawn(&["run"]);
+    assert!(wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await);
+    assert_eq!(
+        env.emulator.execution("prod-web", &id).unwrap().status,
+        "Stopping"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || env.stop_calls() == 2).await,
+        "escalated at its deadline"
+    );
+    signal(&child, "TERM");
+    assert_ok(&wait_exit(child, Duration::from_secs(10)).await);
+    let view = env.emulator.execution("prod-web", &id).unwrap();
+    assert!(view.abandoned, "{view:?}");
+    let records = env.report(&[]).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["mode"], "finish");
+    assert_eq!(records[1]["mode"], "abandon");
+    assert_eq!(records[1]["escalation_of"], records[0]["id"]);
+    let gap = at_of(&records[1]) - at_of(&records[0]);
+    assert!(
+        gap >= chrono::Duration::seconds(2) && gap < chrono::Duration::seconds(3),
+        "{gap:?}"
+    );
+}
