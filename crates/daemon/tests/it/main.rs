@@ -4,4 +4,5 @@
 mod common;
 mod config_cli;
 mod daemon;
+mod iam;
 mod stops;

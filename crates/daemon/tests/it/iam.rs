@@ -1,0 +1,81 @@
+//! `config/iam-policy.json` grants exactly the operations stopd calls: no more, no fewer.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+}
+
+fn granted() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo().join("config/iam-policy.json")).unwrap();
+    let policy: Value = serde_json::from_str(&text).unwrap();
+    let mut out = BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Effect"], "Allow");
+        for action in statement["Action"].as_array().unwrap() {
+            let a = action.as_str().unwrap();
+            let op = a
+                .strip_prefix("codepipeline:")
+                .expect("only codepipeline actions");
+            assert!(!op.contains('*'), "no wildcards: {a}");
+            out.insert(op.to_string());
+        }
+    }
+    out
+}
+
+/// Every operation name passed to the engine's one call path, `.call("Operation", ...)`.
+fn called_in_code() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("crates/core/src")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for piece in text.split(".call(\"").skip(1) {
+            out.insert(piece.split('"').next().unwrap().to_string());
+        }
+        // A request sent outside `.call` would escape this test: one send per call.
+        assert_eq!(
+            text.matches(".send()").count(),
+            text.matches(".call(\"").count(),
+            "every request goes through `.call(\"Operation\", ...)`"
+        );
+    }
+    out
+}
+
+#[test]
+fn the_policy_grants_what_the_code_calls() {
+    let code = called_in_code();
+    assert!(
+        code.contains("StopPipelineExecution") && code.len() >= 5,
+        "{code:?}"
+    );
+    assert_eq!(granted(), code);
+}
+
+#[tokio::test]
+async fn what_a_tagged_sweep_and_a_stop_call_is_granted() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", "[[freeze]]\nname = \"f\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\ntags = { env = \"prod\" }\n");
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let observed: BTreeSet<String> = env
+        .emulator
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .collect();
+    let granted = granted();
+    assert!(
+        observed.is_subset(&granted),
+        "called {observed:?}, granted {granted:?}"
+    );
+    assert!(observed.contains("ListTagsForResource") && observed.contains("StopPipelineExecution"));
+}
