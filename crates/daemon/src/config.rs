@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use stopd_rules::cron::CronExpr;
 use stopd_rules::{
     DefaultsSpec, ExemptSpec, FreezeSpec, Location, Policy, PolicySpec, RuleRef, Table, TimeoutSpec,
@@ -27,7 +27,7 @@ pub const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
 pub const DEFAULT_DATABASE: &str = "/var/lib/stopd/audit.db";
 
 /// `[aws]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSpec {
     /// Region; the default provider chain otherwise.
@@ -42,7 +42,7 @@ pub struct AwsSpec {
 }
 
 /// `[daemon]` as written.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DaemonSpec {
     #[serde(default)]
@@ -530,6 +530,55 @@ end = \"2027-01-04T09:00:00\"
         assert_eq!(c.daemon.database, PathBuf::from(DEFAULT_DATABASE));
         assert!(!c.daemon.dry_run);
         assert_eq!(c.daemon.schedule.source(), DEFAULT_SCHEDULE);
+    }
+
+    /// `config/stopd.example.toml` is valid and shows every key of every table.
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/stopd.example.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        parse(path, &text).unwrap();
+        let keys = |v: serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let tables = [
+            (
+                "aws",
+                keys(serde_json::to_value(AwsSpec::default()).unwrap()),
+            ),
+            (
+                "daemon",
+                keys(serde_json::to_value(DaemonSpec::default()).unwrap()),
+            ),
+            (
+                "defaults",
+                keys(serde_json::to_value(DefaultsSpec::default()).unwrap()),
+            ),
+            (
+                "freeze",
+                keys(serde_json::to_value(FreezeSpec::default()).unwrap()),
+            ),
+            (
+                "timeout",
+                keys(serde_json::to_value(TimeoutSpec::default()).unwrap()),
+            ),
+            (
+                "exempt",
+                keys(serde_json::to_value(ExemptSpec::default()).unwrap()),
+            ),
+        ];
+        for (table, keys) in tables {
+            for key in keys {
+                let shown = text.lines().any(|l| {
+                    let l = l.trim_start().trim_start_matches('#').trim_start();
+                    l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+                });
+                assert!(shown, "[{table}] {key} is not in config/stopd.example.toml");
+            }
+        }
     }
 
     #[test]

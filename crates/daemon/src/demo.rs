@@ -44,7 +44,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     writeln!(
         out,
         "stopd demo: emulated CodePipeline at {} with the fleet of config/demo-fleet.json,\n\
-         policy config/demo.toml (freeze 'demo-freeze' on prod-* tagged env=prod, always in force;\n\
+         policy config/demo.toml (freeze 'demo-freeze' on prod-* tagged env=prod, in force now;\n\
          timeout 'two-hours' everywhere, abandon; exemption 'hotfix-lane' for prod-hotfix-*).\n",
         server.endpoint_url()
     )?;
