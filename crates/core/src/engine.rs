@@ -259,6 +259,19 @@ impl Core {
         in_scope: &(dyn Fn(&str) -> bool + Sync),
         with_tags: bool,
     ) -> Discovered {
+        self.discover_streaming(in_scope, with_tags, None).await
+    }
+
+    /// [`Core::discover`], also sending each pipeline's active executions to `sink` as soon as
+    /// that pipeline has been read, so the caller can stop while the rest is still being
+    /// listed (under a rate limit, listing and stopping then overlap instead of adding up).
+    /// The sender is dropped when discovery ends.
+    pub async fn discover_streaming(
+        &self,
+        in_scope: &(dyn Fn(&str) -> bool + Sync),
+        with_tags: bool,
+        sink: Option<tokio::sync::mpsc::UnboundedSender<Vec<ActiveExecution>>>,
+    ) -> Discovered {
         let mut out = Discovered::default();
         let names = match self.list_pipelines(&mut out.calls).await {
             Ok(n) => n,
@@ -288,7 +301,15 @@ impl Core {
             };
             out.calls.merge(&calls);
             match result {
-                Ok(mut execs) => out.executions.append(&mut execs),
+                Ok(mut execs) => {
+                    if let Some(sink) = &sink
+                        && !execs.is_empty()
+                    {
+                        // A closed receiver only means the caller stopped listening.
+                        let _ = sink.send(execs.clone());
+                    }
+                    out.executions.append(&mut execs);
+                }
                 Err(error) => out.failures.push(PipelineFailure {
                     pipeline: name,
                     error,

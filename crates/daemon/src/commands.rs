@@ -337,7 +337,7 @@ pub async fn stop(
             mode,
             reason: reason.into(),
             explanation: format!("manual stop by {}", user()),
-            escalate_at: None,
+            escalate_after: None,
             escalation_of: None,
         },
         cfg.daemon.dry_run,

@@ -34,8 +34,8 @@ pub struct Planned {
     pub reason: String,
     /// Why, in a sentence.
     pub explanation: String,
-    /// When a `finish` stop is due for escalation.
-    pub escalate_at: Option<DateTime<Utc>>,
+    /// A `finish` stop still Stopping this long after it was made is escalated to abandon.
+    pub escalate_after: Option<chrono::Duration>,
     /// The stop this one escalates.
     pub escalation_of: Option<i64>,
 }
@@ -78,7 +78,12 @@ pub async fn execute(
         reason: &p.reason,
         explanation: &p.explanation,
         dry_run,
-        escalate_at: if dry_run { None } else { p.escalate_at },
+        // Counted from the stop as recorded, never from the (earlier) decision.
+        escalate_at: if dry_run {
+            None
+        } else {
+            p.escalate_after.map(|d| at + d)
+        },
         escalation_of: p.escalation_of,
     };
     let stop_id = match store.record_intent(&intent).await {
@@ -249,7 +254,7 @@ pub fn plan(
                     pipeline: e.pipeline.clone(),
                     execution_id: e.execution_id.clone(),
                     explanation: d.explanation(),
-                    escalate_at: d.escalate_after.map(|a| now + a),
+                    escalate_after: d.escalate_after,
                     rule: d.rule,
                     rule_kind: d.kind.as_str().to_string(),
                     mode: d.mode,
@@ -276,24 +281,73 @@ impl Sweeper {
         let start_at = Utc::now();
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
         let scope = |p: &str| policy.may_apply_to(p);
-        // Discovery only reads: a shutdown abandons it at once.
-        let found = tokio::select! {
-            found = self.core.discover(&scope, policy.uses_tags()) => found,
-            () = self.draining.cancelled() => {
-                let result = SweepResult {
-                    errors: 1,
-                    error: Some("shutdown began during discovery; nothing was decided".into()),
-                    ..SweepResult::default()
-                };
-                self.store.finish_sweep(sweep_id, Utc::now(), started.elapsed(), &result).await?;
-                return Ok(SweepSummary {
-                    sweep_id,
-                    result,
-                    blind: true,
-                    decided_at: start_at,
-                    ..SweepSummary::default()
-                });
+        let extra = self.store.active_exemptions(start_at).await?;
+        let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut skipped = 0;
+        let mut decided = 0;
+        // Each pipeline's executions are decided and stopped as soon as it has been read, while
+        // discovery goes on: listing and stopping overlap. Stops run in `tasks`, outside the
+        // future below, so a shutdown that drops discovery never drops a stop in flight.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<ActiveExecution>>();
+        let discovery = self
+            .core
+            .discover_streaming(&scope, policy.uses_tags(), Some(tx));
+        let consume = async {
+            while let Some(batch) = rx.recv().await {
+                let in_progress: Vec<ActiveExecution> = batch
+                    .into_iter()
+                    .filter(|e| e.status == ActiveStatus::InProgress)
+                    .collect();
+                let (planned, _) = plan(&policy, Utc::now(), &in_progress, &extra);
+                for p in planned {
+                    if dry_run
+                        && self
+                            .store
+                            .dry_run_recorded(&p.execution_id, &p.rule)
+                            .await?
+                    {
+                        continue;
+                    }
+                    decided += 1;
+                    if !self
+                        .launch(&semaphore, &mut tasks, sweep_id, p, dry_run)
+                        .await
+                    {
+                        skipped += 1;
+                    }
+                }
             }
+            anyhow::Ok(())
+        };
+        let found = tokio::select! {
+            (found, consumed) = async { tokio::join!(discovery, consume) } => {
+                consumed?;
+                Some(found)
+            }
+            () = self.draining.cancelled() => None,
+        };
+        let Some(found) = found else {
+            // Shutdown during discovery: what was launched finishes and is recorded.
+            let done = drain(&mut tasks).await;
+            let result = SweepResult {
+                stops_decided: decided,
+                errors: 1,
+                error: Some("shutdown began during discovery".into()),
+                ..SweepResult::default()
+            };
+            self.store
+                .finish_sweep(sweep_id, Utc::now(), started.elapsed(), &result)
+                .await?;
+            return Ok(SweepSummary {
+                sweep_id,
+                result,
+                done,
+                skipped_for_shutdown: skipped,
+                blind: true,
+                decided_at: start_at,
+                ..SweepSummary::default()
+            });
         };
         let mut result = SweepResult {
             pipelines_seen: found.pipelines_seen,
@@ -318,92 +372,54 @@ impl Sweeper {
                 "sweep is blind: nothing was decided"
             );
         }
-
-        // Decide at the instant discovery finished: the state we act on is that recent.
-        let now = Utc::now();
         let (in_progress, stopping): (Vec<_>, Vec<_>) = found
             .executions
             .into_iter()
             .partition(|e| e.status == ActiveStatus::InProgress);
-        let extra = self.store.active_exemptions(now).await?;
-        let (mut planned, _) = plan(&policy, now, &in_progress, &extra);
-        if dry_run {
-            let mut keep = Vec::with_capacity(planned.len());
-            for p in planned {
-                if !self
-                    .store
-                    .dry_run_recorded(&p.execution_id, &p.rule)
-                    .await?
-                {
-                    keep.push(p);
-                }
-            }
-            planned = keep;
-        } else {
+        if !dry_run {
             // Escalations: a stop-and-wait past its escalate_after whose execution is still
             // Stopping is stopped again, with abandon.
-            for due in self.store.escalations_due(now).await? {
+            for due in self.store.escalations_due(Utc::now()).await? {
                 let still_stopping = stopping
                     .iter()
                     .any(|e| e.execution_id == due.execution_id && e.pipeline == due.pipeline);
-                if still_stopping {
-                    planned.push(Planned {
-                        explanation: format!(
-                            "stop #{} (stop and wait) by rule '{}' is still Stopping past its escalate_after",
-                            due.stop_id, due.rule
-                        ),
-                        pipeline: due.pipeline,
-                        execution_id: due.execution_id,
-                        rule: due.rule,
-                        rule_kind: due.rule_kind,
-                        mode: Mode::Abandon,
-                        reason: due.reason,
-                        escalate_at: None,
-                        escalation_of: Some(due.stop_id),
-                    });
+                if !still_stopping {
+                    continue;
+                }
+                decided += 1;
+                let p = Planned {
+                    explanation: format!(
+                        "stop #{} (stop and wait) by rule '{}' is still Stopping past its escalate_after",
+                        due.stop_id, due.rule
+                    ),
+                    pipeline: due.pipeline,
+                    execution_id: due.execution_id,
+                    rule: due.rule,
+                    rule_kind: due.rule_kind,
+                    mode: Mode::Abandon,
+                    reason: due.reason,
+                    escalate_after: None,
+                    escalation_of: Some(due.stop_id),
+                };
+                if !self
+                    .launch(&semaphore, &mut tasks, sweep_id, p, dry_run)
+                    .await
+                {
+                    skipped += 1;
                 }
             }
         }
-        result.stops_decided = planned.len();
-
-        let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks = JoinSet::new();
-        let mut skipped = 0;
-        for p in planned {
-            let permit = tokio::select! {
-                biased;
-                () = self.draining.cancelled() => None,
-                permit = semaphore.clone().acquire_owned() => permit.ok(),
-            };
-            let Some(permit) = permit else {
-                skipped += 1;
-                continue;
-            };
-            let core = self.core.clone();
-            let store = self.store.clone();
-            tasks.spawn(async move {
-                let done = execute(&core, &store, Some(sweep_id), p, dry_run).await;
-                drop(permit);
-                done
-            });
-        }
+        result.stops_decided = decided;
         if skipped > 0 {
             tracing::warn!(
                 skipped,
                 "shutdown began: stops not yet started were left for the next run"
             );
         }
-        let mut done = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(d) => {
-                    calls.add("StopPipelineExecution", d.attempts, 0);
-                    done.push(d);
-                }
-                Err(e) => tracing::error!(error = %e, "a stop task failed"),
-            }
+        let done = drain(&mut tasks).await;
+        for d in &done {
+            calls.add("StopPipelineExecution", d.attempts, 0);
         }
-        let _ = &mut calls;
         result.api_calls = calls.total();
         result.throttled = calls.total_throttled();
         self.store
@@ -416,9 +432,48 @@ impl Sweeper {
             skipped_for_shutdown: skipped,
             in_progress,
             blind,
-            decided_at: now,
+            decided_at: start_at,
         })
     }
+
+    /// Starts one stop when a slot is free; false (and nothing recorded) if a shutdown began.
+    async fn launch(
+        &self,
+        semaphore: &Arc<Semaphore>,
+        tasks: &mut JoinSet<Done>,
+        sweep_id: i64,
+        p: Planned,
+        dry_run: bool,
+    ) -> bool {
+        let permit = tokio::select! {
+            biased;
+            () = self.draining.cancelled() => None,
+            permit = Arc::clone(semaphore).acquire_owned() => permit.ok(),
+        };
+        let Some(permit) = permit else {
+            return false;
+        };
+        let core = self.core.clone();
+        let store = self.store.clone();
+        tasks.spawn(async move {
+            let done = execute(&core, &store, Some(sweep_id), p, dry_run).await;
+            drop(permit);
+            done
+        });
+        true
+    }
+}
+
+/// Waits for every launched stop.
+async fn drain(tasks: &mut JoinSet<Done>) -> Vec<Done> {
+    let mut done = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(d) => done.push(d),
+            Err(e) => tracing::error!(error = %e, "a stop task failed"),
+        }
+    }
+    done
 }
 
 /// Resolves stops a crash left without an outcome, from each execution's status now.

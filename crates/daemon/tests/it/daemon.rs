@@ -199,7 +199,8 @@ async fn a_stop_and_wait_still_stopping_is_escalated_to_abandon() {
     assert_eq!(records[1]["escalation_of"], records[0]["id"]);
     let gap = at_of(&records[1]) - at_of(&records[0]);
     assert!(
-        gap >= chrono::Duration::seconds(2) && gap < chrono::Duration::seconds(3),
+        // Never early; late only by a wake-up and a sweep (generous for loaded CI machines).
+        gap >= chrono::Duration::seconds(2) && gap < chrono::Duration::seconds(5),
         "{gap:?}"
     );
 }

@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""stopd against what users run instead, on one emulated fleet, in one run.
+
+    bench/compare.py [--pipelines 1000] [--latency 25ms] [--rate-limit TPS --burst B]
+                     [--contenders stopd,boto3,boto3-pool,cli] [--cli-subset 15]
+                     [--enforcement] [--idle]
+
+Starts the release `stopd-emulator` (building both binaries first), and for each contender
+resets it to the same generated fleet (same seed), runs the contender once, and reads what it
+did from the emulator's call log: wall time, calls by operation, throttles, stops, peak RSS and
+CPU time of the process. Every contender must stop exactly the executions stopd stops (the CLI
+loop: on its subset), or the run is void. Prints a Markdown table; see BENCHMARKS.md.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+STOPD = os.path.join(TARGET, "release", "stopd")
+EMULATOR = os.path.join(TARGET, "release", "stopd-emulator")
+
+
+def span_s(text):
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)", text)
+    if not m:
+        sys.exit(f"bad span {text!r}: use e.g. 25ms or 1s")
+    return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+
+
+def admin(url, method, path, body=None):
+    req = urllib.request.Request(
+        f"{url}/_emulator/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")
+
+
+def start_emulator(args):
+    cmd = [EMULATOR, "--listen", "127.0.0.1:0", "--latency", args.latency]
+    if args.rate_limit:
+        cmd += ["--rate-limit", str(args.rate_limit), "--burst", str(args.burst)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _ in range(200):
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:\d+", line)
+        if m:
+            return proc, m.group(0)
+    sys.exit("emulator did not start")
+
+
+def fresh_fleet(url, args):
+    admin(url, "POST", "reset")
+    # The generator's rng is the world's: reset re-seeds it, so every contender gets the same
+    # pipelines, executions and ids.
+    admin(url, "POST", "fleet", {"pipelines": args.pipelines, "seed": args.seed, "history": 5})
+    admin(url, "DELETE", "calls")
+
+
+def call_log(url):
+    got = admin(url, "GET", "calls")
+    calls = got["calls"]
+    stops = sorted(
+        (c["pipeline"], c["execution_id"])
+        for c in calls
+        if c["operation"] == "StopPipelineExecution" and c["status"] == 200
+    )
+    throttles = sum(1 for c in calls if c.get("error") == "ThrottlingException")
+    last_stop_ms = max(
+        (c["at_ms"] for c in calls if c["operation"] == "StopPipelineExecution" and c["status"] == 200),
+        default=None,
+    )
+    return got["counts"], stops, throttles, last_stop_ms
+
+
+def measured(cmd, env=None):
+    """Runs cmd; returns (wall s, stdout, stderr, exit code, peak RSS MiB, CPU s) of that process."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+") as errf:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=env, text=True)
+        out = proc.stdout.read()
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - start
+        errf.seek(0)
+        err = errf.read()
+    return wall, out, err, proc.returncode, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
+
+
+def stopd_config(url, db, start=None, schedule="0 0 1 1 *"):
+    start = start or "2020-01-01T00:00:00Z"
+    return f"""[aws]
+region = "us-east-1"
+endpoint_url = "{url}"
+
+[daemon]
+database = "{db}"
+schedule = "{schedule}"
+
+[[freeze]]
+name = "bench-freeze"
+start = "{start}"
+end = "2100-01-01T00:00:00Z"
+rollbacks = true
+reason = "change freeze"
+"""
+
+
+def stopd_env(cfg):
+    env = dict(os.environ, STOPD_CONFIG=cfg, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", STOPD_LOG="warn")
+    env.pop("AWS_PROFILE", None)
+    return env
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pipelines", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--latency", default="25ms")
+    ap.add_argument("--rate-limit", type=float, default=None, help="per-operation requests/s")
+    ap.add_argument("--burst", type=float, default=5)
+    ap.add_argument("--contenders", default="stopd,boto3,boto3-pool,cli")
+    ap.add_argument("--cli-subset", type=int, default=15)
+    ap.add_argument("--pool", type=int, default=16)
+    ap.add_argument("--enforcement", action="store_true", help="measure the running daemon at a window edge")
+    ap.add_argument("--idle", action="store_true", help="RSS and CPU of the daemon between sweeps")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "stopd", "-p", "stopd-emulator"], cwd=ROOT, check=True)
+    latency = span_s(args.latency)
+    emu, url = start_emulator(args)
+    tmp = tempfile.mkdtemp(prefix="stopd-bench-")
+    rows, reference = [], None
+    regime = f"rate-bound ({args.rate_limit:g}/s per operation, burst {args.burst:g})" if args.rate_limit else "latency-bound"
+    try:
+        for who in args.contenders.split(","):
+            fresh_fleet(url, args)
+            if who == "stopd":
+                cfg = os.path.join(tmp, "stopd.toml")
+                with open(cfg, "w") as f:
+                    f.write(stopd_config(url, os.path.join(tmp, f"audit-{time.time_ns()}.db")))
+                wall, out, err, rc, rss, cpu = measured([STOPD, "run", "--once"], stopd_env(cfg))
+                if rc != 0:
+                    sys.exit(f"stopd exited {rc}: {err}")
+            elif who in ("boto3", "boto3-pool"):
+                workers = 1 if who == "boto3" else args.pool
+                wall, out, err, rc, rss, cpu = measured([sys.executable, os.path.join(ROOT, "bench", "boto3_stop.py"), url, "--workers", str(workers)])
+                if rc != 0:
+                    sys.exit(f"{who} exited {rc}: {err}")
+            elif who == "cli":
+                names = sorted({p for p, _ in reference})[: args.cli_subset] if reference else []
+                wall, out, err, rc, rss, cpu = measured([os.path.join(ROOT, "bench", "cli_stop.sh"), url, *names])
+            else:
+                sys.exit(f"unknown contender {who}")
+            counts, stops, throttles, _ = call_log(url)
+            if who == "stopd":
+                reference = stops
+                verdict = "reference"
+            elif who == "cli":
+                subset = {p for p, _ in stops} | set(names)
+                expected = [s for s in reference if s[0] in subset]
+                verdict = "same" if stops == expected else f"VOID ({len(stops)} vs {len(expected)})"
+            else:
+                verdict = "same" if stops == reference else f"VOID ({len(stops)} vs {len(reference)})"
+            rows.append((who, wall, sum(counts.values()), counts, throttles, len(stops), rss, cpu, verdict))
+            print(f"  {who}: {wall:.2f}s, {sum(counts.values())} calls, {len(stops)} stops, {verdict}", file=sys.stderr)
+
+        # The floor: the fewest calls, at the allowed rate, plus one latency chain.
+        n = args.pipelines
+        stops = len(reference or [])
+        need = {"ListPipelines": math.ceil(n / 1000), "ListPipelineExecutions": n, "StopPipelineExecution": stops}
+        chain = 3 * latency
+        if args.rate_limit:
+            floor = max(max(0.0, c - args.burst) / args.rate_limit for c in need.values()) + chain
+        else:
+            floor = chain
+        print(f"\n{n} pipelines, {stops} executions in progress; {regime}; latency {args.latency} per call\n")
+        print("| contender | wall | vs floor | API calls | by operation (LP/LPE/Stop/other) | throttles | stops | peak RSS | CPU | check |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for who, wall, total, counts, thr, nstops, rss, cpu, verdict in rows:
+            other = total - sum(counts.get(k, 0) for k in need)
+            ops = f"{counts.get('ListPipelines', 0)}/{counts.get('ListPipelineExecutions', 0)}/{counts.get('StopPipelineExecution', 0)}/{other}"
+            print(f"| {who} | {wall:.2f} s | {wall / floor:.1f}x | {total} | {ops} | {thr} | {nstops} | {rss:.1f} MiB | {cpu:.2f} s | {verdict} |")
+        print(f"\nfloor: {sum(need.values())} calls ({need['ListPipelines']} LP + {n} LPE + {stops} stops)"
+              + (f" at {args.rate_limit:g}/s per operation" if args.rate_limit else "") + f" + {chain * 1000:.0f} ms latency chain = {floor:.2f} s")
+        base = {r[0]: r[1] for r in rows}
+        if "stopd" in base and "boto3" in base:
+            print(f"stopd is {base['boto3'] / base['stopd']:.1f}x faster than the sequential boto3 script")
+
+        if args.enforcement or args.idle:
+            fresh_fleet(url, args)
+            start = time.time() + 4
+            start_s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(start)))
+            start_ms = math.ceil(start) * 1000
+            cfg = os.path.join(tmp, "daemon.toml")
+            with open(cfg, "w") as f:
+                f.write(stopd_config(url, os.path.join(tmp, f"daemon-{time.time_ns()}.db"), start=start_s))
+            d = subprocess.Popen([STOPD, "run"], env=stopd_env(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                want = len(reference or [])
+                deadline = time.time() + 120
+                while time.time() < deadline:
+                    _, s, _, last = call_log(url)
+                    if len(s) >= want and time.time() * 1000 > start_ms:
+                        break
+                    time.sleep(0.1)
+                _, s, thr, last = call_log(url)
+                if args.enforcement:
+                    print(f"\nenforcement: window opened {start_s}; {len(s)}/{want} stops, the last "
+                          f"{(last - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles")
+                if args.idle:
+                    def sample():
+                        with open(f"/proc/{d.pid}/stat") as f:
+                            fields = f.read().rsplit(")", 1)[1].split()
+                        ticks = int(fields[11]) + int(fields[12])
+                        with open(f"/proc/{d.pid}/status") as f:
+                            rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+                        return ticks / os.sysconf("SC_CLK_TCK"), rss / 1024
+                    time.sleep(2)
+                    c0, _ = sample()
+                    time.sleep(10)
+                    c1, rss = sample()
+                    print(f"idle daemon (no sweep due): RSS {rss:.1f} MiB, CPU {100 * (c1 - c0) / 10:.2f} % over 10 s")
+            finally:
+                d.terminate()
+                d.wait(timeout=30)
+    finally:
+        emu.terminate()
+        emu.wait()
+
+
+if __name__ == "__main__":
+    main()
