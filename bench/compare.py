@@ -47,9 +47,9 @@ def admin(url, method, path, body=None):
 
 
 def start_emulator(args):
-    cmd = [EMULATOR, "--listen", "127.0.0.1:0", "--latency", args.latency]
-    if args.rate_limit:
-        cmd += ["--rate-limit", str(args.rate_limit), "--burst", str(args.burst)]
+    # A manual clock: executions do not progress during a run, so every contender, however
+    # slow, faces the same running executions (and the stop sets can be compared).
+    cmd = [EMULATOR, "--listen", "127.0.0.1:0", "--manual-clock"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(200):
         line = proc.stdout.readline()
@@ -64,6 +64,11 @@ def fresh_fleet(url, args):
     # The generator's rng is the world's: reset re-seeds it, so every contender gets the same
     # pipelines, executions and ids.
     admin(url, "POST", "fleet", {"pipelines": args.pipelines, "seed": args.seed, "history": 5})
+    # reset clears the fault plan too: set latency and rate limits again.
+    plan = {"latency": {"fixed": args.latency}}
+    if args.rate_limit:
+        plan["default_rate_limit"] = {"tps": args.rate_limit, "burst": args.burst}
+    admin(url, "PUT", "faults", plan)
     admin(url, "DELETE", "calls")
 
 
@@ -206,7 +211,8 @@ def main():
             start_ms = math.ceil(start) * 1000
             cfg = os.path.join(tmp, "daemon.toml")
             with open(cfg, "w") as f:
-                f.write(stopd_config(url, os.path.join(tmp, f"daemon-{time.time_ns()}.db"), start=start_s))
+                dbpath = os.path.join(tmp, f"daemon-{time.time_ns()}.db")
+                f.write(stopd_config(url, dbpath, start=start_s))
             d = subprocess.Popen([STOPD, "run"], env=stopd_env(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 want = len(reference or [])
@@ -216,10 +222,16 @@ def main():
                     if len(s) >= want and time.time() * 1000 > start_ms:
                         break
                     time.sleep(0.1)
-                _, s, thr, last = call_log(url)
+                _, s, thr, _ = call_log(url)
                 if args.enforcement:
-                    print(f"\nenforcement: window opened {start_s}; {len(s)}/{want} stops, the last "
-                          f"{(last - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles")
+                    import sqlite3
+                    db = sqlite3.connect(dbpath)
+                    last = db.execute("SELECT MAX(o.at) FROM stop_outcomes o").fetchone()[0]
+                    db.close()
+                    from datetime import datetime
+                    last_ms = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() * 1000
+                    print(f"\nenforcement: window opened {start_s}; {len(s)}/{want} stops, the last answered "
+                          f"{(last_ms - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles")
                 if args.idle:
                     def sample():
                         with open(f"/proc/{d.pid}/stat") as f:

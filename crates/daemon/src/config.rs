@@ -53,6 +53,8 @@ struct DaemonSpec {
     dry_run: Option<bool>,
     #[serde(default)]
     stop_concurrency: Option<usize>,
+    #[serde(default)]
+    discovery_concurrency: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     stop_deadline: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -88,6 +90,8 @@ pub struct DaemonSettings {
     pub dry_run: bool,
     /// Stops in flight at once.
     pub stop_concurrency: usize,
+    /// Pipelines read at once during discovery.
+    pub discovery_concurrency: usize,
     /// How long one stop may take, retries included.
     pub stop_deadline: Duration,
     /// On SIGTERM, how long in-flight stops may still run before they are cut short.
@@ -254,18 +258,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
     positive("stop_deadline", daemon.stop_deadline);
     positive("shutdown_timeout", daemon.shutdown_timeout);
-    if daemon.stop_concurrency == Some(0) {
-        let (line, column, field) = locate(
-            "daemon.stop_concurrency",
-            doc.as_ref()
-                .and_then(|d| key_span(d.get_ref(), &["daemon", "stop_concurrency"])),
-        );
-        problems.push(Problem {
-            line,
-            column,
-            field,
-            message: "must be at least 1".into(),
-        });
+    for (key, value) in [
+        ("stop_concurrency", daemon.stop_concurrency),
+        ("discovery_concurrency", daemon.discovery_concurrency),
+    ] {
+        if value == Some(0) {
+            let (line, column, field) = locate(
+                &format!("daemon.{key}"),
+                doc.as_ref()
+                    .and_then(|d| key_span(d.get_ref(), &["daemon", key])),
+            );
+            problems.push(Problem {
+                line,
+                column,
+                field,
+                message: "must be at least 1".into(),
+            });
+        }
     }
     if let Some(url) = &aws.endpoint_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -320,7 +329,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .database
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
                 dry_run: daemon.dry_run.unwrap_or(false),
-                stop_concurrency: daemon.stop_concurrency.unwrap_or(8),
+                stop_concurrency: daemon.stop_concurrency.unwrap_or(16),
+                discovery_concurrency: daemon.discovery_concurrency.unwrap_or(32),
                 stop_deadline: daemon.stop_deadline.unwrap_or(Duration::from_secs(60)),
                 shutdown_timeout: daemon.shutdown_timeout.unwrap_or(Duration::from_secs(20)),
             },

@@ -58,6 +58,7 @@ pub async fn build_core(cfg: &Config, cancel: CancellationToken) -> Core {
     })
     .await;
     let core_config = CoreConfig {
+        concurrency: cfg.daemon.discovery_concurrency,
         stop_retry: RetryPolicy {
             deadline: cfg.daemon.stop_deadline,
             ..RetryPolicy::default()
