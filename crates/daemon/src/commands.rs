@@ -14,7 +14,7 @@ use crate::UsageError;
 use crate::config::Config;
 use crate::output::{self, Format};
 use crate::run::build_core;
-use crate::store::{ReportFilter, Store};
+use crate::store::{AuditRecord, ReportFilter, Store};
 use crate::sweep::{self, Planned};
 use crate::time::{parse_instant, parse_span};
 
@@ -497,10 +497,16 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    write_audit(&mut out, q.format, &records)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Audit records as `stopd report` (and the demo) print them.
+pub fn write_audit(out: &mut impl Write, format: Format, records: &[AuditRecord]) -> Result<()> {
     output::write(
-        &mut out,
-        q.format,
-        &records,
+        out,
+        format,
+        records,
         &[
             "at",
             "pipeline",
@@ -527,8 +533,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                 r.error.clone().unwrap_or_default(),
             ]
         },
-    )?;
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 /// `stopd exempt add`.

@@ -133,42 +133,17 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
 
     writeln!(out, "\nThe audit log (stopd report):")?;
     let records = store.report(&ReportFilter::default()).await?;
-    output::write(
-        &mut out,
-        output::Format::Table,
-        &records,
-        &[
-            "at",
-            "pipeline",
-            "rule",
-            "rule_kind",
-            "mode",
-            "outcome",
-            "attempts",
-            "reason",
-        ],
-        |r| {
-            vec![
-                r.at.clone(),
-                r.pipeline.clone(),
-                r.rule.clone(),
-                r.rule_kind.clone(),
-                r.mode.clone(),
-                r.outcome.clone(),
-                r.attempts.to_string(),
-                r.reason.clone(),
-            ]
-        },
-    )?;
+    crate::commands::write_audit(&mut out, output::Format::Table, &records)?;
     writeln!(
         out,
-        "\nAudit database: {}{}\nNext: `stopd --config config/demo.toml windows`, `check`, and README.md \"Running it for real\".",
+        "\nAudit database: {}{}\n\nNext:\n  \
+         stopd demo --database ./stopd-demo.db                      keep the audit log (the path of config/demo.toml)\n  \
+         stopd --config config/demo.toml report --summary           then query it\n  \
+         stopd --config config/demo.toml windows --days 7           freeze windows; needs no AWS\n  \
+         stopd-emulator --fixture config/demo-fleet.json &          a standing emulator, then:\n  \
+         AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x stopd --config config/demo.toml plan",
         cfg.daemon.database.display(),
-        if tmp
-            .path()
-            .starts_with(cfg.daemon.database.parent().unwrap_or(Path::new("/")))
-            || cfg.daemon.database.starts_with(tmp.path())
-        {
+        if cfg.daemon.database.starts_with(tmp.path()) {
             " (temporary; pass --database PATH to keep it)"
         } else {
             ""
