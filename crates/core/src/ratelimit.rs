@@ -116,7 +116,13 @@ impl RateLimiter {
                     b.recent.push_back(now);
                     None
                 } else {
-                    Some(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+                    // At least 1 ms (the timer's resolution): a wait truncated to 0 ns would
+                    // leave the token count just short of 1 and spin without time passing
+                    // (forever, under a paused test clock).
+                    Some(
+                        Duration::from_secs_f64((1.0 - b.tokens) / rate)
+                            .max(Duration::from_millis(1)),
+                    )
                 }
             });
             match wait {
