@@ -9,6 +9,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -108,7 +109,7 @@ pub struct Config {
     /// `[daemon]`.
     pub daemon: DaemonSettings,
     /// The compiled policy.
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
     /// Fixed credentials instead of the provider chain: set by `stopd demo` only, never read
     /// from the file.
     pub static_credentials: Option<(String, String)>,
@@ -334,7 +335,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 stop_deadline: daemon.stop_deadline.unwrap_or(Duration::from_secs(60)),
                 shutdown_timeout: daemon.shutdown_timeout.unwrap_or(Duration::from_secs(20)),
             },
-            policy,
+            policy: Arc::new(policy),
             static_credentials: None,
         }),
         _ => {
@@ -551,34 +552,17 @@ end = \"2027-01-04T09:00:00\"
         ));
         let text = std::fs::read_to_string(path).unwrap();
         parse(path, &text).unwrap();
-        let keys = |v: serde_json::Value| -> Vec<String> {
+        fn keys<T: Serialize + Default>() -> Vec<String> {
+            let v = serde_json::to_value(T::default()).unwrap();
             v.as_object().unwrap().keys().cloned().collect()
-        };
+        }
         let tables = [
-            (
-                "aws",
-                keys(serde_json::to_value(AwsSpec::default()).unwrap()),
-            ),
-            (
-                "daemon",
-                keys(serde_json::to_value(DaemonSpec::default()).unwrap()),
-            ),
-            (
-                "defaults",
-                keys(serde_json::to_value(DefaultsSpec::default()).unwrap()),
-            ),
-            (
-                "freeze",
-                keys(serde_json::to_value(FreezeSpec::default()).unwrap()),
-            ),
-            (
-                "timeout",
-                keys(serde_json::to_value(TimeoutSpec::default()).unwrap()),
-            ),
-            (
-                "exempt",
-                keys(serde_json::to_value(ExemptSpec::default()).unwrap()),
-            ),
+            ("aws", keys::<AwsSpec>()),
+            ("daemon", keys::<DaemonSpec>()),
+            ("defaults", keys::<DefaultsSpec>()),
+            ("freeze", keys::<FreezeSpec>()),
+            ("timeout", keys::<TimeoutSpec>()),
+            ("exempt", keys::<ExemptSpec>()),
         ];
         for (table, keys) in tables {
             for key in keys {

@@ -99,7 +99,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         draining: CancellationToken::new(),
     };
     let summary = sweeper
-        .sweep(Arc::new(cfg.policy.clone()), "demo", false)
+        .sweep(Arc::clone(&cfg.policy), "demo", false)
         .await?;
     writeln!(out, "\nOne sweep: {}", summary.status_line())?;
     let mut rows = Vec::new();

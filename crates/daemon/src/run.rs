@@ -131,7 +131,7 @@ impl Loop {
 
     fn spawn_sweep(&self, trigger: &'static str) -> JoinHandle<Result<SweepSummary>> {
         let sweeper = self.sweeper.clone();
-        let policy = Arc::new(self.cfg.policy.clone());
+        let policy = Arc::clone(&self.cfg.policy);
         let dry_run = self.dry_run();
         tokio::spawn(async move { sweeper.sweep(policy, trigger, dry_run).await })
     }
@@ -222,10 +222,36 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     );
 
     if once {
-        let summary = tokio::select! {
-            s = lp.spawn_sweep("once") => s.context("the sweep task failed")??,
-            _ = sigterm.recv() => { draining.cancel(); lp.core_cancel.cancel(); anyhow::bail!("interrupted"); }
+        // A signal drains as in the daemon: no new stop, in-flight ones finish (within the
+        // bound) and are recorded.
+        let mut sweep = lp.spawn_sweep("once");
+        let signalled = tokio::select! {
+            s = &mut sweep => Some(s),
+            _ = sigterm.recv() => None,
+            _ = sigint.recv() => None,
         };
+        let joined = match signalled {
+            Some(s) => s,
+            None => {
+                let (mut shutting_down, mut deadline) = (false, None);
+                let bound = lp.cfg.daemon.shutdown_timeout;
+                begin_shutdown(
+                    &mut shutting_down,
+                    &draining,
+                    &mut deadline,
+                    bound,
+                    "signal",
+                );
+                match tokio::time::timeout(bound, &mut sweep).await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        lp.core_cancel.cancel();
+                        sweep.await
+                    }
+                }
+            }
+        };
+        let summary = joined.context("the sweep task failed")??;
         lp.after_sweep(&summary).await;
         store.close().await;
         for d in summary.done.iter().filter(|d| !d.is_final) {

@@ -17,6 +17,13 @@ use sqlx::{Row, migrate::Migrator};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
+/// Stop-and-wait stops the API accepted that have an escalation deadline and were not escalated
+/// yet: the one definition behind "due now" and "next deadline".
+const OPEN_ESCALATIONS: &str = "FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
+     WHERE s.escalate_at IS NOT NULL AND s.dry_run = 0 \
+       AND o.outcome IN ('stopped', 'already_stopping') \
+       AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id)";
+
 /// RFC 3339 UTC with milliseconds: the audit log's time format.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -407,17 +414,14 @@ impl Store {
     /// Stop-and-wait stops accepted by the API whose escalation time has come and that were
     /// not escalated yet.
     pub async fn escalations_due(&self, now: DateTime<Utc>) -> Result<Vec<EscalationDue>> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.reason FROM stops s \
-             JOIN stop_outcomes o ON o.stop_id = s.id \
-             WHERE s.escalate_at IS NOT NULL AND s.escalate_at <= ? AND s.dry_run = 0 \
-               AND o.outcome IN ('stopped', 'already_stopping') \
-               AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id) \
-             ORDER BY s.escalate_at",
-        )
-        .bind(ts(now))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT s.id, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.reason \
+             {OPEN_ESCALATIONS} AND s.escalate_at <= ? ORDER BY s.escalate_at"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ts(now))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| EscalationDue {
@@ -433,14 +437,11 @@ impl Store {
 
     /// The earliest escalation still to come after `now`, for the scheduler.
     pub async fn next_escalation(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query(
-            "SELECT MIN(s.escalate_at) FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
-             WHERE s.escalate_at > ? AND s.dry_run = 0 AND o.outcome IN ('stopped', 'already_stopping') \
-               AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id)",
-        )
-        .bind(ts(now))
-        .fetch_one(&self.pool)
-        .await?;
+        let sql = format!("SELECT MIN(s.escalate_at) {OPEN_ESCALATIONS} AND s.escalate_at > ?");
+        let row = sqlx::query(&sql)
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await?;
         let at: Option<String> = row.get(0);
         at.map(|s| parse_ts(&s)).transpose()
     }

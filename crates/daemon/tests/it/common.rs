@@ -98,6 +98,17 @@ impl Env {
             .clone()
     }
 
+    /// Waits (up to 10 s) until a sweep has listed the pipelines.
+    pub async fn wait_for_first_listing(&self) -> bool {
+        wait_for(Duration::from_secs(10), || {
+            self.emulator
+                .calls()
+                .iter()
+                .any(|c| c.operation == "ListPipelines")
+        })
+        .await
+    }
+
     pub fn stop_calls(&self) -> usize {
         self.emulator
             .calls()

@@ -29,14 +29,7 @@ async fn a_freeze_that_opens_while_running_is_enforced_within_a_second() {
     env.write_config(RARE, &one_off("opens-soon", start, ""));
     let child = env.spawn(&["run"]);
     // The start-up sweep sees the window closed and stops nothing.
-    assert!(
-        wait_for(Duration::from_secs(10), || env
-            .emulator
-            .calls()
-            .iter()
-            .any(|c| c.operation == "ListPipelines"))
-        .await
-    );
+    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
     assert_eq!(env.stop_calls(), 0);
     assert!(
         wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await,
@@ -68,14 +61,7 @@ async fn reload_with_a_broken_file_keeps_enforcing_the_last_good_policy() {
     let start = Utc::now() + chrono::Duration::seconds(3);
     env.write_config(RARE, &one_off("opens-soon", start, ""));
     let child = env.spawn(&["run"]);
-    assert!(
-        wait_for(Duration::from_secs(10), || env
-            .emulator
-            .calls()
-            .iter()
-            .any(|c| c.operation == "ListPipelines"))
-        .await
-    );
+    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
     std::fs::write(
         env.config_path(),
         "[[freeze]]\nname = \"broken\"\ncron = \"every day\"\n",
@@ -202,5 +188,36 @@ async fn a_stop_and_wait_still_stopping_is_escalated_to_abandon() {
         // Never early; late only by a wake-up and a sweep (generous for loaded CI machines).
         gap >= chrono::Duration::seconds(2) && gap < chrono::Duration::seconds(5),
         "{gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_run_once_drains_like_the_daemon() {
+    let env = Env::new(&fleet(&[
+        ("prod-a", "prod"),
+        ("prod-b", "prod"),
+        ("prod-c", "prod"),
+    ]))
+    .await;
+    env.write_config(
+        "stop_concurrency = 1",
+        &one_off("now", Utc::now() - chrono::Duration::hours(1), ""),
+    );
+    env.emulator.add_fault(FaultRule::new(
+        Some("StopPipelineExecution"),
+        Fault::Delay { delay_ms: 1_500 },
+    ));
+    let child = env.spawn(&["run", "--once"]);
+    assert!(wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await);
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(15)).await;
+    // Two decided stops were never started: not every stop is final, so 1.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(env.stop_calls(), 1, "no new stop started after SIGTERM");
+    let records = env.report(&[]).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0]["outcome"], "stopped",
+        "the in-flight stop was awaited and recorded"
     );
 }
