@@ -3,7 +3,7 @@
 
     bench/compare.py [--pipelines 1000] [--latency 25ms] [--rate-limit TPS --burst B]
                      [--contenders stopd,boto3,boto3-pool,cli] [--cli-subset 15]
-                     [--enforcement] [--idle]
+                     [--enforcement] [--idle] [--daemon-setting 'stop_concurrency = 16']
 
 Starts the release `stopd-emulator` (building both binaries first), and for each contender
 resets it to the same generated fleet (same seed), runs the contender once, and reads what it
@@ -102,7 +102,7 @@ def measured(cmd, env=None):
     return wall, out, err, proc.returncode, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
-def stopd_config(url, db, start=None, schedule="0 0 1 1 *"):
+def stopd_config(url, db, start=None, schedule="0 0 1 1 *", extra=()):
     start = start or "2020-01-01T00:00:00Z"
     return f"""[aws]
 region = "us-east-1"
@@ -111,6 +111,7 @@ endpoint_url = "{url}"
 [daemon]
 database = "{db}"
 schedule = "{schedule}"
+{chr(10).join(extra)}
 
 [[freeze]]
 name = "bench-freeze"
@@ -139,6 +140,8 @@ def main():
     ap.add_argument("--pool", type=int, default=16)
     ap.add_argument("--enforcement", action="store_true", help="measure the running daemon at a window edge")
     ap.add_argument("--idle", action="store_true", help="RSS and CPU of the daemon between sweeps")
+    ap.add_argument("--daemon-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra [daemon] line for stopd's config, e.g. 'stop_concurrency = 16' (repeatable)")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
 
@@ -155,7 +158,7 @@ def main():
             if who == "stopd":
                 cfg = os.path.join(tmp, "stopd.toml")
                 with open(cfg, "w") as f:
-                    f.write(stopd_config(url, os.path.join(tmp, f"audit-{time.time_ns()}.db")))
+                    f.write(stopd_config(url, os.path.join(tmp, f"audit-{time.time_ns()}.db"), extra=args.daemon_setting))
                 wall, out, err, rc, rss, cpu = measured([STOPD, "run", "--once"], stopd_env(cfg))
                 if rc != 0:
                     sys.exit(f"stopd exited {rc}: {err}")
@@ -212,7 +215,7 @@ def main():
             cfg = os.path.join(tmp, "daemon.toml")
             with open(cfg, "w") as f:
                 dbpath = os.path.join(tmp, f"daemon-{time.time_ns()}.db")
-                f.write(stopd_config(url, dbpath, start=start_s))
+                f.write(stopd_config(url, dbpath, start=start_s, extra=args.daemon_setting))
             d = subprocess.Popen([STOPD, "run"], env=stopd_env(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 want = len(reference or [])
@@ -224,6 +227,15 @@ def main():
                     time.sleep(0.1)
                 _, s, thr, _ = call_log(url)
                 if args.enforcement:
+                    # Where the time after the edge went, from the emulator's call log.
+                    calls = admin(url, "GET", "calls")["calls"]
+                    after = [c for c in calls if c["wall_ms"] >= start_ms - 1000]
+                    def rel(ms):
+                        return f"{(ms - start_ms) / 1000:+.3f} s"
+                    for op in ("ListPipelines", "ListPipelineExecutions", "GetPipelineExecution", "StopPipelineExecution"):
+                        at = [c["wall_ms"] for c in after if c["operation"] == op]
+                        if at:
+                            print(f"  {op}: {len(at)} calls, first {rel(min(at))}, last {rel(max(at))}")
                     import sqlite3
                     db = sqlite3.connect(dbpath)
                     last = db.execute("SELECT MAX(o.at) FROM stop_outcomes o").fetchone()[0]

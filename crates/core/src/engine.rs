@@ -48,7 +48,7 @@ pub struct CoreConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
-            concurrency: 16,
+            concurrency: 64,
             tag_ttl: Duration::from_secs(300),
             full_rescan_every: Duration::from_secs(3_600),
             discovery_retry: RetryPolicy {

@@ -330,8 +330,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .database
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
                 dry_run: daemon.dry_run.unwrap_or(false),
-                stop_concurrency: daemon.stop_concurrency.unwrap_or(16),
-                discovery_concurrency: daemon.discovery_concurrency.unwrap_or(32),
+                stop_concurrency: daemon.stop_concurrency.unwrap_or(64),
+                discovery_concurrency: daemon.discovery_concurrency.unwrap_or(64),
                 stop_deadline: daemon.stop_deadline.unwrap_or(Duration::from_secs(60)),
                 shutdown_timeout: daemon.shutdown_timeout.unwrap_or(Duration::from_secs(20)),
             },

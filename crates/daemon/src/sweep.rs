@@ -279,6 +279,7 @@ impl Sweeper {
     ) -> Result<SweepSummary> {
         let started = Instant::now();
         let start_at = Utc::now();
+        let commits_before = self.store.group_commits();
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
         let scope = |p: &str| policy.may_apply_to(p);
         let extra = self.store.active_exemptions(start_at).await?;
@@ -420,6 +421,11 @@ impl Sweeper {
         for d in &done {
             calls.add("StopPipelineExecution", d.attempts, 0);
         }
+        tracing::debug!(
+            stops = done.len(),
+            audit_transactions = self.store.group_commits() - commits_before,
+            "stop intents and outcomes, group-committed"
+        );
         result.api_calls = calls.total();
         result.throttled = calls.total_throttled();
         self.store

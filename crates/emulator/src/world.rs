@@ -57,6 +57,9 @@ pub struct CallRecord {
     pub seq: u64,
     /// Emulator time of the call, in epoch milliseconds.
     pub at_ms: Millis,
+    /// Host (real) time the request arrived, in epoch milliseconds. Unlike `at_ms` it moves
+    /// under a manual clock, so benchmarks can time a run from the log.
+    pub wall_ms: Millis,
     /// Operation name (`X-Amz-Target` without the service prefix), or what was sent.
     pub operation: String,
     /// The pipeline the request named, if any.
@@ -377,6 +380,7 @@ impl Emulator {
         let record = CallRecord {
             seq: w.calls.len() as u64,
             at_ms: w.clock.now(),
+            wall_ms: crate::clock::system_now(),
             operation,
             pipeline,
             execution_id,
