@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod commands;
 mod config;
 mod demo;
+mod memory;
 mod output;
 mod run;
 mod store;

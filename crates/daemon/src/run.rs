@@ -321,6 +321,8 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
                     Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "sweep failed"),
                     Err(e) => tracing::error!(error = %e, "sweep task failed"),
                 }
+                // The sweep's buffers are freed: give their pages back while idle.
+                crate::memory::release_free_memory();
                 // A tick that came due during the sweep is taken now; an edge is recomputed.
                 if shutting_down {
                     break;

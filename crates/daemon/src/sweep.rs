@@ -284,7 +284,7 @@ impl Sweeper {
         let scope = |p: &str| policy.may_apply_to(p);
         let extra = self.store.active_exemptions(start_at).await?;
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut tasks = InFlight::default();
         let mut skipped = 0;
         let mut decided = 0;
         // Each pipeline's executions are decided and stopped as soon as it has been read, while
@@ -330,7 +330,7 @@ impl Sweeper {
         };
         let Some(found) = found else {
             // Shutdown during discovery: what was launched finishes and is recorded.
-            let done = drain(&mut tasks).await;
+            let done = tasks.drain().await;
             let result = SweepResult {
                 stops_decided: decided,
                 errors: 1,
@@ -417,7 +417,7 @@ impl Sweeper {
                 "shutdown began: stops not yet started were left for the next run"
             );
         }
-        let done = drain(&mut tasks).await;
+        let done = tasks.drain().await;
         for d in &done {
             calls.add("StopPipelineExecution", d.attempts, 0);
         }
@@ -446,7 +446,7 @@ impl Sweeper {
     async fn launch(
         &self,
         semaphore: &Arc<Semaphore>,
-        tasks: &mut JoinSet<Done>,
+        tasks: &mut InFlight,
         sweep_id: i64,
         p: Planned,
         dry_run: bool,
@@ -459,9 +459,10 @@ impl Sweeper {
         let Some(permit) = permit else {
             return false;
         };
+        tasks.reap();
         let core = self.core.clone();
         let store = self.store.clone();
-        tasks.spawn(async move {
+        tasks.tasks.spawn(async move {
             let done = execute(&core, &store, Some(sweep_id), p, dry_run).await;
             drop(permit);
             done
@@ -470,16 +471,37 @@ impl Sweeper {
     }
 }
 
-/// Waits for every launched stop.
-async fn drain(tasks: &mut JoinSet<Done>) -> Vec<Done> {
-    let mut done = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+/// The stops of one sweep: running, and done. A finished task is taken out of the set as soon
+/// as the next stop is launched, so the set holds about `stop_concurrency` tasks, not every stop
+/// of the sweep (a finished task keeps its ~7 KiB allocation until it is joined).
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<Done>,
+    done: Vec<Done>,
+}
+
+impl InFlight {
+    fn collect(&mut self, joined: Result<Done, tokio::task::JoinError>) {
         match joined {
-            Ok(d) => done.push(d),
+            Ok(d) => self.done.push(d),
             Err(e) => tracing::error!(error = %e, "a stop task failed"),
         }
     }
-    done
+
+    /// Takes out the tasks that have finished.
+    fn reap(&mut self) {
+        while let Some(joined) = self.tasks.try_join_next() {
+            self.collect(joined);
+        }
+    }
+
+    /// Waits for every launched stop; returns them all.
+    async fn drain(mut self) -> Vec<Done> {
+        while let Some(joined) = self.tasks.join_next().await {
+            self.collect(joined);
+        }
+        self.done
+    }
 }
 
 /// Resolves stops a crash left without an outcome, from each execution's status now.

@@ -36,4 +36,4 @@ pub use clock::{Clock, Millis};
 pub use faults::{Fault, FaultPlan, FaultRule, Latency, RateLimit};
 pub use fixture::{Fixture, FleetSpec};
 pub use server::ServerHandle;
-pub use world::{CallRecord, Emulator, EmulatorConfig, ExecutionView};
+pub use world::{CallRecord, Emulator, EmulatorConfig, ExecutionView, InFlight};

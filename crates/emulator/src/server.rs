@@ -153,6 +153,7 @@ async fn handle(emulator: Emulator, req: Request<Incoming>) -> HttpResult {
             "CodePipeline is served at POST /",
         ));
     }
+    let _in_flight = emulator.begin_request();
     let (answer, delay) = emulator.handle(target.as_deref(), &body);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -285,7 +286,7 @@ fn admin_route(
                 .into_iter()
                 .filter(|c| c.seq >= since)
                 .collect();
-            json!({"counts": emulator.call_counts(), "calls": calls})
+            json!({"counts": emulator.call_counts(), "max_in_flight": emulator.max_in_flight(), "calls": calls})
         }
         ("DELETE", "calls") => {
             emulator.clear_calls();

@@ -34,6 +34,10 @@ pub struct World {
     pub faults: Faults,
     /// Every API call served, in order.
     pub calls: Vec<CallRecord>,
+    /// API requests being answered now (latency included).
+    pub in_flight: usize,
+    /// The most API requests in flight at once since the call log was last cleared.
+    pub max_in_flight: usize,
     /// Region in ARNs.
     pub region: String,
     /// Account id in ARNs.
@@ -163,6 +167,8 @@ impl Emulator {
                 behaviour: config.behaviour,
                 faults,
                 calls: Vec::new(),
+                in_flight: 0,
+                max_in_flight: 0,
                 region: DEFAULT_REGION.to_string(),
                 account: DEFAULT_ACCOUNT.to_string(),
             })),
@@ -208,6 +214,21 @@ impl Emulator {
         w.pipelines.clear();
         w.faults.set_plan(FaultPlan::default());
         w.calls.clear();
+        w.max_in_flight = w.in_flight;
+    }
+
+    /// Counts an API request as in flight until the returned guard is dropped.
+    pub fn begin_request(&self) -> InFlight {
+        let mut w = self.lock();
+        w.in_flight += 1;
+        w.max_in_flight = w.max_in_flight.max(w.in_flight);
+        InFlight(self.clone())
+    }
+
+    /// The most API requests in flight at once since the call log was last cleared: what a
+    /// client's concurrency bound comes to, seen from the server.
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
     }
 
     /// Emulator time now.
@@ -247,7 +268,9 @@ impl Emulator {
 
     /// Empties the call log.
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        let mut w = self.lock();
+        w.calls.clear();
+        w.max_in_flight = w.in_flight;
     }
 
     /// Calls served, counted by operation.
@@ -432,5 +455,16 @@ fn serve(
     match api::dispatch(w, operation, &input) {
         Ok(v) => Answer::Ok(v),
         Err(e) => Answer::Err(e),
+    }
+}
+
+/// An API request being answered (see [`Emulator::begin_request`]).
+#[derive(Debug)]
+pub struct InFlight(Emulator);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut w = self.0.lock();
+        w.in_flight = w.in_flight.saturating_sub(1);
     }
 }

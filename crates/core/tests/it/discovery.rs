@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 use stopd_core::{ActiveStatus, ErrorKind};
 use stopd_emulator::{Fault, FaultRule};
 
-use crate::common::{fleet_fixture, start};
+use stopd_core::CoreConfig;
+use stopd_emulator::Latency;
+
+use crate::common::{fast_retry, fleet_fixture, start, start_with};
 
 #[tokio::test]
 async fn pages_through_2500_pipelines_and_finds_every_running_execution() {
@@ -25,6 +28,35 @@ async fn pages_through_2500_pipelines_and_finds_every_running_execution() {
         "one page per pipeline"
     );
     assert_eq!(found.calls.total(), 2_503);
+}
+
+#[tokio::test]
+async fn discovery_never_has_more_than_its_concurrency_in_flight() {
+    let env = start_with(
+        &fleet_fixture(60),
+        CoreConfig {
+            concurrency: 4,
+            discovery_retry: fast_retry(3_000),
+            stop_retry: fast_retry(3_000),
+            ..CoreConfig::default()
+        },
+    )
+    .await;
+    // Each answer takes 20 ms, so requests overlap and the bound is what limits them.
+    env.emulator.set_faults(stopd_emulator::FaultPlan {
+        latency: Latency {
+            fixed: std::time::Duration::from_millis(20),
+            jitter: std::time::Duration::ZERO,
+        },
+        ..Default::default()
+    });
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(found.executions.len(), 60);
+    let most = env.emulator.max_in_flight();
+    assert!(
+        (2..=4).contains(&most),
+        "{most} requests were in flight at once (bound 4)"
+    );
 }
 
 #[tokio::test]
