@@ -256,7 +256,10 @@ def main():
                     c0, _ = sample()
                     time.sleep(10)
                     c1, rss = sample()
-                    print(f"idle daemon (no sweep due): RSS {rss:.1f} MiB, CPU {100 * (c1 - c0) / 10:.2f} % over 10 s")
+                    with open(f"/proc/{d.pid}/smaps_rollup") as f:
+                        kb = {l.split()[0].rstrip(":"): int(l.split()[1]) for l in f if l.split()[-1] == "kB"}
+                    print(f"idle daemon (no sweep due): RSS {rss:.1f} MiB (anonymous {kb['Anonymous'] / 1024:.1f} MiB, "
+                          f"file-backed {(kb['Rss'] - kb['Anonymous']) / 1024:.1f} MiB), CPU {100 * (c1 - c0) / 10:.2f} % over 10 s")
             finally:
                 d.terminate()
                 d.wait(timeout=30)
