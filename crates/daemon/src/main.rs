@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod commands;
 mod config;
 mod demo;
+mod lock;
 mod memory;
 mod output;
 mod run;
@@ -62,6 +63,7 @@ enum Command {
     /// SIGHUP reloads the policy (a bad file is logged and the old policy stays in force);
     /// SIGTERM lets in-flight stops finish (up to [daemon] shutdown_timeout), records them and
     /// exits 0. Talks to systemd with sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
+    /// One `stopd run` per database: a second one exits 1 (the first holds <database>.lock).
     Run(RunArgs),
     /// Validate the policy file; print a summary and the next window transitions.
     ///

@@ -183,6 +183,8 @@ impl Loop {
 
 /// `stopd run [--once] [--dry-run]`.
 pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
+    // Held until this function returns (and by the kernel until the process ends).
+    let _lock = crate::lock::acquire(&cfg.daemon.database)?;
     let store = Store::open(&cfg.daemon.database).await?;
     let core_cancel = CancellationToken::new();
     let core = build_core(&cfg, core_cancel.clone()).await;

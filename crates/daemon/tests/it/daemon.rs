@@ -221,3 +221,32 @@ async fn sigterm_during_run_once_drains_like_the_daemon() {
         "the in-flight stop was awaited and recorded"
     );
 }
+
+#[tokio::test]
+async fn a_second_run_on_the_same_database_is_refused_while_the_first_sweeps() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let later = Utc::now() + chrono::Duration::days(30);
+    env.write_config(RARE, &one_off("later", later, ""));
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    let listings = || {
+        env.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "ListPipelines")
+            .count()
+    };
+    let before = listings();
+    let second = env.stopd(&["run", "--once"]).await;
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second.stderr));
+    let err = text(&second.stderr);
+    assert!(
+        err.contains(&format!("another `stopd run` (pid {})", child.id())),
+        "{err}"
+    );
+    assert_eq!(listings(), before, "the refused run swept nothing");
+    signal(&child, "TERM");
+    assert_ok(&wait_exit(child, Duration::from_secs(10)).await);
+    // The lock went with the process: the next run starts.
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+}
