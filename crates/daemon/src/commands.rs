@@ -102,7 +102,10 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
         if w.window.start > now {
             edges.push((w.window.start, "opens ", &w.rule, w.timezone));
         }
-        edges.push((w.window.end, "closes", &w.rule, w.timezone));
+        // A freeze whose windows never leave a gap has no closing edge to show.
+        if !w.without_gap {
+            edges.push((w.window.end, "closes", &w.rule, w.timezone));
+        }
     }
     edges.sort_by_key(|e| e.0);
     writeln!(out, "\nNext window transitions:")?;
@@ -119,7 +122,13 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
         )?;
     }
     for w in &windows {
-        if w.window.contains(now) {
+        if w.window.contains(now) && w.without_gap {
+            writeln!(
+                out,
+                "\nIn force now: {} (its windows leave no gap in the next 366 days)",
+                w.rule
+            )?;
+        } else if w.window.contains(now) {
             writeln!(
                 out,
                 "\nIn force now: {} until {}",

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use crate::policy::{Exemption, Policy, Rule, RuleKind, Trigger};
 use crate::spec::Mode;
 use crate::template::Values;
-use crate::window::Window;
+use crate::window::{MERGE_HORIZON, Schedule, Window};
 
 /// What the policy needs to know about one in-progress execution.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +95,10 @@ pub struct WindowInstance {
     pub window: Window,
     /// The rule's zone.
     pub timezone: chrono_tz::Tz,
+    /// A recurring freeze whose windows touch without a gap for at least
+    /// [`crate::window::MERGE_HORIZON`]: the window was merged only that far, so its `end` is
+    /// where the merge stopped looking, not an instant the freeze lifts.
+    pub without_gap: bool,
 }
 
 /// RFC 3339 in UTC with a `Z`, to the second.
@@ -265,6 +269,8 @@ impl Policy {
                             rule: rule.name.clone(),
                             window,
                             timezone: rule.timezone,
+                            without_gap: matches!(schedule, Schedule::Recurring { .. })
+                                && window.end - window.start >= MERGE_HORIZON,
                         },
                     ));
                 }

@@ -38,6 +38,32 @@ async fn check_summarises_a_good_file_and_exits_0() {
 }
 
 #[tokio::test]
+async fn check_shows_no_closing_edge_for_a_freeze_without_gaps() {
+    let env = Env::new(&fleet(&[])).await;
+    // Every day at midnight for 25 hours: the windows overlap, the freeze never lifts.
+    env.write_config(
+        "",
+        "[[freeze]]\nname = \"always\"\ncron = \"0 0 * * *\"\nduration = \"25h\"\n\n\
+         [[freeze]]\nname = \"weekend\"\ncron = \"0 18 * * FRI\"\nduration = \"62h\"\n",
+    );
+    let out = env.stopd(&["check"]).await;
+    assert_ok(&out);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("In force now: always (its windows leave no gap in the next 366 days)"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("closes always"),
+        "a horizon is not an edge: {s}"
+    );
+    assert!(
+        s.contains("closes weekend"),
+        "real edges are still shown: {s}"
+    );
+}
+
+#[tokio::test]
 async fn bad_configs_exit_78_naming_file_line_and_column() {
     let env = Env::new(&fleet(&[])).await;
     let cases: &[(&str, &str, &str)] = &[
