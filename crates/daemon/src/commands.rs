@@ -176,7 +176,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, format: Format) -> Result<Exit
         .into_iter()
         .filter(|e| e.status == stopd_core::ActiveStatus::InProgress)
         .collect();
-    let (planned, others) = sweep::plan(&cfg.policy, at, &in_progress, &extra);
+    let (planned, others) = sweep::plan(&cfg.policy.decider(at), at, &in_progress, &extra);
     let rows: Vec<PlanRecord> = planned
         .into_iter()
         .map(|p: Planned| PlanRecord {

@@ -106,6 +106,33 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide 10k executions x 50 rules", |b| {
         b.iter(|| black_box(policy.decide(black_box(now), &executions, &[])))
     });
+    // The daemon decides each pipeline's executions as discovery streams them in: one call per
+    // pipeline, not one per sweep. With one Decider per sweep (what the daemon does), and with
+    // the rules' state remade for every call (what it did before).
+    c.bench_function(
+        "decide per pipeline, one Decider: 10k calls x 50 rules",
+        |b| {
+            b.iter(|| {
+                let decider = policy.decider(black_box(now));
+                for ex in &executions {
+                    black_box(decider.decide(now, std::slice::from_ref(ex), &[]));
+                }
+            })
+        },
+    );
+    let mut slow = c.benchmark_group("before");
+    slow.sample_size(10);
+    slow.bench_function(
+        "decide per pipeline, state remade per call: 10k calls x 50 rules",
+        |b| {
+            b.iter(|| {
+                for ex in &executions {
+                    black_box(policy.decide(black_box(now), std::slice::from_ref(ex), &[]));
+                }
+            })
+        },
+    );
+    slow.finish();
     let from: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let to = from + Duration::days(365);
     eprintln!("windows: {} in a year", policy.windows(from, to).len());

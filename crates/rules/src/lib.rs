@@ -25,7 +25,7 @@ pub mod template;
 pub mod window;
 pub mod zone;
 
-pub use decide::{Decision, ExecutionFacts, Verdict, WindowInstance, human_span, rfc3339};
+pub use decide::{Decider, Decision, ExecutionFacts, Verdict, WindowInstance, human_span, rfc3339};
 pub use policy::{
     DEFAULT_REASON, Exemption, ExemptionSource, Location, Policy, PolicyError, PolicyErrorKind,
     Rule, RuleKind, Trigger, parse_time, parse_zone,

@@ -88,6 +88,36 @@ fn freeze_stops_at_its_first_instant_and_not_at_its_end() {
 }
 
 #[test]
+fn a_decider_holds_until_the_next_edge_and_decides_past_it_afresh() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let ex = [facts("prod-web", "e1", "2026-11-27T16:00:00Z", &none)];
+    let d = p.decider(utc("2026-11-27T16:00:00Z"));
+    assert!(d.covers(utc("2026-11-27T16:59:59.999Z")));
+    assert!(
+        !d.covers(utc(OPENS)),
+        "the weekend opens: the state is stale"
+    );
+    assert!(
+        !d.covers(utc("2026-11-27T15:59:59Z")),
+        "not before it was made"
+    );
+    assert_eq!(
+        d.decide(utc("2026-11-27T16:59:59Z"), &ex, &[])[0],
+        Verdict::Allow
+    );
+    // Past the edge the decider does not answer from its stale state.
+    assert_eq!(
+        d.decide(utc(OPENS), &ex, &[]),
+        p.decide(utc(OPENS), &ex, &[])
+    );
+    assert!(matches!(
+        d.decide(utc("2026-11-27T17:30:00Z"), &ex, &[])[0],
+        Verdict::Grace { .. } | Verdict::Stop(_)
+    ));
+}
+
+#[test]
 fn running_before_the_window_gets_grace_then_stops() {
     let p = policy(POLICY);
     let none = BTreeMap::new();

@@ -238,6 +238,46 @@ proptest! {
         prop_assert_eq!(matches!(verdict, Verdict::Stop(_)), want_stop, "{:?}", verdict);
     }
 
+    /// A decider made at t0 answers at any later t exactly as a fresh decision at t would:
+    /// inside its span from the state it holds, past the next edge by deciding afresh.
+    #[test]
+    fn a_decider_made_earlier_decides_as_a_fresh_decision(
+        cron in cron_gen(),
+        (zone, anchor) in zone_and_anchor(),
+        offset_min in prop_oneof![-2_880i64..2_880, -180i64..180],
+        later_sec in prop_oneof![0i64..600, 0i64..259_200],
+        duration_min in prop_oneof![1i64..2_000, 1i64..120],
+        grace_min in prop_oneof![Just(0i64), 1i64..120],
+        started_before_min in 0i64..3_000,
+    ) {
+        let text = format!(
+            "[[freeze]]\nname = \"f\"\ncron = \"{}\"\nduration = \"{duration_min}m\"\ntimezone = \"{zone}\"\ngrace = \"{grace_min}m\"\n\n\
+             [[timeout]]\nname = \"t\"\nmax_duration = \"20h\"\n",
+            cron.text()
+        );
+        let spec: PolicySpec = toml::from_str(&text).unwrap();
+        let Ok(policy) = Policy::compile(&spec) else { return Ok(()) };
+        let t0 = DateTime::parse_from_rfc3339(anchor).unwrap().with_timezone(&Utc)
+            + Duration::minutes(offset_min);
+        let t = t0 + Duration::seconds(later_sec);
+        // A freeze that never lifts is merged only as far as the horizon, from whichever
+        // instance was asked: its window texts differ by instant. Not what this compares.
+        let schedule = match &policy.rules()[0].trigger { stopd_rules::Trigger::Freeze { schedule, .. } => schedule, _ => unreachable!() };
+        for at in [t0, t] {
+            if let Some(w) = schedule.window_at(at) {
+                prop_assume!(w.end - w.start < stopd_rules::window::MERGE_HORIZON);
+            }
+        }
+        let tags = BTreeMap::new();
+        let ex = [ExecutionFacts { pipeline: "p", execution_id: "e", start: t0 - Duration::minutes(started_before_min), rollback: false, tags: &tags }];
+        let decider = policy.decider(t0);
+        prop_assert_eq!(decider.decide(t, &ex, &[]), policy.decide(t, &ex, &[]), "t0 {} t {} covered {}", t0, t, decider.covers(t));
+        // Covered means no window edge in between.
+        if decider.covers(t) {
+            prop_assert_eq!(schedule.window_at(t0), schedule.window_at(t));
+        }
+    }
+
     #[test]
     fn window_listing_is_sorted_merged_and_half_open(
         cron in cron_gen(),
