@@ -167,7 +167,11 @@ async fn group_commit(
                 }
             }
             Err(e) => {
-                // Nothing of the batch is durable: every caller hears so.
+                // Every caller hears "not written", so no call is made on the strength of it.
+                // (Should SQLite have rolled the transaction back itself, after an I/O error or a
+                // full disk, later statements ran in autocommit and may be on disk: such an
+                // intent stays pending, and start-up reconciliation resolves it from the
+                // execution's status, as after a crash. Nothing is claimed that was not done.)
                 let e = format!("the audit transaction failed: {e}");
                 for w in batch.drain(..) {
                     w.answer(Err(e.clone()));
