@@ -215,6 +215,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
 
     let mut problems = Vec::new();
+    // A problem with one key of a table, located in the file.
+    let key_problem = |table: &str, key: &str, message: String| {
+        let (line, column, field) = locate(
+            &format!("{table}.{key}"),
+            doc.as_ref()
+                .and_then(|d| key_span(d.get_ref(), &[table, key])),
+        );
+        Problem {
+            line,
+            column,
+            field,
+            message,
+        }
+    };
     let FileSpec {
         aws,
         daemon,
@@ -228,69 +242,38 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let schedule = match CronExpr::parse(schedule_text) {
         Ok(c) => Some(c),
         Err(e) => {
-            let (line, column, field) = locate(
-                "daemon.schedule",
-                doc.as_ref()
-                    .and_then(|d| key_span(d.get_ref(), &["daemon", "schedule"])),
-            );
-            problems.push(Problem {
-                line,
-                column,
-                field,
-                message: e.to_string(),
-            });
+            problems.push(key_problem("daemon", "schedule", e.to_string()));
             None
         }
     };
-    let mut positive = |key: &str, value: Option<Duration>| {
+    for (key, value) in [
+        ("stop_deadline", daemon.stop_deadline),
+        ("shutdown_timeout", daemon.shutdown_timeout),
+    ] {
         if value.is_some_and(|d| d.is_zero()) {
-            let (line, column, field) = locate(
-                &format!("daemon.{key}"),
-                doc.as_ref()
-                    .and_then(|d| key_span(d.get_ref(), &["daemon", key])),
-            );
-            problems.push(Problem {
-                line,
-                column,
-                field,
-                message: "must be longer than zero".into(),
-            });
+            problems.push(key_problem(
+                "daemon",
+                key,
+                "must be longer than zero".into(),
+            ));
         }
-    };
-    positive("stop_deadline", daemon.stop_deadline);
-    positive("shutdown_timeout", daemon.shutdown_timeout);
+    }
     for (key, value) in [
         ("stop_concurrency", daemon.stop_concurrency),
         ("discovery_concurrency", daemon.discovery_concurrency),
     ] {
         if value == Some(0) {
-            let (line, column, field) = locate(
-                &format!("daemon.{key}"),
-                doc.as_ref()
-                    .and_then(|d| key_span(d.get_ref(), &["daemon", key])),
-            );
-            problems.push(Problem {
-                line,
-                column,
-                field,
-                message: "must be at least 1".into(),
-            });
+            problems.push(key_problem("daemon", key, "must be at least 1".into()));
         }
     }
     if let Some(url) = &aws.endpoint_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        let (line, column, field) = locate(
-            "aws.endpoint_url",
-            doc.as_ref()
-                .and_then(|d| key_span(d.get_ref(), &["aws", "endpoint_url"])),
-        );
-        problems.push(Problem {
-            line,
-            column,
-            field,
-            message: format!("{url:?} is not an http:// or https:// URL"),
-        });
+        problems.push(key_problem(
+            "aws",
+            "endpoint_url",
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
     }
 
     let mut spec = PolicySpec {
@@ -517,6 +500,40 @@ duration = \"1h\"
         let e = err("[daemon]\nschedule = \"every minute\"\n");
         assert_eq!(e.problems[0].field.as_deref(), Some("daemon.schedule"));
         assert_eq!(e.problems[0].line, Some(2));
+    }
+
+    #[test]
+    fn zero_bounds_and_a_bad_endpoint_are_located_in_file_order() {
+        let e = err(
+            "[aws]\nendpoint_url = \"localhost:4599\"\n\n[daemon]\nstop_concurrency = 0\n\
+             shutdown_timeout = \"0s\"\n",
+        );
+        let got: Vec<_> = e
+            .problems
+            .iter()
+            .map(|p| (p.field.clone().unwrap(), p.line, p.message.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "aws.endpoint_url".to_string(),
+                    Some(2),
+                    "\"localhost:4599\" is not an http:// or https:// URL".to_string()
+                ),
+                (
+                    "daemon.stop_concurrency".to_string(),
+                    Some(5),
+                    "must be at least 1".to_string()
+                ),
+                (
+                    "daemon.shutdown_timeout".to_string(),
+                    Some(6),
+                    "must be longer than zero".to_string()
+                ),
+            ],
+            "{e}"
+        );
     }
 
     #[test]
