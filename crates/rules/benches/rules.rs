@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
         .map(|i| ExecutionFacts {
             pipeline: &names[i],
             execution_id: &ids[i],
-            start: now - Duration::minutes((i % 600) as i64),
+            start: Some(now - Duration::minutes((i % 600) as i64)),
             rollback: i % 50 == 0,
             tags: if i % 3 == 0 { &prod } else { &dev },
         })

@@ -176,10 +176,11 @@ fn parse_field(spec: &FieldSpec, text: &str) -> Result<(u64, bool), CronError> {
             (a, if step.is_some() { spec.max } else { a })
         };
         let step = step.unwrap_or(1);
-        let mut v = lo;
-        while v <= hi {
-            bits |= 1 << v;
-            v += step;
+        // Checked: a step such as 4294967295 ends the walk instead of wrapping around.
+        let mut v = Some(lo);
+        while let Some(n) = v.filter(|n| *n <= hi) {
+            bits |= 1 << n;
+            v = n.checked_add(step);
         }
     }
     Ok((bits, text.starts_with('*')))
@@ -340,6 +341,18 @@ mod tests {
             CronExpr::parse("0 0 * * 5-7").unwrap().days_of_week,
             0b110_0001
         );
+    }
+
+    #[test]
+    fn huge_step_fires_once_instead_of_wrapping() {
+        // 1 + 4294967295 overflows a u32: it panicked in debug builds and wrapped in release.
+        let e = CronExpr::parse("1/4294967295 * * * *").unwrap();
+        let next = e
+            .next_after(utc("2026-11-25T00:00:30Z"), chrono_tz::UTC)
+            .unwrap();
+        assert_eq!(next, utc("2026-11-25T00:01:00Z"));
+        let after = e.next_after(next, chrono_tz::UTC).unwrap();
+        assert_eq!(after, utc("2026-11-25T01:01:00Z"));
     }
 
     #[test]

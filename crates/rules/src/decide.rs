@@ -17,8 +17,10 @@ pub struct ExecutionFacts<'a> {
     pub pipeline: &'a str,
     /// Execution id.
     pub execution_id: &'a str,
-    /// `startTime`.
-    pub start: DateTime<Utc>,
+    /// `startTime`; `None` when the service did not say (the field is optional in the model).
+    /// Such an execution is never stopped by a timeout; a freeze treats it as already running
+    /// when its window opened (so `grace` applies).
+    pub start: Option<DateTime<Utc>>,
     /// Whether `executionType` is ROLLBACK.
     pub rollback: bool,
     /// The pipeline's tags (empty when no rule selects by tag).
@@ -36,8 +38,8 @@ pub struct Decision {
     pub mode: Mode,
     /// Rendered reason, at most 200 characters.
     pub reason: String,
-    /// How long the execution had been running at the decision.
-    pub elapsed: Duration,
+    /// How long the execution had been running at the decision (`None`: start unknown).
+    pub elapsed: Option<Duration>,
     /// The rule's part of the explanation, shared by every decision of one call.
     explain: Arc<str>,
     /// The freeze window in force (freezes only).
@@ -51,9 +53,16 @@ impl Decision {
     /// since 2026-11-27T17:00:00Z (Fri 18:00 CET) until 2026-11-30T07:00:00Z; running 12m".
     pub fn explanation(&self) -> String {
         match self.kind {
-            RuleKind::Timeout => format!("{}: running {}", self.explain, human_span(self.elapsed)),
-            _ => format!("{}; running {}", self.explain, human_span(self.elapsed)),
+            RuleKind::Timeout => format!("{}: running {}", self.explain, self.running()),
+            _ => format!("{}; running {}", self.explain, self.running()),
         }
+    }
+
+    fn running(&self) -> String {
+        self.elapsed.map_or_else(
+            || "for an unknown time (no startTime)".to_string(),
+            human_span,
+        )
     }
 }
 
@@ -301,7 +310,8 @@ impl Policy {
     ) -> Result<usize, Held> {
         let mut winner: Option<usize> = None;
         let mut held = Held::Nothing;
-        let (now_ms, start_ms) = (now.timestamp_millis(), ex.start.timestamp_millis());
+        let now_ms = now.timestamp_millis();
+        let start_ms = ex.start.map(|s| s.timestamp_millis());
         for (i, rule) in self.rules.iter().enumerate() {
             // Cheap checks first, in integer milliseconds: rules out of force cost nothing more.
             let state = &rules_now[i];
@@ -310,13 +320,16 @@ impl Policy {
                     if state.window.is_none() {
                         continue;
                     }
-                    start_ms < state.start_or_max_ms && now_ms < state.grace_end_ms
+                    // Unknown start: treated as running before the window opened.
+                    start_ms.is_none_or(|s| s < state.start_or_max_ms)
+                        && now_ms < state.grace_end_ms
                 }
                 Trigger::Timeout { .. } => {
-                    if now_ms - start_ms <= state.start_or_max_ms {
-                        continue;
+                    // Never stop on a guess: without a start there is no elapsed time.
+                    match start_ms {
+                        Some(s) if now_ms - s > state.start_or_max_ms => false,
+                        _ => continue,
                     }
-                    false
                 }
             };
             if winner
@@ -405,7 +418,12 @@ impl Policy {
                 for ex in executions {
                     // Strictly greater than max: the first millisecond past it. Only a deadline
                     // earlier than the best so far is worth a glob match.
-                    let due = ex.start + *max + Duration::milliseconds(1);
+                    let Some(due) = ex
+                        .start
+                        .and_then(|s| s.checked_add_signed(*max + Duration::milliseconds(1)))
+                    else {
+                        continue;
+                    };
                     if due > after
                         && best.is_none_or(|b| due < b)
                         && rule.selector.matches(ex.pipeline, ex.tags)
@@ -475,9 +493,9 @@ fn rule_now(rule: &Rule, now: DateTime<Utc>) -> RuleNow {
 }
 
 fn render(rule: &Rule, state: &RuleNow, now: DateTime<Utc>, ex: &ExecutionFacts<'_>) -> Decision {
-    let elapsed = now - ex.start;
+    let elapsed = ex.start.map(|s| now - s);
     let elapsed_text = if rule.reason.uses("elapsed") {
-        human_span(elapsed)
+        elapsed.map_or_else(|| "an unknown time".to_string(), human_span)
     } else {
         String::new()
     };

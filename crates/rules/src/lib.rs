@@ -20,6 +20,7 @@ pub mod cron;
 mod decide;
 mod policy;
 pub mod select;
+pub mod span;
 pub mod spec;
 pub mod template;
 pub mod window;
@@ -30,6 +31,7 @@ pub use policy::{
     DEFAULT_REASON, Exemption, ExemptionSource, Location, Policy, PolicyError, PolicyErrorKind,
     Rule, RuleKind, Trigger, parse_time, parse_zone,
 };
+pub use span::{MAX_SPAN, Span, SpanError};
 pub use spec::{
     DefaultsSpec, ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec,
 };

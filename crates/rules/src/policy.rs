@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 
 use crate::cron::{CronError, CronExpr};
 use crate::select::{GlobError, Selector};
+use crate::span::Span;
 use crate::spec::{ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec};
 use crate::template::{Template, TemplateError};
 use crate::window::{Schedule, Window};
@@ -81,9 +82,6 @@ pub enum PolicyErrorKind {
     /// Not an IANA zone name.
     #[error("unknown time zone {0:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\"")]
     UnknownZone(String),
-    /// A span of zero.
-    #[error("must be longer than zero")]
-    NotPositive,
     /// A one-off window whose end is not after its start.
     #[error("end {end} is not after start {start}")]
     EndNotAfterStart {
@@ -250,10 +248,6 @@ pub fn parse_time(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
     Some(resolve_local(local, tz))
 }
 
-fn span(d: std::time::Duration) -> Duration {
-    Duration::from_std(d).unwrap_or(Duration::MAX)
-}
-
 /// Collects errors for one entry.
 struct Ctx<'a> {
     rule: RuleRef,
@@ -282,15 +276,6 @@ impl Ctx<'_> {
                 default
             }),
         }
-    }
-
-    fn positive(&mut self, key: &'static str, d: Option<std::time::Duration>) -> Option<Duration> {
-        let d = d?;
-        if d.is_zero() {
-            self.err(Some(key), PolicyErrorKind::NotPositive);
-            return None;
-        }
-        Some(span(d))
     }
 
     fn template(&mut self, text: &str) -> Template {
@@ -497,7 +482,7 @@ fn compile_freeze(
                     );
                     None
                 }
-                d => ctx.positive("duration", d),
+                d => d.map(Span::delta),
             };
             Schedule::Recurring {
                 cron: cron?,
@@ -548,10 +533,7 @@ fn compile_freeze(
             return None;
         }
     };
-    let grace = match f.grace {
-        Some(g) => span(g),
-        None => Duration::zero(),
-    };
+    let grace = f.grace.map_or_else(Duration::zero, Span::delta);
     let mode = f.mode.unwrap_or(default_mode);
     let escalate_after = escalation(ctx, mode, f.escalate_after);
     let reason = ctx.template(f.reason.as_deref().unwrap_or(default_reason));
@@ -570,12 +552,8 @@ fn compile_freeze(
     })
 }
 
-fn escalation(
-    ctx: &mut Ctx<'_>,
-    mode: Mode,
-    after: Option<std::time::Duration>,
-) -> Option<Duration> {
-    let after = ctx.positive("escalate_after", after)?;
+fn escalation(ctx: &mut Ctx<'_>, mode: Mode, after: Option<Span>) -> Option<Duration> {
+    let after = after?.delta();
     if mode == Mode::Abandon {
         ctx.err(Some("escalate_after"), PolicyErrorKind::EscalateWithAbandon);
         return None;
@@ -590,7 +568,7 @@ fn compile_timeout(
     default_mode: Mode,
     default_reason: &str,
 ) -> Option<Rule> {
-    let max = ctx.positive("max_duration", Some(t.max_duration));
+    let max = t.max_duration.delta();
     let mode = t.mode.unwrap_or(default_mode);
     let escalate_after = escalation(ctx, mode, t.escalate_after);
     let reason = ctx.template(t.reason.as_deref().unwrap_or(default_reason));
@@ -605,7 +583,7 @@ fn compile_timeout(
         rollbacks: t.rollbacks.unwrap_or(false),
         escalate_after,
         timezone: default_tz,
-        trigger: Trigger::Timeout { max: max? },
+        trigger: Trigger::Timeout { max },
     })
 }
 

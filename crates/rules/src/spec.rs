@@ -4,10 +4,10 @@
 //! times, templates) stay strings here and are checked by [`crate::Policy::compile`], which names
 //! the table, index and key of each problem.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::span::Span;
 
 /// How a stop is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,8 +54,8 @@ pub struct FreezeSpec {
     #[serde(default)]
     pub cron: Option<String>,
     /// Recurring: how long each window lasts (elapsed time).
-    #[serde(default, with = "humantime_serde")]
-    pub duration: Option<Duration>,
+    #[serde(default)]
+    pub duration: Option<Span>,
     /// One-off: start, a local date-time in `timezone` or RFC 3339 with an offset.
     #[serde(default)]
     pub start: Option<String>,
@@ -81,11 +81,11 @@ pub struct FreezeSpec {
     #[serde(default)]
     pub reason: Option<String>,
     /// Executions already running when the window opens get this long.
-    #[serde(default, with = "humantime_serde")]
-    pub grace: Option<Duration>,
+    #[serde(default)]
+    pub grace: Option<Span>,
     /// Mode `finish` only: still Stopping after this long -> stop again with abandon.
-    #[serde(default, with = "humantime_serde")]
-    pub escalate_after: Option<Duration>,
+    #[serde(default)]
+    pub escalate_after: Option<Span>,
     /// Also stop ROLLBACK executions (default false).
     #[serde(default)]
     pub rollbacks: Option<bool>,
@@ -98,8 +98,7 @@ pub struct TimeoutSpec {
     /// Unique rule name.
     pub name: String,
     /// Longest allowed run; `now - startTime > max_duration` stops.
-    #[serde(with = "humantime_serde")]
-    pub max_duration: Duration,
+    pub max_duration: Span,
     /// Pipeline-name globs (default `["*"]`).
     #[serde(default)]
     pub pipelines: Option<Vec<String>>,
@@ -116,8 +115,8 @@ pub struct TimeoutSpec {
     #[serde(default)]
     pub reason: Option<String>,
     /// Mode `finish` only: still Stopping after this long -> stop again with abandon.
-    #[serde(default, with = "humantime_serde")]
-    pub escalate_after: Option<Duration>,
+    #[serde(default)]
+    pub escalate_after: Option<Span>,
     /// Also stop ROLLBACK executions (default false).
     #[serde(default)]
     pub rollbacks: Option<bool>,

@@ -24,7 +24,7 @@ pub fn facts<'a>(
     ExecutionFacts {
         pipeline,
         execution_id: id,
-        start: utc(start),
+        start: Some(utc(start)),
         rollback: false,
         tags,
     }

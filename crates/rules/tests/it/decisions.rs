@@ -318,3 +318,35 @@ fn discovery_scope_and_tag_use() {
     assert!(!p.may_apply_to("prod-x"));
     assert!(!p.may_apply_to("dev-web"));
 }
+
+/// `startTime` is optional in the model: an execution without one was read as starting in 1970
+/// and stopped by every timeout at once ("running 56 years").
+#[test]
+fn unknown_start_is_never_stopped_by_a_timeout_but_a_freeze_still_applies() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    let mut ex = facts("prod-web", "e1", "2026-11-27T17:00:00Z", &none);
+    ex.start = None;
+    // Thursday: only the two-hour timeout could apply, and it cannot know the run's length.
+    assert_eq!(
+        p.decide(utc("2026-11-26T12:00:00Z"), &[ex], &[])[0],
+        Verdict::Allow
+    );
+    assert_eq!(
+        p.next_transition(utc("2026-11-26T12:00:00Z"), &[ex]),
+        Some(utc(OPENS))
+    );
+    // In the weekend freeze it counts as running before the window: grace first, then a stop.
+    assert!(matches!(
+        p.decide(utc("2026-11-27T17:05:00Z"), &[ex], &[])[0],
+        Verdict::Grace { .. }
+    ));
+    let d = stop(&p.decide(utc("2026-11-27T17:10:00Z"), &[ex], &[])[0]).clone();
+    assert_eq!(d.rule, "weekend");
+    assert_eq!(d.elapsed, None);
+    assert!(
+        d.explanation().contains("unknown time"),
+        "{}",
+        d.explanation()
+    );
+}

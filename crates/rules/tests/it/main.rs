@@ -3,5 +3,6 @@
 mod common;
 mod decisions;
 mod dst;
+mod extremes;
 mod properties;
 mod validation;

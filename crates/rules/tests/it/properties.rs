@@ -174,6 +174,15 @@ fn reference_window(
 }
 
 /// A zone and one of its DST changes.
+/// No grace is written as no `grace` key: a span is never zero.
+fn grace_line(minutes: i64) -> String {
+    if minutes == 0 {
+        String::new()
+    } else {
+        format!("grace = \"{minutes}m\"\n")
+    }
+}
+
 fn zone_and_anchor() -> impl Strategy<Value = (&'static str, &'static str)> {
     (prop::sample::select(ZONES.to_vec()), any::<bool>())
         .prop_map(|((zone, anchors), second)| (zone, anchors[usize::from(second)]))
@@ -198,8 +207,9 @@ proptest! {
             + Duration::minutes(offset_min) + Duration::seconds(offset_sec);
         let d = Duration::minutes(duration_min);
         let text = format!(
-            "[[freeze]]\nname = \"f\"\ncron = \"{}\"\nduration = \"{duration_min}m\"\ntimezone = \"{zone}\"\ngrace = \"{grace_min}m\"\n",
-            cron.text()
+            "[[freeze]]\nname = \"f\"\ncron = \"{}\"\nduration = \"{duration_min}m\"\ntimezone = \"{zone}\"\n{}",
+            cron.text(),
+            grace_line(grace_min),
         );
         let spec: PolicySpec = toml::from_str(&text).unwrap();
         let policy = match Policy::compile(&spec) {
@@ -232,7 +242,7 @@ proptest! {
         // The decision for one execution, with grace.
         let tags = BTreeMap::new();
         let start = t - Duration::minutes(started_before_min);
-        let ex = [ExecutionFacts { pipeline: "p", execution_id: "e", start, rollback: false, tags: &tags }];
+        let ex = [ExecutionFacts { pipeline: "p", execution_id: "e", start: Some(start), rollback: false, tags: &tags }];
         let verdict = &policy.decide(t, &ex, &[])[0];
         let want_stop = expected.is_some_and(|(ws, _)| start >= ws || t >= ws + Duration::minutes(grace_min));
         prop_assert_eq!(matches!(verdict, Verdict::Stop(_)), want_stop, "{:?}", verdict);
@@ -251,9 +261,10 @@ proptest! {
         started_before_min in 0i64..3_000,
     ) {
         let text = format!(
-            "[[freeze]]\nname = \"f\"\ncron = \"{}\"\nduration = \"{duration_min}m\"\ntimezone = \"{zone}\"\ngrace = \"{grace_min}m\"\n\n\
+            "[[freeze]]\nname = \"f\"\ncron = \"{}\"\nduration = \"{duration_min}m\"\ntimezone = \"{zone}\"\n{}\n\
              [[timeout]]\nname = \"t\"\nmax_duration = \"20h\"\n",
-            cron.text()
+            cron.text(),
+            grace_line(grace_min),
         );
         let spec: PolicySpec = toml::from_str(&text).unwrap();
         let Ok(policy) = Policy::compile(&spec) else { return Ok(()) };
@@ -269,7 +280,7 @@ proptest! {
             }
         }
         let tags = BTreeMap::new();
-        let ex = [ExecutionFacts { pipeline: "p", execution_id: "e", start: t0 - Duration::minutes(started_before_min), rollback: false, tags: &tags }];
+        let ex = [ExecutionFacts { pipeline: "p", execution_id: "e", start: Some(t0 - Duration::minutes(started_before_min)), rollback: false, tags: &tags }];
         let decider = policy.decider(t0);
         prop_assert_eq!(decider.decide(t, &ex, &[]), policy.decide(t, &ex, &[]), "t0 {} t {} covered {}", t0, t, decider.covers(t));
         // Covered means no window edge in between.

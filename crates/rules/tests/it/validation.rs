@@ -37,14 +37,6 @@ fn each_validation_error_names_where_and_what() {
             "freeze[0].timezone: unknown time zone \"Europe/Berlinn\": use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
         ),
         (
-            "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"0s\"",
-            "freeze[0].duration: must be longer than zero",
-        ),
-        (
-            "[[timeout]]\nname = \"t\"\nmax_duration = \"0s\"",
-            "timeout[0].max_duration: must be longer than zero",
-        ),
-        (
             "[[freeze]]\nname = \"y\"\nstart = \"2027-01-04T09:00:00\"\nend = \"2026-12-19T00:00:00\"",
             "freeze[0].end: end 2026-12-19T00:00:00+00:00 is not after start 2027-01-04T09:00:00+00:00",
         ),
@@ -113,24 +105,25 @@ fn every_problem_is_reported_not_only_the_first() {
         [[freeze]]
         name = "a"
         cron = "bad"
-        duration = "0s"
+        duration = "1h"
         timezone = "Nowhere"
         [[timeout]]
         name = "a"
         max_duration = "1h"
         "#,
     );
-    assert_eq!(e.len(), 4, "{e:?}");
+    assert_eq!(e.len(), 3, "{e:?}");
 }
 
 #[test]
 fn error_kind_is_typed_for_the_loader() {
-    let spec: PolicySpec =
-        toml::from_str("[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"0s\"")
-            .unwrap();
+    let spec: PolicySpec = toml::from_str(
+        "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"1h\"\ntimezone = \"Nowhere\"",
+    )
+    .unwrap();
     let e = Policy::compile(&spec).unwrap_err();
-    assert_eq!(e[0].kind, PolicyErrorKind::NotPositive);
-    assert_eq!(e[0].at.key, Some("duration"));
+    assert_eq!(e[0].kind, PolicyErrorKind::UnknownZone("Nowhere".into()));
+    assert_eq!(e[0].at.key, Some("timezone"));
     assert_eq!(e[0].at.rule.index, 0);
 }
 
@@ -142,4 +135,35 @@ fn unknown_keys_and_bad_spans_are_refused_by_the_parser() {
     let e = toml::from_str::<PolicySpec>("[[timeout]]\nname = \"t\"\nmax_duration = \"-5m\"")
         .unwrap_err();
     assert!(e.to_string().contains("max_duration"), "{e}");
+}
+
+/// Spans are judged while the file is read, so toml's error carries the value's position.
+#[test]
+fn spans_are_positive_and_at_most_a_century_when_read() {
+    for (text, want) in [
+        (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"0s\"",
+            "must be longer than zero",
+        ),
+        (
+            "[[timeout]]\nname = \"t\"\nmax_duration = \"0s\"",
+            "must be longer than zero",
+        ),
+        (
+            "[[timeout]]\nname = \"t\"\nmax_duration = \"99999999999h\"",
+            "longer than the longest span stopd accepts (100 years)",
+        ),
+        (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"1h\"\ngrace = \"18446744073709551615s\"",
+            "longer than the longest span",
+        ),
+        (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"1h\"\nescalate_after = \"99999999999h\"",
+            "longer than the longest span",
+        ),
+    ] {
+        let e = toml::from_str::<PolicySpec>(text).expect_err(text);
+        assert!(e.message().contains(want), "{text}: {e}");
+        assert!(e.span().is_some(), "{text}: no position");
+    }
 }
