@@ -28,6 +28,46 @@ const MAX_SINGLE_CHECKS: usize = 5;
 /// The longest reason StopPipelineExecution accepts, in characters.
 pub const MAX_REASON_CHARS: usize = 200;
 
+/// Pages of one listing a sweep reads at most. CodePipeline keeps 12 months of history; at 100
+/// executions a page this is a million executions, far past any real pipeline, and a bound on
+/// a service that never stops answering with a next page.
+pub const MAX_PAGES: usize = 10_000;
+
+/// Follows `nextToken`s, refusing a token seen before (a service that loops would make a
+/// sweep that never ends) and more than [`MAX_PAGES`] pages.
+#[derive(Debug, Default)]
+struct Pages {
+    /// Tokens already followed.
+    seen: HashSet<String>,
+}
+
+impl Pages {
+    /// The token of the next page, `None` at the end, or an error for a loop.
+    fn next(
+        &mut self,
+        operation: &'static str,
+        token: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(token) = token else { return Ok(None) };
+        let problem = if self.seen.len() >= MAX_PAGES {
+            format!("more than {MAX_PAGES} pages: stopped paging")
+        } else if !self.seen.insert(token.to_string()) {
+            format!(
+                "the service answered with a nextToken it had already given ({} pages in): stopped paging",
+                self.seen.len()
+            )
+        } else {
+            return Ok(Some(token.to_string()));
+        };
+        Err(ApiError {
+            operation,
+            kind: ErrorKind::BadResponse,
+            code: Some("PaginationLoop".into()),
+            message: problem,
+        })
+    }
+}
+
 /// Tuning of discovery and stops.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -126,6 +166,30 @@ pub struct StopReport {
     pub cancelled: bool,
     /// The reason as sent (at most 200 characters).
     pub reason_sent: String,
+    /// Requests made for this stop, by operation (with the read that checks a lost answer).
+    pub calls: CallCounts,
+    /// How the outcome was established when an attempt's answer was lost, in a sentence.
+    pub note: Option<String>,
+}
+
+/// What GetPipelineExecution says of one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionState {
+    /// `status`.
+    pub status: PipelineExecutionStatus,
+    /// `stopTrigger.reason`: the reason the stop that is under way, or was made, was given.
+    pub stop_reason: Option<String>,
+}
+
+impl ExecutionState {
+    /// Whether the execution is Stopping or Stopped by a stop whose reason is `reason` (the
+    /// reason as it was sent).
+    pub fn stopped_with(&self, reason: &str) -> bool {
+        matches!(
+            self.status,
+            PipelineExecutionStatus::Stopping | PipelineExecutionStatus::Stopped
+        ) && self.stop_reason.as_deref() == Some(reason)
+    }
 }
 
 /// What discovery remembers of a pipeline between sweeps.
@@ -171,9 +235,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn to_utc(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
+/// `None` for a missing (or unrepresentable) time: never 1970, which a timeout would read as
+/// "running for 56 years".
+fn to_utc(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-        .unwrap_or_default()
 }
 
 /// Whether a name can be a pipeline name (`[A-Za-z0-9.@\-_]{1,100}`).
@@ -331,6 +396,7 @@ impl Core {
         let policy = self.inner.config.discovery_retry;
         let mut names = Vec::new();
         let mut token: Option<String> = None;
+        let mut pages = Pages::default();
         loop {
             let client = &self.inner.client;
             let t = token.clone();
@@ -353,8 +419,11 @@ impl Core {
                     .iter()
                     .filter_map(|p| p.name().map(str::to_string)),
             );
-            token = page.next_token().map(str::to_string);
+            token = pages.next("ListPipelines", page.next_token())?;
             if token.is_none() {
+                // A name listed twice is one pipeline.
+                let mut seen = HashSet::new();
+                names.retain(|n| seen.insert(n.clone()));
                 return Ok(names);
             }
         }
@@ -380,6 +449,7 @@ impl Core {
         let mut seen: HashSet<String> = HashSet::new();
         let mut newest: Option<String> = None;
         let mut token: Option<String> = None;
+        let mut pages = Pages::default();
         let mut reached_marker = false;
         loop {
             let client = &self.inner.client;
@@ -407,12 +477,16 @@ impl Core {
                 if memory.as_ref().and_then(|m| m.newest_seen.as_deref()) == Some(id) {
                     reached_marker = true;
                 }
-                seen.insert(id.to_string());
+                // An execution listed twice (on one page or across pages) is one execution:
+                // one stop per execution per sweep.
+                if !seen.insert(id.to_string()) {
+                    continue;
+                }
                 if let Some(a) = active_from_summary(name, s, &tags) {
                     active.push(a);
                 }
             }
-            token = page.next_token().map(str::to_string);
+            token = pages.next("ListPipelineExecutions", page.next_token())?;
             if token.is_none() {
                 break;
             }
@@ -510,6 +584,58 @@ impl Core {
             })
     }
 
+    /// Status and `stopTrigger.reason` of one execution. Only the listing's summaries carry
+    /// the stop reason (GetPipelineExecution's answer has none), so this pages through
+    /// ListPipelineExecutions, newest first, for at most [`MAX_SINGLE_CHECKS`] pages; `None`
+    /// when the execution is not among them.
+    pub async fn find_execution(
+        &self,
+        pipeline: &str,
+        id: &str,
+        calls: &mut CallCounts,
+    ) -> Result<Option<ExecutionState>, ApiError> {
+        let client = &self.inner.client;
+        let policy = self.inner.config.discovery_retry;
+        let mut token: Option<String> = None;
+        let mut pages = Pages::default();
+        for _ in 0..MAX_SINGLE_CHECKS {
+            let t = token.clone();
+            let page = self
+                .call("ListPipelineExecutions", &policy, calls, || {
+                    let req = client
+                        .list_pipeline_executions()
+                        .pipeline_name(pipeline)
+                        .max_results(100)
+                        .set_next_token(t.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| ApiError::from_sdk("ListPipelineExecutions", e))
+                    }
+                })
+                .await
+                .result?;
+            if let Some(s) = page
+                .pipeline_execution_summaries()
+                .iter()
+                .find(|s| s.pipeline_execution_id() == Some(id))
+            {
+                return Ok(s.status().map(|status| ExecutionState {
+                    status: status.clone(),
+                    stop_reason: s
+                        .stop_trigger()
+                        .and_then(|t| t.reason())
+                        .map(str::to_string),
+                }));
+            }
+            token = pages.next("ListPipelineExecutions", page.next_token())?;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     async fn tags(
         &self,
         name: &str,
@@ -553,6 +679,7 @@ impl Core {
         };
         let mut tags = BTreeMap::new();
         let mut token: Option<String> = None;
+        let mut pages = Pages::default();
         loop {
             let t = token.clone();
             let page = self
@@ -572,7 +699,7 @@ impl Core {
             for tag in page.tags() {
                 tags.insert(tag.key().to_string(), tag.value().to_string());
             }
-            token = page.next_token().map(str::to_string);
+            token = pages.next("ListTagsForResource", page.next_token())?;
             if token.is_none() {
                 break;
             }
@@ -593,6 +720,8 @@ impl Core {
             error: Some(ApiError::precheck("StopPipelineExecution", message)),
             cancelled: false,
             reason_sent: reason.clone(),
+            calls: CallCounts::default(),
+            note: None,
         };
         if !valid_pipeline_name(&req.pipeline) {
             return refuse(format!(
@@ -624,7 +753,7 @@ impl Core {
                 }
             })
             .await;
-        let (outcome, error) = match r.result {
+        let (mut outcome, mut error) = match r.result {
             Ok(_) => (Outcome::Stopped, None),
             Err(e) => {
                 let outcome = match (r.cancelled, e.kind) {
@@ -638,6 +767,30 @@ impl Core {
                 (outcome, Some(e))
             }
         };
+        // An attempt's answer was lost, and a later one heard "already stopping" or "not
+        // stoppable" (or nothing): that may be our own first attempt's doing. Ask the execution.
+        let mut note = None;
+        if r.outcome_unknown
+            && !r.cancelled
+            && matches!(
+                outcome,
+                Outcome::AlreadyStopping | Outcome::NotStoppable | Outcome::Failed
+            )
+            && let Ok(Some(state)) = self
+                .find_execution(&req.pipeline, &req.execution_id, &mut calls)
+                .await
+            && state.stopped_with(&reason)
+        {
+            note = Some(format!(
+                "an earlier attempt's answer was lost; the last answer was {}, and the execution is {} with this stop's reason: the stop was ours",
+                error
+                    .as_ref()
+                    .map_or_else(|| "a success".to_string(), ToString::to_string),
+                state.status.as_str()
+            ));
+            outcome = Outcome::Stopped;
+            error = None;
+        }
         StopReport {
             outcome,
             attempts: r.attempts,
@@ -646,6 +799,8 @@ impl Core {
             error,
             cancelled: r.cancelled,
             reason_sent: reason,
+            calls,
+            note,
         }
     }
 }

@@ -27,6 +27,13 @@ pub enum ErrorKind {
     PipelineNotFound,
     /// `PipelineExecutionNotFoundException`.
     ExecutionNotFound,
+    /// The identity may not do this: `AccessDeniedException`, `UnrecognizedClientException`,
+    /// `MissingAuthenticationTokenException`, an invalid signature. Permanent; the error names
+    /// the IAM action that is missing.
+    Denied,
+    /// `ExpiredTokenException`: the credentials expired. Retried once, after which the SDK's
+    /// credentials provider has had its chance to refresh them; then permanent, like `Denied`.
+    ExpiredToken,
     /// `ValidationException`, access denied, or any other 4xx: permanent.
     Rejected,
     /// The request could not be built or sent for a reason a retry cannot change.
@@ -44,7 +51,38 @@ impl ErrorKind {
                 | ErrorKind::Timeout
                 | ErrorKind::Connection
                 | ErrorKind::BadResponse
+                | ErrorKind::ExpiredToken
         )
+    }
+
+    /// Whether the request may have been carried out although its answer says nothing (lost,
+    /// timed out, unreadable, or a 5xx): a retry can then meet the effect of the first attempt.
+    pub fn outcome_unknown(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Server | ErrorKind::Timeout | ErrorKind::Connection | ErrorKind::BadResponse
+        )
+    }
+
+    /// Whether this is a permission or credential failure.
+    pub fn is_permission(self) -> bool {
+        matches!(self, ErrorKind::Denied | ErrorKind::ExpiredToken)
+    }
+}
+
+/// The longest error message kept from a service answer, in characters: a service (or a proxy
+/// in front of it) can answer with megabytes, which must not go into every log line and row.
+pub const MAX_MESSAGE_CHARS: usize = 1_000;
+
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters with a note of how much was left out.
+pub fn bound_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message.to_string(),
+        Some((cut, _)) => format!(
+            "{}... ({} more bytes not kept)",
+            &message[..cut],
+            message.len() - cut
+        ),
     }
 }
 
@@ -58,8 +96,37 @@ pub struct ApiError {
     pub kind: ErrorKind,
     /// The service's error code, or a name for a transport failure (`Timeout`, `Connection`).
     pub code: Option<String>,
-    /// Human message.
+    /// Human message (at most [`MAX_MESSAGE_CHARS`] characters of what the service said).
     pub message: String,
+}
+
+impl ApiError {
+    /// The IAM action of the operation, e.g. `codepipeline:StopPipelineExecution`.
+    pub fn iam_action(&self) -> String {
+        iam_action(self.operation)
+    }
+
+    /// One sentence for an operator: for a permission error, which IAM action is missing;
+    /// otherwise the error itself.
+    pub fn explain(&self) -> String {
+        match self.kind {
+            ErrorKind::Denied => format!(
+                "{self}: stopd's identity may not call {}: grant {} (see config/iam-policy.json) or check its credentials",
+                self.operation,
+                self.iam_action()
+            ),
+            ErrorKind::ExpiredToken => format!(
+                "{self}: stopd's credentials expired and were not renewed; {} could not be called",
+                self.operation
+            ),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// The IAM action of a CodePipeline operation.
+pub fn iam_action(operation: &str) -> String {
+    format!("codepipeline:{operation}")
 }
 
 impl ApiError {
@@ -103,7 +170,7 @@ impl ApiError {
             operation,
             kind,
             code,
-            message,
+            message: bound_message(&message),
         }
     }
 
@@ -134,6 +201,19 @@ pub fn classify(code: Option<&str>, status: u16) -> ErrorKind {
             ErrorKind::PipelineNotFound
         }
         Some("PipelineExecutionNotFoundException") => ErrorKind::ExecutionNotFound,
+        Some(
+            "AccessDeniedException"
+            | "AccessDenied"
+            | "UnrecognizedClientException"
+            | "MissingAuthenticationTokenException"
+            | "IncompleteSignatureException"
+            | "InvalidSignatureException"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch",
+        ) => ErrorKind::Denied,
+        Some("ExpiredTokenException" | "ExpiredToken" | "RequestExpired") => {
+            ErrorKind::ExpiredToken
+        }
         _ if status == 429 => ErrorKind::Throttled,
         _ if status >= 500 => ErrorKind::Server,
         _ => ErrorKind::Rejected,
@@ -173,10 +253,44 @@ mod tests {
         );
         assert_eq!(
             classify(Some("AccessDeniedException"), 400),
-            ErrorKind::Rejected
+            ErrorKind::Denied
         );
+        assert_eq!(
+            classify(Some("MissingAuthenticationTokenException"), 403),
+            ErrorKind::Denied
+        );
+        assert_eq!(
+            classify(Some("ExpiredTokenException"), 400),
+            ErrorKind::ExpiredToken
+        );
+        assert!(!ErrorKind::Denied.is_retryable());
         assert!(ErrorKind::Server.is_retryable());
         assert!(!ErrorKind::DuplicatedStop.is_retryable());
         assert!(!ErrorKind::Rejected.is_retryable());
+    }
+
+    #[test]
+    fn service_messages_are_bounded_and_denials_name_the_iam_action() {
+        let huge = "x".repeat(5_000_000);
+        let m = bound_message(&huge);
+        assert!(m.len() < 1_100, "{}", m.len());
+        assert!(
+            m.ends_with("(4999000 more bytes not kept)"),
+            "{}",
+            &m[990..]
+        );
+        assert_eq!(bound_message("short"), "short");
+        let e = ApiError {
+            operation: "StopPipelineExecution",
+            kind: ErrorKind::Denied,
+            code: Some("AccessDeniedException".into()),
+            message: "User: arn:aws:sts::1:assumed-role/x is not authorized".into(),
+        };
+        assert!(
+            e.explain()
+                .contains("grant codepipeline:StopPipelineExecution"),
+            "{}",
+            e.explain()
+        );
     }
 }

@@ -20,9 +20,12 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Largest backoff ceiling.
     pub cap: Duration,
-    /// Give up when the next attempt could not start before this much time since the first.
+    /// Give up when the next attempt could not start before this much time spent on attempts
+    /// and backoffs. Time spent waiting for the rate limiter (pacing) does not count: pacing
+    /// is the service's pace, not a failure, and a call waits for its turn however long.
     pub deadline: Duration,
-    /// Give up after this many attempts, whatever the deadline.
+    /// Give up after this many attempts, whatever the deadline. Throttled attempts do not
+    /// count: they were not served, and the limiter slows down for them.
     pub max_attempts: u32,
 }
 
@@ -62,6 +65,10 @@ pub struct Attempted<T> {
     pub elapsed: Duration,
     /// Cancelled (shutdown) during a backoff or an attempt.
     pub cancelled: bool,
+    /// An attempt before the last ended without a knowable outcome (timed out, connection
+    /// lost, unreadable answer, 5xx): the request may have been carried out, so what later
+    /// attempts say ("already stopping") can be the first attempt's own effect.
+    pub outcome_unknown: bool,
 }
 
 /// Runs `call` until it succeeds, fails permanently, the deadline or attempt budget runs out, or
@@ -79,49 +86,44 @@ where
     Fut: Future<Output = Result<T, ApiError>>,
 {
     let started = Instant::now();
+    // Time spent pacing (waiting for the rate limiter) is left out of the deadline.
+    let mut paced = Duration::ZERO;
     let (mut attempts, mut throttled) = (0u32, 0u32);
+    let (mut outcome_unknown, mut expired) = (false, false);
     let cancelled_error = || ApiError {
         operation,
         kind: ErrorKind::Client,
         code: Some("Cancelled".into()),
         message: "stopd is shutting down".into(),
     };
-    let mut last_error: Option<ApiError> = None;
+    let done = |result, attempts, throttled, cancelled, outcome_unknown| Attempted {
+        result,
+        attempts,
+        throttled,
+        elapsed: started.elapsed(),
+        cancelled,
+        outcome_unknown,
+    };
     loop {
-        // Waiting for the rate limiter counts against the deadline too.
-        let remaining = policy.deadline.saturating_sub(started.elapsed());
+        let pacing_from = Instant::now();
         tokio::select! {
             () = cancel.cancelled() => {
-                return Attempted { result: Err(cancelled_error()), attempts, throttled, elapsed: started.elapsed(), cancelled: true };
+                return done(Err(cancelled_error()), attempts, throttled, true, outcome_unknown);
             }
             () = limiter.acquire(operation) => {}
-            () = tokio::time::sleep(remaining) => {
-                let err = last_error.unwrap_or_else(|| ApiError {
-                    operation,
-                    kind: ErrorKind::Throttled,
-                    code: Some("ClientRateLimit".into()),
-                    message: "the deadline passed while pacing requests".into(),
-                });
-                return Attempted { result: Err(err), attempts, throttled, elapsed: started.elapsed(), cancelled: false };
-            }
         }
+        paced += pacing_from.elapsed();
         attempts += 1;
         let outcome = tokio::select! {
             () = cancel.cancelled() => {
-                return Attempted { result: Err(cancelled_error()), attempts, throttled, elapsed: started.elapsed(), cancelled: true };
+                return done(Err(cancelled_error()), attempts, throttled, true, outcome_unknown);
             }
             r = call() => r,
         };
         let err = match outcome {
             Ok(v) => {
                 limiter.on_success(operation);
-                return Attempted {
-                    result: Ok(v),
-                    attempts,
-                    throttled,
-                    elapsed: started.elapsed(),
-                    cancelled: false,
-                };
+                return done(Ok(v), attempts, throttled, false, outcome_unknown);
             }
             Err(e) => e,
         };
@@ -129,26 +131,28 @@ where
             throttled += 1;
             limiter.on_throttle(operation);
         }
+        let retry_expired = err.kind == ErrorKind::ExpiredToken && !expired;
+        expired |= err.kind == ErrorKind::ExpiredToken;
         let wait = policy.backoff(attempts - 1, &mut rand::rng());
-        let out_of_budget =
-            attempts >= policy.max_attempts || started.elapsed() + wait >= policy.deadline;
-        if !err.kind.is_retryable() || out_of_budget {
-            return Attempted {
-                result: Err(err),
-                attempts,
-                throttled,
-                elapsed: started.elapsed(),
-                cancelled: false,
-            };
+        let spent = started.elapsed().saturating_sub(paced);
+        let out_of_budget = attempts - throttled >= policy.max_attempts
+            || attempts >= policy.max_attempts.saturating_mul(10)
+            || spent + wait >= policy.deadline;
+        let retryable = match err.kind {
+            ErrorKind::ExpiredToken => retry_expired,
+            k => k.is_retryable(),
+        };
+        if !retryable || out_of_budget {
+            return done(Err(err), attempts, throttled, false, outcome_unknown);
         }
+        outcome_unknown |= err.kind.outcome_unknown();
         tracing::debug!(operation, attempt = attempts, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
         tokio::select! {
             () = cancel.cancelled() => {
-                return Attempted { result: Err(err), attempts, throttled, elapsed: started.elapsed(), cancelled: true };
+                return done(Err(err), attempts, throttled, true, outcome_unknown);
             }
             () = tokio::time::sleep(wait) => {}
         }
-        last_error = Some(err);
     }
 }
 
@@ -215,7 +219,7 @@ mod tests {
             &limiter,
             "Op",
             &CancellationToken::new(),
-            || async { Err::<(), _>(err(ErrorKind::Throttled)) },
+            || async { Err::<(), _>(err(ErrorKind::Server)) },
         )
         .await;
         assert!(r.result.is_err());
@@ -224,6 +228,18 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+        assert!(r.attempts > 3);
+        // A storm of throttles ends too: the limiter paces it (not counted), the backoffs
+        // count, and attempts are capped at ten times the budget.
+        let r = retry(
+            &policy,
+            &limiter,
+            "Op",
+            &CancellationToken::new(),
+            || async { Err::<(), _>(err(ErrorKind::Throttled)) },
+        )
+        .await;
+        assert_eq!(r.result.unwrap_err().kind, ErrorKind::Throttled);
         assert_eq!(r.throttled, r.attempts);
         assert!(r.attempts > 3);
     }
@@ -254,5 +270,107 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Pacing is the service's pace, not a failure: a call that waits 10 s for its turn under a
+    /// 1 s deadline still goes out. (Seen: under throttling the client gave up while pacing and
+    /// left most pipelines of a sweep unread.)
+    #[tokio::test(start_paused = true)]
+    async fn pacing_does_not_count_against_the_deadline() {
+        use crate::ratelimit::LimiterConfig;
+        let limiter = RateLimiter::new(LimiterConfig {
+            initial_rps: Some(0.1),
+            min_rps: 0.1,
+            increase: 0.0,
+            ..LimiterConfig::default()
+        });
+        let policy = RetryPolicy {
+            deadline: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
+        let cancel = CancellationToken::new();
+        let started = Instant::now();
+        for _ in 0..3 {
+            let r = retry(&policy, &limiter, "Op", &cancel, || async { Ok(1) }).await;
+            assert_eq!((r.result.unwrap(), r.attempts), (1, 1));
+        }
+        // One from the burst, then two paced at about 0.1/s: ten times the deadline at least.
+        assert!(
+            started.elapsed() >= Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_attempts_do_not_use_up_the_attempt_budget() {
+        let limiter = RateLimiter::unlimited();
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            deadline: Duration::from_secs(3_600),
+            ..RetryPolicy::default()
+        };
+        let n = AtomicU32::new(0);
+        // Every other answer throttled, as under a tight rate limit, then a success.
+        let r = retry(
+            &policy,
+            &limiter,
+            "Op",
+            &CancellationToken::new(),
+            || async {
+                match n.fetch_add(1, Ordering::SeqCst) {
+                    0 | 2 | 4 | 6 => Err(err(ErrorKind::Throttled)),
+                    1 | 3 => Err(err(ErrorKind::Server)),
+                    _ => Ok(()),
+                }
+            },
+        )
+        .await;
+        assert!(r.result.is_ok(), "{:?}", r.result);
+        // Old budget: given up at the third attempt. Now: three throttles, two 5xx, a success.
+        assert_eq!((r.attempts, r.throttled), (6, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_token_is_tried_once_more_then_given_up() {
+        let limiter = RateLimiter::unlimited();
+        let cancel = CancellationToken::new();
+        let r = retry(&RetryPolicy::default(), &limiter, "Op", &cancel, || async {
+            Err::<(), _>(err(ErrorKind::ExpiredToken))
+        })
+        .await;
+        assert_eq!(r.attempts, 2);
+        let n = AtomicU32::new(0);
+        let r = retry(&RetryPolicy::default(), &limiter, "Op", &cancel, || async {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(err(ErrorKind::ExpiredToken))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert!(r.result.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_answer_marks_the_outcome_unknown() {
+        let limiter = RateLimiter::unlimited();
+        let cancel = CancellationToken::new();
+        let n = AtomicU32::new(0);
+        let r = retry(&RetryPolicy::default(), &limiter, "Op", &cancel, || async {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err::<(), _>(err(ErrorKind::Timeout))
+            } else {
+                Err(err(ErrorKind::DuplicatedStop))
+            }
+        })
+        .await;
+        assert_eq!(r.result.unwrap_err().kind, ErrorKind::DuplicatedStop);
+        assert!(r.outcome_unknown);
+        let r = retry(&RetryPolicy::default(), &limiter, "Op", &cancel, || async {
+            Err::<(), _>(err(ErrorKind::DuplicatedStop))
+        })
+        .await;
+        assert!(!r.outcome_unknown);
     }
 }

@@ -25,8 +25,8 @@ pub struct ActiveExecution {
     pub execution_id: String,
     /// InProgress or Stopping.
     pub status: ActiveStatus,
-    /// `startTime`.
-    pub start_time: DateTime<Utc>,
+    /// `startTime` (optional in the model; `None` when the service did not say, never a guess).
+    pub start_time: Option<DateTime<Utc>>,
     /// Whether `executionType` is ROLLBACK.
     pub rollback: bool,
     /// `trigger.triggerType`, e.g. `Webhook`.

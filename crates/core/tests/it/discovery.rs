@@ -134,7 +134,7 @@ async fn parallel_pipeline_with_many_active_and_one_behind_a_long_history() {
         .iter()
         .min_by_key(|e| e.start_time)
         .unwrap();
-    assert!(oldest.start_time < chrono::Utc::now() - chrono::Duration::days(4));
+    assert!(oldest.start_time.unwrap() < chrono::Utc::now() - chrono::Duration::days(4));
 
     // Second sweep: 151 of the active ones are older than the first page, too many to check
     // one by one, so paging goes on (3 pages hold the 250 recent ones); the one 5-day-old

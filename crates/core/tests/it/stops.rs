@@ -118,13 +118,43 @@ async fn latency_beyond_the_attempt_timeout_is_a_retried_timeout() {
     );
     let id = running(&env, "p-00000");
     let r = env.core.stop(&req("p-00000", &id, false)).await;
-    // The first attempt may have reached the service before timing out: then the second
-    // meets "already stopping", which is done too.
+    // The first attempt was carried out (the emulator serves, then holds the answer past the
+    // client's timeout); the second meets "already stopping". Reading the execution shows the
+    // stop is ours: `stopped`, not `already_stopping` or `not_stoppable`.
+    assert_eq!((r.outcome, r.attempts), (Outcome::Stopped, 2), "{r:?}");
+    assert!(r.error.is_none(), "{r:?}");
     assert!(
-        matches!(r.outcome, Outcome::Stopped | Outcome::AlreadyStopping),
+        r.note
+            .as_deref()
+            .is_some_and(|n| n.contains("the stop was ours")),
         "{r:?}"
     );
-    assert_eq!(r.attempts, 2);
+    assert_eq!(r.calls.requests.get("ListPipelineExecutions"), Some(&1));
+}
+
+/// The check after a lost answer does not claim someone else's stop.
+#[tokio::test]
+async fn a_lost_answer_does_not_claim_a_stop_made_by_someone_else() {
+    let env = start(&fleet_fixture(1)).await;
+    let id = running(&env, "p-00000");
+    let by_hand = env
+        .core
+        .stop(&StopRequest {
+            reason: "stopped by hand".into(),
+            ..req("p-00000", &id, false)
+        })
+        .await;
+    assert_eq!(by_hand.outcome, Outcome::Stopped);
+    env.emulator
+        .add_fault(FaultRule::new(Some("StopPipelineExecution"), Fault::Http500).times(1));
+    let r = env.core.stop(&req("p-00000", &id, false)).await;
+    assert_eq!(
+        (r.outcome, r.attempts),
+        (Outcome::AlreadyStopping, 2),
+        "{r:?}"
+    );
+    assert_eq!(r.note, None);
+    assert_eq!(r.calls.requests.get("ListPipelineExecutions"), Some(&1));
 }
 
 #[tokio::test]
