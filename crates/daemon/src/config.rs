@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stopd_rules::cron::CronExpr;
 use stopd_rules::{
-    DefaultsSpec, ExemptSpec, FreezeSpec, Location, Policy, PolicySpec, RuleRef, Table, TimeoutSpec,
+    DefaultsSpec, ExemptSpec, FreezeSpec, Location, Policy, PolicySpec, RuleRef, Span, Table,
+    TimeoutSpec,
 };
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -26,6 +27,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/stopd/stopd.toml";
 pub const DEFAULT_SCHEDULE: &str = "*/30 * * * * *";
 /// Default audit database.
 pub const DEFAULT_DATABASE: &str = "/var/lib/stopd/audit.db";
+/// The most stops in flight, or pipelines read, at once: far above what one account's rate
+/// limit lets through, far below what a semaphore or a task window can hold.
+pub const MAX_CONCURRENCY: usize = 4_096;
 
 /// `[aws]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,10 +60,10 @@ struct DaemonSpec {
     stop_concurrency: Option<usize>,
     #[serde(default)]
     discovery_concurrency: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    stop_deadline: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    shutdown_timeout: Option<Duration>,
+    #[serde(default)]
+    stop_deadline: Option<Span>,
+    #[serde(default)]
+    shutdown_timeout: Option<Span>,
 }
 
 /// The whole file as written.
@@ -247,24 +251,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     };
     for (key, value) in [
-        ("stop_deadline", daemon.stop_deadline),
-        ("shutdown_timeout", daemon.shutdown_timeout),
-    ] {
-        if value.is_some_and(|d| d.is_zero()) {
-            problems.push(key_problem(
-                "daemon",
-                key,
-                "must be longer than zero".into(),
-            ));
-        }
-    }
-    for (key, value) in [
         ("stop_concurrency", daemon.stop_concurrency),
         ("discovery_concurrency", daemon.discovery_concurrency),
     ] {
-        if value == Some(0) {
-            problems.push(key_problem("daemon", key, "must be at least 1".into()));
+        if value.is_some_and(|n| !(1..=MAX_CONCURRENCY).contains(&n)) {
+            problems.push(key_problem(
+                "daemon",
+                key,
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
         }
+    }
+    if daemon
+        .database
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        // SQLite reads "" as a private temporary database that vanishes at exit: an audit
+        // log nobody could ever read.
+        problems.push(key_problem(
+            "daemon",
+            "database",
+            "must name a file (an empty path would be a temporary database that vanishes with the process)".into(),
+        ));
     }
     if let Some(url) = &aws.endpoint_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -315,8 +324,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 dry_run: daemon.dry_run.unwrap_or(false),
                 stop_concurrency: daemon.stop_concurrency.unwrap_or(64),
                 discovery_concurrency: daemon.discovery_concurrency.unwrap_or(64),
-                stop_deadline: daemon.stop_deadline.unwrap_or(Duration::from_secs(60)),
-                shutdown_timeout: daemon.shutdown_timeout.unwrap_or(Duration::from_secs(20)),
+                stop_deadline: daemon
+                    .stop_deadline
+                    .map_or(Duration::from_secs(60), Span::get),
+                shutdown_timeout: daemon
+                    .shutdown_timeout
+                    .map_or(Duration::from_secs(20), Span::get),
             },
             policy: Arc::new(policy),
             static_credentials: None,
@@ -504,10 +517,7 @@ duration = \"1h\"
 
     #[test]
     fn zero_bounds_and_a_bad_endpoint_are_located_in_file_order() {
-        let e = err(
-            "[aws]\nendpoint_url = \"localhost:4599\"\n\n[daemon]\nstop_concurrency = 0\n\
-             shutdown_timeout = \"0s\"\n",
-        );
+        let e = err("[aws]\nendpoint_url = \"localhost:4599\"\n\n[daemon]\nstop_concurrency = 0\n");
         let got: Vec<_> = e
             .problems
             .iter()
@@ -524,12 +534,7 @@ duration = \"1h\"
                 (
                     "daemon.stop_concurrency".to_string(),
                     Some(5),
-                    "must be at least 1".to_string()
-                ),
-                (
-                    "daemon.shutdown_timeout".to_string(),
-                    Some(6),
-                    "must be longer than zero".to_string()
+                    "must be between 1 and 4096".to_string()
                 ),
             ],
             "{e}"
@@ -589,6 +594,59 @@ end = \"2027-01-04T09:00:00\"
                 });
                 assert!(shown, "[{table}] {key} is not in config/stopd.example.toml");
             }
+        }
+    }
+
+    /// These passed `check` and then panicked the daemon (rc 101) in window arithmetic, at a
+    /// semaphore or on SIGTERM; `database = ""` recorded into a vanishing temporary database.
+    #[test]
+    fn values_that_crashed_the_daemon_are_located_errors() {
+        for (text, line, field, want) in [
+            (
+                "[daemon]\nstop_concurrency = 9223372036854775807\n",
+                2,
+                "daemon.stop_concurrency",
+                "between 1 and 4096",
+            ),
+            (
+                "[daemon]\n\nshutdown_timeout = \"18446744073709551615s\"\n",
+                3,
+                "daemon.shutdown_timeout",
+                "longer than the longest span",
+            ),
+            (
+                "[daemon]\nstop_deadline = \"0s\"\n",
+                2,
+                "daemon.stop_deadline",
+                "must be longer than zero",
+            ),
+            (
+                "[daemon]\ndatabase = \"\"\n",
+                2,
+                "daemon.database",
+                "must name a file",
+            ),
+            (
+                "[[freeze]]\nname = \"w\"\ncron = \"0 18 * * FRI\"\nduration = \"99999999999h\"\n",
+                4,
+                "freeze[0].duration",
+                "longer than the longest span",
+            ),
+            (
+                "[[timeout]]\nname = \"t\"\nmax_duration = \"2h\"\nescalate_after = \"99999999999h\"\n",
+                4,
+                "timeout[0].escalate_after",
+                "longer than the longest span",
+            ),
+        ] {
+            let e = err(text);
+            let p = &e.problems[0];
+            assert_eq!(
+                (p.line, p.field.as_deref()),
+                (Some(line), Some(field)),
+                "{text}: {e}"
+            );
+            assert!(p.message.contains(want), "{text}: {e}");
         }
     }
 

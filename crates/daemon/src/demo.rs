@@ -79,7 +79,8 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
             e.pipeline.clone(),
             e.execution_id.clone(),
             humantime::format_duration(std::time::Duration::from_secs(
-                (now - e.start_time).num_seconds().max(0) as u64,
+                e.start_time
+                    .map_or(0, |t| (now - t).num_seconds().max(0) as u64),
             ))
             .to_string(),
             verdict,

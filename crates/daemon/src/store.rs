@@ -83,7 +83,7 @@ struct IntentRow {
 
 impl Write {
     /// Runs the statement inside the batch's transaction.
-    async fn apply(&self, conn: &mut SqliteConnection) -> Result<Option<i64>, String> {
+    async fn apply(&self, conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
         match self {
             Write::Intent(i, _) => sqlx::query(
                 "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
@@ -104,8 +104,7 @@ impl Write {
             .bind(i.escalation_of)
             .fetch_one(&mut *conn)
             .await
-            .map(|row| Some(row.get(0)))
-            .map_err(|e| e.to_string()),
+            .map(|row| Some(row.get(0))),
             Write::Outcome(stop_id, o, _) => sqlx::query(
                 "INSERT INTO stop_outcomes (stop_id, at, outcome, attempts, throttled, elapsed_ms, error, reconciled) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -120,8 +119,7 @@ impl Write {
             .bind(o.reconciled)
             .execute(&mut *conn)
             .await
-            .map(|_| None)
-            .map_err(|e| e.to_string()),
+            .map(|_| None),
         }
     }
 
@@ -152,9 +150,16 @@ async fn group_commit(
         let committed = async {
             let mut tx = pool.begin().await?;
             for w in &batch {
-                // A statement that fails (a constraint, a trigger) fails alone: SQLite rolls
-                // back that statement, not the transaction.
-                results.push(w.apply(&mut tx).await);
+                match w.apply(&mut tx).await {
+                    Ok(v) => results.push(Ok(v)),
+                    // A constraint or a trigger fails its statement alone: SQLite rolls back
+                    // that statement, not the transaction.
+                    Err(e) if fails_alone(&e) => results.push(Err(e.to_string())),
+                    // Anything else (a full disk, an I/O error) may have rolled back the whole
+                    // transaction, and a statement after it would run in autocommit: stop here,
+                    // and the batch fails as one.
+                    Err(e) => return Err(e),
+                }
             }
             tx.commit().await
         }
@@ -168,17 +173,27 @@ async fn group_commit(
             }
             Err(e) => {
                 // Every caller hears "not written", so no call is made on the strength of it.
-                // (Should SQLite have rolled the transaction back itself, after an I/O error or a
-                // full disk, later statements ran in autocommit and may be on disk: such an
-                // intent stays pending, and start-up reconciliation resolves it from the
-                // execution's status, as after a crash. Nothing is claimed that was not done.)
+                // The transaction was rolled back (by SQLite, or by dropping it), so nothing of
+                // the batch is on disk; the next batch begins afresh on the same connection,
+                // and writing works again as soon as the disk has room.
                 let e = format!("the audit transaction failed: {e}");
+                tracing::error!(writes = batch.len(), error = %e, "audit log write failed");
                 for w in batch.drain(..) {
                     w.answer(Err(e.clone()));
                 }
             }
         }
     }
+}
+
+/// Whether a failed statement leaves its transaction intact: SQLITE_CONSTRAINT (a key, a
+/// CHECK, or an append-only trigger's RAISE(ABORT)).
+fn fails_alone(e: &sqlx::Error) -> bool {
+    const SQLITE_CONSTRAINT: i64 = 19;
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok())
+        .is_some_and(|c| c & 0xff == SQLITE_CONSTRAINT)
 }
 
 /// A decided stop, written before the API call.
@@ -914,6 +929,67 @@ mod tests {
         }
         assert_eq!(count(&path, "stops").await, 50);
         assert_eq!(count(&path, "stop_outcomes").await, 1);
+    }
+
+    /// The database's file cannot grow: SQLite's `max_page_count` answers SQLITE_FULL exactly
+    /// as a full filesystem does, without needing one.
+    async fn set_max_pages(store: &Store, extra: Option<i64>) {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let max = extra.map_or(1_073_741_823, |e| pages + e);
+        sqlx::query(&format!("PRAGMA max_page_count = {max}"))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+
+    /// Disk full: a write that was answered "committed" is on disk, every other one was
+    /// answered with an error (so no stop is made on its strength), and the writer works again
+    /// by itself once there is room. (Seen: after the first write error the daemon kept
+    /// stopping and stopped recording, and stayed so after space was freed.)
+    #[tokio::test]
+    async fn disk_full_answers_every_write_honestly_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let store = Store::open(&path).await.unwrap();
+        let first = record(&store, &intent(0)).await.unwrap();
+        set_max_pages(&store, Some(0)).await;
+        // Big rows, so every batch needs new pages.
+        let names: Vec<_> = (1..200)
+            .map(|n| {
+                (
+                    format!("pipe-{n}-{}", "x".repeat(90)),
+                    format!("exec-{n:04}"),
+                )
+            })
+            .collect();
+        let results = record_all(&store, &names).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert!(ok < names.len(), "a full disk refused nothing");
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            let e = format!("{r:#}");
+            assert!(e.contains("cannot record the stop before making it"), "{e}");
+        }
+        let on_disk = count(&path, "stops").await;
+        assert_eq!(
+            on_disk,
+            1 + ok as i64,
+            "every Ok, and only an Ok, is on disk"
+        );
+        // Room again: the same store writes, durably, with no restart.
+        set_max_pages(&store, None).await;
+        let again = record(&store, &intent(500)).await.unwrap();
+        store.record_outcome(again, &row("stopped")).await.unwrap();
+        store.record_outcome(first, &row("stopped")).await.unwrap();
+        assert_eq!(count(&path, "stops").await, on_disk + 1);
+        assert_eq!(count(&path, "stop_outcomes").await, 2);
+        let sweep = store.begin_sweep(Utc::now(), "test", false).await.unwrap();
+        store
+            .finish_sweep(sweep, Utc::now(), Duration::ZERO, &SweepResult::default())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
 use stopd_core::{
-    ActiveExecution, ActiveStatus, CallCounts, Core, ErrorKind, Outcome, StopRequest,
+    ActiveExecution, ActiveStatus, CallCounts, Core, ErrorKind, MAX_REASON_CHARS, Outcome,
+    StopRequest, cut_chars,
 };
 use stopd_rules::{Decider, ExecutionFacts, Mode, Policy, Verdict};
 use tokio::sync::Semaphore;
@@ -55,6 +58,13 @@ pub struct Done {
     pub attempts: u32,
     /// Error text.
     pub error: Option<String>,
+    /// For a permission or credential error: which operation and IAM action, in a sentence.
+    pub denied: Option<String>,
+    /// Requests made, by operation.
+    pub calls: CallCounts,
+    /// The audit log could not record the intent (then no call was made) or the outcome (then
+    /// the intent stays pending until the next start resolves it).
+    pub audit_error: Option<String>,
 }
 
 /// Makes one stop through the audit log: intent (durable) → call → outcome. Never calls the
@@ -67,6 +77,9 @@ pub async fn execute(
     dry_run: bool,
 ) -> Done {
     let at = Utc::now();
+    // The audit keeps the reason as it is sent, not as it was rendered.
+    let mut p = p;
+    p.reason = cut_chars(&p.reason, MAX_REASON_CHARS).to_string();
     let intent = Intent {
         at,
         sweep_id,
@@ -98,9 +111,14 @@ pub async fn execute(
                 is_final: false,
                 attempts: 0,
                 error: Some(format!("{e:#}")),
+                denied: None,
+                calls: CallCounts::default(),
+                audit_error: Some(format!("{e:#}")),
             };
         }
     };
+    let mut denied = None;
+    let mut calls = CallCounts::default();
     let (row, is_final) = if dry_run {
         (
             OutcomeRow {
@@ -124,6 +142,13 @@ pub async fn execute(
             })
             .await;
         let mut error = report.error.as_ref().map(ToString::to_string);
+        if let Some(e) = report.error.as_ref().filter(|e| e.kind.is_permission()) {
+            denied = Some(e.explain());
+        }
+        if let Some(note) = &report.note {
+            error = Some(note.clone());
+        }
+        calls = report.calls.clone();
         if report.cancelled {
             error = Some(match error {
                 Some(e) => format!("cut short by shutdown; last error: {e}"),
@@ -148,15 +173,22 @@ pub async fn execute(
             tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
                 mode = p.mode.as_str(), outcome = %row.outcome, attempts = row.attempts, "stop");
         }
+        _ if denied.is_some() => {
+            tracing::error!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
+                mode = p.mode.as_str(), outcome = %row.outcome, iam_action = "codepipeline:StopPipelineExecution",
+                "stop refused: {}", denied.as_deref().unwrap_or(""));
+        }
         _ => {
             tracing::warn!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
                 mode = p.mode.as_str(), outcome = %row.outcome, attempts = row.attempts,
                 error = row.error.as_deref().unwrap_or(""), "stop did not succeed");
         }
     }
+    let mut audit_error = None;
     if let Err(e) = store.record_outcome(stop_id, &row).await {
         // The intent row stays pending; the next start resolves it from the execution's status.
         tracing::error!(stop_id, error = %format!("{e:#}"), "could not record a stop's outcome; it stays pending until the next start");
+        audit_error = Some(format!("{e:#}"));
     }
     Done {
         stop_id: Some(stop_id),
@@ -165,6 +197,9 @@ pub async fn execute(
         is_final,
         attempts: row.attempts,
         error: row.error,
+        denied,
+        calls,
+        audit_error,
     }
 }
 
@@ -183,6 +218,18 @@ pub struct SweepSummary {
     pub in_progress: Vec<ActiveExecution>,
     /// Whether the listing itself failed (nothing was seen).
     pub blind: bool,
+    /// The sweep itself failed (the audit log or the rules' inputs could not be read).
+    pub failed: bool,
+    /// Pipelines that could not be read.
+    pub discovery_failures: usize,
+    /// Stop tasks that panicked (a bug: counted, never silently dropped).
+    pub panicked: usize,
+    /// The first permission or credential failure: operation and IAM action, in a sentence.
+    pub denied: Option<String>,
+    /// The first audit-log write that failed.
+    pub audit_error: Option<String>,
+    /// Requests made, by operation (discovery and stops).
+    pub calls: CallCounts,
     /// The instant the policy was asked.
     pub decided_at: DateTime<Utc>,
 }
@@ -193,10 +240,61 @@ impl SweepSummary {
         !self.blind && self.skipped_for_shutdown == 0 && self.done.iter().all(|d| d.is_final)
     }
 
-    /// One line for logs and systemd's STATUS.
+    /// A good sweep: every in-scope pipeline was read, everything was recorded, and every
+    /// decided stop ended done (`rejected` and `failed` are not). `run --once` exits 1
+    /// otherwise, and the daemon logs an ERROR and says so in systemd's STATUS.
+    pub fn ok(&self) -> bool {
+        self.all_final()
+            && !self.failed
+            && self.discovery_failures == 0
+            && self.panicked == 0
+            && self.audit_error.is_none()
+            && self.denied.is_none()
+            && !self.done.iter().any(|d| d.outcome == "rejected")
+    }
+
+    /// The first thing that made this sweep not [`SweepSummary::ok`], in words.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(e) = &self.audit_error {
+            return Some(format!("the audit log could not be written: {e}"));
+        }
+        if let Some(d) = &self.denied {
+            return Some(d.clone());
+        }
+        if let Some(e) = &self.result.error {
+            return Some(e.clone());
+        }
+        if self.panicked > 0 {
+            return Some(format!(
+                "{} stop task(s) panicked (a bug; please report it)",
+                self.panicked
+            ));
+        }
+        if let Some(d) = self
+            .done
+            .iter()
+            .find(|d| !d.is_final || d.outcome == "rejected")
+        {
+            return Some(format!(
+                "stop of {} {} ended {}: {}",
+                d.planned.pipeline,
+                d.planned.execution_id,
+                d.outcome,
+                d.error.as_deref().unwrap_or("")
+            ));
+        }
+        (self.skipped_for_shutdown > 0).then(|| {
+            format!(
+                "{} stop(s) not started: shutdown began",
+                self.skipped_for_shutdown
+            )
+        })
+    }
+
+    /// One line for logs and systemd's STATUS; a failed sweep says first what failed.
     pub fn status_line(&self) -> String {
         let stopped = self.done.iter().filter(|d| d.is_final).count();
-        format!(
+        let line = format!(
             "last sweep: {} pipelines, {} in scope, {} executions active, {} stops decided ({} final), {} errors",
             self.result.pipelines_seen,
             self.result.pipelines_in_scope,
@@ -204,7 +302,11 @@ impl SweepSummary {
             self.result.stops_decided,
             stopped,
             self.result.errors
-        )
+        );
+        match self.problem() {
+            Some(p) if !self.ok() => format!("FAILING: {p}; {line}"),
+            _ => line,
+        }
     }
 }
 
@@ -271,6 +373,10 @@ pub fn plan(
 
 impl Sweeper {
     /// One sweep at the current time.
+    ///
+    /// Whatever fails along the way (the audit log, a listing), every stop already launched
+    /// finishes and is recorded before this returns: stops run in `tasks`, owned here and
+    /// drained on every path, never dropped by a `?`.
     pub async fn sweep(
         &self,
         policy: Arc<Policy>,
@@ -279,14 +385,82 @@ impl Sweeper {
     ) -> Result<SweepSummary> {
         let started = Instant::now();
         let start_at = Utc::now();
-        let commits_before = self.store.group_commits();
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
+        let mut tasks = InFlight::default();
+        let body = self
+            .sweep_body(&policy, sweep_id, start_at, dry_run, &mut tasks)
+            .await;
+        // Stops in flight always finish and are recorded, whatever else failed.
+        let (done, panicked) = tasks.drain().await;
+        let mut summary = match body {
+            Ok(s) => s,
+            Err(e) => {
+                let text = format!("{e:#}");
+                tracing::error!(sweep = sweep_id, error = %text, "sweep failed");
+                SweepSummary {
+                    result: SweepResult {
+                        errors: 1,
+                        error: Some(text),
+                        ..SweepResult::default()
+                    },
+                    blind: true,
+                    failed: true,
+                    decided_at: start_at,
+                    ..SweepSummary::default()
+                }
+            }
+        };
+        summary.sweep_id = sweep_id;
+        summary.panicked = panicked;
+        for d in &done {
+            summary.calls.merge(&d.calls);
+            if summary.audit_error.is_none()
+                && let Some(e) = &d.audit_error
+            {
+                summary.audit_error = Some(e.clone());
+            }
+            if summary.denied.is_none() {
+                summary.denied.clone_from(&d.denied);
+            }
+        }
+        summary.done = done;
+        summary.result.api_calls = summary.calls.total();
+        summary.result.throttled = summary.calls.total_throttled();
+        summary.result.errors += panicked
+            + summary
+                .done
+                .iter()
+                .filter(|d| d.audit_error.is_some() || !d.is_final)
+                .count();
+        if summary.result.error.is_none() {
+            summary.result.error = summary.problem();
+        }
+        if let Some(e) = &summary.audit_error {
+            tracing::error!(sweep = sweep_id, error = %e, "the audit log could not be written: stops that could not be recorded first were not made");
+        }
+        self.store
+            .finish_sweep(sweep_id, Utc::now(), started.elapsed(), &summary.result)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Discovery, decisions and escalations; stops are launched into `tasks`.
+    async fn sweep_body(
+        &self,
+        policy: &Arc<Policy>,
+        sweep_id: i64,
+        start_at: DateTime<Utc>,
+        dry_run: bool,
+        tasks: &mut InFlight,
+    ) -> Result<SweepSummary> {
+        let commits_before = self.store.group_commits();
         let scope = |p: &str| policy.may_apply_to(p);
         let extra = self.store.active_exemptions(start_at).await?;
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut tasks = InFlight::default();
         let mut skipped = 0;
         let mut decided = 0;
+        // One stop per execution per sweep, however often a listing repeats it.
+        let mut launched: HashSet<(String, String)> = HashSet::new();
         // Each pipeline's executions are decided and stopped as soon as it has been read, while
         // discovery goes on: listing and stopping overlap. Stops run in `tasks`, outside the
         // future below, so a shutdown that drops discovery never drops a stop in flight.
@@ -309,6 +483,9 @@ impl Sweeper {
                 }
                 let (planned, _) = plan(&decider, now, &in_progress, &extra);
                 for p in planned {
+                    if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
+                        continue;
+                    }
                     if dry_run
                         && self
                             .store
@@ -318,10 +495,7 @@ impl Sweeper {
                         continue;
                     }
                     decided += 1;
-                    if !self
-                        .launch(&semaphore, &mut tasks, sweep_id, p, dry_run)
-                        .await
-                    {
+                    if !self.launch(&semaphore, tasks, sweep_id, p, dry_run).await {
                         skipped += 1;
                     }
                 }
@@ -337,20 +511,13 @@ impl Sweeper {
         };
         let Some(found) = found else {
             // Shutdown during discovery: what was launched finishes and is recorded.
-            let done = tasks.drain().await;
-            let result = SweepResult {
-                stops_decided: decided,
-                errors: 1,
-                error: Some("shutdown began during discovery".into()),
-                ..SweepResult::default()
-            };
-            self.store
-                .finish_sweep(sweep_id, Utc::now(), started.elapsed(), &result)
-                .await?;
             return Ok(SweepSummary {
-                sweep_id,
-                result,
-                done,
+                result: SweepResult {
+                    stops_decided: decided,
+                    errors: 1,
+                    error: Some("shutdown began during discovery".into()),
+                    ..SweepResult::default()
+                },
                 skipped_for_shutdown: skipped,
                 blind: true,
                 decided_at: start_at,
@@ -364,14 +531,27 @@ impl Sweeper {
             errors: found.failures.len() + usize::from(found.listing_failed.is_some()),
             ..SweepResult::default()
         };
-        let mut calls = found.calls.clone();
+        let calls = found.calls.clone();
+        let mut denied = None;
         if let Some(e) = &found.listing_failed {
-            result.error = Some(format!("could not list pipelines: {e}"));
+            result.error = Some(format!("could not list pipelines: {}", e.explain()));
+            denied = e.kind.is_permission().then(|| e.explain());
         } else if let Some(f) = found.failures.first() {
-            result.error = Some(format!("could not read {}: {}", f.pipeline, f.error));
+            result.error = Some(format!(
+                "could not read {} of {} pipelines; first, {}: {}",
+                found.failures.len(),
+                found.pipelines_in_scope,
+                f.pipeline,
+                f.error.explain()
+            ));
         }
         for f in &found.failures {
-            tracing::warn!(pipeline = %f.pipeline, error = %f.error, "pipeline could not be read this sweep");
+            if f.error.kind.is_permission() {
+                denied.get_or_insert_with(|| f.error.explain());
+                tracing::error!(pipeline = %f.pipeline, iam_action = %f.error.iam_action(), "pipeline could not be read: {}", f.error.explain());
+            } else {
+                tracing::warn!(pipeline = %f.pipeline, error = %f.error, "pipeline could not be read this sweep");
+            }
         }
         let blind = found.listing_failed.is_some();
         if blind {
@@ -409,10 +589,7 @@ impl Sweeper {
                     escalate_after: None,
                     escalation_of: Some(due.stop_id),
                 };
-                if !self
-                    .launch(&semaphore, &mut tasks, sweep_id, p, dry_run)
-                    .await
-                {
+                if !self.launch(&semaphore, tasks, sweep_id, p, dry_run).await {
                     skipped += 1;
                 }
             }
@@ -424,28 +601,20 @@ impl Sweeper {
                 "shutdown began: stops not yet started were left for the next run"
             );
         }
-        let done = tasks.drain().await;
-        for d in &done {
-            calls.add("StopPipelineExecution", d.attempts, 0);
-        }
         tracing::debug!(
-            stops = done.len(),
             audit_transactions = self.store.group_commits() - commits_before,
             "stop intents and outcomes, group-committed"
         );
-        result.api_calls = calls.total();
-        result.throttled = calls.total_throttled();
-        self.store
-            .finish_sweep(sweep_id, Utc::now(), started.elapsed(), &result)
-            .await?;
         Ok(SweepSummary {
-            sweep_id,
             result,
-            done,
             skipped_for_shutdown: skipped,
             in_progress,
             blind,
+            discovery_failures: found.failures.len(),
+            denied,
+            calls,
             decided_at: start_at,
+            ..SweepSummary::default()
         })
     }
 
@@ -485,13 +654,18 @@ impl Sweeper {
 struct InFlight {
     tasks: JoinSet<Done>,
     done: Vec<Done>,
+    /// Tasks that panicked.
+    panicked: usize,
 }
 
 impl InFlight {
     fn collect(&mut self, joined: Result<Done, tokio::task::JoinError>) {
         match joined {
             Ok(d) => self.done.push(d),
-            Err(e) => tracing::error!(error = %e, "a stop task failed"),
+            Err(e) => {
+                self.panicked += 1;
+                tracing::error!(error = %e, "a stop task failed (a bug: please report it); its stop stays pending if its intent was recorded");
+            }
         }
     }
 
@@ -502,12 +676,15 @@ impl InFlight {
         }
     }
 
-    /// Waits for every launched stop; returns them all.
-    async fn drain(mut self) -> Vec<Done> {
+    /// Waits for every launched stop; returns them all, and how many tasks panicked.
+    async fn drain(&mut self) -> (Vec<Done>, usize) {
         while let Some(joined) = self.tasks.join_next().await {
             self.collect(joined);
         }
-        self.done
+        (
+            std::mem::take(&mut self.done),
+            std::mem::take(&mut self.panicked),
+        )
     }
 }
 
