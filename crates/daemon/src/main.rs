@@ -14,6 +14,7 @@ mod lock;
 mod memory;
 mod output;
 mod run;
+mod scheduler;
 mod store;
 mod sweep;
 mod time;

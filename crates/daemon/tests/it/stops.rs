@@ -486,3 +486,26 @@ async fn demo_needs_nothing_and_stops_something() {
     assert!(s.contains("exempt by hotfix-lane"), "{s}");
     assert!(s.contains("two-hours"), "{s}");
 }
+
+/// The audit keeps the reason as it was sent (the API takes 200 characters), not a 100,000
+/// character rendering the service never saw.
+#[tokio::test]
+async fn the_audit_keeps_the_reason_as_sent() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let long = "x".repeat(100_000);
+    env.write_config(
+        "",
+        &FREEZE_PROD_NOW.replace(
+            "frozen until {until}: {pipeline}",
+            &format!("{{pipeline}} {long}"),
+        ),
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let records = env.report(&[]).await;
+    let reason = records[0]["reason"].as_str().unwrap();
+    assert_eq!(reason.chars().count(), 200);
+    assert!(reason.starts_with("prod-web xxx"), "{reason}");
+    let id = active_or_stopping(&env, "prod-web");
+    let sent = env.emulator.execution("prod-web", &id).unwrap().stop_reason;
+    assert_eq!(sent.as_deref(), Some(reason));
+}

@@ -1,0 +1,630 @@
+//! The scheduler: when to sweep, and what to do when the operator acts.
+//!
+//! It wakes at the earliest of: the next `schedule` tick, the policy's next transition (a window
+//! opening or closing, a grace ending, a known execution passing a timeout), the next escalation
+//! deadline, and at once after a good reload or a change to the database made by someone else
+//! (`stopd exempt`, `stopd freeze`). It never naps longer than [`MAX_NAP`] and re-reads the
+//! clock on every wake, so a suspend or a clock jump is noticed within seconds and a missed tick
+//! sweeps at once. A failed sweep is retried with exponential backoff capped at the schedule's
+//! interval, never in a loop. One sweep runs at a time, as a task the loop watches while it
+//! keeps answering events and the watchdog.
+//!
+//! Everything outside comes in through [`Event`]s and the [`Sweeps`] trait, and time through a
+//! [`Clock`], so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sd_notify::NotifyState;
+use stopd_rules::Policy;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config};
+use crate::sweep::{self, SweepSummary};
+
+/// Longest single sleep: bounds how late a suspend or wall-clock jump is noticed.
+pub const MAX_NAP: Duration = Duration::from_secs(5);
+/// First wait after a failed sweep; doubles per consecutive failure, up to the schedule's
+/// interval.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// A boxed future, for the [`Sweeps`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the loop reacts to besides time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// SIGHUP: read the policy file again.
+    Reload,
+    /// SIGTERM or SIGINT (named): drain and stop.
+    Shutdown(&'static str),
+    /// Someone else changed the audit database (an exemption or ad-hoc freeze was added or
+    /// lifted): decide again now.
+    DatabaseChanged,
+}
+
+/// The wall clock, injectable.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What the loop needs from the world: sweeps, and a way to apply a new configuration.
+pub trait Sweeps: Send + Sync {
+    /// Runs one sweep (as a task of its own).
+    fn sweep(
+        &self,
+        policy: Arc<Policy>,
+        trigger: &'static str,
+        dry_run: bool,
+    ) -> BoxFuture<'static, Result<SweepSummary>>;
+
+    /// Applies what changed between `old` and `new` that the sweeps use (the client, the
+    /// concurrency, the deadlines); returns the names of settings it could not apply.
+    fn reconfigure<'a>(
+        &'a mut self,
+        old: &'a Config,
+        new: &'a Config,
+    ) -> BoxFuture<'a, Vec<String>>;
+
+    /// Begins a shutdown: no new stop starts.
+    fn drain(&self);
+
+    /// The shutdown bound passed: in-flight API calls are cut short.
+    fn cut_short(&self);
+}
+
+/// Why the loop woke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Tick,
+    Edge,
+    Retry,
+}
+
+/// The scheduler's state.
+pub struct Scheduler<S: Sweeps> {
+    /// The configuration in force.
+    pub cfg: Arc<Config>,
+    /// Makes sweeps.
+    pub sweeps: S,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// `run --dry-run`.
+    pub dry_run_flag: bool,
+    /// The next schedule tick.
+    next_tick: Option<DateTime<Utc>>,
+    /// InProgress executions of the last sweep that saw the fleet, for timeout deadlines.
+    known: Vec<stopd_core::ActiveExecution>,
+    /// The next escalation deadline.
+    next_escalation: Option<DateTime<Utc>>,
+    /// The instant the last sweep that decided anything decided at.
+    last_decided: Option<DateTime<Utc>>,
+    /// Sweep as soon as none is running, for this reason (a reload, a database change).
+    sweep_now: Option<&'static str>,
+    /// Sweeps failed in a row.
+    failures: u32,
+    /// After a failure: no sweep before this instant.
+    retry_at: Option<DateTime<Utc>>,
+}
+
+impl<S: Sweeps> std::fmt::Debug for Scheduler<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("next_tick", &self.next_tick)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A shutdown, after in-flight stops finished or were cut short.
+    Shutdown,
+    /// Every event source is gone.
+    NoMoreEvents,
+}
+
+pub(crate) fn notify(states: &[NotifyState<'_>]) {
+    // Not under systemd (no NOTIFY_SOCKET) this does nothing.
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
+}
+
+impl<S: Sweeps> Scheduler<S> {
+    /// A scheduler; the first sweep runs as soon as [`Scheduler::run`] starts.
+    pub fn new(cfg: Arc<Config>, sweeps: S, clock: Arc<dyn Clock>, dry_run_flag: bool) -> Self {
+        Scheduler {
+            cfg,
+            sweeps,
+            clock,
+            dry_run_flag,
+            next_tick: None,
+            known: Vec::new(),
+            next_escalation: None,
+            last_decided: None,
+            sweep_now: Some("startup"),
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    fn dry_run(&self) -> bool {
+        self.dry_run_flag || self.cfg.daemon.dry_run
+    }
+
+    /// The schedule's interval around `now` (for the backoff's cap).
+    fn interval(&self, now: DateTime<Utc>) -> Duration {
+        let s = &self.cfg.daemon.schedule;
+        s.next_after(now, chrono_tz::UTC)
+            .and_then(|a| Some((a, s.next_after(a, chrono_tz::UTC)?)))
+            .and_then(|(a, b)| (b - a).to_std().ok())
+            .unwrap_or(Duration::from_secs(30))
+    }
+
+    fn next_wake(&self, now: DateTime<Utc>) -> (DateTime<Utc>, Wake) {
+        let facts = sweep::facts(&self.known);
+        // The first transition after the instant the last sweep decided at: if it is already
+        // past, the decision may be stale and a sweep is due now.
+        let since = self.last_decided.unwrap_or(now);
+        let edge = self.cfg.policy.next_transition(since, &facts);
+        let edge = match (edge, self.next_escalation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (at, why) = match (self.next_tick, edge) {
+            (Some(t), Some(e)) if e < t => (e, Wake::Edge),
+            (Some(t), _) => (t, Wake::Tick),
+            (None, Some(e)) => (e, Wake::Edge),
+            (None, None) => (now + chrono::Duration::days(1), Wake::Tick),
+        };
+        match self.retry_at {
+            Some(r) if r > at => (r, Wake::Retry),
+            _ => (at, why),
+        }
+    }
+
+    fn spawn_sweep(&self, trigger: &'static str) -> JoinHandle<Result<SweepSummary>> {
+        tokio::spawn(
+            self.sweeps
+                .sweep(Arc::clone(&self.cfg.policy), trigger, self.dry_run()),
+        )
+    }
+
+    /// Takes in a sweep's result: what it saw, and whether it failed (then back off).
+    fn after_sweep(&mut self, joined: Result<Result<SweepSummary>, tokio::task::JoinError>) {
+        let now = self.clock.now();
+        let failure = match joined {
+            Ok(Ok(summary)) => {
+                if !summary.blind {
+                    self.known = summary.in_progress.clone();
+                    self.last_decided = Some(summary.decided_at);
+                }
+                self.next_escalation = summary.next_escalation;
+                let line = summary.status_line();
+                notify(&[NotifyState::Status(&line)]);
+                if summary.ok() {
+                    tracing::info!(sweep = summary.sweep_id, "{line}");
+                    None
+                } else {
+                    Some(format!("sweep {}: {line}", summary.sweep_id))
+                }
+            }
+            Ok(Err(e)) => Some(format!("sweep failed: {e:#}")),
+            Err(e) => Some(format!("sweep task failed: {e}")),
+        };
+        match failure {
+            None => {
+                self.failures = 0;
+                self.retry_at = None;
+            }
+            Some(text) => {
+                self.failures = self.failures.saturating_add(1);
+                let cap = self.interval(now);
+                let wait = FIRST_RETRY
+                    .saturating_mul(1u32 << (self.failures - 1).min(20))
+                    .min(cap);
+                self.retry_at = Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                tracing::error!(
+                    failures = self.failures,
+                    retry_in = %humantime::format_duration(wait),
+                    "{text}; next try in {}",
+                    humantime::format_duration(wait)
+                );
+                notify(&[NotifyState::Status(&format!(
+                    "FAILING ({} in a row, next try in {}): {text}",
+                    self.failures,
+                    humantime::format_duration(wait)
+                ))]);
+            }
+        }
+    }
+
+    /// SIGHUP: a good file replaces the policy and is enforced at once; a bad one is logged
+    /// and the last good policy stays in force.
+    async fn reload(&mut self) {
+        notify(&[
+            NotifyState::Reloading,
+            NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading")),
+        ]);
+        match config::load(&self.cfg.path) {
+            Ok(mut new) => {
+                if new.daemon.database != self.cfg.daemon.database {
+                    tracing::warn!(
+                        old = %self.cfg.daemon.database.display(),
+                        new = %new.daemon.database.display(),
+                        "[daemon] database cannot change while running: the new path takes effect at the next restart"
+                    );
+                    new.daemon.database = self.cfg.daemon.database.clone();
+                }
+                new.static_credentials
+                    .clone_from(&self.cfg.static_credentials);
+                let old = Arc::clone(&self.cfg);
+                for ignored in self.sweeps.reconfigure(&old, &new).await {
+                    tracing::warn!(
+                        setting = %ignored,
+                        "{ignored} cannot change while running: it takes effect at the next restart"
+                    );
+                }
+                tracing::info!(path = %new.path.display(), rules = new.policy.rules().len(), "policy reloaded; sweeping now");
+                self.next_tick = new
+                    .daemon
+                    .schedule
+                    .next_after(self.clock.now(), chrono_tz::UTC);
+                self.cfg = Arc::new(new);
+                // A good reload is enforced at once, not at the next tick.
+                self.sweep_now = Some("reload");
+                self.retry_at = None;
+            }
+            Err(e) => {
+                tracing::error!("reload refused, the previous policy stays in force:\n{e}");
+            }
+        }
+        notify(&[NotifyState::Ready]);
+    }
+
+    /// Runs until a shutdown (or until `events` closes). The first sweep starts at once.
+    pub async fn run(&mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Ended {
+        let watchdog = watchdog_interval();
+        let mut watchdog_timer =
+            tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut running: Option<JoinHandle<Result<SweepSummary>>> = None;
+        let mut shutting_down = false;
+        let mut shutdown_deadline: Option<tokio::time::Instant> = None;
+        let mut events_open = true;
+        loop {
+            let now = self.clock.now();
+            if self.next_tick.is_none() {
+                self.next_tick = self.cfg.daemon.schedule.next_after(now, chrono_tz::UTC);
+            }
+            if running.is_none() && !shutting_down {
+                if let Some(trigger) = self.sweep_now.take() {
+                    running = Some(self.spawn_sweep(trigger));
+                    continue;
+                }
+                let (target, why) = self.next_wake(now);
+                if target <= now {
+                    let trigger = match why {
+                        Wake::Tick if now - target > chrono::Duration::seconds(2) => "catch-up",
+                        Wake::Tick => "schedule",
+                        Wake::Edge => "edge",
+                        Wake::Retry => "retry",
+                    };
+                    if self.next_tick.is_some_and(|t| t <= now) {
+                        self.next_tick = self.cfg.daemon.schedule.next_after(now, chrono_tz::UTC);
+                    }
+                    running = Some(self.spawn_sweep(trigger));
+                    continue;
+                }
+            }
+            let (target, why) = self.next_wake(now);
+            let nap = (target - now).to_std().unwrap_or_default().min(MAX_NAP);
+            tracing::debug!(next = %target, why = ?why, nap_ms = nap.as_millis() as u64, sweeping = running.is_some(), "scheduler");
+            let shutdown_bound = async {
+                match shutdown_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                    running = None;
+                    self.after_sweep(joined);
+                    // The sweep's buffers are freed: give their pages back while idle.
+                    crate::memory::release_free_memory();
+                    if shutting_down {
+                        return Ended::Shutdown;
+                    }
+                }
+                () = tokio::time::sleep(nap), if running.is_none() && !shutting_down => {}
+                _ = watchdog_timer.tick() => {
+                    if watchdog.is_some() {
+                        notify(&[NotifyState::Watchdog]);
+                    }
+                }
+                event = events.recv(), if events_open => match event {
+                    Some(Event::Reload) => self.reload().await,
+                    Some(Event::DatabaseChanged) => {
+                        tracing::info!("the database changed (an exemption or freeze was added or lifted); sweeping now");
+                        self.sweep_now = Some("database-changed");
+                    }
+                    Some(Event::Shutdown(signal)) => {
+                        if !shutting_down {
+                            shutting_down = true;
+                            let bound = self.cfg.daemon.shutdown_timeout;
+                            begin_shutdown(signal, bound);
+                            self.sweeps.drain();
+                            shutdown_deadline = Some(tokio::time::Instant::now() + bound);
+                        }
+                        if running.is_none() {
+                            return Ended::Shutdown;
+                        }
+                    }
+                    None => {
+                        events_open = false;
+                        if running.is_none() && shutting_down {
+                            return Ended::NoMoreEvents;
+                        }
+                    }
+                },
+                () = shutdown_bound => {
+                    tracing::warn!("shutdown bound reached: cutting in-flight stops short; their outcomes are recorded as failed");
+                    self.sweeps.cut_short();
+                    shutdown_deadline = None;
+                }
+            }
+        }
+    }
+}
+
+/// Says that a shutdown began.
+pub fn begin_shutdown(signal: &str, bound: Duration) {
+    tracing::info!(
+        signal,
+        bound = %humantime::format_duration(bound),
+        "shutting down: no new stops; in-flight stops finish and are recorded"
+    );
+    notify(&[NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::SweepResult;
+
+    /// Time from tokio's (paused) clock, anchored at a wall-clock instant.
+    #[derive(Debug)]
+    struct TestClock {
+        base: DateTime<Utc>,
+        start: tokio::time::Instant,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.base + chrono::Duration::from_std(self.start.elapsed()).unwrap()
+        }
+    }
+
+    /// Each sweep: when, and why.
+    type SweepLog = Vec<(DateTime<Utc>, &'static str)>;
+
+    /// Records each sweep (when, why); fails while `fail` is set.
+    #[derive(Clone)]
+    struct FakeSweeps {
+        clock: Arc<TestClock>,
+        log: Arc<Mutex<SweepLog>>,
+        fail: Arc<Mutex<bool>>,
+        reconfigured: Arc<Mutex<u32>>,
+    }
+
+    impl Sweeps for FakeSweeps {
+        fn sweep(
+            &self,
+            _policy: Arc<Policy>,
+            trigger: &'static str,
+            _dry_run: bool,
+        ) -> BoxFuture<'static, Result<SweepSummary>> {
+            let now = self.clock.now();
+            self.log.lock().unwrap().push((now, trigger));
+            let fail = *self.fail.lock().unwrap();
+            Box::pin(async move {
+                if fail {
+                    anyhow::bail!("the audit database is on a full disk");
+                }
+                Ok(SweepSummary {
+                    decided_at: now,
+                    result: SweepResult::default(),
+                    ..SweepSummary::default()
+                })
+            })
+        }
+
+        fn reconfigure<'a>(
+            &'a mut self,
+            _old: &'a Config,
+            _new: &'a Config,
+        ) -> BoxFuture<'a, Vec<String>> {
+            *self.reconfigured.lock().unwrap() += 1;
+            Box::pin(async { Vec::new() })
+        }
+
+        fn drain(&self) {}
+        fn cut_short(&self) {}
+    }
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        sweeps: FakeSweeps,
+        events: mpsc::UnboundedSender<Event>,
+        task: JoinHandle<Ended>,
+        base: DateTime<Utc>,
+    }
+
+    impl Setup {
+        fn sweeps(&self) -> Vec<(i64, &'static str)> {
+            self.sweeps
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(t, why)| ((*t - self.base).num_seconds(), *why))
+                .collect()
+        }
+    }
+
+    const HOURLY: &str = "[daemon]\nschedule = \"0 0 * * * *\"\n";
+
+    /// A scheduler over `policy` (written to a file, for reloads) at 2026-12-01T10:00:30Z.
+    async fn start(policy: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stopd.toml");
+        std::fs::write(&path, policy).unwrap();
+        let cfg = config::load(Path::new(&path)).unwrap();
+        let base: DateTime<Utc> = "2026-12-01T10:00:30Z".parse().unwrap();
+        let clock = Arc::new(TestClock {
+            base,
+            start: tokio::time::Instant::now(),
+        });
+        let sweeps = FakeSweeps {
+            clock: Arc::clone(&clock),
+            log: Arc::default(),
+            fail: Arc::default(),
+            reconfigured: Arc::default(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut s = Scheduler::new(Arc::new(cfg), sweeps.clone(), clock, false);
+        let task = tokio::spawn(async move { s.run(rx).await });
+        Setup {
+            dir,
+            sweeps,
+            events: tx,
+            task,
+            base,
+        }
+    }
+
+    async fn advance(secs: u64) {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wakes_at_start_at_each_tick_and_at_a_window_edge() {
+        let s = start(&format!(
+            "{HOURLY}[[freeze]]\nname = \"f\"\nstart = \"2026-12-01T10:20:00Z\"\nend = \"2026-12-01T10:40:00Z\"\n"
+        ))
+        .await;
+        advance(2 * 3600).await;
+        assert_eq!(
+            s.sweeps(),
+            [
+                (0, "startup"),
+                (1170, "edge"),     // 10:20:00, the window opens
+                (2370, "edge"),     // 10:40:00, it closes
+                (3570, "schedule"), // 11:00:00
+                (7170, "schedule"), // 12:00:00
+            ]
+        );
+        s.task.abort();
+    }
+
+    /// A good SIGHUP is enforced at once, not at the next tick (seen: a stop an hour late).
+    #[tokio::test(start_paused = true)]
+    async fn a_good_reload_sweeps_at_once_and_a_bad_one_changes_nothing() {
+        let s = start(HOURLY).await;
+        advance(60).await;
+        std::fs::write(
+            s.dir.path().join("stopd.toml"),
+            format!("{HOURLY}[[timeout]]\nname = \"t\"\nmax_duration = \"1h\"\n"),
+        )
+        .unwrap();
+        s.events.send(Event::Reload).unwrap();
+        advance(1).await;
+        std::fs::write(
+            s.dir.path().join("stopd.toml"),
+            "[daemon]\nschedule = \"nonsense\"\n",
+        )
+        .unwrap();
+        s.events.send(Event::Reload).unwrap();
+        advance(60).await;
+        assert_eq!(s.sweeps(), [(0, "startup"), (60, "reload")]);
+        assert_eq!(*s.sweeps.reconfigured.lock().unwrap(), 1);
+        s.task.abort();
+    }
+
+    /// An exemption or freeze added with the CLI is seen within seconds.
+    #[tokio::test(start_paused = true)]
+    async fn a_database_change_sweeps_at_once() {
+        let s = start(HOURLY).await;
+        advance(100).await;
+        s.events.send(Event::DatabaseChanged).unwrap();
+        advance(1).await;
+        assert_eq!(s.sweeps(), [(0, "startup"), (100, "database-changed")]);
+        s.task.abort();
+    }
+
+    /// A sweep that fails at a window edge is retried with backoff, not for the same past edge
+    /// in a loop; the backoff is capped at the schedule's interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_sweep_backs_off_up_to_the_schedule_interval() {
+        let s = start(
+            "[daemon]\nschedule = \"*/30 * * * * *\"\n[[freeze]]\nname = \"f\"\nstart = \"2026-12-01T10:00:40Z\"\nend = \"2026-12-01T12:00:00Z\"\n")
+        .await;
+        advance(5).await;
+        *s.sweeps.fail.lock().unwrap() = true;
+        advance(120).await;
+        let times: Vec<i64> = s.sweeps().iter().map(|(t, _)| *t).collect();
+        // 0 ok; 10 (edge) fails, then +1, +2, +4, +8, +16, then capped at 30 s.
+        assert_eq!(
+            times,
+            [0, 10, 11, 13, 17, 25, 41, 71, 101],
+            "{:?}",
+            s.sweeps()
+        );
+        *s.sweeps.fail.lock().unwrap() = false;
+        advance(60).await;
+        let after: Vec<_> = s.sweeps().into_iter().skip(9).collect();
+        assert_eq!(
+            after,
+            [(131, "retry"), (150, "schedule"), (180, "schedule")]
+        );
+        s.task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_ends_the_loop() {
+        let s = start(HOURLY).await;
+        advance(10).await;
+        s.events.send(Event::Shutdown("SIGTERM")).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(1), s.task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ended, Ended::Shutdown);
+    }
+}
