@@ -250,3 +250,44 @@ async fn a_second_run_on_the_same_database_is_refused_while_the_first_sweeps() {
     // The lock went with the process: the next run starts.
     assert_ok(&env.stopd(&["run", "--once"]).await);
 }
+
+/// A break-glass exemption revoked with the CLI beside a running daemon is seen within two
+/// seconds (SQLite's data_version), not at the next tick (here: next new year).
+#[tokio::test]
+async fn an_exemption_revoked_beside_a_running_daemon_is_enforced_within_seconds() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config(
+        RARE,
+        &one_off("frozen", Utc::now() - chrono::Duration::hours(1), ""),
+    );
+    assert_ok(
+        &env.stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-web",
+            "--for",
+            "2h",
+            "--reason",
+            "hotfix",
+        ])
+        .await,
+    );
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    assert_eq!(env.stop_calls(), 0, "exempt");
+    assert_ok(&env.stopd(&["exempt", "revoke", "1"]).await);
+    // The schedule would not sweep again before next year: only the change can wake it.
+    assert!(
+        wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await,
+        "stopped after the revocation"
+    );
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(10)).await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stderr).contains("database changed"),
+        "{}",
+        text(&out.stderr)
+    );
+}
