@@ -207,6 +207,86 @@ fn fails_alone(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c & 0xff == SQLITE_CONSTRAINT)
 }
 
+/// Creates a migrated database at `path`: under a temporary name first, then linked into
+/// place (if another process made one meanwhile, that one is kept).
+async fn create(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the audit directory {}", dir.display()))?;
+    }
+    let name = path
+        .file_name()
+        .map_or_else(|| "audit.db".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.creating-{}", std::process::id()));
+    let cleanup = |tmp: &Path| {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = tmp.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    cleanup(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create the audit database in {}", dir.display()))?;
+    // The mode asked for above is cut by the umask; say it once more, exactly.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    let made = async {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(Store::write_options(&tmp)?)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        // Back to a single file before it is linked into place.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = made {
+        cleanup(&tmp);
+        return Err(e.context(format!(
+            "cannot create the audit database {}",
+            path.display()
+        )));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    cleanup(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot create the audit database {}", path.display()))
+        }
+    }
+}
+
+/// A reader's failure to open the database, in words an operator can act on.
+fn read_error(path: &Path, e: sqlx::Error) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("readonly database") || text.contains("unable to open") {
+        anyhow::anyhow!(
+            "cannot read the audit database {}: this user may not read it, or may not write its directory (a reader of a WAL database needs its -shm file); run as the daemon's user, or with sudo ({text})",
+            path.display()
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("cannot open the audit database {}", path.display()))
+    }
+}
+
 /// A decided stop, written before the API call.
 #[derive(Debug, Clone)]
 pub struct Intent<'a> {
@@ -412,20 +492,16 @@ pub struct ExemptionRecord {
 
 impl Store {
     /// Opens (creating it and its directory if missing) and migrates the database for writing.
+    ///
+    /// A new database is made whole before it appears: created (mode 0600, in a directory
+    /// created 0700) and migrated under a temporary name, then linked into place, so a reader
+    /// never sees half a schema and the audit log is never readable by the whole machine,
+    /// whatever the process umask.
     pub async fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the audit directory {}", dir.display()))?;
+        if !path.exists() {
+            create(path).await?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+        let options = Self::write_options(path)?;
         // One connection: one writer, and statements from concurrent stops queue on it.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -444,6 +520,16 @@ impl Store {
             writer: Some(writer),
             commits,
         })
+    }
+
+    fn write_options(path: &Path) -> Result<SqliteConnectOptions> {
+        Ok(SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10)))
     }
 
     /// SQLite's `data_version`: changes when another connection (another process: `stopd
@@ -493,7 +579,20 @@ impl Store {
             .max_connections(1)
             .connect_with(options)
             .await
-            .with_context(|| format!("cannot open the audit database {}", path.display()))?;
+            .map_err(|e| read_error(path, e))?;
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'stops'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| read_error(path, e))?;
+        if tables == 0 {
+            pool.close().await;
+            bail!(
+                "{} is not a stopd audit database (it has no audit tables: an empty or foreign file)",
+                path.display()
+            );
+        }
         Ok(Store {
             pool,
             writer: None,
@@ -1038,6 +1137,33 @@ mod tests {
         );
         assert_eq!(count(&path, "stop_outcomes").await, 2);
         drop(fs);
+    }
+
+    /// The database is private to the daemon's user whatever the umask (seen: 0777 under
+    /// umask 000), and a reader never sees half a schema (seen: `no such table: stops` while a
+    /// daemon was creating it, and for a 0-byte file).
+    #[tokio::test]
+    async fn a_new_database_is_private_and_whole_and_an_empty_file_is_named_as_such() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/deeper/audit.db");
+        let store = Store::open(&path).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("state/deeper")), 0o700);
+        // Nothing temporary is left beside it.
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("state/deeper"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("creating"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+        record(&store, &intent(1)).await.unwrap();
+        assert_eq!(count(&path, "stops").await, 1);
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let e = format!("{:#}", Store::open_read_only(&empty).await.unwrap_err());
+        assert!(e.contains("is not a stopd audit database"), "{e}");
     }
 
     #[tokio::test]
