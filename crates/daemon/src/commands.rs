@@ -54,6 +54,9 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
     let p = &cfg.policy;
     let count = |k: stopd_rules::RuleKind| p.rules().iter().filter(|r| r.kind == k).count();
     writeln!(out, "{}: OK", cfg.path.display())?;
+    for w in &cfg.warnings {
+        writeln!(out, "  warning: {w}")?;
+    }
     writeln!(
         out,
         "  {} freeze rule(s), {} timeout rule(s), {} exemption(s)",

@@ -117,6 +117,9 @@ pub struct Config {
     /// Fixed credentials instead of the provider chain: set by `stopd demo` only, never read
     /// from the file.
     pub static_credentials: Option<(String, String)>,
+    /// Things that are allowed but probably wrong (plain HTTP to another host, a policy file
+    /// others may write): `check` prints them, `run` logs them at start and on reload.
+    pub warnings: Vec<String>,
 }
 
 /// One problem, with where it is.
@@ -185,7 +188,59 @@ impl ConfigError {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::single(path, format!("cannot read the policy file: {e}")))?;
-    parse(path, &text)
+    let mut cfg = parse(path, &text)?;
+    cfg.warnings.extend(file_warning(path));
+    Ok(cfg)
+}
+
+/// A policy file that others than its owner may write, or that belongs to another user than
+/// root or the one running stopd, decides what stopd stops: say so (sshd and sudo refuse such
+/// files).
+fn file_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    // Only root and our own user are trusted owners.
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let foreign = meta.uid() != 0 && Some(meta.uid()) != me;
+    let writable = meta.mode() & 0o022 != 0;
+    match (writable, foreign) {
+        (false, false) => None,
+        (true, _) => Some(format!(
+            "{}: others may write this policy file (mode {:o}): anyone who can edit it decides what stopd stops; chmod go-w it",
+            path.display(),
+            meta.mode() & 0o777
+        )),
+        (false, true) => Some(format!(
+            "{}: the policy file belongs to uid {}, neither root nor the user running stopd",
+            path.display(),
+            meta.uid()
+        )),
+    }
+}
+
+/// Checks an endpoint URL; `Err` says why it cannot be used, `Ok(Some)` warns.
+fn check_endpoint(text: &str) -> Result<Option<String>, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?} is not an http:// or https:// URL"));
+    }
+    let Some(host) = url.host() else {
+        return Err(format!("{text:?} names no host"));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        // Never echo what was written: it may be a secret.
+        return Err("must not carry a user name or password (user:password@host): CodePipeline endpoints take none, and the policy file is no place for secrets".into());
+    }
+    let loopback = match host {
+        url::Host::Domain(d) => d == "localhost",
+        url::Host::Ipv4(a) => a.is_loopback(),
+        url::Host::Ipv6(a) => a.is_loopback(),
+    };
+    Ok((url.scheme() == "http" && !loopback).then(|| {
+        format!(
+            "[aws] endpoint_url {text} is plain HTTP to another host: requests and their signatures travel unencrypted"
+        )
+    }))
 }
 
 /// Validates `text` as if it were the file at `path`.
@@ -275,14 +330,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "must name a file (an empty path would be a temporary database that vanishes with the process)".into(),
         ));
     }
-    if let Some(url) = &aws.endpoint_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        problems.push(key_problem(
-            "aws",
-            "endpoint_url",
-            format!("{url:?} is not an http:// or https:// URL"),
-        ));
+    let mut warnings = Vec::new();
+    if let Some(url) = &aws.endpoint_url {
+        match check_endpoint(url) {
+            Ok(w) => warnings.extend(w),
+            Err(e) => problems.push(key_problem("aws", "endpoint_url", e)),
+        }
     }
 
     let mut spec = PolicySpec {
@@ -333,6 +386,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             },
             policy: Arc::new(policy),
             static_credentials: None,
+            warnings,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));
@@ -648,6 +702,55 @@ end = \"2027-01-04T09:00:00\"
             );
             assert!(p.message.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn endpoints_are_urls_without_secrets_and_plain_http_leaves_only_loopback_quietly() {
+        for (url, want) in [
+            ("http://", "is not a URL"),
+            ("http://[::1", "is not a URL"),
+            ("ftp://example.com", "is not an http:// or https:// URL"),
+            (
+                "https://user:hunter2@vpce.example.com",
+                "must not carry a user name or password",
+            ),
+        ] {
+            let e = err(&format!("[aws]\nendpoint_url = \"{url}\"\n"));
+            assert!(e.problems[0].message.contains(want), "{url}: {e}");
+            assert!(
+                !e.to_string().contains("hunter2"),
+                "the password is echoed: {e}"
+            );
+        }
+        let ok = |url: &str| {
+            parse(
+                Path::new("x.toml"),
+                &format!("[aws]\nendpoint_url = \"{url}\"\n"),
+            )
+            .unwrap()
+            .warnings
+        };
+        assert!(ok("http://127.0.0.1:4599").is_empty());
+        assert!(ok("http://[::1]:4599").is_empty());
+        assert!(ok("http://localhost:4599").is_empty());
+        assert!(ok("https://codepipeline.eu-west-1.amazonaws.com").is_empty());
+        assert!(ok("http://10.1.2.3:4599")[0].contains("plain HTTP to another host"));
+    }
+
+    #[test]
+    fn a_policy_file_others_may_write_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stopd.toml");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&path).unwrap().warnings.is_empty());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let w = load(&path).unwrap().warnings;
+        assert!(
+            w[0].contains("others may write this policy file (mode 666)"),
+            "{w:?}"
+        );
     }
 
     #[test]

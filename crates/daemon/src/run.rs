@@ -240,6 +240,9 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         once,
         "stopd starting"
     );
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
 
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;

@@ -288,6 +288,9 @@ impl<S: Sweeps> Scheduler<S> {
                         "{ignored} cannot change while running: it takes effect at the next restart"
                     );
                 }
+                for w in &new.warnings {
+                    tracing::warn!("{w}");
+                }
                 tracing::info!(path = %new.path.display(), rules = new.policy.rules().len(), "policy reloaded; sweeping now");
                 self.next_tick = new
                     .daemon
