@@ -2,7 +2,7 @@
 """stopd against what users run instead, on one emulated fleet, in one run.
 
     bench/compare.py [--pipelines 1000] [--latency 25ms] [--rate-limit TPS --burst B]
-                     [--contenders stopd,boto3,boto3-pool,cli] [--cli-subset 15]
+                     [--contenders stopd,boto3,boto3-pool,cli] [--cli-subset 15] [--throttle-every N]
                      [--enforcement] [--idle] [--daemon-setting 'stop_concurrency = 16']
 
 Starts the release `stopd-emulator` (building both binaries first), and for each contender
@@ -68,6 +68,9 @@ def fresh_fleet(url, args):
     plan = {"latency": {"fixed": args.latency}}
     if args.rate_limit:
         plan["default_rate_limit"] = {"tps": args.rate_limit, "burst": args.burst}
+    if args.throttle_every:
+        # Every n-th call of every operation answered ThrottlingException, on top of the limit.
+        plan["rules"] = [{"fault": "throttling", "every": args.throttle_every}]
     admin(url, "PUT", "faults", plan)
     admin(url, "DELETE", "calls")
 
@@ -135,6 +138,8 @@ def main():
     ap.add_argument("--latency", default="25ms")
     ap.add_argument("--rate-limit", type=float, default=None, help="per-operation requests/s")
     ap.add_argument("--burst", type=float, default=5)
+    ap.add_argument("--throttle-every", type=int, default=None, metavar="N",
+                    help="also answer every N-th call of each operation with ThrottlingException (2: every other call)")
     ap.add_argument("--contenders", default="stopd,boto3,boto3-pool,cli")
     ap.add_argument("--cli-subset", type=int, default=15)
     ap.add_argument("--pool", type=int, default=16)
@@ -152,6 +157,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="stopd-bench-")
     rows, reference = [], None
     regime = f"rate-bound ({args.rate_limit:g}/s per operation, burst {args.burst:g})" if args.rate_limit else "latency-bound"
+    if args.throttle_every:
+        regime += f", every {args.throttle_every}. call throttled"
     try:
         for who in args.contenders.split(","):
             fresh_fleet(url, args)
