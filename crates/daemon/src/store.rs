@@ -380,6 +380,8 @@ pub struct ExemptionRecord {
     pub created_by: String,
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
+    /// Who revoked it, if someone did.
+    pub revoked_by: Option<String>,
 }
 
 impl Store {
@@ -626,7 +628,8 @@ impl Store {
              FROM stops s LEFT JOIN stop_outcomes o ON o.stop_id = s.id \
              WHERE (?1 IS NULL OR s.at >= ?1) AND (?2 IS NULL OR s.at < ?2) \
                AND (?3 IS NULL OR s.pipeline GLOB ?3) AND (?4 IS NULL OR s.rule = ?4) \
-               AND (?5 IS NULL OR COALESCE(o.outcome, 'pending') = ?5) \
+               AND (?5 IS NULL OR COALESCE(o.outcome, \
+                        CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) = ?5) \
              ORDER BY s.at, s.id",
         )
         .bind(f.since.map(ts))
@@ -751,7 +754,8 @@ impl Store {
     /// Every exemption, newest first.
     pub async fn exemptions(&self) -> Result<Vec<ExemptionRecord>> {
         let rows = sqlx::query(
-            "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at \
+            "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at, \
+                    r.revoked_by \
              FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
              ORDER BY e.id DESC",
         )
@@ -768,6 +772,7 @@ impl Store {
                 reason: r.get(4),
                 created_by: r.get(5),
                 revoked_at: r.get(6),
+                revoked_by: r.get(7),
             })
             .collect())
     }
