@@ -761,6 +761,8 @@ pub struct ExemptRequest<'a> {
     pub for_: Option<&'a str>,
     pub until: Option<&'a str>,
     pub reason: &'a str,
+    /// Only this rule; `None`: every rule.
+    pub rule: Option<&'a str>,
     /// Confirms an exemption of every pipeline, or of more than a week.
     pub yes: bool,
 }
@@ -785,6 +787,25 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     }
     stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
         .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?;
+    if let Some(rule) = r.rule
+        && !cfg.policy.rules().iter().any(|x| x.name == rule)
+    {
+        let names: Vec<&str> = cfg.policy.rules().iter().map(|x| x.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "--rule {rule:?} is not a rule of {}: its rules are {}",
+            cfg.path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+        .into());
+    }
+    let from = match r.rule {
+        Some(rule) => format!("rule {rule}"),
+        None => "every rule".to_string(),
+    };
     if !r.yes {
         if !glob.is_empty() && glob.chars().all(|c| c == '*') {
             return Err(UsageError(format!(
@@ -806,11 +827,11 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     }
     let store = Store::open(&cfg.daemon.database).await?;
     let id = store
-        .add_exemption(now, glob, until, r.reason, &user())
+        .add_exemption(now, glob, until, r.reason, &user(), r.rule)
         .await?;
     store.close().await;
     say(format_args!(
-        "exemption #{id}: pipelines {glob:?} are exempt from every rule until {} ({}); \
+        "exemption #{id}: pipelines {glob:?} are exempt from {from} until {} ({}); \
          revoke with `stopd exempt revoke {id}`",
         rfc3339(until),
         human(until - now)
@@ -832,6 +853,7 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
             names: &[
                 "id",
                 "pipeline",
+                "rule",
                 "until",
                 "state",
                 "reason",
@@ -854,6 +876,7 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
             vec![
                 r.id.to_string(),
                 r.pipeline.clone(),
+                r.rule.clone().unwrap_or_else(|| "(every rule)".into()),
                 r.until.clone(),
                 state.into(),
                 r.reason.clone(),

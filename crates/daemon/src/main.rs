@@ -113,8 +113,9 @@ const EXEMPT_ADD_EXAMPLES: &str = "\
 Examples:
   # Let one pipeline through every rule for two hours
   stopd exempt add --pipeline prod-payments --for 2h --reason \"INC-4711\"
-  # Hotfix pipelines until a local time ([defaults] timezone)
-  stopd exempt add --pipeline 'prod-hotfix-*' --until 2026-12-24T18:00 --reason \"CHG-88\"
+  # Hotfix pipelines, from the weekend freeze only, until a local time
+  stopd exempt add --pipeline 'prod-hotfix-*' --rule weekend --until 2026-12-24T18:00 \\
+    --reason \"CHG-88\"
   # Every pipeline, or longer than a week, needs --yes
   stopd exempt add --pipeline '*' --for 30m --yes --reason \"freeze called off\"";
 
@@ -284,7 +285,7 @@ struct ReportArgs {
 
 #[derive(Debug, Subcommand)]
 enum ExemptCommand {
-    /// Exempt pipelines from every rule for a while.
+    /// Exempt pipelines from every rule, or from one (--rule), for a while.
     #[command(after_help = EXEMPT_ADD_EXAMPLES)]
     Add(ExemptAddArgs),
     /// List exemptions, newest first, with who added and who revoked them.
@@ -316,6 +317,9 @@ struct ExemptAddArgs {
     /// Why; shown by `plan` and kept in the database.
     #[arg(long)]
     reason: String,
+    /// Exempt from this rule only (a name in the policy); another rule that applies still stops.
+    #[arg(long, value_name = "NAME")]
+    rule: Option<String>,
     /// Confirm an exemption of every pipeline or of more than 7 days.
     #[arg(long)]
     yes: bool,
@@ -457,6 +461,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             for_: a.for_.as_deref(),
                             until: a.until.as_deref(),
                             reason: &a.reason,
+                            rule: a.rule.as_deref(),
                             yes: a.yes,
                         },
                     )

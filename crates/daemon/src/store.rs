@@ -382,6 +382,8 @@ pub struct ExemptionRecord {
     pub revoked_at: Option<String>,
     /// Who revoked it, if someone did.
     pub revoked_by: Option<String>,
+    /// The one rule it exempts from; `None`: every rule.
+    pub rule: Option<String>,
 }
 
 impl Store {
@@ -709,16 +711,18 @@ impl Store {
         until: DateTime<Utc>,
         reason: &str,
         by: &str,
+        rule: Option<&str>,
     ) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by, rule) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
         .bind(glob)
         .bind(ts(until))
         .bind(reason)
         .bind(by)
+        .bind(rule)
         .fetch_one(&self.pool)
         .await
         .context("cannot record the exemption")?;
@@ -755,7 +759,7 @@ impl Store {
     pub async fn exemptions(&self) -> Result<Vec<ExemptionRecord>> {
         let rows = sqlx::query(
             "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at, \
-                    r.revoked_by \
+                    r.revoked_by, e.rule \
              FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
              ORDER BY e.id DESC",
         )
@@ -773,6 +777,7 @@ impl Store {
                 created_by: r.get(5),
                 revoked_at: r.get(6),
                 revoked_by: r.get(7),
+                rule: r.get(8),
             })
             .collect())
     }
@@ -797,7 +802,7 @@ impl Store {
                 until,
                 e.reason.clone(),
             ) {
-                Ok(x) => out.push(x),
+                Ok(x) => out.push(x.only_rule(e.rule.clone())),
                 Err(err) => {
                     tracing::warn!(id = e.id, error = %err, "skipping an exemption whose glob does not compile")
                 }

@@ -439,3 +439,75 @@ async fn demo_refuses_a_config_it_would_not_read() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_exemption_from_one_rule_leaves_the_others_in_force() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config(
+        "",
+        "[[freeze]]\nname = \"always\"\nstart = \"2000-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\n\n\
+         [[timeout]]\nname = \"t\"\nmax_duration = \"1m\"\nmode = \"abandon\"\n",
+    );
+    let plan = |env: &Env| {
+        let mut c = env.command(&["plan", "--format", "json"]);
+        async move {
+            let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+                .await
+                .unwrap();
+            assert_ok(&out);
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    assert_eq!(plan(&env).await[0]["rule"], "t", "abandon wins");
+    let add = |rule: &'static str| {
+        let env = &env;
+        async move {
+            env.stopd(&[
+                "exempt",
+                "add",
+                "--pipeline",
+                "prod-a",
+                "--rule",
+                rule,
+                "--for",
+                "1h",
+                "--reason",
+                "r",
+            ])
+            .await
+        }
+    };
+    let out = add("nope").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("its rules are always, t"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = add("t").await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("exempt from rule t until"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        plan(&env).await[0]["rule"],
+        "always",
+        "the freeze still stops it"
+    );
+    assert_ok(&add("always").await);
+    assert_eq!(plan(&env).await, serde_json::json!([]));
+    let table = text(&env.stopd(&["plan"]).await.stdout);
+    assert!(
+        table.contains("exempt by break-glass #1 (rule t applies)"),
+        "{table}"
+    );
+    let list = text(
+        &env.stopd(&["exempt", "list", "--format", "csv"])
+            .await
+            .stdout,
+    );
+    assert!(list.starts_with("id,pipeline,rule,until,"), "{list}");
+    assert!(list.contains(",prod-a,always,"), "{list}");
+}
