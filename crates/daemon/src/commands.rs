@@ -331,6 +331,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             // The explanation says what the reason says, and why.
             wide_only: &["rule_kind", "reason"],
             whole: &[],
+            to_the_minute: &[],
         },
         |r| {
             vec![
@@ -473,6 +474,7 @@ pub fn windows(cfg: &Config, from: Option<&str>, days: u32, opts: OutputArgs) ->
             // The local times carry their UTC offset.
             wide_only: &["start", "end"],
             whole: &["start_local", "end_local"],
+            to_the_minute: &[],
         },
         |r| {
             vec![
@@ -648,6 +650,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                 ],
                 wide_only: &["finished_at", "dry_run", "duration_ms", "api_calls"],
                 whole: &["started_at"],
+                to_the_minute: &[],
             },
             |r| {
                 vec![
@@ -736,6 +739,7 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
             ],
             wide_only: &["rule_kind", "mode", "attempts"],
             whole: &["at", "outcome"],
+            to_the_minute: &[],
         },
         |r| {
             vec![
@@ -863,7 +867,8 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
                 "revoked_at",
             ],
             wide_only: &["created_at"],
-            whole: &["id", "state"],
+            whole: &["id", "state", "until", "revoked_at"],
+            to_the_minute: &["until", "revoked_at"],
         },
         |r| {
             let state = if r.revoked_at.is_some() {
@@ -876,7 +881,8 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
             vec![
                 r.id.to_string(),
                 r.pipeline.clone(),
-                r.rule.clone().unwrap_or_else(|| "(every rule)".into()),
+                // Empty: every rule (a fitted table leaves the column out when all are).
+                r.rule.clone().unwrap_or_default(),
                 r.until.clone(),
                 state.into(),
                 r.reason.clone(),

@@ -288,7 +288,9 @@ enum ExemptCommand {
     /// Exempt pipelines from every rule, or from one (--rule), for a while.
     #[command(after_help = EXEMPT_ADD_EXAMPLES)]
     Add(ExemptAddArgs),
-    /// List exemptions, newest first, with who added and who revoked them.
+    /// List exemptions, newest first: who added them, who revoked them and when.
+    ///
+    /// RULE is empty for an exemption from every rule.
     #[command(after_help = EXEMPT_EXAMPLES)]
     List {
         #[command(flatten)]

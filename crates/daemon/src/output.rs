@@ -79,6 +79,8 @@ pub struct Columns<'a> {
     pub wide_only: &'a [&'a str],
     /// Columns a fitted table never cuts (ids, instants, outcomes).
     pub whole: &'a [&'a str],
+    /// Timestamps a fitted table shows to the minute (others: to the second).
+    pub to_the_minute: &'a [&'a str],
 }
 
 impl<'a> Columns<'a> {
@@ -88,6 +90,7 @@ impl<'a> Columns<'a> {
             names,
             wide_only: &[],
             whole: &[],
+            to_the_minute: &[],
         }
     }
 }
@@ -126,7 +129,20 @@ pub fn write<T: Serialize>(
                 })
                 .collect();
             let pick = |all: &[&str]| -> Vec<String> {
-                shown.iter().map(|&i| all[i].to_string()).collect()
+                shown
+                    .iter()
+                    .map(|&i| match width {
+                        Some(_) if columns.to_the_minute.contains(&columns.names[i]) => {
+                            let s = to_the_second(all[i]);
+                            match s.strip_suffix('Z') {
+                                Some(t) if t.len() == 19 => format!("{}Z", &t[..16]),
+                                _ => s.into_owned(),
+                            }
+                        }
+                        Some(_) => to_the_second(all[i]).into_owned(),
+                        None => all[i].to_string(),
+                    })
+                    .collect()
             };
             let headers: Vec<&str> = shown.iter().map(|&i| columns.names[i]).collect();
             let whole: Vec<bool> = headers.iter().map(|h| columns.whole.contains(h)).collect();
@@ -179,9 +195,10 @@ pub fn render(
         if whole.get(i).copied().unwrap_or(false) {
             col.set_constraint(ColumnConstraint::ContentWidth);
         } else if width.is_some() {
-            // A cut column keeps enough to recognise: "prod-…" rather than "…".
+            // A cut column keeps its header whole, and enough to recognise: "prod-…".
+            let pad = if i == last { 0 } else { 2 };
             col.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
-                headers[i].chars().count().clamp(4, 8) as u16 + 2,
+                headers[i].chars().count().max(5) as u16 + pad,
             )));
         }
     }
@@ -199,6 +216,17 @@ pub fn table(
     rows: &[Vec<String>],
 ) -> Result<()> {
     render(out, headers, &[], rows, opts.width(), Fit::Cut)
+}
+
+/// A timestamp of the audit log (`2026-11-28T09:25:05.875Z`) to the second, for a fitted table;
+/// any other text as it is.
+fn to_the_second(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    if b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z' && text.is_ascii() {
+        Cow::Owned(format!("{}Z", &text[..19]))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// `text` with its control characters (C0, DEL, C1) and the bidirectional overrides that can
@@ -230,6 +258,22 @@ fn needs_escape(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fitted_tables_show_audit_timestamps_to_the_second() {
+        assert_eq!(
+            to_the_second("2026-11-28T09:25:05.875Z"),
+            "2026-11-28T09:25:05Z"
+        );
+        assert_eq!(
+            to_the_second("2026-11-28T09:25:05Z"),
+            "2026-11-28T09:25:05Z"
+        );
+        assert_eq!(
+            to_the_second("a reason of twenty-four."),
+            "a reason of twenty-four."
+        );
+    }
 
     #[test]
     fn control_characters_and_ansi_are_escaped() {

@@ -316,6 +316,9 @@ async fn exempt_add_asks_for_yes_and_list_shows_who_revoked_and_when() {
         "{table}"
     );
     assert!(table.contains("revoked"), "{table}");
+    assert!(max_width(&table) <= 100, "{table}");
+    // An exemption of every rule leaves the RULE column out of a fitted table.
+    assert!(!table.contains("RULE"), "{table}");
 }
 
 #[tokio::test]
@@ -510,4 +513,10 @@ async fn an_exemption_from_one_rule_leaves_the_others_in_force() {
     );
     assert!(list.starts_with("id,pipeline,rule,until,"), "{list}");
     assert!(list.contains(",prod-a,always,"), "{list}");
+    let table = text(&env.stopd(&["exempt", "list"]).await.stdout);
+    assert!(max_width(&table) <= 100, "{table}");
+    assert!(
+        table.contains("RULE") && table.contains("always"),
+        "{table}"
+    );
 }
