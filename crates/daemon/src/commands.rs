@@ -7,16 +7,17 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::{Duration, Utc};
 use serde::Serialize;
-use stopd_rules::{Mode, Rule, Trigger, Verdict, human_span, rfc3339};
+use stopd_rules::select::Selector;
+use stopd_rules::{Mode, Rule, Trigger, Verdict, rfc3339};
 use tokio_util::sync::CancellationToken;
 
 use crate::UsageError;
 use crate::config::Config;
-use crate::output::{self, Format};
+use crate::output::{self, Columns, Format, OutputArgs};
 use crate::run::build_core;
 use crate::store::{AuditRecord, ReportFilter, Store};
 use crate::sweep::{self, Planned};
-use crate::time::{parse_instant, parse_span};
+use crate::time::{human, parse_instant, parse_span};
 
 fn user() -> String {
     std::env::var("SUDO_USER")
@@ -25,26 +26,99 @@ fn user() -> String {
         .unwrap_or_else(|_| format!("uid:{}", std::process::id()))
 }
 
+/// Writes `bytes` to stdout (completions, the man page).
+pub fn print(bytes: &[u8]) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line on stdout; an error (a closed pipe) instead of `println!`'s panic.
+fn say(line: std::fmt::Arguments<'_>) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 days 14 h".
 fn describe(rule: &Rule) -> String {
     match &rule.trigger {
         Trigger::Freeze { schedule, grace } => {
             let mut s = match schedule {
                 stopd_rules::Schedule::Recurring { cron, duration, .. } => format!(
-                    "cron \"{}\" for {} ({})",
+                    "every \"{}\" ({}) for {}",
                     cron.source(),
-                    human_span(*duration),
-                    rule.timezone
+                    rule.timezone,
+                    human(*duration)
                 ),
-                stopd_rules::Schedule::OneOff(w) => {
-                    format!("from {} to {}", rfc3339(w.start), rfc3339(w.end))
-                }
+                stopd_rules::Schedule::OneOff(w) => format!(
+                    "from {} to {} ({})",
+                    rfc3339(w.start),
+                    rfc3339(w.end),
+                    human(w.end - w.start)
+                ),
             };
             if !grace.is_zero() {
-                s.push_str(&format!(", grace {}", human_span(*grace)));
+                s.push_str(&format!(", grace {}", human(*grace)));
             }
             s
         }
-        Trigger::Timeout { max } => format!("longer than {}", human_span(*max)),
+        Trigger::Timeout { max } => format!("runs longer than {}", human(*max)),
+    }
+}
+
+/// Which pipelines a selector takes, in words: "prod-*, except prod-hotfix-*, tagged env=prod".
+fn scope(sel: &Selector) -> String {
+    let include = sel.include_globs();
+    let mut s = if include.iter().any(|g| g == "*") {
+        "every pipeline".to_string()
+    } else {
+        include.join(", ")
+    };
+    if !sel.exclude_globs().is_empty() {
+        s.push_str(&format!(", except {}", sel.exclude_globs().join(", ")));
+    }
+    if !sel.tags().is_empty() {
+        let tags: Vec<String> = sel.tags().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        s.push_str(&format!(", tagged {}", tags.join(" and ")));
+    }
+    s
+}
+
+/// Why the current user cannot write the audit database, if so: the file, or the directory
+/// (SQLite's WAL needs to create files beside it), or the nearest directory that exists (which
+/// `run` would create it in).
+fn database_not_writable(db: &std::path::Path) -> Option<String> {
+    if db.exists()
+        && let Err(e) = std::fs::OpenOptions::new().write(true).open(db)
+    {
+        return Some(format!("the file cannot be opened for writing ({e})"));
+    }
+    let mut dir = db.parent().filter(|d| !d.as_os_str().is_empty())?;
+    while !dir.exists() {
+        dir = dir.parent().filter(|d| !d.as_os_str().is_empty())?;
+    }
+    // An anonymous file (O_TMPFILE): nothing is left behind.
+    match tempfile::tempfile_in(dir) {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "the directory {} is not writable ({})",
+            dir.display(),
+            e.kind()
+        )),
+    }
+}
+
+/// The current user, as "uid 1000 (alice)".
+fn user_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map_or("this user".to_string(), |m| format!("uid {}", m.uid()));
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(name) => format!("{uid} ({name})"),
+        Err(_) => uid,
     }
 }
 
@@ -84,19 +158,47 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
         )?,
     }
     writeln!(out, "\nRules (ties: abandon wins, then this order):")?;
+    let name_width = p
+        .rules()
+        .iter()
+        .map(|r| r.name.chars().count())
+        .chain(p.exemptions().iter().map(|e| e.name.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .max(12);
     for r in p.rules() {
         writeln!(
             out,
-            "  {:<7} {:<20} {:<8} {}",
+            "  {:<7} {:<name_width$}  {:<7}  {}",
             r.kind.as_str(),
             r.name,
             r.mode.as_str(),
             describe(r)
         )?;
+        writeln!(
+            out,
+            "  {:<7} {:<name_width$}           pipelines: {}{}",
+            "",
+            "",
+            scope(&r.selector),
+            if r.rollbacks {
+                "; ROLLBACK executions too"
+            } else {
+                ""
+            }
+        )?;
     }
     for e in p.exemptions() {
-        let until = e.until.map_or("no end".to_string(), rfc3339);
-        writeln!(out, "  exempt  {:<20} until {until}", e.name)?;
+        let until = e
+            .until
+            .map_or("no end".to_string(), |u| format!("until {}", rfc3339(u)));
+        writeln!(
+            out,
+            "  {:<7} {:<name_width$}           pipelines: {}; {until}",
+            "exempt",
+            e.name,
+            scope(&e.selector)
+        )?;
     }
     let now = Utc::now();
     let windows = p.windows(now, now + Duration::days(366));
@@ -140,6 +242,18 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
             )?;
         }
     }
+    drop(out);
+    if let Some(why) = database_not_writable(&cfg.daemon.database) {
+        eprintln!(
+            "stopd: warning: the audit database {} is not writable by {}:\n  \
+             {why}.\n  \
+             `run`, `stop` and `exempt` will fail as this user; `report` needs read access.\n  \
+             Run them as the service's user (sudo), or, for a local try, copy the policy and\n  \
+             set [daemon] database = \"./stopd-audit.db\" in the copy.",
+            cfg.daemon.database.display(),
+            user_name()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -156,8 +270,9 @@ struct PlanRecord {
 }
 
 /// `stopd plan`.
-pub async fn plan(cfg: &Config, at: Option<&str>, format: Format) -> Result<ExitCode> {
+pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<ExitCode> {
     let now = Utc::now();
+    let hypothetical = at.is_some();
     let at = match at {
         Some(t) => parse_instant("--at", t, chrono_tz::UTC, now, false)?,
         None => now,
@@ -193,19 +308,34 @@ pub async fn plan(cfg: &Config, at: Option<&str>, format: Format) -> Result<Exit
         })
         .collect();
     let mut out = std::io::stdout().lock();
+    if opts.format == Format::Table && hypothetical {
+        writeln!(
+            out,
+            "HYPOTHETICAL: the executions running now ({}), judged as if it were {}.\n\
+             By then these may have finished and others started; `plan` without --at shows now.\n",
+            rfc3339(now),
+            rfc3339(at)
+        )?;
+    }
     output::write(
         &mut out,
-        format,
+        opts,
         &rows,
-        &[
-            "pipeline",
-            "execution_id",
-            "rule",
-            "rule_kind",
-            "mode",
-            "reason",
-            "explanation",
-        ],
+        Columns {
+            names: &[
+                "pipeline",
+                "execution_id",
+                "rule",
+                "rule_kind",
+                "mode",
+                "reason",
+                "explanation",
+            ],
+            // The explanation says what the reason says, and why.
+            wide_only: &["rule_kind", "reason"],
+            whole: &[],
+            to_the_minute: &[],
+        },
         |r| {
             vec![
                 r.pipeline.clone(),
@@ -218,15 +348,22 @@ pub async fn plan(cfg: &Config, at: Option<&str>, format: Format) -> Result<Exit
             ]
         },
     )?;
-    if format == Format::Table {
+    if opts.format == Format::Table {
         writeln!(
             out,
-            "\nAt {}: {} pipelines ({} in scope), {} executions in progress, {} would be stopped.",
+            "\n{} {}: {} pipelines ({} in scope), {} executions in progress{}, {} would be stopped{}.",
+            if hypothetical {
+                "Hypothetically, at"
+            } else {
+                "At"
+            },
             rfc3339(at),
             found.pipelines_seen,
             found.pipelines_in_scope,
             in_progress.len(),
-            rows.len()
+            if hypothetical { " now" } else { "" },
+            rows.len(),
+            if hypothetical { " then" } else { "" },
         )?;
         for (i, v) in others {
             let e = &in_progress[i];
@@ -245,11 +382,17 @@ pub async fn plan(cfg: &Config, at: Option<&str>, format: Format) -> Result<Exit
             writeln!(
                 out,
                 "  not stopped: {} {}: {why}",
-                e.pipeline, e.execution_id
+                output::escape(&e.pipeline),
+                e.execution_id
             )?;
         }
         for f in &found.failures {
-            writeln!(out, "  could not read {}: {}", f.pipeline, f.error)?;
+            writeln!(
+                out,
+                "  could not read {}: {}",
+                output::escape(&f.pipeline),
+                output::escape(&f.error.to_string())
+            )?;
         }
     }
     Ok(if found.failures.is_empty() {
@@ -268,10 +411,14 @@ struct WindowRecord {
     timezone: String,
     start_local: String,
     end_local: String,
+    /// Weekdays it spans in the rule's zone: `Fri-Mon`, `Sat`.
+    weekday: String,
+    /// Its length in words: `2 days 14 h`.
+    duration: String,
 }
 
 /// `stopd windows`.
-pub fn windows(cfg: &Config, from: Option<&str>, days: u32, format: Format) -> Result<ExitCode> {
+pub fn windows(cfg: &Config, from: Option<&str>, days: u32, opts: OutputArgs) -> Result<ExitCode> {
     let now = Utc::now();
     let from = match from {
         Some(t) => parse_instant("--from", t, chrono_tz::UTC, now, false)?,
@@ -283,6 +430,19 @@ pub fn windows(cfg: &Config, from: Option<&str>, days: u32, format: Format) -> R
             .format("%Y-%m-%dT%H:%M:%S%:z")
             .to_string()
     };
+    let weekdays = |w: stopd_rules::Window, tz: chrono_tz::Tz| {
+        let first = w.start.with_timezone(&tz).format("%a").to_string();
+        // The end is exclusive: a window that ends at Monday 00:00 ends on Sunday.
+        let last = (w.end - Duration::seconds(1))
+            .with_timezone(&tz)
+            .format("%a")
+            .to_string();
+        if first == last && w.end - w.start < Duration::days(1) {
+            first
+        } else {
+            format!("{first}-{last}")
+        }
+    };
     let rows: Vec<WindowRecord> = cfg
         .policy
         .windows(from, to)
@@ -293,22 +453,32 @@ pub fn windows(cfg: &Config, from: Option<&str>, days: u32, format: Format) -> R
             start_local: local(w.window.start, w.timezone),
             end_local: local(w.window.end, w.timezone),
             timezone: w.timezone.name().to_string(),
+            weekday: weekdays(w.window, w.timezone),
+            duration: human(w.window.end - w.window.start),
             rule: w.rule,
         })
         .collect();
     let mut out = std::io::stdout().lock();
     output::write(
         &mut out,
-        format,
+        opts,
         &rows,
-        &[
-            "rule",
-            "start",
-            "end",
-            "timezone",
-            "start_local",
-            "end_local",
-        ],
+        Columns {
+            names: &[
+                "rule",
+                "start",
+                "end",
+                "timezone",
+                "start_local",
+                "end_local",
+                "weekday",
+                "duration",
+            ],
+            // The local times carry their UTC offset.
+            wide_only: &["start", "end"],
+            whole: &["start_local", "end_local"],
+            to_the_minute: &[],
+        },
         |r| {
             vec![
                 r.rule.clone(),
@@ -317,6 +487,8 @@ pub fn windows(cfg: &Config, from: Option<&str>, days: u32, format: Format) -> R
                 r.timezone.clone(),
                 r.start_local.clone(),
                 r.end_local.clone(),
+                r.weekday.clone(),
+                r.duration.clone(),
             ]
         },
     )?;
@@ -357,20 +529,29 @@ pub async fn stop(
     .await;
     store.close().await;
     let id = done.stop_id.map_or("-".into(), |i| i.to_string());
-    println!(
+    say(format_args!(
         "{} {} {}: {} (audit #{id}, {} attempt(s)){}",
         mode.as_str(),
-        pipeline,
-        execution,
+        output::escape(pipeline),
+        output::escape(execution),
         done.outcome,
         done.attempts,
-        done.error.map(|e| format!(": {e}")).unwrap_or_default()
-    );
-    Ok(if done.is_final && done.stop_id.is_some() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+        done.error
+            .map(|e| format!(": {}", output::escape(&e)))
+            .unwrap_or_default()
+    ))?;
+    Ok(stop_exit_code(done.stop_id.is_some(), &done.outcome))
+}
+
+/// `stop`'s exit code (DESIGN.md): 0 when the execution is stopped or stopping, or finished
+/// first, or the stop was a dry run; 1 otherwise (not found, rejected, failed, not recorded).
+fn stop_exit_code(recorded: bool, outcome: &str) -> ExitCode {
+    match outcome {
+        "stopped" | "already_stopping" | "not_stoppable" | "dry_run" if recorded => {
+            ExitCode::SUCCESS
+        }
+        _ => ExitCode::from(1),
+    }
 }
 
 /// What `stopd report` was asked.
@@ -380,22 +561,49 @@ pub struct ReportQuery {
     pub until: Option<String>,
     pub pipeline: Option<String>,
     pub rule: Option<String>,
-    pub outcome: Option<String>,
-    pub format: Format,
+    pub outcome: Option<OutcomeArg>,
+    pub output: OutputArgs,
     pub summary: bool,
     pub sweeps: bool,
 }
 
-const OUTCOMES: [&str; 8] = [
-    "stopped",
-    "already_stopping",
-    "not_stoppable",
-    "pipeline_not_found",
-    "rejected",
-    "failed",
-    "dry_run",
-    "pending",
-];
+/// Every outcome a stop in the audit log can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum OutcomeArg {
+    /// The API accepted the stop.
+    Stopped,
+    /// A stop was already under way (done, not an error).
+    AlreadyStopping,
+    /// It finished first (done, not an error).
+    NotStoppable,
+    /// The pipeline does not exist.
+    PipelineNotFound,
+    /// The API refused it for good (validation, permissions).
+    Rejected,
+    /// Retries or the deadline ran out.
+    Failed,
+    /// Decided and recorded; never sent.
+    DryRun,
+    /// Recorded, outcome not yet known (a stop in flight, or one a crash interrupted).
+    Pending,
+}
+
+impl OutcomeArg {
+    /// The name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeArg::Stopped => "stopped",
+            OutcomeArg::AlreadyStopping => "already_stopping",
+            OutcomeArg::NotStoppable => "not_stoppable",
+            OutcomeArg::PipelineNotFound => "pipeline_not_found",
+            OutcomeArg::Rejected => "rejected",
+            OutcomeArg::Failed => "failed",
+            OutcomeArg::DryRun => "dry_run",
+            OutcomeArg::Pending => "pending",
+        }
+    }
+}
 
 /// A `report --summary` record.
 #[derive(Debug, Serialize)]
@@ -419,15 +627,6 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .as_deref()
         .map(|t| parse_instant("--until", t, tz, now, true))
         .transpose()?;
-    if let Some(o) = &q.outcome
-        && !OUTCOMES.contains(&o.as_str())
-    {
-        return Err(UsageError(format!(
-            "--outcome {o:?} is not an outcome: use one of {}",
-            OUTCOMES.join(", ")
-        ))
-        .into());
-    }
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let mut out = std::io::stdout().lock();
     if q.sweeps {
@@ -435,22 +634,27 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
         output::write(
             &mut out,
-            q.format,
+            q.output,
             &rows,
-            &[
-                "id",
-                "started_at",
-                "finished_at",
-                "trigger",
-                "dry_run",
-                "duration_ms",
-                "pipelines_seen",
-                "executions_seen",
-                "stops_decided",
-                "api_calls",
-                "errors",
-                "error",
-            ],
+            Columns {
+                names: &[
+                    "id",
+                    "started_at",
+                    "finished_at",
+                    "trigger",
+                    "dry_run",
+                    "duration_ms",
+                    "pipelines_seen",
+                    "executions_seen",
+                    "stops_decided",
+                    "api_calls",
+                    "errors",
+                    "error",
+                ],
+                wide_only: &["finished_at", "dry_run", "duration_ms", "api_calls"],
+                whole: &["started_at"],
+                to_the_minute: &[],
+            },
             |r| {
                 vec![
                     r.id.to_string(),
@@ -478,7 +682,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
             until,
             pipeline: q.pipeline.clone(),
             rule: q.rule.clone(),
-            outcome: q.outcome.clone(),
+            outcome: q.outcome.map(|o| o.as_str().to_string()),
         })
         .await?;
     if q.summary {
@@ -501,36 +705,45 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
             .map(|((by, key), count)| SummaryRecord { by, key, count })
             .collect();
         rows.sort_by(|a, b| order(a.by).cmp(&order(b.by)).then(a.key.cmp(&b.key)));
-        output::write(&mut out, q.format, &rows, &["by", "key", "count"], |r| {
-            vec![r.by.to_string(), r.key.clone(), r.count.to_string()]
-        })?;
-        if q.format == Format::Table {
+        output::write(
+            &mut out,
+            q.output,
+            &rows,
+            Columns::all(&["by", "key", "count"]),
+            |r| vec![r.by.to_string(), r.key.clone(), r.count.to_string()],
+        )?;
+        if q.output.format == Format::Table {
             writeln!(out, "\n{} stop(s) in total", records.len())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
-    write_audit(&mut out, q.format, &records)?;
+    write_audit(&mut out, q.output, &records)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Audit records as `stopd report` (and the demo) print them.
-pub fn write_audit(out: &mut impl Write, format: Format, records: &[AuditRecord]) -> Result<()> {
+pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecord]) -> Result<()> {
     output::write(
         out,
-        format,
+        opts,
         records,
-        &[
-            "at",
-            "pipeline",
-            "execution_id",
-            "rule",
-            "rule_kind",
-            "mode",
-            "outcome",
-            "attempts",
-            "reason",
-            "error",
-        ],
+        Columns {
+            names: &[
+                "at",
+                "pipeline",
+                "execution_id",
+                "rule",
+                "rule_kind",
+                "mode",
+                "outcome",
+                "attempts",
+                "reason",
+                "error",
+            ],
+            wide_only: &["rule_kind", "mode", "attempts"],
+            whole: &["at", "outcome"],
+            to_the_minute: &[],
+        },
         |r| {
             vec![
                 r.at.clone(),
@@ -548,16 +761,27 @@ pub fn write_audit(out: &mut impl Write, format: Format, records: &[AuditRecord]
     )
 }
 
+/// What `stopd exempt add` was asked.
+#[derive(Debug)]
+pub struct ExemptRequest<'a> {
+    pub glob: &'a str,
+    pub for_: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub reason: &'a str,
+    /// Only this rule; `None`: every rule.
+    pub rule: Option<&'a str>,
+    /// Confirms an exemption of every pipeline, or of more than a week.
+    pub yes: bool,
+}
+
+/// The longest exemption (days) made without `--yes`.
+const EXEMPT_WITHOUT_YES: i64 = 7;
+
 /// `stopd exempt add`.
-pub async fn exempt_add(
-    cfg: &Config,
-    glob: &str,
-    for_: Option<&str>,
-    until: Option<&str>,
-    reason: &str,
-) -> Result<ExitCode> {
+pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode> {
     let now = Utc::now();
-    let until = match (for_, until) {
+    let glob = r.glob;
+    let until = match (r.for_, r.until) {
         (Some(span), _) => now + Duration::from_std(parse_span("--for", span)?)?,
         (None, Some(t)) => parse_instant("--until", t, cfg.policy.default_timezone(), now, false)?,
         (None, None) => unreachable!("clap requires one"),
@@ -565,42 +789,90 @@ pub async fn exempt_add(
     if until <= now {
         return Err(UsageError(format!("--until {} is not in the future", rfc3339(until))).into());
     }
-    if reason.trim().is_empty() {
+    if r.reason.trim().is_empty() {
         return Err(UsageError("--reason must say why".into()).into());
     }
-    stopd_rules::Exemption::break_glass("check", glob, until, reason)
+    stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
         .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?;
+    if let Some(rule) = r.rule
+        && !cfg.policy.rules().iter().any(|x| x.name == rule)
+    {
+        let names: Vec<&str> = cfg.policy.rules().iter().map(|x| x.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "--rule {rule:?} is not a rule of {}: its rules are {}",
+            cfg.path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ))
+        .into());
+    }
+    let from = match r.rule {
+        Some(rule) => format!("rule {rule}"),
+        None => "every rule".to_string(),
+    };
+    if !r.yes {
+        if !glob.is_empty() && glob.chars().all(|c| c == '*') {
+            return Err(UsageError(format!(
+                "--pipeline {glob:?} exempts every pipeline from every rule: the whole policy is \
+                 off until {}. Add --yes if that is what you mean",
+                rfc3339(until)
+            ))
+            .into());
+        }
+        if until - now > Duration::days(EXEMPT_WITHOUT_YES) {
+            return Err(UsageError(format!(
+                "the exemption would last {}, more than {EXEMPT_WITHOUT_YES} days (until {}). \
+                 Add --yes if that is what you mean",
+                human(until - now),
+                rfc3339(until)
+            ))
+            .into());
+        }
+    }
     let store = Store::open(&cfg.daemon.database).await?;
     let id = store
-        .add_exemption(now, glob, until, reason, &user())
+        .add_exemption(now, glob, until, r.reason, &user(), r.rule)
         .await?;
     store.close().await;
-    println!(
-        "exemption #{id}: pipelines {glob:?} are exempt from every rule until {} (revoke with `stopd exempt revoke {id}`)",
-        rfc3339(until)
-    );
+    say(format_args!(
+        "exemption #{id}: pipelines {glob:?} are exempt from {from} until {} ({}); \
+         revoke with `stopd exempt revoke {id}`",
+        rfc3339(until),
+        human(until - now)
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `stopd exempt list`.
-pub async fn exempt_list(cfg: &Config, format: Format) -> Result<ExitCode> {
+pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let rows = store.exemptions().await?;
     let now = crate::store::ts(Utc::now());
     let mut out = std::io::stdout().lock();
     output::write(
         &mut out,
-        format,
+        opts,
         &rows,
-        &[
-            "id",
-            "pipeline",
-            "until",
-            "state",
-            "reason",
-            "created_by",
-            "created_at",
-        ],
+        Columns {
+            names: &[
+                "id",
+                "pipeline",
+                "rule",
+                "until",
+                "state",
+                "reason",
+                "created_by",
+                "created_at",
+                "revoked_by",
+                "revoked_at",
+            ],
+            wide_only: &["created_at"],
+            whole: &["id", "state", "until", "revoked_at"],
+            to_the_minute: &["until", "revoked_at"],
+        },
         |r| {
             let state = if r.revoked_at.is_some() {
                 "revoked"
@@ -612,11 +884,15 @@ pub async fn exempt_list(cfg: &Config, format: Format) -> Result<ExitCode> {
             vec![
                 r.id.to_string(),
                 r.pipeline.clone(),
+                // Empty: every rule (a fitted table leaves the column out when all are).
+                r.rule.clone().unwrap_or_default(),
                 r.until.clone(),
                 state.into(),
                 r.reason.clone(),
                 r.created_by.clone(),
                 r.created_at.clone(),
+                r.revoked_by.clone().unwrap_or_default(),
+                r.revoked_at.clone().unwrap_or_default(),
             ]
         },
     )?;
@@ -628,6 +904,58 @@ pub async fn exempt_revoke(cfg: &Config, id: i64) -> Result<ExitCode> {
     let store = Store::open(&cfg.daemon.database).await?;
     store.revoke_exemption(id, Utc::now(), &user()).await?;
     store.close().await;
-    println!("exemption #{id} revoked");
+    say(format_args!("exemption #{id} revoked"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_exits_0_only_for_outcomes_that_leave_the_execution_stopped_or_finished() {
+        for ok in ["stopped", "already_stopping", "not_stoppable", "dry_run"] {
+            assert_eq!(stop_exit_code(true, ok), ExitCode::SUCCESS, "{ok}");
+        }
+        for bad in ["pipeline_not_found", "rejected", "failed", "pending"] {
+            assert_eq!(stop_exit_code(true, bad), ExitCode::from(1), "{bad}");
+        }
+        assert_eq!(stop_exit_code(false, "stopped"), ExitCode::from(1));
+    }
+
+    #[test]
+    fn every_outcome_of_the_schema_is_a_report_filter() {
+        use clap::ValueEnum;
+        let names: Vec<&str> = OutcomeArg::value_variants()
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        let migration = include_str!("../../../migrations/20261126000001_audit.sql");
+        let check = migration
+            .split("outcome     TEXT    NOT NULL CHECK (outcome IN (")
+            .nth(1)
+            .and_then(|rest| rest.split("))").next())
+            .expect("the outcome CHECK of stop_outcomes");
+        for o in check.split(',').map(|o| o.trim().trim_matches('\'')) {
+            assert!(names.contains(&o), "{o:?} missing from report --outcome");
+        }
+        assert!(names.contains(&"pending"));
+        for o in OutcomeArg::value_variants() {
+            let v = o.to_possible_value().unwrap();
+            assert_eq!(v.get_name(), o.as_str());
+        }
+    }
+
+    #[test]
+    fn scopes_read_as_sentences() {
+        let sel = Selector::new(
+            &["prod-*".into()],
+            &["prod-hotfix-*".into()],
+            [("env".to_string(), "prod".to_string())].into(),
+        )
+        .unwrap();
+        assert_eq!(scope(&sel), "prod-*, except prod-hotfix-*, tagged env=prod");
+        let all = Selector::new(&["*".into()], &[], Default::default()).unwrap();
+        assert_eq!(scope(&all), "every pipeline");
+    }
 }

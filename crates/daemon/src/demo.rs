@@ -13,7 +13,7 @@ use stopd_rules::Verdict;
 use tokio_util::sync::CancellationToken;
 
 use crate::config;
-use crate::output;
+use crate::output::{self, OutputArgs};
 use crate::run::build_core;
 use crate::store::{ReportFilter, Store};
 use crate::sweep::{self, Sweeper};
@@ -43,13 +43,16 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "stopd demo: emulated CodePipeline at {} with the fleet of config/demo-fleet.json,\n\
-         policy config/demo.toml (freeze 'demo-freeze' on prod-* tagged env=prod, in force now;\n\
-         timeout 'two-hours' everywhere, abandon; exemption 'hotfix-lane' for prod-hotfix-*).\n",
+        "stopd demo: an emulated CodePipeline at {}\n\
+         with the fleet of config/demo-fleet.json, and the policy of config/demo.toml:\n\
+         freeze 'demo-freeze' on prod-* tagged env=prod, in force now; timeout 'two-hours'\n\
+         everywhere, abandon; exemption 'hotfix-lane' for prod-hotfix-*.\n",
         server.endpoint_url()
     )?;
 
     let store = Store::open(&cfg.daemon.database).await?;
+    let started = Utc::now();
+    let earlier = store.report(&ReportFilter::default()).await?.len();
     let core = build_core(&cfg, CancellationToken::new()).await;
 
     // What the policy says about each running execution, before anything is stopped.
@@ -77,7 +80,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         };
         rows.push(vec![
             e.pipeline.clone(),
-            e.execution_id.clone(),
+            short_id(&e.execution_id),
             humantime::format_duration(std::time::Duration::from_secs(
                 e.start_time
                     .map_or(0, |t| (now - t).num_seconds().max(0) as u64),
@@ -87,10 +90,14 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         ]);
     }
     writeln!(out, "Running executions and the policy's verdict:")?;
-    output::table(
+    // The verdicts are the point: wrapped, not cut.
+    output::render(
         &mut out,
         &["pipeline", "execution", "running", "verdict"],
+        &[true, true, true, false],
         &rows,
+        OutputArgs::TABLE.width(),
+        output::Fit::Wrap,
     )?;
 
     let sweeper = Sweeper {
@@ -102,7 +109,12 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let summary = sweeper
         .sweep(Arc::clone(&cfg.policy), "demo", false)
         .await?;
-    writeln!(out, "\nOne sweep: {}", summary.status_line())?;
+    let status = summary.status_line();
+    writeln!(
+        out,
+        "\nOne sweep: {}",
+        status.strip_prefix("last sweep: ").unwrap_or(&status)
+    )?;
     let mut rows = Vec::new();
     for d in &summary.done {
         let now_status = emulator
@@ -121,6 +133,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     writeln!(out, "\nWhat it stopped:")?;
     output::table(
         &mut out,
+        OutputArgs::TABLE,
         &[
             "pipeline",
             "execution",
@@ -132,23 +145,67 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         &rows,
     )?;
 
-    writeln!(out, "\nThe audit log (stopd report):")?;
-    let records = store.report(&ReportFilter::default()).await?;
-    crate::commands::write_audit(&mut out, output::Format::Table, &records)?;
+    let records = store
+        .report(&ReportFilter {
+            since: Some(started),
+            ..ReportFilter::default()
+        })
+        .await?;
+    if earlier == 0 {
+        writeln!(out, "\nThe audit log (stopd report):")?;
+    } else {
+        writeln!(
+            out,
+            "\nThis run's part of the audit log (stopd report --since {});\n\
+             the {earlier} record(s) before it, from earlier runs with this database, are not shown:",
+            stopd_rules::rfc3339(started)
+        )?;
+    }
+    crate::commands::write_audit(&mut out, OutputArgs::TABLE, &records)?;
+    let run = Invocation::current();
+    let demo_toml = if Path::new("config/demo.toml").exists() {
+        ""
+    } else {
+        "\n  (config/demo.toml is in the stopd source tree: run these from its top directory)"
+    };
+    let kept = cfg.daemon.database.starts_with(tmp.path());
     writeln!(
         out,
-        "\nAudit database: {}{}\n\nNext:\n  \
-         stopd demo --database ./stopd-demo.db                      keep the audit log (the path of config/demo.toml)\n  \
-         stopd --config config/demo.toml report --summary           then query it\n  \
-         stopd --config config/demo.toml windows --days 7           freeze windows; needs no AWS\n  \
-         stopd-emulator --fixture config/demo-fleet.json &          a standing emulator, then:\n  \
-         AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x stopd --config config/demo.toml plan",
+        "\nAudit database: {}{}\n\nNext:{demo_toml}\n\
+         {}\n\
+         {}\n\
+         {}\n\
+         {}\n\
+         {}",
         cfg.daemon.database.display(),
-        if cfg.daemon.database.starts_with(tmp.path()) {
-            " (temporary; pass --database PATH to keep it)"
+        if kept {
+            " (temporary: deleted now; pass --database PATH to keep it)"
         } else {
             ""
-        }
+        },
+        next(
+            &format!("{} demo --database ./stopd-demo.db", run.stopd),
+            "run again, keeping the audit log in ./stopd-demo.db (the database config/demo.toml names)"
+        ),
+        next(
+            &format!("{} --config config/demo.toml report --summary", run.stopd),
+            "then query that log"
+        ),
+        next(
+            &format!("{} --config config/demo.toml windows --days 7", run.stopd),
+            "the demo policy's freeze windows; needs no AWS"
+        ),
+        next(
+            &format!("{} --fixture config/demo-fleet.json &", run.emulator),
+            "a standing emulator (another terminal), then:"
+        ),
+        next(
+            &format!(
+                "AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x {} --config config/demo.toml plan",
+                run.stopd
+            ),
+            "what the daemon would stop there"
+        ),
     )?;
     store.close().await;
     server.shutdown().await;
@@ -157,4 +214,101 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One "Next:" line: the command, then what it does (on the next line if the command is long).
+fn next(command: &str, what: &str) -> String {
+    if command.chars().count() <= 52 {
+        format!("  {command:<52}  {what}")
+    } else {
+        format!("  # {what}\n  {command}")
+    }
+}
+
+/// How to run `stopd` and `stopd-emulator` the way the user started this demo.
+#[derive(Debug, PartialEq, Eq)]
+struct Invocation {
+    /// `stopd`, `./target/release/stopd`, or `cargo run --release -p stopd --`.
+    stopd: String,
+    /// The same for the emulator.
+    emulator: String,
+}
+
+impl Invocation {
+    fn current() -> Invocation {
+        let mut arg0 = std::env::args().next().unwrap_or_else(|| "stopd".into());
+        // Shorter, and still right from here: ./target/release/stopd.
+        if let Ok(cwd) = std::env::current_dir()
+            && let Ok(rel) = Path::new(&arg0).strip_prefix(&cwd)
+        {
+            arg0 = format!("./{}", rel.display());
+        }
+        // `cargo run` sets CARGO and CARGO_MANIFEST_DIR for the program it runs.
+        let cargo =
+            std::env::var_os("CARGO").is_some() && std::env::var_os("CARGO_MANIFEST_DIR").is_some();
+        Invocation::from(&arg0, cargo, cfg!(debug_assertions))
+    }
+
+    fn from(arg0: &str, under_cargo: bool, debug: bool) -> Invocation {
+        if under_cargo {
+            let profile = if debug { "" } else { " --release" };
+            return Invocation {
+                stopd: format!("cargo run{profile} -p stopd --"),
+                emulator: format!("cargo run{profile} -p stopd-emulator --"),
+            };
+        }
+        if !arg0.contains('/') {
+            // Found on PATH.
+            return Invocation {
+                stopd: "stopd".into(),
+                emulator: "stopd-emulator".into(),
+            };
+        }
+        let quote = |s: &str| {
+            if s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+            {
+                s.to_string()
+            } else {
+                format!("'{}'", s.replace('\'', r"'\''"))
+            }
+        };
+        let emulator = Path::new(arg0).with_file_name("stopd-emulator");
+        Invocation {
+            stopd: quote(arg0),
+            emulator: if emulator.exists() {
+                quote(&emulator.to_string_lossy())
+            } else {
+                "stopd-emulator".into()
+            },
+        }
+    }
+}
+
+/// An execution id cut to its first 8 characters, as `git` shortens hashes.
+fn short_id(id: &str) -> String {
+    match id.char_indices().nth(8) {
+        Some((i, _)) => format!("{}…", &id[..i]),
+        None => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_commands_work_as_the_user_started_the_demo() {
+        let cargo = Invocation::from("/src/stopd/target/release/stopd", true, false);
+        assert_eq!(cargo.stopd, "cargo run --release -p stopd --");
+        assert_eq!(cargo.emulator, "cargo run --release -p stopd-emulator --");
+        assert_eq!(
+            Invocation::from("target/debug/stopd", true, true).stopd,
+            "cargo run -p stopd --"
+        );
+        assert_eq!(Invocation::from("stopd", false, false).stopd, "stopd");
+        let path = Invocation::from("./bin dir/stopd", false, false);
+        assert_eq!(path.stopd, "'./bin dir/stopd'");
+        assert_eq!(path.emulator, "stopd-emulator");
+    }
 }

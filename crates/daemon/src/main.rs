@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod commands;
 mod config;
@@ -19,25 +20,124 @@ mod store;
 mod sweep;
 mod time;
 
-use output::Format;
+use output::OutputArgs;
 
 const AFTER_HELP: &str = "\
 Examples:
-  stopd check                                   validate /etc/stopd/stopd.toml, show the next windows
-  stopd --config ./stopd.toml windows --days 14 freeze windows of the next two weeks
-  stopd plan                                    what would be stopped right now, and why
-  stopd plan --at 2026-12-19T00:00:00Z          ... at the start of the year-end freeze
-  stopd run                                     the daemon (systemd runs this)
-  stopd run --once --dry-run                    one sweep that decides and records, stops nothing
-  stopd stop --pipeline prod-web --execution 1b2c... --reason \"bad deploy\"
-  stopd report --since 7d --outcome failed      stops of the last week that did not go through
-  stopd report --summary                        counts by rule, pipeline, outcome and day
-  stopd exempt add --pipeline 'prod-hotfix-*' --for 2h --reason \"INC-4711 hotfix\"
-  stopd demo                                    everything above against a local emulator, no AWS
+  # Validate /etc/stopd/stopd.toml; show the rules and the next windows
+  stopd check
+  # What would be stopped right now, and why (stops nothing)
+  stopd --config ./stopd.toml plan
+  # ... and, hypothetically, at the start of the year-end freeze
+  stopd plan --at 2026-12-19T00:00:00Z
+  # One sweep that decides and records, stops nothing
+  stopd run --once --dry-run
+  # Stops of the last week that did not go through
+  stopd report --since 7d --outcome failed
+  # Let a hotfix through for two hours
+  stopd exempt add --pipeline 'prod-hotfix-*' --for 2h --reason \"INC-4711\"
+  # All of the above against a local emulator: no AWS, no setup
+  stopd demo
 
 Exit codes: 0 success; 1 runtime failure; 2 usage error; 78 invalid configuration.
-Logging: STOPD_LOG sets the filter (default \"info\", e.g. \"stopd=debug\"); STOPD_LOG_FORMAT=json
-for JSON lines. Under systemd (JOURNAL_STREAM set) lines carry no timestamp of their own.";
+Logging: STOPD_LOG sets the filter (default \"info\", e.g. \"stopd=debug\");
+STOPD_LOG_FORMAT=json for JSON lines. Under systemd (JOURNAL_STREAM set) lines
+carry no timestamp of their own.
+Each command's --help has examples; `stopd completions bash` and `stopd man`
+install help into the shell and man(1).";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # The daemon, as systemd runs it
+  stopd run
+  # One sweep, then exit 0 if every decided stop reached a final outcome
+  stopd --config ./stopd.toml run --once
+  # Decide and record `dry_run`; call nothing that changes CodePipeline
+  stopd run --once --dry-run && stopd report --outcome dry_run";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  # Validate the installed policy (systemd's ExecStartPre does this)
+  stopd check
+  # Validate a policy before installing it
+  stopd --config ./stopd.toml check";
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  # What would be stopped right now, and why
+  stopd plan
+  # Today's executions as the year-end freeze would see them (hypothetical)
+  stopd plan --at 2026-12-19T00:00:00Z
+  # For scripts
+  stopd plan --format json";
+
+const WINDOWS_EXAMPLES: &str = "\
+Examples:
+  # The next 30 days
+  stopd windows
+  # Two weeks from a date, every column
+  stopd --config ./stopd.toml windows --from 2026-12-14 --days 14 --wide
+  # For a calendar or a spreadsheet
+  stopd windows --days 365 --format csv > freezes.csv";
+
+const STOP_EXAMPLES: &str = "\
+Examples:
+  # Stop and let running actions finish
+  stopd stop --pipeline prod-web --execution 1b2c3d4e-... --reason \"bad deploy\"
+  # Stop at once, abandoning running actions
+  stopd stop --pipeline prod-web --execution 1b2c3d4e-... --abandon --reason \"INC-4711\"
+
+Exit codes: 0 when the outcome is stopped, already_stopping, not_stoppable or dry_run;
+1 for pipeline_not_found, rejected or failed.";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  # The last week's stops
+  stopd report --since 7d
+  # Stops that did not go through, of one rule, for a spreadsheet
+  stopd report --rule weekend --outcome failed --format csv
+  # Counts by rule, pipeline, outcome and day
+  stopd report --summary --since 2026-12-01
+  # Proof that the daemon was watching during the freeze
+  stopd report --sweeps --since 2026-12-19 --until 2027-01-04";
+
+const EXEMPT_EXAMPLES: &str = "\
+Examples:
+  # Let one pipeline through every rule for two hours
+  stopd exempt add --pipeline prod-payments --for 2h --reason \"INC-4711\"
+  # Who exempted what, and who revoked it
+  stopd exempt list
+  # End an exemption early
+  stopd exempt revoke 3";
+
+const EXEMPT_ADD_EXAMPLES: &str = "\
+Examples:
+  # Let one pipeline through every rule for two hours
+  stopd exempt add --pipeline prod-payments --for 2h --reason \"INC-4711\"
+  # Hotfix pipelines, from the weekend freeze only, until a local time
+  stopd exempt add --pipeline 'prod-hotfix-*' --rule weekend --until 2026-12-24T18:00 \\
+    --reason \"CHG-88\"
+  # Every pipeline, or longer than a week, needs --yes
+  stopd exempt add --pipeline '*' --for 30m --yes --reason \"freeze called off\"";
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  # A local CodePipeline, a policy, one sweep, the audit log
+  stopd demo
+  # Keep the audit log to query it afterwards (config/demo.toml names this file)
+  stopd demo --database ./stopd-demo.db
+  stopd --config config/demo.toml report --summary";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  stopd completions bash | sudo tee /usr/share/bash-completion/completions/stopd
+  stopd completions zsh > \"${fpath[1]}/_stopd\"
+  stopd completions fish > ~/.config/fish/completions/stopd.fish";
+
+const MAN_EXAMPLES: &str = "\
+Examples:
+  stopd man | sudo tee /usr/local/share/man/man1/stopd.1 > /dev/null
+  stopd man | man -l -";
 
 /// Policy-driven stop daemon for AWS CodePipeline: enforces change freezes and timeouts by
 /// stopping running executions, and records every stop in a SQLite audit log.
@@ -59,33 +159,54 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon: sweep on the schedule and at every window edge, stop what the policy says.
+    /// Run the daemon: sweep on the schedule and at window edges, stop what the policy says.
     ///
     /// SIGHUP reloads the policy (a bad file is logged and the old policy stays in force);
     /// SIGTERM lets in-flight stops finish (up to [daemon] shutdown_timeout), records them and
     /// exits 0. Talks to systemd with sd_notify (READY, RELOADING, STOPPING, STATUS, WATCHDOG).
     /// One `stopd run` per database: a second one exits 1 (the first holds <database>.lock).
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Validate the policy file; print a summary and the next window transitions.
+    /// Validate the policy file; print each rule, its scope and the next window transitions.
     ///
-    /// Errors name file, line and column, one per line; the exit code is then 78.
+    /// Errors name file, line and column, one per line; the exit code is then 78. Warns when
+    /// the audit database cannot be written by the current user.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check,
     /// Show what would be stopped now (or at --at) and why, without stopping anything.
     ///
-    /// Reads live executions from CodePipeline; decides as the daemon would.
+    /// Reads live executions from CodePipeline; decides as the daemon would. With --at, today's
+    /// executions are judged as if it were then: a hypothetical, labelled as such.
+    #[command(after_help = PLAN_EXAMPLES)]
     Plan(PlanArgs),
     /// List the freeze windows in a span, in each rule's zone and in UTC. Needs no AWS.
+    #[command(after_help = WINDOWS_EXAMPLES)]
     Windows(WindowsArgs),
     /// Stop one execution by hand, through the same engine and audit log as the daemon.
+    #[command(after_help = STOP_EXAMPLES)]
     Stop(StopArgs),
     /// Query the audit log (works while the daemon is writing).
+    #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
     /// Break-glass exemptions, stored and audited in the database.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXEMPT_EXAMPLES)]
     Exempt(ExemptCommand),
     /// Run against an in-process emulator with a seeded fleet and print what it stopped.
-    /// Needs no AWS, no setup and no config file.
+    ///
+    /// Needs no AWS, no setup and no config file: it enforces its own policy (config/demo.toml,
+    /// built in), so it refuses --config.
+    #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff, section 1) to stdout.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -103,9 +224,8 @@ struct PlanArgs {
     /// Decide as of this instant (RFC 3339, or a local date-time in UTC) instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -116,9 +236,8 @@ struct WindowsArgs {
     /// Length of the span in days.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
     days: u32,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -146,37 +265,40 @@ struct ReportArgs {
     #[arg(long, value_name = "T")]
     until: Option<String>,
     /// Pipeline glob (`*`, `?`, `[...]`).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", conflicts_with = "sweeps")]
     pipeline: Option<String>,
     /// Rule name (`manual` for stops made with `stopd stop`).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "sweeps")]
     rule: Option<String>,
-    /// Outcome: stopped, already_stopping, not_stoppable, pipeline_not_found, rejected, failed,
-    /// dry_run, pending.
-    #[arg(long, value_name = "O")]
-    outcome: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    /// Outcome of the stop.
+    #[arg(long, value_name = "O", value_enum, conflicts_with = "sweeps")]
+    outcome: Option<commands::OutcomeArg>,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Counts by rule, pipeline, outcome and day instead of records.
     #[arg(long, conflicts_with = "sweeps")]
     summary: bool,
     /// The sweep log instead: when the daemon looked, what it saw, how many calls, errors.
+    /// A sweep covers every pipeline and rule, so --pipeline, --rule and --outcome do not apply.
     #[arg(long)]
     sweeps: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum ExemptCommand {
-    /// Exempt pipelines from every rule for a while.
+    /// Exempt pipelines from every rule, or from one (--rule), for a while.
+    #[command(after_help = EXEMPT_ADD_EXAMPLES)]
     Add(ExemptAddArgs),
-    /// List exemptions, newest first.
+    /// List exemptions, newest first: who added them, who revoked them and when.
+    ///
+    /// RULE is empty for an exemption from every rule.
+    #[command(after_help = EXEMPT_EXAMPLES)]
     List {
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Revoke an exemption by id.
+    #[command(after_help = EXEMPT_EXAMPLES)]
     Revoke {
         /// The id shown by `exempt add` and `exempt list`.
         id: i64,
@@ -186,10 +308,10 @@ enum ExemptCommand {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("expiry").required(true).args(["for_", "until"])))]
 struct ExemptAddArgs {
-    /// Pipeline glob.
+    /// Pipeline glob; `*` (every pipeline) needs --yes.
     #[arg(long, value_name = "GLOB")]
     pipeline: String,
-    /// How long (e.g. 2h, 1d).
+    /// How long (e.g. 2h, 1d); more than 7 days needs --yes.
     #[arg(long = "for", id = "for_", value_name = "SPAN")]
     for_: Option<String>,
     /// Until when (RFC 3339, or a local date-time in [defaults] timezone).
@@ -198,11 +320,17 @@ struct ExemptAddArgs {
     /// Why; shown by `plan` and kept in the database.
     #[arg(long)]
     reason: String,
+    /// Exempt from this rule only (a name in the policy); another rule that applies still stops.
+    #[arg(long, value_name = "NAME")]
+    rule: Option<String>,
+    /// Confirm an exemption of every pipeline or of more than 7 days.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Debug, Args)]
 struct DemoArgs {
-    /// Keep the demo's audit database here instead of a temporary directory.
+    /// Keep the demo's audit database in this file instead of a temporary directory.
     #[arg(long, value_name = "PATH")]
     database: Option<PathBuf>,
 }
@@ -213,7 +341,12 @@ struct DemoArgs {
 pub struct UsageError(pub String);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let config_source = matches.value_source("config");
     // The demo prints its own story; its logs would only interleave.
     run::init_logging(if matches!(cli.command, Command::Demo(_)) {
         "warn"
@@ -230,9 +363,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(dispatch(cli));
+    let result = runtime.block_on(dispatch(cli, config_source));
     match result {
         Ok(code) => code,
+        // A reader that stopped reading (`stopd report | head`) is not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(c) = e.downcast_ref::<config::ConfigError>() {
                 eprintln!("stopd: invalid configuration:\n{c}");
@@ -248,17 +383,60 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Whether `e` is, somewhere in its chain, a write to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+            || c.downcast_ref::<csv::Error>().is_some_and(
+                |c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe),
+            )
+    })
+}
+
+async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Result<ExitCode> {
     let path = cli.config;
     match cli.command {
-        Command::Demo(a) => demo::demo(a.database).await,
+        Command::Demo(a) => {
+            match config_source {
+                Some(ValueSource::CommandLine) => {
+                    return Err(UsageError(format!(
+                        "demo enforces its own built-in policy (config/demo.toml) on its own \
+                         emulator and does not read --config {}; to try that policy, run \
+                         `stopd --config {0} check`, then `plan` against CodePipeline",
+                        path.display()
+                    ))
+                    .into());
+                }
+                Some(ValueSource::EnvVariable) => eprintln!(
+                    "stopd: note: demo ignores STOPD_CONFIG ({}); it enforces its own built-in \
+                     policy (config/demo.toml)",
+                    path.display()
+                ),
+                _ => {}
+            }
+            demo::demo(a.database).await
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stopd", &mut out);
+            commands::print(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            commands::print(&out)
+        }
         command => {
             let cfg = config::load(&path)?;
             match command {
                 Command::Run(a) => run::run(cfg, a.once, a.dry_run).await,
                 Command::Check => commands::check(&cfg),
-                Command::Plan(a) => commands::plan(&cfg, a.at.as_deref(), a.format).await,
-                Command::Windows(a) => commands::windows(&cfg, a.from.as_deref(), a.days, a.format),
+                Command::Plan(a) => commands::plan(&cfg, a.at.as_deref(), a.output).await,
+                Command::Windows(a) => commands::windows(&cfg, a.from.as_deref(), a.days, a.output),
                 Command::Stop(a) => {
                     commands::stop(&cfg, &a.pipeline, &a.execution, a.abandon, &a.reason).await
                 }
@@ -271,7 +449,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             pipeline: a.pipeline,
                             rule: a.rule,
                             outcome: a.outcome,
-                            format: a.format,
+                            output: a.output,
                             summary: a.summary,
                             sweeps: a.sweeps,
                         },
@@ -281,21 +459,81 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Exempt(ExemptCommand::Add(a)) => {
                     commands::exempt_add(
                         &cfg,
-                        &a.pipeline,
-                        a.for_.as_deref(),
-                        a.until.as_deref(),
-                        &a.reason,
+                        &commands::ExemptRequest {
+                            glob: &a.pipeline,
+                            for_: a.for_.as_deref(),
+                            until: a.until.as_deref(),
+                            reason: &a.reason,
+                            rule: a.rule.as_deref(),
+                            yes: a.yes,
+                        },
                     )
                     .await
                 }
-                Command::Exempt(ExemptCommand::List { format }) => {
-                    commands::exempt_list(&cfg, format).await
+                Command::Exempt(ExemptCommand::List { output }) => {
+                    commands::exempt_list(&cfg, output).await
                 }
                 Command::Exempt(ExemptCommand::Revoke { id }) => {
                     commands::exempt_revoke(&cfg, id).await
                 }
-                Command::Demo(_) => unreachable!("handled above"),
+                Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+                    unreachable!("handled above")
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command and subcommand teaches by example.
+    #[test]
+    fn every_subcommand_help_has_examples() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut all = vec![sub.clone()];
+            all.extend(sub.get_subcommands().cloned());
+            for mut c in all {
+                if c.get_name() == "help" {
+                    continue;
+                }
+                let help = c.render_long_help().to_string();
+                let examples = help.split_once("Examples:").map_or(0, |(_, rest)| {
+                    rest.lines()
+                        .skip(1)
+                        .take_while(|l| !l.trim().is_empty())
+                        .filter(|l| l.trim_start().starts_with("stopd "))
+                        .count()
+                });
+                if !(2..=4).contains(&examples) {
+                    missing.push(format!("{}: {examples} examples in\n{help}", c.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{missing:?}");
+    }
+
+    /// The top-level help fits 100 columns without clap re-wrapping the examples.
+    #[test]
+    fn top_level_help_wraps_cleanly() {
+        let help = Cli::command().render_long_help().to_string();
+        for line in help.lines() {
+            assert!(line.chars().count() <= 100, "too wide: {line:?}");
+        }
+        assert!(
+            help.contains(
+                "\n  stopd exempt add --pipeline 'prod-hotfix-*' --for 2h --reason \"INC-4711\"\n"
+            ),
+            "{help}"
+        );
     }
 }

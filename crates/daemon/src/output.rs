@@ -1,9 +1,21 @@
 //! Table, JSON and CSV output of records.
+//!
+//! Tables fit the terminal, at most [`MAX_WIDTH`] columns: long cells are cut with an ellipsis
+//! (one line per record, so `grep` still sees whole records) and some columns are shown only with
+//! `--wide`, which prints every column in full. JSON and CSV always carry every field in full.
+//! Text that came from outside (reasons, pipeline names, service errors) is printed with its
+//! control characters escaped in tables and CSV, so an ANSI sequence in a reason cannot repaint
+//! an operator's terminal; JSON escapes them by its own rules.
 
-use std::io::Write;
+use std::borrow::Cow;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
+use comfy_table::{ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
 use serde::Serialize;
+
+/// The widest a table is without `--wide`, whatever the terminal.
+pub const MAX_WIDTH: u16 = 100;
 
 /// Output format of listing commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,61 +28,297 @@ pub enum Format {
     Csv,
 }
 
-/// Writes `rows` in `format`: JSON from their `Serialize` impl, table and CSV from `cells`.
+/// The output flags of every listing command.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Tables: every column, in full, however wide (default: fit the terminal, at most 100
+    /// columns, long cells cut with …).
+    #[arg(long)]
+    pub wide: bool,
+}
+
+impl OutputArgs {
+    /// A table for people, fitted to the terminal.
+    pub const TABLE: OutputArgs = OutputArgs {
+        format: Format::Table,
+        wide: false,
+    };
+
+    /// The width tables must fit: `None` with `--wide`.
+    pub fn width(&self) -> Option<u16> {
+        if self.wide {
+            return None;
+        }
+        let terminal = std::io::stdout()
+            .is_terminal()
+            .then(terminal_size::terminal_size)
+            .flatten()
+            .map(|(w, _)| w.0);
+        Some(terminal.map_or(MAX_WIDTH, |w| w.clamp(40, MAX_WIDTH)))
+    }
+}
+
+/// What a fitted table does with a cell too long for its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Cut it with an ellipsis: one line per record.
+    Cut,
+    /// Wrap it over several lines.
+    Wrap,
+}
+
+/// Which columns a table shows, and which it never cuts.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    /// Every column, in order: the CSV header and, upper-cased, the table's.
+    pub names: &'a [&'a str],
+    /// Columns a fitted table leaves out (`--wide` and CSV show them).
+    pub wide_only: &'a [&'a str],
+    /// Columns a fitted table never cuts (ids, instants, outcomes).
+    pub whole: &'a [&'a str],
+    /// Timestamps a fitted table shows to the minute (others: to the second).
+    pub to_the_minute: &'a [&'a str],
+}
+
+impl<'a> Columns<'a> {
+    /// Every column shown; any may be cut.
+    pub const fn all(names: &'a [&'a str]) -> Columns<'a> {
+        Columns {
+            names,
+            wide_only: &[],
+            whole: &[],
+            to_the_minute: &[],
+        }
+    }
+}
+
+/// Writes `rows` as `out.format`: JSON from their `Serialize` impl, table and CSV from `cells`
+/// (one per name of `columns`, in order).
 pub fn write<T: Serialize>(
     out: &mut impl Write,
-    format: Format,
+    opts: OutputArgs,
     rows: &[T],
-    headers: &[&str],
+    columns: Columns<'_>,
     cells: impl Fn(&T) -> Vec<String>,
 ) -> Result<()> {
-    match format {
+    match opts.format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;
             writeln!(out)?;
         }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut *out);
-            w.write_record(headers)?;
+            w.write_record(columns.names)?;
             for r in rows {
-                w.write_record(cells(r))?;
+                w.write_record(cells(r).iter().map(|c| escape(c).into_owned()))?;
             }
             w.flush()?;
         }
         Format::Table => {
-            let body: Vec<Vec<String>> = rows.iter().map(&cells).collect();
-            table(out, headers, &body)?;
+            let width = opts.width();
+            let all: Vec<Vec<String>> = rows.iter().map(&cells).collect();
+            // A fitted table leaves out wide-only columns, and columns with nothing in them.
+            let shown: Vec<usize> = (0..columns.names.len())
+                .filter(|&i| {
+                    width.is_none()
+                        || !columns.wide_only.contains(&columns.names[i])
+                            && all.iter().any(|r| !r[i].is_empty())
+                })
+                .collect();
+            let pick = |all: &[&str]| -> Vec<String> {
+                shown
+                    .iter()
+                    .map(|&i| match width {
+                        Some(_) if columns.to_the_minute.contains(&columns.names[i]) => {
+                            let s = to_the_second(all[i]);
+                            match s.strip_suffix('Z') {
+                                Some(t) if t.len() == 19 => format!("{}Z", &t[..16]),
+                                _ => s.into_owned(),
+                            }
+                        }
+                        Some(_) => to_the_second(all[i]).into_owned(),
+                        None => all[i].to_string(),
+                    })
+                    .collect()
+            };
+            let headers: Vec<&str> = shown.iter().map(|&i| columns.names[i]).collect();
+            let whole: Vec<bool> = headers.iter().map(|h| columns.whole.contains(h)).collect();
+            let body: Vec<Vec<String>> = all
+                .iter()
+                .map(|r| {
+                    let r: Vec<&str> = r.iter().map(String::as_str).collect();
+                    pick(&r)
+                })
+                .collect();
+            render(out, &headers, &whole, &body, width, Fit::Cut)?;
         }
     }
     Ok(())
 }
 
-/// Aligned columns; the last column is not padded.
-pub fn table(out: &mut impl Write, headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
+/// Aligned columns fitted to `width` (`None`: natural widths); `whole[i]` columns are never cut.
+pub fn render(
+    out: &mut impl Write,
+    headers: &[&str],
+    whole: &[bool],
+    rows: &[Vec<String>],
+    width: Option<u16>,
+    fit: Fit,
+) -> Result<()> {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_truncation_indicator("…")
+        .set_header(headers.iter().map(|h| h.to_uppercase()));
+    match width {
+        Some(w) => {
+            t.set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(w);
+        }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
         }
     }
-    let line = |out: &mut dyn Write, cells: &[String]| -> std::io::Result<()> {
-        let last = cells.len().saturating_sub(1);
-        for (i, c) in cells.iter().enumerate() {
-            if i == last {
-                write!(out, "{c}")?;
-            } else {
-                let pad = widths[i] - c.chars().count();
-                write!(out, "{c}{}  ", " ".repeat(pad))?;
-            }
-        }
-        writeln!(out)
-    };
-    let head: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
-    line(out, &head)?;
     for r in rows {
-        line(out, r)?;
+        let mut row = Row::from(r.iter().map(|c| escape(c).into_owned()));
+        if fit == Fit::Cut {
+            row.max_height(1);
+        }
+        t.add_row(row);
+    }
+    let last = headers.len().saturating_sub(1);
+    for (i, col) in t.column_iter_mut().enumerate() {
+        // Two spaces between columns, none at the edges.
+        col.set_padding((0, if i == last { 0 } else { 2 }));
+        if whole.get(i).copied().unwrap_or(false) {
+            col.set_constraint(ColumnConstraint::ContentWidth);
+        } else if width.is_some() {
+            // A cut column keeps its header whole, and enough to recognise: "prod-…".
+            let pad = if i == last { 0 } else { 2 };
+            col.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+                headers[i].chars().count().max(5) as u16 + pad,
+            )));
+        }
+    }
+    for line in t.lines() {
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// Aligned columns for a table of plain strings, fitted as `opts` says; every column may be cut.
+pub fn table(
+    out: &mut impl Write,
+    opts: OutputArgs,
+    headers: &[&str],
+    rows: &[Vec<String>],
+) -> Result<()> {
+    render(out, headers, &[], rows, opts.width(), Fit::Cut)
+}
+
+/// A timestamp of the audit log (`2026-11-28T09:25:05.875Z`) to the second, for a fitted table;
+/// any other text as it is.
+fn to_the_second(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    if b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z' && text.is_ascii() {
+        Cow::Owned(format!("{}Z", &text[..19]))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// `text` with its control characters (C0, DEL, C1) and the bidirectional overrides that can
+/// reorder what a terminal shows escaped as `\n`, `\u{1b}`, ...; everything else as it is.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut s = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            s.extend(c.escape_debug());
+            // escape_debug leaves some format characters as they are; make sure.
+            if s.ends_with(c) {
+                s.pop();
+                s.extend(c.escape_unicode());
+            }
+        } else {
+            s.push(c);
+        }
+    }
+    Cow::Owned(s)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitted_tables_show_audit_timestamps_to_the_second() {
+        assert_eq!(
+            to_the_second("2026-11-28T09:25:05.875Z"),
+            "2026-11-28T09:25:05Z"
+        );
+        assert_eq!(
+            to_the_second("2026-11-28T09:25:05Z"),
+            "2026-11-28T09:25:05Z"
+        );
+        assert_eq!(
+            to_the_second("a reason of twenty-four."),
+            "a reason of twenty-four."
+        );
+    }
+
+    #[test]
+    fn control_characters_and_ansi_are_escaped() {
+        assert_eq!(escape("plain ✓ text"), "plain ✓ text");
+        assert_eq!(
+            escape("red \u{1b}[31mALERT\u{1b}[0m\r\nforged\u{7}\u{9b}x\u{202e}"),
+            "red \\u{1b}[31mALERT\\u{1b}[0m\\r\\nforged\\u{7}\\u{9b}x\\u{202e}"
+        );
+    }
+
+    fn render_to_string(rows: &[Vec<String>], whole: &[bool], width: Option<u16>) -> String {
+        let mut out = Vec::new();
+        render(
+            &mut out,
+            &["name", "id", "reason"],
+            whole,
+            rows,
+            width,
+            Fit::Cut,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_fitted_table_cuts_long_cells_with_an_ellipsis_and_wide_keeps_them() {
+        let rows = vec![
+            vec![
+                "prod-web".to_string(),
+                "603a0808-44a3-49f2-a322-e08a22ae47c6".to_string(),
+                "Change freeze until 2099-12-31T23:00:00Z: prod-web stopped by stopd; ask #release"
+                    .to_string(),
+            ],
+            vec!["dev".into(), "1".into(), "short".into()],
+        ];
+        let fitted = render_to_string(&rows, &[false, true, false], Some(60));
+        assert_eq!(
+            fitted,
+            "NAME      ID                                    REASON\n\
+             prod-web  603a0808-44a3-49f2-a322-e08a22ae47c6  Change…\n\
+             dev       1                                     short\n"
+        );
+        assert!(fitted.lines().all(|l| l.chars().count() <= 60));
+        let wide = render_to_string(&rows, &[false, true, false], None);
+        assert!(wide.contains("ask #release\n"), "{wide}");
+        assert_eq!(wide.lines().count(), 3);
+    }
 }

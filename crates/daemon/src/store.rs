@@ -488,6 +488,10 @@ pub struct ExemptionRecord {
     pub created_by: String,
     /// When it was revoked, if it was.
     pub revoked_at: Option<String>,
+    /// Who revoked it, if someone did.
+    pub revoked_by: Option<String>,
+    /// The one rule it exempts from; `None`: every rule.
+    pub rule: Option<String>,
 }
 
 impl Store {
@@ -762,7 +766,8 @@ impl Store {
              FROM stops s LEFT JOIN stop_outcomes o ON o.stop_id = s.id \
              WHERE (?1 IS NULL OR s.at >= ?1) AND (?2 IS NULL OR s.at < ?2) \
                AND (?3 IS NULL OR s.pipeline GLOB ?3) AND (?4 IS NULL OR s.rule = ?4) \
-               AND (?5 IS NULL OR COALESCE(o.outcome, 'pending') = ?5) \
+               AND (?5 IS NULL OR COALESCE(o.outcome, \
+                        CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) = ?5) \
              ORDER BY s.at, s.id",
         )
         .bind(f.since.map(ts))
@@ -842,16 +847,18 @@ impl Store {
         until: DateTime<Utc>,
         reason: &str,
         by: &str,
+        rule: Option<&str>,
     ) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by, rule) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
         .bind(glob)
         .bind(ts(until))
         .bind(reason)
         .bind(by)
+        .bind(rule)
         .fetch_one(&self.pool)
         .await
         .context("cannot record the exemption")?;
@@ -887,7 +894,8 @@ impl Store {
     /// Every exemption, newest first.
     pub async fn exemptions(&self) -> Result<Vec<ExemptionRecord>> {
         let rows = sqlx::query(
-            "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at \
+            "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at, \
+                    r.revoked_by, e.rule \
              FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
              ORDER BY e.id DESC",
         )
@@ -904,6 +912,8 @@ impl Store {
                 reason: r.get(4),
                 created_by: r.get(5),
                 revoked_at: r.get(6),
+                revoked_by: r.get(7),
+                rule: r.get(8),
             })
             .collect())
     }
@@ -928,7 +938,7 @@ impl Store {
                 until,
                 e.reason.clone(),
             ) {
-                Ok(x) => out.push(x),
+                Ok(x) => out.push(x.only_rule(e.rule.clone())),
                 Err(err) => {
                     tracing::warn!(id = e.id, error = %err, "skipping an exemption whose glob does not compile")
                 }

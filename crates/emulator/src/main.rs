@@ -16,9 +16,8 @@ use stopd_emulator::{
 /// Point any AWS client at it with an endpoint URL and dummy credentials:
 ///
 ///   stopd-emulator --listen 127.0.0.1:4599 --fleet 100 &
-///
-///   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --region us-east-1
-///   --endpoint-url http://127.0.0.1:4599 codepipeline list-pipelines
+///   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --region us-east-1 \
+///     --endpoint-url http://127.0.0.1:4599 codepipeline list-pipelines
 ///
 /// The admin API lives under /_emulator/: GET state, POST seed (a fixture), POST fleet,
 /// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset.
@@ -132,4 +131,23 @@ async fn main() -> anyhow::Result<()> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Pasted into a shell, the help's example reaches the emulator: the `aws` line continues.
+    #[test]
+    fn help_example_continues_its_line() {
+        let help = super::Args::command().render_long_help().to_string();
+        let example = help
+            .lines()
+            .skip_while(|l| !l.contains("aws --region"))
+            .take(2)
+            .collect::<Vec<_>>();
+        assert_eq!(example.len(), 2, "{help}");
+        assert!(example[0].trim_end().ends_with('\\'), "{help}");
+        assert!(example[1].contains("--endpoint-url http://127.0.0.1:4599"));
+    }
 }

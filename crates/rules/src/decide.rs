@@ -237,7 +237,7 @@ impl Policy {
                 if nothing_in_force {
                     return Verdict::Allow;
                 }
-                let winner = match self.winner(now, ex, rules_now) {
+                let winner = match self.winner(now, ex, rules_now, &|_| false) {
                     Ok(w) => w,
                     Err(Held::Nothing) => return Verdict::Allow,
                     Err(Held::Grace(i)) => {
@@ -254,10 +254,27 @@ impl Policy {
                     }
                 };
                 let rule = &self.rules[winner];
-                if let Some(e) = exemptions
+                let mut matching = exemptions
                     .iter()
-                    .find(|e| e.selector.matches(ex.pipeline, ex.tags))
+                    .filter(|e| e.selector.matches(ex.pipeline, ex.tags))
+                    .peekable();
+                if matching.peek().is_none() {
+                    return Verdict::Stop(render(rule, &rules_now[winner], now, ex));
+                }
+                let matching: Vec<&Exemption> = matching.copied().collect();
+                let covers =
+                    |e: &Exemption, name: &str| e.rule.as_deref().is_none_or(|r| r == name);
+                if let Some(e) = matching
+                    .iter()
+                    .find(|e| e.rule.is_none())
+                    .or_else(|| matching.iter().find(|e| covers(e, &rule.name)))
                 {
+                    // Exempt from the winner: the next rule that no exemption covers may still
+                    // stop it.
+                    let skip = |i: usize| matching.iter().any(|e| covers(e, &self.rules[i].name));
+                    if let Ok(w) = self.winner(now, ex, rules_now, &skip) {
+                        return Verdict::Stop(render(&self.rules[w], &rules_now[w], now, ex));
+                    }
                     return Verdict::Exempt {
                         exemption: e.name.clone(),
                         rule: rule.name.clone(),
@@ -301,18 +318,23 @@ impl Policy {
     }
 
     /// The index of the rule that stops this execution, if any; otherwise why none does
-    /// (grace, spared rollback), if a rule came close.
+    /// (grace, spared rollback), if a rule came close. Rules for which `skip` is true (an
+    /// exemption covers them) are not considered.
     fn winner(
         &self,
         now: DateTime<Utc>,
         ex: &ExecutionFacts<'_>,
         rules_now: &[RuleNow],
+        skip: &dyn Fn(usize) -> bool,
     ) -> Result<usize, Held> {
         let mut winner: Option<usize> = None;
         let mut held = Held::Nothing;
         let now_ms = now.timestamp_millis();
         let start_ms = ex.start.map(|s| s.timestamp_millis());
         for (i, rule) in self.rules.iter().enumerate() {
+            if skip(i) {
+                continue;
+            }
             // Cheap checks first, in integer milliseconds: rules out of force cost nothing more.
             let state = &rules_now[i];
             let in_grace = match &rule.trigger {

@@ -186,6 +186,8 @@ pub struct Exemption {
     pub reason: Option<String>,
     /// Config or break-glass.
     pub source: ExemptionSource,
+    /// Only this rule (by name); `None`: every rule. Another rule that applies still stops.
+    pub rule: Option<String>,
 }
 
 impl Exemption {
@@ -202,7 +204,14 @@ impl Exemption {
             until: Some(until),
             reason: Some(reason.into()),
             source: ExemptionSource::BreakGlass,
+            rule: None,
         })
+    }
+
+    /// The same exemption, limited to the rule named `rule` (`None`: every rule).
+    pub fn only_rule(mut self, rule: Option<String>) -> Exemption {
+        self.rule = rule;
+        self
     }
 
     /// Whether it is in force at `t`.
@@ -598,5 +607,6 @@ fn compile_exempt(e: &ExemptSpec, ctx: &mut Ctx<'_>, default_tz: Tz) -> Exemptio
         until,
         reason: e.reason.clone(),
         source: ExemptionSource::Config,
+        rule: None,
     }
 }

@@ -86,6 +86,8 @@ pub struct Selector {
     include_src: Vec<String>,
     /// Matches an included name.
     include: Vec<NameGlob>,
+    /// Exclude globs as written.
+    exclude_src: Vec<String>,
     /// Matches an excluded name.
     exclude: Vec<NameGlob>,
     /// Every key must be present with this value.
@@ -116,6 +118,7 @@ impl Selector {
         Ok(Selector {
             include_src: include.to_vec(),
             include: build(include)?,
+            exclude_src: exclude.to_vec(),
             exclude: build(exclude)?,
             tags,
         })
@@ -141,6 +144,16 @@ impl Selector {
     /// The include globs as written.
     pub fn include_globs(&self) -> &[String] {
         &self.include_src
+    }
+
+    /// The exclude globs as written.
+    pub fn exclude_globs(&self) -> &[String] {
+        &self.exclude_src
+    }
+
+    /// The tags a pipeline must carry, key and value.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
     }
 }
 

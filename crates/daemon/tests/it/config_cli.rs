@@ -29,6 +29,14 @@ async fn check_summarises_a_good_file_and_exits_0() {
     assert!(s.contains("OK"), "{s}");
     assert!(s.contains("1 freeze rule(s), 1 timeout rule(s)"), "{s}");
     assert!(s.contains("opens  weekend"), "{s}");
+    // Each rule's scope, and spans as people say them.
+    assert!(
+        s.contains("every \"0 18 * * FRI\" (Europe/Berlin) for 2 days 14 h"),
+        "{s}"
+    );
+    assert!(s.contains("pipelines: prod-*\n"), "{s}");
+    assert!(s.contains("runs longer than 2 h"), "{s}");
+    assert!(s.contains("pipelines: every pipeline"), "{s}");
     assert!(
         s.contains("Fri"),
         "next transitions in the rule's zone: {s}"
@@ -187,7 +195,9 @@ timezone = "America/New_York"
             "end": "2027-03-28T02:00:00Z",
             "timezone": "Europe/Berlin",
             "start_local": "2027-03-28T03:00:00+02:00",
-            "end_local": "2027-03-28T04:00:00+02:00"
+            "end_local": "2027-03-28T04:00:00+02:00",
+            "weekday": "Sun",
+            "duration": "1 h"
         }])
     );
     let out = env
@@ -206,18 +216,18 @@ timezone = "America/New_York"
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("rule,start,end,timezone,start_local,end_local")
+        Some("rule,start,end,timezone,start_local,end_local,weekday,duration")
     );
     assert_eq!(
         lines.next(),
         Some(
-            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00"
+            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00,Sat-Mon,16 days 9 h"
         )
     );
     assert_eq!(
         lines.next(),
         Some(
-            "night,2026-12-20T01:30:00Z,2026-12-20T02:30:00Z,Europe/Berlin,2026-12-20T02:30:00+01:00,2026-12-20T03:30:00+01:00"
+            "night,2026-12-20T01:30:00Z,2026-12-20T02:30:00Z,Europe/Berlin,2026-12-20T02:30:00+01:00,2026-12-20T03:30:00+01:00,Sun,1 h"
         )
     );
     let out = env

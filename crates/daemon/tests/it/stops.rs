@@ -67,11 +67,14 @@ async fn every_outcome_of_a_manual_stop_reaches_the_audit_log() {
     assert_ok(&stop("prod-a", a.clone(), &[]).await);
     // not_stoppable: it finished long ago.
     assert_ok(&stop("prod-a", finished.clone(), &[]).await);
-    // pipeline_not_found.
-    assert_ok(&stop("prod-gone", a.clone(), &[]).await);
+    // pipeline_not_found and rejected are recorded, and exit 1 (DESIGN.md).
+    let out = stop("prod-gone", a.clone(), &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("pipeline_not_found"));
     // rejected: not an execution id (refused before any call).
     let out = stop("prod-b", "not-a-uuid".into(), &[]).await;
-    assert_ok(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("rejected"));
     // failed: the service answers 500 until the deadline.
     env.emulator.add_fault(FaultRule::new(
         Some("StopPipelineExecution"),

@@ -350,3 +350,47 @@ fn unknown_start_is_never_stopped_by_a_timeout_but_a_freeze_still_applies() {
         d.explanation()
     );
 }
+
+#[test]
+fn an_exemption_from_one_rule_lets_another_rule_stop() {
+    let p = policy(POLICY);
+    let none = BTreeMap::new();
+    // In the weekend window, and running for 3 hours: weekend (finish) and two-hours (abandon)
+    // both apply; two-hours wins (abandon beats finish).
+    let ex = [facts("prod-api", "e1", "2026-11-27T16:00:00Z", &none)];
+    let at = utc("2026-11-27T19:00:00Z");
+    let until = utc("2026-11-28T00:00:00Z");
+    let only = |rule: &str| {
+        Exemption::break_glass("bg-1", "prod-*", until, "r")
+            .unwrap()
+            .only_rule(Some(rule.into()))
+    };
+    // Exempt from the winner: the next rule stops it.
+    assert_eq!(
+        stop(&p.decide(at, &ex, &[only("two-hours")])[0]).rule,
+        "weekend"
+    );
+    // Exempt from a rule that does not win: nothing changes.
+    assert_eq!(
+        stop(&p.decide(at, &ex, &[only("weekend")])[0]).rule,
+        "two-hours"
+    );
+    // Exempt from both, by two exemptions: exempt, naming the rule that would have won.
+    assert_eq!(
+        p.decide(at, &ex, &[only("weekend"), only("two-hours")])[0],
+        Verdict::Exempt {
+            exemption: "bg-1".into(),
+            rule: "two-hours".into()
+        }
+    );
+    // From a rule of another name (renamed since): it exempts from nothing.
+    assert_eq!(
+        stop(&p.decide(at, &ex, &[only("gone")])[0]).rule,
+        "two-hours"
+    );
+    // The decider agrees with a fresh decision.
+    assert_eq!(
+        p.decider(at).decide(at, &ex, &[only("two-hours")]),
+        p.decide(at, &ex, &[only("two-hours")])
+    );
+}

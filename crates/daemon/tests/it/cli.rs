@@ -1,0 +1,522 @@
+//! The command line as people meet it: help, tables that fit, escaped text, refusals, pipes.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// Compares `actual` with `tests/it/snapshots/NAME`; `UPDATE_SNAPSHOTS=1` rewrites the file.
+#[track_caller]
+fn snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    assert!(
+        expected == actual,
+        "{name} changed (UPDATE_SNAPSHOTS=1 rewrites it); now:\n{actual}"
+    );
+}
+
+fn max_width(s: &str) -> usize {
+    s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+const FREEZES: &str = r#"
+[defaults]
+timezone = "Europe/Berlin"
+
+[[freeze]]
+name = "weekend"
+cron = "0 18 * * FRI"
+duration = "62h"
+pipelines = ["prod-*"]
+exclude = ["prod-hotfix-*"]
+tags = { env = "prod" }
+
+[[freeze]]
+name = "night"
+cron = "30 2 * * SUN"
+duration = "1h"
+"#;
+
+#[tokio::test]
+async fn help_snapshot_and_it_fits_100_columns() {
+    // As a user without STOPD_CONFIG sees it (clap shows the variable's value).
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_remove("STOPD_CONFIG")
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        text(&out.stdout)
+    };
+    let top = help(&["--help"]);
+    assert!(max_width(&top) <= 100, "{top}");
+    snapshot("help.txt", &top);
+    snapshot("exempt-add-help.txt", &help(&["exempt", "add", "--help"]));
+}
+
+#[tokio::test]
+async fn readme_command_table_matches_help() {
+    let env = Env::new(&fleet(&[])).await;
+    let help = text(&env.stopd(&["--help"]).await.stdout);
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        // A description that wraps goes on deeper indented.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{commands:?}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let table = readme
+        .split("## Commands")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .find(|p| p.starts_with("| command"))
+        .expect("README's command table");
+    // Each row's first cell names one or more commands: `exempt add ...`, `completions SHELL`.
+    // `\|` is a bar inside a cell.
+    let table = table.replace("\\|", "/");
+    let mut in_readme: Vec<&str> = Vec::new();
+    for row in table.lines().skip(2) {
+        let cell = row.split('|').nth(1).unwrap();
+        for part in cell.split('`').skip(1).step_by(2) {
+            in_readme.push(part.split_whitespace().next().unwrap());
+        }
+    }
+    in_readme.dedup();
+    assert_eq!(in_readme, commands, "README's command table against --help");
+    // And every flag the README shows for a command exists in that command's --help.
+    for row in table.lines().skip(2) {
+        let cell = row.split('|').nth(1).unwrap();
+        for part in cell.split('`').skip(1).step_by(2) {
+            let mut words = part.split_whitespace();
+            let mut args: Vec<&str> = vec![words.next().unwrap()];
+            if args[0] == "exempt" {
+                args.push(words.next().unwrap());
+            }
+            let sub_help = text(&env.stopd(&[&args[..], &["--help"]].concat()).await.stdout);
+            for flag in part
+                .split(|c: char| c.is_whitespace() || "[]()|\\".contains(c))
+                .filter(|w| w.starts_with("--"))
+            {
+                assert!(
+                    sub_help.contains(flag),
+                    "README shows {flag} for {args:?}, --help does not"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn windows_table_has_weekday_and_duration_and_fits() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", FREEZES);
+    let args = ["windows", "--from", "2027-03-26T00:00:00Z", "--days", "3"];
+    let out = env.stopd(&args).await;
+    assert_ok(&out);
+    let table = text(&out.stdout);
+    assert!(max_width(&table) <= 100, "{table}");
+    snapshot("windows.txt", &table);
+    let wide = text(&env.stopd(&[&args[..], &["--wide"]].concat()).await.stdout);
+    assert!(
+        wide.contains("2027-03-26T17:00:00Z"),
+        "UTC with --wide: {wide}"
+    );
+    let csv = text(
+        &env.stopd(&[&args[..], &["--format", "csv"]].concat())
+            .await
+            .stdout,
+    );
+    assert!(
+        csv.starts_with("rule,start,end,timezone,start_local,end_local,weekday,duration\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(",Fri-Mon,2 days 14 h\n"), "{csv}");
+}
+
+/// A manual stop whose reason carries an ANSI sequence and a line break, and one long reason.
+async fn hostile_stops(env: &Env) {
+    let a = active(env, "prod-a");
+    let b = active(env, "prod-b");
+    let out = env
+        .stopd(&[
+            "stop",
+            "--pipeline",
+            "prod-a",
+            "--execution",
+            &a,
+            "--reason",
+            "\u{1b}[2J\u{1b}[31mINC-1\u{1b}[0m\nforged line",
+        ])
+        .await;
+    assert_ok(&out);
+    assert!(!text(&out.stdout).contains('\u{1b}'));
+    let long = "INC-2: ".to_string() + &"the deploy broke checkout in every region; ".repeat(4);
+    let out = env
+        .stopd(&[
+            "stop",
+            "--pipeline",
+            "prod-b",
+            "--execution",
+            &b,
+            "--reason",
+            &long,
+        ])
+        .await;
+    assert_ok(&out);
+}
+
+#[tokio::test]
+async fn report_fits_100_columns_escapes_control_characters_and_wide_shows_all() {
+    let env = Env::new(&fleet(&[("prod-a", "prod"), ("prod-b", "prod")])).await;
+    env.write_config("", "");
+    hostile_stops(&env).await;
+
+    let table = text(&env.stopd(&["report"]).await.stdout);
+    assert!(max_width(&table) <= 100, "{table}");
+    assert!(!table.contains('\u{1b}'), "raw ESC in the table: {table:?}");
+    assert!(table.contains("\\u{1b}[2J"), "{table}");
+    assert!(table.contains('…'), "a long reason is cut: {table}");
+    assert_eq!(table.lines().count(), 3, "one line per record: {table}");
+
+    let wide = text(&env.stopd(&["report", "--wide"]).await.stdout);
+    assert!(
+        wide.contains("checkout in every region; the deploy"),
+        "{wide}"
+    );
+    assert!(
+        wide.contains("RULE_KIND") && wide.contains("ATTEMPTS"),
+        "{wide}"
+    );
+    assert!(!wide.contains('\u{1b}'));
+
+    let csv = text(&env.stopd(&["report", "--format", "csv"]).await.stdout);
+    assert!(!csv.contains('\u{1b}'), "{csv:?}");
+    assert!(
+        csv.contains("\\u{1b}[31mINC-1\\u{1b}[0m\\nforged line"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+
+    // JSON keeps the text itself (escaped by JSON's own rules).
+    let records = env.report(&[]).await;
+    assert_eq!(
+        records[0]["reason"],
+        "\u{1b}[2J\u{1b}[31mINC-1\u{1b}[0m\nforged line"
+    );
+}
+
+#[tokio::test]
+async fn report_outcome_takes_every_outcome_and_sweeps_refuse_record_filters() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config(
+        "dry_run = true",
+        "[[timeout]]\nname = \"t\"\nmax_duration = \"1m\"\n",
+    );
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_ok(&out);
+    let dry = env.report(&["--outcome", "dry_run"]).await;
+    assert_eq!(dry.len(), 1, "{dry:?}");
+    assert!(env.report(&["--outcome", "pending"]).await.is_empty());
+    let help = text(&env.stopd(&["report", "--help"]).await.stdout);
+    for o in [
+        "stopped",
+        "already_stopping",
+        "not_stoppable",
+        "pipeline_not_found",
+        "rejected",
+        "failed",
+        "dry_run",
+        "pending",
+    ] {
+        assert!(help.contains(o), "{o} missing from report --help");
+        let out = env.stopd(&["report", "--outcome", o]).await;
+        assert_ok(&out);
+    }
+    for flag in [
+        ["--pipeline", "prod-*"],
+        ["--rule", "t"],
+        ["--outcome", "failed"],
+    ] {
+        let out = env
+            .stopd(&[&["report", "--sweeps"][..], &flag].concat())
+            .await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains("cannot be used with"));
+    }
+    let sweeps = text(&env.stopd(&["report", "--sweeps"]).await.stdout);
+    assert!(max_width(&sweeps) <= 100, "{sweeps}");
+}
+
+#[tokio::test]
+async fn exempt_add_asks_for_yes_and_list_shows_who_revoked_and_when() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", "");
+    for (args, words) in [
+        (&["--pipeline", "*", "--for", "1h"][..], "every pipeline"),
+        (
+            &["--pipeline", "prod-web", "--for", "8d"][..],
+            "more than 7 days",
+        ),
+    ] {
+        let out = env
+            .stopd(&[&["exempt", "add", "--reason", "r"], args].concat())
+            .await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(words) && err.contains("--yes"), "{err}");
+    }
+    assert!(!env.db().exists(), "a refusal writes nothing");
+    let out = env
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "*",
+            "--for",
+            "1h",
+            "--yes",
+            "--reason",
+            "r",
+        ])
+        .await;
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("exemption #1"));
+    assert_ok(&env.stopd(&["exempt", "revoke", "1"]).await);
+    let out = env.stopd(&["exempt", "list", "--format", "json"]).await;
+    assert_ok(&out);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list[0]["revoked_at"].is_string(), "{list}");
+    assert!(list[0]["revoked_by"].is_string(), "{list}");
+    let table = text(&env.stopd(&["exempt", "list"]).await.stdout);
+    assert!(
+        table.contains("REVOKED_BY") && table.contains("REVOKED_AT"),
+        "{table}"
+    );
+    assert!(table.contains("revoked"), "{table}");
+    assert!(max_width(&table) <= 100, "{table}");
+    // An exemption of every rule leaves the RULE column out of a fitted table.
+    assert!(!table.contains("RULE"), "{table}");
+}
+
+#[tokio::test]
+async fn plan_at_another_time_is_labelled_hypothetical() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config("", FREEZES);
+    let out = env.stopd(&["plan", "--at", "2099-01-01T00:00:00Z"]).await;
+    assert_ok(&out);
+    let s = text(&out.stdout);
+    assert!(s.starts_with("HYPOTHETICAL: "), "{s}");
+    assert!(s.contains("Hypothetically, at 2099-01-01T00:00:00Z"), "{s}");
+    let now = text(&env.stopd(&["plan"]).await.stdout);
+    assert!(!now.contains("HYPOTHETICAL"), "{now}");
+    // JSON stays a plain array of records.
+    let out = env
+        .stopd(&["plan", "--at", "2099-01-01T00:00:00Z", "--format", "json"])
+        .await;
+    assert!(
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .is_array()
+    );
+}
+
+/// `stopd check | head -1`: the reader is gone; exit 0 and say nothing, as ripgrep does.
+#[tokio::test]
+async fn a_closed_output_pipe_exits_quietly() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", FREEZES);
+    for args in [
+        &["check"][..],
+        &["windows", "--days", "365"],
+        &["completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Closed before stopd writes anything: every write fails with EPIPE.
+        drop(reader);
+        let out = env
+            .command(args)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn check_warns_when_the_database_cannot_be_written() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", "");
+    // Nobody, root included, can create a file under /proc.
+    let text_cfg = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace(path_str(&env.db()), "/proc/stopd-test/audit.db");
+    std::fs::write(env.config_path(), text_cfg).unwrap();
+    let out = env.stopd(&["check"]).await;
+    assert_ok(&out);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: the audit database /proc/stopd-test/audit.db is not writable"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[daemon] database = \"./stopd-audit.db\""),
+        "{err}"
+    );
+    // A writable one draws no warning.
+    env.write_config("", "");
+    let out = env.stopd(&["check"]).await;
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn completions_and_man_come_from_the_cli_definition() {
+    let env = Env::new(&fleet(&[])).await;
+    for (shell, words) in [
+        ("bash", "complete -F _stopd"),
+        ("zsh", "#compdef stopd"),
+        ("fish", "complete -c stopd"),
+    ] {
+        let out = env.stopd(&["completions", shell]).await;
+        assert_ok(&out);
+        let s = text(&out.stdout);
+        assert!(s.contains(words), "{shell}: {s}");
+        assert!(s.contains("exempt") && s.contains("wide"), "{shell}");
+    }
+    let out = env.stopd(&["man"]).await;
+    assert_ok(&out);
+    let man = text(&out.stdout);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH stopd 1"),
+        "{man}"
+    );
+    assert!(man.contains("completions"));
+    let out = env.stopd(&["completions", "tcsh"]).await;
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn demo_refuses_a_config_it_would_not_read() {
+    let out = Command::new(BIN)
+        .args(["--config", "/etc/elsewhere.toml", "demo"])
+        .env_remove("STOPD_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("does not read --config /etc/elsewhere.toml"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_exemption_from_one_rule_leaves_the_others_in_force() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config(
+        "",
+        "[[freeze]]\nname = \"always\"\nstart = \"2000-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\n\n\
+         [[timeout]]\nname = \"t\"\nmax_duration = \"1m\"\nmode = \"abandon\"\n",
+    );
+    let plan = |env: &Env| {
+        let mut c = env.command(&["plan", "--format", "json"]);
+        async move {
+            let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+                .await
+                .unwrap();
+            assert_ok(&out);
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    assert_eq!(plan(&env).await[0]["rule"], "t", "abandon wins");
+    let add = |rule: &'static str| {
+        let env = &env;
+        async move {
+            env.stopd(&[
+                "exempt",
+                "add",
+                "--pipeline",
+                "prod-a",
+                "--rule",
+                rule,
+                "--for",
+                "1h",
+                "--reason",
+                "r",
+            ])
+            .await
+        }
+    };
+    let out = add("nope").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("its rules are always, t"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = add("t").await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("exempt from rule t until"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        plan(&env).await[0]["rule"],
+        "always",
+        "the freeze still stops it"
+    );
+    assert_ok(&add("always").await);
+    assert_eq!(plan(&env).await, serde_json::json!([]));
+    let table = text(&env.stopd(&["plan"]).await.stdout);
+    assert!(
+        table.contains("exempt by break-glass #1 (rule t applies)"),
+        "{table}"
+    );
+    let list = text(
+        &env.stopd(&["exempt", "list", "--format", "csv"])
+            .await
+            .stdout,
+    );
+    assert!(list.starts_with("id,pipeline,rule,until,"), "{list}");
+    assert!(list.contains(",prod-a,always,"), "{list}");
+    let table = text(&env.stopd(&["exempt", "list"]).await.stdout);
+    assert!(max_width(&table) <= 100, "{table}");
+    assert!(
+        table.contains("RULE") && table.contains("always"),
+        "{table}"
+    );
+}
