@@ -74,16 +74,29 @@ impl ErrorKind {
 /// in front of it) can answer with megabytes, which must not go into every log line and row.
 pub const MAX_MESSAGE_CHARS: usize = 1_000;
 
-/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters with a note of how much was left out.
+/// `message`, cut to [`MAX_MESSAGE_CHARS`] characters with a note of how much was left out, and
+/// with control characters (a line break that would fake a log line, an ANSI escape that
+/// would repaint a terminal) written as `\u{..}` escapes: a service's words never act on the
+/// log or the screen that shows them.
 pub fn bound_message(message: &str) -> String {
-    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        None => message.to_string(),
-        Some((cut, _)) => format!(
-            "{}... ({} more bytes not kept)",
-            &message[..cut],
-            message.len() - cut
-        ),
+    let (kept, cut) = match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => (message, None),
+        Some((at, _)) => (&message[..at], Some(message.len() - at)),
+    };
+    let mut out: String = kept
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    if let Some(more) = cut {
+        out.push_str(&format!("... ({more} more bytes not kept)"));
     }
+    out
 }
 
 /// A failed CodePipeline call.
@@ -280,6 +293,10 @@ mod tests {
             &m[990..]
         );
         assert_eq!(bound_message("short"), "short");
+        assert_eq!(
+            bound_message("denied\n2026-11-28 ERROR fake line \u{1b}[2J"),
+            "denied\\u{a}2026-11-28 ERROR fake line \\u{1b}[2J"
+        );
         let e = ApiError {
             operation: "StopPipelineExecution",
             kind: ErrorKind::Denied,

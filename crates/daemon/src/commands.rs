@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{Duration, Utc};
 use serde::Serialize;
 use stopd_rules::select::Selector;
@@ -19,11 +19,34 @@ use crate::store::{AuditRecord, ReportFilter, Store};
 use crate::sweep::{self, Planned};
 use crate::time::{human, parse_instant, parse_span};
 
+/// Who runs this command, for the audit log: the process's uid and its login name from the
+/// password database, plus the user `SUDO_USER` names, recorded as a claim (any process can
+/// set that variable; `USER` is not read at all).
 fn user() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid:{}", std::process::id()))
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    actor(uid, &passwd, std::env::var("SUDO_USER").ok().as_deref())
+}
+
+/// [`user`] from its inputs.
+fn actor(uid: Option<u32>, passwd: &str, sudo_user: Option<&str>) -> String {
+    let Some(uid) = uid else {
+        return "an unknown user".into();
+    };
+    let name = passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then_some(name)
+    });
+    let mut who = match name {
+        Some(n) => format!("{n} (uid {uid})"),
+        None => format!("uid {uid}"),
+    };
+    if let Some(s) = sudo_user.filter(|s| !s.is_empty()) {
+        who.push_str(&format!(", SUDO_USER={}", output::escape(s)));
+    }
+    who
 }
 
 /// Writes `bytes` to stdout (completions, the man page).
@@ -108,17 +131,6 @@ fn database_not_writable(db: &std::path::Path) -> Option<String> {
             dir.display(),
             e.kind()
         )),
-    }
-}
-
-/// The current user, as "uid 1000 (alice)".
-fn user_name() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self")
-        .map_or("this user".to_string(), |m| format!("uid {}", m.uid()));
-    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
-        Ok(name) => format!("{uid} ({name})"),
-        Err(_) => uid,
     }
 }
 
@@ -251,7 +263,7 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
              Run them as the service's user (sudo), or, for a local try, copy the policy and\n  \
              set [daemon] database = \"./stopd-audit.db\" in the copy.",
             cfg.daemon.database.display(),
-            user_name()
+            user()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -277,10 +289,20 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         Some(t) => parse_instant("--at", t, chrono_tz::UTC, now, false)?,
         None => now,
     };
-    let store = Store::open_read_only(&cfg.daemon.database).await.ok();
-    let extra = match &store {
-        Some(s) => s.active_exemptions(at).await?,
-        None => Vec::new(),
+    // Break-glass exemptions live in the database: no database yet means none, but a database
+    // that cannot be read is an error, never a plan that silently leaves them out.
+    let extra = if cfg.daemon.database.exists() {
+        let store = Store::open_read_only(&cfg.daemon.database)
+            .await
+            .context("cannot read break-glass exemptions, so no plan can be made")?;
+        let extra = store
+            .active_exemptions(at)
+            .await
+            .context("cannot read break-glass exemptions, so no plan can be made")?;
+        store.close().await;
+        extra
+    } else {
+        Vec::new()
     };
     let core = build_core(cfg, CancellationToken::new()).await;
     let found = core
@@ -911,6 +933,23 @@ pub async fn exempt_revoke(cfg: &Config, id: i64) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `created_by` was `SUDO_USER`, else `USER`, else the pid dressed as a uid: whatever the
+    /// environment claimed. Now the uid and its passwd name, and SUDO_USER as a claim.
+    #[test]
+    fn the_actor_is_the_real_uid_and_sudo_user_only_a_claim() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(actor(Some(1000), passwd, None), "alice (uid 1000)");
+        assert_eq!(
+            actor(Some(0), passwd, Some("mallory")),
+            "root (uid 0), SUDO_USER=mallory"
+        );
+        assert_eq!(actor(Some(4242), passwd, Some("")), "uid 4242");
+        assert_eq!(
+            actor(Some(0), passwd, Some("x\u{1b}[31m")),
+            "root (uid 0), SUDO_USER=x\\u{1b}[31m"
+        );
+    }
 
     #[test]
     fn stop_exits_0_only_for_outcomes_that_leave_the_execution_stopped_or_finished() {

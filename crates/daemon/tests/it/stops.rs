@@ -512,3 +512,20 @@ async fn the_audit_keeps_the_reason_as_sent() {
     let sent = env.emulator.execution("prod-web", &id).unwrap().stop_reason;
     assert_eq!(sent.as_deref(), Some(reason));
 }
+
+/// `plan` decided without break-glass exemptions when their database could not be read.
+#[tokio::test]
+async fn plan_refuses_to_guess_when_the_exemptions_cannot_be_read() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", FREEZE_PROD_NOW);
+    std::fs::write(env.db(), b"not a database at all, but a file in its place").unwrap();
+    let out = env.stopd(&["plan"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot read break-glass exemptions"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "printed a plan: {}",
+        text(&out.stdout)
+    );
+}
