@@ -465,6 +465,8 @@ pub struct SweepRecord {
     pub stops_decided: Option<i64>,
     /// API calls.
     pub api_calls: Option<i64>,
+    /// Throttling answers met (discovery and stops).
+    pub throttled: Option<i64>,
     /// Errors.
     pub errors: Option<i64>,
     /// First error.
@@ -810,7 +812,8 @@ impl Store {
     ) -> Result<Vec<SweepRecord>> {
         let rows = sqlx::query(
             "SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
-                    r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, r.error \
+                    r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, r.error, \
+                    r.throttled \
              FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
              WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
              ORDER BY w.started_at, w.id",
@@ -835,6 +838,7 @@ impl Store {
                 api_calls: r.get(9),
                 errors: r.get(10),
                 error: r.get(11),
+                throttled: r.get(12),
             })
             .collect())
     }

@@ -529,3 +529,58 @@ async fn plan_refuses_to_guess_when_the_exemptions_cannot_be_read() {
         text(&out.stdout)
     );
 }
+
+/// Under journald (stderr is `$JOURNAL_STREAM`) every line carries its syslog priority, so
+/// `journalctl -p err` finds the errors (seen: every line lost its level). Elsewhere, none.
+#[tokio::test]
+async fn under_journald_each_line_carries_its_priority() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("stop_deadline = \"1s\"", FREEZE_PROD_NOW);
+    env.emulator.add_fault(FaultRule::new(
+        Some("StopPipelineExecution"),
+        Fault::Http503,
+    ));
+    let log = env.db().with_extension("journal");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let mut c = env.command(&["run", "--once"]);
+    c.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(file);
+    let status = tokio::task::spawn_blocking(move || c.status().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let start = lines
+        .lines()
+        .find(|l| l.contains("stopd starting"))
+        .unwrap();
+    assert!(start.starts_with("<6>"), "{start}");
+    let failed = lines
+        .lines()
+        .find(|l| l.contains("stop did not succeed"))
+        .unwrap();
+    assert!(failed.starts_with("<4>"), "{failed}");
+    let sweep = lines.lines().find(|l| l.contains("FAILING")).unwrap();
+    assert!(sweep.starts_with("<3>"), "{sweep}");
+    // The same run with stderr somewhere else: plain lines.
+    let out = env.stopd(&["run", "--once"]).await;
+    assert!(!text(&out.stderr).contains("<6>"), "{}", text(&out.stderr));
+}
+
+/// Throttles met by stops count in the sweep record (they were always 0).
+#[tokio::test]
+async fn a_sweep_counts_the_throttles_its_stops_met() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", FREEZE_PROD_NOW);
+    env.emulator
+        .add_fault(FaultRule::new(Some("StopPipelineExecution"), Fault::Throttling).times(2));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let out = env.stopd(&["report", "--sweeps", "--format", "json"]).await;
+    let sweeps: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sweeps[0]["throttled"], 2, "{sweeps:?}");
+    // ListPipelines, GetPipeline and ListTagsForResource (the rule selects by tag),
+    // ListPipelineExecutions, and three stop attempts.
+    assert_eq!(sweeps[0]["api_calls"], 1 + 2 + 1 + 3, "{sweeps:?}");
+}
