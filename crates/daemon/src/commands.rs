@@ -812,7 +812,7 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     let now = Utc::now();
     let glob = r.glob;
     let until = match (r.for_, r.until) {
-        (Some(span), _) => now + Duration::from_std(parse_span("--for", span)?)?,
+        (Some(span), _) => now + parse_span("--for", span)?.delta(),
         (None, Some(t)) => parse_instant("--until", t, cfg.policy.default_timezone(), now, false)?,
         (None, None) => unreachable!("clap requires one"),
     };

@@ -17,10 +17,13 @@ pub fn parse_instant(
     if let Some(t) = stopd_rules::parse_time(text, tz) {
         return Ok(t);
     }
-    if ago && let Ok(span) = humantime::parse_duration(text) {
-        let span = chrono::Duration::from_std(span)
-            .map_err(|_| UsageError(format!("{flag} {text:?}: span too long")))?;
-        return Ok(now - span);
+    if ago && humantime::parse_duration(text.trim()).is_ok() {
+        // A span ago: bounded like every span, so `--since 99999999999h` is a usage error,
+        // not an overflow.
+        let span = parse_span(flag, text)?;
+        return now
+            .checked_sub_signed(span.delta())
+            .ok_or_else(|| UsageError(format!("{flag} {text:?} reaches before the calendar")));
     }
     let forms = if ago {
         "RFC 3339 (2026-12-19T00:00:00Z), a local date-time or date, or a span ago (24h, 7d)"
@@ -32,17 +35,12 @@ pub fn parse_instant(
     )))
 }
 
-/// A positive span (`90s`, `2h`, `3d`).
-pub fn parse_span(flag: &str, text: &str) -> Result<std::time::Duration, UsageError> {
-    match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(UsageError(format!(
-            "{flag} {text:?} must be longer than zero"
-        ))),
-        Err(e) => Err(UsageError(format!(
-            "{flag} {text:?} is not a span ({e}): write e.g. 90s, 15m, 2h, 3d"
-        ))),
-    }
+/// A span (`90s`, `2h`, `3d`): positive and at most 100 years, as every span of stopd.
+pub fn parse_span(flag: &str, text: &str) -> Result<stopd_rules::Span, UsageError> {
+    stopd_rules::Span::parse(text).map_err(|e| match e {
+        stopd_rules::SpanError::Zero => UsageError(format!("{flag} {text:?} {e}")),
+        e => UsageError(format!("{flag} {e}")),
+    })
 }
 
 /// A span as people say it: `2 days 14 h`, `1 h 30 min`, `45 s`.
@@ -100,7 +98,13 @@ mod tests {
 
     #[test]
     fn spans_must_be_positive() {
-        assert_eq!(parse_span("--for", "2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_span("--for", "2h").unwrap().get().as_secs(), 7200);
+        // These overflowed (a panic) before spans were bounded.
+        let e = parse_span("--for", "99999999999h").unwrap_err();
+        assert!(e.0.contains("--for 99999999999h is longer than"), "{e}");
+        let now = "2026-11-26T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let e = parse_instant("--since", "99999999999h", chrono_tz::UTC, now, true).unwrap_err();
+        assert!(e.0.contains("longer than the longest span"), "{e}");
         assert!(
             parse_span("--for", "0s")
                 .unwrap_err()
