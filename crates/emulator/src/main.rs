@@ -58,8 +58,9 @@ struct Args {
     /// Use a manual clock that only POST /_emulator/clock moves.
     #[arg(long)]
     manual_clock: bool,
-    /// How long an abandoned execution stays Stopping before Stopped.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    /// How long an abandoned execution stays Stopping before Stopped, in emulated time (AWS: "a
+    /// very short time"); --time-scale shortens it in real time like everything else.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     abandon_settle: Duration,
 }
 

@@ -348,11 +348,24 @@ pub struct Pipeline {
     pub start_tokens: HashMap<String, Uuid>,
 }
 
-/// How long an abandoned execution stays `Stopping` before it is `Stopped` (0: at once).
-#[derive(Debug, Clone, Copy, Default)]
+/// Knobs of the lifecycle.
+#[derive(Debug, Clone, Copy)]
 pub struct Behaviour {
-    /// Milliseconds between an abandon and `Stopped`.
+    /// Emulated milliseconds between an abandon and `Stopped` (default 1 s: AWS says the
+    /// execution "is in a Stopping state for a very short time while the in-progress actions are
+    /// abandoned"). It runs on the emulator's clock, so `--time-scale` shortens it in real time.
     pub abandon_settle_ms: Millis,
+}
+
+/// The default abandon settle time, in emulated milliseconds.
+pub const DEFAULT_ABANDON_SETTLE_MS: Millis = 1_000;
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            abandon_settle_ms: DEFAULT_ABANDON_SETTLE_MS,
+        }
+    }
 }
 
 impl Pipeline {
@@ -476,17 +489,15 @@ fn resolve_running(ex: &mut Execution, t: &Template, now: Millis, behaviour: Beh
     };
     let mut end = natural;
     if let Some(stop) = &ex.stop {
-        // Stop-and-wait: the action running at the stop ends, nothing after it starts.
-        let finish_at = r + t.action_end(t.action_at((stop.at - r).max(0)));
-        if finish_at < end.0 {
-            end = (finish_at, ExecStatus::Stopped);
-        }
+        // A stopped execution ends Stopped whatever its running action does: "After all
+        // in-progress actions are completed or abandoned, the pipeline execution is in a Stopped
+        // state" (StopPipelineExecution). Stop-and-wait: the action running at the stop ends and
+        // nothing after it starts; abandon: it settles.
+        let mut at = r + t.action_end(t.action_at((stop.at - r).max(0)));
         if let Some(abandon_at) = stop.abandon_at {
-            let at = abandon_at + behaviour.abandon_settle_ms;
-            if at < end.0 {
-                end = (at, ExecStatus::Stopped);
-            }
+            at = at.min(abandon_at + behaviour.abandon_settle_ms);
         }
+        end = (at, ExecStatus::Stopped);
     }
     if let Some(from) = ex.supersede_from {
         let stage = t.stage_of(t.action_at((from - r).max(0)));

@@ -200,6 +200,8 @@ async fn incremental_sweep_drops_what_ended_and_keeps_what_stops() {
             .outcome,
         stopd_core::Outcome::Stopped
     );
+    // The abandon settles (the emulator's default: 1 s of Stopping, as AWS's "very short time").
+    env.emulator.advance(std::time::Duration::from_secs(1));
     let again = env.core.discover(&|_| true, false).await;
     let ids: BTreeSet<&str> = again
         .executions

@@ -79,11 +79,24 @@ async fn stop_and_wait_stays_stopping_until_the_running_action_ends() {
     );
 }
 
+/// StopPipelineExecution: "While completing or abandoning in-progress actions, the pipeline
+/// execution is in a Stopping state"; the model's StopExecutionTrigger/user guide: "Stopping
+/// state for a very short time while the in-progress actions are abandoned". Default: 1 s.
 #[tokio::test]
-async fn abandon_stops_at_once() {
+async fn abandon_stays_stopping_for_the_default_settle_then_stopped() {
     let env = start(FIXTURE).await;
     let id = running(&env);
     stop(&env, "prod-web", &id, true).await.unwrap();
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
+    env.emulator.advance(Duration::from_millis(999));
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
+    env.emulator.advance(Duration::from_millis(1));
     assert_eq!(
         status(&env, "prod-web", &id).await,
         PipelineExecutionStatus::Stopped
@@ -98,6 +111,40 @@ async fn abandon_stops_at_once() {
     );
 }
 
+/// StopPipelineExecution: "After all in-progress actions are completed or abandoned, the pipeline
+/// execution is in a Stopped state" — also when the running action was the last one.
+#[tokio::test]
+async fn stop_and_wait_during_the_last_action_ends_stopped_not_succeeded() {
+    let env = start(FIXTURE).await;
+    let id = running(&env);
+    env.emulator.advance(Duration::from_secs(200)); // 220 s in: Deploy (130..430 s), the last
+    stop(&env, "prod-web", &id, false).await.unwrap();
+    env.emulator.advance(Duration::from_secs(210));
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+}
+
+/// Same source: a stopped execution whose running action fails still ends Stopped.
+#[tokio::test]
+async fn stop_and_wait_during_a_failing_action_ends_stopped_not_failed() {
+    let fixture = r#"{"pipelines": [{"name": "p", "execution_mode": "PARALLEL",
+        "stages": [{"name": "S", "actions": [{"name": "A", "duration": "60s"}, {"name": "B", "duration": "60s"}]}],
+        "executions": [{"status": "InProgress", "started_ago": "10s", "fail_at": 0}]}]}"#;
+    let env = start(fixture).await;
+    let id = env.emulator.executions("p")[0].id.clone();
+    stop(&env, "p", &id, false).await.unwrap();
+    env.emulator.advance(Duration::from_secs(50));
+    assert_eq!(
+        status(&env, "p", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+}
+
+/// The model's DuplicatedStopRequestException: "If you already chose to stop and wait, you cannot
+/// make that request again. You can choose to stop and abandon now". The upgrade is accepted and
+/// the execution stays Stopping until the abandon settles.
 #[tokio::test]
 async fn upgrade_from_stop_and_wait_to_abandon_is_allowed_once() {
     let env = start(FIXTURE).await;
@@ -114,10 +161,26 @@ async fn upgrade_from_stop_and_wait_to_abandon_is_allowed_once() {
     stop(&env, "prod-web", &id, true).await.unwrap();
     assert_eq!(
         status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
+    let e = stop(&env, "prod-web", &id, true).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::DuplicatedStopRequestException(_)
+        ),
+        "{e:?}"
+    );
+    env.emulator.advance(Duration::from_secs(1));
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
         PipelineExecutionStatus::Stopped
     );
 }
 
+/// The model's DuplicatedStopRequestException: "If you already chose to stop and abandon, you
+/// cannot make that request again"; a stop-and-wait after an abandon is refused too (the execution
+/// "is already in a Stopping state").
 #[tokio::test]
 async fn second_abandon_is_refused_while_abandon_settles() {
     let config = EmulatorConfig {
