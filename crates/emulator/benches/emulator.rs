@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A well-formed SigV4 Authorization header (the emulator checks its shape, not the signature).
+const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261128/us-east-1/codepipeline/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\nX-Amz-Date: 20261128T090000Z\r\n";
+
 struct Emulator {
     child: Child,
     addr: String,
@@ -75,7 +78,7 @@ async fn client(
             >> 1;
         let body = format!("{{\"pipelineName\":\"{name}\"}}");
         let req = format!(
-            "POST / HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.ListPipelineExecutions\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.ListPipelineExecutions\r\n{AUTH}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();
@@ -151,7 +154,7 @@ fn main() {
         let mut s = tokio::net::TcpStream::connect(&big.addr).await.unwrap();
         let body = "{\"maxResults\":1000}";
         let req = format!(
-            "POST / HTTP/1.1\r\nHost: b\r\nX-Amz-Target: CodePipeline_20150709.ListPipelines\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: b\r\nX-Amz-Target: CodePipeline_20150709.ListPipelines\r\n{AUTH}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();

@@ -5,7 +5,9 @@ use uuid::Uuid;
 
 use crate::clock::{Millis, to_epoch_seconds};
 use crate::fixture::random_uuid;
-use crate::state::{ExecStatus, Execution, ExecutionMode, Pipeline, StopResult, Template};
+use crate::state::{
+    ExecStatus, Execution, ExecutionMode, ListOrder, Pipeline, StopResult, Template,
+};
 use crate::world::World;
 
 /// The operations the emulator implements, by their model names.
@@ -347,20 +349,37 @@ fn summary_json(e: &Execution) -> Value {
 fn list_pipeline_executions(world: &mut World, input: &Value) -> ApiResult {
     let limit = max_results(input, 100);
     let cursor = decode_token(input, "executions")?;
+    let now = world.clock.now();
+    let order = world.behaviour.list_order;
     let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
-    let newest_first = p.executions.iter().rev();
+    // filter.succeededInStage.stageName: executions that completed that stage successfully; a
+    // stage the pipeline does not have matches none (the operation models no StageNotFound).
+    let succeeded_in = input
+        .pointer("/filter/succeededInStage/stageName")
+        .and_then(Value::as_str)
+        .map(|name| p.template.stages.iter().position(|s| s.name == name));
+    let template = &p.template;
+    let listed: Vec<&Execution> = match order {
+        ListOrder::NewestFirst => p.executions.iter().rev().collect::<Vec<_>>(),
+        ListOrder::OldestFirst => p.executions.iter().collect(),
+    }
+    .into_iter()
+    .filter(|e| match succeeded_in {
+        None => true,
+        Some(None) => false,
+        Some(Some(stage)) => e.succeeded_in(template, stage, now),
+    })
+    .collect();
     let start = match cursor {
         None => 0,
-        Some(c) => p
-            .executions
+        Some(c) => listed
             .iter()
-            .rev()
             .position(|e| e.id.to_string() == c)
             .ok_or_else(|| {
                 ApiError::bad_request("InvalidNextTokenException", "The next token is not valid.")
             })?,
     };
-    let mut iter = newest_first.skip(start);
+    let mut iter = listed.into_iter().skip(start);
     let page: Vec<Value> = iter.by_ref().take(limit).map(summary_json).collect();
     let mut out = json!({ "pipelineExecutionSummaries": page });
     if let Some(next) = iter.next() {
@@ -481,6 +500,28 @@ fn list_tags_for_resource(world: &mut World, input: &Value) -> ApiResult {
             format!("The resource with the ARN {arn} does not exist."),
         )
     };
+    // The model's pattern (`arn:aws(-[\w]+)*:codepipeline:.+:[0-9]{12}:.+`) lets through ARNs
+    // whose region or resource is not one CodePipeline could have: those are InvalidArnException.
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid_region = |r: &str| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let valid_resource = |r: &str| {
+        let name = r.strip_prefix("webhook:").unwrap_or(r);
+        !name.is_empty()
+            && name.len() <= 100
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".@-_".contains(&b))
+    };
+    if parts.len() != 6 || !valid_region(parts[3]) || !valid_resource(parts[5]) {
+        return Err(ApiError::bad_request(
+            "InvalidArnException",
+            format!("The ARN {arn} is not a valid CodePipeline resource ARN."),
+        ));
+    }
     let prefix = world.arn("");
     let name = arn.strip_prefix(&prefix).ok_or_else(not_found)?;
     let p = world.pipelines.get(name).ok_or_else(not_found)?;

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod faults;
 pub mod fixture;

@@ -6,10 +6,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use stopd_emulator::state::Behaviour;
+use stopd_emulator::faults::RateLimitScope;
+use stopd_emulator::state::{Behaviour, ListOrder};
 use stopd_emulator::{
-    Clock, Emulator, EmulatorConfig, FaultPlan, Fixture, FleetSpec, Latency, RateLimit,
+    Clock, Emulator, EmulatorConfig, Fault, FaultPlan, FaultRule, Fixture, FleetSpec, Latency,
+    RateLimit,
 };
+
+/// `KIND` or `KIND:OPERATION` (a fault kind of the plan, in its snake_case name).
+fn parse_fault(s: &str) -> Result<FaultRule, String> {
+    let (kind, operation) = match s.split_once(':') {
+        Some((k, o)) => (k, Some(o)),
+        None => (s, None),
+    };
+    let fault: Fault = serde_json::from_value(serde_json::Value::String(kind.to_string()))
+        .map_err(|_| format!("unknown fault kind {kind:?}"))?;
+    Ok(FaultRule::new(operation, fault))
+}
 
 /// A local AWS CodePipeline for tests, benchmarks and demos.
 ///
@@ -21,7 +34,8 @@ use stopd_emulator::{
 ///   --endpoint-url http://127.0.0.1:4599 codepipeline list-pipelines
 ///
 /// The admin API lives under /_emulator/: GET state, POST seed (a fixture), POST fleet,
-/// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset.
+/// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset (?faults=true also clears the
+/// fault plan).
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -52,6 +66,20 @@ struct Args {
     /// Token-bucket burst for --rate-limit (default: the rate).
     #[arg(long, requires = "rate_limit")]
     burst: Option<f64>,
+    /// What one --rate-limit bucket covers: the whole account (all operations share it, as AWS
+    /// users observe) or each operation separately.
+    #[arg(long, value_enum, default_value = "account")]
+    rate_limit_scope: RateLimitScope,
+    /// Inject a fault from the start: KIND or KIND:OPERATION, repeatable. Kinds: access_denied,
+    /// expired_token, unrecognized_client, throttling, conflict, http500, http503, drop.
+    #[arg(long = "fault", value_name = "KIND[:OPERATION]", value_parser = parse_fault)]
+    faults: Vec<FaultRule>,
+    /// The order of ListPipelineExecutions (AWS does not document one; it is seen newest first).
+    #[arg(long, value_enum, default_value = "newest-first")]
+    list_order: ListOrder,
+    /// Accept API requests without a SigV4 Authorization header (AWS refuses them).
+    #[arg(long)]
+    allow_unsigned: bool,
     /// Emulated seconds per real second (executions run this much faster).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
@@ -92,6 +120,8 @@ async fn main() -> anyhow::Result<()> {
             tps,
             burst: args.burst,
         }),
+        rate_limit_scope: args.rate_limit_scope,
+        rules: args.faults.clone(),
         ..FaultPlan::default()
     };
     let emulator = Emulator::new(EmulatorConfig {
@@ -99,8 +129,10 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
         behaviour: Behaviour {
             abandon_settle_ms: args.abandon_settle.as_millis() as i64,
+            list_order: args.list_order,
         },
         faults,
+        require_signature: !args.allow_unsigned,
     });
     if let Some(path) = &args.fixture {
         let text =

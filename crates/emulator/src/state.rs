@@ -306,6 +306,23 @@ impl Execution {
         self.last_update = at;
     }
 
+    /// Whether the execution completed stage `stage` successfully by `now` (the
+    /// `succeededInStage` filter of ListPipelineExecutions).
+    pub fn succeeded_in(&self, template: &Template, stage: usize, now: Millis) -> bool {
+        let Some(r) = self.run_start else {
+            return false;
+        };
+        if self.status == ExecStatus::Succeeded {
+            return true;
+        }
+        let stage_end = r + template.stage_end(stage);
+        match self.ended {
+            None => stage_end <= now,
+            Some(end) if self.status == ExecStatus::Failed => stage_end < end,
+            Some(end) => stage_end <= end,
+        }
+    }
+
     /// The flattened action this execution is running (or last ran) at `t`.
     pub fn action_index_at(&self, template: &Template, t: Millis) -> Option<usize> {
         let r = self.run_start?;
@@ -348,13 +365,26 @@ pub struct Pipeline {
     pub start_tokens: HashMap<String, Uuid>,
 }
 
-/// Knobs of the lifecycle.
+/// Knobs of the lifecycle and of listings.
 #[derive(Debug, Clone, Copy)]
 pub struct Behaviour {
     /// Emulated milliseconds between an abandon and `Stopped` (default 1 s: AWS says the
     /// execution "is in a Stopping state for a very short time while the in-progress actions are
     /// abandoned"). It runs on the emulator's clock, so `--time-scale` shortens it in real time.
     pub abandon_settle_ms: Millis,
+    /// The order of ListPipelineExecutions, which AWS does not document.
+    pub list_order: ListOrder,
+}
+
+/// The order in which ListPipelineExecutions pages through a pipeline's executions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListOrder {
+    /// Newest first (what AWS is seen to do).
+    #[default]
+    NewestFirst,
+    /// Oldest first: a client that relies on the order (undocumented) shows it here.
+    OldestFirst,
 }
 
 /// The default abandon settle time, in emulated milliseconds.
@@ -364,6 +394,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             abandon_settle_ms: DEFAULT_ABANDON_SETTLE_MS,
+            list_order: ListOrder::NewestFirst,
         }
     }
 }
@@ -562,6 +593,7 @@ mod tests {
 
     const B: Behaviour = Behaviour {
         abandon_settle_ms: 0,
+        list_order: ListOrder::NewestFirst,
     };
 
     #[test]

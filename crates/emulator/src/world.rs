@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{self, ApiError};
+use crate::auth::AuthHeaders;
 use crate::clock::{Clock, Millis};
 use crate::faults::{Fault, FaultPlan, FaultRule, Faults};
 use crate::fixture::{
@@ -42,6 +43,8 @@ pub struct World {
     pub region: String,
     /// Account id in ARNs.
     pub account: String,
+    /// Whether API requests must carry a SigV4 `Authorization` header of the right shape.
+    pub require_signature: bool,
 }
 
 impl World {
@@ -90,6 +93,8 @@ pub struct EmulatorConfig {
     pub behaviour: Behaviour,
     /// Faults from the start.
     pub faults: FaultPlan,
+    /// Whether API requests must be SigV4-signed (see [`crate::auth`]); on by default, as at AWS.
+    pub require_signature: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -99,6 +104,7 @@ impl Default for EmulatorConfig {
             seed: 0,
             behaviour: Behaviour::default(),
             faults: FaultPlan::default(),
+            require_signature: true,
         }
     }
 }
@@ -171,6 +177,7 @@ impl Emulator {
                 max_in_flight: 0,
                 region: DEFAULT_REGION.to_string(),
                 account: DEFAULT_ACCOUNT.to_string(),
+                require_signature: config.require_signature,
             })),
         }
     }
@@ -208,11 +215,14 @@ impl Emulator {
         self.lock().pipelines.remove(name).is_some()
     }
 
-    /// Empties pipelines, faults and the call log; the clock keeps its time.
-    pub fn reset(&self) {
+    /// Empties pipelines and the call log; the clock keeps its time, and the fault plan stays
+    /// unless `clear_faults` (a test harness sets its faults once, then resets between runs).
+    pub fn reset(&self, clear_faults: bool) {
         let mut w = self.lock();
         w.pipelines.clear();
-        w.faults.set_plan(FaultPlan::default());
+        if clear_faults {
+            w.faults.set_plan(FaultPlan::default());
+        }
         w.calls.clear();
         w.max_in_flight = w.in_flight;
     }
@@ -337,7 +347,12 @@ impl Emulator {
 
     /// Handles one API request: target operation and body bytes in, answer and extra delay out.
     /// The caller sleeps for the delay before answering (outside the lock).
-    pub fn handle(&self, target: Option<&str>, body: &[u8]) -> (Answer, Duration) {
+    pub fn handle(
+        &self,
+        target: Option<&str>,
+        auth: AuthHeaders<'_>,
+        body: &[u8],
+    ) -> (Answer, Duration) {
         let operation = target
             .and_then(|t| t.strip_prefix("CodePipeline_20150709."))
             .unwrap_or(target.unwrap_or(""))
@@ -365,35 +380,52 @@ impl Emulator {
                 .and_then(|v| v.get("abandon")?.as_bool())
                 .unwrap_or(false)
         });
+        let signed = if w.require_signature {
+            crate::auth::check(auth)
+        } else {
+            Ok(())
+        };
         let World { faults, rng, .. } = &mut *w;
         let mut delay = faults.latency(rng);
-        let fault = faults.decide(&operation, pipeline.as_deref(), rng);
-        let answer = match fault {
-            Some(Fault::Drop) => Answer::Drop,
-            Some(Fault::Throttling) => Answer::Err(ApiError::bad_request(
-                "ThrottlingException",
-                "Rate exceeded",
-            )),
-            Some(Fault::Conflict) => Answer::Err(ApiError {
-                status: 409,
-                code: "ConflictException",
-                message: "Another operation is in progress on this resource (injected)".into(),
-            }),
-            Some(Fault::Http500) => Answer::Err(ApiError {
-                status: 500,
-                code: "InternalFailure",
-                message: "We encountered an internal error. Please try again. (injected)".into(),
-            }),
-            Some(Fault::Http503) => Answer::Err(ApiError {
-                status: 503,
-                code: "ServiceUnavailableException",
-                message: "Service unavailable (injected)".into(),
-            }),
-            Some(Fault::Delay { delay_ms }) => {
-                delay += Duration::from_millis(delay_ms);
-                serve(&mut w, target, &operation, parsed)
+        // AWS authenticates before it throttles: an unsigned call is refused, not counted.
+        let fault = match &signed {
+            Ok(()) => faults.decide(&operation, pipeline.as_deref(), rng),
+            Err(_) => None,
+        };
+        let answer = if let Err(e) = signed {
+            Answer::Err(e)
+        } else {
+            match fault {
+                Some(
+                    f @ (Fault::AccessDenied | Fault::ExpiredToken | Fault::UnrecognizedClient),
+                ) => Answer::Err(identity_fault(f, &operation, pipeline.as_deref(), &w)),
+                Some(Fault::Drop) => Answer::Drop,
+                Some(Fault::Throttling) => Answer::Err(ApiError::bad_request(
+                    "ThrottlingException",
+                    "Rate exceeded",
+                )),
+                Some(Fault::Conflict) => Answer::Err(ApiError {
+                    status: 409,
+                    code: "ConflictException",
+                    message: "Another operation is in progress on this resource (injected)".into(),
+                }),
+                Some(Fault::Http500) => Answer::Err(ApiError {
+                    status: 500,
+                    code: "InternalFailure",
+                    message: "We encountered an internal error. Please try again. (injected)"
+                        .into(),
+                }),
+                Some(Fault::Http503) => Answer::Err(ApiError {
+                    status: 503,
+                    code: "ServiceUnavailableException",
+                    message: "Service unavailable (injected)".into(),
+                }),
+                Some(Fault::Delay { delay_ms }) => {
+                    delay += Duration::from_millis(delay_ms);
+                    serve(&mut w, target, &operation, parsed)
+                }
+                None => serve(&mut w, target, &operation, parsed),
             }
-            None => serve(&mut w, target, &operation, parsed),
         };
         let (status, error) = match &answer {
             Answer::Ok(_) => (200, None),
@@ -413,6 +445,32 @@ impl Emulator {
         };
         w.calls.push(record);
         (answer, delay)
+    }
+}
+
+/// The answer of an injected identity fault, as AWS words it (API Reference, "Common Errors").
+fn identity_fault(fault: Fault, operation: &str, pipeline: Option<&str>, w: &World) -> ApiError {
+    match fault {
+        Fault::AccessDenied => {
+            let resource = w.arn(pipeline.unwrap_or("*"));
+            ApiError::bad_request(
+                "AccessDeniedException",
+                format!(
+                    "User: arn:aws:iam::{}:user/stopd is not authorized to perform: codepipeline:{operation} on resource: {resource} because no identity-based policy allows the codepipeline:{operation} action",
+                    w.account
+                ),
+            )
+        }
+        Fault::ExpiredToken => ApiError {
+            status: 403,
+            code: "ExpiredTokenException",
+            message: "The security token included in the request is expired".into(),
+        },
+        _ => ApiError {
+            status: 403,
+            code: "UnrecognizedClientException",
+            message: "The security token included in the request is invalid.".into(),
+        },
     }
 }
 

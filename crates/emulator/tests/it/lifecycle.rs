@@ -186,6 +186,7 @@ async fn second_abandon_is_refused_while_abandon_settles() {
     let config = EmulatorConfig {
         behaviour: Behaviour {
             abandon_settle_ms: 5_000,
+            ..Behaviour::default()
         },
         ..EmulatorConfig::default()
     };

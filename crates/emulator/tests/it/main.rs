@@ -2,6 +2,8 @@
 
 mod common;
 mod fixture_file;
+mod identity;
 mod lifecycle;
+mod listing;
 mod protocol;
 mod sdk;
