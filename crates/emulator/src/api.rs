@@ -4,7 +4,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::clock::{Millis, to_epoch_seconds};
-use crate::fixture::random_uuid;
 use crate::state::{
     ExecStatus, Execution, ExecutionMode, ListOrder, Pipeline, StopResult, Template,
 };
@@ -445,7 +444,6 @@ fn start_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
         .map(str::to_string);
     let now = world.clock.now();
     let behaviour = world.behaviour;
-    let id = random_uuid(&mut world.rng);
     let p = pipeline_mut(world, &name)?;
     if let Some(t) = &token
         && let Some(existing) = p.start_tokens.get(t)
@@ -460,6 +458,8 @@ fn start_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
             ),
         ));
     }
+    let id = world.new_execution_id();
+    let p = pipeline_mut(world, &name)?;
     p.start(now, id, behaviour);
     if let Some(t) = token {
         p.start_tokens.insert(t, id);

@@ -461,6 +461,22 @@ mod tests {
     }
 
     #[test]
+    fn generated_execution_ids_are_unique_across_the_fleet() {
+        let spec = FleetSpec {
+            pipelines: 300,
+            seed: 5,
+            history: 5,
+        };
+        let fleet = generate_fleet(spec, 1_000_000_000_000, &mut ChaCha8Rng::seed_from_u64(5));
+        let ids: Vec<Uuid> = fleet
+            .iter()
+            .flat_map(|p| p.executions.iter().map(|e| e.id))
+            .collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
     fn fixture_rejects_bad_pipeline_name_with_the_model_message() {
         let f = Fixture::from_json(r#"{"pipelines":[{"name":"bad name"}]}"#).unwrap();
         let err = f

@@ -1,7 +1,7 @@
 //! The emulator as a value: the world (clock, pipelines, faults, call log) behind one lock, and
 //! the [`Emulator`] handle that tests, the admin API and the HTTP server share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -9,13 +9,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::api::{self, ApiError};
 use crate::auth::AuthHeaders;
 use crate::clock::{Clock, Millis};
 use crate::faults::{Fault, FaultPlan, FaultRule, Faults};
 use crate::fixture::{
-    DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet,
+    DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet, random_uuid,
 };
 use crate::model::{Model, validation_message};
 use crate::state::{Behaviour, Execution, Pipeline};
@@ -27,8 +28,11 @@ pub struct World {
     pub clock: Clock,
     /// Pipelines by name (sorted: ListPipelines pages in name order).
     pub pipelines: BTreeMap<String, Pipeline>,
-    /// Deterministic randomness: ids, fault probabilities, jitter.
+    /// Deterministic randomness: ids, fault probabilities, jitter. Its own ChaCha stream, so a
+    /// fleet generated from the same seed never yields the same ids.
     pub rng: ChaCha8Rng,
+    /// Every execution id in use: ids are unique per emulator, as AWS's UUIDs are.
+    pub ids: HashSet<Uuid>,
     /// Knobs of the lifecycle.
     pub behaviour: Behaviour,
     /// Injected faults.
@@ -47,7 +51,24 @@ pub struct World {
     pub require_signature: bool,
 }
 
+/// The world's generator: seeded like a fleet's, but on another ChaCha stream.
+fn world_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    rng
+}
+
 impl World {
+    /// A new execution id, unique in this emulator.
+    pub fn new_execution_id(&mut self) -> Uuid {
+        loop {
+            let id = random_uuid(&mut self.rng);
+            if self.ids.insert(id) {
+                return id;
+            }
+        }
+    }
+
     /// The ARN of a pipeline of this account.
     pub fn arn(&self, name: &str) -> String {
         format!(
@@ -169,7 +190,8 @@ impl Emulator {
             world: Arc::new(Mutex::new(World {
                 clock: config.clock,
                 pipelines: BTreeMap::new(),
-                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                rng: world_rng(config.seed),
+                ids: HashSet::new(),
                 behaviour: config.behaviour,
                 faults,
                 calls: Vec::new(),
@@ -188,13 +210,25 @@ impl Emulator {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces all pipelines with those of the fixture.
+    /// Replaces all pipelines with those of the fixture. An execution id given twice is refused.
     pub fn seed(&self, fixture: &Fixture) -> Result<usize, FixtureError> {
         let mut w = self.lock();
         let now = w.clock.now();
-        let pipelines = fixture.build(now, &mut w.rng)?;
+        let mut pipelines = fixture.build(now, &mut w.rng)?;
+        let mut ids = HashSet::new();
+        for p in &pipelines {
+            for e in &p.executions {
+                if !ids.insert(e.id) {
+                    return Err(FixtureError::Invalid {
+                        pipeline: p.name.clone(),
+                        message: format!("execution id {} is used twice", e.id),
+                    });
+                }
+            }
+        }
         let n = pipelines.len();
-        w.pipelines = pipelines.into_iter().map(|p| (p.name.clone(), p)).collect();
+        w.ids = ids;
+        w.pipelines = pipelines.drain(..).map(|p| (p.name.clone(), p)).collect();
         Ok(n)
     }
 
@@ -203,10 +237,17 @@ impl Emulator {
         let mut w = self.lock();
         let now = w.clock.now();
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-        w.pipelines = generate_fleet(spec, now, &mut rng)
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
+        let mut fleet = generate_fleet(spec, now, &mut rng);
+        let mut ids = HashSet::new();
+        for p in &mut fleet {
+            for e in &mut p.executions {
+                while !ids.insert(e.id) {
+                    e.id = random_uuid(&mut w.rng);
+                }
+            }
+        }
+        w.ids = ids;
+        w.pipelines = fleet.into_iter().map(|p| (p.name.clone(), p)).collect();
         w.pipelines.len()
     }
 
@@ -220,6 +261,7 @@ impl Emulator {
     pub fn reset(&self, clear_faults: bool) {
         let mut w = self.lock();
         w.pipelines.clear();
+        w.ids.clear();
         if clear_faults {
             w.faults.set_plan(FaultPlan::default());
         }

@@ -358,3 +358,43 @@ async fn generated_fleet_has_rollbacks_and_parallel_pipelines_with_several_runni
         .unwrap();
     assert_eq!(s.execution_type, Some(ExecutionType::Rollback));
 }
+
+/// AWS's execution ids are UUIDs, unique: StopPipelineExecution's doc calls it "The unique
+/// system-generated ID of the pipeline execution". A fleet and the world seeded alike (the binary
+/// uses one `--seed` for both) once handed out the same ids.
+#[tokio::test]
+async fn execution_ids_are_unique_across_pipelines_fleet_and_starts() {
+    let env = start_with(
+        EmulatorConfig {
+            seed: 5,
+            ..EmulatorConfig::default()
+        },
+        r#"{"pipelines": []}"#,
+    )
+    .await;
+    env.emulator.seed_fleet(FleetSpec {
+        pipelines: 300,
+        seed: 5,
+        history: 5,
+    });
+    let names: Vec<String> = env.emulator.lock().pipelines.keys().cloned().collect();
+    for name in names.iter().take(100) {
+        let _ = env.emulator.start_execution(name);
+    }
+    let mut all = Vec::new();
+    for name in &names {
+        all.extend(env.emulator.executions(name).into_iter().map(|e| e.id));
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert!(all.len() > 1_600, "{}", all.len());
+    assert_eq!(unique.len(), all.len());
+    // A fixture that gives one id twice is refused.
+    let twice = r#"{"pipelines": [
+        {"name": "a", "executions": [{"id": "3f2a6c1e-0000-4000-8000-000000000001", "status": "Succeeded", "started_ago": "1h"}]},
+        {"name": "b", "executions": [{"id": "3f2a6c1e-0000-4000-8000-000000000001", "status": "Succeeded", "started_ago": "1h"}]}]}"#;
+    let err = env
+        .emulator
+        .seed(&stopd_emulator::Fixture::from_json(twice).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("used twice"), "{err}");
+}
