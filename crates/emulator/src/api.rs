@@ -5,12 +5,12 @@ use uuid::Uuid;
 
 use crate::clock::{Millis, to_epoch_seconds};
 use crate::state::{
-    ExecStatus, Execution, ExecutionMode, ListOrder, Pipeline, StopResult, Template,
+    ExecStatus, Execution, ExecutionMode, ListOrder, Pipeline, StopResult, Template, Transition,
 };
 use crate::world::World;
 
 /// The operations the emulator implements, by their model names.
-pub const OPERATIONS: [&str; 8] = [
+pub const OPERATIONS: [&str; 10] = [
     "ListPipelines",
     "GetPipeline",
     "GetPipelineState",
@@ -19,6 +19,8 @@ pub const OPERATIONS: [&str; 8] = [
     "StartPipelineExecution",
     "StopPipelineExecution",
     "ListTagsForResource",
+    "DisableStageTransition",
+    "EnableStageTransition",
 ];
 
 /// How many executions may be in progress at once in a QUEUED or PARALLEL pipeline before
@@ -65,6 +67,8 @@ pub fn dispatch(world: &mut World, operation: &str, input: &Value) -> ApiResult 
         "StartPipelineExecution" => start_pipeline_execution(world, input),
         "StopPipelineExecution" => stop_pipeline_execution(world, input),
         "ListTagsForResource" => list_tags_for_resource(world, input),
+        "DisableStageTransition" => set_stage_transition(world, input, true),
+        "EnableStageTransition" => set_stage_transition(world, input, false),
         other => Err(ApiError::bad_request(
             "UnknownOperationException",
             format!("Operation {other} is not supported by this emulator"),
@@ -234,23 +238,41 @@ fn get_pipeline_state(world: &mut World, input: &Value) -> ApiResult {
         .iter()
         .enumerate()
         .map(|(si, s)| {
-            // The newest execution that has reached this stage.
-            let latest = p.executions.iter().rev().find_map(|e| {
-                let at = e.action_index_at(t, now)?;
-                (t.stage_of(at) >= si).then_some((e, at))
-            });
+            // The newest execution that has entered this stage.
+            let latest = p
+                .executions
+                .iter()
+                .rev()
+                .find(|e| e.stage_starts.len() > si);
             let mut state = json!({
                 "stageName": s.name,
-                "inboundTransitionState": { "enabled": true },
+                "inboundTransitionState": transition_json(&p.inbound[si]),
                 "actionStates": action_states(t, si, latest, now),
             });
-            if let Some((e, at)) = latest {
-                let status = stage_status(e, t.stage_of(at) == si);
+            if let Some(e) = latest {
                 state["latestExecution"] = json!({
                     "pipelineExecutionId": e.id.to_string(),
-                    "status": status,
+                    "status": stage_status(e, si),
                     "type": e.kind.as_str(),
                 });
+            }
+            // Executions waiting to enter this stage, newest first.
+            let inbound: Vec<Value> = p
+                .executions
+                .iter()
+                .rev()
+                .filter(|e| e.is_waiting() && e.stage_starts.len() == si)
+                .map(|e| {
+                    json!({
+                        "pipelineExecutionId": e.id.to_string(),
+                        "status": "InProgress",
+                        "type": e.kind.as_str(),
+                    })
+                })
+                .collect();
+            if let Some(first) = inbound.first() {
+                state["inboundExecution"] = first.clone();
+                state["inboundExecutions"] = json!(inbound);
             }
             state
         })
@@ -264,12 +286,28 @@ fn get_pipeline_state(world: &mut World, input: &Value) -> ApiResult {
     }))
 }
 
-fn stage_status(e: &Execution, current: bool) -> &'static str {
-    if !current {
+fn transition_json(t: &Transition) -> Value {
+    let mut v = json!({ "enabled": t.enabled() });
+    if let Some(r) = &t.disabled_reason {
+        v["disabledReason"] = json!(r);
+    }
+    if let Some(at) = t.last_changed_at {
+        v["lastChangedAt"] = json!(to_epoch_seconds(at));
+    }
+    if let Some(by) = &t.last_changed_by {
+        v["lastChangedBy"] = json!(by);
+    }
+    v
+}
+
+/// The stage's status for an execution that entered it.
+fn stage_status(e: &Execution, stage: usize) -> &'static str {
+    if e.succeeded_in(stage) {
         return "Succeeded";
     }
     match e.status {
-        ExecStatus::Superseded => "Succeeded",
+        // Superseded only while waiting, after the stage succeeded (handled above).
+        ExecStatus::Superseded | ExecStatus::Succeeded => "Succeeded",
         other => other.as_str(),
     }
 }
@@ -277,10 +315,11 @@ fn stage_status(e: &Execution, current: bool) -> &'static str {
 fn action_states(
     t: &Template,
     stage: usize,
-    latest: Option<(&Execution, usize)>,
+    latest: Option<&Execution>,
     now: Millis,
 ) -> Vec<Value> {
     let first = t.first_action_of(stage);
+    let position = latest.and_then(|e| Some((e, e.position_at(t, now)?)));
     t.stages[stage]
         .actions
         .iter()
@@ -288,17 +327,16 @@ fn action_states(
         .map(|(i, a)| {
             let flat = first + i;
             let mut v = json!({ "actionName": a.name });
-            if let Some((e, at)) = latest
-                && at >= flat
-                && let Some(r) = e.run_start
-            {
-                let (status, changed) = if at > flat {
-                    ("Succeeded", r + t.action_end(flat))
-                } else {
-                    match e.status {
-                        ExecStatus::InProgress | ExecStatus::Stopping => {
-                            ("InProgress", r + t.action_start(flat))
-                        }
+            if let Some((e, (at_stage, at))) = position {
+                let t0 = e.stage_starts[stage];
+                let start = t0 + t.action_start(flat) - t.stage_offset(stage);
+                let end = t0 + t.action_end(flat) - t.stage_offset(stage);
+                let done = at_stage > stage || e.succeeded_in(stage) || at > flat;
+                let state = if done {
+                    Some(("Succeeded", end))
+                } else if at == flat {
+                    Some(match e.status {
+                        ExecStatus::InProgress | ExecStatus::Stopping => ("InProgress", start),
                         ExecStatus::Failed => ("Failed", e.last_update),
                         ExecStatus::Stopped
                             if e.stop.as_ref().is_some_and(|s| s.abandon_at.is_some()) =>
@@ -306,13 +344,17 @@ fn action_states(
                             ("Abandoned", e.last_update)
                         }
                         _ => ("Succeeded", e.last_update.min(now)),
-                    }
+                    })
+                } else {
+                    None
                 };
-                v["latestExecution"] = json!({
-                    "actionExecutionId": format!("{}-{flat}", e.id),
-                    "status": status,
-                    "lastStatusChange": to_epoch_seconds(changed),
-                });
+                if let Some((status, changed)) = state {
+                    v["latestExecution"] = json!({
+                        "actionExecutionId": format!("{}-{flat}", e.id),
+                        "status": status,
+                        "lastStatusChange": to_epoch_seconds(changed),
+                    });
+                }
             }
             v
         })
@@ -348,7 +390,6 @@ fn summary_json(e: &Execution) -> Value {
 fn list_pipeline_executions(world: &mut World, input: &Value) -> ApiResult {
     let limit = max_results(input, 100);
     let cursor = decode_token(input, "executions")?;
-    let now = world.clock.now();
     let order = world.behaviour.list_order;
     let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
     // filter.succeededInStage.stageName: executions that completed that stage successfully; a
@@ -357,7 +398,6 @@ fn list_pipeline_executions(world: &mut World, input: &Value) -> ApiResult {
         .pointer("/filter/succeededInStage/stageName")
         .and_then(Value::as_str)
         .map(|name| p.template.stages.iter().position(|s| s.name == name));
-    let template = &p.template;
     let listed: Vec<&Execution> = match order {
         ListOrder::NewestFirst => p.executions.iter().rev().collect::<Vec<_>>(),
         ListOrder::OldestFirst => p.executions.iter().collect(),
@@ -366,7 +406,7 @@ fn list_pipeline_executions(world: &mut World, input: &Value) -> ApiResult {
     .filter(|e| match succeeded_in {
         None => true,
         Some(None) => false,
-        Some(Some(stage)) => e.succeeded_in(template, stage, now),
+        Some(Some(stage)) => e.succeeded_in(stage),
     })
     .collect();
     let start = match cursor {
@@ -490,6 +530,31 @@ fn stop_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
             m,
         )),
     }
+}
+
+/// DisableStageTransition / EnableStageTransition. The reason's length (1..300) and alphabet
+/// (`[a-zA-Z0-9!@ \(\)\.\*\?\-]+`) are the model's DisabledReason, checked before this runs.
+fn set_stage_transition(world: &mut World, input: &Value, disable: bool) -> ApiResult {
+    let now = world.clock.now();
+    let behaviour = world.behaviour;
+    let by = format!("arn:aws:iam::{}:user/stopd", world.account);
+    let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
+    let stage_name = str_field(input, "stageName");
+    let stage = p
+        .template
+        .stages
+        .iter()
+        .position(|s| s.name == stage_name)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "StageNotFoundException",
+                format!("Stage {stage_name} does not exist in pipeline {}", p.name),
+            )
+        })?;
+    let inbound = str_field(input, "transitionType") == "Inbound";
+    let reason = disable.then(|| str_field(input, "reason").to_string());
+    p.set_transition(now, stage, inbound, reason, by, behaviour);
+    Ok(json!({}))
 }
 
 fn list_tags_for_resource(world: &mut World, input: &Value) -> ApiResult {

@@ -2,8 +2,9 @@
 //!
 //! It speaks the awsJson1_1 protocol of CodePipeline (API version 2015-07-09) for the operations
 //! stopd uses — ListPipelines, GetPipeline, GetPipelineState, ListPipelineExecutions,
-//! GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, ListTagsForResource — so
-//! that the official AWS SDKs and the AWS CLI work against it unchanged. Requests are validated
+//! GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, ListTagsForResource, and
+//! DisableStageTransition / EnableStageTransition — so that the official AWS SDKs and the AWS CLI
+//! work against it unchanged. Like AWS it wants SigV4-signed requests ([`auth`]). Requests are validated
 //! against the published service model ([`model`]), executions move through their stages on the
 //! emulator's clock ([`clock`], [`state`]), faults are injected on request ([`faults`]), and every
 //! call is logged for tests to assert on.

@@ -240,44 +240,7 @@ async fn execution_finishes_on_the_clock_and_is_then_not_stoppable() {
 }
 
 #[tokio::test]
-async fn superseded_pipeline_replaces_the_older_execution_at_a_stage_boundary() {
-    let env = start(FIXTURE).await;
-    let c = &env.client;
-    let first = c
-        .start_pipeline_execution()
-        .name("dev-api")
-        .send()
-        .await
-        .unwrap()
-        .pipeline_execution_id
-        .unwrap();
-    env.emulator.advance(Duration::from_secs(40)); // in Build (30 s..330 s)
-    let second = c
-        .start_pipeline_execution()
-        .name("dev-api")
-        .send()
-        .await
-        .unwrap()
-        .pipeline_execution_id
-        .unwrap();
-    env.emulator.advance(Duration::from_secs(289));
-    assert_eq!(
-        status(&env, "dev-api", &first).await,
-        PipelineExecutionStatus::InProgress
-    );
-    env.emulator.advance(Duration::from_secs(1));
-    assert_eq!(
-        status(&env, "dev-api", &first).await,
-        PipelineExecutionStatus::Superseded
-    );
-    assert_eq!(
-        status(&env, "dev-api", &second).await,
-        PipelineExecutionStatus::InProgress
-    );
-}
-
-#[tokio::test]
-async fn queued_pipeline_runs_one_at_a_time_and_a_waiting_one_stops_at_once() {
+async fn queued_pipeline_runs_one_execution_per_stage_and_a_waiting_one_stops_at_once() {
     let env = start(FIXTURE).await;
     let c = &env.client;
     let start = || async {

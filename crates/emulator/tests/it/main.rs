@@ -5,5 +5,6 @@ mod fixture_file;
 mod identity;
 mod lifecycle;
 mod listing;
+mod modes;
 mod protocol;
 mod sdk;
