@@ -39,3 +39,21 @@ pub use faults::{Fault, FaultPlan, FaultRule, Latency, RateLimit};
 pub use fixture::{Fixture, FleetSpec};
 pub use server::ServerHandle;
 pub use world::{CallRecord, Emulator, EmulatorConfig, ExecutionView, InFlight};
+
+#[cfg(test)]
+mod layering {
+    /// The protocol layer (`api`, `auth`) sits on the world; the world and the state never
+    /// reach back into it (they once imported each other).
+    #[test]
+    fn world_and_state_do_not_import_the_protocol_layer() {
+        for (file, src) in [
+            ("world.rs", include_str!("world.rs")),
+            ("state.rs", include_str!("state.rs")),
+            ("faults.rs", include_str!("faults.rs")),
+        ] {
+            for needle in ["use crate::api", "use crate::auth", "api::", "auth::"] {
+                assert!(!src.contains(needle), "{file} uses {needle}");
+            }
+        }
+    }
+}

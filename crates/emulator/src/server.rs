@@ -17,10 +17,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::Answer;
 use crate::auth::AuthHeaders;
 use crate::faults::FaultPlan;
 use crate::fixture::{Fixture, FleetSpec};
-use crate::world::{Answer, Emulator};
+use crate::world::Emulator;
 
 /// Largest request body accepted (the service's own limit is far above anything it models).
 const MAX_BODY: usize = 1 << 20;

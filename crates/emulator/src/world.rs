@@ -1,5 +1,6 @@
 //! The emulator as a value: the world (clock, pipelines, faults, call log) behind one lock, and
-//! the [`Emulator`] handle that tests, the admin API and the HTTP server share.
+//! the [`Emulator`] handle that tests, the admin API and the HTTP server share. The protocol
+//! ([`crate::api`]) sits on top of it; nothing here calls into it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,17 +9,13 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::{self, ApiError};
-use crate::auth::AuthHeaders;
 use crate::clock::{Clock, Millis};
-use crate::faults::{Fault, FaultPlan, FaultRule, Faults};
+use crate::faults::{FaultPlan, FaultRule, Faults};
 use crate::fixture::{
     DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet, random_uuid,
 };
-use crate::model::{Model, validation_message};
 use crate::state::{Behaviour, Execution, Pipeline};
 
 /// Everything the emulator knows, guarded by one lock.
@@ -135,17 +132,6 @@ impl Default for EmulatorConfig {
 pub struct Emulator {
     /// The state every handle sees.
     world: Arc<Mutex<World>>,
-}
-
-/// What an API request comes to before it is answered.
-#[derive(Debug)]
-pub enum Answer {
-    /// HTTP 200 with this JSON body.
-    Ok(Value),
-    /// An error answer.
-    Err(ApiError),
-    /// Close the connection without answering.
-    Drop,
 }
 
 /// Read-only view of one execution, for tests.
@@ -371,190 +357,6 @@ impl Emulator {
             }
         }
         out
-    }
-
-    /// Starts an execution as a client would, without going through HTTP; returns its id.
-    pub fn start_execution(&self, pipeline: &str) -> Result<String, ApiError> {
-        let mut w = self.lock();
-        let out = api::dispatch(
-            &mut w,
-            "StartPipelineExecution",
-            &serde_json::json!({"name": pipeline}),
-        )?;
-        Ok(out["pipelineExecutionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
-    }
-
-    /// Handles one API request: target operation and body bytes in, answer and extra delay out.
-    /// The caller sleeps for the delay before answering (outside the lock).
-    pub fn handle(
-        &self,
-        target: Option<&str>,
-        auth: AuthHeaders<'_>,
-        body: &[u8],
-    ) -> (Answer, Duration) {
-        let operation = target
-            .and_then(|t| t.strip_prefix("CodePipeline_20150709."))
-            .unwrap_or(target.unwrap_or(""))
-            .to_string();
-        let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
-            Ok(Value::Object(Default::default()))
-        } else {
-            serde_json::from_slice(body)
-        };
-        let mut w = self.lock();
-        let field = |name: &str| -> Option<String> {
-            parsed
-                .as_ref()
-                .ok()?
-                .get(name)?
-                .as_str()
-                .map(str::to_string)
-        };
-        let pipeline = field("pipelineName").or_else(|| field("name"));
-        let execution_id = field("pipelineExecutionId");
-        let abandon = (operation == "StopPipelineExecution").then(|| {
-            parsed
-                .as_ref()
-                .ok()
-                .and_then(|v| v.get("abandon")?.as_bool())
-                .unwrap_or(false)
-        });
-        let signed = if w.require_signature {
-            crate::auth::check(auth)
-        } else {
-            Ok(())
-        };
-        let World { faults, rng, .. } = &mut *w;
-        let mut delay = faults.latency(rng);
-        // AWS authenticates before it throttles: an unsigned call is refused, not counted.
-        let fault = match &signed {
-            Ok(()) => faults.decide(&operation, pipeline.as_deref(), rng),
-            Err(_) => None,
-        };
-        let answer = if let Err(e) = signed {
-            Answer::Err(e)
-        } else {
-            match fault {
-                Some(
-                    f @ (Fault::AccessDenied | Fault::ExpiredToken | Fault::UnrecognizedClient),
-                ) => Answer::Err(identity_fault(f, &operation, pipeline.as_deref(), &w)),
-                Some(Fault::Drop) => Answer::Drop,
-                Some(Fault::Throttling) => Answer::Err(ApiError::bad_request(
-                    "ThrottlingException",
-                    "Rate exceeded",
-                )),
-                Some(Fault::Conflict) => Answer::Err(ApiError {
-                    status: 409,
-                    code: "ConflictException",
-                    message: "Another operation is in progress on this resource (injected)".into(),
-                }),
-                Some(Fault::Http500) => Answer::Err(ApiError {
-                    status: 500,
-                    code: "InternalFailure",
-                    message: "We encountered an internal error. Please try again. (injected)"
-                        .into(),
-                }),
-                Some(Fault::Http503) => Answer::Err(ApiError {
-                    status: 503,
-                    code: "ServiceUnavailableException",
-                    message: "Service unavailable (injected)".into(),
-                }),
-                Some(Fault::Delay { delay_ms }) => {
-                    delay += Duration::from_millis(delay_ms);
-                    serve(&mut w, target, &operation, parsed)
-                }
-                None => serve(&mut w, target, &operation, parsed),
-            }
-        };
-        let (status, error) = match &answer {
-            Answer::Ok(_) => (200, None),
-            Answer::Err(e) => (e.status, Some(e.code.to_string())),
-            Answer::Drop => (0, None),
-        };
-        let record = CallRecord {
-            seq: w.calls.len() as u64,
-            at_ms: w.clock.now(),
-            wall_ms: crate::clock::system_now(),
-            operation,
-            pipeline,
-            execution_id,
-            status,
-            error,
-            abandon,
-        };
-        w.calls.push(record);
-        (answer, delay)
-    }
-}
-
-/// The answer of an injected identity fault, as AWS words it (API Reference, "Common Errors").
-fn identity_fault(fault: Fault, operation: &str, pipeline: Option<&str>, w: &World) -> ApiError {
-    match fault {
-        Fault::AccessDenied => {
-            let resource = w.arn(pipeline.unwrap_or("*"));
-            ApiError::bad_request(
-                "AccessDeniedException",
-                format!(
-                    "User: arn:aws:iam::{}:user/stopd is not authorized to perform: codepipeline:{operation} on resource: {resource} because no identity-based policy allows the codepipeline:{operation} action",
-                    w.account
-                ),
-            )
-        }
-        Fault::ExpiredToken => ApiError {
-            status: 403,
-            code: "ExpiredTokenException",
-            message: "The security token included in the request is expired".into(),
-        },
-        _ => ApiError {
-            status: 403,
-            code: "UnrecognizedClientException",
-            message: "The security token included in the request is invalid.".into(),
-        },
-    }
-}
-
-fn serve(
-    w: &mut World,
-    target: Option<&str>,
-    operation: &str,
-    parsed: Result<Value, serde_json::Error>,
-) -> Answer {
-    let known = target.is_some_and(|t| t.starts_with("CodePipeline_20150709."))
-        && api::OPERATIONS.contains(&operation);
-    if !known {
-        return Answer::Err(ApiError::bad_request(
-            "UnknownOperationException",
-            format!("Unknown operation {:?}", target.unwrap_or("")),
-        ));
-    }
-    let input = match parsed {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            return Answer::Err(ApiError::bad_request(
-                "SerializationException",
-                "Start of structure or map expected",
-            ));
-        }
-        Err(e) => {
-            return Answer::Err(ApiError::bad_request(
-                "SerializationException",
-                e.to_string(),
-            ));
-        }
-    };
-    let violations = Model::get().validate_input(operation, &input);
-    if !violations.is_empty() {
-        return Answer::Err(ApiError::bad_request(
-            "ValidationException",
-            validation_message(&violations),
-        ));
-    }
-    match api::dispatch(w, operation, &input) {
-        Ok(v) => Answer::Ok(v),
-        Err(e) => Answer::Err(e),
     }
 }
 
