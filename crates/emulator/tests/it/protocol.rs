@@ -289,4 +289,17 @@ async fn admin_api_moves_the_clock_and_lists_calls() {
     assert_eq!(state["pipelines"].as_array().unwrap().len(), 1);
     let bad = admin("PUT", "faults", r#"{"nonsense": 1}"#).await;
     assert!(bad["error"].as_str().unwrap().contains("nonsense"));
+    // POST reset keeps the fault plan; ?faults=true clears it too.
+    admin(
+        "PUT",
+        "faults",
+        r#"{"rules": [{"operation": "GetPipeline", "fault": "access_denied"}]}"#,
+    )
+    .await;
+    admin("POST", "reset", "").await;
+    let plan = admin("GET", "faults", "").await;
+    assert_eq!(plan["rules"][0]["fault"], "access_denied");
+    admin("POST", "reset?faults=true", "").await;
+    let plan = admin("GET", "faults", "").await;
+    assert!(plan["rules"].as_array().unwrap().is_empty());
 }
