@@ -166,3 +166,36 @@ async fn main() -> anyhow::Result<()> {
     server.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_flag_takes_a_kind_and_an_optional_operation() {
+        let r = parse_fault("access_denied:StopPipelineExecution").unwrap();
+        assert_eq!(r.fault, Fault::AccessDenied);
+        assert_eq!(r.operation.as_deref(), Some("StopPipelineExecution"));
+        let r = parse_fault("expired_token").unwrap();
+        assert_eq!((r.fault, r.operation), (Fault::ExpiredToken, None));
+        assert!(parse_fault("teapot").unwrap_err().contains("teapot"));
+        let args = Args::try_parse_from([
+            "stopd-emulator",
+            "--fault",
+            "unrecognized_client",
+            "--rate-limit-scope",
+            "operation",
+            "--list-order",
+            "oldest-first",
+        ])
+        .unwrap();
+        assert_eq!(args.faults[0].fault, Fault::UnrecognizedClient);
+        assert_eq!(args.rate_limit_scope, RateLimitScope::Operation);
+        assert_eq!(args.list_order, ListOrder::OldestFirst);
+        // The binary's defaults: one account-wide bucket, a 1 s abandon settle, signed requests.
+        let args = Args::try_parse_from(["stopd-emulator"]).unwrap();
+        assert_eq!(args.rate_limit_scope, RateLimitScope::Account);
+        assert_eq!(args.abandon_settle, Duration::from_secs(1));
+        assert!(!args.allow_unsigned);
+    }
+}

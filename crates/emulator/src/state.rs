@@ -8,8 +8,8 @@
 //! exact (advance an hour and every transition of that hour has happened, at the instant it would
 //! have) and keeps the emulator cheap with hundreds of thousands of executions.
 //!
-//! Execution modes, as the CodePipeline User Guide describes them ("Set or change the pipeline
-//! execution mode"): in SUPERSEDED mode a stage holds one execution, and an execution waiting
+//! Execution modes, as the CodePipeline User Guide describes them ("How pipeline executions
+//! work"): in SUPERSEDED mode a stage holds one execution, and an execution waiting
 //! between stages is superseded by a newer one that reaches the same point (never while an
 //! action runs); in QUEUED mode a stage holds one execution and waiting ones enter in the order
 //! they came; in PARALLEL mode executions do not wait for each other. A waiting execution is

@@ -80,8 +80,9 @@ async fn stop_and_wait_stays_stopping_until_the_running_action_ends() {
 }
 
 /// StopPipelineExecution: "While completing or abandoning in-progress actions, the pipeline
-/// execution is in a Stopping state"; the model's StopExecutionTrigger/user guide: "Stopping
-/// state for a very short time while the in-progress actions are abandoned". Default: 1 s.
+/// execution is in a Stopping state"; the user guide ("Stop a pipeline execution", as issue 13
+/// quotes it): "in a Stopping state for a very short time while the in-progress actions are
+/// abandoned". Default: 1 s.
 #[tokio::test]
 async fn abandon_stays_stopping_for_the_default_settle_then_stopped() {
     let env = start(FIXTURE).await;

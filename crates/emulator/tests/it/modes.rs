@@ -1,11 +1,12 @@
 //! Execution modes and stage transitions, on the manual clock.
 //!
-//! Source: CodePipeline User Guide, "Set or change the pipeline execution mode" (SUPERSEDED: "an
-//! execution that is waiting to enter a locked stage ... is superseded by a more recent one";
-//! executions are superseded only between stages; QUEUED: "executions are processed one by one
-//! in the order that they are queued", a stage is locked while an execution runs it; PARALLEL:
-//! "executions run at the same time and independently of one another") and "Disable or enable
-//! transitions between stages"; the model's DisableStageTransition / TransitionState.
+//! Source: CodePipeline User Guide, "How pipeline executions work" (concepts-how-it-works):
+//! SUPERSEDED, "A more recent execution can overtake an older one" (a stage holds one execution,
+//! and executions are overtaken only while they wait between stages); QUEUED, "Executions are
+//! processed one by one in the order that they are queued"; PARALLEL, "executions run
+//! simultaneously and independently of one another. Executions don't wait for other runs to
+//! complete before starting or finishing". Transitions: "Disable or enable transitions between
+//! stages", and the model's DisableStageTransition / TransitionState.
 
 use std::time::Duration;
 
