@@ -64,7 +64,8 @@ def fresh_fleet(url, args):
     # The generator's rng is the world's: reset re-seeds it, so every contender gets the same
     # pipelines, executions and ids.
     admin(url, "POST", "fleet", {"pipelines": args.pipelines, "seed": args.seed, "history": 5})
-    # reset clears the fault plan too: set latency and rate limits again.
+    # reset keeps the fault plan (unless ?faults=true); set it anyway: this run's latency and
+    # rate limits (per operation: the plan's default rate_limit_scope).
     plan = {"latency": {"fixed": args.latency}}
     if args.rate_limit:
         plan["default_rate_limit"] = {"tps": args.rate_limit, "burst": args.burst}

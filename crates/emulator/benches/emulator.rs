@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A well-formed SigV4 Authorization header (the emulator checks its shape, not the signature).
+const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261128/us-east-1/codepipeline/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000\r\nX-Amz-Date: 20261128T090000Z\r\n";
+
 struct Emulator {
     child: Child,
     addr: String,
@@ -55,27 +58,38 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// One keep-alive connection sending requests back to back until `stop`.
+/// One keep-alive connection sending requests back to back until `stop`, cycling through `ops`
+/// (ListPipelineExecutions or GetPipeline, for random pipelines). Answers 200 count in `done`,
+/// ThrottlingException in `throttled`; anything else fails the bench.
+#[allow(clippy::too_many_arguments)]
 async fn client(
     addr: String,
     names: Arc<Vec<String>>,
+    ops: &'static [&'static str],
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
+    throttled: Arc<AtomicU64>,
     seed: usize,
 ) {
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.set_nodelay(true).unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let mut i = seed;
+    let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let name = &names[i % names.len()];
         i = i
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407)
             >> 1;
-        let body = format!("{{\"pipelineName\":\"{name}\"}}");
+        let op = ops[n % ops.len()];
+        n += 1;
+        let body = match op {
+            "GetPipeline" => format!("{{\"name\":\"{name}\"}}"),
+            _ => format!("{{\"pipelineName\":\"{name}\"}}"),
+        };
         let req = format!(
-            "POST / HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.ListPipelineExecutions\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST / HTTP/1.1\r\nHost: b\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: CodePipeline_20150709.{op}\r\n{AUTH}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();
@@ -87,7 +101,16 @@ async fn client(
             have += n;
             if let Some(end) = find(&buf[..have], b"\r\n\r\n") {
                 let head = std::str::from_utf8(&buf[..end]).unwrap();
-                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                if head.starts_with("HTTP/1.1 200") {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else if head
+                    .to_ascii_lowercase()
+                    .contains("x-amzn-errortype: throttlingexception")
+                {
+                    throttled.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    panic!("{head}");
+                }
                 let len: usize = head
                     .lines()
                     .find_map(|l| {
@@ -102,8 +125,65 @@ async fn client(
                 break;
             }
         }
-        done.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Drives `connections` clients over `ops` for `seconds`; (answered/s, throttled/s).
+fn drive(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    names: &Arc<Vec<String>>,
+    ops: &'static [&'static str],
+    connections: u64,
+    seconds: u64,
+) -> (f64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let throttled = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..connections as usize)
+            .map(|i| {
+                tokio::spawn(client(
+                    addr.to_string(),
+                    names.clone(),
+                    ops,
+                    stop.clone(),
+                    done.clone(),
+                    throttled.clone(),
+                    i * 7919 + 1,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    (
+        done.load(Ordering::Relaxed) as f64 / secs,
+        throttled.load(Ordering::Relaxed) as f64 / secs,
+    )
+}
+
+/// The pipeline names of an emulator (first 1,000).
+fn pipeline_names(rt: &tokio::runtime::Runtime, addr: &str) -> Arc<Vec<String>> {
+    Arc::new(rt.block_on(async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = "{\"maxResults\":1000}";
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: b\r\nX-Amz-Target: CodePipeline_20150709.ListPipelines\r\n{AUTH}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let json = &out[out.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["pipelines"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+    }))
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
@@ -147,42 +227,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let names: Arc<Vec<String>> = Arc::new(rt.block_on(async {
-        let mut s = tokio::net::TcpStream::connect(&big.addr).await.unwrap();
-        let body = "{\"maxResults\":1000}";
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: b\r\nX-Amz-Target: CodePipeline_20150709.ListPipelines\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        let json = &out[out.find("\r\n\r\n").unwrap() + 4..];
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        v["pipelines"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
-    }));
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    rt.block_on(async {
-        let tasks: Vec<_> = (0..connections as usize)
-            .map(|i| {
-                tokio::spawn(client(
-                    big.addr.clone(),
-                    names.clone(),
-                    stop.clone(),
-                    done.clone(),
-                    i * 7919 + 1,
-                ))
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    let rps = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let names = pipeline_names(&rt, &big.addr);
+    let (rps, _) = drive(
+        &rt,
+        &big.addr,
+        &names,
+        &["ListPipelineExecutions"],
+        connections,
+        seconds,
+    );
     println!(
         "| ListPipelineExecutions answered per second ({connections} keep-alive connections, {seconds} s, 0 ms latency) | {rps:.0}/s | >= 5,000/s |"
     );
@@ -191,6 +244,41 @@ fn main() {
         "| RSS after the load | {:.1} MiB | |",
         rss_after as f64 / 1024.0
     );
+    drop(big);
+
+    // Throttling: --rate-limit 50 --burst 50, two operations alternating (ListPipelineExecutions,
+    // GetPipeline) from 4 connections, once per bucket scope.
+    for scope in ["operation", "account"] {
+        let e = start(&[
+            "--fleet",
+            "1000",
+            "--seed",
+            "1",
+            "--rate-limit",
+            "50",
+            "--burst",
+            "50",
+            "--rate-limit-scope",
+            scope,
+        ]);
+        let names = pipeline_names(&rt, &e.addr);
+        let (ok, throttled) = drive(
+            &rt,
+            &e.addr,
+            &names,
+            &["ListPipelineExecutions", "GetPipeline"],
+            4,
+            seconds,
+        );
+        let expected = if scope == "account" {
+            "~50/s (one bucket)"
+        } else {
+            "~100/s (50/s each)"
+        };
+        println!(
+            "| --rate-limit 50 --burst 50 --rate-limit-scope {scope}: answered / throttled per second (2 operations, 4 connections, {seconds} s) | {ok:.0}/s / {throttled:.0}/s | {expected} |"
+        );
+    }
     println!();
     println!(
         "machine: {} cores; load generator on the same machine",

@@ -1,15 +1,24 @@
-//! The CodePipeline operations: request in, JSON or a modeled error out.
+//! The CodePipeline protocol on top of the world: one request (target, signature headers, body)
+//! in, an [`Answer`] out — signature check, injected faults, model validation, then the
+//! operation itself, and a line in the call log. The world ([`crate::world`]) knows nothing of
+//! this layer.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::auth::AuthHeaders;
 use crate::clock::{Millis, to_epoch_seconds};
-use crate::fixture::random_uuid;
-use crate::state::{ExecStatus, Execution, ExecutionMode, Pipeline, StopResult, Template};
-use crate::world::World;
+use crate::faults::Fault;
+use crate::model::{Model, validation_message};
+use crate::state::{
+    ExecStatus, Execution, ExecutionMode, ListOrder, Pipeline, StopResult, Template, Transition,
+};
+use crate::world::{CallRecord, Emulator, World};
 
 /// The operations the emulator implements, by their model names.
-pub const OPERATIONS: [&str; 8] = [
+pub const OPERATIONS: [&str; 10] = [
     "ListPipelines",
     "GetPipeline",
     "GetPipelineState",
@@ -18,6 +27,8 @@ pub const OPERATIONS: [&str; 8] = [
     "StartPipelineExecution",
     "StopPipelineExecution",
     "ListTagsForResource",
+    "DisableStageTransition",
+    "EnableStageTransition",
 ];
 
 /// How many executions may be in progress at once in a QUEUED or PARALLEL pipeline before
@@ -53,6 +64,203 @@ impl ApiError {
 
 type ApiResult = Result<Value, ApiError>;
 
+/// What an API request comes to before it is answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// HTTP 200 with this JSON body.
+    Ok(Value),
+    /// An error answer.
+    Err(ApiError),
+    /// Close the connection without answering.
+    Drop,
+}
+
+impl Emulator {
+    /// Starts an execution as a client would, without going through HTTP; returns its id.
+    pub fn start_execution(&self, pipeline: &str) -> Result<String, ApiError> {
+        let mut w = self.lock();
+        let out = dispatch(
+            &mut w,
+            "StartPipelineExecution",
+            &serde_json::json!({"name": pipeline}),
+        )?;
+        Ok(out["pipelineExecutionId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Handles one API request: target operation and body bytes in, answer and extra delay out.
+    /// The caller sleeps for the delay before answering (outside the lock).
+    pub fn handle(
+        &self,
+        target: Option<&str>,
+        auth: AuthHeaders<'_>,
+        body: &[u8],
+    ) -> (Answer, Duration) {
+        let operation = target
+            .and_then(|t| t.strip_prefix("CodePipeline_20150709."))
+            .unwrap_or(target.unwrap_or(""))
+            .to_string();
+        let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
+            Ok(Value::Object(Default::default()))
+        } else {
+            serde_json::from_slice(body)
+        };
+        let mut w = self.lock();
+        let field = |name: &str| -> Option<String> {
+            parsed
+                .as_ref()
+                .ok()?
+                .get(name)?
+                .as_str()
+                .map(str::to_string)
+        };
+        let pipeline = field("pipelineName").or_else(|| field("name"));
+        let execution_id = field("pipelineExecutionId");
+        let abandon = (operation == "StopPipelineExecution").then(|| {
+            parsed
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("abandon")?.as_bool())
+                .unwrap_or(false)
+        });
+        let signed = if w.require_signature {
+            crate::auth::check(auth)
+        } else {
+            Ok(())
+        };
+        let World { faults, rng, .. } = &mut *w;
+        let mut delay = faults.latency(rng);
+        // AWS authenticates before it throttles: an unsigned call is refused, not counted.
+        let fault = match &signed {
+            Ok(()) => faults.decide(&operation, pipeline.as_deref(), rng),
+            Err(_) => None,
+        };
+        let answer = if let Err(e) = signed {
+            Answer::Err(e)
+        } else {
+            match fault {
+                Some(
+                    f @ (Fault::AccessDenied | Fault::ExpiredToken | Fault::UnrecognizedClient),
+                ) => Answer::Err(identity_fault(f, &operation, pipeline.as_deref(), &w)),
+                Some(Fault::Drop) => Answer::Drop,
+                Some(Fault::Throttling) => Answer::Err(ApiError::bad_request(
+                    "ThrottlingException",
+                    "Rate exceeded",
+                )),
+                Some(Fault::Conflict) => Answer::Err(ApiError {
+                    status: 409,
+                    code: "ConflictException",
+                    message: "Another operation is in progress on this resource (injected)".into(),
+                }),
+                Some(Fault::Http500) => Answer::Err(ApiError {
+                    status: 500,
+                    code: "InternalFailure",
+                    message: "We encountered an internal error. Please try again. (injected)"
+                        .into(),
+                }),
+                Some(Fault::Http503) => Answer::Err(ApiError {
+                    status: 503,
+                    code: "ServiceUnavailableException",
+                    message: "Service unavailable (injected)".into(),
+                }),
+                Some(Fault::Delay { delay_ms }) => {
+                    delay += Duration::from_millis(delay_ms);
+                    serve(&mut w, target, &operation, parsed)
+                }
+                None => serve(&mut w, target, &operation, parsed),
+            }
+        };
+        let (status, error) = match &answer {
+            Answer::Ok(_) => (200, None),
+            Answer::Err(e) => (e.status, Some(e.code.to_string())),
+            Answer::Drop => (0, None),
+        };
+        let record = CallRecord {
+            seq: w.calls.len() as u64,
+            at_ms: w.clock.now(),
+            wall_ms: crate::clock::system_now(),
+            operation,
+            pipeline,
+            execution_id,
+            status,
+            error,
+            abandon,
+        };
+        w.calls.push(record);
+        (answer, delay)
+    }
+}
+
+/// The answer of an injected identity fault, as AWS words it (API Reference, "Common Errors").
+fn identity_fault(fault: Fault, operation: &str, pipeline: Option<&str>, w: &World) -> ApiError {
+    match fault {
+        Fault::AccessDenied => {
+            let resource = w.arn(pipeline.unwrap_or("*"));
+            ApiError::bad_request(
+                "AccessDeniedException",
+                format!(
+                    "User: arn:aws:iam::{}:user/stopd is not authorized to perform: codepipeline:{operation} on resource: {resource} because no identity-based policy allows the codepipeline:{operation} action",
+                    w.account
+                ),
+            )
+        }
+        Fault::ExpiredToken => ApiError {
+            status: 403,
+            code: "ExpiredTokenException",
+            message: "The security token included in the request is expired".into(),
+        },
+        _ => ApiError {
+            status: 403,
+            code: "UnrecognizedClientException",
+            message: "The security token included in the request is invalid.".into(),
+        },
+    }
+}
+
+fn serve(
+    w: &mut World,
+    target: Option<&str>,
+    operation: &str,
+    parsed: Result<Value, serde_json::Error>,
+) -> Answer {
+    let known = target.is_some_and(|t| t.starts_with("CodePipeline_20150709."))
+        && OPERATIONS.contains(&operation);
+    if !known {
+        return Answer::Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("Unknown operation {:?}", target.unwrap_or("")),
+        ));
+    }
+    let input = match parsed {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            return Answer::Err(ApiError::bad_request(
+                "SerializationException",
+                "Start of structure or map expected",
+            ));
+        }
+        Err(e) => {
+            return Answer::Err(ApiError::bad_request(
+                "SerializationException",
+                e.to_string(),
+            ));
+        }
+    };
+    let violations = Model::get().validate_input(operation, &input);
+    if !violations.is_empty() {
+        return Answer::Err(ApiError::bad_request(
+            "ValidationException",
+            validation_message(&violations),
+        ));
+    }
+    match dispatch(w, operation, &input) {
+        Ok(v) => Answer::Ok(v),
+        Err(e) => Answer::Err(e),
+    }
+}
+
 /// Runs one validated operation against the world.
 pub fn dispatch(world: &mut World, operation: &str, input: &Value) -> ApiResult {
     match operation {
@@ -64,6 +272,8 @@ pub fn dispatch(world: &mut World, operation: &str, input: &Value) -> ApiResult 
         "StartPipelineExecution" => start_pipeline_execution(world, input),
         "StopPipelineExecution" => stop_pipeline_execution(world, input),
         "ListTagsForResource" => list_tags_for_resource(world, input),
+        "DisableStageTransition" => set_stage_transition(world, input, true),
+        "EnableStageTransition" => set_stage_transition(world, input, false),
         other => Err(ApiError::bad_request(
             "UnknownOperationException",
             format!("Operation {other} is not supported by this emulator"),
@@ -233,23 +443,41 @@ fn get_pipeline_state(world: &mut World, input: &Value) -> ApiResult {
         .iter()
         .enumerate()
         .map(|(si, s)| {
-            // The newest execution that has reached this stage.
-            let latest = p.executions.iter().rev().find_map(|e| {
-                let at = e.action_index_at(t, now)?;
-                (t.stage_of(at) >= si).then_some((e, at))
-            });
+            // The newest execution that has entered this stage.
+            let latest = p
+                .executions
+                .iter()
+                .rev()
+                .find(|e| e.stage_starts.len() > si);
             let mut state = json!({
                 "stageName": s.name,
-                "inboundTransitionState": { "enabled": true },
+                "inboundTransitionState": transition_json(&p.inbound[si]),
                 "actionStates": action_states(t, si, latest, now),
             });
-            if let Some((e, at)) = latest {
-                let status = stage_status(e, t.stage_of(at) == si);
+            if let Some(e) = latest {
                 state["latestExecution"] = json!({
                     "pipelineExecutionId": e.id.to_string(),
-                    "status": status,
+                    "status": stage_status(e, si),
                     "type": e.kind.as_str(),
                 });
+            }
+            // Executions waiting to enter this stage, newest first.
+            let inbound: Vec<Value> = p
+                .executions
+                .iter()
+                .rev()
+                .filter(|e| e.is_waiting() && e.stage_starts.len() == si)
+                .map(|e| {
+                    json!({
+                        "pipelineExecutionId": e.id.to_string(),
+                        "status": "InProgress",
+                        "type": e.kind.as_str(),
+                    })
+                })
+                .collect();
+            if let Some(first) = inbound.first() {
+                state["inboundExecution"] = first.clone();
+                state["inboundExecutions"] = json!(inbound);
             }
             state
         })
@@ -263,12 +491,28 @@ fn get_pipeline_state(world: &mut World, input: &Value) -> ApiResult {
     }))
 }
 
-fn stage_status(e: &Execution, current: bool) -> &'static str {
-    if !current {
+fn transition_json(t: &Transition) -> Value {
+    let mut v = json!({ "enabled": t.enabled() });
+    if let Some(r) = &t.disabled_reason {
+        v["disabledReason"] = json!(r);
+    }
+    if let Some(at) = t.last_changed_at {
+        v["lastChangedAt"] = json!(to_epoch_seconds(at));
+    }
+    if let Some(by) = &t.last_changed_by {
+        v["lastChangedBy"] = json!(by);
+    }
+    v
+}
+
+/// The stage's status for an execution that entered it.
+fn stage_status(e: &Execution, stage: usize) -> &'static str {
+    if e.succeeded_in(stage) {
         return "Succeeded";
     }
     match e.status {
-        ExecStatus::Superseded => "Succeeded",
+        // Superseded only while waiting, after the stage succeeded (handled above).
+        ExecStatus::Superseded | ExecStatus::Succeeded => "Succeeded",
         other => other.as_str(),
     }
 }
@@ -276,10 +520,11 @@ fn stage_status(e: &Execution, current: bool) -> &'static str {
 fn action_states(
     t: &Template,
     stage: usize,
-    latest: Option<(&Execution, usize)>,
+    latest: Option<&Execution>,
     now: Millis,
 ) -> Vec<Value> {
     let first = t.first_action_of(stage);
+    let position = latest.and_then(|e| Some((e, e.position_at(t, now)?)));
     t.stages[stage]
         .actions
         .iter()
@@ -287,17 +532,16 @@ fn action_states(
         .map(|(i, a)| {
             let flat = first + i;
             let mut v = json!({ "actionName": a.name });
-            if let Some((e, at)) = latest
-                && at >= flat
-                && let Some(r) = e.run_start
-            {
-                let (status, changed) = if at > flat {
-                    ("Succeeded", r + t.action_end(flat))
-                } else {
-                    match e.status {
-                        ExecStatus::InProgress | ExecStatus::Stopping => {
-                            ("InProgress", r + t.action_start(flat))
-                        }
+            if let Some((e, (at_stage, at))) = position {
+                let t0 = e.stage_starts[stage];
+                let start = t0 + t.action_start(flat) - t.stage_offset(stage);
+                let end = t0 + t.action_end(flat) - t.stage_offset(stage);
+                let done = at_stage > stage || e.succeeded_in(stage) || at > flat;
+                let state = if done {
+                    Some(("Succeeded", end))
+                } else if at == flat {
+                    Some(match e.status {
+                        ExecStatus::InProgress | ExecStatus::Stopping => ("InProgress", start),
                         ExecStatus::Failed => ("Failed", e.last_update),
                         ExecStatus::Stopped
                             if e.stop.as_ref().is_some_and(|s| s.abandon_at.is_some()) =>
@@ -305,13 +549,17 @@ fn action_states(
                             ("Abandoned", e.last_update)
                         }
                         _ => ("Succeeded", e.last_update.min(now)),
-                    }
+                    })
+                } else {
+                    None
                 };
-                v["latestExecution"] = json!({
-                    "actionExecutionId": format!("{}-{flat}", e.id),
-                    "status": status,
-                    "lastStatusChange": to_epoch_seconds(changed),
-                });
+                if let Some((status, changed)) = state {
+                    v["latestExecution"] = json!({
+                        "actionExecutionId": format!("{}-{flat}", e.id),
+                        "status": status,
+                        "lastStatusChange": to_epoch_seconds(changed),
+                    });
+                }
             }
             v
         })
@@ -347,20 +595,35 @@ fn summary_json(e: &Execution) -> Value {
 fn list_pipeline_executions(world: &mut World, input: &Value) -> ApiResult {
     let limit = max_results(input, 100);
     let cursor = decode_token(input, "executions")?;
+    let order = world.behaviour.list_order;
     let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
-    let newest_first = p.executions.iter().rev();
+    // filter.succeededInStage.stageName: executions that completed that stage successfully; a
+    // stage the pipeline does not have matches none (the operation models no StageNotFound).
+    let succeeded_in = input
+        .pointer("/filter/succeededInStage/stageName")
+        .and_then(Value::as_str)
+        .map(|name| p.template.stages.iter().position(|s| s.name == name));
+    let listed: Vec<&Execution> = match order {
+        ListOrder::NewestFirst => p.executions.iter().rev().collect::<Vec<_>>(),
+        ListOrder::OldestFirst => p.executions.iter().collect(),
+    }
+    .into_iter()
+    .filter(|e| match succeeded_in {
+        None => true,
+        Some(None) => false,
+        Some(Some(stage)) => e.succeeded_in(stage),
+    })
+    .collect();
     let start = match cursor {
         None => 0,
-        Some(c) => p
-            .executions
+        Some(c) => listed
             .iter()
-            .rev()
             .position(|e| e.id.to_string() == c)
             .ok_or_else(|| {
                 ApiError::bad_request("InvalidNextTokenException", "The next token is not valid.")
             })?,
     };
-    let mut iter = newest_first.skip(start);
+    let mut iter = listed.into_iter().skip(start);
     let page: Vec<Value> = iter.by_ref().take(limit).map(summary_json).collect();
     let mut out = json!({ "pipelineExecutionSummaries": page });
     if let Some(next) = iter.next() {
@@ -426,7 +689,6 @@ fn start_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
         .map(str::to_string);
     let now = world.clock.now();
     let behaviour = world.behaviour;
-    let id = random_uuid(&mut world.rng);
     let p = pipeline_mut(world, &name)?;
     if let Some(t) = &token
         && let Some(existing) = p.start_tokens.get(t)
@@ -441,6 +703,8 @@ fn start_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
             ),
         ));
     }
+    let id = world.new_execution_id();
+    let p = pipeline_mut(world, &name)?;
     p.start(now, id, behaviour);
     if let Some(t) = token {
         p.start_tokens.insert(t, id);
@@ -473,6 +737,31 @@ fn stop_pipeline_execution(world: &mut World, input: &Value) -> ApiResult {
     }
 }
 
+/// DisableStageTransition / EnableStageTransition. The reason's length (1..300) and alphabet
+/// (`[a-zA-Z0-9!@ \(\)\.\*\?\-]+`) are the model's DisabledReason, checked before this runs.
+fn set_stage_transition(world: &mut World, input: &Value, disable: bool) -> ApiResult {
+    let now = world.clock.now();
+    let behaviour = world.behaviour;
+    let by = format!("arn:aws:iam::{}:user/stopd", world.account);
+    let p = pipeline_mut(world, str_field(input, "pipelineName"))?;
+    let stage_name = str_field(input, "stageName");
+    let stage = p
+        .template
+        .stages
+        .iter()
+        .position(|s| s.name == stage_name)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "StageNotFoundException",
+                format!("Stage {stage_name} does not exist in pipeline {}", p.name),
+            )
+        })?;
+    let inbound = str_field(input, "transitionType") == "Inbound";
+    let reason = disable.then(|| str_field(input, "reason").to_string());
+    p.set_transition(now, stage, inbound, reason, by, behaviour);
+    Ok(json!({}))
+}
+
 fn list_tags_for_resource(world: &mut World, input: &Value) -> ApiResult {
     let arn = str_field(input, "resourceArn");
     let not_found = || {
@@ -481,6 +770,28 @@ fn list_tags_for_resource(world: &mut World, input: &Value) -> ApiResult {
             format!("The resource with the ARN {arn} does not exist."),
         )
     };
+    // The model's pattern (`arn:aws(-[\w]+)*:codepipeline:.+:[0-9]{12}:.+`) lets through ARNs
+    // whose region or resource is not one CodePipeline could have: those are InvalidArnException.
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid_region = |r: &str| {
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let valid_resource = |r: &str| {
+        let name = r.strip_prefix("webhook:").unwrap_or(r);
+        !name.is_empty()
+            && name.len() <= 100
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".@-_".contains(&b))
+    };
+    if parts.len() != 6 || !valid_region(parts[3]) || !valid_resource(parts[5]) {
+        return Err(ApiError::bad_request(
+            "InvalidArnException",
+            format!("The ARN {arn} is not a valid CodePipeline resource ARN."),
+        ));
+    }
     let prefix = world.arn("");
     let name = arn.strip_prefix(&prefix).ok_or_else(not_found)?;
     let p = world.pipelines.get(name).ok_or_else(not_found)?;

@@ -20,12 +20,29 @@ pub struct FaultPlan {
     /// A limit for every operation that has no entry in `rate_limits`.
     #[serde(default)]
     pub default_rate_limit: Option<RateLimit>,
-    /// Per-operation limits by operation name (e.g. `ListPipelineExecutions`).
+    /// Per-operation limits by operation name (e.g. `ListPipelineExecutions`); each has its own
+    /// bucket, whatever the scope.
     #[serde(default)]
     pub rate_limits: HashMap<String, RateLimit>,
+    /// What `default_rate_limit`'s bucket covers: every operation together (`account`) or each
+    /// operation apart (`operation`, the default of the plan for compatibility).
+    #[serde(default)]
+    pub rate_limit_scope: RateLimitScope,
     /// Scripted or random faults, tried in order; the first that fires answers the call.
     #[serde(default)]
     pub rules: Vec<FaultRule>,
+}
+
+/// What one bucket of the default rate limit covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitScope {
+    /// One bucket per operation: ListPipelineExecutions does not drain StopPipelineExecution's.
+    #[default]
+    Operation,
+    /// One bucket for the account: every operation draws from it. AWS publishes no per-operation
+    /// quota for CodePipeline, and users report throttling across operations together.
+    Account,
 }
 
 /// Fixed latency plus uniform jitter.
@@ -65,6 +82,13 @@ pub enum Fault {
     Http503,
     /// The connection is closed without an answer.
     Drop,
+    /// HTTP 400 `AccessDeniedException`: "User: ... is not authorized to perform:
+    /// codepipeline:<Operation> on resource: ...".
+    AccessDenied,
+    /// HTTP 403 `ExpiredTokenException`: the session credentials have expired.
+    ExpiredToken,
+    /// HTTP 403 `UnrecognizedClientException`: the access key or token is not valid.
+    UnrecognizedClient,
     /// The call is answered normally, after `delay_ms` more.
     Delay {
         /// Extra milliseconds.
@@ -141,6 +165,24 @@ impl FaultRule {
     }
 }
 
+/// The key of the account-wide bucket (not an operation name).
+const ACCOUNT_BUCKET: &str = "*account*";
+
+/// Takes a token from the bucket under `key`; whether there was one.
+fn take(buckets: &mut HashMap<String, (f64, Instant)>, key: &str, limit: RateLimit) -> bool {
+    let burst = limit.burst.unwrap_or(limit.tps.max(1.0));
+    let now = Instant::now();
+    let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * limit.tps).min(burst);
+    *last = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
 /// Live state of the fault machinery.
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -184,25 +226,20 @@ impl Faults {
             rule.hits += 1;
             return Some(rule.fault);
         }
-        let limit = self
-            .plan
-            .rate_limits
-            .get(operation)
-            .or(self.plan.default_rate_limit.as_ref())?;
-        let burst = limit.burst.unwrap_or(limit.tps.max(1.0));
-        let now = Instant::now();
-        let (tokens, last) = self
-            .buckets
-            .entry(operation.to_string())
-            .or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * limit.tps).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            None
-        } else {
-            Some(Fault::Throttling)
+        if let Some(limit) = self.plan.rate_limits.get(operation).copied()
+            && !take(&mut self.buckets, operation, limit)
+        {
+            return Some(Fault::Throttling);
         }
+        let limit = self.plan.default_rate_limit?;
+        let key = match self.plan.rate_limit_scope {
+            RateLimitScope::Operation if self.plan.rate_limits.contains_key(operation) => {
+                return None;
+            }
+            RateLimitScope::Operation => operation,
+            RateLimitScope::Account => ACCOUNT_BUCKET,
+        };
+        (!take(&mut self.buckets, key, limit)).then_some(Fault::Throttling)
     }
 
     /// The latency to add to one call.
@@ -260,5 +297,25 @@ mod tests {
         );
         // Each operation has its own bucket.
         assert_eq!(f.decide("GetPipeline", None, &mut rng), None);
+    }
+
+    #[test]
+    fn account_scope_shares_one_bucket_between_operations() {
+        let mut f = Faults::default();
+        f.set_plan(FaultPlan {
+            default_rate_limit: Some(RateLimit {
+                tps: 0.001,
+                burst: Some(2.0),
+            }),
+            rate_limit_scope: RateLimitScope::Account,
+            ..FaultPlan::default()
+        });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(f.decide("ListPipelines", None, &mut rng), None);
+        assert_eq!(f.decide("ListPipelineExecutions", None, &mut rng), None);
+        assert_eq!(
+            f.decide("StopPipelineExecution", None, &mut rng),
+            Some(Fault::Throttling)
+        );
     }
 }

@@ -240,13 +240,9 @@ impl Fixture {
                     )));
                 }
                 let created = now - ef.started_ago.as_millis() as Millis;
-                let mut ex =
-                    Execution::new(ef.id.unwrap_or_else(|| random_uuid(rng)), created, mode);
-                ex.kind = ef.kind;
-                ex.trigger = ef.trigger;
-                ex.fail_at = ef.fail_at;
-                match ef.status {
-                    ExecStatus::InProgress => {}
+                let id = ef.id.unwrap_or_else(|| random_uuid(rng));
+                let mut ex = match ef.status {
+                    ExecStatus::InProgress => Execution::new(id, created, mode),
                     ExecStatus::Stopping => {
                         return Err(invalid(
                             "status Stopping cannot be seeded; seed InProgress and stop it".into(),
@@ -256,11 +252,10 @@ impl Fixture {
                         let ran = ef
                             .duration
                             .map_or(template.total(), |d| d.as_millis() as Millis)
-                            .min(now - created);
-                        ex.run_start = Some(created);
-                        ex.status = final_status;
-                        ex.ended = Some(created + ran);
-                        ex.last_update = created + ran;
+                            .min(now - created)
+                            .max(1);
+                        let mut ex =
+                            Execution::finished(id, created, ran, final_status, mode, &template);
                         if final_status == ExecStatus::Stopped {
                             ex.stop = Some(Box::new(StopInfo {
                                 at: created + ran,
@@ -268,26 +263,31 @@ impl Fixture {
                                 reason: ef.stop_reason.clone(),
                             }));
                         }
+                        ex
                     }
-                }
+                };
+                ex.kind = ef.kind;
+                ex.trigger = ef.trigger;
+                ex.fail_at = ef.fail_at;
                 executions.push(ex);
             }
             executions.sort_by_key(|e| e.created);
-            out.push(Pipeline {
-                name: pf.name.clone(),
-                version: 1,
+            let created = executions.first().map_or(now, |e| e.created).min(now) - 86_400_000;
+            let tags = pf
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.push(Pipeline::new(
+                pf.name.clone(),
                 mode,
-                created: executions.first().map_or(now, |e| e.created).min(now) - 86_400_000,
-                updated: now - 86_400_000,
                 template,
-                tags: pf
-                    .tags
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                created,
+                now - 86_400_000,
+                tags,
                 executions,
-                start_tokens: HashMap::new(),
-            });
+                now,
+            ));
         }
         Ok(out)
     }
@@ -365,7 +365,7 @@ pub fn generate_fleet(spec: FleetSpec, now: Millis, rng: &mut impl Rng) -> Vec<P
         // History: finished executions, one every few hours back in time.
         let mut t = now - total - rng.random_range(3_600_000..7_200_000);
         for _ in 0..spec.history {
-            let mut ex = Execution::new(random_uuid(rng), t, mode);
+            let id = random_uuid(rng);
             let (status, ran) = match rng.random_range(0..100) {
                 0..80 => (ExecStatus::Succeeded, total.min(2_000_000)),
                 80..90 => (
@@ -381,10 +381,7 @@ pub fn generate_fleet(spec: FleetSpec, now: Millis, rng: &mut impl Rng) -> Vec<P
                     rng.random_range(1..total.min(2_000_000)),
                 ),
             };
-            ex.run_start = Some(t);
-            ex.status = status;
-            ex.ended = Some(t + ran);
-            ex.last_update = t + ran;
+            let mut ex = Execution::finished(id, t, ran, status, mode, &template);
             ex.trigger = TriggerType::Webhook;
             executions.push(ex);
             t -= rng.random_range(3_600_000..14_400_000);
@@ -410,9 +407,6 @@ pub fn generate_fleet(spec: FleetSpec, now: Millis, rng: &mut impl Rng) -> Vec<P
         starts.sort_unstable();
         for start in starts {
             let mut ex = Execution::new(random_uuid(rng), start, mode);
-            if mode == ExecutionMode::Queued {
-                ex.run_start = None;
-            }
             ex.trigger = TriggerType::Webhook;
             if rng.random_bool(0.03) {
                 ex.kind = ExecutionType::Rollback;
@@ -422,17 +416,16 @@ pub fn generate_fleet(spec: FleetSpec, now: Millis, rng: &mut impl Rng) -> Vec<P
             executions.push(ex);
         }
         let name = format!("{env}-{service}-{i:0width$}");
-        out.push(Pipeline {
+        out.push(Pipeline::new(
             name,
-            version: 1,
             mode,
-            created: now - 180 * 86_400_000,
-            updated: now - 30 * 86_400_000,
             template,
-            tags: vec![("env".into(), env.into()), ("team".into(), team.into())],
+            now - 180 * 86_400_000,
+            now - 30 * 86_400_000,
+            vec![("env".into(), env.into()), ("team".into(), team.into())],
             executions,
-            start_tokens: HashMap::new(),
-        });
+            now,
+        ));
     }
     out
 }
@@ -458,6 +451,22 @@ mod tests {
                 .collect()
         };
         assert_eq!(ids(&a), ids(&b));
+    }
+
+    #[test]
+    fn generated_execution_ids_are_unique_across_the_fleet() {
+        let spec = FleetSpec {
+            pipelines: 300,
+            seed: 5,
+            history: 5,
+        };
+        let fleet = generate_fleet(spec, 1_000_000_000_000, &mut ChaCha8Rng::seed_from_u64(5));
+        let ids: Vec<Uuid> = fleet
+            .iter()
+            .flat_map(|p| p.executions.iter().map(|e| e.id))
+            .collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! It speaks the awsJson1_1 protocol of CodePipeline (API version 2015-07-09) for the operations
 //! stopd uses — ListPipelines, GetPipeline, GetPipelineState, ListPipelineExecutions,
-//! GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, ListTagsForResource — so
-//! that the official AWS SDKs and the AWS CLI work against it unchanged. Requests are validated
+//! GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, ListTagsForResource, and
+//! DisableStageTransition / EnableStageTransition — so that the official AWS SDKs and the AWS CLI
+//! work against it unchanged. Like AWS it wants SigV4-signed requests ([`auth`]). Requests are validated
 //! against the published service model ([`model`]), executions move through their stages on the
 //! emulator's clock ([`clock`], [`state`]), faults are injected on request ([`faults`]), and every
 //! call is logged for tests to assert on.
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod faults;
 pub mod fixture;
@@ -37,3 +39,21 @@ pub use faults::{Fault, FaultPlan, FaultRule, Latency, RateLimit};
 pub use fixture::{Fixture, FleetSpec};
 pub use server::ServerHandle;
 pub use world::{CallRecord, Emulator, EmulatorConfig, ExecutionView, InFlight};
+
+#[cfg(test)]
+mod layering {
+    /// The protocol layer (`api`, `auth`) sits on the world; the world and the state never
+    /// reach back into it (they once imported each other).
+    #[test]
+    fn world_and_state_do_not_import_the_protocol_layer() {
+        for (file, src) in [
+            ("world.rs", include_str!("world.rs")),
+            ("state.rs", include_str!("state.rs")),
+            ("faults.rs", include_str!("faults.rs")),
+        ] {
+            for needle in ["use crate::api", "use crate::auth", "api::", "auth::"] {
+                assert!(!src.contains(needle), "{file} uses {needle}");
+            }
+        }
+    }
+}

@@ -6,10 +6,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use stopd_emulator::state::Behaviour;
+use stopd_emulator::faults::RateLimitScope;
+use stopd_emulator::state::{Behaviour, ListOrder};
 use stopd_emulator::{
-    Clock, Emulator, EmulatorConfig, FaultPlan, Fixture, FleetSpec, Latency, RateLimit,
+    Clock, Emulator, EmulatorConfig, Fault, FaultPlan, FaultRule, Fixture, FleetSpec, Latency,
+    RateLimit,
 };
+
+/// `KIND` or `KIND:OPERATION` (a fault kind of the plan, in its snake_case name).
+fn parse_fault(s: &str) -> Result<FaultRule, String> {
+    let (kind, operation) = match s.split_once(':') {
+        Some((k, o)) => (k, Some(o)),
+        None => (s, None),
+    };
+    let fault: Fault = serde_json::from_value(serde_json::Value::String(kind.to_string()))
+        .map_err(|_| format!("unknown fault kind {kind:?}"))?;
+    Ok(FaultRule::new(operation, fault))
+}
 
 /// A local AWS CodePipeline for tests, benchmarks and demos.
 ///
@@ -20,7 +33,8 @@ use stopd_emulator::{
 ///     --endpoint-url http://127.0.0.1:4599 codepipeline list-pipelines
 ///
 /// The admin API lives under /_emulator/: GET state, POST seed (a fixture), POST fleet,
-/// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset.
+/// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset (?faults=true also clears the
+/// fault plan).
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -51,14 +65,29 @@ struct Args {
     /// Token-bucket burst for --rate-limit (default: the rate).
     #[arg(long, requires = "rate_limit")]
     burst: Option<f64>,
+    /// What one --rate-limit bucket covers: the whole account (all operations share it, as AWS
+    /// users observe) or each operation separately.
+    #[arg(long, value_enum, default_value = "account")]
+    rate_limit_scope: RateLimitScope,
+    /// Inject a fault from the start: KIND or KIND:OPERATION, repeatable. Kinds: access_denied,
+    /// expired_token, unrecognized_client, throttling, conflict, http500, http503, drop.
+    #[arg(long = "fault", value_name = "KIND[:OPERATION]", value_parser = parse_fault)]
+    faults: Vec<FaultRule>,
+    /// The order of ListPipelineExecutions (AWS does not document one; it is seen newest first).
+    #[arg(long, value_enum, default_value = "newest-first")]
+    list_order: ListOrder,
+    /// Accept API requests without a SigV4 Authorization header (AWS refuses them).
+    #[arg(long)]
+    allow_unsigned: bool,
     /// Emulated seconds per real second (executions run this much faster).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
     /// Use a manual clock that only POST /_emulator/clock moves.
     #[arg(long)]
     manual_clock: bool,
-    /// How long an abandoned execution stays Stopping before Stopped.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    /// How long an abandoned execution stays Stopping before Stopped, in emulated time (AWS: "a
+    /// very short time"); --time-scale shortens it in real time like everything else.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     abandon_settle: Duration,
 }
 
@@ -90,6 +119,8 @@ async fn main() -> anyhow::Result<()> {
             tps,
             burst: args.burst,
         }),
+        rate_limit_scope: args.rate_limit_scope,
+        rules: args.faults.clone(),
         ..FaultPlan::default()
     };
     let emulator = Emulator::new(EmulatorConfig {
@@ -97,8 +128,10 @@ async fn main() -> anyhow::Result<()> {
         seed: args.seed,
         behaviour: Behaviour {
             abandon_settle_ms: args.abandon_settle.as_millis() as i64,
+            list_order: args.list_order,
         },
         faults,
+        require_signature: !args.allow_unsigned,
     });
     if let Some(path) = &args.fixture {
         let text =
@@ -136,6 +169,36 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn fault_flag_takes_a_kind_and_an_optional_operation() {
+        let r = parse_fault("access_denied:StopPipelineExecution").unwrap();
+        assert_eq!(r.fault, Fault::AccessDenied);
+        assert_eq!(r.operation.as_deref(), Some("StopPipelineExecution"));
+        let r = parse_fault("expired_token").unwrap();
+        assert_eq!((r.fault, r.operation), (Fault::ExpiredToken, None));
+        assert!(parse_fault("teapot").unwrap_err().contains("teapot"));
+        let args = Args::try_parse_from([
+            "stopd-emulator",
+            "--fault",
+            "unrecognized_client",
+            "--rate-limit-scope",
+            "operation",
+            "--list-order",
+            "oldest-first",
+        ])
+        .unwrap();
+        assert_eq!(args.faults[0].fault, Fault::UnrecognizedClient);
+        assert_eq!(args.rate_limit_scope, RateLimitScope::Operation);
+        assert_eq!(args.list_order, ListOrder::OldestFirst);
+        // The binary's defaults: one account-wide bucket, a 1 s abandon settle, signed requests.
+        let args = Args::try_parse_from(["stopd-emulator"]).unwrap();
+        assert_eq!(args.rate_limit_scope, RateLimitScope::Account);
+        assert_eq!(args.abandon_settle, Duration::from_secs(1));
+        assert!(!args.allow_unsigned);
+    }
 
     /// Pasted into a shell, the help's example reaches the emulator: the `aws` line continues.
     #[test]

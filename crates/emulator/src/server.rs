@@ -17,9 +17,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api::Answer;
+use crate::auth::AuthHeaders;
 use crate::faults::FaultPlan;
 use crate::fixture::{Fixture, FleetSpec};
-use crate::world::{Answer, Emulator};
+use crate::world::Emulator;
 
 /// Largest request body accepted (the service's own limit is far above anything it models).
 const MAX_BODY: usize = 1 << 20;
@@ -128,11 +130,18 @@ async fn handle(emulator: Emulator, req: Request<Incoming>) -> HttpResult {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
-    let target = req
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let target = header("x-amz-target");
+    let (authorization, amz_date, date) = (
+        header("authorization"),
+        header("x-amz-date"),
+        header("date"),
+    );
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -154,7 +163,12 @@ async fn handle(emulator: Emulator, req: Request<Incoming>) -> HttpResult {
         ));
     }
     let _in_flight = emulator.begin_request();
-    let (answer, delay) = emulator.handle(target.as_deref(), &body);
+    let auth = AuthHeaders {
+        authorization: authorization.as_deref(),
+        amz_date: amz_date.as_deref(),
+        date: date.as_deref(),
+    };
+    let (answer, delay) = emulator.handle(target.as_deref(), auth, &body);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -293,8 +307,10 @@ fn admin_route(
             json!({"ok": true})
         }
         ("POST", "reset") => {
-            emulator.reset();
-            json!({"ok": true})
+            // `?faults=true` clears the fault plan too; by default it stays.
+            let clear_faults = query.split('&').any(|kv| kv == "faults=true");
+            emulator.reset(clear_faults);
+            json!({"ok": true, "faults_cleared": clear_faults})
         }
         _ => {
             return Err(AdminError(

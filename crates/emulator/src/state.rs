@@ -2,10 +2,18 @@
 //! those stages as the emulator's clock advances.
 //!
 //! Executions are resolved lazily: nothing runs in the background. Before any request reads or
-//! changes a pipeline, [`Pipeline::resolve`] brings every unfinished execution up to "now" from
-//! its start time, its template's action durations and the stops it has received. This makes the
-//! manual clock exact (advance an hour and every transition of that hour has happened, at the
-//! instant it would have) and keeps the emulator cheap with hundreds of thousands of executions.
+//! changes a pipeline, [`Pipeline::resolve`] brings it up to "now" event by event (a stage ends,
+//! an execution fails or stops, a waiting one enters a stage), from start times, the template's
+//! action durations, the stops received and the transitions' states. This makes the manual clock
+//! exact (advance an hour and every transition of that hour has happened, at the instant it would
+//! have) and keeps the emulator cheap with hundreds of thousands of executions.
+//!
+//! Execution modes, as the CodePipeline User Guide describes them ("How pipeline executions
+//! work"): in SUPERSEDED mode a stage holds one execution, and an execution waiting
+//! between stages is superseded by a newer one that reaches the same point (never while an
+//! action runs); in QUEUED mode a stage holds one execution and waiting ones enter in the order
+//! they came; in PARALLEL mode executions do not wait for each other. A waiting execution is
+//! `InProgress` with no action running, and can be stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +27,10 @@ use crate::clock::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ExecutionMode {
-    /// A newer execution supersedes an older one at the older one's next stage boundary.
+    /// One execution per stage; a newer execution supersedes an older one waiting between
+    /// stages.
     Superseded,
-    /// Executions run one at a time, in order; later ones wait.
+    /// One execution per stage; waiting ones enter in order.
     Queued,
     /// Executions run independently of each other.
     Parallel,
@@ -197,6 +206,16 @@ impl Template {
     pub fn first_action_of(&self, stage: usize) -> usize {
         self.action_stage.partition_point(|s| *s < stage)
     }
+
+    /// Flattened index of the last action of stage `i`.
+    pub fn last_action_of(&self, stage: usize) -> usize {
+        self.action_stage.partition_point(|s| *s <= stage) - 1
+    }
+
+    /// Offset of stage `i`'s start in a run that never waits.
+    pub fn stage_offset(&self, stage: usize) -> Millis {
+        self.action_start(self.first_action_of(stage))
+    }
 }
 
 /// The stop a stop request put on an execution.
@@ -252,8 +271,12 @@ pub struct Execution {
     pub id: Uuid,
     /// `startTime`: when the execution was created.
     pub created: Millis,
-    /// When its first action began; `None` while it waits in a QUEUED pipeline.
-    pub run_start: Option<Millis>,
+    /// When it entered each stage it has reached, in stage order (index = stage).
+    pub stage_starts: Vec<Millis>,
+    /// Since when it has waited, with no action running, to enter stage `stage_starts.len()`
+    /// (a queue before the first stage, a locked stage or a disabled transition); `None` while
+    /// a stage runs. Kept on a final execution that ended waiting.
+    pub waiting_since: Option<Millis>,
     /// Current status (as of the last resolution).
     pub status: ExecStatus,
     /// When it ended, once final.
@@ -270,23 +293,19 @@ pub struct Execution {
     pub fail_at: Option<u16>,
     /// The stop it received, if any.
     pub stop: Option<Box<StopInfo>>,
-    /// When a newer execution asked to supersede it (SUPERSEDED mode).
-    pub supersede_from: Option<Millis>,
     /// For ROLLBACK executions, the execution rolled back to.
     pub rollback_target: Option<Uuid>,
 }
 
 impl Execution {
-    /// A new execution created at `now`, not yet resolved.
+    /// A new execution created at `now`: it waits to enter the first stage (it enters at once
+    /// when the pipeline lets it).
     pub fn new(id: Uuid, now: Millis, mode: ExecutionMode) -> Execution {
         Execution {
             id,
             created: now,
-            run_start: if mode == ExecutionMode::Queued {
-                None
-            } else {
-                Some(now)
-            },
+            stage_starts: Vec::new(),
+            waiting_since: Some(now),
             status: ExecStatus::InProgress,
             ended: None,
             last_update: now,
@@ -295,9 +314,32 @@ impl Execution {
             mode,
             fail_at: None,
             stop: None,
-            supersede_from: None,
             rollback_target: None,
         }
+    }
+
+    /// A finished execution for seeding: it ran `ran` ms from `created` without waiting and
+    /// ended with `status`.
+    pub fn finished(
+        id: Uuid,
+        created: Millis,
+        ran: Millis,
+        status: ExecStatus,
+        mode: ExecutionMode,
+        template: &Template,
+    ) -> Execution {
+        let mut ex = Execution::new(id, created, mode);
+        ex.waiting_since = None;
+        let last = if status == ExecStatus::Succeeded {
+            template.stages.len() - 1
+        } else {
+            template.stage_of(template.action_at((ran - 1).max(0)))
+        };
+        ex.stage_starts = (0..=last)
+            .map(|s| created + template.stage_offset(s))
+            .collect();
+        ex.finish(status, created + ran);
+        ex
     }
 
     fn finish(&mut self, status: ExecStatus, at: Millis) {
@@ -306,11 +348,40 @@ impl Execution {
         self.last_update = at;
     }
 
-    /// The flattened action this execution is running (or last ran) at `t`.
-    pub fn action_index_at(&self, template: &Template, t: Millis) -> Option<usize> {
-        let r = self.run_start?;
+    /// The stage it is running, `None` while it waits (or before it entered one).
+    pub fn running_stage(&self) -> Option<usize> {
+        match self.waiting_since {
+            Some(_) => None,
+            None => self.stage_starts.len().checked_sub(1),
+        }
+    }
+
+    /// Whether it is waiting (not final) with no action running.
+    pub fn is_waiting(&self) -> bool {
+        !self.status.is_final() && self.waiting_since.is_some()
+    }
+
+    /// The stage and flattened action it is running (or last ran) at `t`; `None` if it never
+    /// entered a stage.
+    pub fn position_at(&self, template: &Template, t: Millis) -> Option<(usize, usize)> {
+        let stage = self.stage_starts.len().checked_sub(1)?;
+        let t0 = self.stage_starts[stage];
         let t = self.ended.map_or(t, |e| t.min(e.saturating_sub(1)));
-        Some(template.action_at((t - r).max(0)))
+        let base = template.stage_offset(stage);
+        let flat = template.action_at(base + (t - t0).max(0)).clamp(
+            template.first_action_of(stage),
+            template.last_action_of(stage),
+        );
+        Some((stage, flat))
+    }
+
+    /// Whether the execution completed stage `stage` successfully (the `succeededInStage`
+    /// filter of ListPipelineExecutions).
+    pub fn succeeded_in(&self, stage: usize) -> bool {
+        let reached = self.stage_starts.len();
+        reached > stage + 1
+            || (reached == stage + 1
+                && (self.waiting_since.is_some() || self.status == ExecStatus::Succeeded))
     }
 }
 
@@ -323,6 +394,24 @@ pub enum StopResult {
     Duplicated(String),
     /// `PipelineExecutionNotStoppableException`, with the message.
     NotStoppable(String),
+}
+
+/// The state of one transition (a stage's inbound, or its outbound).
+#[derive(Debug, Clone, Default)]
+pub struct Transition {
+    /// The reason it was disabled; `None` while enabled.
+    pub disabled_reason: Option<String>,
+    /// When it was last enabled or disabled.
+    pub last_changed_at: Option<Millis>,
+    /// Who last enabled or disabled it.
+    pub last_changed_by: Option<String>,
+}
+
+impl Transition {
+    /// Whether executions may pass.
+    pub fn enabled(&self) -> bool {
+        self.disabled_reason.is_none()
+    }
 }
 
 /// One pipeline.
@@ -346,45 +435,188 @@ pub struct Pipeline {
     pub executions: Vec<Execution>,
     /// `clientRequestToken` -> execution id, for idempotent starts.
     pub start_tokens: HashMap<String, Uuid>,
+    /// Each stage's inbound transition.
+    pub inbound: Vec<Transition>,
+    /// Each stage's outbound transition (shown by no read operation; it holds executions too).
+    pub outbound: Vec<Transition>,
+    /// The instant up to which executions have been resolved.
+    pub resolved_to: Millis,
 }
 
-/// How long an abandoned execution stays `Stopping` before it is `Stopped` (0: at once).
-#[derive(Debug, Clone, Copy, Default)]
+/// Knobs of the lifecycle and of listings.
+#[derive(Debug, Clone, Copy)]
 pub struct Behaviour {
-    /// Milliseconds between an abandon and `Stopped`.
+    /// Emulated milliseconds between an abandon and `Stopped` (default 1 s: AWS says the
+    /// execution "is in a Stopping state for a very short time while the in-progress actions are
+    /// abandoned"). It runs on the emulator's clock, so `--time-scale` shortens it in real time.
     pub abandon_settle_ms: Millis,
+    /// The order of ListPipelineExecutions, which AWS does not document.
+    pub list_order: ListOrder,
+}
+
+/// The order in which ListPipelineExecutions pages through a pipeline's executions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListOrder {
+    /// Newest first (what AWS is seen to do).
+    #[default]
+    NewestFirst,
+    /// Oldest first: a client that relies on the order (undocumented) shows it here.
+    OldestFirst,
+}
+
+/// The default abandon settle time, in emulated milliseconds.
+pub const DEFAULT_ABANDON_SETTLE_MS: Millis = 1_000;
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            abandon_settle_ms: DEFAULT_ABANDON_SETTLE_MS,
+            list_order: ListOrder::NewestFirst,
+        }
+    }
+}
+
+/// How a running execution's current stage ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StageEnd {
+    /// Every action of the stage succeeded.
+    Done,
+    /// It ends with this final status.
+    Final(ExecStatus),
 }
 
 impl Pipeline {
-    /// Brings every unfinished execution up to `now`.
+    /// A pipeline with these executions (oldest first), resolved from the oldest unfinished one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        mode: ExecutionMode,
+        template: Arc<Template>,
+        created: Millis,
+        updated: Millis,
+        tags: Vec<(String, String)>,
+        executions: Vec<Execution>,
+        now: Millis,
+    ) -> Pipeline {
+        let stages = template.stages.len();
+        let resolved_to = executions
+            .iter()
+            .filter(|e| !e.status.is_final())
+            .map(|e| e.created)
+            .min()
+            .unwrap_or(now)
+            .min(now);
+        Pipeline {
+            name,
+            version: 1,
+            mode,
+            created,
+            updated,
+            template,
+            tags,
+            executions,
+            start_tokens: HashMap::new(),
+            inbound: vec![Transition::default(); stages],
+            outbound: vec![Transition::default(); stages],
+            resolved_to,
+        }
+    }
+
+    /// Brings every unfinished execution up to `now`, event by event: a stage ends, an execution
+    /// fails or stops, a waiting one enters a stage. Executions interact (a stage holds one
+    /// execution in SUPERSEDED and QUEUED mode), so events are applied in time order.
     pub fn resolve(&mut self, now: Millis, behaviour: Behaviour) {
         let template = Arc::clone(&self.template);
-        // For QUEUED pipelines: when the single run slot is free (None: taken by a running one).
-        let mut slot_free: Option<Millis> = Some(Millis::MIN);
-        for ex in &mut self.executions {
-            if ex.status.is_final() {
-                if ex.mode == ExecutionMode::Queued
-                    && ex.run_start.is_some()
-                    && let (Some(free), Some(end)) = (slot_free, ex.ended)
-                {
-                    slot_free = Some(free.max(end));
+        loop {
+            let t = self.resolved_to;
+            self.admit(t);
+            // The next event: a stage end of a running execution, or a later arrival.
+            let mut next: Option<Millis> = None;
+            for ex in self.executions.iter().filter(|e| !e.status.is_final()) {
+                let at = match ex.waiting_since {
+                    Some(since) if since > t => since,
+                    Some(_) => continue,
+                    None => stage_end(ex, &template, behaviour).0,
+                };
+                next = Some(next.map_or(at, |n: Millis| n.min(at)));
+            }
+            let Some(at) = next.filter(|at| *at <= now) else {
+                break;
+            };
+            self.resolved_to = at;
+            let last_stage = template.stages.len() - 1;
+            for ex in self.executions.iter_mut().filter(|e| !e.status.is_final()) {
+                if ex.waiting_since.is_some() {
+                    continue;
                 }
+                let (end, how) = stage_end(ex, &template, behaviour);
+                if end != at {
+                    continue;
+                }
+                match how {
+                    StageEnd::Final(status) => ex.finish(status, at),
+                    StageEnd::Done if ex.stage_starts.len() - 1 == last_stage => {
+                        ex.finish(ExecStatus::Succeeded, at);
+                    }
+                    StageEnd::Done => {
+                        ex.waiting_since = Some(at);
+                        ex.last_update = at;
+                    }
+                }
+            }
+        }
+        self.resolved_to = self.resolved_to.max(now);
+    }
+
+    /// Lets waiting executions into stages at `t`, as the pipeline's mode says.
+    ///
+    /// SUPERSEDED: a stage holds one execution; of those waiting to enter it, the newest is kept
+    /// and the older ones are Superseded (executions are superseded only between stages).
+    /// QUEUED: a stage holds one execution; the oldest waiting enters when it is free.
+    /// PARALLEL: every waiting execution enters. In every mode a disabled transition (the
+    /// stage's inbound, or the previous stage's outbound) holds them all.
+    fn admit(&mut self, t: Millis) {
+        for stage in 0..self.template.stages.len() {
+            let open =
+                self.inbound[stage].enabled() && (stage == 0 || self.outbound[stage - 1].enabled());
+            let waiting: Vec<usize> = (0..self.executions.len())
+                .filter(|&i| {
+                    let e = &self.executions[i];
+                    e.is_waiting()
+                        && e.stage_starts.len() == stage
+                        && e.waiting_since.is_some_and(|s| s <= t)
+                })
+                .collect();
+            let Some(&newest) = waiting.last() else {
                 continue;
-            }
-            if ex.run_start.is_none() {
-                match slot_free {
-                    Some(free) if free <= now => ex.run_start = Some(ex.created.max(free)),
-                    _ => continue, // still waiting for the slot
+            };
+            let free = !self
+                .executions
+                .iter()
+                .any(|e| !e.status.is_final() && e.running_stage() == Some(stage));
+            let entering: Vec<usize> = match self.mode {
+                ExecutionMode::Superseded => {
+                    for &i in &waiting[..waiting.len() - 1] {
+                        self.executions[i].finish(ExecStatus::Superseded, t);
+                    }
+                    if open && free { vec![newest] } else { vec![] }
                 }
-            }
-            resolve_running(ex, &template, now, behaviour);
-            if ex.mode == ExecutionMode::Queued {
-                slot_free = if ex.status.is_final() { ex.ended } else { None };
+                ExecutionMode::Queued if open && free => vec![waiting[0]],
+                ExecutionMode::Queued => vec![],
+                ExecutionMode::Parallel if open => waiting,
+                ExecutionMode::Parallel => vec![],
+            };
+            for i in entering {
+                let e = &mut self.executions[i];
+                e.stage_starts.push(t);
+                e.waiting_since = None;
+                e.last_update = t;
             }
         }
     }
 
-    /// Applies a stop request at `now` (after [`Pipeline::resolve`]).
+    /// Applies a stop request at `now`.
     pub fn stop(
         &mut self,
         now: Millis,
@@ -394,14 +626,13 @@ impl Pipeline {
         behaviour: Behaviour,
     ) -> StopResult {
         self.resolve(now, behaviour);
-        let template = Arc::clone(&self.template);
         let Some(ex) = self.executions.iter_mut().find(|e| e.id == id) else {
             return StopResult::NotStoppable(format!(
                 "Unable to stop pipeline execution {id}: it does not exist in pipeline {}",
                 self.name
             ));
         };
-        match (ex.status, ex.stop.as_deref_mut()) {
+        let result = match (ex.status, ex.stop.as_deref_mut()) {
             (s, _) if s.is_final() => StopResult::NotStoppable(format!(
                 "Unable to stop pipeline execution {id} because it is in {} state",
                 s.as_str()
@@ -417,7 +648,6 @@ impl Pipeline {
                     ))
                 } else {
                     stop.abandon_at = Some(now);
-                    resolve_running(ex, &template, now, behaviour);
                     StopResult::Accepted
                 }
             }
@@ -428,28 +658,50 @@ impl Pipeline {
                     reason,
                 }));
                 ex.last_update = now;
-                if ex.run_start.is_none() {
-                    // Waiting in a queue: nothing runs, so it stops at once.
+                if ex.waiting_since.is_some() {
+                    // Waiting with no action running: nothing to complete or abandon.
                     ex.finish(ExecStatus::Stopped, now);
                 } else {
                     ex.status = ExecStatus::Stopping;
-                    resolve_running(ex, &template, now, behaviour);
                 }
                 StopResult::Accepted
             }
-        }
+        };
+        // A stop can end an execution at once (or free a stage): resolve `now` again.
+        self.resolve(now, behaviour);
+        result
     }
 
-    /// Starts a new execution at `now` (after [`Pipeline::resolve`]).
+    /// Starts a new execution at `now`.
     pub fn start(&mut self, now: Millis, id: Uuid, behaviour: Behaviour) -> &Execution {
-        if self.mode == ExecutionMode::Superseded {
-            for ex in self.executions.iter_mut().filter(|e| !e.status.is_final()) {
-                ex.supersede_from.get_or_insert(now);
-            }
-        }
+        self.resolve(now, behaviour);
         self.executions.push(Execution::new(id, now, self.mode));
         self.resolve(now, behaviour);
         self.executions.last().expect("just pushed")
+    }
+
+    /// Disables (with a reason) or enables a stage's inbound or outbound transition at `now`.
+    pub fn set_transition(
+        &mut self,
+        now: Millis,
+        stage: usize,
+        inbound: bool,
+        disabled_reason: Option<String>,
+        by: String,
+        behaviour: Behaviour,
+    ) {
+        self.resolve(now, behaviour);
+        let t = if inbound {
+            &mut self.inbound[stage]
+        } else {
+            &mut self.outbound[stage]
+        };
+        *t = Transition {
+            disabled_reason,
+            last_changed_at: Some(now),
+            last_changed_by: Some(by),
+        };
+        self.resolve(now, behaviour);
     }
 
     /// The execution with that id.
@@ -466,46 +718,32 @@ impl Pipeline {
     }
 }
 
-/// Moves one running execution (its `run_start` is set) to `now`.
-fn resolve_running(ex: &mut Execution, t: &Template, now: Millis, behaviour: Behaviour) {
-    let Some(r) = ex.run_start else { return };
-    // Every way this execution can end, as (instant, status); the earliest wins.
-    let natural = match ex.fail_at {
-        Some(k) => (r + t.action_end(k as usize), ExecStatus::Failed),
-        None => (r + t.total(), ExecStatus::Succeeded),
-    };
-    let mut end = natural;
+/// When and how a running execution's current stage ends, given its stop and failure.
+fn stage_end(ex: &Execution, t: &Template, behaviour: Behaviour) -> (Millis, StageEnd) {
+    let stage = ex.stage_starts.len() - 1;
+    let t0 = ex.stage_starts[stage];
+    let base = t.stage_offset(stage);
+    let end_of = |flat: usize| t0 + t.action_end(flat) - base;
     if let Some(stop) = &ex.stop {
-        // Stop-and-wait: the action running at the stop ends, nothing after it starts.
-        let finish_at = r + t.action_end(t.action_at((stop.at - r).max(0)));
-        if finish_at < end.0 {
-            end = (finish_at, ExecStatus::Stopped);
-        }
+        // A stopped execution ends Stopped whatever its running action does: "After all
+        // in-progress actions are completed or abandoned, the pipeline execution is in a Stopped
+        // state" (StopPipelineExecution). Stop-and-wait: the action running at the stop ends and
+        // nothing after it starts; abandon: it settles.
+        let running = ex
+            .position_at(t, stop.at)
+            .map_or(t.first_action_of(stage), |(_, flat)| flat);
+        let mut at = end_of(running);
         if let Some(abandon_at) = stop.abandon_at {
-            let at = abandon_at + behaviour.abandon_settle_ms;
-            if at < end.0 {
-                end = (at, ExecStatus::Stopped);
-            }
+            at = at.min(abandon_at + behaviour.abandon_settle_ms);
         }
+        return (at, StageEnd::Final(ExecStatus::Stopped));
     }
-    if let Some(from) = ex.supersede_from {
-        let stage = t.stage_of(t.action_at((from - r).max(0)));
-        if stage + 1 < t.stages.len() {
-            let at = r + t.stage_end(stage);
-            if at < end.0 {
-                end = (at, ExecStatus::Superseded);
-            }
-        }
+    if let Some(k) = ex.fail_at.map(usize::from)
+        && t.stage_of(k) == stage
+    {
+        return (end_of(k), StageEnd::Final(ExecStatus::Failed));
     }
-    if end.0 <= now {
-        ex.finish(end.1, end.0);
-    } else {
-        ex.status = if ex.stop.is_some() {
-            ExecStatus::Stopping
-        } else {
-            ExecStatus::InProgress
-        };
-    }
+    (end_of(t.last_action_of(stage)), StageEnd::Done)
 }
 
 #[cfg(test)]
@@ -536,22 +774,17 @@ mod tests {
     }
 
     fn pipeline(mode: ExecutionMode) -> Pipeline {
-        Pipeline {
-            name: "p".into(),
-            version: 1,
-            mode,
-            created: 0,
-            updated: 0,
-            template: template(),
-            tags: vec![],
-            executions: vec![],
-            start_tokens: HashMap::new(),
-        }
+        Pipeline::new("p".into(), mode, template(), 0, 0, vec![], vec![], 0)
     }
 
     const B: Behaviour = Behaviour {
         abandon_settle_ms: 0,
+        list_order: ListOrder::NewestFirst,
     };
+
+    fn status(p: &Pipeline, id: Uuid) -> ExecStatus {
+        p.execution(id).unwrap().status
+    }
 
     #[test]
     fn execution_succeeds_after_total_duration() {
@@ -559,11 +792,12 @@ mod tests {
         let id = Uuid::from_u128(1);
         p.start(0, id, B);
         p.resolve(429_999, B);
-        assert_eq!(p.execution(id).unwrap().status, ExecStatus::InProgress);
+        assert_eq!(status(&p, id), ExecStatus::InProgress);
         p.resolve(430_000, B);
         let ex = p.execution(id).unwrap();
         assert_eq!(ex.status, ExecStatus::Succeeded);
         assert_eq!(ex.ended, Some(430_000));
+        assert_eq!(ex.stage_starts, vec![0, 10_000, 130_000]);
     }
 
     #[test]
@@ -576,36 +810,44 @@ mod tests {
             p.stop(20_000, id, false, Some("r".into()), B),
             StopResult::Accepted
         );
-        assert_eq!(p.execution(id).unwrap().status, ExecStatus::Stopping);
+        assert_eq!(status(&p, id), ExecStatus::Stopping);
         p.resolve(69_999, B);
-        assert_eq!(p.execution(id).unwrap().status, ExecStatus::Stopping);
+        assert_eq!(status(&p, id), ExecStatus::Stopping);
         p.resolve(70_000, B);
-        assert_eq!(p.execution(id).unwrap().status, ExecStatus::Stopped);
+        assert_eq!(status(&p, id), ExecStatus::Stopped);
         assert_eq!(p.execution(id).unwrap().ended, Some(70_000));
     }
 
     #[test]
-    fn queued_execution_waits_for_the_one_before() {
+    fn queued_execution_waits_for_the_stage_and_enters_in_order() {
         let mut p = pipeline(ExecutionMode::Queued);
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         p.start(0, a, B);
         p.start(5_000, b, B);
-        assert_eq!(p.execution(b).unwrap().run_start, None);
-        p.resolve(430_000, B);
-        assert_eq!(p.execution(a).unwrap().status, ExecStatus::Succeeded);
-        assert_eq!(p.execution(b).unwrap().run_start, Some(430_000));
+        assert!(p.execution(b).unwrap().stage_starts.is_empty());
+        // a leaves Source at 10 s: b enters it then.
+        p.resolve(10_000, B);
+        assert_eq!(p.execution(b).unwrap().stage_starts, vec![10_000]);
     }
 
     #[test]
-    fn superseded_at_the_next_stage_boundary() {
+    fn superseded_only_between_stages_by_a_newer_waiting_one() {
         let mut p = pipeline(ExecutionMode::Superseded);
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        p.start(0, a, B);
-        p.start(30_000, b, B); // a is in Build (10..130 s)
-        p.resolve(129_999, B);
-        assert_eq!(p.execution(a).unwrap().status, ExecStatus::InProgress);
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        p.start(0, a, B); // a in Build 10..130 s
+        p.start(30_000, b, B); // b: Source 30..40 s, then waits for Build
+        p.resolve(45_000, B);
+        assert!(p.execution(b).unwrap().is_waiting());
+        assert_eq!(status(&p, b), ExecStatus::InProgress);
+        p.start(50_000, c, B); // c: Source 50..60 s, then b is superseded
+        p.resolve(59_999, B);
+        assert_eq!(status(&p, b), ExecStatus::InProgress);
+        p.resolve(60_000, B);
+        assert_eq!(status(&p, b), ExecStatus::Superseded);
+        // a is never superseded while it runs; c enters Build when a leaves it.
         p.resolve(130_000, B);
-        assert_eq!(p.execution(a).unwrap().status, ExecStatus::Superseded);
-        assert_eq!(p.execution(b).unwrap().status, ExecStatus::InProgress);
+        assert_eq!(status(&p, a), ExecStatus::InProgress);
+        assert_eq!(p.execution(a).unwrap().stage_starts.len(), 3);
+        assert_eq!(p.execution(c).unwrap().stage_starts, vec![50_000, 130_000]);
     }
 }

@@ -1,22 +1,21 @@
 //! The emulator as a value: the world (clock, pipelines, faults, call log) behind one lock, and
-//! the [`Emulator`] handle that tests, the admin API and the HTTP server share.
+//! the [`Emulator`] handle that tests, the admin API and the HTTP server share. The protocol
+//! ([`crate::api`]) sits on top of it; nothing here calls into it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use serde_json::Value;
+use uuid::Uuid;
 
-use crate::api::{self, ApiError};
 use crate::clock::{Clock, Millis};
-use crate::faults::{Fault, FaultPlan, FaultRule, Faults};
+use crate::faults::{FaultPlan, FaultRule, Faults};
 use crate::fixture::{
-    DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet,
+    DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet, random_uuid,
 };
-use crate::model::{Model, validation_message};
 use crate::state::{Behaviour, Execution, Pipeline};
 
 /// Everything the emulator knows, guarded by one lock.
@@ -26,8 +25,11 @@ pub struct World {
     pub clock: Clock,
     /// Pipelines by name (sorted: ListPipelines pages in name order).
     pub pipelines: BTreeMap<String, Pipeline>,
-    /// Deterministic randomness: ids, fault probabilities, jitter.
+    /// Deterministic randomness: ids, fault probabilities, jitter. Its own ChaCha stream, so a
+    /// fleet generated from the same seed never yields the same ids.
     pub rng: ChaCha8Rng,
+    /// Every execution id in use: ids are unique per emulator, as AWS's UUIDs are.
+    pub ids: HashSet<Uuid>,
     /// Knobs of the lifecycle.
     pub behaviour: Behaviour,
     /// Injected faults.
@@ -42,9 +44,28 @@ pub struct World {
     pub region: String,
     /// Account id in ARNs.
     pub account: String,
+    /// Whether API requests must carry a SigV4 `Authorization` header of the right shape.
+    pub require_signature: bool,
+}
+
+/// The world's generator: seeded like a fleet's, but on another ChaCha stream.
+fn world_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    rng
 }
 
 impl World {
+    /// A new execution id, unique in this emulator.
+    pub fn new_execution_id(&mut self) -> Uuid {
+        loop {
+            let id = random_uuid(&mut self.rng);
+            if self.ids.insert(id) {
+                return id;
+            }
+        }
+    }
+
     /// The ARN of a pipeline of this account.
     pub fn arn(&self, name: &str) -> String {
         format!(
@@ -90,6 +111,8 @@ pub struct EmulatorConfig {
     pub behaviour: Behaviour,
     /// Faults from the start.
     pub faults: FaultPlan,
+    /// Whether API requests must be SigV4-signed (see [`crate::auth`]); on by default, as at AWS.
+    pub require_signature: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -99,6 +122,7 @@ impl Default for EmulatorConfig {
             seed: 0,
             behaviour: Behaviour::default(),
             faults: FaultPlan::default(),
+            require_signature: true,
         }
     }
 }
@@ -108,17 +132,6 @@ impl Default for EmulatorConfig {
 pub struct Emulator {
     /// The state every handle sees.
     world: Arc<Mutex<World>>,
-}
-
-/// What an API request comes to before it is answered.
-#[derive(Debug)]
-pub enum Answer {
-    /// HTTP 200 with this JSON body.
-    Ok(Value),
-    /// An error answer.
-    Err(ApiError),
-    /// Close the connection without answering.
-    Drop,
 }
 
 /// Read-only view of one execution, for tests.
@@ -163,7 +176,8 @@ impl Emulator {
             world: Arc::new(Mutex::new(World {
                 clock: config.clock,
                 pipelines: BTreeMap::new(),
-                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                rng: world_rng(config.seed),
+                ids: HashSet::new(),
                 behaviour: config.behaviour,
                 faults,
                 calls: Vec::new(),
@@ -171,6 +185,7 @@ impl Emulator {
                 max_in_flight: 0,
                 region: DEFAULT_REGION.to_string(),
                 account: DEFAULT_ACCOUNT.to_string(),
+                require_signature: config.require_signature,
             })),
         }
     }
@@ -181,13 +196,25 @@ impl Emulator {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces all pipelines with those of the fixture.
+    /// Replaces all pipelines with those of the fixture. An execution id given twice is refused.
     pub fn seed(&self, fixture: &Fixture) -> Result<usize, FixtureError> {
         let mut w = self.lock();
         let now = w.clock.now();
-        let pipelines = fixture.build(now, &mut w.rng)?;
+        let mut pipelines = fixture.build(now, &mut w.rng)?;
+        let mut ids = HashSet::new();
+        for p in &pipelines {
+            for e in &p.executions {
+                if !ids.insert(e.id) {
+                    return Err(FixtureError::Invalid {
+                        pipeline: p.name.clone(),
+                        message: format!("execution id {} is used twice", e.id),
+                    });
+                }
+            }
+        }
         let n = pipelines.len();
-        w.pipelines = pipelines.into_iter().map(|p| (p.name.clone(), p)).collect();
+        w.ids = ids;
+        w.pipelines = pipelines.drain(..).map(|p| (p.name.clone(), p)).collect();
         Ok(n)
     }
 
@@ -196,10 +223,17 @@ impl Emulator {
         let mut w = self.lock();
         let now = w.clock.now();
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-        w.pipelines = generate_fleet(spec, now, &mut rng)
-            .into_iter()
-            .map(|p| (p.name.clone(), p))
-            .collect();
+        let mut fleet = generate_fleet(spec, now, &mut rng);
+        let mut ids = HashSet::new();
+        for p in &mut fleet {
+            for e in &mut p.executions {
+                while !ids.insert(e.id) {
+                    e.id = random_uuid(&mut w.rng);
+                }
+            }
+        }
+        w.ids = ids;
+        w.pipelines = fleet.into_iter().map(|p| (p.name.clone(), p)).collect();
         w.pipelines.len()
     }
 
@@ -208,11 +242,15 @@ impl Emulator {
         self.lock().pipelines.remove(name).is_some()
     }
 
-    /// Empties pipelines, faults and the call log; the clock keeps its time.
-    pub fn reset(&self) {
+    /// Empties pipelines and the call log; the clock keeps its time, and the fault plan stays
+    /// unless `clear_faults` (a test harness sets its faults once, then resets between runs).
+    pub fn reset(&self, clear_faults: bool) {
         let mut w = self.lock();
         w.pipelines.clear();
-        w.faults.set_plan(FaultPlan::default());
+        w.ids.clear();
+        if clear_faults {
+            w.faults.set_plan(FaultPlan::default());
+        }
         w.calls.clear();
         w.max_in_flight = w.in_flight;
     }
@@ -319,142 +357,6 @@ impl Emulator {
             }
         }
         out
-    }
-
-    /// Starts an execution as a client would, without going through HTTP; returns its id.
-    pub fn start_execution(&self, pipeline: &str) -> Result<String, ApiError> {
-        let mut w = self.lock();
-        let out = api::dispatch(
-            &mut w,
-            "StartPipelineExecution",
-            &serde_json::json!({"name": pipeline}),
-        )?;
-        Ok(out["pipelineExecutionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string())
-    }
-
-    /// Handles one API request: target operation and body bytes in, answer and extra delay out.
-    /// The caller sleeps for the delay before answering (outside the lock).
-    pub fn handle(&self, target: Option<&str>, body: &[u8]) -> (Answer, Duration) {
-        let operation = target
-            .and_then(|t| t.strip_prefix("CodePipeline_20150709."))
-            .unwrap_or(target.unwrap_or(""))
-            .to_string();
-        let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
-            Ok(Value::Object(Default::default()))
-        } else {
-            serde_json::from_slice(body)
-        };
-        let mut w = self.lock();
-        let field = |name: &str| -> Option<String> {
-            parsed
-                .as_ref()
-                .ok()?
-                .get(name)?
-                .as_str()
-                .map(str::to_string)
-        };
-        let pipeline = field("pipelineName").or_else(|| field("name"));
-        let execution_id = field("pipelineExecutionId");
-        let abandon = (operation == "StopPipelineExecution").then(|| {
-            parsed
-                .as_ref()
-                .ok()
-                .and_then(|v| v.get("abandon")?.as_bool())
-                .unwrap_or(false)
-        });
-        let World { faults, rng, .. } = &mut *w;
-        let mut delay = faults.latency(rng);
-        let fault = faults.decide(&operation, pipeline.as_deref(), rng);
-        let answer = match fault {
-            Some(Fault::Drop) => Answer::Drop,
-            Some(Fault::Throttling) => Answer::Err(ApiError::bad_request(
-                "ThrottlingException",
-                "Rate exceeded",
-            )),
-            Some(Fault::Conflict) => Answer::Err(ApiError {
-                status: 409,
-                code: "ConflictException",
-                message: "Another operation is in progress on this resource (injected)".into(),
-            }),
-            Some(Fault::Http500) => Answer::Err(ApiError {
-                status: 500,
-                code: "InternalFailure",
-                message: "We encountered an internal error. Please try again. (injected)".into(),
-            }),
-            Some(Fault::Http503) => Answer::Err(ApiError {
-                status: 503,
-                code: "ServiceUnavailableException",
-                message: "Service unavailable (injected)".into(),
-            }),
-            Some(Fault::Delay { delay_ms }) => {
-                delay += Duration::from_millis(delay_ms);
-                serve(&mut w, target, &operation, parsed)
-            }
-            None => serve(&mut w, target, &operation, parsed),
-        };
-        let (status, error) = match &answer {
-            Answer::Ok(_) => (200, None),
-            Answer::Err(e) => (e.status, Some(e.code.to_string())),
-            Answer::Drop => (0, None),
-        };
-        let record = CallRecord {
-            seq: w.calls.len() as u64,
-            at_ms: w.clock.now(),
-            wall_ms: crate::clock::system_now(),
-            operation,
-            pipeline,
-            execution_id,
-            status,
-            error,
-            abandon,
-        };
-        w.calls.push(record);
-        (answer, delay)
-    }
-}
-
-fn serve(
-    w: &mut World,
-    target: Option<&str>,
-    operation: &str,
-    parsed: Result<Value, serde_json::Error>,
-) -> Answer {
-    let known = target.is_some_and(|t| t.starts_with("CodePipeline_20150709."))
-        && api::OPERATIONS.contains(&operation);
-    if !known {
-        return Answer::Err(ApiError::bad_request(
-            "UnknownOperationException",
-            format!("Unknown operation {:?}", target.unwrap_or("")),
-        ));
-    }
-    let input = match parsed {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            return Answer::Err(ApiError::bad_request(
-                "SerializationException",
-                "Start of structure or map expected",
-            ));
-        }
-        Err(e) => {
-            return Answer::Err(ApiError::bad_request(
-                "SerializationException",
-                e.to_string(),
-            ));
-        }
-    };
-    let violations = Model::get().validate_input(operation, &input);
-    if !violations.is_empty() {
-        return Answer::Err(ApiError::bad_request(
-            "ValidationException",
-            validation_message(&violations),
-        ));
-    }
-    match api::dispatch(w, operation, &input) {
-        Ok(v) => Answer::Ok(v),
-        Err(e) => Answer::Err(e),
     }
 }
 

@@ -37,7 +37,12 @@ pub async fn start(fixture: &str) -> Env {
 }
 
 pub async fn start_with(fixture: &str, config: CoreConfig) -> Env {
-    let emulator = Emulator::new(EmulatorConfig::default());
+    start_emulator(fixture, EmulatorConfig::default(), config).await
+}
+
+/// An emulator configured as given (e.g. another ListPipelineExecutions order) and a core on it.
+pub async fn start_emulator(fixture: &str, emulator: EmulatorConfig, config: CoreConfig) -> Env {
+    let emulator = Emulator::new(emulator);
     emulator
         .seed(&Fixture::from_json(fixture).unwrap())
         .unwrap();

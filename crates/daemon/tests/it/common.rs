@@ -20,10 +20,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_stopd");
 impl Env {
     /// An emulator seeded with `fixture` (JSON) on a clock that follows real time.
     pub async fn new(fixture: &str) -> Env {
-        let emulator = Emulator::new(EmulatorConfig {
-            clock: Clock::scaled(1.0),
-            ..EmulatorConfig::default()
-        });
+        Env::with_emulator(
+            fixture,
+            EmulatorConfig {
+                clock: Clock::scaled(1.0),
+                ..EmulatorConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// Like [`Env::new`] with an emulator configured as given.
+    pub async fn with_emulator(fixture: &str, config: EmulatorConfig) -> Env {
+        let emulator = Emulator::new(config);
         emulator
             .seed(&Fixture::from_json(fixture).expect("fixture parses"))
             .expect("fixture seeds");

@@ -217,6 +217,53 @@ async fn run_once_stops_what_the_policy_says_and_exits_0() {
     );
 }
 
+/// AWS keeps an abandoned execution Stopping "for a very short time" (StopPipelineExecution); the
+/// emulator's settle time is made an hour here so that the second sweep surely finds it Stopping:
+/// it must neither stop it again nor record a failure.
+#[tokio::test]
+async fn a_sweep_during_the_abandon_settle_records_no_second_stop_or_failure() {
+    let config = stopd_emulator::EmulatorConfig {
+        clock: stopd_emulator::Clock::scaled(1.0),
+        behaviour: stopd_emulator::state::Behaviour {
+            abandon_settle_ms: 3_600_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let env = Env::with_emulator(&fleet(&[("prod-web", "prod")]), config).await;
+    let abandon = FREEZE_PROD_NOW.replace("reason =", "mode = \"abandon\"\nreason =");
+    env.write_config("", &abandon);
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let web = active_or_stopping(&env, "prod-web");
+    assert_eq!(
+        env.emulator.execution("prod-web", &web).unwrap().status,
+        "Stopping"
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(
+        env.emulator.execution("prod-web", &web).unwrap().status,
+        "Stopping"
+    );
+    let records = env.report(&[]).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["mode"], "abandon");
+    assert_eq!(outcome_of(&records, &web), vec!["stopped".to_string()]);
+    let calls = env.emulator.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.operation == "StopPipelineExecution")
+            .count(),
+        1
+    );
+    let out = env.stopd(&["report", "--sweeps", "--format", "json"]).await;
+    assert_ok(&out);
+    let sweeps: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sweeps.len(), 2);
+    assert_eq!(sweeps[1]["stops_decided"], 0);
+    assert!(sweeps.iter().all(|s| s["errors"] == 0), "{sweeps:?}");
+}
+
 fn active_or_stopping(env: &Env, pipeline: &str) -> String {
     env.emulator
         .executions(pipeline)

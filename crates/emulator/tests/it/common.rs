@@ -71,10 +71,25 @@ pub fn client(endpoint: &str) -> Client {
     Client::from_conf(config)
 }
 
-/// A raw awsJson1_1 call: (status, x-amzn-ErrorType header, parsed body).
+/// A raw awsJson1_1 call with a well-formed (unverified) SigV4 Authorization header:
+/// (status, x-amzn-ErrorType header, parsed body).
 pub async fn raw_call(
     addr: std::net::SocketAddr,
     target: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, Value) {
+    let auth = format!(
+        "Authorization: {}\r\nX-Amz-Date: 20261128T090000Z\r\n",
+        stopd_emulator::auth::example_authorization("20261128")
+    );
+    raw_call_with(addr, target, &auth, body).await
+}
+
+/// A raw awsJson1_1 call with these extra header lines (each ending in CRLF).
+pub async fn raw_call_with(
+    addr: std::net::SocketAddr,
+    target: Option<&str>,
+    headers: &str,
     body: &str,
 ) -> (u16, Option<String>, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -82,7 +97,7 @@ pub async fn raw_call(
         .map(|t| format!("X-Amz-Target: {t}\r\n"))
         .unwrap_or_default();
     let req = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n{target_header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n{target_header}{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(req.as_bytes()).await.unwrap();

@@ -79,11 +79,25 @@ async fn stop_and_wait_stays_stopping_until_the_running_action_ends() {
     );
 }
 
+/// StopPipelineExecution: "While completing or abandoning in-progress actions, the pipeline
+/// execution is in a Stopping state"; the user guide ("Stop a pipeline execution", as issue 13
+/// quotes it): "in a Stopping state for a very short time while the in-progress actions are
+/// abandoned". Default: 1 s.
 #[tokio::test]
-async fn abandon_stops_at_once() {
+async fn abandon_stays_stopping_for_the_default_settle_then_stopped() {
     let env = start(FIXTURE).await;
     let id = running(&env);
     stop(&env, "prod-web", &id, true).await.unwrap();
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
+    env.emulator.advance(Duration::from_millis(999));
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
+    env.emulator.advance(Duration::from_millis(1));
     assert_eq!(
         status(&env, "prod-web", &id).await,
         PipelineExecutionStatus::Stopped
@@ -98,6 +112,40 @@ async fn abandon_stops_at_once() {
     );
 }
 
+/// StopPipelineExecution: "After all in-progress actions are completed or abandoned, the pipeline
+/// execution is in a Stopped state" — also when the running action was the last one.
+#[tokio::test]
+async fn stop_and_wait_during_the_last_action_ends_stopped_not_succeeded() {
+    let env = start(FIXTURE).await;
+    let id = running(&env);
+    env.emulator.advance(Duration::from_secs(200)); // 220 s in: Deploy (130..430 s), the last
+    stop(&env, "prod-web", &id, false).await.unwrap();
+    env.emulator.advance(Duration::from_secs(210));
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+}
+
+/// Same source: a stopped execution whose running action fails still ends Stopped.
+#[tokio::test]
+async fn stop_and_wait_during_a_failing_action_ends_stopped_not_failed() {
+    let fixture = r#"{"pipelines": [{"name": "p", "execution_mode": "PARALLEL",
+        "stages": [{"name": "S", "actions": [{"name": "A", "duration": "60s"}, {"name": "B", "duration": "60s"}]}],
+        "executions": [{"status": "InProgress", "started_ago": "10s", "fail_at": 0}]}]}"#;
+    let env = start(fixture).await;
+    let id = env.emulator.executions("p")[0].id.clone();
+    stop(&env, "p", &id, false).await.unwrap();
+    env.emulator.advance(Duration::from_secs(50));
+    assert_eq!(
+        status(&env, "p", &id).await,
+        PipelineExecutionStatus::Stopped
+    );
+}
+
+/// The model's DuplicatedStopRequestException: "If you already chose to stop and wait, you cannot
+/// make that request again. You can choose to stop and abandon now". The upgrade is accepted and
+/// the execution stays Stopping until the abandon settles.
 #[tokio::test]
 async fn upgrade_from_stop_and_wait_to_abandon_is_allowed_once() {
     let env = start(FIXTURE).await;
@@ -114,15 +162,32 @@ async fn upgrade_from_stop_and_wait_to_abandon_is_allowed_once() {
     stop(&env, "prod-web", &id, true).await.unwrap();
     assert_eq!(
         status(&env, "prod-web", &id).await,
+        PipelineExecutionStatus::Stopping
+    );
+    let e = stop(&env, "prod-web", &id, true).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StopPipelineExecutionError::DuplicatedStopRequestException(_)
+        ),
+        "{e:?}"
+    );
+    env.emulator.advance(Duration::from_secs(1));
+    assert_eq!(
+        status(&env, "prod-web", &id).await,
         PipelineExecutionStatus::Stopped
     );
 }
 
+/// The model's DuplicatedStopRequestException: "If you already chose to stop and abandon, you
+/// cannot make that request again"; a stop-and-wait after an abandon is refused too (the execution
+/// "is already in a Stopping state").
 #[tokio::test]
 async fn second_abandon_is_refused_while_abandon_settles() {
     let config = EmulatorConfig {
         behaviour: Behaviour {
             abandon_settle_ms: 5_000,
+            ..Behaviour::default()
         },
         ..EmulatorConfig::default()
     };
@@ -176,44 +241,7 @@ async fn execution_finishes_on_the_clock_and_is_then_not_stoppable() {
 }
 
 #[tokio::test]
-async fn superseded_pipeline_replaces_the_older_execution_at_a_stage_boundary() {
-    let env = start(FIXTURE).await;
-    let c = &env.client;
-    let first = c
-        .start_pipeline_execution()
-        .name("dev-api")
-        .send()
-        .await
-        .unwrap()
-        .pipeline_execution_id
-        .unwrap();
-    env.emulator.advance(Duration::from_secs(40)); // in Build (30 s..330 s)
-    let second = c
-        .start_pipeline_execution()
-        .name("dev-api")
-        .send()
-        .await
-        .unwrap()
-        .pipeline_execution_id
-        .unwrap();
-    env.emulator.advance(Duration::from_secs(289));
-    assert_eq!(
-        status(&env, "dev-api", &first).await,
-        PipelineExecutionStatus::InProgress
-    );
-    env.emulator.advance(Duration::from_secs(1));
-    assert_eq!(
-        status(&env, "dev-api", &first).await,
-        PipelineExecutionStatus::Superseded
-    );
-    assert_eq!(
-        status(&env, "dev-api", &second).await,
-        PipelineExecutionStatus::InProgress
-    );
-}
-
-#[tokio::test]
-async fn queued_pipeline_runs_one_at_a_time_and_a_waiting_one_stops_at_once() {
+async fn queued_pipeline_runs_one_execution_per_stage_and_a_waiting_one_stops_at_once() {
     let env = start(FIXTURE).await;
     let c = &env.client;
     let start = || async {
@@ -293,4 +321,44 @@ async fn generated_fleet_has_rollbacks_and_parallel_pipelines_with_several_runni
         .find(|s| s.pipeline_execution_id.as_deref() == Some(rollback.id.as_str()))
         .unwrap();
     assert_eq!(s.execution_type, Some(ExecutionType::Rollback));
+}
+
+/// AWS's execution ids are UUIDs, unique: StopPipelineExecution's doc calls it "The unique
+/// system-generated ID of the pipeline execution". A fleet and the world seeded alike (the binary
+/// uses one `--seed` for both) once handed out the same ids.
+#[tokio::test]
+async fn execution_ids_are_unique_across_pipelines_fleet_and_starts() {
+    let env = start_with(
+        EmulatorConfig {
+            seed: 5,
+            ..EmulatorConfig::default()
+        },
+        r#"{"pipelines": []}"#,
+    )
+    .await;
+    env.emulator.seed_fleet(FleetSpec {
+        pipelines: 300,
+        seed: 5,
+        history: 5,
+    });
+    let names: Vec<String> = env.emulator.lock().pipelines.keys().cloned().collect();
+    for name in names.iter().take(100) {
+        let _ = env.emulator.start_execution(name);
+    }
+    let mut all = Vec::new();
+    for name in &names {
+        all.extend(env.emulator.executions(name).into_iter().map(|e| e.id));
+    }
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert!(all.len() > 1_600, "{}", all.len());
+    assert_eq!(unique.len(), all.len());
+    // A fixture that gives one id twice is refused.
+    let twice = r#"{"pipelines": [
+        {"name": "a", "executions": [{"id": "3f2a6c1e-0000-4000-8000-000000000001", "status": "Succeeded", "started_ago": "1h"}]},
+        {"name": "b", "executions": [{"id": "3f2a6c1e-0000-4000-8000-000000000001", "status": "Succeeded", "started_ago": "1h"}]}]}"#;
+    let err = env
+        .emulator
+        .seed(&stopd_emulator::Fixture::from_json(twice).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("used twice"), "{err}");
 }

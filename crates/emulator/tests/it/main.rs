@@ -2,6 +2,9 @@
 
 mod common;
 mod fixture_file;
+mod identity;
 mod lifecycle;
+mod listing;
+mod modes;
 mod protocol;
 mod sdk;

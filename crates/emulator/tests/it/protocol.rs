@@ -10,6 +10,14 @@ use crate::common::{FIXTURE, raw_call, start, target};
 async fn ok_call(addr: std::net::SocketAddr, op: &str, body: Value) -> Value {
     let (status, err, v) = raw_call(addr, Some(&target(op)), &body.to_string()).await;
     assert_eq!(status, 200, "{op}: {err:?} {v}");
+    let has_output = Model::get()
+        .operation(op)
+        .is_some_and(|o| o.output.is_some());
+    if !has_output {
+        // DisableStageTransition and EnableStageTransition model no output: an empty object.
+        assert_eq!(v, json!({}), "{op}");
+        return v;
+    }
     let violations = Model::get().check_output(op, &v);
     assert!(
         violations.is_empty(),
@@ -71,7 +79,29 @@ async fn every_operation_response_matches_the_model_output_shape() {
     )
     .await;
     assert!(tags["nextToken"].is_string());
-    // Every one of the eight operations was served with 200.
+    ok_call(
+        addr,
+        "DisableStageTransition",
+        json!({"pipelineName": "prod-web", "stageName": "Deploy", "transitionType": "Inbound",
+               "reason": "Change freeze (until Monday)!"}),
+    )
+    .await;
+    let state = ok_call(addr, "GetPipelineState", json!({"name": "prod-web"})).await;
+    let deploy = &state["stageStates"][2]["inboundTransitionState"];
+    assert_eq!(deploy["enabled"], false);
+    assert_eq!(deploy["disabledReason"], "Change freeze (until Monday)!");
+    assert!(deploy["lastChangedAt"].is_number());
+    assert_eq!(
+        deploy["lastChangedBy"],
+        "arn:aws:iam::123456789012:user/stopd"
+    );
+    ok_call(
+        addr,
+        "EnableStageTransition",
+        json!({"pipelineName": "prod-web", "stageName": "Deploy", "transitionType": "Inbound"}),
+    )
+    .await;
+    // Every operation was served with 200.
     let served: std::collections::BTreeSet<String> = env
         .emulator
         .calls()
@@ -111,7 +141,41 @@ async fn generated_fleet_responses_match_the_model() {
 async fn bad_input_gets_the_service_error_names() {
     let env = start(FIXTURE).await;
     let addr = env.server.addr();
+    let disable = |stage: &str, reason: &str| {
+        json!({"pipelineName": "prod-web", "stageName": stage, "transitionType": "Inbound", "reason": reason})
+            .to_string()
+    };
     let cases: Vec<(Option<String>, String, u16, &str, &str)> = vec![
+        // DisableStageTransition: the model's DisabledReason (1..300 characters of
+        // [a-zA-Z0-9!@ ()\.\*\?\-]) and StageNotFoundException.
+        (
+            Some(target("DisableStageTransition")),
+            disable("Deploy", &"x".repeat(301)),
+            400,
+            "ValidationException",
+            "at 'reason' failed to satisfy constraint: Member must have length less than or equal to 300",
+        ),
+        (
+            Some(target("DisableStageTransition")),
+            disable("Deploy", "freeze: no deploys"),
+            400,
+            "ValidationException",
+            "at 'reason' failed to satisfy constraint: Member must satisfy regular expression pattern",
+        ),
+        (
+            Some(target("DisableStageTransition")),
+            disable("NoSuchStage", "freeze"),
+            400,
+            "StageNotFoundException",
+            "NoSuchStage",
+        ),
+        (
+            Some(target("EnableStageTransition")),
+            json!({"pipelineName": "prod-web", "stageName": "Deploy", "transitionType": "Sideways"}).to_string(),
+            400,
+            "ValidationException",
+            "at 'transitionType'",
+        ),
         (Some(target("ListPipelines")), "{not json".into(), 400, "SerializationException", ""),
         (Some(target("ListPipelines")), "[1,2]".into(), 400, "SerializationException", ""),
         (Some(target("DeletePipeline")), "{}".into(), 400, "UnknownOperationException", ""),
@@ -225,4 +289,17 @@ async fn admin_api_moves_the_clock_and_lists_calls() {
     assert_eq!(state["pipelines"].as_array().unwrap().len(), 1);
     let bad = admin("PUT", "faults", r#"{"nonsense": 1}"#).await;
     assert!(bad["error"].as_str().unwrap().contains("nonsense"));
+    // POST reset keeps the fault plan; ?faults=true clears it too.
+    admin(
+        "PUT",
+        "faults",
+        r#"{"rules": [{"operation": "GetPipeline", "fault": "access_denied"}]}"#,
+    )
+    .await;
+    admin("POST", "reset", "").await;
+    let plan = admin("GET", "faults", "").await;
+    assert_eq!(plan["rules"][0]["fault"], "access_denied");
+    admin("POST", "reset?faults=true", "").await;
+    let plan = admin("GET", "faults", "").await;
+    assert!(plan["rules"].as_array().unwrap().is_empty());
 }

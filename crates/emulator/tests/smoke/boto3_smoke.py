@@ -7,6 +7,7 @@ Exits non-zero, with the failing check, if boto3 cannot tell the emulator from t
 import sys
 
 import boto3
+import time
 import botocore.exceptions
 
 endpoint = sys.argv[1]
@@ -47,11 +48,22 @@ except cp.exceptions.DuplicatedStopRequestException:
 cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=True, reason="upgrade")
 try:
     cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=True)
+    raise AssertionError("a second abandon must be refused while the first settles")
+except cp.exceptions.DuplicatedStopRequestException:
+    pass
+# The abandon settles for 1 s (emulated, here real time) before the execution is Stopped.
+deadline = time.time() + 5
+while True:
+    status = cp.get_pipeline_execution(pipelineName=name, pipelineExecutionId=eid)["pipelineExecution"]["status"]
+    if status != "Stopping" or time.time() > deadline:
+        break
+    time.sleep(0.2)
+assert status == "Stopped", status
+try:
+    cp.stop_pipeline_execution(pipelineName=name, pipelineExecutionId=eid, abandon=True)
     raise AssertionError("stopping a stopped execution must be refused")
 except cp.exceptions.PipelineExecutionNotStoppableException:
     pass
-status = cp.get_pipeline_execution(pipelineName=name, pipelineExecutionId=eid)["pipelineExecution"]["status"]
-assert status == "Stopped", status
 
 try:
     cp.get_pipeline(name="does-not-exist")
