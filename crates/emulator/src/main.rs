@@ -203,7 +203,7 @@ mod tests {
     /// Pasted into a shell, the help's example reaches the emulator: the `aws` line continues.
     #[test]
     fn help_example_continues_its_line() {
-        let help = super::Args::command().render_long_help().to_string();
+        let help = Args::command().render_long_help().to_string();
         let example = help
             .lines()
             .skip_while(|l| !l.contains("aws --region"))
