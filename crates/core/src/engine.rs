@@ -447,10 +447,16 @@ impl Core {
         let policy = self.inner.config.discovery_retry;
         let mut active = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
-        let mut newest: Option<String> = None;
+        // The newest execution seen, by start time (not by place: AWS does not document the
+        // listing's order).
+        let mut newest: Option<(Option<DateTime<Utc>>, String)> = None;
         let mut token: Option<String> = None;
         let mut pages = Pages::default();
         let mut reached_marker = false;
+        // Whether every page so far was listed newest first: only then can paging stop at the
+        // previous sweep's newest, since everything after it is older.
+        let mut newest_first = true;
+        let mut previous_start: Option<DateTime<Utc>> = None;
         loop {
             let client = &self.inner.client;
             let t = token.clone();
@@ -473,7 +479,16 @@ impl Core {
                 let Some(id) = s.pipeline_execution_id() else {
                     continue;
                 };
-                newest.get_or_insert_with(|| id.to_string());
+                let start = to_utc(s.start_time());
+                match (previous_start, start) {
+                    (Some(p), Some(t)) if t > p => newest_first = false,
+                    (_, None) => newest_first = false,
+                    _ => {}
+                }
+                previous_start = start.or(previous_start);
+                if newest.as_ref().is_none_or(|(t, _)| start > *t) {
+                    newest = Some((start, id.to_string()));
+                }
                 if memory.as_ref().and_then(|m| m.newest_seen.as_deref()) == Some(id) {
                     reached_marker = true;
                 }
@@ -498,7 +513,7 @@ impl Core {
                     .filter(|p| !seen.contains(&p.execution_id))
                     .count()
             });
-            if !full && reached_marker && unseen <= MAX_SINGLE_CHECKS {
+            if !full && newest_first && reached_marker && unseen <= MAX_SINGLE_CHECKS {
                 break;
             }
         }
@@ -527,7 +542,9 @@ impl Core {
         lock(&self.inner.memory).insert(
             name.to_string(),
             Memory {
-                newest_seen: newest.or_else(|| memory.and_then(|m| m.newest_seen)),
+                newest_seen: newest
+                    .map(|(_, id)| id)
+                    .or_else(|| memory.and_then(|m| m.newest_seen)),
                 active: active.clone(),
                 full_scan_at,
             },

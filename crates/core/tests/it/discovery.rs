@@ -311,13 +311,13 @@ async fn discovery_finds_every_active_execution_in_either_list_order() {
     }
 }
 
-/// The incremental sweep (within `full_rescan_every`) takes the first listed execution as "the
-/// newest" and stops paging once it sees the previous sweep's first one. With the list oldest
-/// first, the first listed is the oldest, so a second sweep stops after one page and misses an
-/// execution started since, when it sits on a later page, until the next full rescan (an hour
-/// by default). Discovery is correct only if the list is newest first: see ARCHITECTURE.md.
+/// The incremental sweep (within `full_rescan_every`) took the first listed execution as "the
+/// newest" and stopped paging once it saw the previous sweep's first one. With the list oldest
+/// first, the first listed is the oldest, so a second sweep stopped after one page and missed
+/// an execution started since, on a later page, until the next full rescan (an hour by
+/// default). Now the newest is the latest start time, and paging stops early only while the
+/// pages are listed newest first.
 #[tokio::test]
-#[ignore = "discovery relies on ListPipelineExecutions being newest first (engine.rs read_pipeline: newest_seen / reached_marker); un-ignore when it does not"]
 async fn incremental_sweep_finds_a_new_execution_with_the_list_oldest_first() {
     let env = start_emulator(
         &parallel_fixture(2, 300),
