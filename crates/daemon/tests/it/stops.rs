@@ -631,3 +631,62 @@ async fn a_sweep_counts_the_throttles_its_stops_met() {
     // ListPipelineExecutions, and three stop attempts.
     assert_eq!(sweeps[0]["api_calls"], 1 + 2 + 1 + 3, "{sweeps:?}");
 }
+
+/// A missing permission is loud: `run --once` exits 1 and names the operation and the IAM
+/// action; the audit row keeps the service's code and message. (Seen: exit 0 when every
+/// ListPipelineExecutions failed, and when every stop was denied.)
+#[tokio::test]
+async fn a_missing_permission_names_the_iam_action_and_fails_the_run() {
+    let env = Env::new(&fleet(&[("prod-web", "prod"), ("prod-api", "prod")])).await;
+    env.write_config("", FREEZE_PROD_NOW);
+    env.emulator.add_fault(FaultRule::new(
+        Some("StopPipelineExecution"),
+        Fault::AccessDenied,
+    ));
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("codepipeline:StopPipelineExecution"), "{err}");
+    let records = env.report(&["--outcome", "rejected"]).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let e = records[0]["error"].as_str().unwrap();
+    assert!(
+        e.contains("AccessDeniedException") && e.contains("is not authorized to perform"),
+        "{e}"
+    );
+    // Denied reads: every pipeline unreadable is a failed run too.
+    env.emulator.set_faults(Default::default());
+    env.emulator.add_fault(FaultRule::new(
+        Some("ListPipelineExecutions"),
+        Fault::AccessDenied,
+    ));
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("codepipeline:ListPipelineExecutions"), "{err}");
+    let out = env.stopd(&["report", "--sweeps", "--format", "json"]).await;
+    let sweeps: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let last = sweeps.last().unwrap();
+    assert_eq!(last["errors"], 2, "{last:?}");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("codepipeline:ListPipelineExecutions"),
+        "{last:?}"
+    );
+}
+
+/// One ExpiredToken answer is tried once more (the SDK's provider may renew) and the run
+/// succeeds.
+#[tokio::test]
+async fn one_expired_token_answer_is_recovered() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", FREEZE_PROD_NOW);
+    env.emulator
+        .add_fault(FaultRule::new(Some("StopPipelineExecution"), Fault::ExpiredToken).times(1));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let records = env.report(&[]).await;
+    assert_eq!(records[0]["outcome"], "stopped");
+    assert_eq!(records[0]["attempts"], 2);
+}
