@@ -169,6 +169,39 @@ impl Emulator {
                     delay += Duration::from_millis(delay_ms);
                     serve(&mut w, target, &operation, parsed)
                 }
+                Some(Fault::RepeatNextToken) => {
+                    let sent = parsed
+                        .as_ref()
+                        .ok()
+                        .and_then(|v| v.get("nextToken")?.as_str().map(str::to_string));
+                    match serve(&mut w, target, &operation, parsed) {
+                        Answer::Ok(mut v) if v.get("nextToken").is_some() => {
+                            if let Some(sent) = sent {
+                                v["nextToken"] = Value::String(sent);
+                            }
+                            Answer::Ok(v)
+                        }
+                        other => other,
+                    }
+                }
+                Some(Fault::DuplicateEntries { copies }) => {
+                    match serve(&mut w, target, &operation, parsed) {
+                        Answer::Ok(mut v) => {
+                            for key in ["pipelines", "pipelineExecutionSummaries", "tags"] {
+                                if let Some(Value::Array(items)) = v.get_mut(key) {
+                                    let each = std::mem::take(items);
+                                    for item in each {
+                                        for _ in 0..copies.max(1) {
+                                            items.push(item.clone());
+                                        }
+                                    }
+                                }
+                            }
+                            Answer::Ok(v)
+                        }
+                        other => other,
+                    }
+                }
                 None => serve(&mut w, target, &operation, parsed),
             }
         };

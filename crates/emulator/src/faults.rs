@@ -94,6 +94,14 @@ pub enum Fault {
         /// Extra milliseconds.
         delay_ms: u64,
     },
+    /// A listing answers with the `nextToken` it was sent (or, on its first page, its own
+    /// next token): a service that pages forever. Not AWS's behaviour; a test of the client.
+    RepeatNextToken,
+    /// A listing answers with each entry (pipelines, execution summaries) `copies` times.
+    DuplicateEntries {
+        /// How many times each entry appears.
+        copies: u32,
+    },
 }
 
 /// When a fault fires.

@@ -335,3 +335,33 @@ async fn incremental_sweep_finds_a_new_execution_with_the_list_oldest_first() {
     );
     assert_eq!(again.executions.len(), 4);
 }
+
+/// A service that answers every page with the `nextToken` it was sent made a sweep that never
+/// ended (15,229 calls in 200 s). The repeated token ends that pipeline's listing as a failure,
+/// after two pages; the other pipelines are read.
+#[tokio::test]
+async fn a_repeated_next_token_ends_the_listing_instead_of_looping() {
+    let env = start(&parallel_fixture(2, 300)).await;
+    env.emulator.add_fault(FaultRule::new(
+        Some("ListPipelineExecutions"),
+        Fault::RepeatNextToken,
+    ));
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+    let e = &found.failures[0].error;
+    assert_eq!(e.code.as_deref(), Some("PaginationLoop"), "{e}");
+    assert!(e.message.contains("already given"), "{e}");
+    assert_eq!(found.calls.requests.get("ListPipelineExecutions"), Some(&2));
+}
+
+/// An execution listed many times on one page is one execution (it got 50 stop calls).
+#[tokio::test]
+async fn an_execution_listed_fifty_times_is_found_once() {
+    let env = start(&parallel_fixture(2, 10)).await;
+    env.emulator.add_fault(FaultRule::new(
+        Some("ListPipelineExecutions"),
+        Fault::DuplicateEntries { copies: 50 },
+    ));
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(found.executions.len(), 3, "{:?}", found.executions);
+}
