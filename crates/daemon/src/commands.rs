@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{Duration, Utc};
@@ -135,7 +136,20 @@ fn database_not_writable(db: &std::path::Path) -> Option<String> {
 }
 
 /// `stopd check`.
-pub fn check(cfg: &Config) -> Result<ExitCode> {
+pub async fn check(cfg: &Config) -> Result<ExitCode> {
+    // Ad-hoc freezes in force are part of what is enforced now (read before stdout is locked).
+    let adhoc = if cfg.daemon.database.exists() {
+        match Store::open_read_only(&cfg.daemon.database).await {
+            Ok(store) => {
+                let r = store.active_freezes(Utc::now()).await;
+                store.close().await;
+                r.map_err(|e| format!("{e:#}"))
+            }
+            Err(e) => Err(format!("{e:#}")),
+        }
+    } else {
+        Ok(Vec::new())
+    };
     let mut out = std::io::stdout().lock();
     let p = &cfg.policy;
     let count = |k: stopd_rules::RuleKind| p.rules().iter().filter(|r| r.kind == k).count();
@@ -212,6 +226,24 @@ pub fn check(cfg: &Config) -> Result<ExitCode> {
             scope(&e.selector)
         )?;
     }
+    match &adhoc {
+        Ok(freezes) => {
+            for f in freezes {
+                writeln!(
+                    out,
+                    "  {:<7} {:<name_width$}           pipelines: {}; until {}; {}, by {}: {}",
+                    "adhoc",
+                    f.rule,
+                    f.pipeline,
+                    f.until,
+                    f.mode,
+                    f.created_by,
+                    output::escape(&f.reason)
+                )?;
+            }
+        }
+        Err(e) => writeln!(out, "  (ad-hoc freezes not shown: {e})")?,
+    }
     let now = Utc::now();
     let windows = p.windows(now, now + Duration::days(366));
     let mut edges: Vec<(chrono::DateTime<Utc>, &str, &str, chrono_tz::Tz)> = Vec::new();
@@ -286,27 +318,29 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
     let now = Utc::now();
     let hypothetical = at.is_some();
     let at = match at {
-        Some(t) => parse_instant("--at", t, chrono_tz::UTC, now, false)?,
+        Some(t) => parse_instant("--at", t, cfg.policy.default_timezone(), now, false)?,
         None => now,
     };
-    // Break-glass exemptions live in the database: no database yet means none, but a database
-    // that cannot be read is an error, never a plan that silently leaves them out.
-    let extra = if cfg.daemon.database.exists() {
+    // Break-glass exemptions and ad-hoc freezes live in the database: no database yet means
+    // none, but a database that cannot be read is an error, never a plan that silently leaves
+    // them out.
+    let (extra, policy) = if cfg.daemon.database.exists() {
+        let why = "cannot read break-glass exemptions and ad-hoc freezes, so no plan can be made";
         let store = Store::open_read_only(&cfg.daemon.database)
             .await
-            .context("cannot read break-glass exemptions, so no plan can be made")?;
-        let extra = store
-            .active_exemptions(at)
+            .context(why)?;
+        let extra = store.active_exemptions(at).await.context(why)?;
+        let policy = crate::freezes::effective_policy(&store, &cfg.policy, at)
             .await
-            .context("cannot read break-glass exemptions, so no plan can be made")?;
+            .context(why)?;
         store.close().await;
-        extra
+        (extra, policy)
     } else {
-        Vec::new()
+        (Vec::new(), Arc::clone(&cfg.policy))
     };
     let core = build_core(cfg, CancellationToken::new()).await;
     let found = core
-        .discover(&|p| cfg.policy.may_apply_to(p), cfg.policy.uses_tags())
+        .discover(&|p| policy.may_apply_to(p), policy.uses_tags())
         .await;
     if let Some(e) = &found.listing_failed {
         anyhow::bail!("cannot list pipelines: {e}");
@@ -316,7 +350,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         .into_iter()
         .filter(|e| e.status == stopd_core::ActiveStatus::InProgress)
         .collect();
-    let (planned, others) = sweep::plan(&cfg.policy.decider(at), at, &in_progress, &extra);
+    let (planned, others) = sweep::plan(&policy.decider(at), at, &in_progress, &extra);
     let rows: Vec<PlanRecord> = planned
         .into_iter()
         .map(|p: Planned| PlanRecord {
@@ -440,13 +474,29 @@ struct WindowRecord {
 }
 
 /// `stopd windows`.
-pub fn windows(cfg: &Config, from: Option<&str>, days: u32, opts: OutputArgs) -> Result<ExitCode> {
+pub async fn windows(
+    cfg: &Config,
+    from: Option<&str>,
+    days: u32,
+    opts: OutputArgs,
+) -> Result<ExitCode> {
     let now = Utc::now();
     let from = match from {
-        Some(t) => parse_instant("--from", t, chrono_tz::UTC, now, false)?,
+        Some(t) => parse_instant("--from", t, cfg.policy.default_timezone(), now, false)?,
         None => now,
     };
     let to = from + Duration::days(i64::from(days));
+    // Ad-hoc freezes (`stopd freeze add`) are one-off windows named adhoc-ID.
+    let policy = if cfg.daemon.database.exists() {
+        let store = Store::open_read_only(&cfg.daemon.database)
+            .await
+            .context("cannot read the ad-hoc freezes")?;
+        let freezes = store.freezes_between(from, to).await?;
+        store.close().await;
+        crate::freezes::with_freezes(&cfg.policy, &freezes)?
+    } else {
+        Arc::clone(&cfg.policy)
+    };
     let local = |t: chrono::DateTime<Utc>, tz: chrono_tz::Tz| {
         t.with_timezone(&tz)
             .format("%Y-%m-%dT%H:%M:%S%:z")
@@ -465,8 +515,7 @@ pub fn windows(cfg: &Config, from: Option<&str>, days: u32, opts: OutputArgs) ->
             format!("{first}-{last}")
         }
     };
-    let rows: Vec<WindowRecord> = cfg
-        .policy
+    let rows: Vec<WindowRecord> = policy
         .windows(from, to)
         .into_iter()
         .map(|w| WindowRecord {
@@ -935,6 +984,209 @@ pub async fn exempt_revoke(cfg: &Config, id: i64) -> Result<ExitCode> {
     store.revoke_exemption(id, Utc::now(), &user()).await?;
     store.close().await;
     say(format_args!("exemption #{id} revoked"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stopd freeze add`, as asked.
+#[derive(Debug)]
+pub struct FreezeRequest<'a> {
+    pub glob: &'a str,
+    pub exclude: Option<&'a str>,
+    /// `KEY=VALUE` each.
+    pub tags: &'a [String],
+    pub for_: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub reason: &'a str,
+    /// `finish` or `abandon`; `None`: `[defaults] mode`.
+    pub mode: Option<&'a str>,
+    pub gate: bool,
+    /// Confirms a freeze of every pipeline, or of more than a day.
+    pub yes: bool,
+}
+
+/// The longest ad-hoc freeze (hours) made without `--yes`.
+const FREEZE_WITHOUT_YES: i64 = 24;
+
+/// `stopd freeze add`: stop the line.
+pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode> {
+    let now = Utc::now();
+    let until = match (r.for_, r.until) {
+        (Some(span), _) => now + parse_span("--for", span)?.delta(),
+        (None, Some(t)) => parse_instant("--until", t, cfg.policy.default_timezone(), now, false)?,
+        (None, None) => unreachable!("clap requires one"),
+    };
+    if until <= now {
+        return Err(UsageError(format!("--until {} is not in the future", rfc3339(until))).into());
+    }
+    if until - now > parse_span("--until", "36525days")?.delta() {
+        return Err(UsageError(format!(
+            "--until {} is more than 100 years away",
+            rfc3339(until)
+        ))
+        .into());
+    }
+    if r.reason.trim().is_empty() {
+        return Err(UsageError("--reason must say why".into()).into());
+    }
+    let mut tags = BTreeMap::new();
+    for t in r.tags {
+        let Some((k, v)) = t.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(UsageError(format!("--tag {t:?} is not KEY=VALUE")).into());
+        };
+        tags.insert(k.to_string(), v.to_string());
+    }
+    let mode = match r.mode {
+        Some("abandon") => Mode::Abandon,
+        Some(_) => Mode::Finish,
+        None => cfg.policy.default_mode(),
+    };
+    if !r.yes {
+        if !r.glob.is_empty()
+            && r.glob.chars().all(|c| c == '*')
+            && r.exclude.is_none()
+            && tags.is_empty()
+        {
+            return Err(UsageError(format!(
+                "--pipeline {:?} freezes every pipeline until {}: every running execution is \
+                 stopped. Add --yes if that is what you mean",
+                r.glob,
+                rfc3339(until)
+            ))
+            .into());
+        }
+        if until - now > Duration::hours(FREEZE_WITHOUT_YES) {
+            return Err(UsageError(format!(
+                "the freeze would last {}, more than a day (until {}). Add --yes if that is \
+                 what you mean",
+                human(until - now),
+                rfc3339(until)
+            ))
+            .into());
+        }
+    }
+    let by = user();
+    let new = crate::freezes::NewFreeze {
+        at: now,
+        until,
+        pipeline: r.glob,
+        exclude: r.exclude,
+        tags: &tags,
+        mode,
+        gate: r.gate,
+        reason: r.reason,
+        by: &by,
+    };
+    // Checked as the daemon will read it, before it is recorded: a glob that does not compile
+    // is a usage error, not a freeze every sweep refuses.
+    let probe = crate::freezes::FreezeRecord {
+        id: 0,
+        rule: crate::freezes::rule_name(0),
+        created_at: crate::store::ts(now),
+        until: crate::store::ts(until),
+        pipeline: r.glob.to_string(),
+        exclude: r.exclude.map(str::to_string),
+        tags: tags.clone(),
+        mode: mode.as_str().into(),
+        gate: r.gate,
+        reason: r.reason.to_string(),
+        created_by: by.clone(),
+        lifted_at: None,
+        lifted_by: None,
+        lift_reason: None,
+    };
+    if let Err(errors) = cfg.policy.with_adhoc(&[probe.spec()]) {
+        let text: Vec<String> = errors.iter().map(|e| e.kind.to_string()).collect();
+        return Err(UsageError(format!(
+            "the freeze cannot be enforced: {}",
+            text.join("; ")
+        ))
+        .into());
+    }
+    let store = Store::open(&cfg.daemon.database).await?;
+    let id = store.add_freeze(&new).await?;
+    store.close().await;
+    say(format_args!(
+        "freeze #{id} ({}): pipelines {:?}{} are frozen until {} ({}), mode {}{}; a running \
+         daemon stops their executions within seconds",
+        crate::freezes::rule_name(id),
+        r.glob,
+        r.exclude
+            .map(|e| format!(" except {e:?}"))
+            .unwrap_or_default(),
+        rfc3339(until),
+        human(until - now),
+        mode.as_str(),
+        if r.gate { ", gated" } else { "" }
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stopd freeze list`.
+pub async fn freeze_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
+    let store = Store::open_read_only(&cfg.daemon.database).await?;
+    let rows = store.freezes().await?;
+    store.close().await;
+    let now = Utc::now();
+    let mut out = std::io::stdout().lock();
+    output::write(
+        &mut out,
+        opts,
+        &rows,
+        Columns {
+            names: &[
+                "id",
+                "rule",
+                "pipeline",
+                "until",
+                "state",
+                "mode",
+                "reason",
+                "created_by",
+                "created_at",
+                "lifted_by",
+                "lifted_at",
+            ],
+            wide_only: &["rule", "created_at"],
+            whole: &["id", "state", "until", "lifted_at"],
+            to_the_minute: &["until", "lifted_at"],
+        },
+        |r| {
+            let mut scope = r.pipeline.clone();
+            if let Some(e) = &r.exclude {
+                scope.push_str(&format!(" except {e}"));
+            }
+            for (k, v) in &r.tags {
+                scope.push_str(&format!(" {k}={v}"));
+            }
+            vec![
+                r.id.to_string(),
+                r.rule.clone(),
+                scope,
+                r.until.clone(),
+                r.state(now).into(),
+                format!("{}{}", r.mode, if r.gate { ", gate" } else { "" }),
+                r.reason.clone(),
+                r.created_by.clone(),
+                r.created_at.clone(),
+                r.lifted_by.clone().unwrap_or_default(),
+                r.lifted_at.clone().unwrap_or_default(),
+            ]
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stopd freeze lift`.
+pub async fn freeze_lift(cfg: &Config, id: i64, reason: &str) -> Result<ExitCode> {
+    if reason.trim().is_empty() {
+        return Err(UsageError("--reason must say why the freeze is lifted early".into()).into());
+    }
+    let store = Store::open(&cfg.daemon.database).await?;
+    store.lift_freeze(id, Utc::now(), reason, &user()).await?;
+    store.close().await;
+    say(format_args!(
+        "freeze #{id} lifted; a running daemon stops enforcing it within seconds"
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

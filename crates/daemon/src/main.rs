@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 mod commands;
 mod config;
 mod demo;
+mod freezes;
 mod lock;
 mod memory;
 mod output;
@@ -120,6 +121,26 @@ Examples:
   # Every pipeline, or longer than a week, needs --yes
   stopd exempt add --pipeline '*' --for 30m --yes --reason \"freeze called off\"";
 
+const FREEZE_EXAMPLES: &str = "\
+Examples:
+  # Stop the line: every prod pipeline, for two hours, stopping what runs now
+  stopd freeze add --pipeline 'prod-*' --for 2h --reason \"INC-4711 database failover\"
+  # What is frozen, by whom, and what was lifted
+  stopd freeze list
+  # Lift it early (the reason is required and kept)
+  stopd freeze lift 7 --reason \"INC-4711 resolved\"";
+
+const FREEZE_ADD_EXAMPLES: &str = "\
+Examples:
+  # Stop every prod pipeline now, for two hours; hotfix lanes stay open
+  stopd freeze add --pipeline 'prod-*' --exclude 'prod-hotfix-*' --for 2h \\
+    --reason \"INC-4711 database failover\"
+  # Abandon running actions, pipelines tagged team=payments, until a local time
+  stopd freeze add --pipeline '*' --tag team=payments --mode abandon \\
+    --until 2026-12-24T18:00 --yes --reason \"CHG-88\"
+  # Every pipeline, or longer than a day, needs --yes
+  stopd freeze add --pipeline '*' --for 30m --yes --reason \"region outage\"";
+
 const DEMO_EXAMPLES: &str = "\
 Examples:
   # A local CodePipeline, a policy, one sweep, the audit log
@@ -191,6 +212,10 @@ enum Command {
     /// Break-glass exemptions, stored and audited in the database.
     #[command(subcommand, after_help = EXEMPT_EXAMPLES)]
     Exempt(ExemptCommand),
+    /// Stop the line: an ad-hoc freeze from now, stored and audited in the database; a
+    /// running daemon enforces it within seconds.
+    #[command(subcommand, after_help = FREEZE_EXAMPLES)]
+    Freeze(FreezeCommand),
     /// Run against an in-process emulator with a seeded fleet and print what it stopped.
     ///
     /// Needs no AWS, no setup and no config file: it enforces its own policy (config/demo.toml,
@@ -328,6 +353,63 @@ struct ExemptAddArgs {
     yes: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum FreezeCommand {
+    /// Freeze pipelines from now until a time: what runs is stopped, nothing new may run.
+    ///
+    /// A one-off freeze named adhoc-ID, as a [[freeze]] from now would be: no grace, rollbacks
+    /// spared, exemptions still win. The stop reason says who froze and why.
+    #[command(after_help = FREEZE_ADD_EXAMPLES)]
+    Add(FreezeAddArgs),
+    /// List ad-hoc freezes, newest first: who froze, until when, who lifted them.
+    #[command(after_help = FREEZE_EXAMPLES)]
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Lift an ad-hoc freeze before its end; the reason is kept.
+    #[command(after_help = FREEZE_EXAMPLES)]
+    Lift {
+        /// The id shown by `freeze add` and `freeze list`.
+        id: i64,
+        /// Why it is lifted early.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("expiry").required(true).args(["for_", "until"])))]
+struct FreezeAddArgs {
+    /// Pipeline glob; `*` (every pipeline) needs --yes.
+    #[arg(long, value_name = "GLOB")]
+    pipeline: String,
+    /// Pipelines not frozen (glob), e.g. a hotfix lane.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Option<String>,
+    /// Only pipelines with this tag (repeatable: all must match).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    tags: Vec<String>,
+    /// How long (e.g. 2h); more than a day needs --yes.
+    #[arg(long = "for", id = "for_", value_name = "SPAN")]
+    for_: Option<String>,
+    /// Until when (RFC 3339, or a local date-time in [defaults] timezone).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Why; sent with every stop it makes and kept in the database.
+    #[arg(long)]
+    reason: String,
+    /// finish (stop and wait) or abandon; default: [defaults] mode.
+    #[arg(long, value_parser = ["finish", "abandon"])]
+    mode: Option<String>,
+    /// Also hold new work at stage transitions while the freeze lasts.
+    #[arg(long)]
+    gate: bool,
+    /// Confirm a freeze of every pipeline or of more than a day.
+    #[arg(long)]
+    yes: bool,
+}
+
 #[derive(Debug, Args)]
 struct DemoArgs {
     /// Keep the demo's audit database in this file instead of a temporary directory.
@@ -434,9 +516,11 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
             let cfg = config::load(&path)?;
             match command {
                 Command::Run(a) => run::run(cfg, a.once, a.dry_run).await,
-                Command::Check => commands::check(&cfg),
+                Command::Check => commands::check(&cfg).await,
                 Command::Plan(a) => commands::plan(&cfg, a.at.as_deref(), a.output).await,
-                Command::Windows(a) => commands::windows(&cfg, a.from.as_deref(), a.days, a.output),
+                Command::Windows(a) => {
+                    commands::windows(&cfg, a.from.as_deref(), a.days, a.output).await
+                }
                 Command::Stop(a) => {
                     commands::stop(&cfg, &a.pipeline, &a.execution, a.abandon, &a.reason).await
                 }
@@ -475,6 +559,29 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 }
                 Command::Exempt(ExemptCommand::Revoke { id }) => {
                     commands::exempt_revoke(&cfg, id).await
+                }
+                Command::Freeze(FreezeCommand::Add(a)) => {
+                    commands::freeze_add(
+                        &cfg,
+                        &commands::FreezeRequest {
+                            glob: &a.pipeline,
+                            exclude: a.exclude.as_deref(),
+                            tags: &a.tags,
+                            for_: a.for_.as_deref(),
+                            until: a.until.as_deref(),
+                            reason: &a.reason,
+                            mode: a.mode.as_deref(),
+                            gate: a.gate,
+                            yes: a.yes,
+                        },
+                    )
+                    .await
+                }
+                Command::Freeze(FreezeCommand::List { output }) => {
+                    commands::freeze_list(&cfg, output).await
+                }
+                Command::Freeze(FreezeCommand::Lift { id, reason }) => {
+                    commands::freeze_lift(&cfg, id, &reason).await
                 }
                 Command::Demo(_) | Command::Completions { .. } | Command::Man => {
                     unreachable!("handled above")

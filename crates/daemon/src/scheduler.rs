@@ -115,6 +115,8 @@ pub struct Scheduler<S: Sweeps> {
     next_escalation: Option<DateTime<Utc>>,
     /// The instant the last sweep that decided anything decided at.
     last_decided: Option<DateTime<Utc>>,
+    /// The policy that sweep decided by (with the ad-hoc freezes then in force), for edges.
+    last_policy: Option<Arc<Policy>>,
     /// Sweep as soon as none is running, for this reason (a reload, a database change).
     sweep_now: Option<&'static str>,
     /// Sweeps failed in a row.
@@ -165,6 +167,7 @@ impl<S: Sweeps> Scheduler<S> {
             known: Vec::new(),
             next_escalation: None,
             last_decided: None,
+            last_policy: None,
             sweep_now: Some("startup"),
             failures: 0,
             retry_at: None,
@@ -189,7 +192,8 @@ impl<S: Sweeps> Scheduler<S> {
         // The first transition after the instant the last sweep decided at: if it is already
         // past, the decision may be stale and a sweep is due now.
         let since = self.last_decided.unwrap_or(now);
-        let edge = self.cfg.policy.next_transition(since, &facts);
+        let policy = self.last_policy.as_ref().unwrap_or(&self.cfg.policy);
+        let edge = policy.next_transition(since, &facts);
         let edge = match (edge, self.next_escalation) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -221,6 +225,7 @@ impl<S: Sweeps> Scheduler<S> {
                 if !summary.blind {
                     self.known = summary.in_progress.clone();
                     self.last_decided = Some(summary.decided_at);
+                    self.last_policy.clone_from(&summary.policy);
                 }
                 self.next_escalation = summary.next_escalation;
                 let line = summary.status_line();
@@ -297,6 +302,7 @@ impl<S: Sweeps> Scheduler<S> {
                     .schedule
                     .next_after(self.clock.now(), chrono_tz::UTC);
                 self.cfg = Arc::new(new);
+                self.last_policy = None;
                 // A good reload is enforced at once, not at the next tick.
                 self.sweep_now = Some("reload");
                 self.retry_at = None;

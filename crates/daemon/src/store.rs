@@ -546,6 +546,11 @@ impl Store {
             .await?)
     }
 
+    /// The pool, for the store's other modules (`freezes.rs`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Transactions the group-commit writer has committed.
     pub fn group_commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)

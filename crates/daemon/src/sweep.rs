@@ -234,6 +234,9 @@ pub struct SweepSummary {
     pub decided_at: DateTime<Utc>,
     /// The next escalation deadline after this sweep, for the scheduler.
     pub next_escalation: Option<DateTime<Utc>>,
+    /// The policy the sweep decided by: the file's rules and the ad-hoc freezes then in force
+    /// (the scheduler takes its window edges from it).
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl SweepSummary {
@@ -464,6 +467,8 @@ impl Sweeper {
         tasks: &mut InFlight,
     ) -> Result<SweepSummary> {
         let commits_before = self.store.group_commits();
+        // The file's rules and the ad-hoc freezes in force (`stopd freeze add`).
+        let policy = &crate::freezes::effective_policy(&self.store, policy, start_at).await?;
         let scope = |p: &str| policy.may_apply_to(p);
         let extra = self.store.active_exemptions(start_at).await?;
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
@@ -624,6 +629,7 @@ impl Sweeper {
             denied,
             calls,
             decided_at: start_at,
+            policy: Some(Arc::clone(policy)),
             ..SweepSummary::default()
         })
     }

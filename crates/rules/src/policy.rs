@@ -229,6 +229,8 @@ pub struct Policy {
     pub(crate) exemptions: Vec<Exemption>,
     /// `[defaults] timezone`.
     pub(crate) default_tz: Tz,
+    /// `[defaults] mode`.
+    pub(crate) default_mode: Mode,
 }
 
 /// Parses an IANA zone name.
@@ -435,7 +437,51 @@ impl Policy {
             rules,
             exemptions,
             default_tz,
+            default_mode,
         })
+    }
+
+    /// This policy with ad-hoc freezes after the file's rules (`stopd freeze add`: they live
+    /// in the audit database, not in the file). Each is compiled as a `[[freeze]]` with the
+    /// file's defaults; an error is located as `adhoc[i]`.
+    pub fn with_adhoc(&self, freezes: &[FreezeSpec]) -> Result<Policy, Vec<PolicyError>> {
+        if freezes.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut errors = Vec::new();
+        let mut rules = self.rules.clone();
+        for (index, f) in freezes.iter().enumerate() {
+            let mut ctx = Ctx {
+                rule: RuleRef {
+                    table: Table::Adhoc,
+                    index,
+                },
+                errors: &mut errors,
+            };
+            if let Some(rule) = compile_freeze(
+                f,
+                &mut ctx,
+                self.default_tz,
+                self.default_mode,
+                DEFAULT_REASON,
+            ) {
+                rules.push(rule);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Policy {
+            rules,
+            exemptions: self.exemptions.clone(),
+            default_tz: self.default_tz,
+            default_mode: self.default_mode,
+        })
+    }
+
+    /// `[defaults] mode`.
+    pub fn default_mode(&self) -> Mode {
+        self.default_mode
     }
 
     /// Freezes and timeouts in precedence (file) order.

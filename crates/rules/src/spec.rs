@@ -179,6 +179,8 @@ pub enum Table {
     Timeout,
     /// `[[exempt]]`.
     Exempt,
+    /// An ad-hoc freeze from the audit database (`stopd freeze add`), not from the file.
+    Adhoc,
 }
 
 impl Table {
@@ -189,6 +191,7 @@ impl Table {
             Table::Freeze => "freeze",
             Table::Timeout => "timeout",
             Table::Exempt => "exempt",
+            Table::Adhoc => "adhoc",
         }
     }
 }

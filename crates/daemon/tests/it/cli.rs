@@ -107,7 +107,7 @@ async fn readme_command_table_matches_help() {
         for part in cell.split('`').skip(1).step_by(2) {
             let mut words = part.split_whitespace();
             let mut args: Vec<&str> = vec![words.next().unwrap()];
-            if args[0] == "exempt" {
+            if args[0] == "exempt" || args[0] == "freeze" {
                 args.push(words.next().unwrap());
             }
             let sub_help = text(&env.stopd(&[&args[..], &["--help"]].concat()).await.stdout);

@@ -291,3 +291,88 @@ async fn an_exemption_revoked_beside_a_running_daemon_is_enforced_within_seconds
         text(&out.stderr)
     );
 }
+
+/// Stop the line: a freeze added with the CLI beside a running daemon is enforced within
+/// seconds (the schedule would not sweep before next year), audited with the actor and reason;
+/// an exemption still wins; lifted, it stops nothing more.
+#[tokio::test]
+async fn an_adhoc_freeze_beside_a_running_daemon_stops_within_seconds() {
+    let env = Env::new(&fleet(&[
+        ("prod-web", "prod"),
+        ("prod-api", "prod"),
+        ("dev-web", "dev"),
+    ]))
+    .await;
+    env.write_config(RARE, "");
+    assert_ok(
+        &env.stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-api",
+            "--for",
+            "2h",
+            "--reason",
+            "hotfix lane",
+        ])
+        .await,
+    );
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    assert_eq!(env.stop_calls(), 0);
+    let out = env
+        .stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "prod-*",
+            "--for",
+            "2h",
+            "--reason",
+            "INC-42 failover",
+        ])
+        .await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("freeze #1 (adhoc-1)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || env.stop_calls() == 1).await,
+        "stopped after the freeze was added"
+    );
+    let records = env.report(&[]).await;
+    assert_eq!(
+        records.len(),
+        1,
+        "the exempt prod-api and dev-web were spared"
+    );
+    assert_eq!(records[0]["pipeline"], "prod-web");
+    assert_eq!(records[0]["rule"], "adhoc-1");
+    assert_eq!(records[0]["rule_kind"], "freeze");
+    let reason = records[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("stop the line by ")
+            && reason.contains("uid ")
+            && reason.contains("INC-42 failover"),
+        "{reason}"
+    );
+    // Lifted: a new execution is not stopped.
+    assert_ok(
+        &env.stopd(&["freeze", "lift", "1", "--reason", "INC-42 resolved"])
+            .await,
+    );
+    let started = env.emulator.start_execution("prod-web").unwrap();
+    assert_ok(&env.stopd(&["exempt", "revoke", "1"]).await);
+    // The revocation wakes the daemon (a sweep follows); nothing is stopped.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.stop_calls(), 1, "{started} was stopped after the lift");
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(10)).await;
+    assert_ok(&out);
+    let out = env.stopd(&["freeze", "list", "--format", "json"]).await;
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["lift_reason"], "INC-42 resolved");
+    assert!(list[0]["lifted_at"].is_string());
+}

@@ -690,3 +690,97 @@ async fn one_expired_token_answer_is_recovered() {
     assert_eq!(records[0]["outcome"], "stopped");
     assert_eq!(records[0]["attempts"], 2);
 }
+
+/// Guard rails of `freeze add` (exit 2, nothing recorded) and what it shows afterwards.
+#[tokio::test]
+async fn freeze_add_guard_rails_and_the_windows_plan_and_check_that_show_it() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", "");
+    for (args, want) in [
+        (
+            &["--pipeline", "*", "--for", "1h"][..],
+            "freezes every pipeline",
+        ),
+        (
+            &["--pipeline", "prod-*", "--for", "2d"][..],
+            "more than a day",
+        ),
+        (
+            &["--pipeline", "prod-*", "--for", "99999999999h"][..],
+            "longer than",
+        ),
+        (
+            &["--pipeline", "prod-*", "--for", "0s"][..],
+            "longer than zero",
+        ),
+        (
+            &["--pipeline", "prod-*", "--for", "1h", "--tag", "novalue"][..],
+            "KEY=VALUE",
+        ),
+        (
+            &["--pipeline", "prod-[", "--for", "1h"][..],
+            "cannot be enforced: glob \"prod-[\"",
+        ),
+    ] {
+        let mut all = vec!["freeze", "add", "--reason", "INC-1"];
+        all.extend_from_slice(args);
+        let out = env.stopd(&all).await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(want),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = env.stopd(&["freeze", "lift", "1"]).await;
+    assert_eq!(out.status.code(), Some(2), "lift needs a reason");
+    assert!(
+        !env.db().exists()
+            || env
+                .stopd(&["freeze", "list", "--format", "json"])
+                .await
+                .stdout
+                == b"[]\n"
+    );
+    // A good one: shown by windows, plan and check.
+    assert_ok(
+        &env.stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "prod-*",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-2 {rule} braces",
+        ])
+        .await,
+    );
+    let out = env
+        .stopd(&["windows", "--days", "1", "--format", "json"])
+        .await;
+    let windows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(windows.len(), 1);
+    assert_eq!(windows[0]["rule"], "adhoc-1");
+    let plan = plan_json(&env).await;
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0]["rule"], "adhoc-1");
+    assert!(
+        plan[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("INC-2 {rule} braces"),
+        "{plan:?}"
+    );
+    let out = env.stopd(&["check"]).await;
+    assert!(
+        text(&out.stdout).contains("adhoc-1"),
+        "{}",
+        text(&out.stdout)
+    );
+}
