@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 
-use crate::policy::{Exemption, Policy, Rule, RuleKind, Trigger};
+use crate::policy::{Exemption, Gate, Policy, Rule, RuleKind, Trigger};
 use crate::spec::Mode;
 use crate::template::Values;
 use crate::window::{MERGE_HORIZON, Schedule, Window};
@@ -93,6 +93,19 @@ pub enum Verdict {
         /// The rule.
         rule: String,
     },
+}
+
+/// A gating freeze holding a pipeline's transitions now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateHold {
+    /// The freeze.
+    pub rule: String,
+    /// Which transitions.
+    pub gate: Gate,
+    /// The rendered reason (as for a stop, with no execution).
+    pub reason: String,
+    /// When the window ends.
+    pub until: DateTime<Utc>,
 }
 
 /// One window of a rule, for `stopd windows`.
@@ -283,6 +296,60 @@ impl Policy {
                 Verdict::Stop(render(rule, &rules_now[winner], now, ex))
             })
             .collect()
+    }
+
+    /// Whether any freeze gates (`gate = true`).
+    pub fn has_gates(&self) -> bool {
+        self.rules.iter().any(|r| r.gate.is_some())
+    }
+
+    /// The gating freezes in force over this pipeline at `now` that no exemption (of the file,
+    /// or `extra` from the database) covers, in file order. Gates close at a window's start,
+    /// whatever its grace (grace is for running work, not for new work).
+    pub fn gates(
+        &self,
+        now: DateTime<Utc>,
+        pipeline: &str,
+        tags: &BTreeMap<String, String>,
+        extra: &[Exemption],
+    ) -> Vec<GateHold> {
+        let mut out = Vec::new();
+        for rule in &self.rules {
+            let (Some(gate), Trigger::Freeze { schedule, .. }) = (&rule.gate, &rule.trigger) else {
+                continue;
+            };
+            let Some(window) = schedule.window_at(now) else {
+                continue;
+            };
+            if !rule.selector.matches(pipeline, tags) {
+                continue;
+            }
+            let exempt = self.exemptions.iter().chain(extra).any(|e| {
+                e.active_at(now)
+                    && e.rule.as_deref().is_none_or(|r| r == rule.name)
+                    && e.selector.matches(pipeline, tags)
+            });
+            if exempt {
+                continue;
+            }
+            let until = rfc3339(window.end);
+            let reason = rule.reason.render(&Values {
+                rule: &rule.name,
+                kind: rule.kind.as_str(),
+                pipeline,
+                execution: "",
+                until: &until,
+                max_duration: "",
+                elapsed: "",
+            });
+            out.push(GateHold {
+                rule: rule.name.clone(),
+                gate: gate.clone(),
+                reason,
+                until: window.end,
+            });
+        }
+        out
     }
 
     /// The rules' state at `now`, for [`Decider::decide`] at `now` and after.

@@ -26,10 +26,12 @@ pub mod template;
 pub mod window;
 pub mod zone;
 
-pub use decide::{Decider, Decision, ExecutionFacts, Verdict, WindowInstance, human_span, rfc3339};
+pub use decide::{
+    Decider, Decision, ExecutionFacts, GateHold, Verdict, WindowInstance, human_span, rfc3339,
+};
 pub use policy::{
-    DEFAULT_REASON, Exemption, ExemptionSource, Location, Policy, PolicyError, PolicyErrorKind,
-    Rule, RuleKind, Trigger, parse_time, parse_zone,
+    DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy, PolicyError,
+    PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone,
 };
 pub use span::{MAX_SPAN, Span, SpanError};
 pub use spec::{

@@ -110,6 +110,9 @@ pub enum PolicyErrorKind {
     /// An empty `pipelines` list matches nothing.
     #[error("an empty list matches no pipeline; leave the key out to match all")]
     EmptyPipelines,
+    /// `gate_stages` without `gate = true`, or an empty one.
+    #[error("{0}")]
+    GateStages(&'static str),
 }
 
 /// One problem in a policy, with where it is.
@@ -162,6 +165,30 @@ pub struct Rule {
     pub timezone: Tz,
     /// Windows or timeout.
     pub trigger: Trigger,
+    /// Freezes with `gate = true`: which inbound transitions to hold while a window is open.
+    pub gate: Option<Gate>,
+}
+
+/// The transitions a gating freeze holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// `gate_stages`: these stages' inbound transitions; `None`: every stage after the first.
+    pub stages: Option<Vec<String>>,
+}
+
+impl Gate {
+    /// The stages of a pipeline whose inbound transition this gate holds, given the
+    /// pipeline's stages in order (a named stage the pipeline does not have is skipped).
+    pub fn stages_of<'a>(&self, pipeline_stages: &'a [String]) -> Vec<&'a str> {
+        match &self.stages {
+            None => pipeline_stages.iter().skip(1).map(String::as_str).collect(),
+            Some(names) => pipeline_stages
+                .iter()
+                .filter(|s| names.contains(s))
+                .map(String::as_str)
+                .collect(),
+        }
+    }
 }
 
 /// Where an exemption comes from.
@@ -593,6 +620,28 @@ fn compile_freeze(
     let escalate_after = escalation(ctx, mode, f.escalate_after);
     let reason = ctx.template(f.reason.as_deref().unwrap_or(default_reason));
     let selector = ctx.selector(f.pipelines.as_ref(), f.exclude.as_ref(), f.tags.as_ref());
+    let gate = match (f.gate.unwrap_or(false), &f.gate_stages) {
+        (true, Some(stages)) if stages.is_empty() => {
+            ctx.err(
+                Some("gate_stages"),
+                PolicyErrorKind::GateStages(
+                    "an empty list gates nothing; leave the key out to gate every stage after the first",
+                ),
+            );
+            None
+        }
+        (true, stages) => Some(Gate {
+            stages: stages.clone(),
+        }),
+        (false, Some(_)) => {
+            ctx.err(
+                Some("gate_stages"),
+                PolicyErrorKind::GateStages("gate_stages needs gate = true"),
+            );
+            None
+        }
+        (false, None) => None,
+    };
     Some(Rule {
         name: f.name.clone(),
         at: ctx.rule,
@@ -604,6 +653,7 @@ fn compile_freeze(
         escalate_after,
         timezone: tz,
         trigger: Trigger::Freeze { schedule, grace },
+        gate,
     })
 }
 
@@ -639,6 +689,7 @@ fn compile_timeout(
         escalate_after,
         timezone: default_tz,
         trigger: Trigger::Timeout { max },
+        gate: None,
     })
 }
 

@@ -89,6 +89,14 @@ pub struct FreezeSpec {
     /// Also stop ROLLBACK executions (default false).
     #[serde(default)]
     pub rollbacks: Option<bool>,
+    /// Also hold new work while the window is open: disable the inbound transition of the
+    /// gated stages (default false).
+    #[serde(default)]
+    pub gate: Option<bool>,
+    /// With `gate`: only these stages' inbound transitions (default: every stage after the
+    /// first).
+    #[serde(default)]
+    pub gate_stages: Option<Vec<String>>,
 }
 
 /// One `[[timeout]]`: no execution may run longer than `max_duration`.

@@ -394,3 +394,68 @@ fn an_exemption_from_one_rule_lets_another_rule_stop() {
         p.decide(at, &ex, &[only("two-hours")])
     );
 }
+
+#[test]
+fn a_gating_freeze_holds_transitions_from_its_first_instant_unless_exempt() {
+    let p = policy(
+        r#"
+[[freeze]]
+name = "release"
+start = "2026-12-19T00:00:00Z"
+end = "2027-01-04T09:00:00Z"
+pipelines = ["prod-*"]
+grace = "1h"
+gate = true
+reason = "Release freeze until {until}: {pipeline}"
+
+[[freeze]]
+name = "deploys"
+start = "2026-12-19T00:00:00Z"
+end = "2026-12-20T00:00:00Z"
+gate = true
+gate_stages = ["Deploy"]
+
+[[freeze]]
+name = "no-gate"
+start = "2026-12-19T00:00:00Z"
+end = "2026-12-20T00:00:00Z"
+
+[[exempt]]
+name = "hotfix"
+pipelines = ["prod-hotfix"]
+"#,
+    );
+    let none = BTreeMap::new();
+    assert!(p.has_gates());
+    assert!(
+        p.gates(utc("2026-12-18T23:59:59Z"), "prod-web", &none, &[])
+            .is_empty()
+    );
+    // At the window's first instant, whatever the grace.
+    let holds = p.gates(utc("2026-12-19T00:00:00Z"), "prod-web", &none, &[]);
+    let names: Vec<&str> = holds.iter().map(|h| h.rule.as_str()).collect();
+    assert_eq!(names, ["release", "deploys"]);
+    assert_eq!(
+        holds[0].reason,
+        "Release freeze until 2027-01-04T09:00:00Z: prod-web"
+    );
+    let stages: Vec<String> = ["Source", "Build", "Deploy"].map(String::from).to_vec();
+    assert_eq!(holds[0].gate.stages_of(&stages), ["Build", "Deploy"]);
+    assert_eq!(holds[1].gate.stages_of(&stages), ["Deploy"]);
+    // The end is exclusive; an exemption opens the gates.
+    assert!(
+        p.gates(utc("2027-01-04T09:00:00Z"), "prod-web", &none, &[])
+            .is_empty()
+    );
+    assert!(
+        p.gates(utc("2026-12-19T12:00:00Z"), "prod-hotfix", &none, &[])
+            .is_empty(),
+        "the exemption opens every gate of its pipelines"
+    );
+    assert_eq!(
+        p.gates(utc("2026-12-19T12:00:00Z"), "dev-web", &none, &[])
+            .len(),
+        1,
+        "deploys (every pipeline) gates dev-web; release does not"
+    );
+}

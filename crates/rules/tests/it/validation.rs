@@ -167,3 +167,17 @@ fn spans_are_positive_and_at_most_a_century_when_read() {
         assert!(e.span().is_some(), "{text}: no position");
     }
 }
+
+#[test]
+fn gate_stages_need_a_gate_and_a_stage() {
+    assert_eq!(
+        one(
+            "[[freeze]]\nname = \"f\"\nstart = \"2026-12-19T00:00:00Z\"\nend = \"2026-12-20T00:00:00Z\"\ngate_stages = [\"Deploy\"]"
+        ),
+        "freeze[0].gate_stages: gate_stages needs gate = true"
+    );
+    assert!(
+        one("[[freeze]]\nname = \"f\"\nstart = \"2026-12-19T00:00:00Z\"\nend = \"2026-12-20T00:00:00Z\"\ngate = true\ngate_stages = []")
+            .starts_with("freeze[0].gate_stages: an empty list gates nothing")
+    );
+}
