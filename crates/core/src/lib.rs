@@ -20,8 +20,9 @@ mod types;
 
 pub use client::{ClientConfig, build_client};
 pub use engine::{
-    Core, CoreConfig, ExecutionState, MAX_PAGES, MAX_REASON_CHARS, Outcome, StopReport,
-    StopRequest, cut_chars, valid_execution_id, valid_pipeline_name,
+    Core, CoreConfig, ExecutionState, MAX_GATE_REASON_CHARS, MAX_PAGES, MAX_REASON_CHARS, Outcome,
+    StageGate, StopReport, StopRequest, cut_chars, gate_reason, valid_execution_id,
+    valid_pipeline_name,
 };
 pub use error::{ApiError, ErrorKind, MAX_MESSAGE_CHARS, bound_message, iam_action};
 pub use ratelimit::{LimiterConfig, RateLimiter};

@@ -88,6 +88,8 @@ impl CallCounts {
 /// The result of one discovery pass.
 #[derive(Debug, Clone, Default)]
 pub struct Discovered {
+    /// The names of the pipelines in scope (listed and kept by the scope predicate).
+    pub pipelines: Vec<String>,
     /// Pipelines listed.
     pub pipelines_seen: usize,
     /// Pipelines the scope function kept.

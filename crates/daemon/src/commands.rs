@@ -636,6 +636,7 @@ pub struct ReportQuery {
     pub output: OutputArgs,
     pub summary: bool,
     pub sweeps: bool,
+    pub gates: bool,
 }
 
 /// Every outcome a stop in the audit log can have.
@@ -687,7 +688,8 @@ struct SummaryRecord {
 /// `stopd report`.
 pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     let now = Utc::now();
-    let tz = chrono_tz::UTC;
+    // Bare dates are read in [defaults] timezone, as the freezes are written.
+    let tz = cfg.policy.default_timezone();
     let since = q
         .since
         .as_deref()
@@ -700,6 +702,38 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .transpose()?;
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let mut out = std::io::stdout().lock();
+    if q.gates {
+        let rows = store
+            .gate_records(since, until, q.pipeline.as_deref(), q.rule.as_deref())
+            .await?;
+        output::write(
+            &mut out,
+            q.output,
+            &rows,
+            Columns {
+                names: &[
+                    "at", "pipeline", "stage", "rule", "action", "outcome", "error", "reason", "id",
+                ],
+                wide_only: &["reason", "id"],
+                whole: &["at", "action", "outcome"],
+                to_the_minute: &[],
+            },
+            |r| {
+                vec![
+                    r.at.clone(),
+                    r.pipeline.clone(),
+                    r.stage.clone(),
+                    r.rule.clone(),
+                    r.action.clone(),
+                    r.outcome.clone(),
+                    r.error.clone().unwrap_or_default(),
+                    r.reason.clone(),
+                    r.id.to_string(),
+                ]
+            },
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if q.sweeps {
         let rows = store.sweeps(since, until).await?;
         let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());

@@ -111,6 +111,7 @@ impl FreezeRecord {
             mode: Some(mode),
             reason: Some(format!("stop the line by {by}: {said} (until {{until}})")),
             rollbacks: Some(false),
+            gate: self.gate.then_some(true),
             ..FreezeSpec::default()
         }
     }

@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod demo;
 mod freezes;
+mod gates;
 mod lock;
 mod memory;
 mod output;
@@ -97,10 +98,10 @@ Examples:
   stopd report --since 7d
   # Stops that did not go through, of one rule, for a spreadsheet
   stopd report --rule weekend --outcome failed --format csv
-  # Counts by rule, pipeline, outcome and day
-  stopd report --summary --since 2026-12-01
   # Proof that the daemon was watching during the freeze
-  stopd report --sweeps --since 2026-12-19 --until 2027-01-04";
+  stopd report --sweeps --since 2026-12-19 --until 2027-01-04
+  # Transitions held closed for a gating freeze, and released
+  stopd report --gates --since 2026-12-19";
 
 const EXEMPT_EXAMPLES: &str = "\
 Examples:
@@ -283,7 +284,8 @@ struct StopArgs {
 
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// Records at or after: RFC 3339, a date (2026-12-01, UTC), or a span ago (24h, 7d).
+    /// Records at or after: RFC 3339, a date or local date-time (read in [defaults] timezone),
+    /// or a span ago (24h, 7d).
     #[arg(long, value_name = "T")]
     since: Option<String>,
     /// Records before: same forms as --since.
@@ -296,13 +298,17 @@ struct ReportArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "sweeps")]
     rule: Option<String>,
     /// Outcome of the stop.
-    #[arg(long, value_name = "O", value_enum, conflicts_with = "sweeps")]
+    #[arg(long, value_name = "O", value_enum, conflicts_with_all = ["sweeps", "gates"])]
     outcome: Option<commands::OutcomeArg>,
     #[command(flatten)]
     output: OutputArgs,
     /// Counts by rule, pipeline, outcome and day instead of records.
-    #[arg(long, conflicts_with = "sweeps")]
+    #[arg(long, conflicts_with_all = ["sweeps", "gates"])]
     summary: bool,
+    /// The gate log instead: stage transitions disabled and enabled for gating freezes, with
+    /// their outcome (done, already_disabled, left_alone, failed, dry_run, pipeline_not_found).
+    #[arg(long, conflicts_with = "sweeps")]
+    gates: bool,
     /// The sweep log instead: when the daemon looked, what it saw, how many calls, errors.
     /// A sweep covers every pipeline and rule, so --pipeline, --rule and --outcome do not apply.
     #[arg(long)]
@@ -536,6 +542,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             output: a.output,
                             summary: a.summary,
                             sweeps: a.sweeps,
+                            gates: a.gates,
                         },
                     )
                     .await

@@ -234,6 +234,10 @@ pub struct SweepSummary {
     pub decided_at: DateTime<Utc>,
     /// The next escalation deadline after this sweep, for the scheduler.
     pub next_escalation: Option<DateTime<Utc>>,
+    /// Transitions stopd holds closed after this sweep.
+    pub gates_closed: usize,
+    /// Gate actions that failed, and pipelines whose transitions could not be read.
+    pub gate_failures: usize,
     /// The policy the sweep decided by: the file's rules and the ad-hoc freezes then in force
     /// (the scheduler takes its window edges from it).
     pub policy: Option<Arc<Policy>>,
@@ -252,6 +256,7 @@ impl SweepSummary {
         self.all_final()
             && !self.failed
             && self.discovery_failures == 0
+            && self.gate_failures == 0
             && self.panicked == 0
             && self.audit_error.is_none()
             && self.denied.is_none()
@@ -299,7 +304,7 @@ impl SweepSummary {
     /// One line for logs and systemd's STATUS; a failed sweep says first what failed.
     pub fn status_line(&self) -> String {
         let stopped = self.done.iter().filter(|d| d.is_final).count();
-        let line = format!(
+        let mut line = format!(
             "last sweep: {} pipelines, {} in scope, {} executions active, {} stops decided ({} final), {} errors",
             self.result.pipelines_seen,
             self.result.pipelines_in_scope,
@@ -308,6 +313,9 @@ impl SweepSummary {
             stopped,
             self.result.errors
         );
+        if self.gates_closed > 0 {
+            line.push_str(&format!(", {} transitions held closed", self.gates_closed));
+        }
         match self.problem() {
             Some(p) if !self.ok() => format!("FAILING: {p}; {line}"),
             _ => line,
@@ -470,7 +478,11 @@ impl Sweeper {
         // The file's rules and the ad-hoc freezes in force (`stopd freeze add`).
         let policy = &crate::freezes::effective_policy(&self.store, policy, start_at).await?;
         let scope = |p: &str| policy.may_apply_to(p);
-        let extra = self.store.active_exemptions(start_at).await?;
+        let extra = Arc::new(self.store.active_exemptions(start_at).await?);
+        // Stops decided by a gating freeze wait for the gate phase: an execution held at a gate
+        // that freeze closed is not stopped by it (it proceeds when the gate opens).
+        let gating = policy.has_gates();
+        let mut deferred: Vec<Planned> = Vec::new();
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut skipped = 0;
         let mut decided = 0;
@@ -507,6 +519,10 @@ impl Sweeper {
                             .dry_run_recorded(&p.execution_id, &p.rule)
                             .await?
                     {
+                        continue;
+                    }
+                    if gating && policy.rule(&p.rule).is_some_and(|r| r.gate.is_some()) {
+                        deferred.push(p);
                         continue;
                     }
                     decided += 1;
@@ -575,6 +591,39 @@ impl Sweeper {
                 "sweep is blind: nothing was decided"
             );
         }
+        // Gates: close what a gating freeze covers now, open what stopd holds and none covers
+        // (even blind: what stopd holds is known from the log).
+        let mut calls = calls;
+        let gate = crate::gates::reconcile(
+            &self.core,
+            &self.store,
+            policy,
+            &extra,
+            &found.pipelines,
+            Utc::now(),
+            Some(sweep_id),
+            dry_run,
+        )
+        .await?;
+        calls.merge(&gate.calls);
+        if let Some(f) = gate.failures.first() {
+            result.errors += gate.failures.len();
+            result.error.get_or_insert_with(|| format!("gate: {f}"));
+        }
+        for p in deferred {
+            if gate
+                .held
+                .contains(&(p.pipeline.clone(), p.execution_id.clone()))
+            {
+                tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
+                    "held at a closed gate: not stopped; it proceeds when the gate opens");
+                continue;
+            }
+            decided += 1;
+            if !self.launch(&semaphore, tasks, sweep_id, p, dry_run).await {
+                skipped += 1;
+            }
+        }
         let (in_progress, stopping): (Vec<_>, Vec<_>) = found
             .executions
             .into_iter()
@@ -630,6 +679,8 @@ impl Sweeper {
             calls,
             decided_at: start_at,
             policy: Some(Arc::clone(policy)),
+            gates_closed: gate.closed_now,
+            gate_failures: gate.failures.len(),
             ..SweepSummary::default()
         })
     }

@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod config_cli;
 mod daemon;
+mod gates;
 mod iam;
 mod stops;

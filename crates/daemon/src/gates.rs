@@ -1,0 +1,537 @@
+//! Gates: while a gating freeze (`gate = true`, or `stopd freeze add --gate`) is open, the
+//! inbound transitions of the gated stages are disabled, so new work waits instead of starting
+//! and being stopped; when no gating freeze covers a transition any more, stopd enables it
+//! again, but only a transition stopd itself disabled.
+//!
+//! Level-triggered, like stops: every sweep compares what should be (the policy's
+//! [`stopd_rules::Policy::gates`] now) with what is (GetPipelineState) and with what the audit
+//! log says stopd did, and acts on the difference. Every action is recorded before it is made
+//! (`gates`) and its outcome after (`gate_outcomes`), so a restart (after a freeze ended while
+//! stopd was down, say) repairs everything from the log at its first sweep.
+//!
+//! A person's hold stays theirs: a transition already disabled when the window opens is
+//! recorded `already_disabled` and never enabled by stopd; one whose disabled reason someone
+//! changed while stopd held it is recorded `left_alone` and is theirs from then on.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use stopd_core::{CallCounts, Core, ErrorKind, StageGate, gate_reason};
+use stopd_rules::{Exemption, Policy};
+use tokio::task::JoinSet;
+
+use crate::store::{Store, ts};
+
+/// Pipelines whose gates are reconciled at once.
+const GATE_CONCURRENCY: usize = 16;
+
+/// The last recorded action on one transition.
+#[derive(Debug, Clone)]
+pub struct LastGate {
+    /// Row id.
+    pub id: i64,
+    /// The gating freeze.
+    pub rule: String,
+    /// `disable` or `enable`.
+    pub action: String,
+    /// Its outcome (`pending` when none was recorded).
+    pub outcome: String,
+    /// The reason sent (disable) or found (enable).
+    pub reason: String,
+}
+
+impl LastGate {
+    /// Whether stopd holds this transition closed (its last action closed it).
+    fn ours(&self) -> bool {
+        self.action == "disable" && self.outcome == "done"
+    }
+}
+
+/// One gate action, as `report --gates` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRecord {
+    /// Row id.
+    pub id: i64,
+    /// When it was decided (RFC 3339 UTC).
+    pub at: String,
+    /// Pipeline.
+    pub pipeline: String,
+    /// The stage whose inbound transition it is.
+    pub stage: String,
+    /// The gating freeze.
+    pub rule: String,
+    /// `disable` or `enable`.
+    pub action: String,
+    /// `done`, `already_disabled`, `left_alone`, `failed`, `dry_run`, `pipeline_not_found`
+    /// (`pending` if the process died before it was known).
+    pub outcome: String,
+    /// Error or note.
+    pub error: Option<String>,
+    /// The reason sent or found.
+    pub reason: String,
+}
+
+/// What the gate phase of a sweep did.
+#[derive(Debug, Clone, Default)]
+pub struct GateSummary {
+    /// Transitions disabled (or, dry run, that would be).
+    pub closed: usize,
+    /// Transitions enabled again.
+    pub opened: usize,
+    /// Actions that failed, and pipelines whose state could not be read.
+    pub failures: Vec<String>,
+    /// Executions waiting at a transition held closed now: the freeze that holds them does not
+    /// stop them (they proceed when the gate opens).
+    pub held: HashSet<(String, String)>,
+    /// Requests made.
+    pub calls: CallCounts,
+    /// Transitions held closed by stopd after this sweep.
+    pub closed_now: usize,
+}
+
+/// One action to record and, unless it is only an observation, to make.
+struct Action<'a> {
+    pipeline: &'a str,
+    stage: &'a str,
+    rule: &'a str,
+    disable: bool,
+    reason: &'a str,
+}
+
+impl Store {
+    /// The last recorded action of every transition stopd ever touched.
+    pub async fn last_gates(&self) -> Result<HashMap<(String, String), LastGate>> {
+        let rows = sqlx::query(
+            "SELECT g.pipeline, g.stage, g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, \
+                    g.rule \
+             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
+             WHERE g.id IN (SELECT MAX(id) FROM gates GROUP BY pipeline, stage)",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the gate log")?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get(0), r.get(1)),
+                    LastGate {
+                        id: r.get(5),
+                        rule: r.get(6),
+                        action: r.get(2),
+                        outcome: r.get(3),
+                        reason: r.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Records a gate action before it is made; returns its id.
+    async fn gate_intent(
+        &self,
+        at: DateTime<Utc>,
+        sweep_id: Option<i64>,
+        a: &Action<'_>,
+        dry_run: bool,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(ts(at))
+        .bind(sweep_id)
+        .bind(a.pipeline)
+        .bind(a.stage)
+        .bind(a.rule)
+        .bind(if a.disable { "disable" } else { "enable" })
+        .bind(a.reason)
+        .bind(dry_run)
+        .fetch_one(self.pool())
+        .await
+        .context("cannot record a gate action before making it")?;
+        Ok(row.get(0))
+    }
+
+    /// Records how a gate action ended.
+    async fn gate_outcome(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<()> {
+        sqlx::query("INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(ts(Utc::now()))
+            .bind(outcome)
+            .bind(error)
+            .execute(self.pool())
+            .await
+            .context("cannot record a gate action's outcome")?;
+        Ok(())
+    }
+
+    /// Gate actions, oldest first, in `[since, until)`.
+    pub async fn gate_records(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        pipeline: Option<&str>,
+        rule: Option<&str>,
+    ) -> Result<Vec<GateRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
+                    COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
+                    o.error, g.reason \
+             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
+             WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
+               AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
+             ORDER BY g.at, g.id",
+        )
+        .bind(since.map(ts))
+        .bind(until.map(ts))
+        .bind(pipeline)
+        .bind(rule)
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the gate log")?;
+        Ok(rows
+            .iter()
+            .map(|r| GateRecord {
+                id: r.get(0),
+                at: r.get(1),
+                pipeline: r.get(2),
+                stage: r.get(3),
+                rule: r.get(4),
+                action: r.get(5),
+                outcome: r.get(6),
+                error: r.get(7),
+                reason: r.get(8),
+            })
+            .collect())
+    }
+}
+
+/// Reconciles the gates of `pipelines` (those in scope) and of every pipeline stopd holds a
+/// transition of, at `now`.
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile(
+    core: &Core,
+    store: &Store,
+    policy: &Arc<Policy>,
+    extra: &Arc<Vec<Exemption>>,
+    pipelines: &[String],
+    now: DateTime<Utc>,
+    sweep_id: Option<i64>,
+    dry_run: bool,
+) -> Result<GateSummary> {
+    let last = Arc::new(store.last_gates().await?);
+    // Pipelines to look at: those a gating freeze covers now, and those stopd holds a
+    // transition of (in scope or not: a rule may have been removed since).
+    let mut candidates: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    if policy.has_gates() {
+        for p in pipelines {
+            let tags = core.tags_of(p);
+            if !policy.gates(now, p, &tags, extra).is_empty() && seen.insert(p.clone()) {
+                candidates.push(p.clone());
+            }
+        }
+    }
+    for ((p, _), g) in last.iter() {
+        if (g.ours() || g.outcome == "pending") && seen.insert(p.clone()) {
+            candidates.push(p.clone());
+        }
+    }
+    let mut summary = GateSummary::default();
+    let mut tasks = JoinSet::new();
+    let mut queue = candidates.into_iter();
+    loop {
+        while tasks.len() < GATE_CONCURRENCY {
+            let Some(p) = queue.next() else { break };
+            let (core, store, policy, extra, last) = (
+                core.clone(),
+                store.clone(),
+                Arc::clone(policy),
+                Arc::clone(extra),
+                Arc::clone(&last),
+            );
+            tasks.spawn(async move {
+                let mut one = GateSummary::default();
+                let r = pipeline_gates(
+                    &core, &store, &policy, &extra, &last, &p, now, sweep_id, dry_run, &mut one,
+                )
+                .await;
+                (p, r, one)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (p, r, one) = joined.context("a gate task failed")?;
+        summary.closed += one.closed;
+        summary.opened += one.opened;
+        summary.closed_now += one.closed_now;
+        summary.failures.extend(one.failures);
+        summary.held.extend(one.held);
+        summary.calls.merge(&one.calls);
+        if let Err(e) = r {
+            summary.failures.push(format!("{p}: {e:#}"));
+        }
+    }
+    for f in &summary.failures {
+        tracing::warn!("gate: {f}");
+    }
+    Ok(summary)
+}
+
+/// One pipeline: read its transitions, then close, open, or record what a person did.
+#[allow(clippy::too_many_arguments)]
+async fn pipeline_gates(
+    core: &Core,
+    store: &Store,
+    policy: &Policy,
+    extra: &[Exemption],
+    last: &HashMap<(String, String), LastGate>,
+    pipeline: &str,
+    now: DateTime<Utc>,
+    sweep_id: Option<i64>,
+    dry_run: bool,
+    out: &mut GateSummary,
+) -> Result<()> {
+    let stages = match core.pipeline_state(pipeline, &mut out.calls).await {
+        Ok(s) => s,
+        Err(e) if e.kind == ErrorKind::PipelineNotFound => {
+            // Gone: what stopd held of it is released with it.
+            for ((p, stage), g) in last {
+                if p == pipeline && g.ours() {
+                    let a = Action {
+                        pipeline,
+                        stage,
+                        rule: &g.rule,
+                        disable: false,
+                        reason: &g.reason,
+                    };
+                    let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+                    store
+                        .gate_outcome(id, "pipeline_not_found", Some(&e.to_string()))
+                        .await?;
+                }
+            }
+            return Ok(());
+        }
+        Err(e) => {
+            out.failures.push(format!("{pipeline}: {}", e.explain()));
+            return Ok(());
+        }
+    };
+    let tags = core.tags_of(pipeline);
+    let holds = policy.gates(now, pipeline, &tags, extra);
+    let names: Vec<String> = stages.iter().map(|s| s.stage.clone()).collect();
+    // Each gated stage, by the first gating freeze (file order) that holds it.
+    let mut desired: BTreeMap<&str, (&str, String)> = BTreeMap::new();
+    for h in &holds {
+        for stage in h.gate.stages_of(&names) {
+            desired
+                .entry(stage)
+                .or_insert_with(|| (h.rule.as_str(), gate_reason(&h.reason)));
+        }
+    }
+    for st in &stages {
+        let key = (pipeline.to_string(), st.stage.clone());
+        let mut resolved;
+        let mut prev = last.get(&key);
+        if let Some(p) = prev.filter(|p| p.outcome == "pending") {
+            // The process died between recording an action and its outcome: the transition
+            // says how it ended.
+            let found = st.disabled_reason.as_deref().unwrap_or("");
+            let done = if p.action == "disable" {
+                !st.enabled && found == p.reason
+            } else {
+                st.enabled
+            };
+            let outcome = if done { "done" } else { "failed" };
+            store
+                .gate_outcome(
+                    p.id,
+                    outcome,
+                    Some("resolved at start-up from the transition's state"),
+                )
+                .await?;
+            resolved = p.clone();
+            resolved.outcome = outcome.into();
+            prev = Some(&resolved);
+        }
+        let held_by_us = prev.is_some_and(LastGate::ours);
+        match desired.get(st.stage.as_str()) {
+            Some((rule, reason)) => {
+                let closed = close(
+                    core, store, st, prev, pipeline, rule, reason, now, sweep_id, dry_run, out,
+                )
+                .await?;
+                if closed {
+                    out.closed_now += 1;
+                    for id in &st.waiting {
+                        out.held.insert((pipeline.to_string(), id.clone()));
+                    }
+                }
+            }
+            None if held_by_us => {
+                let prev = prev.expect("held");
+                open(core, store, st, prev, pipeline, now, sweep_id, dry_run, out).await?;
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// A gated transition: closed by stopd if it is open; a person's hold recorded once. True when
+/// stopd holds it closed afterwards.
+#[allow(clippy::too_many_arguments)]
+async fn close(
+    core: &Core,
+    store: &Store,
+    st: &StageGate,
+    prev: Option<&LastGate>,
+    pipeline: &str,
+    rule: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+    sweep_id: Option<i64>,
+    dry_run: bool,
+    out: &mut GateSummary,
+) -> Result<bool> {
+    let a = Action {
+        pipeline,
+        stage: &st.stage,
+        rule,
+        disable: true,
+        reason,
+    };
+    let found = st.disabled_reason.as_deref().unwrap_or("");
+    if !st.enabled {
+        return Ok(match prev {
+            // Ours, as we left it.
+            Some(p) if p.ours() && p.reason == found => true,
+            // Ours, but someone changed its reason: theirs from now on.
+            Some(p) if p.ours() => {
+                let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+                let note = format!(
+                    "its disabled reason was changed to {found:?} by {}: left to them",
+                    st.last_changed_by.as_deref().unwrap_or("someone else")
+                );
+                store.gate_outcome(id, "left_alone", Some(&note)).await?;
+                false
+            }
+            // A person's hold, already on record.
+            Some(p)
+                if p.action == "disable"
+                    && matches!(p.outcome.as_str(), "already_disabled" | "left_alone") =>
+            {
+                false
+            }
+            _ => {
+                let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+                let note = format!(
+                    "already disabled by {} ({found:?}): stopd never enables it",
+                    st.last_changed_by.as_deref().unwrap_or("someone else")
+                );
+                store
+                    .gate_outcome(id, "already_disabled", Some(&note))
+                    .await?;
+                false
+            }
+        });
+    }
+    if dry_run {
+        if prev.is_some_and(|p| p.action == "disable" && p.outcome == "dry_run") {
+            return Ok(false);
+        }
+        let id = store.gate_intent(now, sweep_id, &a, true).await?;
+        store.gate_outcome(id, "dry_run", None).await?;
+        out.closed += 1;
+        return Ok(false);
+    }
+    let id = store.gate_intent(now, sweep_id, &a, false).await?;
+    match core
+        .set_inbound_transition(pipeline, &st.stage, Some(reason), &mut out.calls)
+        .await
+    {
+        Ok(()) => {
+            store.gate_outcome(id, "done", None).await?;
+            tracing::info!(pipeline, stage = %st.stage, rule, "gate closed");
+            out.closed += 1;
+            Ok(true)
+        }
+        Err(e) => {
+            let outcome = if e.kind == ErrorKind::PipelineNotFound {
+                "pipeline_not_found"
+            } else {
+                "failed"
+            };
+            store
+                .gate_outcome(id, outcome, Some(&e.to_string()))
+                .await?;
+            out.failures
+                .push(format!("{pipeline} {}: {}", st.stage, e.explain()));
+            Ok(false)
+        }
+    }
+}
+
+/// A transition stopd holds that no gating freeze covers any more: enabled again if it is as
+/// stopd left it; left alone (and no longer held) if someone changed it.
+#[allow(clippy::too_many_arguments)]
+async fn open(
+    core: &Core,
+    store: &Store,
+    st: &StageGate,
+    prev: &LastGate,
+    pipeline: &str,
+    now: DateTime<Utc>,
+    sweep_id: Option<i64>,
+    dry_run: bool,
+    out: &mut GateSummary,
+) -> Result<()> {
+    let found = st.disabled_reason.as_deref().unwrap_or("");
+    let a = Action {
+        pipeline,
+        stage: &st.stage,
+        rule: &prev.rule,
+        disable: false,
+        reason: &prev.reason,
+    };
+    if st.enabled || found != prev.reason {
+        let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+        let note = if st.enabled {
+            "already enabled by someone else".to_string()
+        } else {
+            format!("its disabled reason was changed to {found:?}: left to whoever changed it")
+        };
+        store.gate_outcome(id, "left_alone", Some(&note)).await?;
+        return Ok(());
+    }
+    let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+    if dry_run {
+        store.gate_outcome(id, "dry_run", None).await?;
+        return Ok(());
+    }
+    match core
+        .set_inbound_transition(pipeline, &st.stage, None, &mut out.calls)
+        .await
+    {
+        Ok(()) => {
+            store.gate_outcome(id, "done", None).await?;
+            tracing::info!(pipeline, stage = %st.stage, "gate opened");
+            out.opened += 1;
+        }
+        Err(e) => {
+            store
+                .gate_outcome(id, "failed", Some(&e.to_string()))
+                .await?;
+            out.failures
+                .push(format!("{pipeline} {}: {}", st.stage, e.explain()));
+        }
+    }
+    Ok(())
+}

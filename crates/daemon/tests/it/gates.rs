@@ -1,0 +1,220 @@
+//! Gates (`gate = true`): transitions closed while a gating freeze is open and released after,
+//! a person's hold left alone, a restart after the freeze releasing what stopd closed and
+//! nothing else, a waiting execution spared and proceeding, dry runs.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// One pipeline, three stages; one execution in Build (a day-long approval).
+fn staged(names: &[&str]) -> String {
+    let pipelines: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                r#"{{"name": "{name}", "tags": {{"env": "prod"}}, "stages": [
+                    {{"name": "Source", "actions": [{{"name": "S", "category": "Source", "provider": "CodeStarSourceConnection", "duration": "1s"}}]}},
+                    {{"name": "Build", "actions": [{{"name": "B", "category": "Approval", "provider": "Manual", "duration": "24h"}}]}},
+                    {{"name": "Deploy", "actions": [{{"name": "D", "category": "Deploy", "provider": "CodeDeploy", "duration": "10m"}}]}}],
+                  "executions": [{{"status": "InProgress", "started_ago": "5m"}}]}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"pipelines": [{}]}}"#, pipelines.join(","))
+}
+
+fn gated_freeze(end: &str, extra: &str) -> String {
+    format!(
+        "[[freeze]]\nname = \"release\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"{end}\"\npipelines = [\"prod-*\"]\ngate = true\nreason = \"Release freeze until {{until}}\"\n{extra}\n"
+    )
+}
+
+/// Inbound transitions of a pipeline: stage -> (enabled, disabledReason).
+fn transitions(env: &Env, pipeline: &str) -> Vec<(String, bool, Option<String>)> {
+    let mut w = env.emulator.lock();
+    let state =
+        stopd_emulator::api::dispatch(&mut w, "GetPipelineState", &json!({"name": pipeline}))
+            .unwrap_or_else(|e| panic!("{}", e.message));
+    state["stageStates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let t = &s["inboundTransitionState"];
+            (
+                s["stageName"].as_str().unwrap().to_string(),
+                t["enabled"].as_bool().unwrap_or(true),
+                t["disabledReason"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn person_disables(env: &Env, pipeline: &str, stage: &str, reason: &str) {
+    let mut w = env.emulator.lock();
+    stopd_emulator::api::dispatch(
+        &mut w,
+        "DisableStageTransition",
+        &json!({"pipelineName": pipeline, "stageName": stage, "transitionType": "Inbound", "reason": reason}),
+    )
+    .unwrap_or_else(|e| panic!("{}", e.message));
+}
+
+async fn gate_log(env: &Env) -> Vec<Value> {
+    let out = env.stopd(&["report", "--gates", "--format", "json"]).await;
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn summary(log: &[Value]) -> Vec<(String, String, String)> {
+    log.iter()
+        .map(|g| {
+            (
+                g["stage"].as_str().unwrap().to_string(),
+                g["action"].as_str().unwrap().to_string(),
+                g["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_releases_only_its_own() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    person_disables(&env, "prod-web", "Deploy", "ops hold for INC-7");
+    env.write_config("", &gated_freeze("2100-01-01T00:00:00Z", ""));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let t = transitions(&env, "prod-web");
+    assert_eq!(t[1].0, "Build");
+    assert!(!t[1].1, "Build closed: {t:?}");
+    assert_eq!(
+        t[1].2.as_deref(),
+        Some("Release freeze until 2100-01-01T00 00 00Z")
+    );
+    assert_eq!(t[2].2.as_deref(), Some("ops hold for INC-7"), "{t:?}");
+    assert!(t[0].1, "the first stage is never gated");
+    let log = gate_log(&env).await;
+    assert_eq!(
+        summary(&log),
+        [
+            ("Build".into(), "disable".into(), "done".into()),
+            ("Deploy".into(), "disable".into(), "already_disabled".into()),
+        ]
+    );
+    assert_eq!(log[0]["rule"], "release");
+    assert!(log[0]["error"].is_null());
+    // Level-triggered: a person opens Build during the freeze; the next sweep closes it again,
+    // and records nothing new for the person's own hold.
+    {
+        let mut w = env.emulator.lock();
+        stopd_emulator::api::dispatch(
+            &mut w,
+            "EnableStageTransition",
+            &json!({"pipelineName": "prod-web", "stageName": "Build", "transitionType": "Inbound"}),
+        )
+        .unwrap();
+    }
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(!transitions(&env, "prod-web")[1].1, "closed again");
+    assert_eq!(gate_log(&env).await.len(), 3);
+    // The freeze ended while stopd was down: the next start releases Build, not Deploy.
+    env.write_config("", &gated_freeze("2021-01-01T00:00:00Z", ""));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let t = transitions(&env, "prod-web");
+    assert!(t[1].1, "Build released: {t:?}");
+    assert_eq!(
+        t[2].2.as_deref(),
+        Some("ops hold for INC-7"),
+        "the person's hold stays"
+    );
+    let log = gate_log(&env).await;
+    assert_eq!(
+        summary(&log[3..]),
+        [("Build".into(), "enable".into(), "done".into())]
+    );
+    // Nothing more to do.
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(gate_log(&env).await.len(), 4);
+}
+
+/// A hold whose reason someone changed while stopd held it is theirs: left alone at the end.
+#[tokio::test]
+async fn a_gate_whose_reason_was_changed_is_left_alone() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    env.write_config(
+        "",
+        &gated_freeze("2100-01-01T00:00:00Z", "gate_stages = [\"Deploy\"]"),
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let t = transitions(&env, "prod-web");
+    assert!(t[1].1 && !t[2].1, "only Deploy gated: {t:?}");
+    person_disables(&env, "prod-web", "Deploy", "now mine");
+    env.write_config(
+        "",
+        &gated_freeze("2021-01-01T00:00:00Z", "gate_stages = [\"Deploy\"]"),
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(
+        transitions(&env, "prod-web")[2].2.as_deref(),
+        Some("now mine")
+    );
+    let log = gate_log(&env).await;
+    assert_eq!(
+        summary(&log),
+        [
+            ("Deploy".into(), "disable".into(), "done".into()),
+            ("Deploy".into(), "enable".into(), "left_alone".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_records_gates_once_and_touches_nothing() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    env.write_config("dry_run = true", &gated_freeze("2100-01-01T00:00:00Z", ""));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(
+        transitions(&env, "prod-web").iter().all(|t| t.1),
+        "nothing closed"
+    );
+    let log = gate_log(&env).await;
+    assert_eq!(
+        summary(&log),
+        [
+            ("Build".into(), "disable".into(), "dry_run".into()),
+            ("Deploy".into(), "disable".into(), "dry_run".into()),
+        ]
+    );
+}
+
+/// An execution waiting at a gate its freeze closed is not stopped by that freeze; it proceeds
+/// when the gate opens.
+#[tokio::test]
+async fn an_execution_held_at_the_gate_is_spared_and_proceeds_after_the_freeze() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    env.write_config("", &gated_freeze("2100-01-01T00:00:00Z", ""));
+    // The running one is stopped, and the gates close.
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(env.stop_calls(), 1);
+    // A new execution passes Source and waits at Build's closed transition.
+    let waiting = env.emulator.start_execution("prod-web").unwrap();
+    env.emulator.advance(Duration::from_secs(5));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(env.stop_calls(), 1, "the waiting execution was stopped");
+    assert_eq!(
+        env.emulator.execution("prod-web", &waiting).unwrap().status,
+        "InProgress"
+    );
+    // The freeze ends: the gate opens and the execution goes on into Build.
+    env.write_config("", &gated_freeze("2021-01-01T00:00:00Z", ""));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    env.emulator.advance(Duration::from_secs(5));
+    let view = env.emulator.execution("prod-web", &waiting).unwrap();
+    assert_eq!(view.status, "InProgress", "{view:?}");
+    assert_eq!(env.stop_calls(), 1);
+    let t = transitions(&env, "prod-web");
+    assert!(t.iter().all(|t| t.1), "{t:?}");
+}
