@@ -87,6 +87,12 @@ fn describe(rule: &Rule) -> String {
             if !grace.is_zero() {
                 s.push_str(&format!(", grace {}", human(*grace)));
             }
+            if let Some(g) = &rule.gate {
+                match &g.stages {
+                    None => s.push_str("; gates every stage after the first"),
+                    Some(st) => s.push_str(&format!("; gates {}", st.join(", "))),
+                }
+            }
             s
         }
         Trigger::Timeout { max } => format!("runs longer than {}", human(*max)),
@@ -471,6 +477,8 @@ struct WindowRecord {
     weekday: String,
     /// Its length in words: `2 days 14 h`.
     duration: String,
+    /// The freeze also holds new work at stage transitions.
+    gate: bool,
 }
 
 /// `stopd windows`.
@@ -526,6 +534,7 @@ pub async fn windows(
             timezone: w.timezone.name().to_string(),
             weekday: weekdays(w.window, w.timezone),
             duration: human(w.window.end - w.window.start),
+            gate: policy.rule(&w.rule).is_some_and(|r| r.gate.is_some()),
             rule: w.rule,
         })
         .collect();
@@ -544,9 +553,10 @@ pub async fn windows(
                 "end_local",
                 "weekday",
                 "duration",
+                "gate",
             ],
             // The local times carry their UTC offset.
-            wide_only: &["start", "end"],
+            wide_only: &["start", "end", "gate"],
             whole: &["start_local", "end_local"],
             to_the_minute: &[],
         },
@@ -560,6 +570,7 @@ pub async fn windows(
                 r.end_local.clone(),
                 r.weekday.clone(),
                 r.duration.clone(),
+                r.gate.to_string(),
             ]
         },
     )?;

@@ -145,10 +145,10 @@ async fn windows_table_has_weekday_and_duration_and_fits() {
             .stdout,
     );
     assert!(
-        csv.starts_with("rule,start,end,timezone,start_local,end_local,weekday,duration\n"),
+        csv.starts_with("rule,start,end,timezone,start_local,end_local,weekday,duration,gate\n"),
         "{csv}"
     );
-    assert!(csv.contains(",Fri-Mon,2 days 14 h\n"), "{csv}");
+    assert!(csv.contains(",Fri-Mon,2 days 14 h,false\n"), "{csv}");
 }
 
 /// A manual stop whose reason carries an ANSI sequence and a line break, and one long reason.

@@ -197,7 +197,8 @@ timezone = "America/New_York"
             "start_local": "2027-03-28T03:00:00+02:00",
             "end_local": "2027-03-28T04:00:00+02:00",
             "weekday": "Sun",
-            "duration": "1 h"
+            "duration": "1 h",
+            "gate": false
         }])
     );
     let out = env
@@ -216,18 +217,18 @@ timezone = "America/New_York"
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("rule,start,end,timezone,start_local,end_local,weekday,duration")
+        Some("rule,start,end,timezone,start_local,end_local,weekday,duration,gate")
     );
     assert_eq!(
         lines.next(),
         Some(
-            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00,Sat-Mon,16 days 9 h"
+            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00,Sat-Mon,16 days 9 h,false"
         )
     );
     assert_eq!(
         lines.next(),
         Some(
-            "night,2026-12-20T01:30:00Z,2026-12-20T02:30:00Z,Europe/Berlin,2026-12-20T02:30:00+01:00,2026-12-20T03:30:00+01:00,Sun,1 h"
+            "night,2026-12-20T01:30:00Z,2026-12-20T02:30:00Z,Europe/Berlin,2026-12-20T02:30:00+01:00,2026-12-20T03:30:00+01:00,Sun,1 h,false"
         )
     );
     let out = env
