@@ -106,8 +106,9 @@ def measured(cmd, env=None):
     return wall, out, err, proc.returncode, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
-def stopd_config(url, db, start=None, schedule="0 0 1 1 *", extra=()):
+def stopd_config(url, db, start=None, schedule="0 0 1 1 *", extra=(), end=None, gate=False):
     start = start or "2020-01-01T00:00:00Z"
+    end = end or "2100-01-01T00:00:00Z"
     return f"""[aws]
 region = "us-east-1"
 endpoint_url = "{url}"
@@ -120,9 +121,10 @@ schedule = "{schedule}"
 [[freeze]]
 name = "bench-freeze"
 start = "{start}"
-end = "2100-01-01T00:00:00Z"
+end = "{end}"
 rollbacks = true
 reason = "change freeze"
+gate = {"true" if gate else "false"}
 """
 
 
@@ -146,6 +148,9 @@ def main():
     ap.add_argument("--pool", type=int, default=16)
     ap.add_argument("--enforcement", action="store_true", help="measure the running daemon at a window edge")
     ap.add_argument("--idle", action="store_true", help="RSS and CPU of the daemon between sweeps")
+    ap.add_argument("--gate", action="store_true",
+                    help="with --enforcement: the freeze gates (every stage after the first) and ends 10 s after it opens; "
+                         "time from each edge to the last transition disabled / enabled")
     ap.add_argument("--daemon-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="extra [daemon] line for stopd's config, e.g. 'stop_concurrency = 16' (repeatable)")
     ap.add_argument("--no-build", action="store_true")
@@ -221,9 +226,12 @@ def main():
             start_s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(start)))
             start_ms = math.ceil(start) * 1000
             cfg = os.path.join(tmp, "daemon.toml")
+            end_ms = start_ms + 10_000
+            end_s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ms / 1000))
             with open(cfg, "w") as f:
                 dbpath = os.path.join(tmp, f"daemon-{time.time_ns()}.db")
-                f.write(stopd_config(url, dbpath, start=start_s, extra=args.daemon_setting))
+                f.write(stopd_config(url, dbpath, start=start_s, extra=args.daemon_setting,
+                                     end=end_s if args.gate else None, gate=args.gate))
             d = subprocess.Popen([STOPD, "run"], env=stopd_env(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 want = len(reference or [])
@@ -252,6 +260,27 @@ def main():
                     last_ms = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() * 1000
                     print(f"\nenforcement: window opened {start_s}; {len(s)}/{want} stops, the last answered "
                           f"{(last_ms - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles")
+                    if args.gate:
+                        # Wait for the end edge and the gates to open again.
+                        while time.time() * 1000 < end_ms + 15_000:
+                            calls = admin(url, "GET", "calls")["calls"]
+                            enabled = [c for c in calls if c["operation"] == "EnableStageTransition"]
+                            disabled = [c for c in calls if c["operation"] == "DisableStageTransition"]
+                            if enabled and len(enabled) >= len(disabled) and time.time() * 1000 > end_ms + 2000:
+                                break
+                            time.sleep(0.2)
+                        calls = admin(url, "GET", "calls")["calls"]
+                        def ops(lo, hi):
+                            got = {}
+                            for c in calls:
+                                if lo <= c["wall_ms"] < hi:
+                                    got[c["operation"]] = got.get(c["operation"], 0) + 1
+                            return got
+                        for name, edge, op in (("opens", start_ms, "DisableStageTransition"), ("closes", end_ms, "EnableStageTransition")):
+                            at = [c["wall_ms"] for c in calls if c["operation"] == op and c["wall_ms"] >= edge - 1000]
+                            window = ops(edge - 1000, (end_ms if name == "opens" else end_ms + 15_000))
+                            print(f"gate {name}: {len(at)} {op} calls, the last {(max(at) - edge) / 1000 if at else float('nan'):+.2f} s "
+                                  f"after the edge; calls around the edge: {window}")
                 if args.idle:
                     def sample():
                         with open(f"/proc/{d.pid}/stat") as f:

@@ -330,7 +330,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
     // Break-glass exemptions and ad-hoc freezes live in the database: no database yet means
     // none, but a database that cannot be read is an error, never a plan that silently leaves
     // them out.
-    let (extra, policy) = if cfg.daemon.database.exists() {
+    let (extra, policy, held) = if cfg.daemon.database.exists() {
         let why = "cannot read break-glass exemptions and ad-hoc freezes, so no plan can be made";
         let store = Store::open_read_only(&cfg.daemon.database)
             .await
@@ -339,10 +339,11 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         let policy = crate::freezes::effective_policy(&store, &cfg.policy, at)
             .await
             .context(why)?;
+        let held = store.last_gates().await.context(why)?;
         store.close().await;
-        (extra, policy)
+        (extra, policy, held)
     } else {
-        (Vec::new(), Arc::clone(&cfg.policy))
+        (Vec::new(), Arc::clone(&cfg.policy), Default::default())
     };
     let core = build_core(cfg, CancellationToken::new()).await;
     let found = core
@@ -455,6 +456,40 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
                 output::escape(&f.pipeline),
                 output::escape(&f.error.to_string())
             )?;
+        }
+        // Gates: which pipelines' transitions a gating freeze holds closed then, and which
+        // transitions stopd holds that it would open.
+        let mut gated: Vec<String> = Vec::new();
+        for p in &found.pipelines {
+            let holds = policy.gates(at, p, &core.tags_of(p), &extra);
+            if let Some(h) = holds.first() {
+                let stages = match &h.gate.stages {
+                    None => "every stage after the first".to_string(),
+                    Some(s) => s.join(", "),
+                };
+                gated.push(format!(
+                    "  gate closed: {} ({stages}) by {}",
+                    output::escape(p),
+                    h.rule
+                ));
+            }
+        }
+        for ((p, stage), g) in &held {
+            let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
+            if g.action == "disable" && g.outcome == "done" && !covered {
+                gated.push(format!(
+                    "  gate opened: {} {} (held for {}, which no longer covers it)",
+                    output::escape(p),
+                    output::escape(stage),
+                    g.rule
+                ));
+            }
+        }
+        if !gated.is_empty() {
+            writeln!(out, "Gates{}:", if hypothetical { " then" } else { "" })?;
+            for line in gated {
+                writeln!(out, "{line}")?;
+            }
         }
     }
     Ok(if found.failures.is_empty() {

@@ -162,6 +162,38 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         )?;
     }
     crate::commands::write_audit(&mut out, OutputArgs::TABLE, &records)?;
+    let gates = store.gate_records(Some(started), None, None, None).await?;
+    if !gates.is_empty() {
+        // One line per pipeline: its gated stages.
+        let mut by: std::collections::BTreeMap<(String, String, String, String), Vec<String>> =
+            std::collections::BTreeMap::new();
+        for g in &gates {
+            by.entry((
+                g.pipeline.clone(),
+                g.rule.clone(),
+                g.action.clone(),
+                g.outcome.clone(),
+            ))
+            .or_default()
+            .push(g.stage.clone());
+        }
+        let rows: Vec<Vec<String>> = by
+            .into_iter()
+            .map(|((pipeline, rule, action, outcome), stages)| {
+                vec![pipeline, stages.join(", "), rule, action, outcome]
+            })
+            .collect();
+        writeln!(
+            out,
+            "\nGates: nothing new starts while the freeze lasts (stopd report --gates):"
+        )?;
+        output::table(
+            &mut out,
+            OutputArgs::TABLE,
+            &["pipeline", "stages (inbound)", "rule", "action", "outcome"],
+            &rows,
+        )?;
+    }
     let run = Invocation::current();
     let demo_toml = if Path::new("config/demo.toml").exists() {
         ""

@@ -85,6 +85,13 @@ async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_relea
     let env = Env::new(&staged(&["prod-web"])).await;
     person_disables(&env, "prod-web", "Deploy", "ops hold for INC-7");
     env.write_config("", &gated_freeze("2100-01-01T00:00:00Z", ""));
+    let plan = env.stopd(&["plan"]).await;
+    assert!(
+        text(&plan.stdout)
+            .contains("gate closed: prod-web (every stage after the first) by release"),
+        "{}",
+        text(&plan.stdout)
+    );
     assert_ok(&env.stopd(&["run", "--once"]).await);
     let t = transitions(&env, "prod-web");
     assert_eq!(t[1].0, "Build");
@@ -121,6 +128,12 @@ async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_relea
     assert_eq!(gate_log(&env).await.len(), 3);
     // The freeze ended while stopd was down: the next start releases Build, not Deploy.
     env.write_config("", &gated_freeze("2021-01-01T00:00:00Z", ""));
+    let plan = env.stopd(&["plan"]).await;
+    assert!(
+        text(&plan.stdout).contains("gate opened: prod-web Build (held for release"),
+        "{}",
+        text(&plan.stdout)
+    );
     assert_ok(&env.stopd(&["run", "--once"]).await);
     let t = transitions(&env, "prod-web");
     assert!(t[1].1, "Build released: {t:?}");
