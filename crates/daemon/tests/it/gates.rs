@@ -231,3 +231,42 @@ async fn an_execution_held_at_the_gate_is_spared_and_proceeds_after_the_freeze()
     let t = transitions(&env, "prod-web");
     assert!(t.iter().all(|t| t.1), "{t:?}");
 }
+
+/// `stopd freeze add --gate` holds new work as a policy gate does; lifting it early releases
+/// its gates at the next sweep.
+#[tokio::test]
+async fn an_adhoc_freeze_with_gate_closes_and_lifting_it_releases() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    env.write_config("", "");
+    assert_ok(
+        &env.stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "prod-web",
+            "--for",
+            "2h",
+            "--gate",
+            "--reason",
+            "INC-9",
+        ])
+        .await,
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let t = transitions(&env, "prod-web");
+    assert!(!t[1].1 && !t[2].1, "{t:?}");
+    assert!(t[1].2.as_deref().unwrap().contains("INC-9"), "{t:?}");
+    assert_ok(
+        &env.stopd(&["freeze", "lift", "1", "--reason", "resolved"])
+            .await,
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(transitions(&env, "prod-web").iter().all(|t| t.1));
+    let log = gate_log(&env).await;
+    assert!(
+        log.iter()
+            .all(|g| g["rule"] == "adhoc-1" && g["outcome"] == "done"),
+        "{log:?}"
+    );
+    assert_eq!(log.len(), 4);
+}
