@@ -270,3 +270,34 @@ async fn an_adhoc_freeze_with_gate_closes_and_lifting_it_releases() {
     );
     assert_eq!(log.len(), 4);
 }
+
+/// Overlapping gating freezes keep a gate closed until the last one ends.
+#[tokio::test]
+async fn overlapping_gating_freezes_hold_until_the_last_ends() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    let two = |first_end: &str, second_end: &str| {
+        format!(
+            "{}\n[[freeze]]\nname = \"second\"\nstart = \"2020-06-01T00:00:00Z\"\nend = \"{second_end}\"\npipelines = [\"prod-*\"]\ngate = true\n",
+            gated_freeze(first_end, "")
+        )
+    };
+    env.write_config("", &two("2100-01-01T00:00:00Z", "2100-01-01T00:00:00Z"));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(!transitions(&env, "prod-web")[1].1);
+    // The first ends; the second still holds.
+    env.write_config("", &two("2021-01-01T00:00:00Z", "2100-01-01T00:00:00Z"));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(
+        !transitions(&env, "prod-web")[1].1,
+        "still held by the second"
+    );
+    assert_eq!(
+        gate_log(&env).await.len(),
+        2,
+        "no action while one still holds"
+    );
+    // Both ended: released.
+    env.write_config("", &two("2021-01-01T00:00:00Z", "2021-01-01T00:00:00Z"));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(transitions(&env, "prod-web").iter().all(|t| t.1));
+}
