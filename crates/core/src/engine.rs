@@ -356,12 +356,13 @@ impl Core {
     /// Then, for each pipeline, with bounded concurrency: its tags if `with_tags` (GetPipeline
     /// for the ARN once, ListTagsForResource, cached for `tag_ttl`), and its executions.
     ///
-    /// Executions are listed newest first. The first time a pipeline is seen, and every
-    /// `full_rescan_every`, its whole history is read, so an active execution behind any number
-    /// of finished ones is found. In between, pages are read only until the newest execution
-    /// of the previous sweep; executions active then and not on those pages are checked one by
-    /// one with GetPipelineExecution (if there are only a few; otherwise paging goes on until
-    /// they are all seen). Nothing active is missed, except an execution that a
+    /// The first time a pipeline is seen, and every `full_rescan_every`, its whole history is
+    /// read, so an active execution behind any number of finished ones is found. In between,
+    /// while the pages come newest first (AWS does, without documenting it; start times say
+    /// so), pages are read only until the newest execution of the previous sweep (by start
+    /// time); executions active then and not on those pages are checked one by one with
+    /// GetPipelineExecution (if there are only a few; otherwise paging goes on until they are
+    /// all seen). Listed in any other order, the whole history is read. Nothing active is missed, except an execution that a
     /// stage retry brings back from a final status: that one is found by the next full rescan.
     pub async fn discover(
         &self,
