@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod auditor;
 mod commands;
 mod config;
 mod demo;
@@ -101,6 +102,13 @@ Examples:
   # Proof that the daemon was watching during the freeze
   stopd report --sweeps --since 2026-12-19 --until 2027-01-04";
 
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # Has the audit log been altered? (exit 0: intact; note the head it prints)
+  stopd verify
+  # The daemon's database (run as its user, or with sudo)
+  stopd --config /etc/stopd/stopd.toml verify";
+
 const EXEMPT_EXAMPLES: &str = "\
 Examples:
   # Let one pipeline through every rule for two hours
@@ -188,6 +196,14 @@ enum Command {
     /// Query the audit log (works while the daemon is writing).
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Check that the audit log was not altered: recompute its hash chain.
+    ///
+    /// Exit 0 prints the number of records and the head's sequence number and hash (keep it:
+    /// a later verify that prints a chain not extending it means a rebuilt log); exit 1 names
+    /// the first record altered, removed or inserted, and any table whose append-only triggers
+    /// were dropped.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify,
     /// Break-glass exemptions, stored and audited in the database.
     #[command(subcommand, after_help = EXEMPT_EXAMPLES)]
     Exempt(ExemptCommand),
@@ -456,6 +472,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     )
                     .await
                 }
+                Command::Verify => auditor::verify(&cfg).await,
                 Command::Exempt(ExemptCommand::Add(a)) => {
                     commands::exempt_add(
                         &cfg,

@@ -25,6 +25,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection, migrate::Migrator};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod chain;
+mod verify;
+
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Stop-and-wait stops the API accepted that have an escalation deadline and were not escalated
@@ -82,8 +85,16 @@ struct IntentRow {
 }
 
 impl Write {
-    /// Runs the statement inside the batch's transaction.
-    async fn apply(&self, conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
+    /// The audited table it writes to.
+    fn table(&self) -> &'static str {
+        match self {
+            Write::Intent(..) => "stops",
+            Write::Outcome(..) => "stop_outcomes",
+        }
+    }
+
+    /// Runs the statement inside the batch's transaction; returns the rowid written.
+    async fn apply(&self, conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
         match self {
             Write::Intent(i, _) => sqlx::query(
                 "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
@@ -104,7 +115,7 @@ impl Write {
             .bind(i.escalation_of)
             .fetch_one(&mut *conn)
             .await
-            .map(|row| Some(row.get(0))),
+            .map(|row| row.get(0)),
             Write::Outcome(stop_id, o, _) => sqlx::query(
                 "INSERT INTO stop_outcomes (stop_id, at, outcome, attempts, throttled, elapsed_ms, error, reconciled) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -119,16 +130,16 @@ impl Write {
             .bind(o.reconciled)
             .execute(&mut *conn)
             .await
-            .map(|_| None),
+            .map(|_| *stop_id),
         }
     }
 
     /// Answers the caller.
-    fn answer(self, result: Result<Option<i64>, String>) {
+    fn answer(self, result: Result<i64, String>) {
         // A caller that went away (its task was cancelled) is not told; the row stands.
         match self {
             Write::Intent(_, tx) => {
-                let _ = tx.send(result.map(Option::unwrap_or_default));
+                let _ = tx.send(result);
             }
             Write::Outcome(_, _, tx) => {
                 let _ = tx.send(result.map(|_| ()));
@@ -153,7 +164,12 @@ async fn group_commit(
             let mut tx = conn.begin().await?;
             for w in &batch {
                 match w.apply(&mut tx).await {
-                    Ok(v) => results.push(Ok(v)),
+                    // Chained in the same transaction; a failed link fails the batch (a row
+                    // without its link would read as inserted behind the log's back).
+                    Ok(rowid) => {
+                        chain::link(&mut tx, w.table(), rowid).await?;
+                        results.push(Ok(rowid));
+                    }
                     // A constraint or a trigger fails its statement alone: SQLite rolls back
                     // that statement, not the transaction.
                     Err(e) if fails_alone(&e) => results.push(Err(e.to_string())),
@@ -518,6 +534,15 @@ impl Store {
             .run(&pool)
             .await
             .with_context(|| format!("cannot migrate the audit database {}", path.display()))?;
+        let chained = chain::backfill(&mut *pool.acquire().await?)
+            .await
+            .context("cannot chain the audit records written before the chain")?;
+        if chained > 0 {
+            tracing::info!(
+                records = chained,
+                "chained the audit records written before the hash chain"
+            );
+        }
         let (writer, rx) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         tokio::spawn(group_commit(pool.clone(), rx, commits.clone()));
@@ -606,6 +631,19 @@ impl Store {
         })
     }
 
+    /// A write transaction for a record written outside the group-commit writer, taken with
+    /// `BEGIN IMMEDIATE` so that two processes (the daemon, `stopd exempt`) never read the same
+    /// chain head: the record and its chain link are committed together or not at all.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        if self.writer.is_none() {
+            bail!("the audit database was opened read-only");
+        }
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("cannot begin an audit transaction")
+    }
+
     /// Closes the pool, flushing nothing that is not already durable.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -618,17 +656,20 @@ impl Store {
         trigger: &str,
         dry_run: bool,
     ) -> Result<i64> {
-        let row = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
         .bind(trigger)
         .bind(dry_run)
         .bind(i64::from(std::process::id()))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .context("cannot record the sweep start")?;
-        Ok(row.get(0))
+        chain::link(&mut tx, "sweeps", id).await?;
+        tx.commit().await.context("cannot record the sweep start")?;
+        Ok(id)
     }
 
     /// Records the end of a sweep.
@@ -639,6 +680,7 @@ impl Store {
         duration: Duration,
         r: &SweepResult,
     ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
              pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, error) \
@@ -655,9 +697,13 @@ impl Store {
         .bind(r.throttled as i64)
         .bind(r.errors as i64)
         .bind(&r.error)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .context("cannot record the sweep result")?;
+        chain::link(&mut tx, "sweep_results", id).await?;
+        tx.commit()
+            .await
+            .context("cannot record the sweep result")?;
         Ok(())
     }
 
@@ -853,7 +899,8 @@ impl Store {
         by: &str,
         rule: Option<&str>,
     ) -> Result<i64> {
-        let row = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by, rule) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -863,10 +910,12 @@ impl Store {
         .bind(reason)
         .bind(by)
         .bind(rule)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .context("cannot record the exemption")?;
-        Ok(row.get(0))
+        chain::link(&mut tx, "exemptions", id).await?;
+        tx.commit().await.context("cannot record the exemption")?;
+        Ok(id)
     }
 
     /// Revokes an exemption. Errors if it does not exist or is already revoked.
@@ -879,6 +928,7 @@ impl Store {
         if !exists {
             bail!("no exemption with id {id} (see `stopd exempt list`)");
         }
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO exemption_revocations (exemption_id, at, revoked_by) VALUES (?, ?, ?) \
              ON CONFLICT (exemption_id) DO NOTHING",
@@ -886,12 +936,14 @@ impl Store {
         .bind(id)
         .bind(ts(at))
         .bind(by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .context("cannot record the revocation")?;
         if done.rows_affected() == 0 {
             bail!("exemption {id} is already revoked");
         }
+        chain::link(&mut tx, "exemption_revocations", id).await?;
+        tx.commit().await.context("cannot record the revocation")?;
         Ok(())
     }
 
