@@ -1,11 +1,14 @@
 //! The auditor's commands: `stopd verify` (the hash chain), and the audit reports that are
 //! not stop records.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::output::{self, Columns, OutputArgs};
 use crate::store::Store;
 
 /// `stopd verify`: exit 0 printing the record count and the head hash when the chain is
@@ -31,4 +34,49 @@ pub async fn verify(cfg: &Config) -> Result<ExitCode> {
         v.records, v.head_seq, v.head_hash
     );
     Ok(ExitCode::from(1))
+}
+
+/// `report --events`: the daemon's lifecycle, oldest first.
+pub async fn events(
+    store: &Store,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    opts: OutputArgs,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let rows = store.events(since, until).await?;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    output::write(
+        out,
+        opts,
+        &rows,
+        Columns {
+            names: &[
+                "id",
+                "at",
+                "event",
+                "pid",
+                "version",
+                "policy_hash",
+                "result",
+                "detail",
+            ],
+            wide_only: &["id", "version"],
+            whole: &["at"],
+            to_the_minute: &[],
+        },
+        |r| {
+            vec![
+                r.id.to_string(),
+                r.at.clone(),
+                r.event.clone(),
+                r.pid.to_string(),
+                opt(&r.version),
+                opt(&r.policy_hash),
+                opt(&r.result),
+                opt(&r.detail),
+            ]
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -587,6 +587,7 @@ pub struct ReportQuery {
     pub output: OutputArgs,
     pub summary: bool,
     pub sweeps: bool,
+    pub events: bool,
 }
 
 /// Every outcome a stop in the audit log can have.
@@ -651,6 +652,9 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .transpose()?;
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let mut out = std::io::stdout().lock();
+    if q.events {
+        return crate::auditor::events(&store, since, until, q.output, &mut out).await;
+    }
     if q.sweeps {
         let rows = store.sweeps(since, until).await?;
         let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());

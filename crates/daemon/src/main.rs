@@ -298,6 +298,10 @@ struct ReportArgs {
     /// A sweep covers every pipeline and rule, so --pipeline, --rule and --outcome do not apply.
     #[arg(long)]
     sweeps: bool,
+    /// The daemon's lifecycle instead: each start (version, pid, policy hash), reload (ok or
+    /// refused, new hash), clean stop, and unclean stop (found at the next start).
+    #[arg(long, conflicts_with_all = ["sweeps", "pipeline", "rule", "outcome", "summary"])]
+    events: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -468,6 +472,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             output: a.output,
                             summary: a.summary,
                             sweeps: a.sweeps,
+                            events: a.events,
                         },
                     )
                     .await

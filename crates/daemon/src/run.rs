@@ -159,6 +159,23 @@ impl Sweeps for Live {
         })
     }
 
+    fn reloaded(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        result: Result<Option<String>, String>,
+    ) -> BoxFuture<'static, ()> {
+        let store = self.sweeper.store.clone();
+        Box::pin(async move {
+            let result = result
+                .as_ref()
+                .map(Option::as_deref)
+                .map_err(String::as_str);
+            if let Err(e) = store.record_reload(at, result).await {
+                tracing::error!(error = %format!("{e:#}"), "cannot record the reload in the audit log");
+            }
+        })
+    }
+
     fn drain(&self) {
         self.sweeper.draining.cancel();
     }
@@ -248,6 +265,19 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
 
+    // Lifecycle: the start (and an unclean stop of the run before), audited before the first
+    // sweep; the clean stop after the last.
+    let hash = crate::store::events::policy_hash(&cfg.path);
+    if let Some(u) = store
+        .record_start(
+            chrono::Utc::now(),
+            env!("CARGO_PKG_VERSION"),
+            hash.as_deref(),
+        )
+        .await?
+    {
+        tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
+    }
     watch_database(store.clone(), tx);
     notify(&[
         NotifyState::Ready,
@@ -255,6 +285,9 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     ]);
     let mut scheduler = Scheduler::new(Arc::new(cfg), live, Arc::new(SystemClock), dry_run);
     scheduler.run(events).await;
+    if let Err(e) = store.record_stop(chrono::Utc::now()).await {
+        tracing::error!(error = %format!("{e:#}"), "cannot record the clean stop in the audit log");
+    }
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(ExitCode::SUCCESS)

@@ -37,6 +37,7 @@ pub const AUDITED: &[&str] = &[
     "stop_outcomes",
     "exemptions",
     "exemption_revocations",
+    "lifecycle_events",
 ];
 
 /// Tables of the schema that are not audit records (the chain itself, bookkeeping).

@@ -59,3 +59,110 @@ async fn verify_prints_the_head_of_an_intact_log_and_names_a_deleted_stop() {
         "{said}"
     );
 }
+
+const FREEZE_NOW: &str = r#"
+[[freeze]]
+name = "freeze-now"
+start = "2020-01-01T00:00:00Z"
+end = "2100-01-01T00:00:00Z"
+pipelines = ["prod-*"]
+"#;
+
+/// Starts `stopd run` and waits until its first sweep has finished (a row in sweep_results
+/// written by it: its pid).
+async fn started(env: &Env) -> std::process::Child {
+    let sweeps = || {
+        let out = env
+            .command(&["report", "--sweeps", "--format", "json"])
+            .output()
+            .unwrap();
+        // No database yet: no sweep.
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap_or_default()
+    };
+    let before = sweeps().len();
+    let child = env.spawn(&["run"]);
+    let swept = wait_for(std::time::Duration::from_secs(20), || {
+        let rows = sweeps();
+        rows.len() > before && rows.last().is_some_and(|r| !r["finished_at"].is_null())
+    })
+    .await;
+    assert!(swept, "the daemon did not sweep");
+    child
+}
+
+/// A daemon killed (SIGKILL) is found at the next start and recorded as an unclean stop at its
+/// last sign of life; a SIGTERM is a clean stop; each start names the policy's hash.
+#[tokio::test]
+async fn a_killed_daemon_is_an_unclean_stop_and_a_terminated_one_a_clean_stop() {
+    let env = Env::new(&fleet(&[("dev-a", "dev")])).await;
+    env.write_config("", FREEZE_NOW);
+    let mut first = started(&env).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let second = started(&env).await;
+    // A refused reload, then a good one.
+    // Read with a copy of the good file: the daemon's own file is broken for a while.
+    let reader = env.dir.path().join("reader.toml");
+    std::fs::copy(env.config_path(), &reader).unwrap();
+    let events_now = || {
+        let out = env
+            .command(&[
+                "--config",
+                path_str(&reader),
+                "report",
+                "--events",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let good = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(env.config_path(), format!("{good}\n[[freeze]]\nname = 3\n")).unwrap();
+    signal(&second, "HUP");
+    let limit = std::time::Duration::from_secs(20);
+    assert!(
+        wait_for(limit, || events_now().len() == 4).await,
+        "no refused reload"
+    );
+    env.write_config("", &format!("{FREEZE_NOW}\n# edited\n"));
+    signal(&second, "HUP");
+    assert!(
+        wait_for(limit, || events_now().len() == 5).await,
+        "no reload"
+    );
+    signal(&second, "TERM");
+    assert_ok(&wait_exit(second, std::time::Duration::from_secs(20)).await);
+
+    let events = env.report(&["--events"]).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "unclean_stop", "start", "reload", "reload", "stop"],
+        "{events:#?}"
+    );
+    assert_eq!(events[3]["result"], "refused");
+    assert!(events[3]["policy_hash"].is_null());
+    assert_eq!(events[4]["result"], "ok");
+    let edited = sha256_hex(&std::fs::read(env.config_path()).unwrap());
+    assert_eq!(events[4]["policy_hash"], edited.as_str());
+    assert_eq!(
+        events[0]["policy_hash"],
+        sha256_hex(good.as_bytes()).as_str()
+    );
+    assert_eq!(events[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(events[1]["pid"], events[0]["pid"]);
+    assert_ne!(events[2]["pid"], events[0]["pid"]);
+    // The unclean stop is dated at the first run's last sign of life, before the restart.
+    assert!(events[1]["at"].as_str() < events[2]["at"].as_str());
+    assert_ok(&env.stopd(&["verify"]).await);
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
