@@ -588,6 +588,8 @@ pub struct ReportQuery {
     pub summary: bool,
     pub sweeps: bool,
     pub events: bool,
+    pub coverage: bool,
+    pub fail_on_gap: bool,
 }
 
 /// Every outcome a stop in the audit log can have.
@@ -652,6 +654,15 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .transpose()?;
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let mut out = std::io::stdout().lock();
+    if q.coverage {
+        let c = crate::auditor::CoverageQuery {
+            since,
+            until,
+            rule: q.rule.as_deref(),
+            fail_on_gap: q.fail_on_gap,
+        };
+        return crate::auditor::coverage(cfg, &store, &c, q.output, &mut out).await;
+    }
     if q.events {
         return crate::auditor::events(&store, since, until, q.output, &mut out).await;
     }

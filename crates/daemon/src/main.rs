@@ -99,8 +99,8 @@ Examples:
   stopd report --rule weekend --outcome failed --format csv
   # Counts by rule, pipeline, outcome and day
   stopd report --summary --since 2026-12-01
-  # Proof that the daemon was watching during the freeze
-  stopd report --sweeps --since 2026-12-19 --until 2027-01-04";
+  # Was the daemon watching during every freeze window? (exit 1 on a gap)
+  stopd report --coverage --since 2026-12-19 --until 2027-01-04 --fail-on-gap";
 
 const VERIFY_EXAMPLES: &str = "\
 Examples:
@@ -302,6 +302,14 @@ struct ReportArgs {
     /// refused, new hash), clean stop, and unclean stop (found at the next start).
     #[arg(long, conflicts_with_all = ["sweeps", "pipeline", "rule", "outcome", "summary"])]
     events: bool,
+    /// Coverage instead: for each freeze window in the span (default: the last 30 days; a
+    /// window still open is cut at now), the time watched and each gap with its cause
+    /// (not_running, sweep_failed, late). --rule picks one rule's windows.
+    #[arg(long, conflicts_with_all = ["sweeps", "events", "pipeline", "outcome", "summary"])]
+    coverage: bool,
+    /// With --coverage: exit 1 if any window has a gap (for a compliance job).
+    #[arg(long, requires = "coverage")]
+    fail_on_gap: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -473,6 +481,8 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             summary: a.summary,
                             sweeps: a.sweeps,
                             events: a.events,
+                            coverage: a.coverage,
+                            fail_on_gap: a.fail_on_gap,
                         },
                     )
                     .await

@@ -26,6 +26,7 @@ use sqlx::{Connection, Row, SqliteConnection, migrate::Migrator};
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
+pub mod coverage;
 pub mod events;
 mod verify;
 

@@ -166,3 +166,43 @@ fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+/// The case: a daemon killed during a freeze and started again shows a `not_running`
+/// gap from its last sign of life to the restart, and `--fail-on-gap` exits 1.
+#[tokio::test]
+async fn a_killed_and_restarted_daemon_shows_a_not_running_gap_during_a_freeze() {
+    let env = Env::new(&fleet(&[("dev-a", "dev")])).await;
+    env.write_config("", FREEZE_NOW);
+    let since = rfc(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let mut first = started(&env).await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let second = started(&env).await;
+
+    let events = env.report(&["--events"]).await;
+    let (died, back) = (&events[1], &events[2]);
+    assert_eq!(died["event"], "unclean_stop");
+    let coverage = env.report(&["--coverage", "--since", &since]).await;
+    assert_eq!(coverage.len(), 1, "{coverage:#?}");
+    let w = &coverage[0];
+    assert_eq!(w["rule"], "freeze-now");
+    assert_eq!(w["window_start"].as_str().unwrap()[..19], since[..19]);
+    assert!(w["watched_seconds"].as_f64().unwrap() > 0.0, "{w:#?}");
+    let gaps = w["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{w:#?}");
+    assert_eq!(gaps[0]["cause"], "not_running");
+    assert_eq!(gaps[0]["from"], died["at"]);
+    assert_eq!(gaps[0]["to"], back["at"]);
+
+    let out = env
+        .stopd(&["report", "--coverage", "--since", &since, "--fail-on-gap"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("not_running"),
+        "{}",
+        text(&out.stdout)
+    );
+    signal(&second, "TERM");
+    assert_ok(&wait_exit(second, std::time::Duration::from_secs(20)).await);
+}
