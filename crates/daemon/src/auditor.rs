@@ -2,6 +2,7 @@
 //! not stop records.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -15,11 +16,26 @@ use crate::store::coverage::{self, WindowCoverage};
 /// `stopd verify`: exit 0 printing the record count and the head hash when the chain is
 /// intact; exit 1 naming the first record altered, removed or inserted (and every table that
 /// lost its append-only triggers).
-pub async fn verify(cfg: &Config) -> Result<ExitCode> {
+pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<ExitCode> {
     let store = Store::open_read_only(&cfg.daemon.database).await?;
-    let v = store.verify().await;
+    let checked = async {
+        let mut v = store.verify().await?;
+        let mut read = None;
+        if let Some((dir, key)) = digests {
+            let (n, problems) = crate::digest::check(&store, dir, key, v.head_seq).await?;
+            v.problems.extend(problems);
+            read = Some(n);
+        }
+        anyhow::Ok((v, read))
+    }
+    .await;
     store.close().await;
-    let v = v?;
+    let (v, digests_read) = checked?;
+    if let Some(n) = digests_read
+        && v.intact()
+    {
+        println!("{n} digest(s) signed and consistent with the log");
+    }
     if v.intact() {
         println!(
             "audit log intact: {} records, head {} {}",

@@ -12,6 +12,7 @@ mod auditor;
 mod commands;
 mod config;
 mod demo;
+mod digest;
 mod lock;
 mod memory;
 mod output;
@@ -107,7 +108,9 @@ Examples:
   # Has the audit log been altered? (exit 0: intact; note the head it prints)
   stopd verify
   # The daemon's database (run as its user, or with sudo)
-  stopd --config /etc/stopd/stopd.toml verify";
+  stopd --config /etc/stopd/stopd.toml verify
+  # And that nothing was cut from its end (digests shipped off the host)
+  stopd verify --digests /mnt/audit/digests --public-key digest-key.pub.pem";
 
 const EXEMPT_EXAMPLES: &str = "\
 Examples:
@@ -203,7 +206,7 @@ enum Command {
     /// the first record altered, removed or inserted, and any table whose append-only triggers
     /// were dropped.
     #[command(after_help = VERIFY_EXAMPLES)]
-    Verify,
+    Verify(VerifyArgs),
     /// Break-glass exemptions, stored and audited in the database.
     #[command(subcommand, after_help = EXEMPT_EXAMPLES)]
     Exempt(ExemptCommand),
@@ -270,6 +273,17 @@ struct StopArgs {
     /// Why; recorded in the audit log and sent to CodePipeline (cut to 200 characters).
     #[arg(long)]
     reason: String,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// A directory of signed digests (`[audit] digest_dir`, as shipped off the host): finds a
+    /// log cut short or rebuilt, which the chain alone cannot.
+    #[arg(long, value_name = "DIR", requires = "public_key")]
+    digests: Option<PathBuf>,
+    /// The Ed25519 public key (PEM) the digests are checked with.
+    #[arg(long, value_name = "FILE", requires = "digests")]
+    public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -487,7 +501,9 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     )
                     .await
                 }
-                Command::Verify => auditor::verify(&cfg).await,
+                Command::Verify(a) => {
+                    auditor::verify(&cfg, a.digests.as_deref().zip(a.public_key.as_deref())).await
+                }
                 Command::Exempt(ExemptCommand::Add(a)) => {
                     commands::exempt_add(
                         &cfg,

@@ -265,6 +265,9 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
 
+    // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
+    // bad one stops the start before it is recorded).
+    let digester = crate::digest::Digester::from_config(&cfg.audit)?;
     // Lifecycle: the start (and an unclean stop of the run before), audited before the first
     // sweep; the clean stop after the last.
     let hash = crate::store::events::policy_hash(&cfg.path);
@@ -278,6 +281,10 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     {
         tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
     }
+    let digests_stop = CancellationToken::new();
+    if let Some(d) = &digester {
+        d.clone().spawn_hourly(store.clone(), digests_stop.clone());
+    }
     watch_database(store.clone(), tx);
     notify(&[
         NotifyState::Ready,
@@ -287,6 +294,10 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     scheduler.run(events).await;
     if let Err(e) = store.record_stop(chrono::Utc::now()).await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the clean stop in the audit log");
+    }
+    digests_stop.cancel();
+    if let Some(d) = &digester {
+        d.write_logged(&store).await;
     }
     store.close().await;
     tracing::info!("stopd stopped");

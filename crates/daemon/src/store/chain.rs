@@ -189,3 +189,21 @@ pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::E
     tx.commit().await?;
     Ok(n)
 }
+
+impl super::Store {
+    /// The chain's head: its last sequence number and hash (0 and [`GENESIS`] when empty).
+    pub async fn chain_head(&self) -> anyhow::Result<(i64, Hash)> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(head(&mut conn).await?)
+    }
+
+    /// The stored hash of chain record `seq`, if there is one.
+    pub async fn chain_hash_at(&self, seq: i64) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = ?")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -206,3 +206,71 @@ async fn a_killed_and_restarted_daemon_shows_a_not_running_gap_during_a_freeze()
     signal(&second, "TERM");
     assert_ok(&wait_exit(second, std::time::Duration::from_secs(20)).await);
 }
+
+/// With `[audit]`, the daemon signs digests (at start and at shutdown); `verify --digests`
+/// accepts them, and finds the log cut short once the last records are gone.
+#[tokio::test]
+async fn the_daemon_signs_digests_and_verify_finds_a_log_cut_short() {
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    let env = Env::new(&fleet(&[("dev-a", "dev")])).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let private = env.dir.path().join("digest-key.pem");
+    let public = env.dir.path().join("digest-key.pub.pem");
+    std::fs::write(
+        &private,
+        key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        &public,
+        key.verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    let digests = env.dir.path().join("digests");
+    env.write_config(
+        "",
+        &format!(
+            "[audit]\ndigest_dir = \"{}\"\nsigning_key = \"{}\"\n{FREEZE_NOW}",
+            digests.display(),
+            private.display()
+        ),
+    );
+    let daemon = started(&env).await;
+    signal(&daemon, "TERM");
+    assert_ok(&wait_exit(daemon, std::time::Duration::from_secs(20)).await);
+    let files = std::fs::read_dir(&digests).unwrap().count();
+    assert!(files >= 2, "{files} digest files");
+    let verify = [
+        "verify",
+        "--digests",
+        path_str(&digests),
+        "--public-key",
+        path_str(&public),
+    ];
+    let out = env.stopd(&verify).await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).contains("signed and consistent"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Someone removes the clean stop, and its chain record: the chain still holds.
+    tamper(
+        &env,
+        "DROP TRIGGER lifecycle_events_append_only_d; DROP TRIGGER audit_chain_append_only_d; \
+         DELETE FROM audit_chain WHERE seq = (SELECT MAX(seq) FROM audit_chain); \
+         DELETE FROM lifecycle_events WHERE event = 'stop'",
+    )
+    .await;
+    let out = env.stopd(&verify).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("the log was cut short"),
+        "{}",
+        text(&out.stdout)
+    );
+}
