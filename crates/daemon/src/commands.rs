@@ -286,7 +286,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
     let now = Utc::now();
     let hypothetical = at.is_some();
     let at = match at {
-        Some(t) => parse_instant("--at", t, chrono_tz::UTC, now, false)?,
+        Some(t) => parse_instant("--at", t, cfg.policy.default_timezone(), now, false)?,
         None => now,
     };
     // Break-glass exemptions live in the database: no database yet means none, but a database
@@ -443,7 +443,7 @@ struct WindowRecord {
 pub fn windows(cfg: &Config, from: Option<&str>, days: u32, opts: OutputArgs) -> Result<ExitCode> {
     let now = Utc::now();
     let from = match from {
-        Some(t) => parse_instant("--from", t, chrono_tz::UTC, now, false)?,
+        Some(t) => parse_instant("--from", t, cfg.policy.default_timezone(), now, false)?,
         None => now,
     };
     let to = from + Duration::days(i64::from(days));
@@ -641,7 +641,8 @@ struct SummaryRecord {
 /// `stopd report`.
 pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     let now = Utc::now();
-    let tz = chrono_tz::UTC;
+    // Bare dates and local date-times are read in [defaults] timezone (DESIGN.md).
+    let tz = cfg.policy.default_timezone();
     let since = q
         .since
         .as_deref()
@@ -773,6 +774,7 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
         opts,
         records,
         Columns {
+            // Every field of the JSON record (a test holds CSV and JSON together).
             names: &[
                 "at",
                 "pipeline",
@@ -784,8 +786,26 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
                 "attempts",
                 "reason",
                 "error",
+                "id",
+                "completed_at",
+                "throttled",
+                "reconciled",
+                "escalation_of",
+                "sweep_id",
+                "explanation",
             ],
-            wide_only: &["rule_kind", "mode", "attempts"],
+            wide_only: &[
+                "rule_kind",
+                "mode",
+                "attempts",
+                "id",
+                "completed_at",
+                "throttled",
+                "reconciled",
+                "escalation_of",
+                "sweep_id",
+                "explanation",
+            ],
             whole: &["at", "outcome"],
             to_the_minute: &[],
         },
@@ -801,6 +821,13 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
                 r.attempts.to_string(),
                 r.reason.clone(),
                 r.error.clone().unwrap_or_default(),
+                r.id.to_string(),
+                r.completed_at.clone().unwrap_or_default(),
+                r.throttled.to_string(),
+                r.reconciled.to_string(),
+                r.escalation_of.map_or(String::new(), |v| v.to_string()),
+                r.sweep_id.map_or(String::new(), |v| v.to_string()),
+                r.explanation.clone(),
             ]
         },
     )

@@ -240,7 +240,7 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct PlanArgs {
-    /// Decide as of this instant (RFC 3339, or a local date-time in UTC) instead of now.
+    /// Decide as of this instant (RFC 3339, or a local date-time in [defaults] timezone) instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
     #[command(flatten)]
@@ -249,7 +249,7 @@ struct PlanArgs {
 
 #[derive(Debug, Args)]
 struct WindowsArgs {
-    /// Start of the span (RFC 3339, or a local date-time in UTC); default now.
+    /// Start of the span (RFC 3339, or a local date-time in [defaults] timezone); default now.
     #[arg(long, value_name = "RFC3339")]
     from: Option<String>,
     /// Length of the span in days.
@@ -288,7 +288,8 @@ struct VerifyArgs {
 
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// Records at or after: RFC 3339, a date (2026-12-01, UTC), or a span ago (24h, 7d).
+    /// Records at or after: RFC 3339, a date or local date-time (2026-12-01, in [defaults]
+    /// timezone), or a span ago (24h, 7d).
     #[arg(long, value_name = "T")]
     since: Option<String>,
     /// Records before: same forms as --since.
@@ -324,6 +325,9 @@ struct ReportArgs {
     /// With --coverage: exit 1 if any window has a gap (for a compliance job).
     #[arg(long, requires = "coverage")]
     fail_on_gap: bool,
+    /// Tables and CSV show times in this zone (Europe/Berlin), with its offset; JSON stays UTC.
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<chrono_tz::Tz>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -491,7 +495,10 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             pipeline: a.pipeline,
                             rule: a.rule,
                             outcome: a.outcome,
-                            output: a.output,
+                            output: OutputArgs {
+                                tz: a.tz,
+                                ..a.output
+                            },
                             summary: a.summary,
                             sweeps: a.sweeps,
                             events: a.events,
