@@ -112,7 +112,7 @@ pub struct CoverageQuery<'a> {
 }
 
 /// The schedule's interval: the longest of the next few intervals between its ticks.
-fn schedule_interval(cfg: &Config, now: DateTime<Utc>) -> chrono::Duration {
+pub fn schedule_interval(cfg: &Config, now: DateTime<Utc>) -> chrono::Duration {
     let mut longest = chrono::Duration::zero();
     let mut at = now;
     for _ in 0..8 {
@@ -140,7 +140,7 @@ pub async fn coverage(
     let since = q.since.unwrap_or(now - chrono::Duration::days(30));
     let interval = schedule_interval(cfg, now);
     let lead = interval * 2 + coverage::MARGIN;
-    let sweeps = store.sweep_spans(since - lead, until).await?;
+    let sweeps = store.sweep_spans(since - lead, until, lead).await?;
     let running = coverage::running(&store.lifecycle(until).await?, now);
     let rows: Vec<WindowCoverage> = cfg
         .policy

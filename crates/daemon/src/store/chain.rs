@@ -38,6 +38,7 @@ pub const AUDITED: &[&str] = &[
     "exemptions",
     "exemption_revocations",
     "lifecycle_events",
+    "sweep_runs",
 ];
 
 /// Tables of the schema that are not audit records (the chain itself, bookkeeping).

@@ -190,11 +190,14 @@ pub fn cover(
 }
 
 impl Store {
-    /// Sweeps that began in `[since, until)`, for coverage.
+    /// Sweeps that began in `[since, until)`, and runs of quiet sweeps that overlap it, for
+    /// coverage; `gap` is the longest a sweep may come after the one before and still count
+    /// as watched (twice the interval plus the margin).
     pub async fn sweep_spans(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
+        gap: Duration,
     ) -> Result<Vec<SweepSpan>> {
         /// started_at, finished_at, error, whether a result was written.
         type Row = (String, Option<String>, Option<String>, Option<i64>);
@@ -208,7 +211,8 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("cannot read the sweep log")?;
-        rows.into_iter()
+        let mut spans = rows
+            .into_iter()
             .map(|(s, f, e, r)| {
                 Ok(SweepSpan {
                     started: parse_ts(&s)?,
@@ -216,7 +220,37 @@ impl Store {
                     ok: r.is_some() && e.is_none(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Runs of quiet sweeps: one span each when no sweep in it came later than the gap
+        // coverage allows (so it is watched throughout); otherwise only its two ends count.
+        let runs: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_runs \
+             WHERE last_finished_at >= ? AND first_started_at < ?",
+        )
+        .bind(ts(since))
+        .bind(ts(until))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the sweep log")?;
+        for (first, last, max_gap_ms) in runs {
+            let (first, last) = (parse_ts(&first)?, parse_ts(&last)?);
+            if Duration::milliseconds(max_gap_ms) <= gap {
+                spans.push(SweepSpan {
+                    started: first,
+                    finished: Some(last),
+                    ok: true,
+                });
+            } else {
+                for t in [first, last] {
+                    spans.push(SweepSpan {
+                        started: t,
+                        finished: Some(t),
+                        ok: true,
+                    });
+                }
+            }
+        }
+        Ok(spans)
     }
 
     /// Every lifecycle event before `until`, `(at, event)`, oldest first.

@@ -73,7 +73,9 @@ impl Store {
                    SELECT at AS t FROM lifecycle_events WHERE pid = ?1 AND at >= ?2 \
                    UNION ALL SELECT started_at FROM sweeps WHERE pid = ?1 AND started_at >= ?2 \
                    UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
-                     WHERE s.pid = ?1 AND s.started_at >= ?2)",
+                     WHERE s.pid = ?1 AND s.started_at >= ?2 \
+                   UNION ALL SELECT last_finished_at FROM sweep_runs \
+                     WHERE pid = ?1 AND first_started_at >= ?2)",
             )
             .bind(pid)
             .bind(&started)

@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 pub mod chain;
 pub mod coverage;
 pub mod events;
+mod runs;
+#[cfg(test)]
+mod size;
 mod verify;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -59,6 +62,8 @@ pub struct Store {
     writer: Option<mpsc::UnboundedSender<Write>>,
     /// Transactions the writer committed (for tests and the curious).
     commits: Arc<AtomicU64>,
+    /// Quiet sweeps held back and folded into runs ([`runs`]); off unless the daemon asks.
+    runs: Arc<tokio::sync::Mutex<runs::Runs>>,
 }
 
 /// At most this many writes share one transaction.
@@ -552,6 +557,7 @@ impl Store {
             pool,
             writer: Some(writer),
             commits,
+            runs: Arc::default(),
         })
     }
 
@@ -630,6 +636,7 @@ impl Store {
             pool,
             writer: None,
             commits: Arc::default(),
+            runs: Arc::default(),
         })
     }
 
@@ -658,6 +665,10 @@ impl Store {
         trigger: &str,
         dry_run: bool,
     ) -> Result<i64> {
+        // A quiet scheduled sweep may never need its row (see `runs`).
+        if let Some(id) = self.hold_sweep(at, trigger, dry_run).await? {
+            return Ok(id);
+        }
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?) RETURNING id",
@@ -671,6 +682,7 @@ impl Store {
         .context("cannot record the sweep start")?;
         chain::link(&mut tx, "sweeps", id).await?;
         tx.commit().await.context("cannot record the sweep start")?;
+        self.saw_sweep_id(id).await;
         Ok(id)
     }
 
@@ -682,6 +694,9 @@ impl Store {
         duration: Duration,
         r: &SweepResult,
     ) -> Result<()> {
+        if self.fold_sweep(id, at, duration, r).await? {
+            return Ok(());
+        }
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
@@ -711,6 +726,10 @@ impl Store {
 
     /// Records a decided stop, durably (committed), before the call. Returns its id.
     pub async fn record_intent(&self, i: &Intent<'_>) -> Result<i64> {
+        // The sweep that decided it is on record first.
+        if let Some(sweep) = i.sweep_id {
+            self.write_held(sweep).await?;
+        }
         let row = IntentRow {
             at: ts(i.at),
             sweep_id: i.sweep_id,
