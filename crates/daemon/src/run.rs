@@ -153,9 +153,21 @@ impl Sweeps for Live {
                 tracing::info!("[aws] or [daemon] client settings changed: the client was rebuilt");
             }
             self.sweeper.concurrency = n.stop_concurrency;
+            // Quiet sweeps are folded as long as they come within the new schedule's gap.
+            let interval = crate::auditor::schedule_interval(new, chrono::Utc::now());
+            let gap = interval * 2 + crate::store::coverage::MARGIN;
+            if let Ok(gap) = gap.to_std()
+                && let Err(e) = self.sweeper.store.compact_quiet_sweeps(gap).await
+            {
+                tracing::error!(error = %format!("{e:#}"), "cannot apply the new schedule to sweep compaction");
+            }
             // Everything else is read from the configuration at each use; the database is
-            // handled (and named) by the scheduler.
-            Vec::new()
+            // handled (and named) by the scheduler; digests keep their directory and key.
+            let mut ignored = Vec::new();
+            if old.audit != new.audit {
+                ignored.push("[audit]".to_owned());
+            }
+            ignored
         })
     }
 
