@@ -127,14 +127,13 @@ pub fn schedule_interval(cfg: &Config, now: DateTime<Utc>) -> chrono::Duration {
     longest
 }
 
-/// `report --coverage`: for each freeze window in the span, the time watched and each gap.
-pub async fn coverage(
+/// The coverage of each freeze window in the span (see [`coverage`]), and the schedule's
+/// interval it was judged by.
+pub async fn coverage_rows(
     cfg: &Config,
     store: &Store,
     q: &CoverageQuery<'_>,
-    opts: OutputArgs,
-    out: &mut impl Write,
-) -> Result<ExitCode> {
+) -> Result<(Vec<WindowCoverage>, chrono::Duration)> {
     let now = Utc::now();
     let until = q.until.unwrap_or(now).min(now);
     let since = q.since.unwrap_or(now - chrono::Duration::days(30));
@@ -142,7 +141,7 @@ pub async fn coverage(
     let lead = interval * 2 + coverage::MARGIN;
     let sweeps = store.sweep_spans(since - lead, until, lead).await?;
     let running = coverage::running(&store.lifecycle(until).await?, now);
-    let rows: Vec<WindowCoverage> = cfg
+    let rows = cfg
         .policy
         .windows(since, until)
         .into_iter()
@@ -153,6 +152,19 @@ pub async fn coverage(
                 .then(|| coverage::cover(&w.rule, span, &sweeps, running.as_deref(), interval))
         })
         .collect();
+    Ok((rows, interval))
+}
+
+/// `report --coverage`: for each freeze window in the span, the time watched and each gap.
+pub async fn coverage(
+    cfg: &Config,
+    store: &Store,
+    q: &CoverageQuery<'_>,
+    opts: OutputArgs,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let (rows, interval) = coverage_rows(cfg, store, q).await?;
+    let lead = interval * 2 + coverage::MARGIN;
     let gaps = rows.iter().map(|r| r.gaps.len()).sum::<usize>();
     output::write(
         out,

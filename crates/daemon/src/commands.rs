@@ -655,6 +655,15 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .transpose()?;
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let mut out = std::io::stdout().lock();
+    if q.output.format == Format::Html {
+        let page = crate::html::Page {
+            since,
+            until,
+            rule: q.rule.as_deref(),
+            tz: q.output.tz,
+        };
+        return crate::html::report(cfg, &store, &page, &mut out).await;
+    }
     if q.coverage {
         let c = crate::auditor::CoverageQuery {
             since,

@@ -13,6 +13,7 @@ mod commands;
 mod config;
 mod demo;
 mod digest;
+mod html;
 mod lock;
 mod memory;
 mod output;

@@ -26,6 +26,8 @@ pub enum Format {
     Json,
     /// CSV with a header row.
     Csv,
+    /// One self-contained HTML page for auditors (`stopd report` only).
+    Html,
 }
 
 /// The output flags of every listing command.
@@ -121,6 +123,9 @@ pub fn write<T: Serialize>(
         c
     };
     match opts.format {
+        Format::Html => {
+            anyhow::bail!("--format html is for `stopd report` only");
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;
             writeln!(out)?;

@@ -356,3 +356,131 @@ async fn csv_carries_every_json_field_and_times_read_and_show_in_a_zone() {
     let local = format!("{}T00:00:00.000+14:00", day(2));
     assert!(text(&csv.stdout).contains(&local), "{}", text(&csv.stdout));
 }
+
+/// The x of an instant on the HTML timeline (as `html::x_of`: 180 px of labels, 1000 px wide).
+fn x_of(t: &str, since: &str, until: &str) -> f64 {
+    let p = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis() as f64
+    };
+    180.0 + ((p(t) - p(since)) / (p(until) - p(since))).clamp(0.0, 1.0) * (1000.0 - 180.0 - 10.0)
+}
+
+/// The value of attribute `name` in an HTML tag's text.
+fn attr<'a>(tag: &'a str, name: &str) -> &'a str {
+    let from = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+    &tag[from..from + tag[from..].find('"').unwrap()]
+}
+
+/// `report --format html`: one page with nothing to fetch; each stop's mark and each gap are
+/// where the data says; in headless Chromium (where installed) the page renders, not blank.
+#[tokio::test]
+async fn the_html_report_is_self_contained_and_its_marks_are_where_the_data_says() {
+    let env = Env::new(&fleet(&[("prod-a", "prod"), ("dev-a", "dev")])).await;
+    env.write_config("", FREEZE_NOW);
+    let since = rfc(chrono::Utc::now() - chrono::Duration::minutes(10));
+    let mut first = started(&env).await; // stops prod-a under the freeze
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let second = started(&env).await;
+    signal(&second, "TERM");
+    assert_ok(&wait_exit(second, std::time::Duration::from_secs(20)).await);
+    let dev = active(&env, "dev-a");
+    let stop = [
+        "stop",
+        "--pipeline",
+        "dev-a",
+        "--execution",
+        &dev,
+        "--reason",
+        "<b>INC</b>",
+    ];
+    assert_ok(&env.stopd(&stop).await);
+
+    let out = env
+        .stopd(&["report", "--format", "html", "--since", &since])
+        .await;
+    assert_ok(&out);
+    let html = text(&out.stdout);
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    // Nothing fetched: no script, no stylesheet or image by address.
+    for banned in ["<script", "<link", "src=", "@import", "url("] {
+        assert!(!html.contains(banned), "{banned} in the page");
+    }
+    assert!(!html.contains("<b>INC</b>") && html.contains("&lt;b&gt;INC&lt;/b&gt;"));
+    let svg = &html[html.find("<svg").unwrap()..];
+    let (from, to) = (attr(svg, "data-since"), attr(svg, "data-until"));
+    let stops = env.report(&["--since", &since]).await;
+    assert_eq!(stops.len(), 2, "{stops:#?}");
+    let marks: Vec<&str> = svg.split("<circle class=\"stop\"").skip(1).collect();
+    assert_eq!(marks.len(), stops.len());
+    for s in &stops {
+        let at = s["at"].as_str().unwrap();
+        let mark = marks
+            .iter()
+            .find(|m| attr(m, "data-at") == at)
+            .expect("a mark per stop");
+        let cx: f64 = attr(mark, "cx").parse().unwrap();
+        assert!((cx - x_of(at, from, to)).abs() < 0.1, "{at}: {cx}");
+        assert_eq!(attr(mark, "data-outcome"), s["outcome"].as_str().unwrap());
+    }
+    let gap = svg
+        .split("<rect class=\"gap\"")
+        .skip(1)
+        .find(|g| attr(g, "data-cause") == "not_running")
+        .expect("the kill's gap");
+    let gx: f64 = attr(gap, "x").parse().unwrap();
+    assert!((gx - x_of(attr(gap, "data-from"), from, to)).abs() < 0.1);
+
+    // In a browser: rendered, and not a blank page.
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+    else {
+        eprintln!("skipped the browser check: no chromium");
+        return;
+    };
+    let page = env.dir.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let shot = env.dir.path().join("report.png");
+    let ran = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,700",
+            &format!("--screenshot={}", shot.display()),
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(shot.exists(), "no screenshot: {}", text(&ran.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels = &buf[..info.buffer_size()];
+    let colour = |r: u8, g: u8, b: u8| {
+        pixels
+            .chunks(px)
+            .filter(|p| p[0].abs_diff(r) < 40 && p[1].abs_diff(g) < 40 && p[2].abs_diff(b) < 40)
+            .count()
+    };
+    // The window band (#bbdefb) and the gap (#e53935) are painted.
+    assert!(
+        colour(0xbb, 0xde, 0xfb) > 1000,
+        "no window band on the screenshot"
+    );
+    assert!(
+        colour(0xe5, 0x39, 0x35) > 20,
+        "no red gap on the screenshot"
+    );
+}
