@@ -594,6 +594,20 @@ duration = \"1h\"
         );
     }
 
+    /// Digests are signed: a directory without a key (or a key without a directory) is an
+    /// error at the key's line, not a daemon that writes nothing.
+    #[test]
+    fn audit_digests_need_both_keys() {
+        let e = err("[audit]\ndigest_dir = \"/var/lib/stopd/digests\"\n");
+        assert_eq!(e.problems[0].field.as_deref(), Some("audit.digest_dir"));
+        assert_eq!(e.problems[0].line, Some(2));
+        let e = err("[audit]\n\nsigning_key = \"/etc/stopd/k.pem\"\n");
+        assert_eq!(e.problems[0].field.as_deref(), Some("audit.signing_key"));
+        assert_eq!(e.problems[0].line, Some(3));
+        let e = err("[audit]\ndigests = \"x\"\n");
+        assert_eq!(e.problems[0].line, Some(2));
+    }
+
     #[test]
     fn daemon_schedule_is_checked() {
         let e = err("[daemon]\nschedule = \"every minute\"\n");
