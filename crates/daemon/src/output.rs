@@ -124,7 +124,10 @@ pub fn write<T: Serialize>(
     };
     match opts.format {
         Format::Html => {
-            anyhow::bail!("--format html is for `stopd report` only");
+            return Err(crate::UsageError(
+                "--format html is for `stopd report` only (use table, json or csv)".into(),
+            )
+            .into());
         }
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;

@@ -433,6 +433,10 @@ async fn the_html_report_is_self_contained_and_its_marks_are_where_the_data_says
     let gx: f64 = attr(gap, "x").parse().unwrap();
     assert!((gx - x_of(attr(gap, "data-from"), from, to)).abs() < 0.1);
 
+    // A listing that is not the audit report has no page to give: a usage error.
+    let out = env.stopd(&["windows", "--format", "html"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
     // In a browser: rendered, and not a blank page.
     let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
