@@ -9,6 +9,8 @@
 CREATE TABLE sweep_runs (
     id                  INTEGER PRIMARY KEY,
     pid                 INTEGER NOT NULL,
+    first_sweep_id      INTEGER NOT NULL,   -- the ids its sweeps had (ids of whole sweeps
+    last_sweep_id       INTEGER NOT NULL,   -- never fall inside a run's)
     dry_run             INTEGER NOT NULL,
     first_started_at    TEXT    NOT NULL,
     last_finished_at    TEXT    NOT NULL,

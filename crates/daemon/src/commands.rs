@@ -689,6 +689,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "started_at",
                     "finished_at",
                     "trigger",
+                    "sweeps",
                     "dry_run",
                     "duration_ms",
                     "pipelines_seen",
@@ -717,6 +718,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                         .clone()
                         .unwrap_or_else(|| "(unfinished)".into()),
                     r.trigger.clone(),
+                    r.sweeps.to_string(),
                     r.dry_run.to_string(),
                     opt(r.duration_ms),
                     opt(r.pipelines_seen),

@@ -468,8 +468,13 @@ pub struct ReportFilter {
 /// One sweep, for `stopd report --sweeps`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepRecord {
-    /// Row id.
+    /// Row id (for a run of quiet sweeps: its first sweep's id).
     pub id: i64,
+    /// How many sweeps the record stands for: 1, or a run's count (quiet scheduled sweeps are
+    /// kept as runs; then `started_at` is the first one's start, `finished_at` the last one's
+    /// end, `duration_ms` the longest, and the counts the most any saw or, for API calls and
+    /// throttles, their sum).
+    pub sweeps: i64,
     /// Start.
     pub started_at: String,
     /// End (null: the process died during it).
@@ -878,12 +883,19 @@ impl Store {
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<SweepRecord>> {
         let rows = sqlx::query(
-            "SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
+            "SELECT * FROM ( \
+               SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
                     r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, r.error, \
-                    r.throttled \
-             FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
-             WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
-             ORDER BY w.started_at, w.id",
+                    r.throttled, 1 \
+               FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
+               WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
+             UNION ALL \
+               SELECT first_sweep_id, first_started_at, last_finished_at, 'schedule', dry_run, \
+                    max_duration_ms, pipelines_seen, executions_seen, 0, api_calls, 0, NULL, \
+                    throttled, sweeps \
+               FROM sweep_runs \
+               WHERE (?1 IS NULL OR first_started_at >= ?1) AND (?2 IS NULL OR first_started_at < ?2)) \
+             ORDER BY 2, 1",
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
@@ -906,6 +918,7 @@ impl Store {
                 errors: r.get(10),
                 error: r.get(11),
                 throttled: r.get(12),
+                sweeps: r.get(13),
             })
             .collect())
     }

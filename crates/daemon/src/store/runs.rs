@@ -44,6 +44,8 @@ pub(crate) struct Held {
 /// Quiet sweeps folded together.
 #[derive(Debug, Clone)]
 pub(crate) struct Run {
+    first_id: i64,
+    last_id: i64,
     dry_run: bool,
     first_started: DateTime<Utc>,
     last_finished: DateTime<Utc>,
@@ -175,6 +177,7 @@ impl Store {
                     .max_gap_ms
                     .max((h.at - o.last_finished).num_milliseconds().max(0));
                 o.last_finished = at;
+                o.last_id = h.id;
                 o.sweeps += 1;
                 o.max_duration_ms = o.max_duration_ms.max(ms);
                 o.pipelines_seen = o.pipelines_seen.max(r.pipelines_seen as i64);
@@ -184,6 +187,8 @@ impl Store {
             }
             None => {
                 runs.open = Some(Run {
+                    first_id: h.id,
+                    last_id: h.id,
                     dry_run: h.dry_run,
                     first_started: h.at,
                     last_finished: at,
@@ -207,11 +212,14 @@ impl Store {
         };
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sweep_runs (pid, dry_run, first_started_at, last_finished_at, sweeps, \
-             max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, api_calls, throttled) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO sweep_runs (pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
+             last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
+             api_calls, throttled) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(i64::from(std::process::id()))
+        .bind(o.first_id)
+        .bind(o.last_id)
         .bind(o.dry_run)
         .bind(ts(o.first_started))
         .bind(ts(o.last_finished))
@@ -314,6 +322,18 @@ mod tests {
             ]
         );
         assert!(store.verify().await.unwrap().intact());
+        // `report --sweeps` lists every sweep: whole ones, and runs with their counts.
+        let listed: Vec<(i64, i64)> = store
+            .sweeps(None, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.id, r.sweeps))
+            .collect();
+        assert_eq!(
+            listed,
+            [(1, 1), (2, 10), (12, 10), (22, 1), (23, 1), (24, 1)]
+        );
 
         let spans = store
             .sweep_spans(t0 - s(60), t0 + s(1000), chrono::Duration::seconds(65))
