@@ -683,6 +683,9 @@ pub struct ReportQuery {
     pub summary: bool,
     pub sweeps: bool,
     pub gates: bool,
+    pub events: bool,
+    pub coverage: bool,
+    pub fail_on_gap: bool,
 }
 
 /// Every outcome a stop in the audit log can have.
@@ -734,7 +737,7 @@ struct SummaryRecord {
 /// `stopd report`.
 pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     let now = Utc::now();
-    // Bare dates are read in [defaults] timezone, as the freezes are written.
+    // Bare dates and local date-times are read in [defaults] timezone (DESIGN.md).
     let tz = cfg.policy.default_timezone();
     let since = q
         .since
@@ -748,6 +751,27 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .transpose()?;
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let mut out = std::io::stdout().lock();
+    if q.output.format == Format::Html {
+        let page = crate::html::Page {
+            since,
+            until,
+            rule: q.rule.as_deref(),
+            tz: q.output.tz,
+        };
+        return crate::html::report(cfg, &store, &page, &mut out).await;
+    }
+    if q.coverage {
+        let c = crate::auditor::CoverageQuery {
+            since,
+            until,
+            rule: q.rule.as_deref(),
+            fail_on_gap: q.fail_on_gap,
+        };
+        return crate::auditor::coverage(cfg, &store, &c, q.output, &mut out).await;
+    }
+    if q.events {
+        return crate::auditor::events(&store, since, until, q.output, &mut out).await;
+    }
     if q.gates {
         let rows = store
             .gate_records(since, until, q.pipeline.as_deref(), q.rule.as_deref())
@@ -793,6 +817,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "started_at",
                     "finished_at",
                     "trigger",
+                    "sweeps",
                     "dry_run",
                     "duration_ms",
                     "pipelines_seen",
@@ -821,6 +846,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                         .clone()
                         .unwrap_or_else(|| "(unfinished)".into()),
                     r.trigger.clone(),
+                    r.sweeps.to_string(),
                     r.dry_run.to_string(),
                     opt(r.duration_ms),
                     opt(r.pipelines_seen),
@@ -887,6 +913,7 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
         opts,
         records,
         Columns {
+            // Every field of the JSON record (a test holds CSV and JSON together).
             names: &[
                 "at",
                 "pipeline",
@@ -898,8 +925,26 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
                 "attempts",
                 "reason",
                 "error",
+                "id",
+                "completed_at",
+                "throttled",
+                "reconciled",
+                "escalation_of",
+                "sweep_id",
+                "explanation",
             ],
-            wide_only: &["rule_kind", "mode", "attempts"],
+            wide_only: &[
+                "rule_kind",
+                "mode",
+                "attempts",
+                "id",
+                "completed_at",
+                "throttled",
+                "reconciled",
+                "escalation_of",
+                "sweep_id",
+                "explanation",
+            ],
             whole: &["at", "outcome"],
             to_the_minute: &[],
         },
@@ -915,6 +960,13 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
                 r.attempts.to_string(),
                 r.reason.clone(),
                 r.error.clone().unwrap_or_default(),
+                r.id.to_string(),
+                r.completed_at.clone().unwrap_or_default(),
+                r.throttled.to_string(),
+                r.reconciled.to_string(),
+                r.escalation_of.map_or(String::new(), |v| v.to_string()),
+                r.sweep_id.map_or(String::new(), |v| v.to_string()),
+                r.explanation.clone(),
             ]
         },
     )

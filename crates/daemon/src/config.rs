@@ -66,6 +66,18 @@ struct DaemonSpec {
     shutdown_timeout: Option<Span>,
 }
 
+/// `[audit]`: signed digests of the audit log's hash chain.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// Where the daemon writes a digest file every hour and at shutdown (none: no digests).
+    #[serde(default)]
+    pub digest_dir: Option<PathBuf>,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs them; needed with `digest_dir`.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+}
+
 /// The whole file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +86,8 @@ struct FileSpec {
     aws: AwsSpec,
     #[serde(default)]
     daemon: DaemonSpec,
+    #[serde(default)]
+    audit: AuditSpec,
     #[serde(default)]
     defaults: DefaultsSpec,
     #[serde(default)]
@@ -112,6 +126,8 @@ pub struct Config {
     pub aws: AwsSpec,
     /// `[daemon]`.
     pub daemon: DaemonSettings,
+    /// `[audit]`.
+    pub audit: AuditSpec,
     /// The compiled policy.
     pub policy: Arc<Policy>,
     /// Fixed credentials instead of the provider chain: set by `stopd demo` only, never read
@@ -291,11 +307,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let FileSpec {
         aws,
         daemon,
+        audit,
         defaults,
         freeze,
         timeout,
         exempt,
     } = file;
+
+    match (&audit.digest_dir, &audit.signing_key) {
+        (Some(_), None) => problems.push(key_problem(
+            "audit",
+            "digest_dir",
+            "digests are signed: set [audit] signing_key too (an Ed25519 PKCS#8 PEM file)".into(),
+        )),
+        (None, Some(_)) => problems.push(key_problem(
+            "audit",
+            "signing_key",
+            "a signing key without [audit] digest_dir signs nothing".into(),
+        )),
+        _ => {}
+    }
 
     let schedule_text = daemon.schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE);
     let schedule = match CronExpr::parse(schedule_text) {
@@ -384,6 +415,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     .shutdown_timeout
                     .map_or(Duration::from_secs(20), Span::get),
             },
+            audit,
             policy: Arc::new(policy),
             static_credentials: None,
             warnings,
@@ -562,6 +594,20 @@ duration = \"1h\"
         );
     }
 
+    /// Digests are signed: a directory without a key (or a key without a directory) is an
+    /// error at the key's line, not a daemon that writes nothing.
+    #[test]
+    fn audit_digests_need_both_keys() {
+        let e = err("[audit]\ndigest_dir = \"/var/lib/stopd/digests\"\n");
+        assert_eq!(e.problems[0].field.as_deref(), Some("audit.digest_dir"));
+        assert_eq!(e.problems[0].line, Some(2));
+        let e = err("[audit]\n\nsigning_key = \"/etc/stopd/k.pem\"\n");
+        assert_eq!(e.problems[0].field.as_deref(), Some("audit.signing_key"));
+        assert_eq!(e.problems[0].line, Some(3));
+        let e = err("[audit]\ndigests = \"x\"\n");
+        assert_eq!(e.problems[0].line, Some(2));
+    }
+
     #[test]
     fn daemon_schedule_is_checked() {
         let e = err("[daemon]\nschedule = \"every minute\"\n");
@@ -635,6 +681,7 @@ end = \"2027-01-04T09:00:00\"
         let tables = [
             ("aws", keys::<AwsSpec>()),
             ("daemon", keys::<DaemonSpec>()),
+            ("audit", keys::<AuditSpec>()),
             ("defaults", keys::<DefaultsSpec>()),
             ("freeze", keys::<FreezeSpec>()),
             ("timeout", keys::<TimeoutSpec>()),

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::Row;
 use stopd_rules::{FreezeSpec, Mode, Policy};
 
-use crate::store::{Store, parse_ts, ts};
+use crate::store::{Store, chain, parse_ts, ts};
 
 /// The name of ad-hoc freeze `id` as a rule: in the audit log, `plan`, `windows`.
 pub fn rule_name(id: i64) -> String {
@@ -182,7 +182,8 @@ impl Store {
         let tags = (!f.tags.is_empty())
             .then(|| serde_json::to_string(f.tags))
             .transpose()?;
-        let row = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO freezes (created_at, until, pipeline_glob, exclude_glob, tags, mode, gate, \
              reason, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -195,10 +196,12 @@ impl Store {
         .bind(f.gate)
         .bind(f.reason)
         .bind(f.by)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await
         .context("cannot record the freeze")?;
-        Ok(row.get(0))
+        chain::link(&mut tx, "freezes", id).await?;
+        tx.commit().await.context("cannot record the freeze")?;
+        Ok(id)
     }
 
     /// Lifts an ad-hoc freeze early. Errors if it does not exist, was lifted, or has expired.
@@ -221,6 +224,7 @@ impl Store {
             "expired" => bail!("freeze {id} already ended at {}", f.until),
             _ => {}
         }
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO freeze_lifts (freeze_id, at, reason, lifted_by) VALUES (?, ?, ?, ?)",
         )
@@ -228,9 +232,11 @@ impl Store {
         .bind(ts(at))
         .bind(reason)
         .bind(by)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .context("cannot record the lift")?;
+        chain::link(&mut tx, "freeze_lifts", id).await?;
+        tx.commit().await.context("cannot record the lift")?;
         Ok(())
     }
 

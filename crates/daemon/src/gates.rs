@@ -24,7 +24,7 @@ use stopd_core::{CallCounts, Core, ErrorKind, StageGate, gate_reason};
 use stopd_rules::{Exemption, Policy};
 use tokio::task::JoinSet;
 
-use crate::store::{Store, ts};
+use crate::store::{Store, chain, ts};
 
 /// Pipelines whose gates are reconciled at once.
 const GATE_CONCURRENCY: usize = 16;
@@ -139,7 +139,8 @@ impl Store {
         a: &Action<'_>,
         dry_run: bool,
     ) -> Result<i64> {
-        let row = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -151,20 +152,29 @@ impl Store {
         .bind(if a.disable { "disable" } else { "enable" })
         .bind(a.reason)
         .bind(dry_run)
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await
         .context("cannot record a gate action before making it")?;
-        Ok(row.get(0))
+        chain::link(&mut tx, "gates", id).await?;
+        tx.commit()
+            .await
+            .context("cannot record a gate action before making it")?;
+        Ok(id)
     }
 
     /// Records how a gate action ended.
     async fn gate_outcome(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?)")
             .bind(id)
             .bind(ts(Utc::now()))
             .bind(outcome)
             .bind(error)
-            .execute(self.pool())
+            .execute(&mut *tx)
+            .await
+            .context("cannot record a gate action's outcome")?;
+        chain::link(&mut tx, "gate_outcomes", id).await?;
+        tx.commit()
             .await
             .context("cannot record a gate action's outcome")?;
         Ok(())

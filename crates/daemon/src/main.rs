@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod auditor;
 mod commands;
 mod config;
 mod demo;
+mod digest;
 mod freezes;
 mod gates;
+mod html;
 mod lock;
 mod memory;
 mod output;
@@ -98,10 +101,19 @@ Examples:
   stopd report --since 7d
   # Stops that did not go through, of one rule, for a spreadsheet
   stopd report --rule weekend --outcome failed --format csv
-  # Proof that the daemon was watching during the freeze
-  stopd report --sweeps --since 2026-12-19 --until 2027-01-04
   # Transitions held closed for a gating freeze, and released
-  stopd report --gates --since 2026-12-19";
+  stopd report --gates --since 2026-12-19
+  # Was the daemon watching during every freeze window? (exit 1 on a gap)
+  stopd report --coverage --since 2026-12-19 --until 2027-01-04 --fail-on-gap";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  # Has the audit log been altered? (exit 0: intact; note the head it prints)
+  stopd verify
+  # The daemon's database (run as its user, or with sudo)
+  stopd --config /etc/stopd/stopd.toml verify
+  # And that nothing was cut from its end (digests shipped off the host)
+  stopd verify --digests /mnt/audit/digests --public-key digest-key.pub.pem";
 
 const EXEMPT_EXAMPLES: &str = "\
 Examples:
@@ -210,6 +222,14 @@ enum Command {
     /// Query the audit log (works while the daemon is writing).
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Check that the audit log was not altered: recompute its hash chain.
+    ///
+    /// Exit 0 prints the number of records and the head's sequence number and hash (keep it:
+    /// a later verify that prints a chain not extending it means a rebuilt log); exit 1 names
+    /// the first record altered, removed or inserted, and any table whose append-only triggers
+    /// were dropped.
+    #[command(after_help = VERIFY_EXAMPLES)]
+    Verify(VerifyArgs),
     /// Break-glass exemptions, stored and audited in the database.
     #[command(subcommand, after_help = EXEMPT_EXAMPLES)]
     Exempt(ExemptCommand),
@@ -247,7 +267,7 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct PlanArgs {
-    /// Decide as of this instant (RFC 3339, or a local date-time in UTC) instead of now.
+    /// Decide as of this instant (RFC 3339, or a local date-time in [defaults] timezone) instead of now.
     #[arg(long, value_name = "RFC3339")]
     at: Option<String>,
     #[command(flatten)]
@@ -256,7 +276,7 @@ struct PlanArgs {
 
 #[derive(Debug, Args)]
 struct WindowsArgs {
-    /// Start of the span (RFC 3339, or a local date-time in UTC); default now.
+    /// Start of the span (RFC 3339, or a local date-time in [defaults] timezone); default now.
     #[arg(long, value_name = "RFC3339")]
     from: Option<String>,
     /// Length of the span in days.
@@ -283,9 +303,20 @@ struct StopArgs {
 }
 
 #[derive(Debug, Args)]
+struct VerifyArgs {
+    /// A directory of signed digests (`[audit] digest_dir`, as shipped off the host): finds a
+    /// log cut short or rebuilt, which the chain alone cannot.
+    #[arg(long, value_name = "DIR", requires = "public_key")]
+    digests: Option<PathBuf>,
+    /// The Ed25519 public key (PEM) the digests are checked with.
+    #[arg(long, value_name = "FILE", requires = "digests")]
+    public_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ReportArgs {
-    /// Records at or after: RFC 3339, a date or local date-time (read in [defaults] timezone),
-    /// or a span ago (24h, 7d).
+    /// Records at or after: RFC 3339, a date or local date-time (2026-12-01, in [defaults]
+    /// timezone), or a span ago (24h, 7d).
     #[arg(long, value_name = "T")]
     since: Option<String>,
     /// Records before: same forms as --since.
@@ -313,6 +344,21 @@ struct ReportArgs {
     /// A sweep covers every pipeline and rule, so --pipeline, --rule and --outcome do not apply.
     #[arg(long)]
     sweeps: bool,
+    /// The daemon's lifecycle instead: each start (version, pid, policy hash), reload (ok or
+    /// refused, new hash), clean stop, and unclean stop (found at the next start).
+    #[arg(long, conflicts_with_all = ["sweeps", "pipeline", "rule", "outcome", "summary"])]
+    events: bool,
+    /// Coverage instead: for each freeze window in the span (default: the last 30 days; a
+    /// window still open is cut at now), the time watched and each gap with its cause
+    /// (not_running, sweep_failed, late). --rule picks one rule's windows.
+    #[arg(long, conflicts_with_all = ["sweeps", "events", "pipeline", "outcome", "summary"])]
+    coverage: bool,
+    /// With --coverage: exit 1 if any window has a gap (for a compliance job).
+    #[arg(long, requires = "coverage")]
+    fail_on_gap: bool,
+    /// Tables and CSV show times in this zone (Europe/Berlin), with its offset; JSON stays UTC.
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<chrono_tz::Tz>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,13 +585,22 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             pipeline: a.pipeline,
                             rule: a.rule,
                             outcome: a.outcome,
-                            output: a.output,
+                            output: OutputArgs {
+                                tz: a.tz,
+                                ..a.output
+                            },
                             summary: a.summary,
                             sweeps: a.sweeps,
                             gates: a.gates,
+                            events: a.events,
+                            coverage: a.coverage,
+                            fail_on_gap: a.fail_on_gap,
                         },
                     )
                     .await
+                }
+                Command::Verify(a) => {
+                    auditor::verify(&cfg, a.digests.as_deref().zip(a.public_key.as_deref())).await
                 }
                 Command::Exempt(ExemptCommand::Add(a)) => {
                     commands::exempt_add(

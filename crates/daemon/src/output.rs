@@ -26,6 +26,8 @@ pub enum Format {
     Json,
     /// CSV with a header row.
     Csv,
+    /// One self-contained HTML page for auditors (`stopd report` only).
+    Html,
 }
 
 /// The output flags of every listing command.
@@ -34,6 +36,10 @@ pub struct OutputArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Tables and CSV: audit timestamps shown in this zone, with its offset (`report --tz`);
+    /// JSON stays in UTC.
+    #[arg(skip)]
+    pub tz: Option<chrono_tz::Tz>,
     /// Tables: every column, in full, however wide (default: fit the terminal, at most 100
     /// columns, long cells cut with …).
     #[arg(long)]
@@ -45,6 +51,7 @@ impl OutputArgs {
     pub const TABLE: OutputArgs = OutputArgs {
         format: Format::Table,
         wide: false,
+        tz: None,
     };
 
     /// The width tables must fit: `None` with `--wide`.
@@ -104,7 +111,24 @@ pub fn write<T: Serialize>(
     columns: Columns<'_>,
     cells: impl Fn(&T) -> Vec<String>,
 ) -> Result<()> {
+    let cells = |r: &T| -> Vec<String> {
+        let mut c = cells(r);
+        if let Some(tz) = opts.tz {
+            for cell in &mut c {
+                if let Some(local) = in_zone(cell, tz) {
+                    *cell = local;
+                }
+            }
+        }
+        c
+    };
     match opts.format {
+        Format::Html => {
+            return Err(crate::UsageError(
+                "--format html is for `stopd report` only (use table, json or csv)".into(),
+            )
+            .into());
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, rows)?;
             writeln!(out)?;
@@ -220,6 +244,21 @@ pub fn table(
 
 /// A timestamp of the audit log (`2026-11-28T09:25:05.875Z`) to the second, for a fitted table;
 /// any other text as it is.
+/// An audit timestamp (`2026-12-20T09:15:00.000Z`) in `tz`, with its offset; `None` for any
+/// other text.
+fn in_zone(text: &str, tz: chrono_tz::Tz) -> Option<String> {
+    let b = text.as_bytes();
+    if !(b.len() == 24 && b[10] == b'T' && b[23] == b'Z') {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(
+        t.with_timezone(&tz)
+            .format("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .to_string(),
+    )
+}
+
 fn to_the_second(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
     if b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z' && text.is_ascii() {

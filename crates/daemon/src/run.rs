@@ -153,9 +153,38 @@ impl Sweeps for Live {
                 tracing::info!("[aws] or [daemon] client settings changed: the client was rebuilt");
             }
             self.sweeper.concurrency = n.stop_concurrency;
+            // Quiet sweeps are folded as long as they come within the new schedule's gap.
+            let interval = crate::auditor::schedule_interval(new, chrono::Utc::now());
+            let gap = interval * 2 + crate::store::coverage::MARGIN;
+            if let Ok(gap) = gap.to_std()
+                && let Err(e) = self.sweeper.store.compact_quiet_sweeps(gap).await
+            {
+                tracing::error!(error = %format!("{e:#}"), "cannot apply the new schedule to sweep compaction");
+            }
             // Everything else is read from the configuration at each use; the database is
-            // handled (and named) by the scheduler.
-            Vec::new()
+            // handled (and named) by the scheduler; digests keep their directory and key.
+            let mut ignored = Vec::new();
+            if old.audit != new.audit {
+                ignored.push("[audit]".to_owned());
+            }
+            ignored
+        })
+    }
+
+    fn reloaded(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        result: Result<Option<String>, String>,
+    ) -> BoxFuture<'static, ()> {
+        let store = self.sweeper.store.clone();
+        Box::pin(async move {
+            let result = result
+                .as_ref()
+                .map(Option::as_deref)
+                .map_err(String::as_str);
+            if let Err(e) = store.record_reload(at, result).await {
+                tracing::error!(error = %format!("{e:#}"), "cannot record the reload in the audit log");
+            }
         })
     }
 
@@ -248,6 +277,31 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
 
+    // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
+    // bad one stops the start before it is recorded).
+    let digester = crate::digest::Digester::from_config(&cfg.audit)?;
+    // Lifecycle: the start (and an unclean stop of the run before), audited before the first
+    // sweep; the clean stop after the last.
+    let hash = crate::store::events::policy_hash(&cfg.path);
+    if let Some(u) = store
+        .record_start(
+            chrono::Utc::now(),
+            env!("CARGO_PKG_VERSION"),
+            hash.as_deref(),
+        )
+        .await?
+    {
+        tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
+    }
+    // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
+    // each comes within the gap coverage counts as watched.
+    let interval = crate::auditor::schedule_interval(&cfg, chrono::Utc::now());
+    let gap = interval * 2 + crate::store::coverage::MARGIN;
+    store.compact_quiet_sweeps(gap.to_std()?).await?;
+    let digests_stop = CancellationToken::new();
+    if let Some(d) = &digester {
+        d.clone().spawn_hourly(store.clone(), digests_stop.clone());
+    }
     watch_database(store.clone(), tx);
     notify(&[
         NotifyState::Ready,
@@ -255,6 +309,16 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     ]);
     let mut scheduler = Scheduler::new(Arc::new(cfg), live, Arc::new(SystemClock), dry_run);
     scheduler.run(events).await;
+    if let Err(e) = store.flush_sweep_run().await {
+        tracing::error!(error = %format!("{e:#}"), "cannot record the last run of quiet sweeps");
+    }
+    if let Err(e) = store.record_stop(chrono::Utc::now()).await {
+        tracing::error!(error = %format!("{e:#}"), "cannot record the clean stop in the audit log");
+    }
+    digests_stop.cancel();
+    if let Some(d) = &digester {
+        d.write_logged(&store).await;
+    }
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(ExitCode::SUCCESS)

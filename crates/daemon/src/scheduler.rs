@@ -82,6 +82,16 @@ pub trait Sweeps: Send + Sync {
         new: &'a Config,
     ) -> BoxFuture<'a, Vec<String>>;
 
+    /// Records a reload in the audit log: `Ok` with the hash of the policy now in force, or
+    /// `Err` with why it was refused. Recording nothing is the default (tests).
+    fn reloaded(
+        &self,
+        _at: DateTime<Utc>,
+        _result: Result<Option<String>, String>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
     /// Begins a shutdown: no new stop starts.
     fn drain(&self);
 
@@ -303,12 +313,17 @@ impl<S: Sweeps> Scheduler<S> {
                     .next_after(self.clock.now(), chrono_tz::UTC);
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
+                let hash = crate::store::events::policy_hash(&self.cfg.path);
+                self.sweeps.reloaded(self.clock.now(), Ok(hash)).await;
                 // A good reload is enforced at once, not at the next tick.
                 self.sweep_now = Some("reload");
                 self.retry_at = None;
             }
             Err(e) => {
                 tracing::error!("reload refused, the previous policy stays in force:\n{e}");
+                self.sweeps
+                    .reloaded(self.clock.now(), Err(e.to_string()))
+                    .await;
             }
         }
         notify(&[NotifyState::Ready]);

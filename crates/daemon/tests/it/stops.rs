@@ -411,7 +411,10 @@ async fn report_filters_summary_and_csv() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("at,pipeline,execution_id,rule,rule_kind,mode,outcome,attempts,reason,error")
+        Some(
+            "at,pipeline,execution_id,rule,rule_kind,mode,outcome,attempts,reason,error,id,\
+             completed_at,throttled,reconciled,escalation_of,sweep_id,explanation"
+        )
     );
     assert!(lines.next().unwrap().contains(",dev-c,"));
     assert_eq!(lines.next(), None);

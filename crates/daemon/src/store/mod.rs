@@ -25,6 +25,14 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection, migrate::Migrator};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod chain;
+pub mod coverage;
+pub mod events;
+mod runs;
+#[cfg(test)]
+mod size;
+mod verify;
+
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Stop-and-wait stops the API accepted that have an escalation deadline and were not escalated
@@ -54,6 +62,8 @@ pub struct Store {
     writer: Option<mpsc::UnboundedSender<Write>>,
     /// Transactions the writer committed (for tests and the curious).
     commits: Arc<AtomicU64>,
+    /// Quiet sweeps held back and folded into runs ([`runs`]); off unless the daemon asks.
+    runs: Arc<tokio::sync::Mutex<runs::Runs>>,
 }
 
 /// At most this many writes share one transaction.
@@ -82,8 +92,16 @@ struct IntentRow {
 }
 
 impl Write {
-    /// Runs the statement inside the batch's transaction.
-    async fn apply(&self, conn: &mut SqliteConnection) -> Result<Option<i64>, sqlx::Error> {
+    /// The audited table it writes to.
+    fn table(&self) -> &'static str {
+        match self {
+            Write::Intent(..) => "stops",
+            Write::Outcome(..) => "stop_outcomes",
+        }
+    }
+
+    /// Runs the statement inside the batch's transaction; returns the rowid written.
+    async fn apply(&self, conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
         match self {
             Write::Intent(i, _) => sqlx::query(
                 "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
@@ -104,7 +122,7 @@ impl Write {
             .bind(i.escalation_of)
             .fetch_one(&mut *conn)
             .await
-            .map(|row| Some(row.get(0))),
+            .map(|row| row.get(0)),
             Write::Outcome(stop_id, o, _) => sqlx::query(
                 "INSERT INTO stop_outcomes (stop_id, at, outcome, attempts, throttled, elapsed_ms, error, reconciled) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -119,16 +137,16 @@ impl Write {
             .bind(o.reconciled)
             .execute(&mut *conn)
             .await
-            .map(|_| None),
+            .map(|_| *stop_id),
         }
     }
 
     /// Answers the caller.
-    fn answer(self, result: Result<Option<i64>, String>) {
+    fn answer(self, result: Result<i64, String>) {
         // A caller that went away (its task was cancelled) is not told; the row stands.
         match self {
             Write::Intent(_, tx) => {
-                let _ = tx.send(result.map(Option::unwrap_or_default));
+                let _ = tx.send(result);
             }
             Write::Outcome(_, _, tx) => {
                 let _ = tx.send(result.map(|_| ()));
@@ -153,7 +171,12 @@ async fn group_commit(
             let mut tx = conn.begin().await?;
             for w in &batch {
                 match w.apply(&mut tx).await {
-                    Ok(v) => results.push(Ok(v)),
+                    // Chained in the same transaction; a failed link fails the batch (a row
+                    // without its link would read as inserted behind the log's back).
+                    Ok(rowid) => {
+                        chain::link(&mut tx, w.table(), rowid).await?;
+                        results.push(Ok(rowid));
+                    }
                     // A constraint or a trigger fails its statement alone: SQLite rolls back
                     // that statement, not the transaction.
                     Err(e) if fails_alone(&e) => results.push(Err(e.to_string())),
@@ -445,8 +468,13 @@ pub struct ReportFilter {
 /// One sweep, for `stopd report --sweeps`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepRecord {
-    /// Row id.
+    /// Row id (for a run of quiet sweeps: its first sweep's id).
     pub id: i64,
+    /// How many sweeps the record stands for: 1, or a run's count (quiet scheduled sweeps are
+    /// kept as runs; then `started_at` is the first one's start, `finished_at` the last one's
+    /// end, `duration_ms` the longest, and the counts the most any saw or, for API calls and
+    /// throttles, their sum).
+    pub sweeps: i64,
     /// Start.
     pub started_at: String,
     /// End (null: the process died during it).
@@ -518,6 +546,15 @@ impl Store {
             .run(&pool)
             .await
             .with_context(|| format!("cannot migrate the audit database {}", path.display()))?;
+        let chained = chain::backfill(&mut *pool.acquire().await?)
+            .await
+            .context("cannot chain the audit records written before the chain")?;
+        if chained > 0 {
+            tracing::info!(
+                records = chained,
+                "chained the audit records written before the hash chain"
+            );
+        }
         let (writer, rx) = mpsc::unbounded_channel();
         let commits = Arc::new(AtomicU64::new(0));
         tokio::spawn(group_commit(pool.clone(), rx, commits.clone()));
@@ -525,6 +562,7 @@ impl Store {
             pool,
             writer: Some(writer),
             commits,
+            runs: Arc::default(),
         })
     }
 
@@ -608,7 +646,21 @@ impl Store {
             pool,
             writer: None,
             commits: Arc::default(),
+            runs: Arc::default(),
         })
+    }
+
+    /// A write transaction for a record written outside the group-commit writer, taken with
+    /// `BEGIN IMMEDIATE` so that two processes (the daemon, `stopd exempt`) never read the same
+    /// chain head: the record and its chain link are committed together or not at all.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        if self.writer.is_none() {
+            bail!("the audit database was opened read-only");
+        }
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("cannot begin an audit transaction")
     }
 
     /// Closes the pool, flushing nothing that is not already durable.
@@ -623,17 +675,25 @@ impl Store {
         trigger: &str,
         dry_run: bool,
     ) -> Result<i64> {
-        let row = sqlx::query(
+        // A quiet scheduled sweep may never need its row (see `runs`).
+        if let Some(id) = self.hold_sweep(at, trigger, dry_run).await? {
+            return Ok(id);
+        }
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
         .bind(trigger)
         .bind(dry_run)
         .bind(i64::from(std::process::id()))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .context("cannot record the sweep start")?;
-        Ok(row.get(0))
+        chain::link(&mut tx, "sweeps", id).await?;
+        tx.commit().await.context("cannot record the sweep start")?;
+        self.saw_sweep_id(id).await;
+        Ok(id)
     }
 
     /// Records the end of a sweep.
@@ -644,6 +704,10 @@ impl Store {
         duration: Duration,
         r: &SweepResult,
     ) -> Result<()> {
+        if self.fold_sweep(id, at, duration, r).await? {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
              pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, error) \
@@ -660,14 +724,22 @@ impl Store {
         .bind(r.throttled as i64)
         .bind(r.errors as i64)
         .bind(&r.error)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .context("cannot record the sweep result")?;
+        chain::link(&mut tx, "sweep_results", id).await?;
+        tx.commit()
+            .await
+            .context("cannot record the sweep result")?;
         Ok(())
     }
 
     /// Records a decided stop, durably (committed), before the call. Returns its id.
     pub async fn record_intent(&self, i: &Intent<'_>) -> Result<i64> {
+        // The sweep that decided it is on record first.
+        if let Some(sweep) = i.sweep_id {
+            self.write_held(sweep).await?;
+        }
         let row = IntentRow {
             at: ts(i.at),
             sweep_id: i.sweep_id,
@@ -816,12 +888,19 @@ impl Store {
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<SweepRecord>> {
         let rows = sqlx::query(
-            "SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
+            "SELECT * FROM ( \
+               SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
                     r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, r.error, \
-                    r.throttled \
-             FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
-             WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
-             ORDER BY w.started_at, w.id",
+                    r.throttled, 1 \
+               FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
+               WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
+             UNION ALL \
+               SELECT first_sweep_id, first_started_at, last_finished_at, 'schedule', dry_run, \
+                    max_duration_ms, pipelines_seen, executions_seen, 0, api_calls, 0, NULL, \
+                    throttled, sweeps \
+               FROM sweep_runs \
+               WHERE (?1 IS NULL OR first_started_at >= ?1) AND (?2 IS NULL OR first_started_at < ?2)) \
+             ORDER BY 2, 1",
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
@@ -844,6 +923,7 @@ impl Store {
                 errors: r.get(10),
                 error: r.get(11),
                 throttled: r.get(12),
+                sweeps: r.get(13),
             })
             .collect())
     }
@@ -858,7 +938,8 @@ impl Store {
         by: &str,
         rule: Option<&str>,
     ) -> Result<i64> {
-        let row = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by, rule) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -868,10 +949,12 @@ impl Store {
         .bind(reason)
         .bind(by)
         .bind(rule)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .context("cannot record the exemption")?;
-        Ok(row.get(0))
+        chain::link(&mut tx, "exemptions", id).await?;
+        tx.commit().await.context("cannot record the exemption")?;
+        Ok(id)
     }
 
     /// Revokes an exemption. Errors if it does not exist or is already revoked.
@@ -884,6 +967,7 @@ impl Store {
         if !exists {
             bail!("no exemption with id {id} (see `stopd exempt list`)");
         }
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO exemption_revocations (exemption_id, at, revoked_by) VALUES (?, ?, ?) \
              ON CONFLICT (exemption_id) DO NOTHING",
@@ -891,12 +975,14 @@ impl Store {
         .bind(id)
         .bind(ts(at))
         .bind(by)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .context("cannot record the revocation")?;
         if done.rows_affected() == 0 {
             bail!("exemption {id} is already revoked");
         }
+        chain::link(&mut tx, "exemption_revocations", id).await?;
+        tx.commit().await.context("cannot record the revocation")?;
         Ok(())
     }
 

@@ -1,0 +1,214 @@
+//! The auditor's commands: `stopd verify` (the hash chain), and the audit reports that are
+//! not stop records.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::output::{self, Columns, OutputArgs};
+use crate::store::Store;
+use crate::store::coverage::{self, WindowCoverage};
+
+/// `stopd verify`: exit 0 printing the record count and the head hash when the chain is
+/// intact; exit 1 naming the first record altered, removed or inserted (and every table that
+/// lost its append-only triggers).
+pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<ExitCode> {
+    let store = Store::open_read_only(&cfg.daemon.database).await?;
+    let checked = async {
+        let mut v = store.verify().await?;
+        let mut read = None;
+        if let Some((dir, key)) = digests {
+            let (n, problems) = crate::digest::check(&store, dir, key, v.head_seq).await?;
+            v.problems.extend(problems);
+            read = Some(n);
+        }
+        anyhow::Ok((v, read))
+    }
+    .await;
+    store.close().await;
+    let (v, digests_read) = checked?;
+    if let Some(n) = digests_read
+        && v.intact()
+    {
+        println!("{n} digest(s) signed and consistent with the log");
+    }
+    if v.intact() {
+        println!(
+            "audit log intact: {} records, head {} {}",
+            v.records, v.head_seq, v.head_hash
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &v.problems {
+        println!("TAMPERED: {p}");
+    }
+    println!(
+        "{} records read; the chain is intact up to record {} ({})",
+        v.records, v.head_seq, v.head_hash
+    );
+    Ok(ExitCode::from(1))
+}
+
+/// `report --events`: the daemon's lifecycle, oldest first.
+pub async fn events(
+    store: &Store,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    opts: OutputArgs,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let rows = store.events(since, until).await?;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    output::write(
+        out,
+        opts,
+        &rows,
+        Columns {
+            names: &[
+                "id",
+                "at",
+                "event",
+                "pid",
+                "version",
+                "policy_hash",
+                "result",
+                "detail",
+            ],
+            wide_only: &["id", "version"],
+            whole: &["at"],
+            to_the_minute: &[],
+        },
+        |r| {
+            vec![
+                r.id.to_string(),
+                r.at.clone(),
+                r.event.clone(),
+                r.pid.to_string(),
+                opt(&r.version),
+                opt(&r.policy_hash),
+                opt(&r.result),
+                opt(&r.detail),
+            ]
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `report --coverage` was asked.
+#[derive(Debug, Clone)]
+pub struct CoverageQuery<'a> {
+    /// From (default: 30 days ago).
+    pub since: Option<DateTime<Utc>>,
+    /// To (default and at most: now).
+    pub until: Option<DateTime<Utc>>,
+    /// One rule's windows only.
+    pub rule: Option<&'a str>,
+    /// Exit 1 on any gap.
+    pub fail_on_gap: bool,
+}
+
+/// The schedule's interval: the longest of the next few intervals between its ticks.
+pub fn schedule_interval(cfg: &Config, now: DateTime<Utc>) -> chrono::Duration {
+    let mut longest = chrono::Duration::zero();
+    let mut at = now;
+    for _ in 0..8 {
+        let Some(next) = cfg.daemon.schedule.next_after(at, chrono_tz::UTC) else {
+            break;
+        };
+        if at != now {
+            longest = longest.max(next - at);
+        }
+        at = next;
+    }
+    longest
+}
+
+/// The coverage of each freeze window in the span (see [`coverage`]), and the schedule's
+/// interval it was judged by.
+pub async fn coverage_rows(
+    cfg: &Config,
+    store: &Store,
+    q: &CoverageQuery<'_>,
+) -> Result<(Vec<WindowCoverage>, chrono::Duration)> {
+    let now = Utc::now();
+    let until = q.until.unwrap_or(now).min(now);
+    let since = q.since.unwrap_or(now - chrono::Duration::days(30));
+    let interval = schedule_interval(cfg, now);
+    let lead = interval * 2 + coverage::MARGIN;
+    let sweeps = store.sweep_spans(since - lead, until, lead).await?;
+    let running = coverage::running(&store.lifecycle(until).await?, now);
+    let rows = cfg
+        .policy
+        .windows(since, until)
+        .into_iter()
+        .filter(|w| q.rule.is_none_or(|r| r == w.rule))
+        .filter_map(|w| {
+            let span = (w.window.start.max(since), w.window.end.min(until));
+            (span.0 < span.1)
+                .then(|| coverage::cover(&w.rule, span, &sweeps, running.as_deref(), interval))
+        })
+        .collect();
+    Ok((rows, interval))
+}
+
+/// `report --coverage`: for each freeze window in the span, the time watched and each gap.
+pub async fn coverage(
+    cfg: &Config,
+    store: &Store,
+    q: &CoverageQuery<'_>,
+    opts: OutputArgs,
+    out: &mut impl Write,
+) -> Result<ExitCode> {
+    let (rows, interval) = coverage_rows(cfg, store, q).await?;
+    let lead = interval * 2 + coverage::MARGIN;
+    let gaps = rows.iter().map(|r| r.gaps.len()).sum::<usize>();
+    output::write(
+        out,
+        opts,
+        &rows,
+        Columns {
+            names: &[
+                "rule",
+                "window_start",
+                "window_end",
+                "watched_seconds",
+                "gaps",
+            ],
+            wide_only: &[],
+            whole: &["window_start", "window_end"],
+            to_the_minute: &[],
+        },
+        |r| {
+            let gaps: Vec<String> = r
+                .gaps
+                .iter()
+                .map(|g| format!("{} {}..{}", g.cause, g.from, g.to))
+                .collect();
+            vec![
+                r.rule.clone(),
+                r.window_start.clone(),
+                r.window_end.clone(),
+                format!("{:.3}", r.watched_seconds),
+                gaps.join("; "),
+            ]
+        },
+    )?;
+    if opts.format == output::Format::Table {
+        writeln!(
+            out,
+            "\n{} window(s), {gaps} gap(s); a sweep covers {} after it finished (2 x the schedule's {} + {})",
+            rows.len(),
+            crate::time::human(lead),
+            crate::time::human(interval),
+            crate::time::human(coverage::MARGIN),
+        )?;
+    }
+    if q.fail_on_gap && gaps > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,429 @@
+//! Signed digests of the audit chain (DESIGN.md, "Verifiable audit"), as CloudTrail's digest
+//! files: every hour and at shutdown the daemon writes `stopd-digest-<time>.json` into
+//! `[audit] digest_dir` with the chain's head (sequence number and hash), the SHA-256 of the
+//! previous digest file, the time, and an Ed25519 signature over those fields (their JSON, in
+//! this order). Shipped off the host, digests show a log cut short (a digest names a record
+//! the log no longer has) or rebuilt (a record's hash differs from the one signed).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::store::{Store, ts};
+
+/// How often the daemon writes a digest.
+pub const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What is signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    /// Format version.
+    version: u32,
+    /// When it was written (RFC 3339 UTC).
+    at: String,
+    /// The chain's last sequence number.
+    head_seq: i64,
+    /// Its hash, hex.
+    head_hash: String,
+    /// SHA-256 of the previous digest file's bytes, hex (`None`: the first).
+    previous_digest_hash: Option<String>,
+}
+
+/// A digest file: the body's fields and the signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: u32,
+    at: String,
+    head_seq: i64,
+    head_hash: String,
+    previous_digest_hash: Option<String>,
+    /// Ed25519 over the JSON of the [`Body`], hex.
+    signature: String,
+}
+
+impl File {
+    fn body(&self) -> Body {
+        Body {
+            version: self.version,
+            at: self.at.clone(),
+            head_seq: self.head_seq,
+            head_hash: self.head_hash.clone(),
+            previous_digest_hash: self.previous_digest_hash.clone(),
+        }
+    }
+}
+
+/// Writes digests into a directory with a key.
+#[derive(Debug, Clone)]
+pub struct Digester {
+    /// `[audit] digest_dir`.
+    dir: PathBuf,
+    /// `[audit] signing_key`, loaded.
+    key: SigningKey,
+    /// One digest written at a time (the hourly one and the one at shutdown), so that two
+    /// never name the same previous digest.
+    writing: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Digest files in `dir`, oldest first (their names sort by time).
+fn listed(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the digest directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("stopd-digest-") && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+impl Digester {
+    /// Loads the key; `None` when `[audit]` asks for no digests.
+    pub fn from_config(audit: &crate::config::AuditSpec) -> Result<Option<Digester>> {
+        let (Some(dir), Some(key)) = (&audit.digest_dir, &audit.signing_key) else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(key)
+            .with_context(|| format!("cannot read [audit] signing_key {}", key.display()))?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "[audit] signing_key {} is not an Ed25519 PKCS#8 PEM private key ({e}); make one with `openssl genpkey -algorithm ed25519`",
+                key.display()
+            )
+        })?;
+        Ok(Some(Digester {
+            dir: dir.clone(),
+            key,
+            writing: std::sync::Arc::default(),
+        }))
+    }
+
+    /// Writes a digest of the chain's head now; returns its path.
+    pub async fn write(&self, store: &Store, now: DateTime<Utc>) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let _one = self.writing.lock().await;
+        if !self.dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        }
+        let (head_seq, head_hash) = store.chain_head().await?;
+        let previous = match listed(&self.dir)?.last() {
+            Some(p) => Some(hex::encode(Sha256::digest(std::fs::read(p)?))),
+            None => None,
+        };
+        let body = Body {
+            version: 1,
+            at: ts(now),
+            head_seq,
+            head_hash: hex::encode(head_hash),
+            previous_digest_hash: previous,
+        };
+        let signature = self.key.sign(&serde_json::to_vec(&body)?);
+        let file = File {
+            version: body.version,
+            at: body.at,
+            head_seq: body.head_seq,
+            head_hash: body.head_hash,
+            previous_digest_hash: body.previous_digest_hash,
+            signature: hex::encode(signature.to_bytes()),
+        };
+        let name = format!("stopd-digest-{}.json", now.format("%Y%m%dT%H%M%S%.3fZ"));
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    }
+
+    /// Writes a digest now, logging (not returning) a failure: the daemon goes on.
+    pub async fn write_logged(&self, store: &Store) {
+        match self.write(store, Utc::now()).await {
+            Ok(p) => tracing::info!(digest = %p.display(), "audit digest written"),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot write the audit digest"),
+        }
+    }
+
+    /// A digest now and then every [`EVERY`], until `stop` is cancelled.
+    pub fn spawn_hourly(self, store: Store, stop: tokio_util::sync::CancellationToken) {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(EVERY);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => self.write_logged(&store).await,
+                    () = stop.cancelled() => break,
+                }
+            }
+        });
+    }
+}
+
+/// Checks the digests in `dir` with `public_key` (PEM) against the log in `store`, whose chain
+/// was verified intact up to `verified_seq`; returns the problems found (empty: consistent)
+/// and how many digests were read.
+pub async fn check(
+    store: &Store,
+    dir: &Path,
+    public_key: &Path,
+    verified_seq: i64,
+) -> Result<(usize, Vec<String>)> {
+    let pem = std::fs::read_to_string(public_key)
+        .with_context(|| format!("cannot read the public key {}", public_key.display()))?;
+    let key = VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not an Ed25519 public key in PEM ({e})",
+            public_key.display()
+        )
+    })?;
+    let files = listed(dir)?;
+    if files.is_empty() {
+        bail!("no digest files (stopd-digest-*.json) in {}", dir.display());
+    }
+    let mut problems = Vec::new();
+    let mut previous: Option<(String, String)> = None; // (name, sha256 of its bytes)
+    for path in &files {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(path)?;
+        let this_hash = hex::encode(Sha256::digest(&bytes));
+        let file: File = match serde_json::from_slice(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(format!("digest {name} cannot be read: {e}"));
+                previous = Some((name, this_hash));
+                continue;
+            }
+        };
+        let signed = serde_json::to_vec(&file.body())?;
+        let good = hex::decode(&file.signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok())
+            .is_some_and(|b| key.verify(&signed, &Signature::from_bytes(&b)).is_ok());
+        if !good {
+            problems.push(format!(
+                "digest {name}: the signature does not match (forged, altered, or another key)"
+            ));
+        }
+        if let Some((prev_name, prev_hash)) = &previous
+            && file.previous_digest_hash.as_deref() != Some(prev_hash.as_str())
+        {
+            problems.push(format!(
+                "digest {name} does not follow {prev_name}: a digest between them was removed or replaced"
+            ));
+        }
+        let b = &file;
+        if b.head_seq > verified_seq {
+            let (last, _) = store.chain_head().await?;
+            if b.head_seq > last {
+                problems.push(format!(
+                    "the log was cut short: digest {name} ({}) signed record {} ({}), the log ends at record {last}",
+                    b.at, b.head_seq, b.head_hash
+                ));
+            }
+        } else if b.head_seq > 0 {
+            let stored = store.chain_hash_at(b.head_seq).await?.map(hex::encode);
+            if stored.as_deref() != Some(b.head_hash.as_str()) {
+                problems.push(format!(
+                    "the log was rebuilt: record {} differs from the one digest {name} ({}) signed",
+                    b.head_seq, b.at
+                ));
+            }
+        }
+        previous = Some((name, this_hash));
+    }
+    Ok((files.len(), problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::config::AuditSpec;
+
+    /// A key pair as PEM files in `dir`: (private, public).
+    fn keys(dir: &Path, seed: u8) -> (PathBuf, PathBuf) {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let private = dir.join(format!("key-{seed}.pem"));
+        let public = dir.join(format!("key-{seed}.pub.pem"));
+        std::fs::write(
+            &private,
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        std::fs::write(
+            &public,
+            key.verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
+        )
+        .unwrap();
+        (private, public)
+    }
+
+    async fn sweeps(store: &Store, n: usize) {
+        for _ in 0..n {
+            let id = store
+                .begin_sweep(Utc::now(), "schedule", false)
+                .await
+                .unwrap();
+            store
+                .finish_sweep(id, Utc::now(), Duration::ZERO, &Default::default())
+                .await
+                .unwrap();
+        }
+    }
+
+    fn digester(dir: &Path, key: &Path) -> Digester {
+        Digester::from_config(&AuditSpec {
+            digest_dir: Some(dir.to_path_buf()),
+            signing_key: Some(key.to_path_buf()),
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    /// Digests written as the log grows agree with it; the log cut short, rebuilt, a digest
+    /// removed from the middle, or the wrong key: each found.
+    #[tokio::test]
+    async fn digests_find_a_log_cut_short_or_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (private, public) = keys(tmp.path(), 1);
+        let digests = tmp.path().join("digests");
+        let d = digester(&digests, &private);
+        let path = tmp.path().join("audit.db");
+        let store = Store::open(&path).await.unwrap();
+        let t0 = Utc::now();
+        let mut names = Vec::new();
+        for k in 0..3 {
+            sweeps(&store, 2).await;
+            let at = t0 + chrono::Duration::hours(k);
+            names.push(d.write(&store, at).await.unwrap());
+        }
+        let (head, _) = store.chain_head().await.unwrap();
+        assert_eq!(head, 12);
+        let (n, problems) = check(&store, &digests, &public, head).await.unwrap();
+        assert_eq!((n, problems.len()), (3, 0), "{problems:?}");
+
+        // Another key: every signature is refused.
+        let (_, other) = keys(tmp.path(), 2);
+        let (_, problems) = check(&store, &digests, &other, head).await.unwrap();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].contains("signature does not match"),
+            "{problems:?}"
+        );
+
+        // Cut short: the last sweep and its chain records gone (the chain that is left is
+        // intact, so verify alone passes).
+        let cut = tmp.path().join("cut.db");
+        store.close().await; // a whole file to copy
+        std::fs::copy(&path, &cut).unwrap();
+        let store = Store::open_read_only(&path).await.unwrap();
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", cut.display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "DROP TRIGGER sweeps_append_only_d; DROP TRIGGER sweep_results_append_only_d; \
+             DROP TRIGGER audit_chain_append_only_d; \
+             DELETE FROM sweep_results WHERE sweep_id = 6; DELETE FROM sweeps WHERE id = 6; \
+             DELETE FROM audit_chain WHERE seq > 10",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        let cut = Store::open_read_only(&cut).await.unwrap();
+        let v = cut.verify().await.unwrap();
+        assert!(
+            v.problems.iter().all(|p| p.contains("append-only trigger")),
+            "{v:?}"
+        );
+        let (_, problems) = check(&cut, &digests, &public, v.head_seq).await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("the log was cut short"),
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("signed record 12"), "{problems:?}");
+
+        // Rebuilt: a new log of the same length (its chain intact, its records not those).
+        let rebuilt = Store::open(&tmp.path().join("rebuilt.db")).await.unwrap();
+        sweeps(&rebuilt, 6).await;
+        let (_, problems) = check(&rebuilt, &digests, &public, 12).await.unwrap();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.starts_with("the log was rebuilt")),
+            "{problems:?}"
+        );
+
+        // A digest removed from the middle.
+        std::fs::remove_file(&names[1]).unwrap();
+        let (_, problems) = check(&store, &digests, &public, head).await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("does not follow"), "{problems:?}");
+    }
+
+    /// The documented openssl commands make a key pair stopd takes (where openssl is installed).
+    #[tokio::test]
+    async fn a_key_made_with_openssl_signs_and_verifies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let private = tmp.path().join("digest-key.pem");
+        let public = tmp.path().join("digest-key.pub.pem");
+        let run = |args: &[&str]| {
+            std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !run(&[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            private.to_str().unwrap(),
+        ]) {
+            eprintln!("skipped: no openssl");
+            return;
+        }
+        assert!(run(&[
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap()
+        ]));
+        let store = Store::open(&tmp.path().join("audit.db")).await.unwrap();
+        sweeps(&store, 1).await;
+        let digests = tmp.path().join("digests");
+        digester(&digests, &private)
+            .write(&store, Utc::now())
+            .await
+            .unwrap();
+        let (n, problems) = check(&store, &digests, &public, 2).await.unwrap();
+        assert_eq!((n, problems), (1, Vec::<String>::new()));
+    }
+}

@@ -1,0 +1,214 @@
+//! The hash chain over every audit record (DESIGN.md, "Verifiable audit").
+//!
+//! Every row of every table in [`AUDITED`] has one row in `audit_chain`, written in the same
+//! transaction as the record by [`link`]: `seq` (1, 2, 3, ... without gaps), the record's table
+//! and rowid, and `hash = SHA-256(previous hash || canonical bytes)`, the first previous hash
+//! being 32 zero bytes. [`verify`](super::verify) recomputes it.
+//!
+//! The canonical bytes of a record are, each line ending in `\n`:
+//!
+//! ```text
+//! stopd-audit-v1
+//! seq=<seq>
+//! table=<table>
+//! rowid=<rowid>
+//! <column>=<SQLite's quote(value)>      one line per column that is not NULL, by column name
+//! ```
+//!
+//! SQLite's `quote()` spells every value unambiguously (text in single quotes with quotes
+//! doubled, integers in decimal, blobs as `X'..'`), so an auditor can recompute a hash with the
+//! `sqlite3` shell and `sha256sum`. NULL columns are left out, so a nullable column added by a
+//! later migration leaves every earlier hash as it was.
+//!
+//! **Adding an audited table**: create it in a new migration with the two append-only triggers
+//! (`BEFORE UPDATE`, `BEFORE DELETE` raising), add its name to [`AUDITED`], and call [`link`]
+//! after each INSERT, in the same transaction. A unit test fails if a table of the schema is in
+//! neither [`AUDITED`] nor [`NOT_AUDITED`].
+
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqliteConnection};
+
+/// Every table whose rows are audit records, in the order the backfill of pre-chain rows
+/// takes them.
+pub const AUDITED: &[&str] = &[
+    "sweeps",
+    "sweep_results",
+    "stops",
+    "stop_outcomes",
+    "exemptions",
+    "exemption_revocations",
+    "lifecycle_events",
+    "sweep_runs",
+    "freezes",
+    "freeze_lifts",
+    "gates",
+    "gate_outcomes",
+];
+
+/// Tables of the schema that are not audit records (the chain itself, bookkeeping).
+#[cfg(test)]
+pub const NOT_AUDITED: &[&str] = &["audit_chain", "audit_chain_backfill", "_sqlx_migrations"];
+
+/// The first record's previous hash.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// A 32-byte SHA-256.
+pub type Hash = [u8; 32];
+
+/// The columns of `table`, by name.
+pub(crate) async fn columns(
+    conn: &mut SqliteConnection,
+    table: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY name")
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// The statement that reads one record's quoted columns (`table` and `columns` are ours, never
+/// user input).
+pub(crate) fn select_quoted(table: &str, columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| format!("quote(\"{c}\")")).collect();
+    format!(
+        "SELECT {} FROM \"{table}\" WHERE rowid = ?",
+        if cols.is_empty() {
+            "1".to_owned()
+        } else {
+            cols.join(", ")
+        }
+    )
+}
+
+/// The canonical bytes of a record, from its quoted column values (`None`: no such row).
+pub(crate) async fn canonical(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    table: &str,
+    rowid: i64,
+    columns: &[String],
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let Some(row) = sqlx::query(&select_quoted(table, columns))
+        .bind(rowid)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut out = format!("stopd-audit-v1\nseq={seq}\ntable={table}\nrowid={rowid}\n").into_bytes();
+    for (k, name) in columns.iter().enumerate() {
+        let v: String = row.try_get(k)?;
+        if v == "NULL" {
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
+    }
+    Ok(Some(out))
+}
+
+/// `SHA-256(previous || canonical)`.
+pub fn next_hash(previous: &Hash, canonical: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(previous);
+    h.update(canonical);
+    h.finalize().into()
+}
+
+/// The chain's head: its last sequence number and hash (0 and [`GENESIS`] when empty).
+pub(crate) async fn head(conn: &mut SqliteConnection) -> Result<(i64, Hash), sqlx::Error> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        None => Ok((0, GENESIS)),
+        Some(r) => {
+            let seq: i64 = r.try_get(0)?;
+            let bytes: Vec<u8> = r.try_get(1)?;
+            let hash = Hash::try_from(bytes.as_slice())
+                .map_err(|_| sqlx::Error::Protocol(format!("chain record {seq}: bad hash")))?;
+            Ok((seq, hash))
+        }
+    }
+}
+
+/// Chains the record `table`/`rowid` just inserted: call it inside the transaction that
+/// inserted it. Any error must fail that transaction (a record without its link would read
+/// as inserted behind the log's back).
+pub async fn link(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    rowid: i64,
+) -> Result<Hash, sqlx::Error> {
+    debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
+    let (seq, previous) = head(conn).await?;
+    let seq = seq + 1;
+    let cols = columns(conn, table).await?;
+    let bytes = canonical(conn, seq, table, rowid, &cols)
+        .await?
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
+    let hash = next_hash(&previous, &bytes);
+    sqlx::query("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES (?, ?, ?, ?)")
+        .bind(seq)
+        .bind(table)
+        .bind(rowid)
+        .bind(hash.as_slice())
+        .execute(&mut *conn)
+        .await?;
+    Ok(hash)
+}
+
+/// Chains the rows written before the chain existed, once, right after the migration that made
+/// it (the `audit_chain_backfill` table says it is still to do; it is dropped here, in the same
+/// transaction).
+pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+    use sqlx::Connection as _;
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_backfill'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if pending == 0 {
+        return Ok(0);
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut n = 0;
+    for table in AUDITED {
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT t.rowid FROM \"{table}\" t WHERE NOT EXISTS \
+             (SELECT 1 FROM audit_chain c WHERE c.tbl = ?1 AND c.row_id = t.rowid) ORDER BY t.rowid"
+        ))
+        .bind(*table)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in ids {
+            link(&mut tx, table, id).await?;
+            n += 1;
+        }
+    }
+    sqlx::query("DROP TABLE audit_chain_backfill")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+impl super::Store {
+    /// The chain's head: its last sequence number and hash (0 and [`GENESIS`] when empty).
+    pub async fn chain_head(&self) -> anyhow::Result<(i64, Hash)> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(head(&mut conn).await?)
+    }
+
+    /// The stored hash of chain record `seq`, if there is one.
+    pub async fn chain_hash_at(&self, seq: i64) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = ?")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}

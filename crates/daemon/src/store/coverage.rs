@@ -1,0 +1,349 @@
+//! Coverage: was the daemon watching during each freeze window? Derived from sweeps and
+//! lifecycle events (DESIGN.md, "Verifiable audit").
+//!
+//! - A sweep that finished without error **covers** from the margin (5 s) before it began to
+//!   `2 x schedule interval + 5 s` after it finished: the next sweep was due within that.
+//! - The daemon is **running** from each `start` to the next `stop` or `unclean_stop` (dated at
+//!   its last sign of life), or to now. Before the first lifecycle event ever recorded (a log
+//!   older than lifecycle events), running is not known and is not held against it.
+//! - Inside a window, time that is not both covered and running is a **gap**, cut where its
+//!   cause changes: `not_running` (no daemon), else `sweep_failed` (a sweep began in or just
+//!   before it and failed or never finished), else `late` (no sweep came in time).
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::{Store, parse_ts, ts};
+
+/// The margin after twice the schedule's interval.
+pub const MARGIN: Duration = Duration::seconds(5);
+
+/// One sweep, as coverage sees it.
+#[derive(Debug, Clone)]
+pub struct SweepSpan {
+    /// Began.
+    pub started: DateTime<Utc>,
+    /// Finished (`None`: never, the process died during it).
+    pub finished: Option<DateTime<Utc>>,
+    /// Finished without an error.
+    pub ok: bool,
+}
+
+/// A time span `[from, to)`.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// A gap in coverage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// From (RFC 3339 UTC).
+    pub from: String,
+    /// To, exclusive.
+    pub to: String,
+    /// `not_running`, `sweep_failed` or `late`.
+    pub cause: &'static str,
+}
+
+/// Coverage of one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowCoverage {
+    /// The freeze rule.
+    pub rule: String,
+    /// Window start (cut to the span asked for).
+    pub window_start: String,
+    /// Window end (cut to the span and to now).
+    pub window_end: String,
+    /// Seconds of the window the daemon was watching.
+    pub watched_seconds: f64,
+    /// The rest, with causes.
+    pub gaps: Vec<Gap>,
+}
+
+/// Sorts and merges overlapping spans.
+fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.retain(|(a, b)| a < b);
+    spans.sort();
+    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// `window` minus the merged `spans`.
+fn minus(window: Span, spans: &[Span]) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut at = window.0;
+    for &(a, b) in spans {
+        if b <= at || a >= window.1 {
+            continue;
+        }
+        if a > at {
+            out.push((at, a));
+        }
+        at = at.max(b);
+    }
+    if at < window.1 {
+        out.push((at, window.1));
+    }
+    out
+}
+
+/// `window` intersected with the merged `spans`.
+fn within(window: Span, spans: &[Span]) -> Vec<Span> {
+    spans
+        .iter()
+        .map(|&(a, b)| (a.max(window.0), b.min(window.1)))
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+/// When the daemon was running, from lifecycle events `(at, event)` in order; `None`: nothing
+/// is known (no event at all).
+pub fn running(events: &[(DateTime<Utc>, String)], now: DateTime<Utc>) -> Option<Vec<Span>> {
+    let first = events.first()?.0;
+    // Before the first event: not known, so not held against it.
+    let mut spans = vec![(DateTime::<Utc>::MIN_UTC, first)];
+    let mut since: Option<DateTime<Utc>> = None;
+    for (at, event) in events {
+        match event.as_str() {
+            "start" => {
+                since.get_or_insert(*at);
+            }
+            "stop" | "unclean_stop" => {
+                if let Some(s) = since.take() {
+                    spans.push((s, (*at).max(s)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = since {
+        spans.push((s, now.max(s)));
+    }
+    Some(merge(spans))
+}
+
+/// Coverage of `window` by `sweeps` while `running` (see the module docs).
+pub fn cover(
+    rule: &str,
+    window: Span,
+    sweeps: &[SweepSpan],
+    running: Option<&[Span]>,
+    interval: Duration,
+) -> WindowCoverage {
+    let after = interval * 2 + MARGIN;
+    let covered = merge(
+        sweeps
+            .iter()
+            .filter(|s| s.ok)
+            .filter_map(|s| Some((s.started - MARGIN, s.finished? + after)))
+            .collect(),
+    );
+    // What a failed (or unfinished) sweep is blamed for: the time it would have covered.
+    let failed = merge(
+        sweeps
+            .iter()
+            .filter(|s| !s.ok)
+            .map(|s| (s.started - MARGIN, s.finished.unwrap_or(s.started) + after))
+            .collect(),
+    );
+    let always = [(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC)];
+    let running = running.unwrap_or(&always);
+    let watched: Vec<Span> = within(window, &covered)
+        .into_iter()
+        .flat_map(|w| within(w, running))
+        .collect();
+    let watched_ms: i64 = watched
+        .iter()
+        .map(|(a, b)| (*b - *a).num_milliseconds())
+        .sum();
+    let mut gaps = Vec::new();
+    for gap in minus(window, &merge(watched)) {
+        // Cut where the daemon was not running.
+        let up = within(gap, running);
+        let mut pieces: Vec<(Span, &'static str)> = minus(gap, &up)
+            .into_iter()
+            .map(|s| (s, "not_running"))
+            .collect();
+        for s in up {
+            pieces.extend(within(s, &failed).into_iter().map(|f| (f, "sweep_failed")));
+            pieces.extend(minus(s, &failed).into_iter().map(|l| (l, "late")));
+        }
+        pieces.sort_by_key(|(s, _)| *s);
+        gaps.extend(pieces.into_iter().map(|((a, b), cause)| Gap {
+            from: ts(a),
+            to: ts(b),
+            cause,
+        }));
+    }
+    WindowCoverage {
+        rule: rule.to_owned(),
+        window_start: ts(window.0),
+        window_end: ts(window.1),
+        watched_seconds: watched_ms as f64 / 1000.0,
+        gaps,
+    }
+}
+
+impl Store {
+    /// Sweeps that began in `[since, until)`, and runs of quiet sweeps that overlap it, for
+    /// coverage; `gap` is the longest a sweep may come after the one before and still count
+    /// as watched (twice the interval plus the margin).
+    pub async fn sweep_spans(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        gap: Duration,
+    ) -> Result<Vec<SweepSpan>> {
+        /// started_at, finished_at, error, whether a result was written.
+        type Row = (String, Option<String>, Option<String>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT w.started_at, r.finished_at, r.error, r.sweep_id FROM sweeps w \
+             LEFT JOIN sweep_results r ON r.sweep_id = w.id \
+             WHERE w.started_at >= ? AND w.started_at < ? ORDER BY w.started_at",
+        )
+        .bind(ts(since))
+        .bind(ts(until))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the sweep log")?;
+        let mut spans = rows
+            .into_iter()
+            .map(|(s, f, e, r)| {
+                Ok(SweepSpan {
+                    started: parse_ts(&s)?,
+                    finished: f.as_deref().map(parse_ts).transpose()?,
+                    ok: r.is_some() && e.is_none(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Runs of quiet sweeps: one span each when no sweep in it came later than the gap
+        // coverage allows (so it is watched throughout); otherwise only its two ends count.
+        let runs: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_runs \
+             WHERE last_finished_at >= ? AND first_started_at < ?",
+        )
+        .bind(ts(since))
+        .bind(ts(until))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the sweep log")?;
+        for (first, last, max_gap_ms) in runs {
+            let (first, last) = (parse_ts(&first)?, parse_ts(&last)?);
+            if Duration::milliseconds(max_gap_ms) <= gap {
+                spans.push(SweepSpan {
+                    started: first,
+                    finished: Some(last),
+                    ok: true,
+                });
+            } else {
+                for t in [first, last] {
+                    spans.push(SweepSpan {
+                        started: t,
+                        finished: Some(t),
+                        ok: true,
+                    });
+                }
+            }
+        }
+        Ok(spans)
+    }
+
+    /// Every lifecycle event before `until`, `(at, event)`, oldest first.
+    pub async fn lifecycle(&self, until: DateTime<Utc>) -> Result<Vec<(DateTime<Utc>, String)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT at, event FROM lifecycle_events WHERE at < ? ORDER BY at, id")
+                .bind(ts(until))
+                .fetch_all(&self.pool)
+                .await
+                .context("cannot read the lifecycle events")?;
+        rows.into_iter()
+            .map(|(at, e)| Ok((parse_ts(&at)?, e)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        format!("2026-12-20T{s}Z").parse().unwrap()
+    }
+
+    fn sweep(at: &str, ok: bool) -> SweepSpan {
+        SweepSpan {
+            started: t(at),
+            finished: Some(t(at) + Duration::seconds(1)),
+            ok,
+        }
+    }
+
+    fn gaps(c: &WindowCoverage) -> Vec<(String, String, &'static str)> {
+        c.gaps
+            .iter()
+            .map(|g| (g.from[11..19].to_owned(), g.to[11..19].to_owned(), g.cause))
+            .collect()
+    }
+
+    /// Every 30 s from 10:00 to 10:10, except: 10:03 to 10:04:30 failed, none from 10:05 to
+    /// 10:06:30 (late), and the daemon killed after its 10:08 sweep (last sign of life 10:08:01)
+    /// and back at 10:09. Interval 30 s: a sweep covers 65 s after it finished.
+    #[test]
+    fn gaps_are_cut_by_cause() {
+        let mut sweeps = Vec::new();
+        for m in 0..10 {
+            for s in [0, 30] {
+                let missing = (5..7).contains(&m) || (m, s) == (8, 30);
+                if !missing {
+                    sweeps.push(sweep(&format!("10:{m:02}:{s:02}"), !(3..5).contains(&m)));
+                }
+            }
+        }
+        let events = vec![
+            (t("09:00:00"), "start".to_owned()),
+            (t("10:08:01"), "unclean_stop".to_owned()),
+            (t("10:09:00"), "start".to_owned()),
+        ];
+        let run = running(&events, t("10:10:00")).unwrap();
+        let c = cover(
+            "r",
+            (t("10:00:00"), t("10:10:00")),
+            &sweeps,
+            Some(&run),
+            Duration::seconds(30),
+        );
+        assert_eq!(
+            gaps(&c),
+            [
+                // The last good sweep finished 10:02:31; the last failed one 10:04:31.
+                ("10:03:36".into(), "10:05:36".into(), "sweep_failed"),
+                // The next good one began 10:07:00 (the margin: 5 s before).
+                ("10:05:36".into(), "10:06:55".into(), "late"),
+                ("10:08:01".into(), "10:09:00".into(), "not_running"),
+            ]
+        );
+        assert!(
+            (c.watched_seconds - (600.0 - 258.0)).abs() < 0.01,
+            "{}",
+            c.watched_seconds
+        );
+    }
+
+    #[test]
+    fn a_log_without_lifecycle_events_holds_no_not_running_against_it() {
+        assert_eq!(running(&[], t("10:00:00")), None);
+        let c = cover(
+            "r",
+            (t("10:00:00"), t("10:10:00")),
+            &[sweep("09:59:50", true)],
+            None,
+            Duration::seconds(30),
+        );
+        assert_eq!(gaps(&c), [("10:00:56".into(), "10:10:00".into(), "late")]);
+    }
+}

@@ -1,0 +1,357 @@
+//! Quiet sweeps compacted into runs (`sweep_runs`; see its migration). Off unless the daemon
+//! turns it on ([`Store::compact_quiet_sweeps`]) with the gap that still counts as watched.
+//!
+//! A scheduled sweep's row is held back (its id reserved) until it is known to matter: a stop
+//! it decides writes it at once (before the stop's intent); a sweep that ends with an error or
+//! a decided stop is written whole, as before. A quiet one is folded into the open run, which
+//! is written when the next sweep would begin more than the allowed gap after it, when it is
+//! [`RUN_MAX`] old, before any sweep that is written whole, and at shutdown
+//! ([`Store::flush_sweep_run`]). A daemon killed loses at most [`RUN_MAX`] of proof: coverage
+//! then shows it not running from the last run written.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+
+use super::{Store, SweepResult, chain, ts};
+
+/// A run is written when it is this old (what a kill can cost of proven coverage).
+pub const RUN_MAX: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The state of compaction, behind the store's mutex.
+#[derive(Debug, Default)]
+pub(crate) struct Runs {
+    /// Compaction is on: the longest gap between one sweep's end and the next one's start.
+    pub(crate) gap: Option<chrono::Duration>,
+    /// The last sweep id handed out or seen.
+    pub(crate) last_id: i64,
+    /// A scheduled sweep begun and not written yet.
+    pub(crate) held: Option<Held>,
+    /// Quiet sweeps folded and not written yet.
+    pub(crate) open: Option<Run>,
+}
+
+/// A sweep whose row is held back.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) id: i64,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) trigger: String,
+    pub(crate) dry_run: bool,
+}
+
+/// Quiet sweeps folded together.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    first_id: i64,
+    last_id: i64,
+    dry_run: bool,
+    first_started: DateTime<Utc>,
+    last_finished: DateTime<Utc>,
+    sweeps: i64,
+    max_gap_ms: i64,
+    max_duration_ms: i64,
+    pipelines_seen: i64,
+    executions_seen: i64,
+    api_calls: i64,
+    throttled: i64,
+}
+
+fn quiet(r: &SweepResult) -> bool {
+    r.stops_decided == 0 && r.errors == 0 && r.error.is_none()
+}
+
+impl Store {
+    /// Turns compaction on: quiet scheduled sweeps are folded into runs as long as each begins
+    /// within `gap` of the one before it finishing (the daemon passes twice its schedule's
+    /// interval plus the margin: what coverage counts as watched).
+    pub async fn compact_quiet_sweeps(&self, gap: Duration) -> Result<()> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM sweeps")
+            .fetch_one(&self.pool)
+            .await?;
+        let mut runs = self.runs.lock().await;
+        runs.gap = Some(chrono::Duration::from_std(gap)?);
+        runs.last_id = runs.last_id.max(last);
+        Ok(())
+    }
+
+    /// Writes the open run, if any (at shutdown).
+    pub async fn flush_sweep_run(&self) -> Result<()> {
+        let mut runs = self.runs.lock().await;
+        self.write_run(&mut runs).await
+    }
+
+    /// `begin_sweep` under compaction: `Some(id)` when the sweep's row is held back.
+    pub(crate) async fn hold_sweep(
+        &self,
+        at: DateTime<Utc>,
+        trigger: &str,
+        dry_run: bool,
+    ) -> Result<Option<i64>> {
+        let mut runs = self.runs.lock().await;
+        if runs.gap.is_none() || trigger != "schedule" {
+            // Written whole: the open run goes first, so that rows stay in time order.
+            self.write_run(&mut runs).await?;
+            return Ok(None);
+        }
+        runs.last_id += 1;
+        let id = runs.last_id;
+        runs.held = Some(Held {
+            id,
+            at,
+            trigger: trigger.to_owned(),
+            dry_run,
+        });
+        Ok(Some(id))
+    }
+
+    /// Notes a sweep id written whole (so held ids never collide with it).
+    pub(crate) async fn saw_sweep_id(&self, id: i64) {
+        let mut runs = self.runs.lock().await;
+        runs.last_id = runs.last_id.max(id);
+    }
+
+    /// Writes the held sweep's row now, if `id` is held (a stop of it is about to be recorded,
+    /// or it ended in a way that is kept whole). Returns whether it was held.
+    pub(crate) async fn write_held(&self, id: i64) -> Result<bool> {
+        let mut runs = self.runs.lock().await;
+        let Some(h) = runs.held.clone().filter(|h| h.id == id) else {
+            return Ok(false);
+        };
+        self.write_run(&mut runs).await?;
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(h.id)
+        .bind(ts(h.at))
+        .bind(&h.trigger)
+        .bind(h.dry_run)
+        .bind(i64::from(std::process::id()))
+        .execute(&mut *tx)
+        .await
+        .context("cannot record the sweep start")?;
+        chain::link(&mut tx, "sweeps", h.id).await?;
+        tx.commit().await.context("cannot record the sweep start")?;
+        runs.held = None;
+        Ok(true)
+    }
+
+    /// `finish_sweep` under compaction: folds a quiet held sweep into the open run and returns
+    /// true; otherwise writes its held row (if any) and returns false (the caller writes the
+    /// result as before).
+    pub(crate) async fn fold_sweep(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        duration: Duration,
+        r: &SweepResult,
+    ) -> Result<bool> {
+        let held = {
+            let runs = self.runs.lock().await;
+            runs.held.clone().filter(|h| h.id == id)
+        };
+        let Some(h) = held else {
+            return Ok(false);
+        };
+        if !quiet(r) {
+            self.write_held(id).await?;
+            return Ok(false);
+        }
+        let mut runs = self.runs.lock().await;
+        runs.held = None;
+        let gap = runs.gap.unwrap_or_default();
+        let joins = runs.open.as_ref().is_some_and(|o| {
+            o.dry_run == h.dry_run
+                && h.at - o.last_finished <= gap
+                && at - o.first_started <= RUN_MAX
+        });
+        if !joins {
+            self.write_run(&mut runs).await?;
+        }
+        let ms = duration.as_millis() as i64;
+        match &mut runs.open {
+            Some(o) => {
+                o.max_gap_ms = o
+                    .max_gap_ms
+                    .max((h.at - o.last_finished).num_milliseconds().max(0));
+                o.last_finished = at;
+                o.last_id = h.id;
+                o.sweeps += 1;
+                o.max_duration_ms = o.max_duration_ms.max(ms);
+                o.pipelines_seen = o.pipelines_seen.max(r.pipelines_seen as i64);
+                o.executions_seen = o.executions_seen.max(r.executions_seen as i64);
+                o.api_calls += r.api_calls as i64;
+                o.throttled += r.throttled as i64;
+            }
+            None => {
+                runs.open = Some(Run {
+                    first_id: h.id,
+                    last_id: h.id,
+                    dry_run: h.dry_run,
+                    first_started: h.at,
+                    last_finished: at,
+                    sweeps: 1,
+                    max_gap_ms: 0,
+                    max_duration_ms: ms,
+                    pipelines_seen: r.pipelines_seen as i64,
+                    executions_seen: r.executions_seen as i64,
+                    api_calls: r.api_calls as i64,
+                    throttled: r.throttled as i64,
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes the open run (chained) and closes it.
+    async fn write_run(&self, runs: &mut Runs) -> Result<()> {
+        let Some(o) = runs.open.take() else {
+            return Ok(());
+        };
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sweep_runs (pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
+             last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
+             api_calls, throttled) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(i64::from(std::process::id()))
+        .bind(o.first_id)
+        .bind(o.last_id)
+        .bind(o.dry_run)
+        .bind(ts(o.first_started))
+        .bind(ts(o.last_finished))
+        .bind(o.sweeps)
+        .bind(o.max_gap_ms)
+        .bind(o.max_duration_ms)
+        .bind(o.pipelines_seen)
+        .bind(o.executions_seen)
+        .bind(o.api_calls)
+        .bind(o.throttled)
+        .fetch_one(&mut *tx)
+        .await
+        .context("cannot record a run of quiet sweeps")?;
+        chain::link(&mut tx, "sweep_runs", id).await?;
+        tx.commit()
+            .await
+            .context("cannot record a run of quiet sweeps")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Intent, coverage};
+
+    /// Quiet scheduled sweeps become runs (cut at RUN_MAX and at a late sweep); a sweep that
+    /// decides a stop, and one not on the schedule, keep their rows; coverage over the runs is
+    /// continuous where they were; the chain holds.
+    #[tokio::test]
+    async fn quiet_sweeps_fold_into_runs_that_coverage_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        store
+            .compact_quiet_sweeps(Duration::from_secs(65))
+            .await
+            .unwrap();
+        let t0: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
+        let s = chrono::Duration::seconds;
+        let sweep = |at: DateTime<Utc>, trigger: &'static str, stop: bool| {
+            let store = store.clone();
+            async move {
+                let id = store.begin_sweep(at, trigger, false).await.unwrap();
+                let mut r = SweepResult::default();
+                if stop {
+                    r.stops_decided = 1;
+                    store
+                        .record_intent(&Intent {
+                            at,
+                            sweep_id: Some(id),
+                            pipeline: "p",
+                            execution_id: "e",
+                            rule: "r",
+                            rule_kind: "freeze",
+                            mode: "finish",
+                            reason: "why",
+                            explanation: "because",
+                            dry_run: false,
+                            escalate_at: None,
+                            escalation_of: None,
+                        })
+                        .await
+                        .unwrap();
+                }
+                store
+                    .finish_sweep(id, at + s(1), Duration::from_secs(1), &r)
+                    .await
+                    .unwrap();
+            }
+        };
+        sweep(t0, "startup", false).await; // whole
+        for k in 1..=20 {
+            sweep(t0 + s(30 * k), "schedule", false).await; // 10:00:30 .. 10:10:00: two runs
+        }
+        sweep(t0 + s(630), "schedule", true).await; // a stop: whole, after the open run
+        sweep(t0 + s(660), "schedule", false).await;
+        sweep(t0 + s(900), "schedule", false).await; // late: a new run
+        store.flush_sweep_run().await.unwrap();
+
+        let whole: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, trigger FROM sweeps ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(whole, [(1, "startup".into()), (22, "schedule".into())]);
+        let runs: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT first_started_at, last_finished_at, sweeps, max_gap_ms FROM sweep_runs ORDER BY id",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let at = |k: i64| ts(t0 + s(k));
+        assert_eq!(
+            runs,
+            [
+                (at(30), at(301), 10, 29_000),
+                (at(330), at(601), 10, 29_000),
+                (at(660), at(661), 1, 0),
+                (at(900), at(901), 1, 0),
+            ]
+        );
+        assert!(store.verify().await.unwrap().intact());
+        // `report --sweeps` lists every sweep: whole ones, and runs with their counts.
+        let listed: Vec<(i64, i64)> = store
+            .sweeps(None, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.id, r.sweeps))
+            .collect();
+        assert_eq!(
+            listed,
+            [(1, 1), (2, 10), (12, 10), (22, 1), (23, 1), (24, 1)]
+        );
+
+        let spans = store
+            .sweep_spans(t0 - s(60), t0 + s(1000), chrono::Duration::seconds(65))
+            .await
+            .unwrap();
+        let c = coverage::cover(
+            "r",
+            (t0, t0 + s(960)),
+            &spans,
+            None,
+            chrono::Duration::seconds(30),
+        );
+        let gaps: Vec<_> = c
+            .gaps
+            .iter()
+            .map(|g| (&g.from[11..19], &g.to[11..19], g.cause))
+            .collect();
+        // 10:11:01 + 65 s = 10:12:06; the next sweep began 10:15:00 (covers from 10:14:55).
+        assert_eq!(gaps, [("10:12:06", "10:14:55", "late")]);
+    }
+}

@@ -1,0 +1,392 @@
+//! `stopd verify`: recomputes the hash chain ([`super::chain`]) and names the first record
+//! that was altered, removed or inserted, and any audited table that lost its append-only
+//! triggers.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sqlx::{Row, SqliteConnection};
+
+use super::Store;
+use super::chain::{self, AUDITED, GENESIS, Hash};
+
+/// What `verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Chain records read.
+    pub records: i64,
+    /// The head's sequence number (0: empty).
+    pub head_seq: i64,
+    /// The head's hash, hex (the recomputed one, which equals the stored one when intact).
+    pub head_hash: String,
+    /// Every problem found, the first bad record first; empty: intact.
+    pub problems: Vec<String>,
+}
+
+impl Verification {
+    /// Nothing wrong.
+    pub fn intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Store {
+    /// Recomputes the chain over the whole log.
+    pub async fn verify(&self) -> Result<Verification> {
+        let mut conn = self.pool.acquire().await?;
+        verify_conn(&mut conn)
+            .await
+            .context("cannot read the audit log to verify it")
+    }
+}
+
+async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
+    let has_chain: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut v = Verification {
+        records: 0,
+        head_seq: 0,
+        head_hash: hex::encode(GENESIS),
+        problems: Vec::new(),
+    };
+    if has_chain == 0 {
+        v.problems.push(
+            "the audit log has no hash chain (it predates it): start the daemon once to migrate it"
+                .into(),
+        );
+        return Ok(v);
+    }
+    let backfill: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_backfill'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if backfill > 0 {
+        v.problems.push(
+            "the records written before the chain are not chained yet: start the daemon once"
+                .into(),
+        );
+    }
+
+    // Append-only triggers: a table that lost one can be rewritten in place (said after the
+    // records, which come first).
+    let mut unguarded = Vec::new();
+    for table in AUDITED.iter().chain(&["audit_chain"]) {
+        let sqls: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
+        )
+        .bind(*table)
+        .fetch_all(&mut *conn)
+        .await?;
+        for op in ["UPDATE", "DELETE"] {
+            let guarded = sqls.iter().any(|s| {
+                let s = s.to_ascii_uppercase();
+                s.contains(&format!("BEFORE {op} ON")) && s.contains("RAISE(ABORT")
+            });
+            if !guarded {
+                unguarded.push(format!(
+                    "table {table} has lost its append-only trigger (BEFORE {op}): its rows may have been rewritten"
+                ));
+            }
+        }
+    }
+
+    // The chain, in order.
+    let mut columns = Vec::new();
+    for table in AUDITED {
+        columns.push(chain::columns(conn, table).await?);
+    }
+    let rows = sqlx::query("SELECT seq, tbl, row_id, hash FROM audit_chain ORDER BY seq")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut previous: Hash = GENESIS;
+    let mut expected_seq = 1;
+    let mut seen = HashSet::new();
+    let mut broken = None;
+    for r in &rows {
+        let seq: i64 = r.get(0);
+        let table: String = r.get(1);
+        let rowid: i64 = r.get(2);
+        let stored: Vec<u8> = r.get(3);
+        let what = format!("record {seq} ({table} id {rowid})");
+        v.records += 1;
+        if broken.is_some() {
+            seen.insert((table, rowid));
+            continue;
+        }
+        if seq != expected_seq {
+            broken = Some(if seq > expected_seq {
+                format!(
+                    "chain records {expected_seq}..{} were removed (the next one is {what})",
+                    seq - 1
+                )
+            } else {
+                format!("{what} is out of order")
+            });
+            seen.insert((table, rowid));
+            continue;
+        }
+        expected_seq += 1;
+        let Some(k) = AUDITED.iter().position(|t| *t == table) else {
+            broken = Some(format!("{what} names a table that is not audited"));
+            continue;
+        };
+        if !seen.insert((table.clone(), rowid)) {
+            broken = Some(format!("{what} was chained twice"));
+            continue;
+        }
+        let Some(bytes) = chain::canonical(conn, seq, &table, rowid, &columns[k]).await? else {
+            broken = Some(format!("{what} was removed"));
+            continue;
+        };
+        let hash = chain::next_hash(&previous, &bytes);
+        if stored.as_slice() != hash.as_slice() {
+            broken = Some(format!(
+                "{what} was altered (or records before it reordered): its hash does not match"
+            ));
+            continue;
+        }
+        previous = hash;
+        v.head_seq = seq;
+        v.head_hash = hex::encode(hash);
+    }
+    v.problems.extend(broken);
+
+    // Rows that are in no chain record were inserted behind the log's back.
+    for table in AUDITED {
+        let ids: Vec<i64> =
+            sqlx::query_scalar(&format!("SELECT rowid FROM \"{table}\" ORDER BY rowid"))
+                .fetch_all(&mut *conn)
+                .await?;
+        if let Some(id) = ids
+            .into_iter()
+            .find(|id| !seen.contains(&((*table).to_owned(), *id)))
+        {
+            v.problems.push(format!(
+                "{table} id {id} was inserted: it is in no chain record"
+            ));
+        }
+    }
+    v.problems.extend(unguarded);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use sqlx::Connection;
+
+    use super::super::{Intent, OutcomeRow, SweepResult};
+    use super::*;
+
+    /// A log with a record of every audited kind: two sweeps and their results, a stop and its
+    /// outcome, an exemption and its revocation.
+    async fn log(path: &Path) -> Store {
+        let store = Store::open(path).await.unwrap();
+        let now = Utc::now();
+        for k in 0..2 {
+            let at = now + chrono::Duration::seconds(30 * k);
+            let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+            store
+                .finish_sweep(id, at, Duration::from_millis(5), &SweepResult::default())
+                .await
+                .unwrap();
+        }
+        let stop = store
+            .record_intent(&Intent {
+                at: now,
+                sweep_id: Some(1),
+                pipeline: "p",
+                execution_id: "e",
+                rule: "r",
+                rule_kind: "freeze",
+                mode: "finish",
+                reason: "it's 'quoted'\nand two lines",
+                explanation: "because",
+                dry_run: false,
+                escalate_at: None,
+                escalation_of: None,
+            })
+            .await
+            .unwrap();
+        store
+            .record_outcome(
+                stop,
+                &OutcomeRow {
+                    at: now,
+                    outcome: "stopped".into(),
+                    attempts: 1,
+                    throttled: 0,
+                    elapsed: Duration::from_millis(3),
+                    error: None,
+                    reconciled: false,
+                },
+            )
+            .await
+            .unwrap();
+        let ex = store
+            .add_exemption(now, "p*", now, "hotfix", "alice", None)
+            .await
+            .unwrap();
+        store.revoke_exemption(ex, now, "bob").await.unwrap();
+        store
+    }
+
+    /// Runs `sql` on the database file as an intruder would (with the sqlite3 shell).
+    async fn tamper(path: &Path, sql: &str) {
+        // As the sqlite3 shell does: foreign keys not enforced.
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .foreign_keys(false);
+        let mut c = SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+
+    async fn verified(path: &Path) -> Verification {
+        let ro = Store::open_read_only(path).await.unwrap();
+        let v = ro.verify().await.unwrap();
+        ro.close().await;
+        v
+    }
+
+    #[tokio::test]
+    async fn an_untouched_log_verifies_and_the_head_is_the_last_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let store = log(&path).await;
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{:?}", v.problems);
+        assert_eq!((v.records, v.head_seq), (8, 8));
+        let mut conn = store.pool.acquire().await.unwrap();
+        let (seq, hash) = chain::head(&mut conn).await.unwrap();
+        assert_eq!((seq, hex::encode(hash)), (8, v.head_hash));
+    }
+
+    /// Each way an intruder with write access to the file could change the record is found,
+    /// and named.
+    #[tokio::test]
+    async fn tampering_is_found_and_the_first_bad_record_named() {
+        let drop_triggers = "DROP TRIGGER stops_append_only_u; DROP TRIGGER stops_append_only_d; \
+                             DROP TRIGGER sweeps_append_only_u; DROP TRIGGER sweeps_append_only_d; \
+                             DROP TRIGGER audit_chain_append_only_d; \
+                             DROP TRIGGER audit_chain_append_only_u;";
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "update",
+                "UPDATE stops SET reason = 'nothing to see' WHERE id = 1",
+                "record 5 (stops id 1) was altered",
+            ),
+            (
+                "delete",
+                "DELETE FROM stops WHERE id = 1",
+                "record 5 (stops id 1) was removed",
+            ),
+            (
+                "delete with its chain record",
+                "DELETE FROM stops WHERE id = 1; DELETE FROM audit_chain WHERE seq = 5",
+                "chain records 5..5 were removed",
+            ),
+            (
+                "insert",
+                "INSERT INTO sweeps (started_at, trigger, dry_run, pid) \
+                 VALUES ('2026-12-24T10:00:00.000Z', 'schedule', 0, 1)",
+                "sweeps id 3 was inserted",
+            ),
+            (
+                "reorder",
+                "UPDATE sweeps SET id = 99 WHERE id = 1; UPDATE sweeps SET id = 1 WHERE id = 2; \
+                 UPDATE sweeps SET id = 2 WHERE id = 99",
+                "record 1 (sweeps id 1) was altered",
+            ),
+            (
+                "chain reordered",
+                "UPDATE audit_chain SET seq = 99 WHERE seq = 1; \
+                 UPDATE audit_chain SET seq = 1 WHERE seq = 2; \
+                 UPDATE audit_chain SET seq = 2 WHERE seq = 99",
+                "record 1 (sweep_results id 1) was altered",
+            ),
+            (
+                "trigger dropped",
+                "",
+                "table stops has lost its append-only trigger",
+            ),
+        ];
+        for (name, sql, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("audit.db");
+            log(&path).await.close().await;
+            assert!(verified(&path).await.intact(), "{name}: before");
+            tamper(&path, &format!("{drop_triggers} {sql}")).await;
+            let v = verified(&path).await;
+            assert!(
+                v.problems.iter().any(|p| p.contains(expected)),
+                "{name}: {:?}",
+                v.problems
+            );
+            if !sql.is_empty() {
+                assert!(
+                    v.problems[0].contains(expected),
+                    "{name}: first: {:?}",
+                    v.problems
+                );
+            }
+        }
+    }
+
+    /// The rows written before the chain existed are chained once, at the first open after
+    /// the migration, and verify; the backfill is not done again.
+    #[tokio::test]
+    async fn rows_from_before_the_chain_are_chained_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        log(&path).await.close().await;
+        // The database as the migration leaves a pre-chain log: rows, no chain, work to do.
+        tamper(
+            &path,
+            "DROP TRIGGER audit_chain_append_only_d; DELETE FROM audit_chain; \
+             CREATE TRIGGER audit_chain_append_only_d BEFORE DELETE ON audit_chain \
+               BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END; \
+             CREATE TABLE audit_chain_backfill (pending INTEGER NOT NULL); \
+             INSERT INTO audit_chain_backfill VALUES (1);",
+        )
+        .await;
+        let v = verified(&path).await;
+        assert!(!v.intact(), "an unchained log passed");
+        let store = Store::open(&path).await.unwrap();
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{:?}", v.problems);
+        assert_eq!(v.records, 8);
+        store.close().await;
+        // Opening again chains nothing more.
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(store.verify().await.unwrap().records, 8);
+    }
+
+    /// Every table of the schema is either an audit record (chained) or named as not one: a
+    /// table added by a migration without a decision fails here.
+    #[tokio::test]
+    async fn every_table_is_chained_or_named_as_not_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        for t in tables {
+            assert!(
+                AUDITED.contains(&t.as_str()) || chain::NOT_AUDITED.contains(&t.as_str()),
+                "table {t}: add it to chain::AUDITED (and link its rows) or to NOT_AUDITED"
+            );
+        }
+    }
+}
