@@ -269,6 +269,8 @@ async fn an_adhoc_freeze_with_gate_closes_and_lifting_it_releases() {
         "{log:?}"
     );
     assert_eq!(log.len(), 4);
+    // The freeze, its lift and the gate actions are chained records like every other.
+    assert_ok(&env.stopd(&["verify"]).await);
 }
 
 /// Overlapping gating freezes keep a gate closed until the last one ends.
