@@ -7,4 +7,5 @@ mod config_cli;
 mod daemon;
 mod gates;
 mod iam;
+mod status;
 mod stops;
