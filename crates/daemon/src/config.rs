@@ -96,6 +96,10 @@ struct FileSpec {
     timeout: Vec<TimeoutSpec>,
     #[serde(default)]
     exempt: Vec<ExemptSpec>,
+    #[serde(default)]
+    metrics: Option<crate::metrics::MetricsSpec>,
+    #[serde(default)]
+    notify: Vec<crate::notify::NotifySpec>,
 }
 
 /// `[daemon]`, with defaults applied.
@@ -136,6 +140,12 @@ pub struct Config {
     /// Things that are allowed but probably wrong (plain HTTP to another host, a policy file
     /// others may write): `check` prints them, `run` logs them at start and on reload.
     pub warnings: Vec<String>,
+    /// `[metrics] listen`: where `/metrics` and `/healthz` are served; none when absent.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `[[notify]]` webhooks.
+    pub notify: Vec<crate::notify::Target>,
+    /// SHA-256 of the file's bytes, lowercase hex (`stopd status`: in force against on disk).
+    pub policy_hash: String,
 }
 
 /// One problem, with where it is.
@@ -312,6 +322,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         freeze,
         timeout,
         exempt,
+        metrics,
+        notify,
     } = file;
 
     match (&audit.digest_dir, &audit.signing_key) {
@@ -369,6 +381,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
 
+    let metrics = match crate::metrics::check_spec(&metrics.unwrap_or_default()) {
+        Ok(addr) => addr,
+        Err((key, message)) => {
+            problems.push(key_problem("metrics", key, message));
+            None
+        }
+    };
+    let (notify, notify_problems) = crate::notify::check_specs(&notify);
+    for (index, key, message) in notify_problems {
+        let span = doc
+            .as_ref()
+            .and_then(|d| entry_key_span(d.get_ref(), "notify", index, key));
+        let (line, column, field) = locate(&format!("notify[{index}].{key}"), span);
+        problems.push(Problem {
+            line,
+            column,
+            field,
+            message,
+        });
+    }
+
     let mut spec = PolicySpec {
         defaults,
         freeze,
@@ -419,6 +452,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             policy: Arc::new(policy),
             static_credentials: None,
             warnings,
+            metrics,
+            notify,
+            policy_hash: crate::status::sha256_hex(text.as_bytes()),
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));
@@ -464,6 +500,23 @@ fn key_span(root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
         }
     }
     get_key_span(table, last)
+}
+
+/// Span of `key` in entry `index` of the array of tables `table` (or of the entry itself).
+fn entry_key_span(
+    root: &DeTable<'_>,
+    table: &str,
+    index: usize,
+    key: &str,
+) -> Option<Range<usize>> {
+    let DeValue::Array(items) = get(root, table)?.get_ref() else {
+        return None;
+    };
+    let item = items.get(index)?;
+    match item.get_ref() {
+        DeValue::Table(t) => get_key_span(t, key).or(Some(item.span())),
+        _ => Some(item.span()),
+    }
 }
 
 /// Span of a policy error's location: the key inside the entry, or else the entry itself.
@@ -686,6 +739,8 @@ end = \"2027-01-04T09:00:00\"
             ("freeze", keys::<FreezeSpec>()),
             ("timeout", keys::<TimeoutSpec>()),
             ("exempt", keys::<ExemptSpec>()),
+            ("metrics", keys::<crate::metrics::MetricsSpec>()),
+            ("notify", keys::<crate::notify::NotifySpec>()),
         ];
         for (table, keys) in tables {
             for key in keys {

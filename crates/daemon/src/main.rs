@@ -18,9 +18,12 @@ mod gates;
 mod html;
 mod lock;
 mod memory;
+mod metrics;
+mod notify;
 mod output;
 mod run;
 mod scheduler;
+mod status;
 mod store;
 mod sweep;
 mod time;
@@ -162,6 +165,13 @@ Examples:
   stopd demo --database ./stopd-demo.db
   stopd --config config/demo.toml report --summary";
 
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  # Is the daemon running on this database, healthy, and what is in force
+  stopd status
+  # From a monitoring check: exit 0 healthy, 1 not running or stale
+  stopd status --format json";
+
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
   stopd completions bash | sudo tee /usr/share/bash-completion/completions/stopd
@@ -237,6 +247,13 @@ enum Command {
     /// running daemon enforces it within seconds.
     #[command(subcommand, after_help = FREEZE_EXAMPLES)]
     Freeze(FreezeCommand),
+    /// Is a daemon running on this database (pid), its last sweep, the policy in force
+    /// against the file on disk, rules in force, gates closed, exemptions, escalations.
+    ///
+    /// Exit 0 healthy; 1 when no `stopd run` holds the database's lock, or no sweep succeeded
+    /// within three schedule intervals (the rule of /healthz).
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
     /// Run against an in-process emulator with a seeded fleet and print what it stopped.
     ///
     /// Needs no AWS, no setup and no config file: it enforces its own policy (config/demo.toml,
@@ -263,6 +280,19 @@ struct RunArgs {
     /// Decide and record `dry_run`; never call StopPipelineExecution (overrides [daemon] dry_run).
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StatusFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -569,6 +599,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
             match command {
                 Command::Run(a) => run::run(cfg, a.once, a.dry_run).await,
                 Command::Check => commands::check(&cfg).await,
+                Command::Status(a) => status::command(&cfg, a.format == StatusFormat::Json).await,
                 Command::Plan(a) => commands::plan(&cfg, a.at.as_deref(), a.output).await,
                 Command::Windows(a) => {
                     commands::windows(&cfg, a.from.as_deref(), a.days, a.output).await

@@ -22,6 +22,9 @@ use crate::sweep::{self, SweepSummary, Sweeper};
 /// is in force within about this long.
 const WATCH_DATABASE_EVERY: Duration = Duration::from_secs(1);
 
+/// `run --once` delivers pending notifications for at most this long before it exits.
+const ONCE_NOTIFY_BOUND: Duration = Duration::from_secs(10);
+
 /// Sets up tracing: `STOPD_LOG` filter, `STOPD_LOG_FORMAT=json`, journald-friendly lines.
 pub fn init_logging(default_level: &str) {
     use tracing_subscriber::EnvFilter;
@@ -161,6 +164,11 @@ impl Sweeps for Live {
             {
                 tracing::error!(error = %format!("{e:#}"), "cannot apply the new schedule to sweep compaction");
             }
+            if let Err(e) =
+                crate::status::record_policy_load(&self.sweeper.store, new, "reload").await
+            {
+                tracing::warn!("{e:#}");
+            }
             // Everything else is read from the configuration at each use; the database is
             // handled (and named) by the scheduler; digests keep their directory and key.
             let mut ignored = Vec::new();
@@ -273,9 +281,13 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         tracing::warn!("{w}");
     }
 
+    crate::status::record_policy_load(&store, &cfg, "start").await?;
+    // Notifications: delivered from the audit log by their own tasks (never by a sweep).
+    let notify_stop = CancellationToken::new();
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
+    crate::notify::spawn(&store, &cfg.notify, &notify_stop);
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
@@ -302,12 +314,28 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     if let Some(d) = &digester {
         d.clone().spawn_hourly(store.clone(), digests_stop.clone());
     }
+    let clock: Arc<dyn crate::scheduler::Clock> = Arc::new(SystemClock);
+    let metrics = match cfg.metrics {
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr).await?;
+            let m = Arc::new(crate::metrics::Metrics::new(&cfg, Arc::clone(&clock)));
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::clone(&m),
+                cfg.daemon.database.clone(),
+                notify_stop.clone(),
+            ));
+            Some(m)
+        }
+        None => None,
+    };
     watch_database(store.clone(), tx);
     notify(&[
         NotifyState::Ready,
         NotifyState::Status("started; first sweep running"),
     ]);
-    let mut scheduler = Scheduler::new(Arc::new(cfg), live, Arc::new(SystemClock), dry_run);
+    let mut scheduler = Scheduler::new(Arc::new(cfg), live, clock, dry_run);
+    scheduler.metrics = metrics;
     scheduler.run(events).await;
     if let Err(e) = store.flush_sweep_run().await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the last run of quiet sweeps");
@@ -319,6 +347,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     if let Some(d) = &digester {
         d.write_logged(&store).await;
     }
+    notify_stop.cancel();
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(ExitCode::SUCCESS)
@@ -375,6 +404,10 @@ async fn run_once(
         tracing::info!(sweep = summary.sweep_id, "{line}");
     } else {
         tracing::error!(sweep = summary.sweep_id, "{line}");
+    }
+    if !cfg.notify.is_empty() {
+        // Within a bound: what is left goes out with the next run or the daemon.
+        crate::notify::drain(store, &cfg.notify, ONCE_NOTIFY_BOUND).await;
     }
     store.close().await;
     for d in &summary.done {

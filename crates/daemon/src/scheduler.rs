@@ -133,6 +133,8 @@ pub struct Scheduler<S: Sweeps> {
     failures: u32,
     /// After a failure: no sweep before this instant.
     retry_at: Option<DateTime<Utc>>,
+    /// `[metrics]`: told of every sweep and reload.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<S: Sweeps> std::fmt::Debug for Scheduler<S> {
@@ -181,6 +183,7 @@ impl<S: Sweeps> Scheduler<S> {
             sweep_now: Some("startup"),
             failures: 0,
             retry_at: None,
+            metrics: None,
         }
     }
 
@@ -230,6 +233,10 @@ impl<S: Sweeps> Scheduler<S> {
     /// Takes in a sweep's result: what it saw, and whether it failed (then back off).
     fn after_sweep(&mut self, joined: Result<Result<SweepSummary>, tokio::task::JoinError>) {
         let now = self.clock.now();
+        if let Some(m) = &self.metrics {
+            let summary = joined.as_ref().ok().and_then(|r| r.as_ref().ok());
+            m.after_sweep(summary, summary.map(|s| s.duration).unwrap_or_default());
+        }
         let failure = match joined {
             Ok(Ok(summary)) => {
                 if !summary.blind {
@@ -311,6 +318,9 @@ impl<S: Sweeps> Scheduler<S> {
                     .daemon
                     .schedule
                     .next_after(self.clock.now(), chrono_tz::UTC);
+                if let Some(m) = &self.metrics {
+                    m.after_reload(Some(&new));
+                }
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
                 let hash = crate::store::events::policy_hash(&self.cfg.path);
@@ -320,6 +330,9 @@ impl<S: Sweeps> Scheduler<S> {
                 self.retry_at = None;
             }
             Err(e) => {
+                if let Some(m) = &self.metrics {
+                    m.after_reload(None);
+                }
                 tracing::error!("reload refused, the previous policy stays in force:\n{e}");
                 self.sweeps
                     .reloaded(self.clock.now(), Err(e.to_string()))

@@ -241,6 +241,8 @@ pub struct SweepSummary {
     /// The policy the sweep decided by: the file's rules and the ad-hoc freezes then in force
     /// (the scheduler takes its window edges from it).
     pub policy: Option<Arc<Policy>>,
+    /// How long the sweep took (`stopd_sweep_duration_seconds`).
+    pub duration: Duration,
 }
 
 impl SweepSummary {
@@ -451,8 +453,9 @@ impl Sweeper {
         if let Some(e) = &summary.audit_error {
             tracing::error!(sweep = sweep_id, error = %e, "the audit log could not be written: stops that could not be recorded first were not made");
         }
+        summary.duration = started.elapsed();
         self.store
-            .finish_sweep(sweep_id, Utc::now(), started.elapsed(), &summary.result)
+            .finish_sweep(sweep_id, Utc::now(), summary.duration, &summary.result)
             .await?;
         summary.next_escalation = self
             .store

@@ -37,7 +37,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Stop-and-wait stops the API accepted that have an escalation deadline and were not escalated
 /// yet: the one definition behind "due now" and "next deadline".
-const OPEN_ESCALATIONS: &str = "FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
+pub(crate) const OPEN_ESCALATIONS: &str = "FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
      WHERE s.escalate_at IS NOT NULL AND s.dry_run = 0 \
        AND o.outcome IN ('stopped', 'already_stopping') \
        AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id)";

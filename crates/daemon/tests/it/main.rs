@@ -8,4 +8,5 @@ mod config_cli;
 mod daemon;
 mod gates;
 mod iam;
+mod status;
 mod stops;

@@ -1,0 +1,943 @@
+//! `[[notify]]`: webhooks people see (JSON records or Slack text), delivered at least once.
+//!
+//! **The audit log is the outbox.** Every event comes from a row that is committed before it is
+//! sent: a stop's outcome (`stopped`, `failed`), a gate's outcome (`gate`), an exemption added
+//! or revoked (`exemption`), a sweep result that turned the daemon from good to failing
+//! (`sweep_failed`). A delivery task per target reads the rows it has not received yet
+//! (`notify_delivered`), oldest first, posts each one, and records it received only after the
+//! receiver answered 2xx. So a notification is "written in the same transaction as the record
+//! that causes it" in the strongest sense (it is that record), a kill -9 between a stop and its
+//! delivery only delays it, and the sweep's path gains no write and no wait: **a receiver that
+//! is down never slows a sweep** (its task backs off, 1 s doubling to a minute).
+//!
+//! A target first seen starts at that instant (`notify_targets.since`): configuring a webhook
+//! does not replay the log's history into a channel. Secrets: the URL comes from `url`,
+//! `url_file` or `url_env`, and is never printed (its `Debug` is redacted; errors name the
+//! target, not the URL).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::Full;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, parse_ts, ts};
+
+/// One delivery attempt may take this long.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often an idle target looks for new records.
+const POLL: Duration = Duration::from_secs(1);
+/// Records read per source per round.
+const BATCH: i64 = 200;
+
+/// Event names, as in `events = [...]` and the payload's `event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A stop went through (`stopped`, `already_stopping`, `not_stoppable`).
+    Stopped,
+    /// A stop did not (`failed`, `rejected`, `pipeline_not_found`).
+    Failed,
+    /// A stage transition was closed or opened for a gating freeze.
+    Gate,
+    /// A break-glass exemption was added or revoked.
+    Exemption,
+    /// A sweep failed after a good one.
+    SweepFailed,
+    /// A freeze window started while the daemon was not running (not yet sent: see README).
+    Unwatched,
+}
+
+impl EventKind {
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Stopped => "stopped",
+            EventKind::Failed => "failed",
+            EventKind::Gate => "gate",
+            EventKind::Exemption => "exemption",
+            EventKind::SweepFailed => "sweep_failed",
+            EventKind::Unwatched => "unwatched",
+        }
+    }
+}
+
+/// Payload format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// One JSON object per event.
+    #[default]
+    Json,
+    /// Slack's incoming-webhook payload: text and a section block.
+    Slack,
+}
+
+/// `[[notify]]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// Unique name (in logs and the delivery log).
+    #[serde(default)]
+    pub name: String,
+    /// The webhook URL (a secret: prefer `url_file` or `url_env`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file whose first line is the URL.
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// An environment variable that holds the URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// `json` (default) or `slack`.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Which events; default all.
+    #[serde(default)]
+    pub events: Option<Vec<EventKind>>,
+}
+
+/// Where a target's URL comes from.
+#[derive(Clone, PartialEq)]
+pub enum UrlSource {
+    /// Written in the policy.
+    Inline(String),
+    /// Read from a file at start.
+    File(PathBuf),
+    /// Read from the environment at start.
+    Env(String),
+}
+
+impl fmt::Debug for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            UrlSource::File(p) => write!(f, "File({})", p.display()),
+            UrlSource::Env(v) => write!(f, "Env({v})"),
+        }
+    }
+}
+
+/// A validated `[[notify]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Name.
+    pub name: String,
+    /// The URL's source (never printed).
+    pub url: UrlSource,
+    /// Payload format.
+    pub format: Format,
+    /// Events sent.
+    pub events: Vec<EventKind>,
+}
+
+impl Target {
+    /// The URL, read now. Errors name the source, never the URL.
+    pub fn resolve_url(&self) -> Result<hyper::Uri> {
+        let text = match &self.url {
+            UrlSource::Inline(u) => u.clone(),
+            UrlSource::File(p) => std::fs::read_to_string(p)
+                .with_context(|| {
+                    format!(
+                        "[[notify]] {}: cannot read url_file {}",
+                        self.name,
+                        p.display()
+                    )
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            UrlSource::Env(v) => std::env::var(v).with_context(|| {
+                format!(
+                    "[[notify]] {}: environment variable {v} is not set",
+                    self.name
+                )
+            })?,
+        };
+        check_url(&text).map_err(|e| anyhow::anyhow!("[[notify]] {}: the URL {e}", self.name))?;
+        text.parse()
+            .map_err(|_| anyhow::anyhow!("[[notify]] {}: the URL is not a valid URI", self.name))
+    }
+}
+
+/// Checks a webhook URL without echoing it (it is a secret).
+fn check_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|_| "is not a URL".to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("is not an http:// or https:// URL".into());
+    }
+    if url.host().is_none() {
+        return Err("names no host".into());
+    }
+    Ok(())
+}
+
+/// Validates the `[[notify]]` entries: `(index, key, message)` for each problem.
+pub fn check_specs(specs: &[NotifySpec]) -> (Vec<Target>, Vec<(usize, &'static str, String)>) {
+    let mut targets = Vec::new();
+    let mut problems = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        if s.name.trim().is_empty() {
+            problems.push((i, "name", "a [[notify]] needs a name".to_string()));
+        } else if specs[..i].iter().any(|o| o.name == s.name) {
+            problems.push((
+                i,
+                "name",
+                format!("{:?} is already the name of another [[notify]]", s.name),
+            ));
+        }
+        let url = match (&s.url, &s.url_file, &s.url_env) {
+            (Some(u), None, None) => match check_url(u) {
+                Ok(()) => Some(UrlSource::Inline(u.clone())),
+                Err(e) => {
+                    problems.push((i, "url", format!("the URL {e}")));
+                    None
+                }
+            },
+            (None, Some(f), None) => Some(UrlSource::File(f.clone())),
+            (None, None, Some(v)) if !v.is_empty() => Some(UrlSource::Env(v.clone())),
+            _ => {
+                problems.push((
+                    i,
+                    "url",
+                    "give exactly one of url, url_file or url_env".to_string(),
+                ));
+                None
+            }
+        };
+        let events = s.events.clone().unwrap_or_else(|| {
+            vec![
+                EventKind::Stopped,
+                EventKind::Failed,
+                EventKind::Gate,
+                EventKind::Exemption,
+                EventKind::SweepFailed,
+                EventKind::Unwatched,
+            ]
+        });
+        if let Some(url) = url {
+            targets.push(Target {
+                name: s.name.clone(),
+                url,
+                format: s.format.unwrap_or_default(),
+                events,
+            });
+        }
+    }
+    (targets, problems)
+}
+
+/// One notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Event name.
+    pub event: &'static str,
+    /// When it happened (RFC 3339 UTC).
+    pub at: String,
+    /// Pipeline (a glob for an exemption), if any.
+    pub pipeline: Option<String>,
+    /// Execution, if any.
+    pub execution_id: Option<String>,
+    /// Rule, if any.
+    pub rule: Option<String>,
+    /// Outcome (`stopped`, `failed`, `done`, `added`, ...).
+    pub outcome: Option<String>,
+    /// One sentence for people.
+    pub message: String,
+    /// The audit table it comes from.
+    #[serde(skip)]
+    pub source: &'static str,
+    /// Its row id there.
+    #[serde(skip)]
+    pub source_id: i64,
+}
+
+impl Event {
+    /// The body to post in `format`.
+    pub fn payload(&self, format: Format) -> serde_json::Value {
+        match format {
+            Format::Json => serde_json::to_value(self).unwrap_or_default(),
+            Format::Slack => {
+                let mut lines = vec![format!("*stopd: {}* — {}", self.event, self.message)];
+                for (k, v) in [
+                    ("Pipeline", &self.pipeline),
+                    ("Execution", &self.execution_id),
+                    ("Rule", &self.rule),
+                    ("Outcome", &self.outcome),
+                ] {
+                    if let Some(v) = v {
+                        lines.push(format!("*{k}:* `{}`", slack_escape(v)));
+                    }
+                }
+                lines.push(format!("*At:* {}", self.at));
+                let text = lines.join("\n");
+                json!({
+                    "text": format!("stopd: {}: {}", self.event, self.message),
+                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+                })
+            }
+        }
+    }
+}
+
+/// Slack's three control characters, and backticks (the values sit in code spans).
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "'")
+}
+
+/// Registers `target` (first seen: from now on) and returns the instant it starts from.
+async fn since(store: &Store, target: &str) -> Result<DateTime<Utc>> {
+    sqlx::query("INSERT OR IGNORE INTO notify_targets (target, since) VALUES (?, ?)")
+        .bind(target)
+        .bind(ts(Utc::now()))
+        .execute(store.pool())
+        .await
+        .context("cannot register a [[notify]] target")?;
+    let at: String = sqlx::query_scalar("SELECT since FROM notify_targets WHERE target = ?")
+        .bind(target)
+        .fetch_one(store.pool())
+        .await?;
+    parse_ts(&at)
+}
+
+/// The events `target` has not received yet, oldest first.
+pub async fn undelivered(
+    store: &Store,
+    target: &Target,
+    since: DateTime<Utc>,
+) -> Result<Vec<Event>> {
+    let not_sent = |source: &str, id: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM notify_delivered d WHERE d.target = ?1 AND d.source = '{source}' AND d.source_id = {id})"
+        )
+    };
+    let since = ts(since);
+    let wants = |k: EventKind| target.events.contains(&k);
+    let mut out = Vec::new();
+    if wants(EventKind::Stopped) || wants(EventKind::Failed) {
+        let rows = sqlx::query(&format!(
+            "SELECT o.stop_id, o.at, s.pipeline, s.execution_id, s.rule, o.outcome, s.reason, o.error \
+             FROM stop_outcomes o JOIN stops s ON s.id = o.stop_id \
+             WHERE o.at >= ?2 AND o.outcome != 'dry_run' AND {} ORDER BY o.at, o.stop_id LIMIT {BATCH}",
+            not_sent("stop_outcomes", "o.stop_id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read stop outcomes to notify")?;
+        for r in rows {
+            let outcome: String = r.get(5);
+            let ok = matches!(
+                outcome.as_str(),
+                "stopped" | "already_stopping" | "not_stoppable"
+            );
+            let kind = if ok {
+                EventKind::Stopped
+            } else {
+                EventKind::Failed
+            };
+            if !wants(kind) {
+                continue;
+            }
+            let (pipeline, execution, rule): (String, String, String) =
+                (r.get(2), r.get(3), r.get(4));
+            let reason: String = r.get(6);
+            let error: Option<String> = r.get(7);
+            let message = if ok {
+                format!(
+                    "stopped {pipeline} execution {execution} ({outcome}, rule {rule}): {reason}"
+                )
+            } else {
+                format!(
+                    "could not stop {pipeline} execution {execution} ({outcome}, rule {rule}): {}",
+                    error.as_deref().unwrap_or("no error recorded")
+                )
+            };
+            out.push(Event {
+                event: kind.as_str(),
+                at: r.get(1),
+                pipeline: Some(pipeline),
+                execution_id: Some(execution),
+                rule: Some(rule),
+                outcome: Some(outcome),
+                message,
+                source: "stop_outcomes",
+                source_id: r.get(0),
+            });
+        }
+    }
+    if wants(EventKind::Gate) {
+        let rows = sqlx::query(&format!(
+            "SELECT o.gate_id, o.at, g.pipeline, g.stage, g.rule, g.action, o.outcome, o.error \
+             FROM gate_outcomes o JOIN gates g ON g.id = o.gate_id \
+             WHERE o.at >= ?2 AND o.outcome != 'dry_run' AND {} ORDER BY o.at, o.gate_id LIMIT {BATCH}",
+            not_sent("gate_outcomes", "o.gate_id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read gate outcomes to notify")?;
+        for r in rows {
+            let (pipeline, stage, rule, action, outcome): (String, String, String, String, String) =
+                (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
+            let verb = if action == "disable" {
+                "closed"
+            } else {
+                "opened"
+            };
+            let error: Option<String> = r.get(7);
+            let mut message =
+                format!("{verb} the transition into {stage} of {pipeline} for {rule} ({outcome})");
+            if let Some(e) = error {
+                message.push_str(&format!(": {e}"));
+            }
+            out.push(Event {
+                event: "gate",
+                at: r.get(1),
+                pipeline: Some(pipeline),
+                execution_id: None,
+                rule: Some(rule),
+                outcome: Some(outcome),
+                message,
+                source: "gate_outcomes",
+                source_id: r.get(0),
+            });
+        }
+    }
+    if wants(EventKind::Exemption) {
+        let added = sqlx::query(&format!(
+            "SELECT id, created_at, pipeline_glob, until, reason, created_by, rule FROM exemptions \
+             WHERE created_at >= ?2 AND {} ORDER BY created_at, id LIMIT {BATCH}",
+            not_sent("exemptions", "id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read exemptions to notify")?;
+        for r in added {
+            let (glob, until, reason, by): (String, String, String, String) =
+                (r.get(2), r.get(3), r.get(4), r.get(5));
+            let rule: Option<String> = r.get(6);
+            let from = rule
+                .as_deref()
+                .map_or("every rule".to_string(), |r| format!("rule {r}"));
+            out.push(Event {
+                event: "exemption",
+                at: r.get(1),
+                pipeline: Some(glob.clone()),
+                execution_id: None,
+                rule: rule.clone(),
+                outcome: Some("added".into()),
+                message: format!("{by} exempted {glob} from {from} until {until}: {reason}"),
+                source: "exemptions",
+                source_id: r.get(0),
+            });
+        }
+        let revoked = sqlx::query(&format!(
+            "SELECT v.exemption_id, v.at, e.pipeline_glob, v.revoked_by, e.rule FROM exemption_revocations v \
+             JOIN exemptions e ON e.id = v.exemption_id WHERE v.at >= ?2 AND {} ORDER BY v.at LIMIT {BATCH}",
+            not_sent("exemption_revocations", "v.exemption_id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read exemption revocations to notify")?;
+        for r in revoked {
+            let (id, glob, by): (i64, String, String) = (r.get(0), r.get(2), r.get(3));
+            out.push(Event {
+                event: "exemption",
+                at: r.get(1),
+                pipeline: Some(glob.clone()),
+                execution_id: None,
+                rule: r.get(4),
+                outcome: Some("revoked".into()),
+                message: format!("{by} revoked exemption {id} of {glob}"),
+                source: "exemption_revocations",
+                source_id: id,
+            });
+        }
+    }
+    if wants(EventKind::SweepFailed) {
+        // Only the first failure after a good sweep (or the first sweep): an outage is one
+        // message, not one per retry.
+        let rows = sqlx::query(&format!(
+            "SELECT r.sweep_id, r.finished_at, r.error FROM sweep_results r \
+             WHERE r.finished_at >= ?2 AND r.error IS NOT NULL \
+               AND COALESCE((SELECT p.error IS NULL FROM sweep_results p WHERE p.sweep_id < r.sweep_id \
+                             ORDER BY p.sweep_id DESC LIMIT 1), 1) \
+               AND {} ORDER BY r.finished_at LIMIT {BATCH}",
+            not_sent("sweep_results", "r.sweep_id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read sweep results to notify")?;
+        for r in rows {
+            let error: String = r.get(2);
+            out.push(Event {
+                event: "sweep_failed",
+                at: r.get(1),
+                pipeline: None,
+                execution_id: None,
+                rule: None,
+                outcome: Some("failed".into()),
+                message: format!("a sweep failed: {error}"),
+                source: "sweep_results",
+                source_id: r.get(0),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.at, a.source, a.source_id).cmp(&(&b.at, b.source, b.source_id)));
+    Ok(out)
+}
+
+async fn mark_delivered(store: &Store, target: &str, e: &Event, attempts: u32) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO notify_delivered (at, target, source, source_id, attempts) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(ts(Utc::now()))
+    .bind(target)
+    .bind(e.source)
+    .bind(e.source_id)
+    .bind(i64::from(attempts))
+    .execute(store.pool())
+    .await
+    .context("cannot record a notification as delivered")?;
+    Ok(())
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn client() -> Result<Client> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .context("cannot load the system's TLS roots for webhooks")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https),
+    )
+}
+
+/// One POST; `Err` says why it did not go through (never the URL).
+async fn post(client: &Client, url: &hyper::Uri, body: &serde_json::Value) -> Result<()> {
+    let req = hyper::Request::post(url.clone())
+        .header("content-type", "application/json")
+        .header("user-agent", concat!("stopd/", env!("CARGO_PKG_VERSION")))
+        .body(Full::new(Bytes::from(body.to_string())))?;
+    let resp = tokio::time::timeout(ATTEMPT_TIMEOUT, client.request(req))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {ATTEMPT_TIMEOUT:?}"))?
+        .map_err(|e| anyhow::anyhow!("request failed: {}", without_url(&e)))?;
+    if !resp.status().is_success() {
+        bail!("the receiver answered {}", resp.status());
+    }
+    Ok(())
+}
+
+/// An error's text with any URL cut out (hyper's errors do not carry it; this is belt and
+/// braces for the chain).
+fn without_url(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.split_whitespace()
+        .map(|w| if w.contains("://") { "<url>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Delivery settings (tests shorten the backoff).
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First wait after a failed attempt; doubles.
+    pub first: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_secs(1),
+            max: MAX_BACKOFF,
+        }
+    }
+}
+
+/// Delivers what `target` has not received until `stop` fires (the daemon) or, with
+/// `until_empty`, until nothing is left (then it returns `true`) or `stop` fires (`false`).
+pub async fn deliver(
+    store: Store,
+    target: Target,
+    backoff: Backoff,
+    stop: CancellationToken,
+    until_empty: bool,
+) -> bool {
+    let client = match client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(target = %target.name, "{e:#}");
+            return false;
+        }
+    };
+    let mut wait = backoff.first;
+    loop {
+        let round = async {
+            let url = target.resolve_url()?;
+            let since = since(&store, &target.name).await?;
+            let events = undelivered(&store, &target, since).await?;
+            let empty = events.is_empty();
+            for e in events {
+                let mut attempts = 0u32;
+                loop {
+                    attempts += 1;
+                    match post(&client, &url, &e.payload(target.format)).await {
+                        Ok(()) => break,
+                        Err(err) => {
+                            tracing::warn!(target = %target.name, event = e.event, attempts,
+                                retry_in = ?wait, "notification not delivered: {err:#}");
+                            tokio::select! {
+                                () = stop.cancelled() => return Ok::<_, anyhow::Error>(None),
+                                () = tokio::time::sleep(wait) => {}
+                            }
+                            wait = (wait * 2).min(backoff.max);
+                        }
+                    }
+                }
+                wait = backoff.first;
+                mark_delivered(&store, &target.name, &e, attempts).await?;
+                tracing::debug!(target = %target.name, event = e.event, attempts, "notification delivered");
+            }
+            Ok(Some(empty))
+        };
+        match round.await {
+            Ok(None) => return false,
+            Ok(Some(true)) if until_empty => return true,
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => continue,
+            Err(e) => {
+                tracing::error!(target = %target.name, retry_in = ?wait, "notifications: {e:#}");
+                wait = (wait * 2).min(backoff.max);
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(if until_empty { wait } else { POLL.max(wait.min(backoff.first)) }) => {}
+        }
+    }
+}
+
+/// `run --once`: delivers what is pending to every target, for at most `bound`. Returns
+/// whether everything was delivered (undelivered ones wait for the next run or the daemon).
+pub async fn drain(store: &Store, targets: &[Target], bound: Duration) -> bool {
+    let stop = CancellationToken::new();
+    let mut set = tokio::task::JoinSet::new();
+    for t in targets {
+        set.spawn(deliver(
+            store.clone(),
+            t.clone(),
+            Backoff::default(),
+            stop.clone(),
+            true,
+        ));
+    }
+    let all = async {
+        let mut ok = true;
+        while let Some(r) = set.join_next().await {
+            ok &= r.unwrap_or(false);
+        }
+        ok
+    };
+    let done = tokio::time::timeout(bound, all).await;
+    stop.cancel();
+    match done {
+        Ok(ok) => ok,
+        Err(_) => {
+            tracing::warn!(
+                "notifications left undelivered after {bound:?}: the next run or the daemon sends them"
+            );
+            false
+        }
+    }
+}
+
+/// The daemon: one delivery task per target, until `stop`.
+pub fn spawn(store: &Store, targets: &[Target], stop: &CancellationToken) {
+    for t in targets {
+        tokio::spawn(deliver(
+            store.clone(),
+            t.clone(),
+            Backoff::default(),
+            stop.clone(),
+            false,
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::Mutex;
+
+    fn event() -> Event {
+        Event {
+            event: "stopped",
+            at: "2026-12-19T18:00:01.250Z".into(),
+            pipeline: Some("prod-web".into()),
+            execution_id: Some("1b2c3d4e-0000-4000-8000-000000000001".into()),
+            rule: Some("weekend".into()),
+            outcome: Some("stopped".into()),
+            message: "stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z".into(),
+            source: "stop_outcomes",
+            source_id: 1,
+        }
+    }
+
+    #[test]
+    fn json_payload_has_the_contract_fields() {
+        let v = event().payload(Format::Json);
+        for k in [
+            "event",
+            "at",
+            "pipeline",
+            "execution_id",
+            "rule",
+            "outcome",
+            "message",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+        assert!(v.get("source").is_none());
+    }
+
+    #[test]
+    fn slack_payload_snapshot() {
+        let mut e = event();
+        e.pipeline = Some("prod-<web>`x`".into());
+        let got = serde_json::to_string_pretty(&e.payload(Format::Slack)).unwrap();
+        let want = r#"{
+  "blocks": [
+    {
+      "text": {
+        "text": "*stopd: stopped* — stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z\n*Pipeline:* `prod-&lt;web&gt;'x'`\n*Execution:* `1b2c3d4e-0000-4000-8000-000000000001`\n*Rule:* `weekend`\n*Outcome:* `stopped`\n*At:* 2026-12-19T18:00:01.250Z",
+        "type": "mrkdwn"
+      },
+      "type": "section"
+    }
+  ],
+  "text": "stopd: stopped: stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z"
+}"#;
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn specs_need_one_url_source_and_never_echo_the_url() {
+        let spec = |url: Option<&str>, env: Option<&str>| NotifySpec {
+            name: "chat".into(),
+            url: url.map(Into::into),
+            url_env: env.map(Into::into),
+            ..NotifySpec::default()
+        };
+        let (_, p) = check_specs(&[spec(None, None)]);
+        assert_eq!(p[0].1, "url");
+        let (_, p) = check_specs(&[spec(Some("https://x.invalid/a"), Some("HOOK"))]);
+        assert!(p[0].2.contains("exactly one"), "{p:?}");
+        let (_, p) = check_specs(&[spec(Some("ftp://hunter2.invalid/T0/secret"), None)]);
+        assert!(!p[0].2.contains("hunter2"), "{p:?}");
+        let (t, p) = check_specs(&[spec(Some("https://hooks.invalid/T0/secret"), None)]);
+        assert!(p.is_empty());
+        assert!(!format!("{t:?}").contains("secret"), "{t:?}");
+        assert_eq!(t[0].events.len(), 6);
+    }
+
+    /// A receiver on 127.0.0.1:0 that answers 500 to the first `fail` requests, then 200, and
+    /// keeps every body it accepted.
+    async fn receiver(
+        fail: usize,
+    ) -> (String, Arc<Mutex<Vec<serde_json::Value>>>, Arc<AtomicUsize>) {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (got2, seen2) = (got.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (got, seen) = (got2.clone(), seen2.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (got, seen) = (got.clone(), seen.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let n = seen.fetch_add(1, Ordering::SeqCst);
+                            let status = if n < fail {
+                                500
+                            } else {
+                                got.lock()
+                                    .await
+                                    .push(serde_json::from_slice(&body).unwrap());
+                                200
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}/hook"), got, seen)
+    }
+
+    async fn record_stop(store: &Store, pipeline: &str, outcome: &str) {
+        let id = store
+            .record_intent(&crate::store::Intent {
+                at: Utc::now(),
+                sweep_id: None,
+                pipeline,
+                execution_id: &format!("{pipeline}-exec"),
+                rule: "weekend",
+                rule_kind: "freeze",
+                mode: "abandon",
+                reason: "Weekend change freeze",
+                explanation: "in window",
+                dry_run: false,
+                escalate_at: None,
+                escalation_of: None,
+            })
+            .await
+            .unwrap();
+        store
+            .record_outcome(
+                id,
+                &crate::store::OutcomeRow {
+                    at: Utc::now(),
+                    outcome: outcome.into(),
+                    attempts: 1,
+                    throttled: 0,
+                    elapsed: Duration::ZERO,
+                    error: (outcome == "failed").then(|| "ThrottlingException".into()),
+                    reconciled: false,
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_fails_twice_then_succeeds_gets_every_event_once_in_order_and_across_restarts()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let store = Store::open(&db).await.unwrap();
+        let (url, got, seen) = receiver(2).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events: vec![EventKind::Stopped, EventKind::Failed],
+        };
+        // Registered before the stops: a new target starts from now, not from history.
+        since(&store, "chat").await.unwrap();
+        record_stop(&store, "prod-a", "stopped").await;
+        record_stop(&store, "prod-b", "failed").await;
+        record_stop(&store, "prod-c", "already_stopping").await;
+        let fast = Backoff {
+            first: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+        };
+        let stop = CancellationToken::new();
+        assert!(deliver(store.clone(), target.clone(), fast, stop.clone(), true).await);
+        let bodies = got.lock().await.clone();
+        let pipelines: Vec<&str> = bodies
+            .iter()
+            .map(|b| b["pipeline"].as_str().unwrap())
+            .collect();
+        assert_eq!(pipelines, ["prod-a", "prod-b", "prod-c"]);
+        assert_eq!(bodies[1]["event"], "failed");
+        assert_eq!(bodies[1]["outcome"], "failed");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            5,
+            "two failures, then three deliveries"
+        );
+        // A restart (a new store on the same file) sends nothing again...
+        store.close().await;
+        let store = Store::open(&db).await.unwrap();
+        assert!(deliver(store.clone(), target.clone(), fast, stop.clone(), true).await);
+        assert_eq!(got.lock().await.len(), 3);
+        // ...and what was recorded while no one delivered (a kill -9 between the stop and its
+        // delivery) is sent by the next run.
+        record_stop(&store, "prod-d", "stopped").await;
+        store.close().await;
+        let store = Store::open(&db).await.unwrap();
+        assert!(
+            drain(
+                &store,
+                std::slice::from_ref(&target),
+                Duration::from_secs(10)
+            )
+            .await
+        );
+        assert_eq!(got.lock().await.last().unwrap()["pipeline"], "prod-d");
+        assert_eq!(got.lock().await.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_is_down_leaves_drain_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let (url, got, _) = receiver(usize::MAX).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Slack,
+            events: vec![EventKind::Stopped],
+        };
+        since(&store, "chat").await.unwrap();
+        record_stop(&store, "prod-a", "stopped").await;
+        let started = std::time::Instant::now();
+        assert!(!drain(&store, &[target], Duration::from_millis(300)).await);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(got.lock().await.is_empty());
+    }
+}

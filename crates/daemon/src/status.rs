@@ -1,0 +1,451 @@
+//! `stopd status`: is a daemon running on this database, is it healthy, and what is in force.
+//!
+//! Running means a process holds the database's run lock ([`crate::lock`]); the pid is the one
+//! the lock file records. Healthy means running and a good sweep ended within three schedule
+//! intervals ([`stale_after`], the same rule as `/healthz`). The policy in force is the newest
+//! `policy_loads` row, which the daemon writes at start and at each good reload
+//! ([`record_policy_load`]); the file on disk is hashed the same way, so an edited file not yet
+//! reloaded shows as "reload pending".
+
+use std::fs::{OpenOptions, TryLockError};
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use stopd_rules::{Policy, RuleKind, Trigger};
+
+use crate::config::Config;
+use crate::store::{Store, parse_ts, ts};
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Sweeps are stale after three schedule intervals without a good one.
+pub fn stale_after(cfg: &Config, now: DateTime<Utc>) -> Duration {
+    let s = &cfg.daemon.schedule;
+    let interval = s
+        .next_after(now, chrono_tz::UTC)
+        .and_then(|a| Some((a, s.next_after(a, chrono_tz::UTC)?)))
+        .and_then(|(a, b)| (b - a).to_std().ok())
+        .unwrap_or(Duration::from_secs(30));
+    interval.saturating_mul(3)
+}
+
+/// Records the policy the daemon put in force (`start` or `reload`).
+pub async fn record_policy_load(store: &Store, cfg: &Config, trigger: &str) -> Result<()> {
+    sqlx::query("INSERT INTO policy_loads (at, pid, path, hash, trigger) VALUES (?, ?, ?, ?, ?)")
+        .bind(ts(Utc::now()))
+        .bind(i64::from(std::process::id()))
+        .bind(cfg.path.display().to_string())
+        .bind(&cfg.policy_hash)
+        .bind(trigger)
+        .execute(store.pool())
+        .await
+        .context("cannot record the policy in force")?;
+    Ok(())
+}
+
+/// Gauges read from the audit database (for `/metrics` and `status`).
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseGauges {
+    /// Exemptions in force: the policy's and break-glass ones.
+    pub exemptions_active: usize,
+    /// Finish stops with an escalation deadline, not yet escalated.
+    pub pending_escalations: usize,
+    /// Freeze rules with an open window, ad-hoc ones included (when a policy was given).
+    pub freezes_in_force: Option<usize>,
+}
+
+/// Reads the [`DatabaseGauges`] at `now`.
+pub async fn database_gauges(
+    store: &Store,
+    policy: Option<&Policy>,
+    now: DateTime<Utc>,
+) -> Result<DatabaseGauges> {
+    let mut exemptions_active = store.active_exemptions(now).await?.len();
+    let mut freezes_in_force = None;
+    if let Some(policy) = policy {
+        exemptions_active += policy
+            .exemptions()
+            .iter()
+            .filter(|e| e.active_at(now))
+            .count();
+        let adhoc = store.active_freezes(now).await?;
+        freezes_in_force = Some(crate::metrics::freezes_open(policy, now) + adhoc.len());
+    }
+    Ok(DatabaseGauges {
+        exemptions_active,
+        pending_escalations: pending_escalations(store).await?,
+        freezes_in_force,
+    })
+}
+
+async fn pending_escalations(store: &Store) -> Result<usize> {
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) {}",
+        crate::store::OPEN_ESCALATIONS
+    ))
+    .fetch_one(store.pool())
+    .await
+    .context("cannot read escalation deadlines")?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Whether a `stopd run` holds the lock of `database`, and the pid its lock file records.
+pub fn daemon_running(database: &Path) -> (bool, Option<u32>) {
+    let path = crate::lock::lock_path(database);
+    let Ok(mut file) = OpenOptions::new().read(true).open(&path) else {
+        return (false, None);
+    };
+    // A shared lock conflicts only with the daemon's exclusive one, and is let go at once.
+    match file.try_lock_shared() {
+        Ok(()) => (false, None),
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            (true, text.trim().parse().ok())
+        }
+        Err(TryLockError::Error(_)) => (false, None),
+    }
+}
+
+/// One rule in force now.
+#[derive(Debug, Clone, Serialize)]
+pub struct InForce {
+    /// Rule name (`adhoc-ID` for an ad-hoc freeze).
+    pub rule: String,
+    /// `freeze` or `timeout`.
+    pub kind: &'static str,
+    /// For a freeze: when its window ends (RFC 3339 UTC).
+    pub until: Option<String>,
+}
+
+/// `stopd status --format json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// A `stopd run` holds the database's lock.
+    pub running: bool,
+    /// Its pid, as its lock file records it.
+    pub pid: Option<u32>,
+    /// Running and a good sweep within three schedule intervals.
+    pub healthy: bool,
+    /// Why not healthy.
+    pub problem: Option<String>,
+    /// When the last sweep ended.
+    pub last_sweep_at: Option<String>,
+    /// Whether it was good.
+    pub last_sweep_ok: Option<bool>,
+    /// Its error, if it failed.
+    pub last_sweep_error: Option<String>,
+    /// Seconds since it ended.
+    pub last_sweep_age_seconds: Option<i64>,
+    /// When the last good sweep ended.
+    pub last_success_at: Option<String>,
+    /// Stale after this many seconds without a good sweep.
+    pub stale_after_seconds: u64,
+    /// SHA-256 of the policy file the daemon last loaded.
+    pub policy_hash: Option<String>,
+    /// When it loaded it.
+    pub policy_loaded_at: Option<String>,
+    /// SHA-256 of the file on disk now.
+    pub policy_on_disk_hash: String,
+    /// The file on disk differs from the policy in force.
+    pub reload_pending: bool,
+    /// Rules in force now (timeouts always; freezes with an open window).
+    pub rules_in_force: Vec<InForce>,
+    /// Ad-hoc freezes in force.
+    pub adhoc_freezes: Vec<crate::freezes::FreezeRecord>,
+    /// Transitions stopd holds closed: `pipeline/stage`.
+    pub gates_closed: Vec<String>,
+    /// Exemptions in force: names.
+    pub exemptions_active: Vec<String>,
+    /// Finish stops waiting for their escalation deadline.
+    pub pending_escalations: usize,
+}
+
+/// Rules of `policy` in force at `now`.
+fn rules_in_force(policy: &Policy, now: DateTime<Utc>) -> Vec<InForce> {
+    let windows = policy.windows(now, now + chrono::Duration::seconds(1));
+    policy
+        .rules()
+        .iter()
+        .filter_map(|r| match (&r.kind, &r.trigger) {
+            (RuleKind::Timeout, _) => Some(InForce {
+                rule: r.name.clone(),
+                kind: "timeout",
+                until: None,
+            }),
+            (_, Trigger::Freeze { .. }) => windows
+                .iter()
+                .find(|w| w.rule == r.name && w.window.start <= now && now < w.window.end)
+                .map(|w| InForce {
+                    rule: r.name.clone(),
+                    kind: "freeze",
+                    until: (!w.without_gap).then(|| ts(w.window.end)),
+                }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads the status of the daemon of `cfg` at `now`.
+pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
+    let (running, pid) = daemon_running(&cfg.daemon.database);
+    let stale = stale_after(cfg, now);
+    let on_disk = std::fs::read(&cfg.path)
+        .map(|b| sha256_hex(&b))
+        .with_context(|| format!("cannot read the policy file {}", cfg.path.display()))?;
+    let mut status = Status {
+        running,
+        pid,
+        healthy: false,
+        problem: None,
+        last_sweep_at: None,
+        last_sweep_ok: None,
+        last_sweep_error: None,
+        last_sweep_age_seconds: None,
+        last_success_at: None,
+        stale_after_seconds: stale.as_secs(),
+        policy_hash: None,
+        policy_loaded_at: None,
+        policy_on_disk_hash: on_disk,
+        reload_pending: false,
+        rules_in_force: Vec::new(),
+        adhoc_freezes: Vec::new(),
+        gates_closed: Vec::new(),
+        exemptions_active: Vec::new(),
+        pending_escalations: 0,
+    };
+    let store = if cfg.daemon.database.exists() {
+        Some(Store::open_read_only(&cfg.daemon.database).await?)
+    } else {
+        None
+    };
+    let mut last_success = None;
+    if let Some(store) = &store {
+        let last = sqlx::query(
+            "SELECT r.finished_at, r.error, r.errors FROM sweep_results r \
+             ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1",
+        )
+        .fetch_optional(store.pool())
+        .await
+        .context("cannot read the sweep log")?;
+        if let Some(r) = last {
+            let at: String = r.get(0);
+            let error: Option<String> = r.get(1);
+            let errors: i64 = r.get(2);
+            status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
+            status.last_sweep_at = Some(at);
+            status.last_sweep_ok = Some(error.is_none() && errors == 0);
+            status.last_sweep_error = error;
+        }
+        let good: Option<String> = sqlx::query_scalar(
+            "SELECT MAX(finished_at) FROM sweep_results WHERE error IS NULL AND errors = 0",
+        )
+        .fetch_one(store.pool())
+        .await
+        .context("cannot read the sweep log")?;
+        if let Some(at) = good {
+            last_success = Some(parse_ts(&at)?);
+            status.last_success_at = Some(at);
+        }
+        if let Some(r) = sqlx::query("SELECT hash, at FROM policy_loads ORDER BY id DESC LIMIT 1")
+            .fetch_optional(store.pool())
+            .await
+            .context("cannot read the policy log")?
+        {
+            let hash: String = r.get(0);
+            status.reload_pending = running && hash != status.policy_on_disk_hash;
+            status.policy_hash = Some(hash);
+            status.policy_loaded_at = Some(r.get(1));
+        }
+        let adhoc = store.active_freezes(now).await?;
+        let effective = crate::freezes::with_freezes(&cfg.policy, &adhoc)?;
+        status.rules_in_force = rules_in_force(&effective, now);
+        status.adhoc_freezes = adhoc;
+        let mut gates: Vec<String> = store
+            .last_gates()
+            .await?
+            .into_iter()
+            .filter(|(_, g)| g.action == "disable" && g.outcome == "done")
+            .map(|((p, s), _)| format!("{p}/{s}"))
+            .collect();
+        gates.sort();
+        status.gates_closed = gates;
+        status.exemptions_active = store
+            .active_exemptions(now)
+            .await?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        status.pending_escalations = pending_escalations(store).await?;
+        store.close().await;
+    } else {
+        status.rules_in_force = rules_in_force(&cfg.policy, now);
+    }
+    status.exemptions_active.extend(
+        cfg.policy
+            .exemptions()
+            .iter()
+            .filter(|e| e.active_at(now))
+            .map(|e| e.name.clone()),
+    );
+    status.problem = if !running {
+        Some("no `stopd run` holds the database's lock: the daemon is not running".into())
+    } else {
+        match last_success {
+            None => Some("no successful sweep yet".into()),
+            Some(t) if (now - t).to_std().unwrap_or_default() > stale => Some(format!(
+                "stale: no successful sweep for {} (more than three schedule intervals)",
+                crate::time::human(now - t)
+            )),
+            Some(_) => None,
+        }
+    };
+    status.healthy = status.problem.is_none();
+    Ok(status)
+}
+
+/// `stopd status [--format table|json]`: exit 0 healthy, 1 not running or stale.
+pub async fn command(cfg: &Config, json: bool) -> Result<ExitCode> {
+    let s = read(cfg, Utc::now()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", render(&s));
+    }
+    Ok(if s.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The table form: one fact a line.
+fn render(s: &Status) -> String {
+    use crate::output::escape;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<20} {v}\n"));
+    line(
+        "daemon",
+        match (s.running, s.pid) {
+            (true, Some(pid)) => format!("running (pid {pid})"),
+            (true, None) => "running".into(),
+            (false, _) => "NOT RUNNING".into(),
+        },
+    );
+    line(
+        "health",
+        match &s.problem {
+            None => "ok".into(),
+            Some(p) => format!("FAILING: {p}"),
+        },
+    );
+    line(
+        "last sweep",
+        match (&s.last_sweep_at, s.last_sweep_ok, s.last_sweep_age_seconds) {
+            (Some(at), Some(ok), Some(age)) => format!(
+                "{at} ({} ago), {}",
+                crate::time::human(chrono::Duration::seconds(age)),
+                if ok {
+                    "ok".to_string()
+                } else {
+                    format!(
+                        "failed: {}",
+                        escape(s.last_sweep_error.as_deref().unwrap_or(""))
+                    )
+                }
+            ),
+            _ => "none".into(),
+        },
+    );
+    line(
+        "policy in force",
+        match (&s.policy_hash, &s.policy_loaded_at) {
+            (Some(h), Some(at)) => format!("sha256:{} (loaded {at})", &h[..h.len().min(16)]),
+            _ => "unknown (no daemon has recorded one)".into(),
+        },
+    );
+    line(
+        "policy on disk",
+        format!(
+            "sha256:{}{}",
+            &s.policy_on_disk_hash[..16],
+            if s.reload_pending {
+                " (differs: reload pending)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let rules: Vec<String> = s
+        .rules_in_force
+        .iter()
+        .map(|r| match &r.until {
+            Some(u) => format!("{} ({} until {u})", r.rule, r.kind),
+            None => format!("{} ({})", r.rule, r.kind),
+        })
+        .collect();
+    line("rules in force", list(&rules));
+    let adhoc: Vec<String> = s
+        .adhoc_freezes
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} until {} by {}: {}",
+                f.rule,
+                escape(&f.pipeline),
+                f.until,
+                escape(&f.created_by),
+                escape(&f.reason)
+            )
+        })
+        .collect();
+    line("ad-hoc freezes", list(&adhoc));
+    line("gates closed", list(&s.gates_closed));
+    line("exemptions active", list(&s.exemptions_active));
+    line("pending escalations", s.pending_escalations.to_string());
+    out
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        format!("{}: {}", items.len(), items.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_is_the_standard_one() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn stale_is_three_schedule_intervals() {
+        let cfg = crate::config::parse(
+            Path::new("x.toml"),
+            "[daemon]\nschedule = \"*/10 * * * * *\"\n",
+        )
+        .unwrap();
+        assert_eq!(stale_after(&cfg, Utc::now()), Duration::from_secs(30));
+    }
+}
