@@ -54,28 +54,6 @@ struct Bucket {
     recent: VecDeque<Instant>,
     /// When the rate was last cut: throttles of requests already in flight do not cut again.
     last_cut: Option<Instant>,
-    /// The latest answers (when, throttled?), at most [`OUTCOMES`] of the last 5 s.
-    outcomes: VecDeque<(Instant, bool)>,
-}
-
-/// Answers kept to judge whether throttling is about our rate.
-const OUTCOMES: usize = 16;
-/// Fewer answers than this say nothing yet: the retry backoff handles the odd throttle.
-const MIN_OUTCOMES: usize = 4;
-
-impl Bucket {
-    /// Keeps an answer among the latest.
-    fn note(&mut self, now: Instant, throttled: bool) {
-        while self.outcomes.len() >= OUTCOMES
-            || self
-                .outcomes
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(5))
-        {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back((now, throttled));
-    }
 }
 
 /// Per-operation adaptive token buckets.
@@ -110,7 +88,6 @@ impl RateLimiter {
             refilled: Instant::now(),
             recent: VecDeque::new(),
             last_cut: None,
-            outcomes: VecDeque::new(),
         });
         f(bucket, &config)
     }
@@ -156,19 +133,9 @@ impl RateLimiter {
     }
 
     /// Records a throttled request of `op`.
-    ///
-    /// The pace is cut only when most recent answers are throttles: then sending slower is
-    /// what the service asks for. A service that throttles a share of requests whatever the
-    /// rate (seen: every other call) would otherwise drive the pace to its floor, and a sweep
-    /// that should take seconds would take an hour; the retry backoff absorbs those.
     pub fn on_throttle(&self, op: &'static str) {
         self.with(op, |b, c| {
             let now = Instant::now();
-            b.note(now, true);
-            let throttled = b.outcomes.iter().filter(|(_, t)| *t).count();
-            if b.outcomes.len() < MIN_OUTCOMES || throttled * 2 <= b.outcomes.len() {
-                return;
-            }
             // Requests sent at the old pace come back throttled together: cut once per interval.
             let interval =
                 Duration::from_secs_f64(1.0 / b.rate.unwrap_or(c.max_rps).max(c.min_rps))
@@ -192,7 +159,6 @@ impl RateLimiter {
     /// Records a successful request of `op`.
     pub fn on_success(&self, op: &'static str) {
         self.with(op, |b, c| {
-            b.note(Instant::now(), false);
             if let Some(r) = b.rate {
                 let grown = r + (r * c.increase).max(0.05);
                 b.rate = (grown < c.max_rps).then_some(grown);
@@ -236,11 +202,7 @@ mod tests {
             l.acquire("Op").await;
         }
         assert_eq!(l.rate("Op"), None);
-        // A burst's answers come back mostly throttled.
-        l.on_success("Op");
-        for _ in 0..5 {
-            l.on_throttle("Op");
-        }
+        l.on_throttle("Op");
         let r = l.rate("Op").unwrap();
         assert!((r - 14.0).abs() < 1e-9, "{r}");
         // A throttle of a request already in flight does not cut again at once.
@@ -250,34 +212,5 @@ mod tests {
         assert!(l.rate("Op").unwrap() > r);
         // Operations are independent.
         assert_eq!(l.rate("Other"), None);
-    }
-
-    /// A service that throttles every other request whatever the rate is not asking for a
-    /// slower pace: the pace holds (it used to fall to its 0.5/s floor, and a 20 s sweep took
-    /// most of an hour).
-    #[tokio::test(start_paused = true)]
-    async fn throttles_unrelated_to_the_rate_do_not_collapse_the_pace() {
-        let l = RateLimiter::new(LimiterConfig {
-            initial_rps: Some(10.0),
-            ..LimiterConfig::default()
-        });
-        for _ in 0..200 {
-            l.acquire("Op").await;
-            l.on_success("Op");
-            l.acquire("Op").await;
-            l.on_throttle("Op");
-        }
-        assert!(l.rate("Op").is_none_or(|r| r >= 10.0), "{:?}", l.rate("Op"));
-        // Mostly throttled: that is about the rate, and it is cut.
-        let l = RateLimiter::new(LimiterConfig {
-            initial_rps: Some(10.0),
-            increase: 0.0,
-            ..LimiterConfig::default()
-        });
-        for _ in 0..8 {
-            l.acquire("Op").await;
-            l.on_throttle("Op");
-        }
-        assert!(l.rate("Op").unwrap() < 10.0, "{:?}", l.rate("Op"));
     }
 }
