@@ -72,6 +72,9 @@ def fresh_fleet(url, args):
     if args.throttle_every:
         # Every n-th call of every operation answered ThrottlingException, on top of the limit.
         plan["rules"] = [{"fault": "throttling", "every": args.throttle_every}]
+    if args.throttle_share:
+        # A share of calls, at random, answered ThrottlingException, on top of the limit.
+        plan["rules"] = [{"fault": "throttling", "probability": args.throttle_share}]
     admin(url, "PUT", "faults", plan)
     admin(url, "DELETE", "calls")
 
@@ -141,6 +144,8 @@ def main():
     ap.add_argument("--latency", default="25ms")
     ap.add_argument("--rate-limit", type=float, default=None, help="per-operation requests/s")
     ap.add_argument("--burst", type=float, default=5)
+    ap.add_argument("--throttle-share", type=float, default=None, metavar="P",
+                    help="also answer a random share P of calls with ThrottlingException")
     ap.add_argument("--throttle-every", type=int, default=None, metavar="N",
                     help="also answer every N-th call of each operation with ThrottlingException (2: every other call)")
     ap.add_argument("--contenders", default="stopd,boto3,boto3-pool,cli")
@@ -165,6 +170,8 @@ def main():
     regime = f"rate-bound ({args.rate_limit:g}/s per operation, burst {args.burst:g})" if args.rate_limit else "latency-bound"
     if args.throttle_every:
         regime += f", every {args.throttle_every}. call throttled"
+    if args.throttle_share:
+        regime += f", {args.throttle_share:.0%} of calls throttled at random"
     try:
         for who in args.contenders.split(","):
             fresh_fleet(url, args)
