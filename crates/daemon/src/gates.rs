@@ -26,9 +26,6 @@ use tokio::task::JoinSet;
 
 use crate::store::{Store, chain, ts};
 
-/// Pipelines whose gates are reconciled at once.
-const GATE_CONCURRENCY: usize = 16;
-
 /// The last recorded action on one transition.
 #[derive(Debug, Clone)]
 pub struct LastGate {
@@ -222,7 +219,7 @@ impl Store {
 }
 
 /// Reconciles the gates of `pipelines` (those in scope) and of every pipeline stopd holds a
-/// transition of, at `now`.
+/// transition of, at `now`, `concurrency` pipelines at a time.
 #[allow(clippy::too_many_arguments)]
 pub async fn reconcile(
     core: &Core,
@@ -233,6 +230,7 @@ pub async fn reconcile(
     now: DateTime<Utc>,
     sweep_id: Option<i64>,
     dry_run: bool,
+    concurrency: usize,
 ) -> Result<GateSummary> {
     let last = Arc::new(store.last_gates().await?);
     // Pipelines to look at: those a gating freeze covers now, and those stopd holds a
@@ -256,7 +254,7 @@ pub async fn reconcile(
     let mut tasks = JoinSet::new();
     let mut queue = candidates.into_iter();
     loop {
-        while tasks.len() < GATE_CONCURRENCY {
+        while tasks.len() < concurrency.max(1) {
             let Some(p) = queue.next() else { break };
             let (core, store, policy, extra, last) = (
                 core.clone(),

@@ -606,6 +606,7 @@ impl Sweeper {
             Utc::now(),
             Some(sweep_id),
             dry_run,
+            self.concurrency,
         )
         .await?;
         calls.merge(&gate.calls);
