@@ -828,43 +828,20 @@ async fn resolve_one(core: &Core, store: &Store, p: crate::store::Pending) -> Re
                 state.status.as_str()
             ),
         ),
-        Ok(Some(state)) => match state.status.as_str() {
-            "Stopping" | "Stopped" => (
-                Outcome::AlreadyStopping,
-                format!(
-                    "resolved at start-up: the execution is {} by another stop (reason {:?})",
-                    state.status.as_str(),
-                    state.stop_reason.as_deref().unwrap_or("")
-                ),
+        Ok(Some(state)) => by_status(
+            state.status.as_str(),
+            Outcome::AlreadyStopping,
+            &format!(
+                " by another stop (reason {:?})",
+                state.stop_reason.as_deref().unwrap_or("")
             ),
-            "InProgress" => (
-                Outcome::Failed,
-                "resolved at start-up: the stop was interrupted and the execution is still InProgress; the next sweep decides again".to_string(),
-            ),
-            other => (
-                Outcome::NotStoppable,
-                format!("resolved at start-up: the execution is {other}"),
-            ),
-        },
+        ),
         // Too old for the first pages of the listing: its status alone.
         Ok(None) => match core
             .get_execution_status(&p.pipeline, &p.execution_id, &mut calls)
             .await
         {
-            Ok(status) => match status.as_str() {
-                "Stopping" | "Stopped" => (
-                    Outcome::Stopped,
-                    format!("resolved at start-up: the execution is {}", status.as_str()),
-                ),
-                "InProgress" => (
-                    Outcome::Failed,
-                    "resolved at start-up: the stop was interrupted and the execution is still InProgress; the next sweep decides again".to_string(),
-                ),
-                other => (
-                    Outcome::NotStoppable,
-                    format!("resolved at start-up: the execution is {other}"),
-                ),
-            },
+            Ok(status) => by_status(status.as_str(), Outcome::Stopped, ""),
             Err(e) => match unresolved(&p, e) {
                 Some(r) => r,
                 None => return Ok(false),
@@ -881,6 +858,26 @@ async fn resolve_one(core: &Core, store: &Store, p: crate::store::Pending) -> Re
         .record_outcome(p.id, &record(outcome.as_str(), note))
         .await?;
     Ok(true)
+}
+
+/// The outcome of a pending stop from its execution's status: `stopping` (with `how` added to
+/// the note) when it is Stopping or Stopped, `failed` when still InProgress, `not_stoppable`
+/// when it ended otherwise.
+fn by_status(status: &str, stopping: Outcome, how: &str) -> (Outcome, String) {
+    match status {
+        "Stopping" | "Stopped" => (
+            stopping,
+            format!("resolved at start-up: the execution is {status}{how}"),
+        ),
+        "InProgress" => (
+            Outcome::Failed,
+            "resolved at start-up: the stop was interrupted and the execution is still InProgress; the next sweep decides again".to_string(),
+        ),
+        other => (
+            Outcome::NotStoppable,
+            format!("resolved at start-up: the execution is {other}"),
+        ),
+    }
 }
 
 /// The outcome of a pending stop whose execution could not be read: final when the pipeline
