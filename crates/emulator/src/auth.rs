@@ -26,6 +26,11 @@ pub struct AuthHeaders<'a> {
 
 /// Checks the shape of the request's signature; `Err` is the answer AWS gives.
 pub fn check(h: AuthHeaders<'_>) -> Result<(), ApiError> {
+    check_for(h, SERVICE)
+}
+
+/// [`check`] for a request to `service` (`sts` for AssumeRole).
+pub fn check_for(h: AuthHeaders<'_>, service: &str) -> Result<(), ApiError> {
     let Some(auth) = h.authorization else {
         return Err(ApiError {
             status: 403,
@@ -80,9 +85,9 @@ pub fn check(h: AuthHeaders<'_>) -> Result<(), ApiError> {
             "Credential should be scoped to a valid region, not a malformed scope. Credential={credential}"
         )));
     }
-    if scope[3] != SERVICE {
+    if scope[3] != service {
         return Err(incomplete(format!(
-            "Credential should be scoped to correct service: '{SERVICE}'. Credential={credential}"
+            "Credential should be scoped to correct service: '{service}'. Credential={credential}"
         )));
     }
     let signed = param("SignedHeaders").unwrap_or_default();
@@ -110,6 +115,19 @@ pub fn check(h: AuthHeaders<'_>) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The access key id and region of a request's `Credential` scope, if it has one.
+pub fn credential_scope<'a>(h: &AuthHeaders<'a>) -> Option<(&'a str, &'a str)> {
+    let auth = h.authorization?;
+    let credential = auth
+        .split([' ', ','])
+        .find_map(|kv| kv.trim().strip_prefix("Credential="))?;
+    let mut parts = credential.split('/');
+    let key = parts.next()?;
+    let _date = parts.next()?;
+    let region = parts.next()?;
+    Some((key, region))
 }
 
 /// A syntactically valid `Authorization` header for tests and raw clients (not a real signature).

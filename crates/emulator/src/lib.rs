@@ -32,6 +32,7 @@ pub mod fixture;
 pub mod model;
 pub mod server;
 pub mod state;
+pub mod sts;
 pub mod world;
 
 pub use clock::{Clock, Millis};

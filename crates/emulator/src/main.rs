@@ -34,7 +34,14 @@ fn parse_fault(s: &str) -> Result<FaultRule, String> {
 ///
 /// The admin API lives under /_emulator/: GET state, POST seed (a fixture), POST fleet,
 /// GET|POST clock, GET|PUT faults, GET|DELETE calls, POST reset (?faults=true also clears the
-/// fault plan).
+/// fault plan). Several accounts: POST accounts, GET accounts, PUT roles (deny one),
+/// POST expire-sessions; add ?account=ID&region=R to address one account's world, and
+/// GET calls?all=true for every world's calls.
+///
+/// Many accounts (STS AssumeRole is served at the same address):
+///
+///   stopd-emulator --accounts 3 --regions eu-west-1,us-east-1 --fleet 50
+///   # roles arn:aws:iam::100000000001:role/stopd ... 100000000003, 50 pipelines per region
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -44,9 +51,23 @@ struct Args {
     /// Seed the account from this fixture file (JSON; see the crate docs for the format).
     #[arg(long, conflicts_with = "fleet")]
     fixture: Option<PathBuf>,
-    /// Seed the account with a generated fleet of N pipelines.
+    /// Seed the account with a generated fleet of N pipelines (with --accounts: each account
+    /// in each region).
     #[arg(long)]
     fleet: Option<usize>,
+    /// Also serve N more accounts, reached through STS AssumeRole of
+    /// arn:aws:iam::ID:role/stopd (ids 100000000001, 100000000002, ...).
+    #[arg(long, default_value_t = 0)]
+    accounts: usize,
+    /// Regions of those accounts' worlds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "us-east-1")]
+    regions: Vec<String>,
+    /// The external id every role requires.
+    #[arg(long)]
+    external_id: Option<String>,
+    /// How long issued credentials last, e.g. 15m (default: what AssumeRole asks, 1h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    session: Option<Duration>,
     /// Seed of the generated fleet and of ids (same seed, same fleet).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -150,6 +171,21 @@ async fn main() -> anyhow::Result<()> {
             history: args.history,
         });
         tracing::info!(pipelines = n, seed = args.seed, "generated fleet");
+    }
+    if args.accounts > 0 {
+        let fleet = args.fleet.map(|pipelines| FleetSpec {
+            pipelines,
+            seed: args.seed,
+            history: args.history,
+        });
+        let roles = emulator.add_accounts(
+            args.accounts,
+            &args.regions,
+            fleet,
+            args.external_id.as_deref(),
+            args.session,
+        );
+        tracing::info!(accounts = roles.len(), regions = ?args.regions, first_role = %roles[0], "accounts");
     }
     let server = emulator
         .serve(args.listen)

@@ -162,13 +162,33 @@ async fn handle(emulator: Emulator, req: Request<Incoming>) -> HttpResult {
             "CodePipeline is served at POST /",
         ));
     }
-    let _in_flight = emulator.begin_request();
     let auth = AuthHeaders {
         authorization: authorization.as_deref(),
         amz_date: amz_date.as_deref(),
         date: date.as_deref(),
     };
-    let (answer, delay) = emulator.handle(target.as_deref(), auth, &body);
+    if crate::sts::is_sts(target.as_deref(), &body) {
+        let answer = crate::sts::handle(&emulator, auth, &body);
+        let mut resp = Response::new(Full::new(Bytes::from(answer.body)));
+        *resp.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        return Ok(resp);
+    }
+    // The root counts every request in flight (all accounts); a world its own.
+    let _in_flight = emulator.begin_request();
+    let world = match crate::sts::route(&emulator, &auth) {
+        Ok(w) => w,
+        Err(e) => {
+            return Ok(error_response(
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+                e.code,
+                &e.message,
+            ));
+        }
+    };
+    let _in_world = (!world.same_as(&emulator)).then(|| world.begin_request());
+    let (answer, delay) = world.handle(target.as_deref(), auth, &body);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -251,14 +271,130 @@ fn handle_admin(
     }
 }
 
+/// `key=value` of a query string.
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsRequest {
+    /// How many accounts (ids 100000000001, ...).
+    accounts: usize,
+    /// Their regions.
+    regions: Vec<String>,
+    /// Pipelines per account and region (none: empty worlds).
+    #[serde(default)]
+    pipelines: Option<usize>,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default = "default_history")]
+    history: usize,
+    /// The external id every role requires.
+    #[serde(default)]
+    external_id: Option<String>,
+    /// How long issued credentials last ("15m"; default: what AssumeRole asks, 1 h).
+    #[serde(default, with = "humantime_serde")]
+    session: Option<Duration>,
+}
+
+fn default_history() -> usize {
+    5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleChange {
+    role_arn: String,
+    denied: bool,
+}
+
 fn admin_route(
-    emulator: &Emulator,
+    root: &Emulator,
     method: &Method,
     path: &str,
     query: &str,
     body: &[u8],
 ) -> Result<Value, AdminError> {
+    // `?account=ID&region=R` addresses that account's world; the root (ambient) otherwise.
+    let selected;
+    let emulator = match (query_param(query, "account"), query_param(query, "region")) {
+        (Some(a), Some(r)) => {
+            if !root.accounts().roles.values().any(|role| role.account == a) {
+                return Err(AdminError(
+                    StatusCode::NOT_FOUND,
+                    format!("no account {a}: POST /_emulator/accounts first"),
+                ));
+            }
+            selected = root.world_of(a, r);
+            &selected
+        }
+        (None, None) => root,
+        _ => {
+            return Err(AdminError(
+                StatusCode::BAD_REQUEST,
+                "give both account= and region=".into(),
+            ));
+        }
+    };
     Ok(match (method.as_str(), path) {
+        ("POST", "accounts") => {
+            let r: AccountsRequest = parse(body)?;
+            let fleet = r.pipelines.map(|pipelines| FleetSpec {
+                pipelines,
+                seed: r.seed,
+                history: r.history,
+            });
+            let roles = root.add_accounts(
+                r.accounts,
+                &r.regions,
+                fleet,
+                r.external_id.as_deref(),
+                r.session,
+            );
+            json!({"roles": roles})
+        }
+        ("GET", "accounts") => accounts_json(root),
+        ("PUT", "roles") => {
+            let change: RoleChange = parse(body)?;
+            if !root.set_role_denied(&change.role_arn, change.denied) {
+                return Err(AdminError(
+                    StatusCode::NOT_FOUND,
+                    format!("no role {}", change.role_arn),
+                ));
+            }
+            accounts_json(root)
+        }
+        ("POST", "expire-sessions") => {
+            root.expire_sessions();
+            json!({"ok": true})
+        }
+        ("GET", "calls") if query_param(query, "all") == Some("true") => {
+            // Every world's calls, each tagged with its account and region (benchmarks).
+            let mut calls = Vec::new();
+            let mut worlds = vec![((String::new(), String::new()), root.clone())];
+            worlds.extend(root.children());
+            for ((account, region), w) in worlds {
+                for c in w.calls() {
+                    let mut v = serde_json::to_value(&c).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("account".into(), json!(account));
+                        o.insert("region".into(), json!(region));
+                    }
+                    calls.push(v);
+                }
+            }
+            json!({"max_in_flight": root.max_in_flight(), "calls": calls})
+        }
+        ("DELETE", "calls") if query_param(query, "all") == Some("true") => {
+            root.clear_calls();
+            for (_, w) in root.children() {
+                w.clear_calls();
+            }
+            json!({"ok": true})
+        }
         ("GET", "health") => json!({"ok": true}),
         ("GET", "state") => state_json(emulator, query),
         ("POST", "seed") => {
@@ -318,6 +454,18 @@ fn admin_route(
                 format!("no admin route {method} /_emulator/{path}"),
             ));
         }
+    })
+}
+
+fn accounts_json(root: &Emulator) -> Value {
+    let reg = root.accounts();
+    let now = crate::world::wall_ms();
+    json!({
+        "roles": reg.roles,
+        "worlds": reg.worlds.keys().map(|(a, r)| json!({"account": a, "region": r})).collect::<Vec<_>>(),
+        "sessions_live": reg.sessions.values().filter(|s| s.expires_wall_ms > now).count(),
+        "sessions_issued": reg.sessions.len(),
+        "assume_role_calls": reg.assume_role_calls,
     })
 }
 

@@ -128,10 +128,61 @@ impl Default for EmulatorConfig {
 }
 
 /// A handle on one emulated CodePipeline account; cheap to clone, shared by every connection.
+///
+/// The root handle (the one [`Emulator::new`] makes) is the account of the ambient credentials.
+/// Other accounts exist once [`Accounts`] has roles: STS AssumeRole (see [`crate::sts`]) issues
+/// session credentials for a role, and a request signed with them is served by the world of the
+/// role's account and the request's region ([`Emulator::world_of`]).
 #[derive(Debug, Clone)]
 pub struct Emulator {
     /// The state every handle sees.
     world: Arc<Mutex<World>>,
+    /// Roles, issued sessions and the other accounts' worlds (shared by the root's clones;
+    /// a child world's own registry stays empty).
+    accounts: Arc<Mutex<Accounts>>,
+}
+
+/// A role STS lets the ambient identity assume.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Role {
+    /// The 12-digit account the role belongs to.
+    pub account: String,
+    /// The `sts:ExternalId` its trust policy requires, if any.
+    pub external_id: Option<String>,
+    /// Whether AssumeRole is refused (AccessDenied), as when the trust policy does not name
+    /// the caller.
+    pub denied: bool,
+}
+
+/// Credentials STS issued.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The account whose role was assumed.
+    pub account: String,
+    /// Expiry, in real (host) epoch milliseconds: the SDK renews by the host's clock.
+    pub expires_wall_ms: Millis,
+}
+
+/// Other accounts: roles by ARN, sessions by access key id, and one world per (account, region).
+#[derive(Debug, Default)]
+pub struct Accounts {
+    /// Roles by ARN.
+    pub roles: BTreeMap<String, Role>,
+    /// Issued sessions by access key id.
+    pub sessions: std::collections::HashMap<String, Session>,
+    /// Worlds by (account id, region).
+    pub worlds: BTreeMap<(String, String), Emulator>,
+    /// How long issued credentials last (default one hour, as AssumeRole's default).
+    pub session_ttl: Option<Duration>,
+    /// Fleet of a world made on first use: pipelines per (account, region), history, seed.
+    pub fleet: Option<FleetSpec>,
+    /// AssumeRole requests answered.
+    pub assume_role_calls: usize,
+}
+
+/// Host time in epoch milliseconds.
+pub fn wall_ms() -> Millis {
+    crate::clock::system_now()
 }
 
 /// Read-only view of one execution, for tests.
@@ -173,6 +224,7 @@ impl Emulator {
         let mut faults = Faults::default();
         faults.set_plan(config.faults);
         Emulator {
+            accounts: Arc::new(Mutex::new(Accounts::default())),
             world: Arc::new(Mutex::new(World {
                 clock: config.clock,
                 pipelines: BTreeMap::new(),
@@ -274,14 +326,139 @@ impl Emulator {
         self.lock().clock.now()
     }
 
-    /// Moves emulator time forward.
+    /// Moves emulator time forward (every account's world shares the root's clock).
     pub fn advance(&self, by: Duration) {
         self.lock().clock.advance(by);
+        for (_, w) in self.children() {
+            w.lock().clock.advance(by);
+        }
     }
 
     /// Sets emulator time (never backwards); returns the time now in force.
     pub fn set_time(&self, to: Millis) -> Millis {
+        for (_, w) in self.children() {
+            w.lock().clock.set(to);
+        }
         self.lock().clock.set(to)
+    }
+
+    /// Whether two handles share one world.
+    pub fn same_as(&self, other: &Emulator) -> bool {
+        Arc::ptr_eq(&self.world, &other.world)
+    }
+
+    /// Locks the registry of other accounts.
+    pub fn accounts(&self) -> MutexGuard<'_, Accounts> {
+        self.accounts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The worlds of other accounts, by (account id, region).
+    pub fn children(&self) -> Vec<((String, String), Emulator)> {
+        self.accounts()
+            .worlds
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The world of `account` in `region`, made on first use: same clock, lifecycle, fault plan
+    /// (its own counters and rate-limit buckets: CodePipeline throttles per account and region)
+    /// and signature rule as the root, and the registry's fleet if one was set.
+    pub fn world_of(&self, account: &str, region: &str) -> Emulator {
+        let key = (account.to_string(), region.to_string());
+        let mut reg = self.accounts();
+        if let Some(w) = reg.worlds.get(&key) {
+            return w.clone();
+        }
+        let (clock, behaviour, plan, require_signature) = {
+            let w = self.lock();
+            (
+                w.clock.clone(),
+                w.behaviour,
+                w.faults.plan.clone(),
+                w.require_signature,
+            )
+        };
+        // Distinct ids per world: the seed mixes in the world's position.
+        let n = reg.worlds.len() as u64 + 1;
+        let child = Emulator::new(EmulatorConfig {
+            clock,
+            seed: n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            behaviour,
+            faults: plan,
+            require_signature,
+        });
+        {
+            let mut w = child.lock();
+            w.account = account.to_string();
+            w.region = region.to_string();
+        }
+        if let Some(spec) = reg.fleet {
+            child.seed_fleet(FleetSpec {
+                seed: spec.seed.wrapping_add(n),
+                ..spec
+            });
+        }
+        reg.worlds.insert(key, child.clone());
+        child
+    }
+
+    /// Defines `count` accounts (ids 100000000001, 100000000002, ...), each with the role
+    /// `arn:aws:iam::ID:role/stopd` and a world in each region seeded with `fleet`; returns the
+    /// role ARNs. Worlds made later (another region) get the same fleet.
+    pub fn add_accounts(
+        &self,
+        count: usize,
+        regions: &[String],
+        fleet: Option<FleetSpec>,
+        external_id: Option<&str>,
+        session_ttl: Option<Duration>,
+    ) -> Vec<String> {
+        let mut arns = Vec::new();
+        {
+            let mut reg = self.accounts();
+            reg.fleet = fleet;
+            reg.session_ttl = session_ttl;
+            for i in 0..count {
+                let account = format!("{:012}", 100_000_000_001_u64 + i as u64);
+                let arn = format!("arn:aws:iam::{account}:role/stopd");
+                reg.roles.insert(
+                    arn.clone(),
+                    Role {
+                        account,
+                        external_id: external_id.map(str::to_string),
+                        denied: false,
+                    },
+                );
+                arns.push(arn);
+            }
+        }
+        for arn in &arns {
+            let account = self.accounts().roles[arn].account.clone();
+            for r in regions {
+                self.world_of(&account, r);
+            }
+        }
+        arns
+    }
+
+    /// Refuses (or allows again) AssumeRole of a role; false if there is no such role.
+    pub fn set_role_denied(&self, role_arn: &str, denied: bool) -> bool {
+        match self.accounts().roles.get_mut(role_arn) {
+            Some(r) => {
+                r.denied = denied;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends every issued session now: the next call made with one is answered
+    /// ExpiredTokenException.
+    pub fn expire_sessions(&self) {
+        for s in self.accounts().sessions.values_mut() {
+            s.expires_wall_ms = 0;
+        }
     }
 
     /// Replaces the fault plan.

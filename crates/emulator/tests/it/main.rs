@@ -1,5 +1,6 @@
 //! Integration tests of `stopd-emulator`: one binary, modules by concern.
 
+mod accounts;
 mod common;
 mod fixture_file;
 mod identity;
