@@ -33,6 +33,7 @@ pub use policy::{
     DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy, PolicyError,
     PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone,
 };
+pub use select::Place;
 pub use span::{MAX_SPAN, Span, SpanError};
 pub use spec::{
     DefaultsSpec, ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec,

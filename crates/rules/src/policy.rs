@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::cron::{CronError, CronExpr};
-use crate::select::{GlobError, Selector};
+use crate::select::{GlobError, Place, Selector};
 use crate::span::Span;
 use crate::spec::{ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec};
 use crate::template::{Template, TemplateError};
@@ -110,6 +110,9 @@ pub enum PolicyErrorKind {
     /// An empty `pipelines` list matches nothing.
     #[error("an empty list matches no pipeline; leave the key out to match all")]
     EmptyPipelines,
+    /// An empty `accounts` or `regions` list matches nothing.
+    #[error("an empty list matches nothing; leave the key out to match all")]
+    EmptyPlaces,
     /// `gate_stages` without `gate = true`, or an empty one.
     #[error("{0}")]
     GateStages(&'static str),
@@ -157,6 +160,8 @@ pub struct Rule {
     pub reason: Template,
     /// Which pipelines.
     pub selector: Selector,
+    /// Which accounts and regions.
+    pub place: Place,
     /// Whether ROLLBACK executions are stopped too.
     pub rollbacks: bool,
     /// Still Stopping after this long -> abandon (mode finish only).
@@ -207,6 +212,8 @@ pub struct Exemption {
     pub name: String,
     /// Which pipelines.
     pub selector: Selector,
+    /// Which accounts and regions.
+    pub place: Place,
     /// Exclusive expiry.
     pub until: Option<DateTime<Utc>>,
     /// Why, for display.
@@ -228,6 +235,7 @@ impl Exemption {
         Ok(Exemption {
             name: name.into(),
             selector: Selector::new(&[glob.to_string()], &[], BTreeMap::new())?,
+            place: Place::default(),
             until: Some(until),
             reason: Some(reason.into()),
             source: ExemptionSource::BreakGlass,
@@ -344,6 +352,25 @@ impl Ctx<'_> {
             };
             self.err(Some(key), e.into());
             Selector::new(&[], &[], tags).expect("empty selector builds")
+        })
+    }
+
+    fn place(&mut self, accounts: Option<&Vec<String>>, regions: Option<&Vec<String>>) -> Place {
+        for (key, list) in [("accounts", accounts), ("regions", regions)] {
+            if list.is_some_and(Vec::is_empty) {
+                self.err(Some(key), PolicyErrorKind::EmptyPlaces);
+            }
+        }
+        let accounts = accounts.map(Vec::as_slice);
+        let regions = regions.map(Vec::as_slice);
+        Place::new(accounts, regions).unwrap_or_else(|e| {
+            let key = if Place::new(accounts, None).is_err() {
+                "accounts"
+            } else {
+                "regions"
+            };
+            self.err(Some(key), e.into());
+            Place::default()
         })
     }
 
@@ -536,6 +563,33 @@ impl Policy {
         self.rules.iter().any(|r| r.selector.uses_tags())
     }
 
+    /// The rules and exemptions that apply in this account (by name) and region, in the same
+    /// order: what a sweep of that (account, region) decides by.
+    pub fn for_place(&self, account: &str, region: &str) -> Policy {
+        Policy {
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| r.place.matches(account, region))
+                .cloned()
+                .collect(),
+            exemptions: self
+                .exemptions
+                .iter()
+                .filter(|e| e.place.matches(account, region))
+                .cloned()
+                .collect(),
+            default_tz: self.default_tz,
+            default_mode: self.default_mode,
+        }
+    }
+
+    /// Whether any rule or exemption is limited to some accounts or regions.
+    pub fn selects_places(&self) -> bool {
+        self.rules.iter().any(|r| !r.place.is_everywhere())
+            || self.exemptions.iter().any(|e| !e.place.is_everywhere())
+    }
+
     /// Whether some rule can apply to a pipeline of this name (tags aside): discovery skips
     /// the others before making any per-pipeline call.
     pub fn may_apply_to(&self, pipeline: &str) -> bool {
@@ -649,6 +703,7 @@ fn compile_freeze(
         mode,
         reason,
         selector,
+        place: ctx.place(f.accounts.as_ref(), f.regions.as_ref()),
         rollbacks: f.rollbacks.unwrap_or(false),
         escalate_after,
         timezone: tz,
@@ -685,6 +740,7 @@ fn compile_timeout(
         mode,
         reason,
         selector,
+        place: ctx.place(t.accounts.as_ref(), t.regions.as_ref()),
         rollbacks: t.rollbacks.unwrap_or(false),
         escalate_after,
         timezone: default_tz,
@@ -701,6 +757,7 @@ fn compile_exempt(e: &ExemptSpec, ctx: &mut Ctx<'_>, default_tz: Tz) -> Exemptio
     Exemption {
         name: e.name.clone(),
         selector: ctx.selector(e.pipelines.as_ref(), e.exclude.as_ref(), e.tags.as_ref()),
+        place: ctx.place(e.accounts.as_ref(), e.regions.as_ref()),
         until,
         reason: e.reason.clone(),
         source: ExemptionSource::Config,

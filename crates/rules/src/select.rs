@@ -157,12 +157,75 @@ impl Selector {
     }
 }
 
+/// Where a rule applies: account names and regions (`accounts`, `regions` globs; each absent
+/// means all). With no `[[account]]` the daemon's one account is named `default`.
+#[derive(Debug, Clone, Default)]
+pub struct Place {
+    /// Account-name globs as written, and compiled.
+    accounts: Option<(Vec<String>, Vec<NameGlob>)>,
+    /// Region globs as written, and compiled.
+    regions: Option<(Vec<String>, Vec<NameGlob>)>,
+}
+
+impl Place {
+    /// A place; `None` for a list means everywhere.
+    pub fn new(
+        accounts: Option<&[String]>,
+        regions: Option<&[String]>,
+    ) -> Result<Place, GlobError> {
+        let compile = |globs: Option<&[String]>| -> Result<_, GlobError> {
+            globs.map(|g| Ok((g.to_vec(), build(g)?))).transpose()
+        };
+        Ok(Place {
+            accounts: compile(accounts)?,
+            regions: compile(regions)?,
+        })
+    }
+
+    /// Whether it covers this account (by name) and region.
+    pub fn matches(&self, account: &str, region: &str) -> bool {
+        let any = |list: &Option<(Vec<String>, Vec<NameGlob>)>, name: &str| {
+            list.as_ref()
+                .is_none_or(|(_, globs)| globs.iter().any(|g| g.is_match(name)))
+        };
+        any(&self.accounts, account) && any(&self.regions, region)
+    }
+
+    /// Whether it covers every account and region.
+    pub fn is_everywhere(&self) -> bool {
+        self.accounts.is_none() && self.regions.is_none()
+    }
+
+    /// The account globs as written (`None`: all).
+    pub fn accounts(&self) -> Option<&[String]> {
+        self.accounts.as_ref().map(|(s, _)| s.as_slice())
+    }
+
+    /// The region globs as written (`None`: all).
+    pub fn regions(&self) -> Option<&[String]> {
+        self.regions.as_ref().map(|(s, _)| s.as_slice())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn places_match_account_names_and_regions() {
+        let all = Place::default();
+        assert!(all.matches("anything", "eu-west-1") && all.is_everywhere());
+        let p = Place::new(Some(&s(&["payments-*"])), Some(&s(&["eu-*"]))).unwrap();
+        assert!(p.matches("payments-prod", "eu-west-1"));
+        assert!(!p.matches("payments-prod", "us-east-1"));
+        assert!(!p.matches("search-prod", "eu-west-1"));
+        let none = Place::new(Some(&[]), None).unwrap();
+        assert!(!none.matches("a", "b"));
+        assert!(Place::new(Some(&s(&["[a"])), None).is_err());
     }
 
     #[test]

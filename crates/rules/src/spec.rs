@@ -74,6 +74,12 @@ pub struct FreezeSpec {
     /// Tags that must all be present with these values (default `{}`).
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Account-name globs (`[[account]] name`; default all; `default` without `[[account]]`).
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+    /// Region globs (default all).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
     /// Stop mode (default: `[defaults] mode`).
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -116,6 +122,12 @@ pub struct TimeoutSpec {
     /// Tags that must all be present with these values (default `{}`).
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Account-name globs (`[[account]] name`; default all; `default` without `[[account]]`).
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+    /// Region globs (default all).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
     /// Stop mode (default: `[defaults] mode`).
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -145,6 +157,12 @@ pub struct ExemptSpec {
     /// Tags that must all be present with these values (default `{}`).
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,
+    /// Account-name globs (`[[account]] name`; default all; `default` without `[[account]]`).
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+    /// Region globs (default all).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
     /// Expiry (exclusive): RFC 3339, or a local date-time in `[defaults] timezone`.
     #[serde(default)]
     pub until: Option<String>,

@@ -459,3 +459,62 @@ pipelines = ["prod-hotfix"]
         "deploys (every pipeline) gates dev-web; release does not"
     );
 }
+
+#[test]
+fn accounts_and_regions_select_where_a_rule_applies() {
+    let p = policy(
+        r#"
+[[freeze]]
+name = "payments-eu"
+start = "2026-12-24T00:00:00Z"
+end = "2026-12-27T00:00:00Z"
+accounts = ["payments-*"]
+regions = ["eu-*"]
+
+[[timeout]]
+name = "everywhere"
+max_duration = "1h"
+
+[[exempt]]
+name = "search-lane"
+accounts = ["search"]
+"#,
+    );
+    assert!(p.selects_places());
+    let tags = BTreeMap::new();
+    let now = utc("2026-12-25T12:00:00Z");
+    let ex = [facts("web", "e1", "2026-12-25T11:30:00Z", &tags)];
+    let rule_of = |account: &str, region: &str| match &p
+        .for_place(account, region)
+        .decider(now)
+        .decide(now, &ex, &[])[0]
+    {
+        Verdict::Stop(d) => Some(d.rule.clone()),
+        _ => None,
+    };
+    assert_eq!(
+        rule_of("payments-prod", "eu-west-1").as_deref(),
+        Some("payments-eu")
+    );
+    assert_eq!(
+        rule_of("payments-prod", "us-east-1"),
+        None,
+        "other region: not frozen"
+    );
+    assert_eq!(
+        rule_of("search", "eu-west-1"),
+        None,
+        "exempt in its account only"
+    );
+    let r = p.for_place("search", "eu-west-1");
+    assert_eq!(
+        r.rules().len(),
+        1,
+        "the freeze is not in force in account 'search'"
+    );
+    // An empty list is refused like an empty `pipelines`.
+    let spec: stopd_rules::PolicySpec =
+        toml::from_str("[[timeout]]\nname = \"t\"\nmax_duration = \"1h\"\nregions = []\n").unwrap();
+    let e = stopd_rules::Policy::compile(&spec).unwrap_err();
+    assert!(e[0].to_string().contains("regions"), "{}", e[0]);
+}
