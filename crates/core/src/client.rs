@@ -11,12 +11,17 @@
 //! every connection of a sweep's burst (up to `discovery_concurrency` + `stop_concurrency`)
 //! stays open with its buffers until the next sweep: ~4 MiB at rest for 128 connections.
 //!
+//! Other accounts: with a [`RoleSpec`], the client's credentials come from the SDK's
+//! `AssumeRoleProvider` (STS AssumeRole with the ambient credentials, at `sts_endpoint_url` if
+//! set), cached by the SDK and renewed before they expire.
+//!
 //! Retries: the SDK's retry layer is set to one attempt. stopd's own loop ([`crate::retry`]) owns
 //! retries, so attempts never multiply (SDK 3 x ours 20 = 60 requests per stop).
 
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::config::retry::RetryConfig;
 use aws_sdk_codepipeline::config::timeout::TimeoutConfig;
@@ -41,37 +46,77 @@ pub struct ClientConfig {
     pub attempt_timeout: Option<Duration>,
     /// Fixed credentials (access key, secret): for local emulators and tests only.
     pub static_credentials: Option<(String, String)>,
+    /// Act in another account through this role.
+    pub role: Option<RoleSpec>,
+    /// Where AssumeRole goes (an emulator, a VPC endpoint); STS's regional endpoint otherwise.
+    pub sts_endpoint_url: Option<String>,
 }
 
-/// Builds the client: default credential chain, `BehaviorVersion::latest()`, SDK retries off.
+/// A role to assume for another account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoleSpec {
+    /// `arn:aws:iam::ACCOUNT:role/NAME`.
+    pub role_arn: String,
+    /// `sts:ExternalId`, if the role's trust policy requires one.
+    pub external_id: Option<String>,
+    /// The session name CloudTrail shows for stopd's calls in that account.
+    pub session_name: String,
+}
+
+/// Builds the client: default credential chain (or a role assumed with it),
+/// `BehaviorVersion::latest()`, SDK retries off.
 pub async fn build_client(config: &ClientConfig) -> Client {
     let http = aws_smithy_http_client::Builder::new()
         .pool_max_idle_per_host(IDLE_CONNECTIONS)
         .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
         .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .retry_config(RetryConfig::standard().with_max_attempts(1))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(3)))
-                .operation_attempt_timeout(
-                    config.attempt_timeout.unwrap_or(Duration::from_secs(10)),
-                )
-                .build(),
-        );
-    if let Some(region) = &config.region {
-        loader = loader.region(Region::new(region.clone()));
+    let loader = |endpoint: Option<&String>| {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http.clone())
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(3)))
+                    .operation_attempt_timeout(
+                        config.attempt_timeout.unwrap_or(Duration::from_secs(10)),
+                    )
+                    .build(),
+            );
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some((key, secret)) = &config.static_credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                key,
+                secret,
+                None,
+                None,
+                "stopd-static",
+            ));
+        }
+        loader
+    };
+    let base = loader(config.endpoint_url.as_ref()).load().await;
+    let Some(role) = &config.role else {
+        return Client::new(&base);
+    };
+    // AssumeRole is signed with the ambient credentials and sent to STS (or its override).
+    let sts = loader(config.sts_endpoint_url.as_ref()).load().await;
+    let mut provider = AssumeRoleProvider::builder(&role.role_arn)
+        .session_name(&role.session_name)
+        .configure(&sts);
+    if let Some(id) = &role.external_id {
+        provider = provider.external_id(id);
     }
-    if let Some(profile) = &config.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(url) = &config.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    if let Some((key, secret)) = &config.static_credentials {
-        loader =
-            loader.credentials_provider(Credentials::new(key, secret, None, None, "stopd-static"));
-    }
-    Client::new(&loader.load().await)
+    let provider = provider.build().await;
+    let conf = aws_sdk_codepipeline::config::Builder::from(&base)
+        .credentials_provider(provider)
+        .build();
+    Client::from_conf(conf)
 }

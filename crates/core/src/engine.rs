@@ -82,6 +82,9 @@ pub struct CoreConfig {
     pub discovery_retry: RetryPolicy,
     /// Retry policy (and per-stop deadline) of stops.
     pub stop_retry: RetryPolicy,
+    /// A bound on requests in flight shared by every account and region's `Core` (each still
+    /// paces itself with its own rate limiter).
+    pub in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for CoreConfig {
@@ -95,6 +98,7 @@ impl Default for CoreConfig {
                 ..RetryPolicy::default()
             },
             stop_retry: RetryPolicy::default(),
+            in_flight: None,
         }
     }
 }
@@ -267,6 +271,10 @@ struct Inner {
     arns: Mutex<HashMap<String, String>>,
     /// Per pipeline: tags and when they were fetched.
     tags: Mutex<HashMap<String, CachedTags>>,
+    /// The account's name (`default`: the ambient credentials' account).
+    account: Arc<str>,
+    /// The region the client calls.
+    region: Arc<str>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -303,11 +311,29 @@ pub fn cut_chars(s: &str, max: usize) -> &str {
 
 impl Core {
     /// Discovery and stops over this client. `cancel` ends backoffs and attempts on shutdown.
+    /// The account is named `default`; the region is the client's.
     pub fn new(
         client: Client,
         limiter: RateLimiter,
         config: CoreConfig,
         cancel: CancellationToken,
+    ) -> Core {
+        let region = client
+            .config()
+            .region()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Core::new_at(client, limiter, config, cancel, "default", &region)
+    }
+
+    /// [`Core::new`] for the account named `account` in `region`.
+    pub fn new_at(
+        client: Client,
+        limiter: RateLimiter,
+        config: CoreConfig,
+        cancel: CancellationToken,
+        account: &str,
+        region: &str,
     ) -> Core {
         Core {
             inner: Arc::new(Inner {
@@ -318,8 +344,32 @@ impl Core {
                 memory: Mutex::new(HashMap::new()),
                 arns: Mutex::new(HashMap::new()),
                 tags: Mutex::new(HashMap::new()),
+                account: Arc::from(account),
+                region: Arc::from(region),
             }),
         }
+    }
+
+    /// The account's name (`default` for the ambient credentials' account).
+    pub fn account(&self) -> &str {
+        &self.inner.account
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    /// "account NAME in REGION", for messages.
+    pub fn place(&self) -> String {
+        format!("account {} in {}", self.inner.account, self.inner.region)
+    }
+
+    /// Whether a record made in `account` and `region` belongs here (`None`: recorded before
+    /// accounts and regions were, in the ambient account).
+    pub fn owns(&self, account: Option<&str>, region: Option<&str>) -> bool {
+        account.unwrap_or("default") == &*self.inner.account
+            && region.is_none_or(|r| r == &*self.inner.region)
     }
 
     /// The tags discovery last read for a pipeline (empty if it read none).
@@ -345,7 +395,21 @@ impl Core {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let r = retry(policy, &self.inner.limiter, op, &self.inner.cancel, f).await;
+        let gate = self.inner.config.in_flight.clone();
+        let mut f = f;
+        let attempt = move || {
+            let gate = gate.clone();
+            let request = f();
+            async move {
+                // Closed only if dropped, which a shared bound never is.
+                let _permit = match &gate {
+                    Some(g) => g.acquire().await.ok(),
+                    None => None,
+                };
+                request.await
+            }
+        };
+        let r = retry(policy, &self.inner.limiter, op, &self.inner.cancel, attempt).await;
         counts.add(op, r.attempts, r.throttled);
         r
     }

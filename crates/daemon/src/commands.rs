@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use crate::UsageError;
 use crate::config::Config;
 use crate::output::{self, Columns, Format, OutputArgs};
-use crate::run::build_core;
 use crate::store::{AuditRecord, ReportFilter, Store};
 use crate::sweep::{self, Planned};
 use crate::time::{human, parse_instant, parse_span};
@@ -317,9 +316,11 @@ struct PlanRecord {
     mode: String,
     reason: String,
     explanation: String,
+    account: String,
+    region: String,
 }
 
-/// `stopd plan`.
+/// `stopd plan`: every account and region, each by the rules that select it.
 pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<ExitCode> {
     let now = Utc::now();
     let hypothetical = at.is_some();
@@ -339,28 +340,66 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         let policy = crate::freezes::effective_policy(&store, &cfg.policy, at)
             .await
             .context(why)?;
-        let held = store.last_gates().await.context(why)?;
+        let held = store.last_gates_everywhere().await.context(why)?;
         store.close().await;
         (extra, policy, held)
     } else {
-        (Vec::new(), Arc::clone(&cfg.policy), Default::default())
+        (Vec::new(), Arc::clone(&cfg.policy), Vec::new())
     };
-    let core = build_core(cfg, CancellationToken::new()).await;
-    let found = core
-        .discover(&|p| policy.may_apply_to(p), policy.uses_tags())
-        .await;
-    if let Some(e) = &found.listing_failed {
-        anyhow::bail!("cannot list pipelines: {e}");
+    let cores = crate::targets::build(cfg, CancellationToken::new()).await;
+    let many = cores.len() > 1;
+    // Each account and region read at once.
+    let mut set = tokio::task::JoinSet::new();
+    for (i, core) in cores.iter().enumerate() {
+        let (core, policy) = (
+            core.clone(),
+            Arc::new(policy.for_place(core.account(), core.region())),
+        );
+        set.spawn(async move {
+            let found = core
+                .discover(&|p| policy.may_apply_to(p), policy.uses_tags())
+                .await;
+            (i, policy, found)
+        });
     }
-    let in_progress: Vec<_> = found
-        .executions
-        .into_iter()
-        .filter(|e| e.status == stopd_core::ActiveStatus::InProgress)
-        .collect();
-    let (planned, others) = sweep::plan(&policy.decider(at), at, &in_progress, &extra);
-    let rows: Vec<PlanRecord> = planned
-        .into_iter()
-        .map(|p: Planned| PlanRecord {
+    let mut places = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        places.push(joined.context("a discovery task failed")?);
+    }
+    places.sort_by_key(|(i, ..)| *i);
+
+    let mut rows: Vec<PlanRecord> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut gated: Vec<String> = Vec::new();
+    let (mut seen, mut in_scope, mut running, mut failures, mut blind) = (0, 0, 0, 0, 0);
+    for (i, policy, found) in places {
+        let core = &cores[i];
+        let place = if many {
+            format!("{}: ", core.place())
+        } else {
+            String::new()
+        };
+        if let Some(e) = &found.listing_failed {
+            if !many {
+                anyhow::bail!("cannot list pipelines: {e}");
+            }
+            notes.push(format!(
+                "  {place}cannot list pipelines: {}",
+                output::escape(&e.explain())
+            ));
+            blind += 1;
+            continue;
+        }
+        seen += found.pipelines_seen;
+        in_scope += found.pipelines_in_scope;
+        let in_progress: Vec<_> = found
+            .executions
+            .into_iter()
+            .filter(|e| e.status == stopd_core::ActiveStatus::InProgress)
+            .collect();
+        running += in_progress.len();
+        let (planned, others) = sweep::plan(&policy.decider(at), at, &in_progress, &extra);
+        rows.extend(planned.into_iter().map(|p: Planned| PlanRecord {
             pipeline: p.pipeline,
             execution_id: p.execution_id,
             rule: p.rule,
@@ -368,66 +407,9 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             mode: p.mode.as_str().into(),
             reason: p.reason,
             explanation: p.explanation,
-        })
-        .collect();
-    let mut out = std::io::stdout().lock();
-    if opts.format == Format::Table && hypothetical {
-        writeln!(
-            out,
-            "HYPOTHETICAL: the executions running now ({}), judged as if it were {}.\n\
-             By then these may have finished and others started; `plan` without --at shows now.\n",
-            rfc3339(now),
-            rfc3339(at)
-        )?;
-    }
-    output::write(
-        &mut out,
-        opts,
-        &rows,
-        Columns {
-            names: &[
-                "pipeline",
-                "execution_id",
-                "rule",
-                "rule_kind",
-                "mode",
-                "reason",
-                "explanation",
-            ],
-            // The explanation says what the reason says, and why.
-            wide_only: &["rule_kind", "reason"],
-            whole: &[],
-            to_the_minute: &[],
-        },
-        |r| {
-            vec![
-                r.pipeline.clone(),
-                r.execution_id.clone(),
-                r.rule.clone(),
-                r.rule_kind.clone(),
-                r.mode.clone(),
-                r.reason.clone(),
-                r.explanation.clone(),
-            ]
-        },
-    )?;
-    if opts.format == Format::Table {
-        writeln!(
-            out,
-            "\n{} {}: {} pipelines ({} in scope), {} executions in progress{}, {} would be stopped{}.",
-            if hypothetical {
-                "Hypothetically, at"
-            } else {
-                "At"
-            },
-            rfc3339(at),
-            found.pipelines_seen,
-            found.pipelines_in_scope,
-            in_progress.len(),
-            if hypothetical { " now" } else { "" },
-            rows.len(),
-            if hypothetical { " then" } else { "" },
-        )?;
+            account: core.account().to_string(),
+            region: core.region().to_string(),
+        }));
         for (i, v) in others {
             let e = &in_progress[i];
             let why = match v {
@@ -442,24 +424,22 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
                 }
                 Verdict::Allow | Verdict::Stop(_) => continue,
             };
-            writeln!(
-                out,
-                "  not stopped: {} {}: {why}",
+            notes.push(format!(
+                "  not stopped: {place}{} {}: {why}",
                 output::escape(&e.pipeline),
                 e.execution_id
-            )?;
+            ));
         }
+        failures += found.failures.len();
         for f in &found.failures {
-            writeln!(
-                out,
-                "  could not read {}: {}",
+            notes.push(format!(
+                "  could not read {place}{}: {}",
                 output::escape(&f.pipeline),
                 output::escape(&f.error.to_string())
-            )?;
+            ));
         }
         // Gates: which pipelines' transitions a gating freeze holds closed then, and which
         // transitions stopd holds that it would open.
-        let mut gated: Vec<String> = Vec::new();
         for p in &found.pipelines {
             let holds = policy.gates(at, p, &core.tags_of(p), &extra);
             if let Some(h) = holds.first() {
@@ -468,22 +448,104 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
                     Some(s) => s.join(", "),
                 };
                 gated.push(format!(
-                    "  gate closed: {} ({stages}) by {}",
+                    "  gate closed: {place}{} ({stages}) by {}",
                     output::escape(p),
                     h.rule
                 ));
             }
         }
-        for ((p, stage), g) in &held {
+        for (account, region, p, stage, g) in &held {
+            let here = account == core.account() && (region.is_empty() || region == core.region());
+            if !here {
+                continue;
+            }
             let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
             if g.action == "disable" && g.outcome == "done" && !covered {
                 gated.push(format!(
-                    "  gate opened: {} {} (held for {}, which no longer covers it)",
+                    "  gate opened: {place}{} {} (held for {}, which no longer covers it)",
                     output::escape(p),
                     output::escape(stage),
                     g.rule
                 ));
             }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if opts.format == Format::Table && hypothetical {
+        writeln!(
+            out,
+            "HYPOTHETICAL: the executions running now ({}), judged as if it were {}.\n\
+             By then these may have finished and others started; `plan` without --at shows now.\n",
+            rfc3339(now),
+            rfc3339(at)
+        )?;
+    }
+    // With one account, its name and region are in JSON and CSV, and in the wide table only.
+    let wide_only: &[&str] = if many {
+        &["rule_kind", "reason"]
+    } else {
+        &["rule_kind", "reason", "account", "region"]
+    };
+    output::write(
+        &mut out,
+        opts,
+        &rows,
+        Columns {
+            // Account and region last: columns that scripts read by position stay where they were.
+            names: &[
+                "pipeline",
+                "execution_id",
+                "rule",
+                "rule_kind",
+                "mode",
+                "reason",
+                "explanation",
+                "account",
+                "region",
+            ],
+            // The explanation says what the reason says, and why.
+            wide_only,
+            whole: &[],
+            to_the_minute: &[],
+        },
+        |r| {
+            vec![
+                r.pipeline.clone(),
+                r.execution_id.clone(),
+                r.rule.clone(),
+                r.rule_kind.clone(),
+                r.mode.clone(),
+                r.reason.clone(),
+                r.explanation.clone(),
+                r.account.clone(),
+                r.region.clone(),
+            ]
+        },
+    )?;
+    if opts.format == Format::Table {
+        writeln!(
+            out,
+            "\n{} {}: {} pipelines ({} in scope){}, {} executions in progress{}, {} would be stopped{}.",
+            if hypothetical {
+                "Hypothetically, at"
+            } else {
+                "At"
+            },
+            rfc3339(at),
+            seen,
+            in_scope,
+            if many {
+                format!(" in {} accounts and regions", cores.len())
+            } else {
+                String::new()
+            },
+            running,
+            if hypothetical { " now" } else { "" },
+            rows.len(),
+            if hypothetical { " then" } else { "" },
+        )?;
+        for line in notes {
+            writeln!(out, "{line}")?;
         }
         if !gated.is_empty() {
             writeln!(out, "Gates{}:", if hypothetical { " then" } else { "" })?;
@@ -492,7 +554,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             }
         }
     }
-    Ok(if found.failures.is_empty() {
+    Ok(if failures == 0 && blind == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -619,15 +681,17 @@ pub async fn stop(
     execution: &str,
     abandon: bool,
     reason: &str,
+    place: (Option<&str>, Option<&str>),
 ) -> Result<ExitCode> {
     if reason.trim().is_empty() {
         return Err(UsageError("--reason must say why".into()).into());
     }
+    let cores = crate::targets::build(cfg, CancellationToken::new()).await;
+    let core = crate::targets::pick(&cores, place.0, place.1).map_err(UsageError)?;
     let store = Store::open(&cfg.daemon.database).await?;
-    let core = build_core(cfg, CancellationToken::new()).await;
     let mode = if abandon { Mode::Abandon } else { Mode::Finish };
     let done = sweep::execute(
-        &core,
+        core,
         &store,
         None,
         Planned {
@@ -678,6 +742,10 @@ pub struct ReportQuery {
     pub until: Option<String>,
     pub pipeline: Option<String>,
     pub rule: Option<String>,
+    /// Account-name glob (`default`: the ambient account).
+    pub account: Option<String>,
+    /// Region glob.
+    pub region: Option<String>,
     pub outcome: Option<OutcomeArg>,
     pub output: OutputArgs,
     pub summary: bool,
@@ -775,16 +843,27 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     if q.gates {
         let rows = store
             .gate_records(since, until, q.pipeline.as_deref(), q.rule.as_deref())
-            .await?;
+            .await?
+            .into_iter()
+            .filter(|g| {
+                glob_matches(
+                    q.account.as_deref(),
+                    g.account
+                        .as_deref()
+                        .unwrap_or(crate::targets::DEFAULT_ACCOUNT),
+                ) && glob_matches(q.region.as_deref(), g.region.as_deref().unwrap_or(""))
+            })
+            .collect::<Vec<_>>();
         output::write(
             &mut out,
             q.output,
             &rows,
             Columns {
                 names: &[
-                    "at", "pipeline", "stage", "rule", "action", "outcome", "error", "reason", "id",
+                    "at", "pipeline", "stage", "rule", "action", "outcome", "error", "reason",
+                    "id", "account", "region",
                 ],
-                wide_only: &["reason", "id"],
+                wide_only: &["reason", "id", "account", "region"],
                 whole: &["at", "action", "outcome"],
                 to_the_minute: &[],
             },
@@ -799,6 +878,8 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     r.error.clone().unwrap_or_default(),
                     r.reason.clone(),
                     r.id.to_string(),
+                    r.account.clone().unwrap_or_default(),
+                    r.region.clone().unwrap_or_default(),
                 ]
             },
         )?;
@@ -868,6 +949,8 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
             pipeline: q.pipeline.clone(),
             rule: q.rule.clone(),
             outcome: q.outcome.map(|o| o.as_str().to_string()),
+            account: q.account.clone(),
+            region: q.region.clone(),
         })
         .await?;
     if q.summary {
@@ -906,8 +989,37 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `name` matches the glob (`None`: everything), as SQLite's GLOB does for the stops.
+fn glob_matches(glob: Option<&str>, name: &str) -> bool {
+    glob.is_none_or(|g| {
+        stopd_rules::Place::new(Some(&[g.to_string()]), None).is_ok_and(|p| p.matches(name, ""))
+    })
+}
+
 /// Audit records as `stopd report` (and the demo) print them.
 pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecord]) -> Result<()> {
+    // Account and region are table columns once some stop was made outside the one ambient
+    // account; JSON and CSV always carry them.
+    let many = records.iter().any(|r| {
+        r.account
+            .as_deref()
+            .is_some_and(|a| a != crate::targets::DEFAULT_ACCOUNT)
+    });
+    let mut wide_only = vec![
+        "rule_kind",
+        "mode",
+        "attempts",
+        "id",
+        "completed_at",
+        "throttled",
+        "reconciled",
+        "escalation_of",
+        "sweep_id",
+        "explanation",
+    ];
+    if !many {
+        wide_only.extend(["account", "region"]);
+    }
     output::write(
         out,
         opts,
@@ -932,19 +1044,10 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
                 "escalation_of",
                 "sweep_id",
                 "explanation",
+                "account",
+                "region",
             ],
-            wide_only: &[
-                "rule_kind",
-                "mode",
-                "attempts",
-                "id",
-                "completed_at",
-                "throttled",
-                "reconciled",
-                "escalation_of",
-                "sweep_id",
-                "explanation",
-            ],
+            wide_only: &wide_only,
             whole: &["at", "outcome"],
             to_the_minute: &[],
         },
@@ -967,6 +1070,8 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
                 r.escalation_of.map_or(String::new(), |v| v.to_string()),
                 r.sweep_id.map_or(String::new(), |v| v.to_string()),
                 r.explanation.clone(),
+                r.account.clone().unwrap_or_default(),
+                r.region.clone().unwrap_or_default(),
             ]
         },
     )

@@ -44,6 +44,67 @@ pub struct AwsSpec {
     /// Endpoint override (a local emulator, a VPC endpoint).
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// Where STS AssumeRole goes for `[[account]]` roles (an emulator, a VPC endpoint).
+    #[serde(default)]
+    pub sts_endpoint_url: Option<String>,
+}
+
+/// One `[[account]]`: another AWS account, reached by assuming a role in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSpec {
+    /// A short name, unique: rules select it (`accounts = [...]`), the audit log, metrics and
+    /// notifications carry it.
+    pub name: String,
+    /// The role stopd assumes in that account.
+    pub role_arn: String,
+    /// `sts:ExternalId`, if the role's trust policy requires one.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Regions to enforce in (default: `[aws] region`).
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+}
+
+/// The most `[[account]]` x region pairs one daemon enforces in.
+pub const MAX_PAIRS: usize = 1_000;
+
+/// Whether a name can be an account name: 1-64 of `A-Z a-z 0-9 . _ -` (it is a metric label
+/// and a glob target).
+fn valid_account_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether a text looks like an IAM role ARN: `arn:PARTITION:iam::123456789012:role/NAME`.
+fn valid_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty())
+}
+
+/// Whether a text looks like a region name (`eu-west-1`, `us-gov-east-1`).
+fn valid_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `[daemon]` as written.
@@ -100,6 +161,8 @@ struct FileSpec {
     metrics: Option<crate::metrics::MetricsSpec>,
     #[serde(default)]
     notify: Vec<crate::notify::NotifySpec>,
+    #[serde(default)]
+    account: Vec<AccountSpec>,
 }
 
 /// `[daemon]`, with defaults applied.
@@ -146,6 +209,8 @@ pub struct Config {
     pub notify: Vec<crate::notify::Target>,
     /// SHA-256 of the file's bytes, lowercase hex (`stopd status`: in force against on disk).
     pub policy_hash: String,
+    /// `[[account]]` tables, each with its regions resolved (empty: the ambient account).
+    pub accounts: Vec<AccountSpec>,
 }
 
 /// One problem, with where it is.
@@ -324,6 +389,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         exempt,
         metrics,
         notify,
+        account,
     } = file;
 
     match (&audit.digest_dir, &audit.signing_key) {
@@ -381,6 +447,89 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
 
+    if let Some(url) = &aws.sts_endpoint_url {
+        match check_endpoint(url) {
+            Ok(w) => warnings.extend(w),
+            Err(e) => problems.push(key_problem("aws", "sts_endpoint_url", e)),
+        }
+    }
+    let mut accounts = account;
+    {
+        let mut names = std::collections::HashSet::new();
+        let mut pairs = 0;
+        for (index, a) in accounts.iter_mut().enumerate() {
+            let mut bad = |key: &str, message: String| {
+                let span = doc
+                    .as_ref()
+                    .and_then(|d| entry_key_span(d.get_ref(), "account", index, key));
+                let (line, column, field) = locate(&format!("account[{index}].{key}"), span);
+                problems.push(Problem {
+                    line,
+                    column,
+                    field,
+                    message,
+                });
+            };
+            if !valid_account_name(&a.name) {
+                bad("name", "1 to 64 of A-Z a-z 0-9 . _ - (it names the account in rules, the audit log and metrics)".into());
+            } else if !names.insert(a.name.clone()) {
+                bad("name", format!("account {:?} is defined twice", a.name));
+            }
+            if !valid_role_arn(&a.role_arn) {
+                bad(
+                    "role_arn",
+                    format!(
+                        "{:?} is not a role ARN (arn:aws:iam::123456789012:role/NAME)",
+                        a.role_arn
+                    ),
+                );
+            }
+            if a.external_id
+                .as_ref()
+                .is_some_and(|e| !(2..=1224).contains(&e.len()))
+            {
+                bad(
+                    "external_id",
+                    "must be 2 to 1224 characters (STS's limit)".into(),
+                );
+            }
+            match (&a.regions, &aws.region) {
+                (Some(r), _) if r.is_empty() => {
+                    bad(
+                        "regions",
+                        "an empty list enforces nowhere; leave the key out for [aws] region".into(),
+                    );
+                }
+                (Some(r), _) => {
+                    if let Some(bad_region) = r.iter().find(|r| !valid_region(r)) {
+                        bad(
+                            "regions",
+                            format!("{bad_region:?} is not a region name (like \"eu-west-1\")"),
+                        );
+                    }
+                    let mut seen = std::collections::HashSet::new();
+                    if let Some(twice) = r.iter().find(|r| !seen.insert(*r)) {
+                        bad("regions", format!("{twice:?} is listed twice"));
+                    }
+                }
+                (None, Some(region)) => a.regions = Some(vec![region.clone()]),
+                (None, None) => bad(
+                    "regions",
+                    "needed: there is no [aws] region to default to".into(),
+                ),
+            }
+            pairs += a.regions.as_ref().map_or(0, Vec::len);
+        }
+        if pairs > MAX_PAIRS {
+            problems.push(Problem {
+                line: None,
+                column: None,
+                field: Some("account".into()),
+                message: format!("{pairs} account and region pairs; at most {MAX_PAIRS}"),
+            });
+        }
+    }
+
     let metrics = match crate::metrics::check_spec(&metrics.unwrap_or_default()) {
         Ok(addr) => addr,
         Err((key, message)) => {
@@ -429,6 +578,46 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     };
 
+    if let Some(policy) = &policy {
+        // A rule limited to accounts or regions none of the configured pairs has is never
+        // enforced: allowed (a policy shared by several daemons), but said.
+        let pairs: Vec<(String, Option<String>)> = if accounts.is_empty() {
+            vec![(
+                crate::targets::DEFAULT_ACCOUNT.to_string(),
+                aws.region.clone(),
+            )]
+        } else {
+            accounts
+                .iter()
+                .flat_map(|a| {
+                    a.regions
+                        .iter()
+                        .flatten()
+                        .map(|r| (a.name.clone(), Some(r.clone())))
+                })
+                .collect()
+        };
+        for rule in policy.rules() {
+            if rule.place.is_everywhere() {
+                continue;
+            }
+            let anywhere = pairs.iter().any(|(a, r)| match r {
+                Some(r) => rule.place.matches(a, r),
+                // The region comes from the environment: judge the account alone.
+                None => stopd_rules::Place::new(rule.place.accounts(), None)
+                    .is_ok_and(|p| p.matches(a, "")),
+            });
+            if !anywhere {
+                warnings.push(format!(
+                    "rule '{}' selects accounts {:?} and regions {:?}, and no configured account and region matches: it is never enforced by this daemon",
+                    rule.name,
+                    rule.place.accounts().unwrap_or(&["*".to_string()]),
+                    rule.place.regions().unwrap_or(&["*".to_string()]),
+                ));
+            }
+        }
+    }
+
     match (schedule, policy) {
         (Some(schedule), Some(policy)) if problems.is_empty() => Ok(Config {
             path: path.to_path_buf(),
@@ -455,6 +644,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             metrics,
             notify,
             policy_hash: crate::status::sha256_hex(text.as_bytes()),
+            accounts,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));
@@ -741,6 +931,7 @@ end = \"2027-01-04T09:00:00\"
             ("exempt", keys::<ExemptSpec>()),
             ("metrics", keys::<crate::metrics::MetricsSpec>()),
             ("notify", keys::<crate::notify::NotifySpec>()),
+            ("account", keys::<AccountSpec>()),
         ];
         for (table, keys) in tables {
             for key in keys {

@@ -101,7 +101,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     )?;
 
     let sweeper = Sweeper {
-        core,
+        cores: Arc::new(vec![core]),
         store: store.clone(),
         concurrency: cfg.daemon.stop_concurrency,
         draining: CancellationToken::new(),

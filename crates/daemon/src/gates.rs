@@ -70,6 +70,10 @@ pub struct GateRecord {
     pub error: Option<String>,
     /// The reason sent or found.
     pub reason: String,
+    /// Account name (absent on rows recorded before accounts were: the ambient account).
+    pub account: Option<String>,
+    /// Region (absent on rows recorded before regions were).
+    pub region: Option<String>,
 }
 
 /// What the gate phase of a sweep did.
@@ -92,6 +96,8 @@ pub struct GateSummary {
 
 /// One action to record and, unless it is only an observation, to make.
 struct Action<'a> {
+    /// The account and region, from the engine that acts.
+    core: &'a Core,
     pipeline: &'a str,
     stage: &'a str,
     rule: &'a str,
@@ -100,14 +106,20 @@ struct Action<'a> {
 }
 
 impl Store {
-    /// The last recorded action of every transition stopd ever touched.
-    pub async fn last_gates(&self) -> Result<HashMap<(String, String), LastGate>> {
+    /// The last recorded action of every transition stopd ever touched in the engine's account
+    /// and region (rows from before accounts were recorded: the ambient account's).
+    pub async fn last_gates(&self, core: &Core) -> Result<HashMap<(String, String), LastGate>> {
         let rows = sqlx::query(
             "SELECT g.pipeline, g.stage, g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, \
                     g.rule \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
-             WHERE g.id IN (SELECT MAX(id) FROM gates GROUP BY pipeline, stage)",
+             WHERE g.id IN (SELECT MAX(id) FROM gates \
+                            WHERE COALESCE(account, 'default') = ?1 \
+                              AND (region IS NULL OR region = ?2) \
+                            GROUP BY pipeline, stage)",
         )
+        .bind(core.account())
+        .bind(core.region())
         .fetch_all(self.pool())
         .await
         .context("cannot read the gate log")?;
@@ -128,6 +140,44 @@ impl Store {
             .collect())
     }
 
+    /// The last recorded action of every transition stopd ever touched, in every account and
+    /// region: (account, region, pipeline, stage, last action). Rows from before accounts were
+    /// recorded count as the `default` account's, region "".
+    pub async fn last_gates_everywhere(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, LastGate)>> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(g.account, 'default'), COALESCE(g.region, ''), g.pipeline, g.stage, \
+                    g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, g.rule \
+             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
+             WHERE g.id IN (SELECT MAX(id) FROM gates \
+                            GROUP BY COALESCE(account, 'default'), COALESCE(region, ''), \
+                                     pipeline, stage) \
+             ORDER BY 1, 2, 3, 4",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the gate log")?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    LastGate {
+                        id: r.get(7),
+                        rule: r.get(8),
+                        action: r.get(4),
+                        outcome: r.get(5),
+                        reason: r.get(6),
+                    },
+                )
+            })
+            .collect())
+    }
+
     /// Records a gate action before it is made; returns its id.
     async fn gate_intent(
         &self,
@@ -138,8 +188,9 @@ impl Store {
     ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run, \
+                                account, region) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
         .bind(sweep_id)
@@ -149,6 +200,8 @@ impl Store {
         .bind(if a.disable { "disable" } else { "enable" })
         .bind(a.reason)
         .bind(dry_run)
+        .bind(a.core.account())
+        .bind(a.core.region())
         .fetch_one(&mut *tx)
         .await
         .context("cannot record a gate action before making it")?;
@@ -188,7 +241,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
                     COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
-                    o.error, g.reason \
+                    o.error, g.reason, g.account, g.region \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
                AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
@@ -213,6 +266,8 @@ impl Store {
                 outcome: r.get(6),
                 error: r.get(7),
                 reason: r.get(8),
+                account: r.get(9),
+                region: r.get(10),
             })
             .collect())
     }
@@ -232,7 +287,7 @@ pub async fn reconcile(
     dry_run: bool,
     concurrency: usize,
 ) -> Result<GateSummary> {
-    let last = Arc::new(store.last_gates().await?);
+    let last = Arc::new(store.last_gates(core).await?);
     // Pipelines to look at: those a gating freeze covers now, and those stopd holds a
     // transition of (in scope or not: a rule may have been removed since).
     let mut candidates: Vec<String> = Vec::new();
@@ -313,6 +368,7 @@ async fn pipeline_gates(
             for ((p, stage), g) in last {
                 if p == pipeline && g.ours() {
                     let a = Action {
+                        core,
                         pipeline,
                         stage,
                         rule: &g.rule,
@@ -410,6 +466,7 @@ async fn close(
     out: &mut GateSummary,
 ) -> Result<bool> {
     let a = Action {
+        core,
         pipeline,
         stage: &st.stage,
         rule,
@@ -503,6 +560,7 @@ async fn open(
 ) -> Result<()> {
     let found = st.disabled_reason.as_deref().unwrap_or("");
     let a = Action {
+        core,
         pipeline,
         stage: &st.stage,
         rule: &prev.rule,

@@ -26,6 +26,7 @@ mod scheduler;
 mod status;
 mod store;
 mod sweep;
+mod targets;
 mod time;
 
 use output::OutputArgs;
@@ -330,6 +331,12 @@ struct StopArgs {
     /// Why; recorded in the audit log and sent to CodePipeline (cut to 200 characters).
     #[arg(long)]
     reason: String,
+    /// The `[[account]]` the pipeline is in (needed when there are several).
+    #[arg(long, value_name = "NAME")]
+    account: Option<String>,
+    /// The region the pipeline is in (needed when an account has several).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -358,6 +365,12 @@ struct ReportArgs {
     /// Rule name (`manual` for stops made with `stopd stop`).
     #[arg(long, value_name = "NAME", conflicts_with = "sweeps")]
     rule: Option<String>,
+    /// Account-name glob (`[[account]] name`; `default` without `[[account]]`).
+    #[arg(long, value_name = "GLOB", conflicts_with_all = ["sweeps", "events", "coverage"])]
+    account: Option<String>,
+    /// Region glob.
+    #[arg(long, value_name = "GLOB", conflicts_with_all = ["sweeps", "events", "coverage"])]
+    region: Option<String>,
     /// Outcome of the stop.
     #[arg(long, value_name = "O", value_enum, conflicts_with_all = ["sweeps", "gates"])]
     outcome: Option<commands::OutcomeArg>,
@@ -605,7 +618,15 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     commands::windows(&cfg, a.from.as_deref(), a.days, a.output).await
                 }
                 Command::Stop(a) => {
-                    commands::stop(&cfg, &a.pipeline, &a.execution, a.abandon, &a.reason).await
+                    commands::stop(
+                        &cfg,
+                        &a.pipeline,
+                        &a.execution,
+                        a.abandon,
+                        &a.reason,
+                        (a.account.as_deref(), a.region.as_deref()),
+                    )
+                    .await
                 }
                 Command::Report(a) => {
                     commands::report(
@@ -615,6 +636,8 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             until: a.until,
                             pipeline: a.pipeline,
                             rule: a.rule,
+                            account: a.account,
+                            region: a.region,
                             outcome: a.outcome,
                             output: OutputArgs {
                                 tz: a.tz,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sd_notify::NotifyState;
-use stopd_core::{ClientConfig, Core, CoreConfig, LimiterConfig, RateLimiter, RetryPolicy};
+use stopd_core::Core;
 use stopd_rules::Policy;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -94,30 +94,13 @@ fn syslog_priority(level: tracing::Level) -> u8 {
     }
 }
 
-/// The SDK client and the stop engine for a configuration.
+/// The stop engine of a configuration's first (with no `[[account]]`, only) account and region.
 pub async fn build_core(cfg: &Config, cancel: CancellationToken) -> Core {
-    let client = stopd_core::build_client(&ClientConfig {
-        region: cfg.aws.region.clone(),
-        profile: cfg.aws.profile.clone(),
-        endpoint_url: cfg.aws.endpoint_url.clone(),
-        static_credentials: cfg.static_credentials.clone(),
-        ..ClientConfig::default()
-    })
-    .await;
-    let core_config = CoreConfig {
-        concurrency: cfg.daemon.discovery_concurrency,
-        stop_retry: RetryPolicy {
-            deadline: cfg.daemon.stop_deadline,
-            ..RetryPolicy::default()
-        },
-        ..CoreConfig::default()
-    };
-    Core::new(
-        client,
-        RateLimiter::new(LimiterConfig::default()),
-        core_config,
-        cancel,
-    )
+    crate::targets::build(cfg, cancel)
+        .await
+        .into_iter()
+        .next()
+        .expect("a configuration has at least one account and region")
 }
 
 /// The real [`Sweeps`]: sweeps against CodePipeline, recorded in the audit log.
@@ -147,13 +130,19 @@ impl Sweeps for Live {
         Box::pin(async move {
             let (o, n) = (&old.daemon, &new.daemon);
             if old.aws != new.aws
+                || old.accounts != new.accounts
                 || o.discovery_concurrency != n.discovery_concurrency
+                || o.stop_concurrency != n.stop_concurrency
                 || o.stop_deadline != n.stop_deadline
             {
-                // A new client and engine (what discovery remembered between sweeps is read
+                // New clients and engines (what discovery remembered between sweeps is read
                 // again at the next sweep).
-                self.sweeper.core = build_core(new, self.core_cancel.clone()).await;
-                tracing::info!("[aws] or [daemon] client settings changed: the client was rebuilt");
+                self.sweeper.cores =
+                    Arc::new(crate::targets::build(new, self.core_cancel.clone()).await);
+                tracing::info!(
+                    places = self.sweeper.cores.len(),
+                    "[aws], [[account]] or [daemon] client settings changed: the clients were rebuilt"
+                );
             }
             self.sweeper.concurrency = n.stop_concurrency;
             // Quiet sweeps are folded as long as they come within the new schedule's gap.
@@ -251,18 +240,18 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     let _lock = crate::lock::acquire(&cfg.daemon.database)?;
     let store = Store::open(&cfg.daemon.database).await?;
     let core_cancel = CancellationToken::new();
-    let core = build_core(&cfg, core_cancel.clone()).await;
+    let cores = crate::targets::build(&cfg, core_cancel.clone()).await;
     let draining = CancellationToken::new();
     let (tx, mut events) = mpsc::unbounded_channel();
     watch_signals(tx.clone())?;
 
-    let (resolved, left) = sweep::reconcile(&core, &store).await?;
+    let (resolved, left) = sweep::reconcile(&cores, &store).await?;
     if resolved + left > 0 {
         tracing::info!(resolved, left, "pending stops from an earlier run");
     }
     let live = Live {
         sweeper: Sweeper {
-            core,
+            cores: Arc::new(cores),
             store: store.clone(),
             concurrency: cfg.daemon.stop_concurrency,
             draining: draining.clone(),

@@ -275,11 +275,17 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         status.rules_in_force = rules_in_force(&effective, now);
         status.adhoc_freezes = adhoc;
         let mut gates: Vec<String> = store
-            .last_gates()
+            .last_gates_everywhere()
             .await?
             .into_iter()
-            .filter(|(_, g)| g.action == "disable" && g.outcome == "done")
-            .map(|((p, s), _)| format!("{p}/{s}"))
+            .filter(|(.., g)| g.action == "disable" && g.outcome == "done")
+            .map(|(account, region, p, s, _)| {
+                if account == crate::targets::DEFAULT_ACCOUNT {
+                    format!("{p}/{s}")
+                } else {
+                    format!("{account} {region} {p}/{s}")
+                }
+            })
             .collect();
         gates.sort();
         status.gates_closed = gates;

@@ -98,6 +98,8 @@ pub async fn execute(
             p.escalate_after.map(|d| at + d)
         },
         escalation_of: p.escalation_of,
+        account: core.account(),
+        region: core.region(),
     };
     let stop_id = match store.record_intent(&intent).await {
         Ok(id) => id,
@@ -222,6 +224,9 @@ pub struct SweepSummary {
     pub failed: bool,
     /// Pipelines that could not be read.
     pub discovery_failures: usize,
+    /// Accounts and regions whose sweep saw nothing (role not assumed, listing refused), by
+    /// "account NAME in REGION: why"; the others were enforced all the same.
+    pub blind_places: Vec<String>,
     /// Stop tasks that panicked (a bug: counted, never silently dropped).
     pub panicked: usize,
     /// The first permission or credential failure: operation and IAM action, in a sentence.
@@ -258,6 +263,7 @@ impl SweepSummary {
         self.all_final()
             && !self.failed
             && self.discovery_failures == 0
+            && self.blind_places.is_empty()
             && self.gate_failures == 0
             && self.panicked == 0
             && self.audit_error.is_none()
@@ -328,14 +334,29 @@ impl SweepSummary {
 /// Everything a sweep needs.
 #[derive(Debug, Clone)]
 pub struct Sweeper {
-    /// CodePipeline.
-    pub core: Core,
+    /// CodePipeline: one engine per account and region (see [`crate::targets`]).
+    pub cores: Arc<Vec<Core>>,
     /// Audit log.
     pub store: Store,
     /// Stops in flight at once.
     pub concurrency: usize,
     /// Fires when a shutdown begins: no new stop starts.
     pub draining: CancellationToken,
+}
+
+/// The summary of a sweep (or one account's) that failed before it could see anything.
+fn failed_summary(start_at: DateTime<Utc>, e: &anyhow::Error) -> SweepSummary {
+    SweepSummary {
+        result: SweepResult {
+            errors: 1,
+            error: Some(format!("{e:#}")),
+            ..SweepResult::default()
+        },
+        blind: true,
+        failed: true,
+        decided_at: start_at,
+        ..SweepSummary::default()
+    }
 }
 
 /// Borrowed facts of the InProgress executions, for the rules.
@@ -401,28 +422,14 @@ impl Sweeper {
         let started = Instant::now();
         let start_at = Utc::now();
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
-        let mut tasks = InFlight::default();
-        let body = self
-            .sweep_body(&policy, sweep_id, start_at, dry_run, &mut tasks)
-            .await;
-        // Stops in flight always finish and are recorded, whatever else failed.
-        let (done, panicked) = tasks.drain().await;
-        let mut summary = match body {
-            Ok(s) => s,
+        let (mut summary, done, panicked) = match self.inputs(&policy, start_at).await {
+            Ok((effective, extra)) => {
+                self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run)
+                    .await
+            }
             Err(e) => {
-                let text = format!("{e:#}");
-                tracing::error!(sweep = sweep_id, error = %text, "sweep failed");
-                SweepSummary {
-                    result: SweepResult {
-                        errors: 1,
-                        error: Some(text),
-                        ..SweepResult::default()
-                    },
-                    blind: true,
-                    failed: true,
-                    decided_at: start_at,
-                    ..SweepSummary::default()
-                }
+                tracing::error!(sweep = sweep_id, error = %format!("{e:#}"), "sweep failed");
+                (failed_summary(start_at, &e), Vec::new(), 0)
             }
         };
         summary.sweep_id = sweep_id;
@@ -468,25 +475,146 @@ impl Sweeper {
         Ok(summary)
     }
 
-    /// Discovery, decisions and escalations; stops are launched into `tasks`.
-    async fn sweep_body(
+    /// What every account's sweep decides by: the file's rules with the ad-hoc freezes in force
+    /// (`stopd freeze add`), and the break-glass exemptions.
+    async fn inputs(
         &self,
         policy: &Arc<Policy>,
+        start_at: DateTime<Utc>,
+    ) -> Result<(Arc<Policy>, Arc<Vec<stopd_rules::Exemption>>)> {
+        let effective = crate::freezes::effective_policy(&self.store, policy, start_at).await?;
+        let extra = Arc::new(self.store.active_exemptions(start_at).await?);
+        Ok((effective, extra))
+    }
+
+    /// Every account and region at once, each by the rules that select it; one summary.
+    /// Stops in flight always finish and are recorded, whatever else failed; an account that
+    /// fails (its role cannot be assumed, its listing is refused) is reported and never holds
+    /// the others back.
+    async fn sweep_places(
+        &self,
+        effective: &Arc<Policy>,
+        extra: &Arc<Vec<stopd_rules::Exemption>>,
+        sweep_id: i64,
+        start_at: DateTime<Utc>,
+        dry_run: bool,
+    ) -> (SweepSummary, Vec<Done>, usize) {
+        // One bound on stops in flight for the whole sweep, every account's.
+        let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let many = self.cores.len() > 1;
+        let mut set = JoinSet::new();
+        for core in self.cores.iter() {
+            let policy = if effective.selects_places() {
+                Arc::new(effective.for_place(core.account(), core.region()))
+            } else {
+                Arc::clone(effective)
+            };
+            let (me, core, extra, semaphore) = (
+                self.clone(),
+                core.clone(),
+                Arc::clone(extra),
+                Arc::clone(&semaphore),
+            );
+            set.spawn(async move {
+                let mut tasks = InFlight::default();
+                let body = me
+                    .sweep_body(
+                        &core, &policy, &extra, &semaphore, sweep_id, start_at, dry_run, &mut tasks,
+                    )
+                    .await;
+                // Stops in flight always finish and are recorded, whatever else failed.
+                let (done, panicked) = tasks.drain().await;
+                (core.place(), body, done, panicked)
+            });
+        }
+        let mut summary = SweepSummary {
+            decided_at: start_at,
+            policy: Some(Arc::clone(effective)),
+            ..SweepSummary::default()
+        };
+        let (mut all_done, mut all_panicked, mut blind) = (Vec::new(), 0, 0);
+        let places = set.len();
+        while let Some(joined) = set.join_next().await {
+            let (place, body, done, panicked) = match joined {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "an account's sweep task failed (a bug: please report it)");
+                    all_panicked += 1;
+                    continue;
+                }
+            };
+            all_done.extend(done);
+            all_panicked += panicked;
+            let named = |text: &str| {
+                if many {
+                    format!("{place}: {text}")
+                } else {
+                    text.to_string()
+                }
+            };
+            let s = match body {
+                Ok(s) => s,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    tracing::error!(sweep = sweep_id, place = %place, error = %text, "sweep failed");
+                    summary.failed = true;
+                    failed_summary(start_at, &e)
+                }
+            };
+            let r = &mut summary.result;
+            r.pipelines_seen += s.result.pipelines_seen;
+            r.pipelines_in_scope += s.result.pipelines_in_scope;
+            r.executions_seen += s.result.executions_seen;
+            r.stops_decided += s.result.stops_decided;
+            r.errors += s.result.errors;
+            if r.error.is_none() {
+                r.error = s.result.error.as_deref().map(named);
+            }
+            if s.blind {
+                blind += 1;
+                if many {
+                    summary.blind_places.push(named(
+                        s.result
+                            .error
+                            .as_deref()
+                            .unwrap_or("nothing could be listed"),
+                    ));
+                }
+            }
+            if summary.denied.is_none() {
+                summary.denied = s.denied.as_deref().map(named);
+            }
+            summary.skipped_for_shutdown += s.skipped_for_shutdown;
+            summary.in_progress.extend(s.in_progress);
+            summary.discovery_failures += s.discovery_failures;
+            summary.calls.merge(&s.calls);
+            summary.gates_closed += s.gates_closed;
+            summary.gate_failures += s.gate_failures;
+        }
+        summary.blind = places > 0 && blind == places;
+        (summary, all_done, all_panicked)
+    }
+
+    /// Discovery, decisions and escalations in one account and region; stops are launched into
+    /// `tasks`.
+    #[allow(clippy::too_many_arguments)]
+    async fn sweep_body(
+        &self,
+        core: &Core,
+        policy: &Arc<Policy>,
+        extra: &Arc<Vec<stopd_rules::Exemption>>,
+        semaphore: &Arc<Semaphore>,
         sweep_id: i64,
         start_at: DateTime<Utc>,
         dry_run: bool,
         tasks: &mut InFlight,
     ) -> Result<SweepSummary> {
         let commits_before = self.store.group_commits();
-        // The file's rules and the ad-hoc freezes in force (`stopd freeze add`).
-        let policy = &crate::freezes::effective_policy(&self.store, policy, start_at).await?;
         let scope = |p: &str| policy.may_apply_to(p);
-        let extra = Arc::new(self.store.active_exemptions(start_at).await?);
         // Stops decided by a gating freeze wait for the gate phase: an execution held at a gate
         // that freeze closed is not stopped by it (it proceeds when the gate opens).
         let gating = policy.has_gates();
         let mut deferred: Vec<Planned> = Vec::new();
-        let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let mut skipped = 0;
         let mut decided = 0;
         // One stop per execution per sweep, however often a listing repeats it.
@@ -498,9 +626,7 @@ impl Sweeper {
         // The rules' state, made once and remade only when a window edge passes mid-sweep
         // (remaking it for each pipeline cost 50 µs a pipeline at 50 rules).
         let mut decider = policy.decider(start_at);
-        let discovery = self
-            .core
-            .discover_streaming(&scope, policy.uses_tags(), Some(tx));
+        let discovery = core.discover_streaming(&scope, policy.uses_tags(), Some(tx));
         let consume = async {
             while let Some(batch) = rx.recv().await {
                 let in_progress: Vec<ActiveExecution> = batch
@@ -529,7 +655,10 @@ impl Sweeper {
                         continue;
                     }
                     decided += 1;
-                    if !self.launch(&semaphore, tasks, sweep_id, p, dry_run).await {
+                    if !self
+                        .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                        .await
+                    {
                         skipped += 1;
                     }
                 }
@@ -598,10 +727,10 @@ impl Sweeper {
         // (even blind: what stopd holds is known from the log).
         let mut calls = calls;
         let gate = crate::gates::reconcile(
-            &self.core,
+            core,
             &self.store,
             policy,
-            &extra,
+            extra,
             &found.pipelines,
             Utc::now(),
             Some(sweep_id),
@@ -624,7 +753,10 @@ impl Sweeper {
                 continue;
             }
             decided += 1;
-            if !self.launch(&semaphore, tasks, sweep_id, p, dry_run).await {
+            if !self
+                .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                .await
+            {
                 skipped += 1;
             }
         }
@@ -636,6 +768,9 @@ impl Sweeper {
             // Escalations: a stop-and-wait past its escalate_after whose execution is still
             // Stopping is stopped again, with abandon.
             for due in self.store.escalations_due(Utc::now()).await? {
+                if !core.owns(due.account.as_deref(), due.region.as_deref()) {
+                    continue;
+                }
                 let still_stopping = stopping
                     .iter()
                     .any(|e| e.execution_id == due.execution_id && e.pipeline == due.pipeline);
@@ -657,7 +792,10 @@ impl Sweeper {
                     escalate_after: None,
                     escalation_of: Some(due.stop_id),
                 };
-                if !self.launch(&semaphore, tasks, sweep_id, p, dry_run).await {
+                if !self
+                    .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                    .await
+                {
                     skipped += 1;
                 }
             }
@@ -692,6 +830,7 @@ impl Sweeper {
     /// Starts one stop when a slot is free; false (and nothing recorded) if a shutdown began.
     async fn launch(
         &self,
+        core: &Core,
         semaphore: &Arc<Semaphore>,
         tasks: &mut InFlight,
         sweep_id: i64,
@@ -707,7 +846,7 @@ impl Sweeper {
             return false;
         };
         tasks.reap();
-        let core = self.core.clone();
+        let core = core.clone();
         let store = self.store.clone();
         tasks.tasks.spawn(async move {
             let done = execute(&core, &store, Some(sweep_id), p, dry_run).await;
@@ -765,7 +904,7 @@ const RECONCILE_CONCURRENCY: usize = 16;
 /// Resolves stops a crash left without an outcome, from each execution's status now, several
 /// at a time (one by one, 60 pending stops at 300 ms a call held the first sweep back 18 s).
 /// Returns how many were resolved and how many are still pending (status unreadable).
-pub async fn reconcile(core: &Core, store: &Store) -> Result<(usize, usize)> {
+pub async fn reconcile(cores: &[Core], store: &Store) -> Result<(usize, usize)> {
     let pending = store.pending().await?;
     let (mut resolved, mut left) = (0, 0);
     let mut tasks = JoinSet::new();
@@ -773,6 +912,15 @@ pub async fn reconcile(core: &Core, store: &Store) -> Result<(usize, usize)> {
     loop {
         while tasks.len() < RECONCILE_CONCURRENCY {
             let Some(p) = pending.next() else { break };
+            let Some(core) = cores
+                .iter()
+                .find(|c| c.owns(p.account.as_deref(), p.region.as_deref()))
+            else {
+                tracing::warn!(stop_id = p.id, pipeline = %p.pipeline, account = p.account.as_deref().unwrap_or(crate::targets::DEFAULT_ACCOUNT),
+                    region = p.region.as_deref().unwrap_or(""), "a pending stop's account and region are no longer configured: it stays pending");
+                left += 1;
+                continue;
+            };
             let (core, store) = (core.clone(), store.clone());
             tasks.spawn(async move { resolve_one(&core, &store, p).await });
         }

@@ -89,6 +89,8 @@ struct IntentRow {
     dry_run: bool,
     escalate_at: Option<String>,
     escalation_of: Option<i64>,
+    account: String,
+    region: String,
 }
 
 impl Write {
@@ -105,8 +107,8 @@ impl Write {
         match self {
             Write::Intent(i, _) => sqlx::query(
                 "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
-                 explanation, dry_run, escalate_at, escalation_of) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 explanation, dry_run, escalate_at, escalation_of, account, region) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(&i.at)
             .bind(i.sweep_id)
@@ -120,6 +122,8 @@ impl Write {
             .bind(i.dry_run)
             .bind(&i.escalate_at)
             .bind(i.escalation_of)
+            .bind(&i.account)
+            .bind(&i.region)
             .fetch_one(&mut *conn)
             .await
             .map(|row| row.get(0)),
@@ -337,6 +341,10 @@ pub struct Intent<'a> {
     pub escalate_at: Option<DateTime<Utc>>,
     /// The stop this one escalates.
     pub escalation_of: Option<i64>,
+    /// Account name (`default` for the ambient credentials).
+    pub account: &'a str,
+    /// Region.
+    pub region: &'a str,
 }
 
 /// How a stop ended, written after the call.
@@ -392,6 +400,10 @@ pub struct Pending {
     pub dry_run: bool,
     /// The reason recorded (the reason sent, for stops recorded since reasons are cut first).
     pub reason: String,
+    /// Account name (`None`: recorded before accounts were; the ambient one).
+    pub account: Option<String>,
+    /// Region (`None`: recorded before regions were).
+    pub region: Option<String>,
 }
 
 /// A stop-and-wait due for escalation.
@@ -409,6 +421,10 @@ pub struct EscalationDue {
     pub rule_kind: String,
     /// Reason given the first time.
     pub reason: String,
+    /// Account name (`None`: recorded before accounts were; the ambient one).
+    pub account: Option<String>,
+    /// Region (`None`: recorded before regions were).
+    pub region: Option<String>,
 }
 
 /// One audit record, as `stopd report` prints it.
@@ -448,6 +464,11 @@ pub struct AuditRecord {
     pub sweep_id: Option<i64>,
     /// Why, in a sentence.
     pub explanation: String,
+    /// Account name (`default`: the ambient credentials; absent on rows recorded before
+    /// accounts were).
+    pub account: Option<String>,
+    /// Region (absent on rows recorded before regions were).
+    pub region: Option<String>,
 }
 
 /// Filters of `stopd report`.
@@ -463,6 +484,10 @@ pub struct ReportFilter {
     pub rule: Option<String>,
     /// Outcome name.
     pub outcome: Option<String>,
+    /// Account name glob (rows recorded before accounts were count as `default`).
+    pub account: Option<String>,
+    /// Region glob.
+    pub region: Option<String>,
 }
 
 /// One sweep, for `stopd report --sweeps`.
@@ -753,6 +778,8 @@ impl Store {
             dry_run: i.dry_run,
             escalate_at: i.escalate_at.map(ts),
             escalation_of: i.escalation_of,
+            account: i.account.to_owned(),
+            region: i.region.to_owned(),
         };
         self.write(|tx| Write::Intent(row, tx))
             .await
@@ -770,7 +797,7 @@ impl Store {
     /// Stops recorded without an outcome.
     pub async fn pending(&self) -> Result<Vec<Pending>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.pipeline, s.execution_id, s.dry_run, s.reason FROM stops s \
+            "SELECT s.id, s.pipeline, s.execution_id, s.dry_run, s.reason, s.account, s.region FROM stops s \
              LEFT JOIN stop_outcomes o ON o.stop_id = s.id WHERE o.stop_id IS NULL ORDER BY s.id",
         )
         .fetch_all(&self.pool)
@@ -783,6 +810,8 @@ impl Store {
                 execution_id: r.get(2),
                 dry_run: r.get(3),
                 reason: r.get(4),
+                account: r.get(5),
+                region: r.get(6),
             })
             .collect())
     }
@@ -791,7 +820,7 @@ impl Store {
     /// not escalated yet.
     pub async fn escalations_due(&self, now: DateTime<Utc>) -> Result<Vec<EscalationDue>> {
         let sql = format!(
-            "SELECT s.id, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.reason \
+            "SELECT s.id, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.reason, s.account, s.region \
              {OPEN_ESCALATIONS} AND s.escalate_at <= ? ORDER BY s.escalate_at"
         );
         let rows = sqlx::query(&sql)
@@ -807,6 +836,8 @@ impl Store {
                 rule: r.get(3),
                 rule_kind: r.get(4),
                 reason: r.get(5),
+                account: r.get(6),
+                region: r.get(7),
             })
             .collect())
     }
@@ -841,12 +872,15 @@ impl Store {
             "SELECT s.id, s.at, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.mode, s.reason, \
                     COALESCE(o.outcome, CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
                     COALESCE(o.attempts, 0), o.error, o.at, COALESCE(o.throttled, 0), \
-                    COALESCE(o.reconciled, 0), s.escalation_of, s.sweep_id, s.explanation \
+                    COALESCE(o.reconciled, 0), s.escalation_of, s.sweep_id, s.explanation, \
+                    s.account, s.region \
              FROM stops s LEFT JOIN stop_outcomes o ON o.stop_id = s.id \
              WHERE (?1 IS NULL OR s.at >= ?1) AND (?2 IS NULL OR s.at < ?2) \
                AND (?3 IS NULL OR s.pipeline GLOB ?3) AND (?4 IS NULL OR s.rule = ?4) \
                AND (?5 IS NULL OR COALESCE(o.outcome, \
                         CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) = ?5) \
+               AND (?6 IS NULL OR COALESCE(s.account, 'default') GLOB ?6) \
+               AND (?7 IS NULL OR COALESCE(s.region, '') GLOB ?7) \
              ORDER BY s.at, s.id",
         )
         .bind(f.since.map(ts))
@@ -854,6 +888,8 @@ impl Store {
         .bind(&f.pipeline)
         .bind(&f.rule)
         .bind(&f.outcome)
+        .bind(&f.account)
+        .bind(&f.region)
         .fetch_all(&self.pool)
         .await
         .context("cannot read the audit log")?;
@@ -877,6 +913,8 @@ impl Store {
                 escalation_of: r.get(14),
                 sweep_id: r.get(15),
                 explanation: r.get(16),
+                account: r.get(17),
+                region: r.get(18),
             })
             .collect())
     }

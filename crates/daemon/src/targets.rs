@@ -1,0 +1,116 @@
+//! Where the policy is enforced: one [`Core`] per (account, region) pair.
+//!
+//! Without `[[account]]`, one pair: the ambient credentials' account, named [`DEFAULT_ACCOUNT`],
+//! in `[aws] region` (or the SDK's default chain's). With `[[account]]` tables, one pair per
+//! account and region: each assumes its account's role (the SDK's `AssumeRoleProvider`, sessions
+//! renewed before they expire), keeps its own rate limiter (CodePipeline throttles per account
+//! and region) and discovery memory; all of them share one bound on requests in flight.
+
+use std::sync::Arc;
+
+use stopd_core::{
+    ClientConfig, Core, CoreConfig, LimiterConfig, RateLimiter, RetryPolicy, RoleSpec,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// The name of the ambient credentials' account when there is no `[[account]]`.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// The session name stopd's calls carry in CloudTrail in every assumed account.
+pub const SESSION_NAME: &str = "stopd";
+
+/// The engine's tuning from `[daemon]`.
+fn core_config(cfg: &Config, in_flight: Option<Arc<tokio::sync::Semaphore>>) -> CoreConfig {
+    CoreConfig {
+        concurrency: cfg.daemon.discovery_concurrency,
+        stop_retry: RetryPolicy {
+            deadline: cfg.daemon.stop_deadline,
+            ..RetryPolicy::default()
+        },
+        in_flight,
+        ..CoreConfig::default()
+    }
+}
+
+/// Requests in flight at once across every account and region: what one pair may use at most
+/// (`discovery_concurrency` + `stop_concurrency`), so that many pairs never open thousands of
+/// connections at once.
+pub fn global_in_flight(cfg: &Config) -> usize {
+    cfg.daemon.discovery_concurrency + cfg.daemon.stop_concurrency
+}
+
+/// One engine per (account, region), in `[[account]]` order, then region order.
+pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
+    let base = ClientConfig {
+        region: cfg.aws.region.clone(),
+        profile: cfg.aws.profile.clone(),
+        endpoint_url: cfg.aws.endpoint_url.clone(),
+        static_credentials: cfg.static_credentials.clone(),
+        sts_endpoint_url: cfg.aws.sts_endpoint_url.clone(),
+        ..ClientConfig::default()
+    };
+    if cfg.accounts.is_empty() {
+        let client = stopd_core::build_client(&base).await;
+        return vec![Core::new(
+            client,
+            RateLimiter::new(LimiterConfig::default()),
+            core_config(cfg, None),
+            cancel,
+        )];
+    }
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(global_in_flight(cfg)));
+    let mut cores = Vec::new();
+    for a in &cfg.accounts {
+        for region in a.regions.iter().flatten() {
+            let client = stopd_core::build_client(&ClientConfig {
+                region: Some(region.clone()),
+                role: Some(RoleSpec {
+                    role_arn: a.role_arn.clone(),
+                    external_id: a.external_id.clone(),
+                    session_name: SESSION_NAME.into(),
+                }),
+                ..base.clone()
+            })
+            .await;
+            cores.push(Core::new_at(
+                client,
+                RateLimiter::new(LimiterConfig::default()),
+                core_config(cfg, Some(Arc::clone(&in_flight))),
+                cancel.clone(),
+                &a.name,
+                region,
+            ));
+        }
+    }
+    cores
+}
+
+/// The engine of `account` (name) in `region`; with one pair, that one when neither is given.
+pub fn pick<'a>(
+    cores: &'a [Core],
+    account: Option<&str>,
+    region: Option<&str>,
+) -> Result<&'a Core, String> {
+    let matching: Vec<&Core> = cores
+        .iter()
+        .filter(|c| account.is_none_or(|a| a == c.account()))
+        .filter(|c| region.is_none_or(|r| r == c.region()))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "no configured account and region matches (configured: {})",
+            cores.iter().map(Core::place).collect::<Vec<_>>().join(", ")
+        )),
+        many => Err(format!(
+            "{} accounts and regions match: name one with --account and --region ({})",
+            many.len(),
+            many.iter()
+                .map(|c| c.place())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
