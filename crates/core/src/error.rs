@@ -116,6 +116,9 @@ pub struct ApiError {
 impl ApiError {
     /// The IAM action of the operation, e.g. `codepipeline:StopPipelineExecution`.
     pub fn iam_action(&self) -> String {
+        if self.code.as_deref() == Some(ASSUME_ROLE_DENIED) {
+            return "sts:AssumeRole".into();
+        }
         iam_action(self.operation)
     }
 
@@ -123,6 +126,13 @@ impl ApiError {
     /// otherwise the error itself.
     pub fn explain(&self) -> String {
         match self.kind {
+            ErrorKind::Denied if self.code.as_deref() == Some(ASSUME_ROLE_DENIED) => format!(
+                "{}: {ASSUME_ROLE_DENIED}: STS refused to let stopd assume the account's role, so {} was not called: \
+                 allow sts:AssumeRole on the role to stopd's identity (config/iam-assume-role.json) and name \
+                 stopd's identity, with the external id if any, in the role's trust policy \
+                 (config/iam-trust-policy.json) ({})",
+                self.operation, self.operation, self.message
+            ),
             ErrorKind::Denied => format!(
                 "{self}: stopd's identity may not call {}: grant {} (see config/iam-policy.json) or check its credentials",
                 self.operation,
@@ -135,6 +145,24 @@ impl ApiError {
             _ => self.to_string(),
         }
     }
+}
+
+/// The code of a call that was not sent because STS refused to let stopd assume the account's
+/// role (its credentials could not be loaded).
+pub const ASSUME_ROLE_DENIED: &str = "AssumeRoleDenied";
+
+/// Whether an SDK error's text says the credentials could not be loaded because STS refused the
+/// role (the SDK hands the provider's error over as a dispatch failure): permanent, unlike STS
+/// being out of reach, which is retried like any connection failure.
+fn assume_role_refused(text: &str) -> bool {
+    text.contains("loading credentials")
+        && [
+            "AccessDenied",
+            "not authorized to perform: sts:AssumeRole",
+            "InvalidClientTokenId",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 /// The IAM action of a CodePipeline operation.
@@ -153,6 +181,11 @@ impl ApiError {
                 ErrorKind::Timeout,
                 Some("Timeout".into()),
                 "the attempt timed out".into(),
+            ),
+            SdkError::DispatchFailure(_) if assume_role_refused(&chain(&err)) => (
+                ErrorKind::Denied,
+                Some(ASSUME_ROLE_DENIED.into()),
+                chain(&err),
             ),
             SdkError::DispatchFailure(d) => {
                 let kind = if d.is_timeout() {
@@ -247,6 +280,24 @@ fn chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_role_is_a_permission_error_naming_sts_assume_role() {
+        let text = "dispatch failure: other: an error occurred while loading credentials: service error: unhandled error (AccessDenied): User: x is not authorized to perform: sts:AssumeRole on resource: r";
+        assert!(assume_role_refused(text));
+        // STS out of reach is a connection failure, retried.
+        assert!(!assume_role_refused(
+            "dispatch failure: other: an error occurred while loading credentials: dispatch failure: io: Connection refused"
+        ));
+        let e = ApiError {
+            operation: "ListPipelines",
+            kind: ErrorKind::Denied,
+            code: Some(ASSUME_ROLE_DENIED.into()),
+            message: "AccessDenied".into(),
+        };
+        assert_eq!(e.iam_action(), "sts:AssumeRole");
+        assert!(e.explain().contains("trust policy"), "{}", e.explain());
+    }
 
     #[test]
     fn codes_win_over_status_and_5xx_is_retryable() {

@@ -74,6 +74,26 @@ struct StopLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceLabels {
+    account: String,
+    region: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceResultLabels {
+    account: String,
+    region: String,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceOutcomeLabels {
+    account: String,
+    region: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -132,6 +152,12 @@ pub struct Metrics {
     pending_escalations: Gauge,
     /// `stopd_policy_reloads_total{result}`: `ok` or `refused`.
     reloads: Family<ResultLabel, Counter>,
+    /// `stopd_account_sweeps_total{account,region,result}`: each account and region's part.
+    place_sweeps: Family<PlaceResultLabels, Counter>,
+    /// `stopd_account_last_sweep_success_timestamp_seconds{account,region}`.
+    place_last_success: Family<PlaceLabels, Gauge<f64, AtomicU64>>,
+    /// `stopd_account_stops_total{account,region,outcome}`.
+    place_stops: Family<PlaceOutcomeLabels, Counter>,
     /// For `/healthz`.
     health: Mutex<Health>,
     /// Now, the scheduler's clock.
@@ -205,6 +231,25 @@ impl Metrics {
             "Policy reloads, by result (ok or refused)",
             reloads.clone(),
         );
+        // Per account and region (names from [[account]]: bounded, never pipeline names).
+        let place_sweeps = Family::<PlaceResultLabels, Counter>::default();
+        registry.register(
+            "stopd_account_sweeps",
+            "Each account and region's part of a sweep, by result (ok or failed)",
+            place_sweeps.clone(),
+        );
+        let place_last_success = Family::<PlaceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "stopd_account_last_sweep_success_timestamp_seconds",
+            "Unix time at which the last good sweep of an account and region ended",
+            place_last_success.clone(),
+        );
+        let place_stops = Family::<PlaceOutcomeLabels, Counter>::default();
+        registry.register(
+            "stopd_account_stops",
+            "Stops decided, by account, region and outcome",
+            place_stops.clone(),
+        );
         let build_info = Family::<VersionLabel, Gauge>::default();
         registry.register("stopd_build_info", "stopd's version", build_info.clone());
         build_info
@@ -226,6 +271,9 @@ impl Metrics {
             exemptions_active,
             pending_escalations,
             reloads,
+            place_sweeps,
+            place_last_success,
+            place_stops,
             health: Mutex::new(Health {
                 last_success: None,
                 policy: Some(Arc::clone(&cfg.policy)),
@@ -257,6 +305,30 @@ impl Metrics {
                     outcome: d.outcome.clone(),
                 })
                 .inc();
+            self.place_stops
+                .get_or_create(&PlaceOutcomeLabels {
+                    account: d.account.clone(),
+                    region: d.region.clone(),
+                    outcome: d.outcome.clone(),
+                })
+                .inc();
+        }
+        for p in &s.places {
+            self.place_sweeps
+                .get_or_create(&PlaceResultLabels {
+                    account: p.account.clone(),
+                    region: p.region.clone(),
+                    result: if p.ok { "ok" } else { "failed" },
+                })
+                .inc();
+            if p.ok {
+                self.place_last_success
+                    .get_or_create(&PlaceLabels {
+                        account: p.account.clone(),
+                        region: p.region.clone(),
+                    })
+                    .set(now.timestamp_millis() as f64 / 1e3);
+            }
         }
         for (&op, &n) in &s.calls.requests {
             let throttled = s.calls.throttled.get(op).copied().unwrap_or(0);
@@ -509,6 +581,8 @@ mod tests {
             denied: None,
             calls: CallCounts::default(),
             audit_error: None,
+            account: "default".into(),
+            region: "us-east-1".into(),
         }
     }
 

@@ -843,6 +843,8 @@ mod tests {
                 dry_run: false,
                 escalate_at: None,
                 escalation_of: None,
+                account: "default",
+                region: "us-east-1",
             })
             .await
             .unwrap();

@@ -65,6 +65,10 @@ pub struct Done {
     /// The audit log could not record the intent (then no call was made) or the outcome (then
     /// the intent stays pending until the next start resolves it).
     pub audit_error: Option<String>,
+    /// The account (name) it was made in.
+    pub account: String,
+    /// The region it was made in.
+    pub region: String,
 }
 
 /// Makes one stop through the audit log: intent (durable) → call → outcome. Never calls the
@@ -116,6 +120,8 @@ pub async fn execute(
                 denied: None,
                 calls: CallCounts::default(),
                 audit_error: Some(format!("{e:#}")),
+                account: core.account().to_string(),
+                region: core.region().to_string(),
             };
         }
     };
@@ -202,7 +208,22 @@ pub async fn execute(
         denied,
         calls,
         audit_error,
+        account: core.account().to_string(),
+        region: core.region().to_string(),
     }
+}
+
+/// How one account and region's part of a sweep went.
+#[derive(Debug, Clone, Default)]
+pub struct PlaceResult {
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// Everything was read, decided and recorded without an error.
+    pub ok: bool,
+    /// The first error, in words.
+    pub error: Option<String>,
 }
 
 /// What one sweep did.
@@ -227,6 +248,8 @@ pub struct SweepSummary {
     /// Accounts and regions whose sweep saw nothing (role not assumed, listing refused), by
     /// "account NAME in REGION: why"; the others were enforced all the same.
     pub blind_places: Vec<String>,
+    /// How the sweep went in each account and region.
+    pub places: Vec<PlaceResult>,
     /// Stop tasks that panicked (a bug: counted, never silently dropped).
     pub panicked: usize,
     /// The first permission or credential failure: operation and IAM action, in a sentence.
@@ -524,7 +547,7 @@ impl Sweeper {
                     .await;
                 // Stops in flight always finish and are recorded, whatever else failed.
                 let (done, panicked) = tasks.drain().await;
-                (core.place(), body, done, panicked)
+                (core, body, done, panicked)
             });
         }
         let mut summary = SweepSummary {
@@ -535,7 +558,7 @@ impl Sweeper {
         let (mut all_done, mut all_panicked, mut blind) = (Vec::new(), 0, 0);
         let places = set.len();
         while let Some(joined) = set.join_next().await {
-            let (place, body, done, panicked) = match joined {
+            let (core, body, done, panicked) = match joined {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "an account's sweep task failed (a bug: please report it)");
@@ -543,6 +566,11 @@ impl Sweeper {
                     continue;
                 }
             };
+            let place = core.place();
+            let place_ok = body.as_ref().is_ok_and(|s| {
+                !s.blind && s.result.error.is_none() && s.denied.is_none() && s.gate_failures == 0
+            }) && panicked == 0
+                && done.iter().all(|d| d.is_final && d.outcome != "rejected");
             all_done.extend(done);
             all_panicked += panicked;
             let named = |text: &str| {
@@ -561,6 +589,12 @@ impl Sweeper {
                     failed_summary(start_at, &e)
                 }
             };
+            summary.places.push(PlaceResult {
+                account: core.account().to_string(),
+                region: core.region().to_string(),
+                ok: place_ok,
+                error: s.result.error.clone().or_else(|| s.denied.clone()),
+            });
             let r = &mut summary.result;
             r.pipelines_seen += s.result.pipelines_seen;
             r.pipelines_in_scope += s.result.pipelines_in_scope;
@@ -591,7 +625,17 @@ impl Sweeper {
             summary.gates_closed += s.gates_closed;
             summary.gate_failures += s.gate_failures;
         }
+        if many {
+            for p in summary.places.iter().filter(|p| !p.ok) {
+                tracing::error!(account = %p.account, region = %p.region,
+                    error = p.error.as_deref().unwrap_or("a stop did not succeed"),
+                    "this account and region were not fully enforced this sweep; the others were");
+            }
+        }
         summary.blind = places > 0 && blind == places;
+        summary
+            .places
+            .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
         (summary, all_done, all_panicked)
     }
 
@@ -637,7 +681,7 @@ impl Sweeper {
                 if !decider.covers(now) {
                     decider = policy.decider(now);
                 }
-                let (planned, _) = plan(&decider, now, &in_progress, &extra);
+                let (planned, _) = plan(&decider, now, &in_progress, extra);
                 for p in planned {
                     if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
                         continue;

@@ -71,7 +71,7 @@ const MAX_BATCH: usize = 512;
 
 /// A write for the group-commit writer, with where to send its result.
 enum Write {
-    Intent(IntentRow, oneshot::Sender<Result<i64, String>>),
+    Intent(Box<IntentRow>, oneshot::Sender<Result<i64, String>>),
     Outcome(i64, OutcomeRow, oneshot::Sender<Result<(), String>>),
 }
 
@@ -781,7 +781,7 @@ impl Store {
             account: i.account.to_owned(),
             region: i.region.to_owned(),
         };
-        self.write(|tx| Write::Intent(row, tx))
+        self.write(|tx| Write::Intent(Box::new(row), tx))
             .await
             .context("cannot record the stop before making it")
     }
@@ -1116,6 +1116,8 @@ mod tests {
                 dry_run: false,
                 escalate_at: None,
                 escalation_of: None,
+                account: "default",
+                region: "us-east-1",
             })
             .await
     }

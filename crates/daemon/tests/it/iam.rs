@@ -79,3 +79,48 @@ async fn what_a_tagged_sweep_and_a_stop_call_is_granted() {
     );
     assert!(observed.contains("ListTagsForResource") && observed.contains("StopPipelineExecution"));
 }
+
+/// Many accounts: stopd's own identity may assume the role (`config/iam-assume-role.json`),
+/// each account's role trusts stopd's identity with an external id
+/// (`config/iam-trust-policy.json`) and carries `config/iam-policy.json`.
+#[test]
+fn the_cross_account_policies_grant_assume_role_and_nothing_else() {
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(repo().join("config").join(name)).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let own = read("iam-assume-role.json");
+    let statements = own["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(statements[0]["Action"], "sts:AssumeRole");
+    let resource = statements[0]["Resource"].as_str().unwrap();
+    assert!(
+        resource.starts_with("arn:aws:iam::") && resource.contains(":role/"),
+        "{resource}"
+    );
+
+    let trust = read("iam-trust-policy.json");
+    let t = &trust["Statement"].as_array().unwrap()[0];
+    assert_eq!(t["Action"], "sts:AssumeRole");
+    assert!(
+        t["Principal"]["AWS"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:iam::")
+    );
+    // The external id the example config's [[account]] uses.
+    let external_id = t["Condition"]["StringEquals"]["sts:ExternalId"]
+        .as_str()
+        .unwrap();
+    let example = std::fs::read_to_string(repo().join("config/stopd.example.toml")).unwrap();
+    assert!(
+        example.contains(&format!("external_id = \"{external_id}\"")),
+        "the example [[account]] uses the trust policy's external id"
+    );
+    // stopd's code assumes roles through the SDK's AssumeRoleProvider only, and the only STS
+    // call it makes is AssumeRole.
+    let client = std::fs::read_to_string(repo().join("crates/core/src/client.rs")).unwrap();
+    assert!(client.contains("AssumeRoleProvider::builder"));
+    assert!(!client.contains("aws_sdk_sts"), "no other STS call");
+}

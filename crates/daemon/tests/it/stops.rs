@@ -413,10 +413,13 @@ async fn report_filters_summary_and_csv() {
         lines.next(),
         Some(
             "at,pipeline,execution_id,rule,rule_kind,mode,outcome,attempts,reason,error,id,\
-             completed_at,throttled,reconciled,escalation_of,sweep_id,explanation"
+             completed_at,throttled,reconciled,escalation_of,sweep_id,explanation,account,region"
         )
     );
-    assert!(lines.next().unwrap().contains(",dev-c,"));
+    let row = lines.next().unwrap();
+    assert!(row.contains(",dev-c,"));
+    // Where the stop was made: the ambient account, named `default`, in its region.
+    assert!(row.ends_with(",default,us-east-1"), "{row}");
     assert_eq!(lines.next(), None);
 }
 

@@ -1,0 +1,233 @@
+//! Many accounts and regions: `[[account]]` roles assumed through the emulator's STS, rules
+//! that select accounts and regions, isolation of an account whose role is refused, and
+//! sessions renewed as they expire.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use stopd_emulator::{Emulator, Fixture};
+
+use crate::common::{Env, assert_ok, fleet, rfc, text, wait_for};
+
+const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+/// Two accounts (`payments-prod`, `search-prod`) in two regions, each world running one
+/// pipeline named `web` (the same name everywhere: names are per account and region).
+async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
+    let env = Env::new(r#"{"pipelines": []}"#).await;
+    let regions: Vec<String> = REGIONS.iter().map(ToString::to_string).collect();
+    let roles = env
+        .emulator
+        .add_accounts(2, &regions, None, Some("stopd-ext"), session);
+    for account in ["100000000001", "100000000002"] {
+        for region in REGIONS {
+            env.emulator
+                .world_of(account, region)
+                .seed(&Fixture::from_json(&fleet(&[("web", "prod")])).unwrap())
+                .unwrap();
+        }
+    }
+    (env, roles)
+}
+
+/// The policy file: both accounts in both regions, then `rules`.
+fn write(env: &Env, roles: &[String], daemon_extra: &str, rules: &str) {
+    let url = env.server.endpoint_url();
+    let text = format!(
+        r#"[aws]
+region = "us-east-1"
+endpoint_url = "{url}"
+sts_endpoint_url = "{url}"
+
+[daemon]
+database = "{db}"
+{daemon_extra}
+
+[[account]]
+name = "payments-prod"
+role_arn = "{a}"
+external_id = "stopd-ext"
+regions = ["eu-west-1", "us-east-1"]
+
+[[account]]
+name = "search-prod"
+role_arn = "{b}"
+external_id = "stopd-ext"
+regions = ["eu-west-1", "us-east-1"]
+
+{rules}
+"#,
+        db = env.db().display(),
+        a = roles[0],
+        b = roles[1],
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+}
+
+/// A one-off freeze open now.
+fn freeze(name: &str, selectors: &str) -> String {
+    let now = Utc::now();
+    format!(
+        "[[freeze]]\nname = \"{name}\"\nstart = \"{}\"\nend = \"{}\"\n{selectors}\n",
+        rfc(now - chrono::Duration::hours(1)),
+        rfc(now + chrono::Duration::hours(1))
+    )
+}
+
+fn status_of(emulator: &Emulator, account: &str, region: &str) -> String {
+    let w = emulator.world_of(account, region);
+    w.executions("web").last().unwrap().status.to_string()
+}
+
+#[tokio::test]
+async fn a_rule_selecting_one_account_and_region_stops_there_only_and_the_audit_says_where() {
+    let (env, roles) = two_accounts(None).await;
+    write(
+        &env,
+        &roles,
+        "",
+        &freeze(
+            "payments-eu",
+            "accounts = [\"payments-*\"]\nregions = [\"eu-*\"]",
+        ),
+    );
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_ok(&out);
+    assert_eq!(
+        status_of(&env.emulator, "100000000001", "eu-west-1"),
+        "Stopping"
+    );
+    for (account, region) in [
+        ("100000000001", "us-east-1"),
+        ("100000000002", "eu-west-1"),
+        ("100000000002", "us-east-1"),
+    ] {
+        assert_eq!(
+            status_of(&env.emulator, account, region),
+            "InProgress",
+            "{account} {region} is not selected"
+        );
+        // Every account and region was read, each with its own session.
+        let calls = env.emulator.world_of(account, region).call_counts();
+        assert!(
+            calls.get("ListPipelines").copied().unwrap_or(0) >= 1,
+            "{account} {region}: {calls:?}"
+        );
+    }
+    assert!(env.emulator.accounts().assume_role_calls >= 4);
+    // The ambient identity's own world was never swept: only [[account]]s are.
+    assert_eq!(env.emulator.call_counts().get("ListPipelines"), None);
+
+    let rows = env.report(&[]).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["account"], "payments-prod");
+    assert_eq!(rows[0]["region"], "eu-west-1");
+    assert_eq!(rows[0]["outcome"], "stopped");
+    assert!(env.report(&["--account", "search-*"]).await.is_empty());
+    assert_eq!(env.report(&["--region", "eu-*"]).await.len(), 1);
+    // The wide table shows where.
+    let table = text(&env.stopd(&["report", "--wide"]).await.stdout);
+    assert!(
+        table.contains("payments-prod") && table.contains("eu-west-1"),
+        "{table}"
+    );
+    // `plan` reads every account and region and says where each stop would be.
+    let plan = env.stopd(&["plan", "--format", "json"]).await;
+    assert_ok(&plan);
+    let planned: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned = planned.as_array().unwrap();
+    assert!(
+        planned
+            .iter()
+            .all(|p| p["account"] == "payments-prod" && p["region"] == "eu-west-1"),
+        "{planned:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_account_whose_role_is_refused_is_reported_and_the_others_are_enforced() {
+    let (env, roles) = two_accounts(None).await;
+    write(&env, &roles, "", &freeze("everywhere", ""));
+    assert!(env.emulator.set_role_denied(&roles[1], true));
+    let out = env.stopd(&["run", "--once"]).await;
+    // Not a good sweep: one account was not enforced (exit 1), and it says which.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("search-prod"), "{stderr}");
+    for region in REGIONS {
+        assert_eq!(status_of(&env.emulator, "100000000001", region), "Stopping");
+        assert_eq!(
+            status_of(&env.emulator, "100000000002", region),
+            "InProgress"
+        );
+    }
+    let rows = env.report(&[]).await;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r["account"] == "payments-prod" && r["outcome"] == "stopped")
+    );
+    // The sweep record names the account that could not be swept.
+    let sweeps = env.report(&["--sweeps"]).await;
+    let error = sweeps.last().unwrap()["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.contains("search-prod"), "{error}");
+    assert!(
+        error.contains("sts:AssumeRole"),
+        "names the permission: {error}"
+    );
+    // And `status` shows it.
+    let status = env.stopd(&["status", "--format", "json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let last = status["last_sweep_error"].as_str().unwrap_or("");
+    assert!(last.contains("search-prod"), "{status}");
+
+    // Allowed again: the next run enforces it too.
+    env.emulator.set_role_denied(&roles[1], false);
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    for region in REGIONS {
+        assert_eq!(status_of(&env.emulator, "100000000002", region), "Stopping");
+    }
+}
+
+#[tokio::test]
+async fn sessions_that_expire_are_renewed_by_a_running_daemon() {
+    // Credentials that last 2 s, shorter than the SDK's 10 s refresh margin: every call needs
+    // a renewed session, and a daemon sweeping every second never sends an expired one.
+    let (env, roles) = two_accounts(Some(Duration::from_secs(2))).await;
+    write(
+        &env,
+        &roles,
+        "schedule = \"* * * * * *\"",
+        "[[timeout]]\nname = \"day\"\nmax_duration = \"24h\"\n",
+    );
+    let mut child = env.spawn(&["run"]);
+    let swept = wait_for(Duration::from_secs(20), || {
+        env.emulator
+            .world_of("100000000002", "us-east-1")
+            .call_counts()
+            .get("ListPipelines")
+            .copied()
+            .unwrap_or(0)
+            >= 3
+    })
+    .await;
+    crate::common::signal(&child, "TERM");
+    let _ = child.wait();
+    assert!(swept, "three sweeps of every account");
+    for account in ["100000000001", "100000000002"] {
+        for region in REGIONS {
+            let calls = env.emulator.world_of(account, region).calls();
+            assert!(
+                calls.iter().all(|c| c.status == 200),
+                "{account} {region}: {calls:?}"
+            );
+        }
+    }
+    assert!(
+        env.emulator.accounts().assume_role_calls > 4,
+        "sessions were renewed, not assumed once per account and region"
+    );
+}
