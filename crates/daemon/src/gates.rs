@@ -24,7 +24,7 @@ use stopd_core::{CallCounts, Core, ErrorKind, StageGate, gate_reason};
 use stopd_rules::{Exemption, Policy};
 use tokio::task::JoinSet;
 
-use crate::store::{Store, chain, ts};
+use crate::store::{GateRow, Store, Write, ts};
 
 /// The last recorded action on one transition.
 #[derive(Debug, Clone)]
@@ -178,7 +178,9 @@ impl Store {
             .collect())
     }
 
-    /// Records a gate action before it is made; returns its id.
+    /// Records a gate action before it is made; returns its id. Through the group-commit
+    /// writer: at a window edge thousands of transitions close at once, and each of them
+    /// committed alone (two fsyncs an action) was most of the edge's time.
     async fn gate_intent(
         &self,
         at: DateTime<Utc>,
@@ -186,48 +188,33 @@ impl Store {
         a: &Action<'_>,
         dry_run: bool,
     ) -> Result<i64> {
-        let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run, \
-                                account, region) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(ts(at))
-        .bind(sweep_id)
-        .bind(a.pipeline)
-        .bind(a.stage)
-        .bind(a.rule)
-        .bind(if a.disable { "disable" } else { "enable" })
-        .bind(a.reason)
-        .bind(dry_run)
-        .bind(a.core.account())
-        .bind(a.core.region())
-        .fetch_one(&mut *tx)
-        .await
-        .context("cannot record a gate action before making it")?;
-        chain::link(&mut tx, "gates", id).await?;
-        tx.commit()
+        // The sweep that decided it is on record first (a quiet sweep's row is held back).
+        if let Some(sweep) = sweep_id {
+            self.write_held(sweep).await?;
+        }
+        let row = GateRow {
+            at: ts(at),
+            sweep_id,
+            pipeline: a.pipeline.to_owned(),
+            stage: a.stage.to_owned(),
+            rule: a.rule.to_owned(),
+            action: if a.disable { "disable" } else { "enable" },
+            reason: a.reason.to_owned(),
+            dry_run,
+            account: a.core.account().to_owned(),
+            region: a.core.region().to_owned(),
+        };
+        self.write(|tx| Write::GateIntent(Box::new(row), tx))
             .await
-            .context("cannot record a gate action before making it")?;
-        Ok(id)
+            .context("cannot record a gate action before making it")
     }
 
     /// Records how a gate action ended.
     async fn gate_outcome(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(ts(Utc::now()))
-            .bind(outcome)
-            .bind(error)
-            .execute(&mut *tx)
+        let (outcome, error) = (outcome.to_owned(), error.map(str::to_owned));
+        self.write(|tx| Write::GateOutcome(id, outcome, error, tx))
             .await
-            .context("cannot record a gate action's outcome")?;
-        chain::link(&mut tx, "gate_outcomes", id).await?;
-        tx.commit()
-            .await
-            .context("cannot record a gate action's outcome")?;
-        Ok(())
+            .context("cannot record a gate action's outcome")
     }
 
     /// Gate actions, oldest first, in `[since, until)`.

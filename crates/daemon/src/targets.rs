@@ -61,6 +61,11 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         )];
     }
     let in_flight = Arc::new(tokio::sync::Semaphore::new(global_in_flight(cfg)));
+    // One connection pool and TLS configuration for all of them.
+    let base = ClientConfig {
+        http_client: Some(stopd_core::http_client()),
+        ..base
+    };
     let mut cores = Vec::new();
     for a in &cfg.accounts {
         for region in a.regions.iter().flatten() {

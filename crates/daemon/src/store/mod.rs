@@ -70,13 +70,37 @@ pub struct Store {
 const MAX_BATCH: usize = 512;
 
 /// A write for the group-commit writer, with where to send its result.
-enum Write {
+pub(crate) enum Write {
     Intent(Box<IntentRow>, oneshot::Sender<Result<i64, String>>),
     Outcome(i64, OutcomeRow, oneshot::Sender<Result<(), String>>),
+    /// A gate action, recorded before it is made (`gates`).
+    GateIntent(Box<GateRow>, oneshot::Sender<Result<i64, String>>),
+    /// How a gate action ended (`gate_outcomes`): gate id, outcome, error.
+    GateOutcome(
+        i64,
+        String,
+        Option<String>,
+        oneshot::Sender<Result<(), String>>,
+    ),
+}
+
+/// A gate action's row (`gates`), formatted for binding.
+#[derive(Debug)]
+pub(crate) struct GateRow {
+    pub at: String,
+    pub sweep_id: Option<i64>,
+    pub pipeline: String,
+    pub stage: String,
+    pub rule: String,
+    pub action: &'static str,
+    pub reason: String,
+    pub dry_run: bool,
+    pub account: String,
+    pub region: String,
 }
 
 /// An [`Intent`], owned and formatted for binding.
-struct IntentRow {
+pub(crate) struct IntentRow {
     at: String,
     sweep_id: Option<i64>,
     pipeline: String,
@@ -99,6 +123,8 @@ impl Write {
         match self {
             Write::Intent(..) => "stops",
             Write::Outcome(..) => "stop_outcomes",
+            Write::GateIntent(..) => "gates",
+            Write::GateOutcome(..) => "gate_outcomes",
         }
     }
 
@@ -142,6 +168,34 @@ impl Write {
             .execute(&mut *conn)
             .await
             .map(|_| *stop_id),
+            Write::GateIntent(g, _) => sqlx::query(
+                "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run, \
+                                    account, region) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&g.at)
+            .bind(g.sweep_id)
+            .bind(&g.pipeline)
+            .bind(&g.stage)
+            .bind(&g.rule)
+            .bind(g.action)
+            .bind(&g.reason)
+            .bind(g.dry_run)
+            .bind(&g.account)
+            .bind(&g.region)
+            .fetch_one(&mut *conn)
+            .await
+            .map(|row| row.get(0)),
+            Write::GateOutcome(gate_id, outcome, error, _) => sqlx::query(
+                "INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?)",
+            )
+            .bind(gate_id)
+            .bind(ts(Utc::now()))
+            .bind(outcome)
+            .bind(error)
+            .execute(&mut *conn)
+            .await
+            .map(|_| *gate_id),
         }
     }
 
@@ -152,8 +206,11 @@ impl Write {
             Write::Intent(_, tx) => {
                 let _ = tx.send(result);
             }
-            Write::Outcome(_, _, tx) => {
+            Write::Outcome(_, _, tx) | Write::GateOutcome(_, _, _, tx) => {
                 let _ = tx.send(result.map(|_| ()));
+            }
+            Write::GateIntent(_, tx) => {
+                let _ = tx.send(result);
             }
         }
     }
@@ -620,7 +677,7 @@ impl Store {
     }
 
     /// Queues a write for the group-commit writer and waits until it is committed.
-    async fn write<T>(
+    pub(crate) async fn write<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Write,
     ) -> Result<T> {
