@@ -21,11 +21,14 @@
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_codepipeline::Client;
 use aws_sdk_codepipeline::config::retry::RetryConfig;
 use aws_sdk_codepipeline::config::timeout::TimeoutConfig;
-use aws_sdk_codepipeline::config::{Credentials, Region, SharedHttpClient};
+use aws_sdk_codepipeline::config::{
+    Credentials, IdentityCache, Region, SharedCredentialsProvider, SharedHttpClient,
+};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 /// Idle connections kept open between sweeps (the rest close when their call is answered).
@@ -76,57 +79,104 @@ pub struct RoleSpec {
     pub session_name: String,
 }
 
+/// The SDK configuration stopd's clients are made from: `BehaviorVersion::latest()`, SDK
+/// retries off, the timeouts, region, profile and credentials of `config`, calling `endpoint`.
+async fn load(
+    config: &ClientConfig,
+    http: &SharedHttpClient,
+    endpoint: Option<&String>,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(3)))
+                .operation_attempt_timeout(
+                    config.attempt_timeout.unwrap_or(Duration::from_secs(10)),
+                )
+                .build(),
+        );
+    if let Some(region) = &config.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &config.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = endpoint {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some((key, secret)) = &config.static_credentials {
+        loader =
+            loader.credentials_provider(Credentials::new(key, secret, None, None, "stopd-static"));
+    }
+    loader.load().await
+}
+
 /// Builds the client: default credential chain (or a role assumed with it),
 /// `BehaviorVersion::latest()`, SDK retries off.
 pub async fn build_client(config: &ClientConfig) -> Client {
     let http = config.http_client.clone().unwrap_or_else(http_client);
-    let loader = |endpoint: Option<&String>| {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http.clone())
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(3)))
-                    .operation_attempt_timeout(
-                        config.attempt_timeout.unwrap_or(Duration::from_secs(10)),
-                    )
-                    .build(),
-            );
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
+    match &config.role {
+        None => Client::new(&load(config, &http, config.endpoint_url.as_ref()).await),
+        Some(role) => {
+            let factory = RoleClients::new(config).await;
+            let region = config.region.clone().unwrap_or_default();
+            factory
+                .clients(role, std::slice::from_ref(&region))
+                .await
+                .into_iter()
+                .next()
+                .expect("one region, one client")
         }
-        if let Some(profile) = &config.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = endpoint {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some((key, secret)) = &config.static_credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                key,
-                secret,
-                None,
-                None,
-                "stopd-static",
-            ));
-        }
-        loader
-    };
-    let base = loader(config.endpoint_url.as_ref()).load().await;
-    let Some(role) = &config.role else {
-        return Client::new(&base);
-    };
-    // AssumeRole is signed with the ambient credentials and sent to STS (or its override).
-    let sts = loader(config.sts_endpoint_url.as_ref()).load().await;
-    let mut provider = AssumeRoleProvider::builder(&role.role_arn)
-        .session_name(&role.session_name)
-        .configure(&sts);
-    if let Some(id) = &role.external_id {
-        provider = provider.external_id(id);
     }
-    let provider = provider.build().await;
-    let conf = aws_sdk_codepipeline::config::Builder::from(&base)
-        .credentials_provider(provider)
-        .build();
-    Client::from_conf(conf)
+}
+
+/// Makes the clients of accounts reached through roles. The SDK configuration (and with it the
+/// ambient credentials chain) is loaded twice in all (CodePipeline's and STS's), not twice per
+/// account and region; each account's role is assumed once for all of its regions (one
+/// provider, one identity cache), and every client shares one HTTP client.
+#[derive(Debug, Clone)]
+pub struct RoleClients {
+    /// CodePipeline's configuration.
+    base: SdkConfig,
+    /// STS's: AssumeRole is signed with the ambient credentials and sent to STS (or its
+    /// override).
+    sts: SdkConfig,
+}
+
+impl RoleClients {
+    /// Loads the configurations once.
+    pub async fn new(config: &ClientConfig) -> RoleClients {
+        let http = config.http_client.clone().unwrap_or_else(http_client);
+        RoleClients {
+            base: load(config, &http, config.endpoint_url.as_ref()).await,
+            sts: load(config, &http, config.sts_endpoint_url.as_ref()).await,
+        }
+    }
+
+    /// One client per region, all acting in the role's account.
+    pub async fn clients(&self, role: &RoleSpec, regions: &[String]) -> Vec<Client> {
+        let mut provider = AssumeRoleProvider::builder(&role.role_arn)
+            .session_name(&role.session_name)
+            .configure(&self.sts);
+        if let Some(id) = &role.external_id {
+            provider = provider.external_id(id);
+        }
+        // Only an STS client is made here; no call until credentials are needed.
+        let provider = SharedCredentialsProvider::new(provider.build().await);
+        let cache = IdentityCache::lazy().build();
+        regions
+            .iter()
+            .map(|region| {
+                let mut conf = aws_sdk_codepipeline::config::Builder::from(&self.base)
+                    .region(Region::new(region.clone()))
+                    .identity_cache(cache.clone());
+                // `set_`, not `credentials_provider(..)`, which would wrap it in a new provider
+                // with a cache partition of its own: the regions would each assume the role.
+                conf.set_credentials_provider(Some(provider.clone()));
+                Client::from_conf(conf.build())
+            })
+            .collect()
+    }
 }

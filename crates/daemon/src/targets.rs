@@ -61,24 +61,23 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         )];
     }
     let in_flight = Arc::new(tokio::sync::Semaphore::new(global_in_flight(cfg)));
-    // One connection pool and TLS configuration for all of them.
-    let base = ClientConfig {
+    // One connection pool and TLS configuration for all of them, the SDK configuration loaded
+    // once, and each account's role assumed once for all of its regions.
+    let factory = stopd_core::RoleClients::new(&ClientConfig {
         http_client: Some(stopd_core::http_client()),
         ..base
-    };
+    })
+    .await;
     let mut cores = Vec::new();
     for a in &cfg.accounts {
-        for region in a.regions.iter().flatten() {
-            let client = stopd_core::build_client(&ClientConfig {
-                region: Some(region.clone()),
-                role: Some(RoleSpec {
-                    role_arn: a.role_arn.clone(),
-                    external_id: a.external_id.clone(),
-                    session_name: SESSION_NAME.into(),
-                }),
-                ..base.clone()
-            })
-            .await;
+        let regions = a.regions.clone().unwrap_or_default();
+        let role = RoleSpec {
+            role_arn: a.role_arn.clone(),
+            external_id: a.external_id.clone(),
+            session_name: SESSION_NAME.into(),
+        };
+        let clients = factory.clients(&role, &regions).await;
+        for (client, region) in clients.into_iter().zip(&regions) {
             cores.push(Core::new_at(
                 client,
                 RateLimiter::new(LimiterConfig::default()),

@@ -107,14 +107,19 @@ async fn a_rule_selecting_one_account_and_region_stops_there_only_and_the_audit_
             "InProgress",
             "{account} {region} is not selected"
         );
-        // Every account and region was read, each with its own session.
+        // Every account and region was read.
         let calls = env.emulator.world_of(account, region).call_counts();
         assert!(
             calls.get("ListPipelines").copied().unwrap_or(0) >= 1,
             "{account} {region}: {calls:?}"
         );
     }
-    assert!(env.emulator.accounts().assume_role_calls >= 4);
+    // One session per account, shared by its regions.
+    let assumed = env.emulator.accounts().assume_role_calls;
+    assert!(
+        (2..4).contains(&assumed),
+        "{assumed} AssumeRole calls for 2 accounts"
+    );
     // The ambient identity's own world was never swept: only [[account]]s are.
     assert_eq!(env.emulator.call_counts().get("ListPipelines"), None);
 
