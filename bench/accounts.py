@@ -48,6 +48,9 @@ def start_emulator(args):
     sys.exit("emulator did not start")
 
 
+SETTINGS = []
+
+
 def config(url, db, roles, regions, start, end, schedule="0 0 1 1 *"):
     region_list = ", ".join('"%s"' % r for r in regions)
     accounts = "\n".join(
@@ -62,6 +65,7 @@ sts_endpoint_url = "{url}"
 [daemon]
 database = "{db}"
 schedule = "{schedule}"
+{chr(10).join(SETTINGS)}
 
 {accounts}
 [[freeze]]
@@ -114,9 +118,13 @@ def main():
     ap.add_argument("--rate-limit", type=float, default=20, help="requests/s per account and region")
     ap.add_argument("--burst", type=float, default=10)
     ap.add_argument("--lead", type=float, default=8, help="seconds from daemon start to the window edge")
+    ap.add_argument("--no-edge", action="store_true", help="the sweep only")
+    ap.add_argument("--daemon-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [daemon] line, e.g. 'discovery_concurrency = 8'")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     span_s(args.latency)
+    SETTINGS.extend(args.daemon_setting)
     regions = args.regions.split(",")
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "stopd", "-p", "stopd-emulator"],
@@ -155,6 +163,8 @@ def main():
             print(f"| CPU time | {cpu:.2f} s |")
             print(f"| most requests in flight at the emulator | {got['max_in_flight']} |")
 
+            if args.no_edge:
+                return
             # Enforcement at a window edge, the daemon running.
             admin(url, "DELETE", "calls?all=true")
             edge = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=int(args.lead) + 1)

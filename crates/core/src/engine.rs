@@ -355,6 +355,11 @@ impl Core {
         &self.inner.account
     }
 
+    /// Pipelines read at once (`CoreConfig::concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.inner.config.concurrency
+    }
+
     /// The region.
     pub fn region(&self) -> &str {
         &self.inner.region

@@ -779,7 +779,8 @@ impl Sweeper {
             Utc::now(),
             Some(sweep_id),
             dry_run,
-            self.concurrency,
+            // Pipelines at once: what discovery of this account and region reads at once.
+            core.concurrency(),
         )
         .await?;
         calls.merge(&gate.calls);

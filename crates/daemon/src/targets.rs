@@ -21,10 +21,25 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// The session name stopd's calls carry in CloudTrail in every assumed account.
 pub const SESSION_NAME: &str = "stopd";
 
-/// The engine's tuning from `[daemon]`.
-fn core_config(cfg: &Config, in_flight: Option<Arc<tokio::sync::Semaphore>>) -> CoreConfig {
+/// Pipelines one account and region reads at once when there are `pairs` of them:
+/// `discovery_concurrency` is shared, each pair getting twice its share, at least 4 (and at
+/// most all of it). Reads beyond the shared bound on requests in flight would only wait, each
+/// holding a task and a request in memory: at 40 pairs x 64, 2,560 of them came to ~45 MiB.
+/// Four at once already outrun one account and region's rate limit at AWS's latencies.
+pub fn discovery_per_pair(discovery_concurrency: usize, pairs: usize) -> usize {
+    (2 * discovery_concurrency)
+        .div_ceil(pairs.max(1))
+        .clamp(4.min(discovery_concurrency), discovery_concurrency)
+}
+
+/// The engine's tuning from `[daemon]`, for one of `pairs` accounts and regions.
+fn core_config(
+    cfg: &Config,
+    pairs: usize,
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+) -> CoreConfig {
     CoreConfig {
-        concurrency: cfg.daemon.discovery_concurrency,
+        concurrency: discovery_per_pair(cfg.daemon.discovery_concurrency, pairs),
         stop_retry: RetryPolicy {
             deadline: cfg.daemon.stop_deadline,
             ..RetryPolicy::default()
@@ -56,7 +71,7 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         return vec![Core::new(
             client,
             RateLimiter::new(LimiterConfig::default()),
-            core_config(cfg, None),
+            core_config(cfg, 1, None),
             cancel,
         )];
     }
@@ -68,6 +83,11 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         ..base
     })
     .await;
+    let pairs: usize = cfg
+        .accounts
+        .iter()
+        .map(|a| a.regions.as_ref().map_or(0, Vec::len))
+        .sum();
     let mut cores = Vec::new();
     for a in &cfg.accounts {
         let regions = a.regions.clone().unwrap_or_default();
@@ -81,7 +101,7 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
             cores.push(Core::new_at(
                 client,
                 RateLimiter::new(LimiterConfig::default()),
-                core_config(cfg, Some(Arc::clone(&in_flight))),
+                core_config(cfg, pairs, Some(Arc::clone(&in_flight))),
                 cancel.clone(),
                 &a.name,
                 region,
@@ -89,6 +109,22 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         }
     }
     cores
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_concurrency_is_shared_by_the_pairs() {
+        assert_eq!(discovery_per_pair(64, 1), 64);
+        assert_eq!(discovery_per_pair(64, 2), 64);
+        assert_eq!(discovery_per_pair(64, 10), 13);
+        assert_eq!(discovery_per_pair(64, 40), 4);
+        assert_eq!(discovery_per_pair(64, 1_000), 4);
+        assert_eq!(discovery_per_pair(2, 40), 2, "never more than configured");
+        assert_eq!(discovery_per_pair(1, 3), 1);
+    }
 }
 
 /// The engine of `account` (name) in `region`; with one pair, that one when neither is given.
