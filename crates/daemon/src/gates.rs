@@ -232,7 +232,7 @@ impl Store {
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
                AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
-             ORDER BY g.at, g.id",
+             ORDER BY g.at, g.pipeline, g.stage, g.id",
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
@@ -387,51 +387,111 @@ async fn pipeline_gates(
                 .or_insert_with(|| (h.rule.as_str(), gate_reason(&h.reason)));
         }
     }
-    for st in &stages {
+    // Each stage's transition is its own action: they are made at once (one after the other,
+    // a pipeline with three gated stages took three round trips and six commits in a row).
+    let mut tasks = JoinSet::new();
+    for st in stages {
         let key = (pipeline.to_string(), st.stage.clone());
-        let mut resolved;
-        let mut prev = last.get(&key);
-        if let Some(p) = prev.filter(|p| p.outcome == "pending") {
-            // The process died between recording an action and its outcome: the transition
-            // says how it ended.
-            let found = st.disabled_reason.as_deref().unwrap_or("");
-            let done = if p.action == "disable" {
-                !st.enabled && found == p.reason
-            } else {
-                st.enabled
-            };
-            let outcome = if done { "done" } else { "failed" };
-            store
-                .gate_outcome(
-                    p.id,
-                    outcome,
-                    Some("resolved at start-up from the transition's state"),
-                )
-                .await?;
-            resolved = p.clone();
-            resolved.outcome = outcome.into();
-            prev = Some(&resolved);
+        let prev = last.get(&key).cloned();
+        let want = desired
+            .get(st.stage.as_str())
+            .map(|(rule, reason)| (rule.to_string(), reason.clone()));
+        if want.is_none()
+            && !prev
+                .as_ref()
+                .is_some_and(|p| p.ours() || p.outcome == "pending")
+        {
+            continue;
         }
-        let held_by_us = prev.is_some_and(LastGate::ours);
-        match desired.get(st.stage.as_str()) {
-            Some((rule, reason)) => {
-                let closed = close(
-                    core, store, st, prev, pipeline, rule, reason, now, sweep_id, dry_run, out,
-                )
-                .await?;
-                if closed {
-                    out.closed_now += 1;
-                    for id in &st.waiting {
-                        out.held.insert((pipeline.to_string(), id.clone()));
-                    }
+        let (core, store, pipeline) = (core.clone(), store.clone(), pipeline.to_string());
+        tasks.spawn(async move {
+            let mut out = GateSummary::default();
+            let r = stage_gate(
+                &core, &store, &st, prev, want, &pipeline, now, sweep_id, dry_run, &mut out,
+            )
+            .await;
+            (r, out)
+        });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (r, one) = joined.context("a gate task failed")?;
+        out.closed += one.closed;
+        out.opened += one.opened;
+        out.closed_now += one.closed_now;
+        out.failures.extend(one.failures);
+        out.held.extend(one.held);
+        out.calls.merge(&one.calls);
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One stage's inbound transition: a pending action resolved from its state, then closed if a
+/// gating freeze wants it (`want`: rule and reason), or opened if stopd holds it and none does.
+#[allow(clippy::too_many_arguments)]
+async fn stage_gate(
+    core: &Core,
+    store: &Store,
+    st: &StageGate,
+    mut prev: Option<LastGate>,
+    want: Option<(String, String)>,
+    pipeline: &str,
+    now: DateTime<Utc>,
+    sweep_id: Option<i64>,
+    dry_run: bool,
+    out: &mut GateSummary,
+) -> Result<()> {
+    if let Some(p) = prev.as_mut().filter(|p| p.outcome == "pending") {
+        // The process died between recording an action and its outcome: the transition says
+        // how it ended.
+        let found = st.disabled_reason.as_deref().unwrap_or("");
+        let done = if p.action == "disable" {
+            !st.enabled && found == p.reason
+        } else {
+            st.enabled
+        };
+        let outcome = if done { "done" } else { "failed" };
+        store
+            .gate_outcome(
+                p.id,
+                outcome,
+                Some("resolved at start-up from the transition's state"),
+            )
+            .await?;
+        p.outcome = outcome.into();
+    }
+    let held_by_us = prev.as_ref().is_some_and(LastGate::ours);
+    match want {
+        Some((rule, reason)) => {
+            let closed = close(
+                core,
+                store,
+                st,
+                prev.as_ref(),
+                pipeline,
+                &rule,
+                &reason,
+                now,
+                sweep_id,
+                dry_run,
+                out,
+            )
+            .await?;
+            if closed {
+                out.closed_now += 1;
+                for id in &st.waiting {
+                    out.held.insert((pipeline.to_string(), id.clone()));
                 }
             }
-            None if held_by_us => {
-                let prev = prev.expect("held");
-                open(core, store, st, prev, pipeline, now, sweep_id, dry_run, out).await?;
-            }
-            None => {}
         }
+        None if held_by_us => {
+            let prev = prev.as_ref().expect("held");
+            open(core, store, st, prev, pipeline, now, sweep_id, dry_run, out).await?;
+        }
+        None => {}
     }
     Ok(())
 }
