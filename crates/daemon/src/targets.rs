@@ -111,22 +111,6 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
     cores
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn discovery_concurrency_is_shared_by_the_pairs() {
-        assert_eq!(discovery_per_pair(64, 1), 64);
-        assert_eq!(discovery_per_pair(64, 2), 64);
-        assert_eq!(discovery_per_pair(64, 10), 13);
-        assert_eq!(discovery_per_pair(64, 40), 4);
-        assert_eq!(discovery_per_pair(64, 1_000), 4);
-        assert_eq!(discovery_per_pair(2, 40), 2, "never more than configured");
-        assert_eq!(discovery_per_pair(1, 3), 1);
-    }
-}
-
 /// The engine of `account` (name) in `region`; with one pair, that one when neither is given.
 pub fn pick<'a>(
     cores: &'a [Core],
@@ -152,5 +136,21 @@ pub fn pick<'a>(
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_concurrency_is_shared_by_the_pairs() {
+        assert_eq!(discovery_per_pair(64, 1), 64);
+        assert_eq!(discovery_per_pair(64, 2), 64);
+        assert_eq!(discovery_per_pair(64, 10), 13);
+        assert_eq!(discovery_per_pair(64, 40), 4);
+        assert_eq!(discovery_per_pair(64, 1_000), 4);
+        assert_eq!(discovery_per_pair(2, 40), 2, "never more than configured");
+        assert_eq!(discovery_per_pair(1, 3), 1);
     }
 }
