@@ -94,6 +94,16 @@ pub struct GateSummary {
     pub closed_now: usize,
 }
 
+/// One pipeline whose gates are reconciled: the executions waiting at a transition held closed
+/// now (the freeze that holds them does not stop them).
+#[derive(Debug, Clone)]
+pub struct PipelineGated {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Execution ids held at a closed gate.
+    pub held: HashSet<String>,
+}
+
 /// One action to record and, unless it is only an observation, to make.
 struct Action<'a> {
     /// The account and region, from the engine that acts.
@@ -273,6 +283,7 @@ pub async fn reconcile(
     sweep_id: Option<i64>,
     dry_run: bool,
     concurrency: usize,
+    done: Option<tokio::sync::mpsc::UnboundedSender<PipelineGated>>,
 ) -> Result<GateSummary> {
     let last = Arc::new(store.last_gates(core).await?);
     // Pipelines to look at: those a gating freeze covers now, and those stopd holds a
@@ -318,6 +329,14 @@ pub async fn reconcile(
             break;
         };
         let (p, r, one) = joined.context("a gate task failed")?;
+        if let Some(tx) = &done {
+            // The caller may now stop this pipeline's executions that no gate holds.
+            let held = one.held.iter().map(|(_, id)| id.clone()).collect();
+            let _ = tx.send(PipelineGated {
+                pipeline: p.clone(),
+                held,
+            });
+        }
         summary.closed += one.closed;
         summary.opened += one.opened;
         summary.closed_now += one.closed_now;

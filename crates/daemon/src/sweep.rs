@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use stopd_core::{
     ActiveExecution, ActiveStatus, CallCounts, Core, ErrorKind, MAX_REASON_CHARS, Outcome,
@@ -770,7 +770,15 @@ impl Sweeper {
         // Gates: close what a gating freeze covers now, open what stopd holds and none covers
         // (even blind: what stopd holds is known from the log).
         let mut calls = calls;
-        let gate = crate::gates::reconcile(
+        // A gating freeze's stops wait for their own pipeline's gates only: each pipeline's
+        // are launched as soon as its transitions are reconciled (waiting for the whole fleet's
+        // held them seconds past a window edge at 1,000 pipelines).
+        let mut deferred_by: HashMap<String, Vec<Planned>> = HashMap::new();
+        for p in deferred {
+            deferred_by.entry(p.pipeline.clone()).or_default().push(p);
+        }
+        let (gtx, mut grx) = tokio::sync::mpsc::unbounded_channel();
+        let reconcile = crate::gates::reconcile(
             core,
             &self.store,
             policy,
@@ -781,29 +789,42 @@ impl Sweeper {
             dry_run,
             // Pipelines at once: what discovery of this account and region reads at once.
             core.concurrency(),
-        )
-        .await?;
+            (!deferred_by.is_empty()).then_some(gtx),
+        );
+        let mut launch_deferred = async |plans: Vec<Planned>, held: &HashSet<String>| {
+            for p in plans {
+                if held.contains(&p.execution_id) {
+                    tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
+                        "held at a closed gate: not stopped; it proceeds when the gate opens");
+                    continue;
+                }
+                decided += 1;
+                if !self
+                    .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                    .await
+                {
+                    skipped += 1;
+                }
+            }
+        };
+        let as_gated = async {
+            while let Some(g) = grx.recv().await {
+                if let Some(plans) = deferred_by.remove(&g.pipeline) {
+                    launch_deferred(plans, &g.held).await;
+                }
+            }
+        };
+        let (gate, ()) = tokio::join!(reconcile, as_gated);
+        let gate = gate?;
+        // Pipelines whose gates could not be reconciled: their stops go ahead.
+        let none = HashSet::new();
+        for (_, plans) in deferred_by.drain() {
+            launch_deferred(plans, &none).await;
+        }
         calls.merge(&gate.calls);
         if let Some(f) = gate.failures.first() {
             result.errors += gate.failures.len();
             result.error.get_or_insert_with(|| format!("gate: {f}"));
-        }
-        for p in deferred {
-            if gate
-                .held
-                .contains(&(p.pipeline.clone(), p.execution_id.clone()))
-            {
-                tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
-                    "held at a closed gate: not stopped; it proceeds when the gate opens");
-                continue;
-            }
-            decided += 1;
-            if !self
-                .launch(core, semaphore, tasks, sweep_id, p, dry_run)
-                .await
-            {
-                skipped += 1;
-            }
         }
         let (in_progress, stopping): (Vec<_>, Vec<_>) = found
             .executions
