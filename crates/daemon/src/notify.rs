@@ -3,7 +3,8 @@
 //! **The audit log is the outbox.** Every event comes from a row that is committed before it is
 //! sent: a stop's outcome (`stopped`, `failed`), a gate's outcome (`gate`), an exemption added
 //! or revoked (`exemption`), a sweep result that turned the daemon from good to failing
-//! (`sweep_failed`). A delivery task per target reads the rows it has not received yet
+//! (`sweep_failed`), a freeze window that a start found had begun while no daemon was running
+//! (`unwatched`: an `unwatched_windows` row, written with that start). A delivery task per target reads the rows it has not received yet
 //! (`notify_delivered`), oldest first, posts each one, and records it received only after the
 //! receiver answered 2xx. So a notification is "written in the same transaction as the record
 //! that causes it" in the strongest sense (it is that record), a kill -9 between a stop and its
@@ -53,7 +54,7 @@ pub enum EventKind {
     Exemption,
     /// A sweep failed after a good one.
     SweepFailed,
-    /// A freeze window started while the daemon was not running (not yet sent: see README).
+    /// A freeze window started while the daemon was not running, found at the next start.
     Unwatched,
 }
 
@@ -255,6 +256,9 @@ pub struct Event {
     pub outcome: Option<String>,
     /// One sentence for people.
     pub message: String,
+    /// `unwatched`: the window, and the time no daemon was running in which it began.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub unwatched: Option<UnwatchedFacts>,
     /// The audit table it comes from.
     #[serde(skip)]
     pub source: &'static str,
@@ -280,6 +284,10 @@ impl Event {
                         lines.push(format!("*{k}:* `{}`", slack_escape(v)));
                     }
                 }
+                if let Some(u) = &self.unwatched {
+                    lines.push(format!("*Window:* {} to {}", u.window_start, u.window_end));
+                    lines.push(format!("*Not running:* {} to {}", u.gap_from, u.gap_to));
+                }
                 lines.push(format!("*At:* {}", self.at));
                 let text = lines.join("\n");
                 json!({
@@ -291,12 +299,34 @@ impl Event {
     }
 }
 
+/// What an `unwatched` event says besides the common fields (RFC 3339 UTC each).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnwatchedFacts {
+    /// The window's first instant.
+    pub window_start: String,
+    /// Its end, exclusive.
+    pub window_end: String,
+    /// No daemon was running from...
+    pub gap_from: String,
+    /// ...to (the start that found it).
+    pub gap_to: String,
+}
+
 /// Slack's three control characters, and backticks (the values sit in code spans).
 fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('`', "'")
+}
+
+/// Registers every target not seen before (from now on): the daemon does so before it records
+/// its start, so that what the start finds (`unwatched`) goes to a target new with it.
+pub async fn register(store: &Store, targets: &[Target]) -> Result<()> {
+    for t in targets {
+        since(store, &t.name).await?;
+    }
+    Ok(())
 }
 
 /// Registers `target` (first seen: from now on) and returns the instant it starts from.
@@ -376,6 +406,7 @@ pub async fn undelivered(
                 rule: Some(rule),
                 outcome: Some(outcome),
                 message,
+                unwatched: None,
                 source: "stop_outcomes",
                 source_id: r.get(0),
             });
@@ -415,6 +446,7 @@ pub async fn undelivered(
                 rule: Some(rule),
                 outcome: Some(outcome),
                 message,
+                unwatched: None,
                 source: "gate_outcomes",
                 source_id: r.get(0),
             });
@@ -446,6 +478,7 @@ pub async fn undelivered(
                 rule: rule.clone(),
                 outcome: Some("added".into()),
                 message: format!("{by} exempted {glob} from {from} until {until}: {reason}"),
+                unwatched: None,
                 source: "exemptions",
                 source_id: r.get(0),
             });
@@ -470,6 +503,7 @@ pub async fn undelivered(
                 rule: r.get(4),
                 outcome: Some("revoked".into()),
                 message: format!("{by} revoked exemption {id} of {glob}"),
+                unwatched: None,
                 source: "exemption_revocations",
                 source_id: id,
             });
@@ -501,7 +535,60 @@ pub async fn undelivered(
                 rule: None,
                 outcome: Some("failed".into()),
                 message: format!("a sweep failed: {error}"),
+                unwatched: None,
                 source: "sweep_results",
+                source_id: r.get(0),
+            });
+        }
+    }
+    if wants(EventKind::Unwatched) {
+        let rows = sqlx::query(&format!(
+            "SELECT id, found_at, rule, window_start, window_end, gap_from, gap_to FROM unwatched_windows \
+             WHERE found_at >= ?2 AND {} ORDER BY found_at, id LIMIT {BATCH}",
+            not_sent("unwatched_windows", "id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read unwatched windows to notify")?;
+        for r in rows {
+            let found_at: String = r.get(1);
+            let rule: String = r.get(2);
+            let u = UnwatchedFacts {
+                window_start: r.get(3),
+                window_end: r.get(4),
+                gap_from: r.get(5),
+                gap_to: r.get(6),
+            };
+            // RFC 3339 UTC with milliseconds: the text orders as the time.
+            let (message, outcome) = if u.window_end > found_at {
+                (
+                    format!(
+                        "freeze {rule} began at {} while stopd was not running ({} to {}): enforced from {} until {}",
+                        u.window_start, u.gap_from, u.gap_to, u.gap_to, u.window_end
+                    ),
+                    "in_force",
+                )
+            } else {
+                (
+                    format!(
+                        "freeze {rule} ran from {} to {} while stopd was not running ({} to {}): nothing was enforced",
+                        u.window_start, u.window_end, u.gap_from, u.gap_to
+                    ),
+                    "ended",
+                )
+            };
+            out.push(Event {
+                event: "unwatched",
+                at: found_at,
+                pipeline: None,
+                execution_id: None,
+                rule: Some(rule),
+                outcome: Some(outcome.into()),
+                message,
+                unwatched: Some(u),
+                source: "unwatched_windows",
                 source_id: r.get(0),
             });
         }
@@ -719,6 +806,7 @@ mod tests {
             rule: Some("weekend".into()),
             outcome: Some("stopped".into()),
             message: "stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z".into(),
+            unwatched: None,
             source: "stop_outcomes",
             source_id: 1,
         }

@@ -1,5 +1,5 @@
-//! `[[notify]]` with the real binary: a webhook receiver in the test, and the daemon killed
-//! with SIGKILL between a stop and its delivery.
+//! `[[notify]]` with the real binary: a webhook receiver in the test, the daemon killed with
+//! SIGKILL between a stop and its delivery, and freeze windows that began while no daemon ran.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -163,4 +163,128 @@ async fn a_stop_recorded_before_a_kill_9_is_delivered_by_the_next_start() {
     assert_eq!(stopped[0]["execution_id"], records[0]["execution_id"]);
     assert_eq!(stopped[0]["outcome"], "stopped");
     assert_eq!(stopped[0]["rule"], "frozen");
+}
+
+/// A freeze window that began while the daemon was stopped is announced once (`unwatched`) by
+/// the next start, and never again by the starts after it.
+#[tokio::test]
+async fn a_window_that_began_while_stopped_is_notified_once_at_the_next_start() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let hook = Receiver::start(false).await;
+    let events = ["stopped", "exemption", "unwatched"];
+    let later = Utc::now() + chrono::Duration::days(30);
+    env.write_config(
+        RARE,
+        &format!("{}\n{}", one_off("later", later), hook.table(&events)),
+    );
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    signal(&child, "TERM");
+    assert_ok(&wait_exit(child, Duration::from_secs(10)).await);
+
+    // While it is stopped, a freeze window begins: the next whole second, written into the
+    // policy once that second has come (so it began after the clean stop, before the start).
+    let now = Utc::now();
+    let begin = now
+        + chrono::Duration::nanoseconds(1_000_000_000 - i64::from(now.timestamp_subsec_nanos()));
+    assert!(wait_for(Duration::from_secs(2), || Utc::now() >= begin).await);
+    env.write_config(
+        RARE,
+        &format!("{}\n{}", one_off("incident", begin), hook.table(&events)),
+    );
+    let child = env.spawn(&["run"]);
+    assert!(
+        wait_for(Duration::from_secs(15), || !hook
+            .events("unwatched")
+            .is_empty())
+        .await,
+        "the start announced the window it missed"
+    );
+    // The window is enforced too.
+    assert!(
+        wait_for(Duration::from_secs(15), || !hook
+            .events("stopped")
+            .is_empty())
+        .await
+    );
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(10)).await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stderr).contains("a freeze window began while stopd was not running"),
+        "{}",
+        text(&out.stderr)
+    );
+    let unwatched = hook.events("unwatched");
+    assert_eq!(unwatched.len(), 1, "{unwatched:#?}");
+    let u = &unwatched[0];
+    assert_eq!(u["rule"], "incident");
+    assert_eq!(u["outcome"], "in_force");
+    let t = |k: &str| -> DateTime<Utc> { u[k].as_str().unwrap().parse().unwrap() };
+    assert_eq!(t("window_start"), begin);
+    assert!(t("gap_from") < begin && begin < t("gap_to"), "{u:#}");
+    assert_eq!(
+        t("gap_to"),
+        t("at"),
+        "found at the start that ended the gap"
+    );
+    // In order of occurrence: announced before the stop it led to.
+    let order: Vec<&str> = {
+        let got = hook.got.lock().unwrap();
+        got.iter()
+            .map(|b| b["event"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    }
+    .iter()
+    .map(|e| {
+        if e == "unwatched" {
+            "unwatched"
+        } else {
+            "other"
+        }
+    })
+    .collect();
+    assert_eq!(order, ["unwatched", "other"]);
+
+    // Started again (and killed, and started again): no second `unwatched`. An exemption added
+    // while the last daemon runs is delivered after everything before it, so once it has
+    // arrived, a duplicate would have too.
+    let listings = || {
+        env.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "ListPipelines")
+            .count()
+    };
+    let before = listings();
+    let child = env.spawn(&["run"]);
+    assert!(wait_for(Duration::from_secs(15), || listings() > before).await);
+    signal(&child, "KILL");
+    let _ = wait_exit(child, Duration::from_secs(10)).await;
+    let child = env.spawn(&["run"]);
+    assert_ok(
+        &env.stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-api",
+            "--for",
+            "1h",
+            "--reason",
+            "barrier",
+        ])
+        .await,
+    );
+    assert!(
+        wait_for(Duration::from_secs(15), || !hook
+            .events("exemption")
+            .is_empty())
+        .await,
+        "the exemption was delivered"
+    );
+    signal(&child, "TERM");
+    assert_ok(&wait_exit(child, Duration::from_secs(10)).await);
+    assert_eq!(hook.events("unwatched").len(), 1, "no duplicate");
+    let out = env.stopd(&["verify"]).await;
+    assert_ok(&out);
 }
