@@ -291,7 +291,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     // Targets are registered before the start is recorded: what the start finds (`unwatched`)
     // goes to a target configured with it.
     crate::notify::register(&store, &cfg.notify).await?;
-    crate::notify::spawn(&store, &cfg.notify, &notify_stop);
+    let deliveries = crate::notify::spawn(&store, &cfg.notify, &notify_stop);
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
@@ -377,6 +377,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         d.write_logged(&store).await;
     }
     notify_stop.cancel();
+    let _ = tokio::time::timeout(crate::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(ExitCode::SUCCESS)
