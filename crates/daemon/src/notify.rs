@@ -737,7 +737,8 @@ pub async fn deliver(
     let mut wait = backoff.first;
     // The instant the target starts from (registered once; the row never changes).
     let mut from: Option<DateTime<Utc>> = None;
-    // The time of the newest record this task delivered.
+    // Every record dated before this, less LOOKBACK, was delivered: the newest record this
+    // task delivered, or when a round that found nothing left began.
     let mut newest: Option<DateTime<Utc>> = None;
     loop {
         let round = async {
@@ -747,8 +748,12 @@ pub async fn deliver(
                 None => *from.insert(since(&store, &target.name).await?),
             };
             let read_from = newest.map_or(since, |n| (n - LOOKBACK).max(since));
+            let began = Utc::now();
             let events = undelivered(&store, &target, read_from).await?;
             let empty = events.is_empty();
+            if empty {
+                newest = newest.max(Some(began));
+            }
             let mut done = Vec::new();
             for e in events {
                 let mut attempts = 0u32;
