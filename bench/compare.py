@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -295,6 +297,15 @@ def main():
                                      end=end_s if args.gate else None, gate=args.gate,
                                      schedule=args.schedule, tail=tail))
             d = subprocess.Popen([STOPD, "run"], env=stopd_env(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def sample():
+                """The daemon's CPU seconds so far and its VmRSS (MiB)."""
+                with open(f"/proc/{d.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks = int(fields[11]) + int(fields[12])
+                with open(f"/proc/{d.pid}/status") as f:
+                    rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+                return ticks / os.sysconf("SC_CLK_TCK"), rss / 1024
             try:
                 want = len(reference or [])
                 deadline = time.time() + 120
@@ -322,7 +333,6 @@ def main():
                         time.sleep(0.05)
                     last = db.execute("SELECT MAX(o.at) FROM stop_outcomes o").fetchone()[0]
                     db.close()
-                    from datetime import datetime
                     last_ms = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() * 1000
                     print(f"\nenforcement: window opened {start_s}; {len(s)}/{want} stops, the last answered "
                           f"{(last_ms - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles"
@@ -340,12 +350,22 @@ def main():
                         got = hook.events()
                         ids = [b.get("execution_id") for _, b in got]
                         dups = len(ids) - len(set(ids))
-                        in_order = ids == order
+                        # Out of order: a notification whose `at` is before the one received
+                        # before it (by how much, at most).
+                        ats = [datetime.fromisoformat(b["at"].replace("Z", "+00:00")).timestamp() * 1000 for _, b in got]
+                        back = [a - b for a, b in zip(ats, ats[1:]) if b < a]
+                        if not back:
+                            # Outcomes of the same millisecond may come in either order.
+                            verdict = "in order of occurrence" + ("" if ids == order else " (ties within a millisecond swapped)")
+                        else:
+                            verdict = (f"OUT OF ORDER: {len(back)} received after a later outcome, "
+                                       f"by at most {max(back):.0f} ms")
                         first_ms, last_ms = (got[0][0], got[-1][0]) if got else (float("nan"),) * 2
                         print(f"notifications: {len(got)}/{len(order)} delivered, {dups} duplicates, "
-                              f"{'in the order of the outcomes' if in_order else 'OUT OF ORDER'}; first received "
+                              f"{verdict}; first received "
                               f"{(first_ms - start_ms) / 1000:+.2f} s, last {(last_ms - start_ms) / 1000:+.2f} s after the edge "
                               f"({len(got) / max((last_ms - first_ms) / 1000, 1e-3):.0f}/s)")
+                    print(f"daemon CPU so far (start-up sweep, edge sweep{', deliveries' if hook else ''}): {sample()[0]:.2f} s")
                     if args.gate:
                         # Wait for the end edge and the gates to open again.
                         while time.time() * 1000 < end_ms + 15_000:
@@ -368,13 +388,6 @@ def main():
                             print(f"gate {name}: {len(at)} {op} calls, the last {(max(at) - edge) / 1000 if at else float('nan'):+.2f} s "
                                   f"after the edge; calls around the edge: {window}")
                 if args.idle:
-                    def sample():
-                        with open(f"/proc/{d.pid}/stat") as f:
-                            fields = f.read().rsplit(")", 1)[1].split()
-                        ticks = int(fields[11]) + int(fields[12])
-                        with open(f"/proc/{d.pid}/status") as f:
-                            rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-                        return ticks / os.sysconf("SC_CLK_TCK"), rss / 1024
                     def listings():
                         return admin(url, "GET", "calls")["counts"].get("ListPipelines", 0)
                     time.sleep(2)
@@ -398,6 +411,7 @@ def main():
     finally:
         emu.terminate()
         emu.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
