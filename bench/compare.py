@@ -4,23 +4,35 @@
     bench/compare.py [--pipelines 1000] [--latency 25ms] [--rate-limit TPS --burst B]
                      [--contenders stopd,boto3,boto3-pool,cli] [--cli-subset 15] [--throttle-every N]
                      [--enforcement] [--idle] [--daemon-setting 'stop_concurrency = 16']
+                     [--notify] [--metrics] [--schedule CRON] [--idle-seconds 10] [--no-build]
 
 Starts the release `stopd-emulator` (building both binaries first), and for each contender
 resets it to the same generated fleet (same seed), runs the contender once, and reads what it
 did from the emulator's call log: wall time, calls by operation, throttles, stops, peak RSS and
 CPU time of the process. Every contender must stop exactly the executions stopd stops (the CLI
 loop: on its subset), or the run is void. Prints a Markdown table; see BENCHMARKS.md.
+
+With --notify the daemon (--enforcement, --idle) posts `stopped`/`failed` to a webhook receiver
+in this process, which answers 200 and keeps each body: after the edge the harness waits for
+every stop's notification and checks they came once each, in the order the audit log recorded
+the outcomes. --metrics adds `[metrics]` on a free loopback port. Binaries come from
+$CARGO_TARGET_DIR/release (default target/release); --no-build uses them as they are.
 """
 import argparse
+import http.server
 import json
 import math
 import os
 import re
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -109,7 +121,38 @@ def measured(cmd, env=None):
     return wall, out, err, proc.returncode, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
-def stopd_config(url, db, start=None, schedule="0 0 1 1 *", extra=(), end=None, gate=False):
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers 200 (HTTP/1.1, keep-alive) and keeps each JSON
+    body with its arrival time (ms since the epoch)."""
+
+    def __init__(self):
+        got = self.got = []
+        lock = self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with lock:
+                    got.append((time.time() * 1000, json.loads(body)))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self):
+        with self.lock:
+            return list(self.got)
+
+
+def stopd_config(url, db, start=None, schedule="0 0 1 1 *", extra=(), end=None, gate=False, tail=""):
     start = start or "2020-01-01T00:00:00Z"
     end = end or "2100-01-01T00:00:00Z"
     return f"""[aws]
@@ -128,7 +171,7 @@ end = "{end}"
 rollbacks = true
 reason = "change freeze"
 gate = {"true" if gate else "false"}
-"""
+{tail}"""
 
 
 def stopd_env(cfg):
@@ -158,7 +201,13 @@ def main():
                          "time from each edge to the last transition disabled / enabled")
     ap.add_argument("--daemon-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="extra [daemon] line for stopd's config, e.g. 'stop_concurrency = 16' (repeatable)")
-    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--notify", action="store_true",
+                    help="with --enforcement/--idle: a [[notify]] webhook (stopped, failed) to a receiver in this process")
+    ap.add_argument("--metrics", action="store_true", help="with --enforcement/--idle: [metrics] on a free loopback port")
+    ap.add_argument("--schedule", default="0 0 1 1 *",
+                    help="the daemon's schedule (--enforcement/--idle); default: never during the run")
+    ap.add_argument("--idle-seconds", type=float, default=10, help="how long --idle watches the daemon")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
     args = ap.parse_args()
 
     if not args.no_build:
@@ -235,11 +284,28 @@ def main():
             cfg = os.path.join(tmp, "daemon.toml")
             end_ms = start_ms + 10_000
             end_s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end_ms / 1000))
+            tail = ""
+            hook = None
+            if args.metrics:
+                tail += '\n[metrics]\nlisten = "127.0.0.1:0"\n'
+            if args.notify:
+                hook = Receiver()
+                tail += f'\n[[notify]]\nname = "bench"\nurl = "{hook.url}"\nformat = "json"\nevents = ["stopped", "failed"]\n'
             with open(cfg, "w") as f:
                 dbpath = os.path.join(tmp, f"daemon-{time.time_ns()}.db")
                 f.write(stopd_config(url, dbpath, start=start_s, extra=args.daemon_setting,
-                                     end=end_s if args.gate else None, gate=args.gate))
+                                     end=end_s if args.gate else None, gate=args.gate,
+                                     schedule=args.schedule, tail=tail))
             d = subprocess.Popen([STOPD, "run"], env=stopd_env(cfg), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def sample():
+                """The daemon's CPU seconds so far and its VmRSS (MiB)."""
+                with open(f"/proc/{d.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks = int(fields[11]) + int(fields[12])
+                with open(f"/proc/{d.pid}/status") as f:
+                    rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+                return ticks / os.sysconf("SC_CLK_TCK"), rss / 1024
             try:
                 want = len(reference or [])
                 deadline = time.time() + 120
@@ -259,14 +325,47 @@ def main():
                         at = [c["wall_ms"] for c in after if c["operation"] == op]
                         if at:
                             print(f"  {op}: {len(at)} calls, first {rel(min(at))}, last {rel(max(at))}")
-                    import sqlite3
                     db = sqlite3.connect(dbpath)
+                    # The emulator has answered every stop; wait for the log to have every outcome.
+                    deadline = time.time() + 30
+                    while (db.execute("SELECT COUNT(*) FROM stop_outcomes").fetchone()[0] < want
+                           and time.time() < deadline):
+                        time.sleep(0.05)
                     last = db.execute("SELECT MAX(o.at) FROM stop_outcomes o").fetchone()[0]
                     db.close()
-                    from datetime import datetime
                     last_ms = datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() * 1000
                     print(f"\nenforcement: window opened {start_s}; {len(s)}/{want} stops, the last answered "
-                          f"{(last_ms - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles")
+                          f"{(last_ms - start_ms) / 1000:.2f} s after the window opened (floor {floor:.2f} s); {thr} throttles"
+                          + ("; webhook configured" if hook else "; no webhook"))
+                    if hook:
+                        # Every outcome's notification, once, in the order the log recorded them.
+                        db = sqlite3.connect(dbpath)
+                        order = [r[0] for r in db.execute(
+                            "SELECT s.execution_id FROM stop_outcomes o JOIN stops s ON s.id = o.stop_id "
+                            "WHERE o.outcome != 'dry_run' ORDER BY o.at, o.stop_id")]
+                        db.close()
+                        deadline = time.time() + 120
+                        while len(hook.events()) < len(order) and time.time() < deadline:
+                            time.sleep(0.05)
+                        got = hook.events()
+                        ids = [b.get("execution_id") for _, b in got]
+                        dups = len(ids) - len(set(ids))
+                        # Out of order: a notification whose `at` is before the one received
+                        # before it (by how much, at most).
+                        ats = [datetime.fromisoformat(b["at"].replace("Z", "+00:00")).timestamp() * 1000 for _, b in got]
+                        back = [a - b for a, b in zip(ats, ats[1:]) if b < a]
+                        if not back:
+                            # Outcomes of the same millisecond may come in either order.
+                            verdict = "in order of occurrence" + ("" if ids == order else " (ties within a millisecond swapped)")
+                        else:
+                            verdict = (f"OUT OF ORDER: {len(back)} received after a later outcome, "
+                                       f"by at most {max(back):.0f} ms")
+                        first_ms, last_ms = (got[0][0], got[-1][0]) if got else (float("nan"),) * 2
+                        print(f"notifications: {len(got)}/{len(order)} delivered, {dups} duplicates, "
+                              f"{verdict}; first received "
+                              f"{(first_ms - start_ms) / 1000:+.2f} s, last {(last_ms - start_ms) / 1000:+.2f} s after the edge "
+                              f"({len(got) / max((last_ms - first_ms) / 1000, 1e-3):.0f}/s)")
+                    print(f"daemon CPU so far (start-up sweep, edge sweep{', deliveries' if hook else ''}): {sample()[0]:.2f} s")
                     if args.gate:
                         # Wait for the end edge and the gates to open again.
                         while time.time() * 1000 < end_ms + 15_000:
@@ -289,27 +388,30 @@ def main():
                             print(f"gate {name}: {len(at)} {op} calls, the last {(max(at) - edge) / 1000 if at else float('nan'):+.2f} s "
                                   f"after the edge; calls around the edge: {window}")
                 if args.idle:
-                    def sample():
-                        with open(f"/proc/{d.pid}/stat") as f:
-                            fields = f.read().rsplit(")", 1)[1].split()
-                        ticks = int(fields[11]) + int(fields[12])
-                        with open(f"/proc/{d.pid}/status") as f:
-                            rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-                        return ticks / os.sysconf("SC_CLK_TCK"), rss / 1024
+                    def listings():
+                        return admin(url, "GET", "calls")["counts"].get("ListPipelines", 0)
                     time.sleep(2)
                     c0, _ = sample()
-                    time.sleep(10)
+                    l0 = listings()
+                    time.sleep(args.idle_seconds)
                     c1, rss = sample()
+                    sweeps = listings() - l0
                     with open(f"/proc/{d.pid}/smaps_rollup") as f:
                         kb = {l.split()[0].rstrip(":"): int(l.split()[1]) for l in f if l.split()[-1] == "kB"}
-                    print(f"idle daemon (no sweep due): RSS {rss:.1f} MiB (anonymous {kb['Anonymous'] / 1024:.1f} MiB, "
-                          f"file-backed {(kb['Rss'] - kb['Anonymous']) / 1024:.1f} MiB), CPU {100 * (c1 - c0) / 10:.2f} % over 10 s")
+                    with open(f"/proc/{d.pid}/status") as f:
+                        hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+                    what = [w for w, on in (("[metrics]", args.metrics), ("one [[notify]]", args.notify)) if on]
+                    print(f"idle daemon ({sweeps} sweeps in {args.idle_seconds:g} s; {', '.join(what) or 'no metrics, no webhook'}): "
+                          f"VmRSS {rss:.1f} MiB (anonymous {kb['Anonymous'] / 1024:.1f} MiB, "
+                          f"file-backed {(kb['Rss'] - kb['Anonymous']) / 1024:.1f} MiB), VmHWM {hwm:.1f} MiB, "
+                          f"CPU {100 * (c1 - c0) / args.idle_seconds:.2f} % over {args.idle_seconds:g} s")
             finally:
                 d.terminate()
                 d.wait(timeout=30)
     finally:
         emu.terminate()
         emu.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

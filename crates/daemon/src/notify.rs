@@ -3,7 +3,8 @@
 //! **The audit log is the outbox.** Every event comes from a row that is committed before it is
 //! sent: a stop's outcome (`stopped`, `failed`), a gate's outcome (`gate`), an exemption added
 //! or revoked (`exemption`), a sweep result that turned the daemon from good to failing
-//! (`sweep_failed`). A delivery task per target reads the rows it has not received yet
+//! (`sweep_failed`), a freeze window that a start found had begun while no daemon was running
+//! (`unwatched`: an `unwatched_windows` row, written with that start). A delivery task per target reads the rows it has not received yet
 //! (`notify_delivered`), oldest first, posts each one, and records it received only after the
 //! receiver answered 2xx. So a notification is "written in the same transaction as the record
 //! that causes it" in the strongest sense (it is that record), a kill -9 between a stop and its
@@ -27,17 +28,30 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::store::{Store, parse_ts, ts};
 
 /// One delivery attempt may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long delivery tasks get, once told to stop, to record what was acknowledged.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often an idle target looks for new records.
 const POLL: Duration = Duration::from_secs(1);
 /// Records read per source per round.
 const BATCH: i64 = 200;
+/// A round reads each source from this long before the newest record the task delivered (the
+/// first round of a task: from the target's start). Records are delivered in the order of
+/// their time, but one may be committed a little after a later one was read (stops answered
+/// together, committed in one batch): this margin finds it. One committed later than that
+/// behind its successors is sent by the next start, which reads from the target's start.
+const LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// Deliveries are recorded in one transaction per this many (and at the end of a round, and
+/// before a wait): a storm of 650 stops costs the single connection the sweep writes on a
+/// dozen commits, not 650. A kill before a commit resends at most this many (at least once).
+const MARK_EVERY: usize = 64;
 
 /// Event names, as in `events = [...]` and the payload's `event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +67,7 @@ pub enum EventKind {
     Exemption,
     /// A sweep failed after a good one.
     SweepFailed,
-    /// A freeze window started while the daemon was not running (not yet sent: see README).
+    /// A freeze window started while the daemon was not running, found at the next start.
     Unwatched,
 }
 
@@ -255,6 +269,9 @@ pub struct Event {
     pub outcome: Option<String>,
     /// One sentence for people.
     pub message: String,
+    /// `unwatched`: the window, and the time no daemon was running in which it began.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub unwatched: Option<UnwatchedFacts>,
     /// The audit table it comes from.
     #[serde(skip)]
     pub source: &'static str,
@@ -280,6 +297,10 @@ impl Event {
                         lines.push(format!("*{k}:* `{}`", slack_escape(v)));
                     }
                 }
+                if let Some(u) = &self.unwatched {
+                    lines.push(format!("*Window:* {} to {}", u.window_start, u.window_end));
+                    lines.push(format!("*Not running:* {} to {}", u.gap_from, u.gap_to));
+                }
                 lines.push(format!("*At:* {}", self.at));
                 let text = lines.join("\n");
                 json!({
@@ -291,12 +312,34 @@ impl Event {
     }
 }
 
+/// What an `unwatched` event says besides the common fields (RFC 3339 UTC each).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnwatchedFacts {
+    /// The window's first instant.
+    pub window_start: String,
+    /// Its end, exclusive.
+    pub window_end: String,
+    /// No daemon was running from...
+    pub gap_from: String,
+    /// ...to (the start that found it).
+    pub gap_to: String,
+}
+
 /// Slack's three control characters, and backticks (the values sit in code spans).
 fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('`', "'")
+}
+
+/// Registers every target not seen before (from now on): the daemon does so before it records
+/// its start, so that what the start finds (`unwatched`) goes to a target new with it.
+pub async fn register(store: &Store, targets: &[Target]) -> Result<()> {
+    for t in targets {
+        since(store, &t.name).await?;
+    }
+    Ok(())
 }
 
 /// Registers `target` (first seen: from now on) and returns the instant it starts from.
@@ -314,7 +357,8 @@ async fn since(store: &Store, target: &str) -> Result<DateTime<Utc>> {
     parse_ts(&at)
 }
 
-/// The events `target` has not received yet, oldest first.
+/// The events `target` has not received yet among the records dated `since` or later, oldest
+/// first.
 pub async fn undelivered(
     store: &Store,
     target: &Target,
@@ -376,6 +420,7 @@ pub async fn undelivered(
                 rule: Some(rule),
                 outcome: Some(outcome),
                 message,
+                unwatched: None,
                 source: "stop_outcomes",
                 source_id: r.get(0),
             });
@@ -415,6 +460,7 @@ pub async fn undelivered(
                 rule: Some(rule),
                 outcome: Some(outcome),
                 message,
+                unwatched: None,
                 source: "gate_outcomes",
                 source_id: r.get(0),
             });
@@ -446,6 +492,7 @@ pub async fn undelivered(
                 rule: rule.clone(),
                 outcome: Some("added".into()),
                 message: format!("{by} exempted {glob} from {from} until {until}: {reason}"),
+                unwatched: None,
                 source: "exemptions",
                 source_id: r.get(0),
             });
@@ -470,6 +517,7 @@ pub async fn undelivered(
                 rule: r.get(4),
                 outcome: Some("revoked".into()),
                 message: format!("{by} revoked exemption {id} of {glob}"),
+                unwatched: None,
                 source: "exemption_revocations",
                 source_id: id,
             });
@@ -501,7 +549,60 @@ pub async fn undelivered(
                 rule: None,
                 outcome: Some("failed".into()),
                 message: format!("a sweep failed: {error}"),
+                unwatched: None,
                 source: "sweep_results",
+                source_id: r.get(0),
+            });
+        }
+    }
+    if wants(EventKind::Unwatched) {
+        let rows = sqlx::query(&format!(
+            "SELECT id, found_at, rule, window_start, window_end, gap_from, gap_to FROM unwatched_windows \
+             WHERE found_at >= ?2 AND {} ORDER BY found_at, id LIMIT {BATCH}",
+            not_sent("unwatched_windows", "id")
+        ))
+        .bind(&target.name)
+        .bind(&since)
+        .fetch_all(store.pool())
+        .await
+        .context("cannot read unwatched windows to notify")?;
+        for r in rows {
+            let found_at: String = r.get(1);
+            let rule: String = r.get(2);
+            let u = UnwatchedFacts {
+                window_start: r.get(3),
+                window_end: r.get(4),
+                gap_from: r.get(5),
+                gap_to: r.get(6),
+            };
+            // RFC 3339 UTC with milliseconds: the text orders as the time.
+            let (message, outcome) = if u.window_end > found_at {
+                (
+                    format!(
+                        "freeze {rule} began at {} while stopd was not running ({} to {}): enforced from {} until {}",
+                        u.window_start, u.gap_from, u.gap_to, u.gap_to, u.window_end
+                    ),
+                    "in_force",
+                )
+            } else {
+                (
+                    format!(
+                        "freeze {rule} ran from {} to {} while stopd was not running ({} to {}): nothing was enforced",
+                        u.window_start, u.window_end, u.gap_from, u.gap_to
+                    ),
+                    "ended",
+                )
+            };
+            out.push(Event {
+                event: "unwatched",
+                at: found_at,
+                pipeline: None,
+                execution_id: None,
+                rule: Some(rule),
+                outcome: Some(outcome.into()),
+                message,
+                unwatched: Some(u),
+                source: "unwatched_windows",
                 source_id: r.get(0),
             });
         }
@@ -510,18 +611,41 @@ pub async fn undelivered(
     Ok(out)
 }
 
-async fn mark_delivered(store: &Store, target: &str, e: &Event, attempts: u32) -> Result<()> {
-    sqlx::query(
-        "INSERT OR IGNORE INTO notify_delivered (at, target, source, source_id, attempts) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(ts(Utc::now()))
-    .bind(target)
-    .bind(e.source)
-    .bind(e.source_id)
-    .bind(i64::from(attempts))
-    .execute(store.pool())
-    .await
-    .context("cannot record a notification as delivered")?;
+/// One delivery the receiver acknowledged, not yet recorded.
+struct Delivered {
+    /// When the receiver accepted it (RFC 3339 UTC).
+    at: String,
+    /// The audit table of its record.
+    source: &'static str,
+    /// The record's id there.
+    source_id: i64,
+    /// Attempts it took.
+    attempts: u32,
+}
+
+/// Records `done` (and empties it), in one transaction.
+async fn mark_delivered(store: &Store, target: &str, done: &mut Vec<Delivered>) -> Result<()> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.begin_write().await?;
+    for d in done.iter() {
+        sqlx::query(
+            "INSERT OR IGNORE INTO notify_delivered (at, target, source, source_id, attempts) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&d.at)
+        .bind(target)
+        .bind(d.source)
+        .bind(d.source_id)
+        .bind(i64::from(d.attempts))
+        .execute(&mut *tx)
+        .await
+        .context("cannot record a notification as delivered")?;
+    }
+    tx.commit()
+        .await
+        .context("cannot record notifications as delivered")?;
+    done.clear();
     Ok(())
 }
 
@@ -595,6 +719,7 @@ impl Default for Backoff {
 
 /// Delivers what `target` has not received until `stop` fires (the daemon) or, with
 /// `until_empty`, until nothing is left (then it returns `true`) or `stop` fires (`false`).
+/// When `stop` fires it records what was acknowledged and returns.
 pub async fn deliver(
     store: Store,
     target: Target,
@@ -610,21 +735,48 @@ pub async fn deliver(
         }
     };
     let mut wait = backoff.first;
+    // The instant the target starts from (registered once; the row never changes).
+    let mut from: Option<DateTime<Utc>> = None;
+    // Every record dated before this, less LOOKBACK, was delivered: the newest record this
+    // task delivered, or when a round that found nothing left began.
+    let mut newest: Option<DateTime<Utc>> = None;
     loop {
         let round = async {
             let url = target.resolve_url()?;
-            let since = since(&store, &target.name).await?;
-            let events = undelivered(&store, &target, since).await?;
+            let since = match from {
+                Some(t) => t,
+                None => *from.insert(since(&store, &target.name).await?),
+            };
+            let read_from = newest.map_or(since, |n| (n - LOOKBACK).max(since));
+            let began = Utc::now();
+            let events = undelivered(&store, &target, read_from).await?;
             let empty = events.is_empty();
+            if empty {
+                newest = newest.max(Some(began));
+            }
+            let mut done = Vec::new();
             for e in events {
                 let mut attempts = 0u32;
+                let body = e.payload(target.format);
                 loop {
                     attempts += 1;
-                    match post(&client, &url, &e.payload(target.format)).await {
-                        Ok(()) => break,
-                        Err(err) => {
+                    let posted = tokio::select! {
+                        () = stop.cancelled() => None,
+                        r = post(&client, &url, &body) => Some(r),
+                    };
+                    match posted {
+                        // Shutting down: what went through is recorded (this one is sent
+                        // again by the next run, if it arrived).
+                        None => {
+                            mark_delivered(&store, &target.name, &mut done).await?;
+                            return Ok(None);
+                        }
+                        Some(Ok(())) => break,
+                        Some(Err(err)) => {
                             tracing::warn!(target = %target.name, event = e.event, attempts,
                                 retry_in = ?wait, "notification not delivered: {err:#}");
+                            // What went through is recorded before waiting.
+                            mark_delivered(&store, &target.name, &mut done).await?;
                             tokio::select! {
                                 () = stop.cancelled() => return Ok::<_, anyhow::Error>(None),
                                 () = tokio::time::sleep(wait) => {}
@@ -634,9 +786,21 @@ pub async fn deliver(
                     }
                 }
                 wait = backoff.first;
-                mark_delivered(&store, &target.name, &e, attempts).await?;
                 tracing::debug!(target = %target.name, event = e.event, attempts, "notification delivered");
+                if let Ok(at) = parse_ts(&e.at) {
+                    newest = newest.max(Some(at));
+                }
+                done.push(Delivered {
+                    at: ts(Utc::now()),
+                    source: e.source,
+                    source_id: e.source_id,
+                    attempts,
+                });
+                if done.len() >= MARK_EVERY {
+                    mark_delivered(&store, &target.name, &mut done).await?;
+                }
             }
+            mark_delivered(&store, &target.name, &mut done).await?;
             Ok(Some(empty))
         };
         match round.await {
@@ -679,6 +843,11 @@ pub async fn drain(store: &Store, targets: &[Target], bound: Duration) -> bool {
     };
     let done = tokio::time::timeout(bound, all).await;
     stop.cancel();
+    // Let the tasks record what was acknowledged (their answer is no longer awaited).
+    let _ = tokio::time::timeout(SHUTDOWN_BOUND, async {
+        while set.join_next().await.is_some() {}
+    })
+    .await;
     match done {
         Ok(ok) => ok,
         Err(_) => {
@@ -690,10 +859,13 @@ pub async fn drain(store: &Store, targets: &[Target], bound: Duration) -> bool {
     }
 }
 
-/// The daemon: one delivery task per target, until `stop`.
-pub fn spawn(store: &Store, targets: &[Target], stop: &CancellationToken) {
+/// The daemon: one delivery task per target, until `stop`; wait on the tracker (within
+/// [`SHUTDOWN_BOUND`]) after `stop` so that the tasks record what was acknowledged before the
+/// store closes.
+pub fn spawn(store: &Store, targets: &[Target], stop: &CancellationToken) -> TaskTracker {
+    let tracker = TaskTracker::new();
     for t in targets {
-        tokio::spawn(deliver(
+        tracker.spawn(deliver(
             store.clone(),
             t.clone(),
             Backoff::default(),
@@ -701,6 +873,8 @@ pub fn spawn(store: &Store, targets: &[Target], stop: &CancellationToken) {
             false,
         ));
     }
+    tracker.close();
+    tracker
 }
 
 #[cfg(test)]
@@ -719,6 +893,7 @@ mod tests {
             rule: Some("weekend".into()),
             outcome: Some("stopped".into()),
             message: "stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z".into(),
+            unwatched: None,
             source: "stop_outcomes",
             source_id: 1,
         }
@@ -829,6 +1004,10 @@ mod tests {
     }
 
     async fn record_stop(store: &Store, pipeline: &str, outcome: &str) {
+        record_stop_at(store, pipeline, outcome, Utc::now()).await;
+    }
+
+    async fn record_stop_at(store: &Store, pipeline: &str, outcome: &str, at: DateTime<Utc>) {
         let id = store
             .record_intent(&crate::store::Intent {
                 at: Utc::now(),
@@ -852,7 +1031,7 @@ mod tests {
             .record_outcome(
                 id,
                 &crate::store::OutcomeRow {
-                    at: Utc::now(),
+                    at,
                     outcome: outcome.into(),
                     attempts: 1,
                     throttled: 0,
@@ -922,6 +1101,112 @@ mod tests {
         );
         assert_eq!(got.lock().await.last().unwrap()["pipeline"], "prod-d");
         assert_eq!(got.lock().await.len(), 4);
+    }
+
+    /// 150 events: more than one batch of recorded deliveries, each sent once, in order.
+    #[tokio::test]
+    async fn a_storm_is_delivered_once_in_order_and_recorded_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let (url, got, seen) = receiver(0).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events: vec![EventKind::Stopped],
+        };
+        since(&store, "chat").await.unwrap();
+        for i in 0..150 {
+            record_stop(&store, &format!("prod-{i:03}"), "stopped").await;
+        }
+        let stop = CancellationToken::new();
+        assert!(
+            deliver(
+                store.clone(),
+                target.clone(),
+                Backoff::default(),
+                stop.clone(),
+                true
+            )
+            .await
+        );
+        assert!(deliver(store.clone(), target, Backoff::default(), stop, true).await);
+        assert_eq!(seen.load(Ordering::SeqCst), 150, "each once");
+        let pipelines: Vec<String> = got
+            .lock()
+            .await
+            .iter()
+            .map(|b| b["pipeline"].as_str().unwrap().to_owned())
+            .collect();
+        let want: Vec<String> = (0..150).map(|i| format!("prod-{i:03}")).collect();
+        assert_eq!(pipelines, want);
+        let marked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notify_delivered")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(marked, 150);
+    }
+
+    /// The daemon's task reads from a little before the newest record it delivered: a record
+    /// committed after a later one was delivered (stops answered together) is still sent.
+    #[tokio::test]
+    async fn a_record_committed_after_a_later_one_was_delivered_is_still_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let (url, got, _) = receiver(0).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events: vec![EventKind::Stopped],
+        };
+        since(&store, "chat").await.unwrap();
+        let now = Utc::now();
+        record_stop_at(
+            &store,
+            "prod-later",
+            "stopped",
+            now + chrono::TimeDelta::seconds(2),
+        )
+        .await;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(deliver(
+            store.clone(),
+            target,
+            Backoff::default(),
+            stop.clone(),
+            false,
+        ));
+        let arrived = |n: usize| {
+            let got = got.clone();
+            async move {
+                for _ in 0..500 {
+                    if got.lock().await.len() >= n {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
+            }
+        };
+        assert!(arrived(1).await);
+        record_stop_at(
+            &store,
+            "prod-earlier",
+            "stopped",
+            now + chrono::TimeDelta::seconds(1),
+        )
+        .await;
+        assert!(arrived(2).await, "the earlier record was sent too");
+        stop.cancel();
+        assert!(!task.await.unwrap());
+        let pipelines: Vec<String> = got
+            .lock()
+            .await
+            .iter()
+            .map(|b| b["pipeline"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(pipelines, ["prod-later", "prod-earlier"]);
     }
 
     #[tokio::test]

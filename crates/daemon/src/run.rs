@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::scheduler::{BoxFuture, Event, Scheduler, Sweeps, SystemClock, notify};
 use crate::store::Store;
+use crate::store::events::StartedWindow;
 use crate::sweep::{self, SweepSummary, Sweeper};
 
 /// How often the database's change counter is read: an exemption or freeze added with the CLI
@@ -276,23 +277,51 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
-    crate::notify::spawn(&store, &cfg.notify, &notify_stop);
+    // Targets are registered before the start is recorded: what the start finds (`unwatched`)
+    // goes to a target configured with it.
+    crate::notify::register(&store, &cfg.notify).await?;
+    let deliveries = crate::notify::spawn(&store, &cfg.notify, &notify_stop);
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
     let digester = crate::digest::Digester::from_config(&cfg.audit)?;
-    // Lifecycle: the start (and an unclean stop of the run before), audited before the first
-    // sweep; the clean stop after the last.
+    // Lifecycle: the start (and an unclean stop of the run before, and the freeze windows that
+    // began while no daemon ran: `unwatched`), audited before the first sweep; the clean stop
+    // after the last.
     let hash = crate::store::events::policy_hash(&cfg.path);
-    if let Some(u) = store
+    let policy = Arc::clone(&cfg.policy);
+    let windows = move |from, to| {
+        policy
+            .windows(from, to)
+            .into_iter()
+            .map(|w| StartedWindow {
+                rule: w.rule,
+                start: w.window.start,
+                end: w.window.end,
+            })
+            .collect()
+    };
+    let started = store
         .record_start(
             chrono::Utc::now(),
             env!("CARGO_PKG_VERSION"),
             hash.as_deref(),
+            &windows,
         )
-        .await?
-    {
+        .await?;
+    if let Some(u) = &started.unclean {
         tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
+    }
+    for u in &started.unwatched {
+        tracing::warn!(rule = %u.rule, window_start = %u.window_start, window_end = %u.window_end,
+            not_running_from = %u.gap_from, "a freeze window began while stopd was not running");
+    }
+    if started.unwatched_left_out > 0 {
+        tracing::warn!(
+            left_out = started.unwatched_left_out,
+            "more freeze windows began while stopd was not running than are reported (the latest {} are)",
+            crate::store::events::UNWATCHED_MAX
+        );
     }
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
@@ -337,6 +366,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         d.write_logged(&store).await;
     }
     notify_stop.cancel();
+    let _ = tokio::time::timeout(crate::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(ExitCode::SUCCESS)

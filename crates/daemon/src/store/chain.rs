@@ -43,6 +43,7 @@ pub const AUDITED: &[&str] = &[
     "freeze_lifts",
     "gates",
     "gate_outcomes",
+    "unwatched_windows",
 ];
 
 /// Tables of the schema that are not audit records (the chain itself, bookkeeping).

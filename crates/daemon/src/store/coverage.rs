@@ -31,7 +31,7 @@ pub struct SweepSpan {
 }
 
 /// A time span `[from, to)`.
-type Span = (DateTime<Utc>, DateTime<Utc>);
+pub type Span = (DateTime<Utc>, DateTime<Utc>);
 
 /// A gap in coverage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,6 +125,17 @@ pub fn running(events: &[(DateTime<Utc>, String)], now: DateTime<Utc>) -> Option
         spans.push((s, now.max(s)));
     }
     Some(merge(spans))
+}
+
+/// The time the daemon was not running that ends at `at` (a start): from the end of the run
+/// before it (its clean stop, or an unclean stop's last sign of life) to `at`, as
+/// [`running`] reads `events` (every lifecycle event before this start). `None` when nothing is
+/// known (no event at all) or the run before it reaches `at` (a clock that went back).
+pub fn downtime_before(events: &[(DateTime<Utc>, String)], at: DateTime<Utc>) -> Option<Span> {
+    let up = running(events, at)?;
+    minus((DateTime::<Utc>::MIN_UTC, at), &up)
+        .pop()
+        .filter(|(_, to)| *to == at)
 }
 
 /// Coverage of `window` by `sweeps` while `running` (see the module docs).
@@ -331,6 +342,35 @@ mod tests {
             (c.watched_seconds - (600.0 - 258.0)).abs() < 0.01,
             "{}",
             c.watched_seconds
+        );
+    }
+
+    #[test]
+    fn downtime_before_a_start_runs_from_the_last_stop_or_sign_of_life() {
+        let ev = |v: &[(&str, &str)]| -> Vec<(DateTime<Utc>, String)> {
+            v.iter().map(|(a, e)| (t(a), (*e).to_owned())).collect()
+        };
+        assert_eq!(downtime_before(&[], t("10:00:00")), None);
+        let clean = ev(&[("09:00:00", "start"), ("09:10:00", "stop")]);
+        assert_eq!(
+            downtime_before(&clean, t("10:00:00")),
+            Some((t("09:10:00"), t("10:00:00")))
+        );
+        let unclean = ev(&[
+            ("08:00:00", "start"),
+            ("08:05:00", "stop"),
+            ("09:00:00", "start"),
+            ("09:00:00", "reload"),
+            ("09:20:30", "unclean_stop"),
+        ]);
+        assert_eq!(
+            downtime_before(&unclean, t("10:00:00")),
+            Some((t("09:20:30"), t("10:00:00")))
+        );
+        // A run still open (no stop recorded) reaches the start: no downtime.
+        assert_eq!(
+            downtime_before(&ev(&[("09:00:00", "start")]), t("10:00:00")),
+            None
         );
     }
 

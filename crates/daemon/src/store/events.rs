@@ -8,7 +8,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Store, chain, ts};
+use super::{Store, chain, coverage, parse_ts, ts};
+
+/// At most this many `unwatched` windows are recorded for one gap (the latest ones): a daemon
+/// down for a month under an hourly freeze reports its last hundred windows, and says in the
+/// log how many more there were.
+pub const UNWATCHED_MAX: usize = 100;
 
 /// SHA-256 of the policy file's bytes, hex (`None` if it cannot be read).
 pub fn policy_hash(path: &Path) -> Option<String> {
@@ -47,15 +52,61 @@ pub struct UncleanStop {
     pub last_seen: String,
 }
 
+/// A freeze window of the policy being started, as [`Store::record_start`] asks for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedWindow {
+    /// The freeze.
+    pub rule: String,
+    /// Its first instant in force.
+    pub start: DateTime<Utc>,
+    /// Its first instant no longer in force.
+    pub end: DateTime<Utc>,
+}
+
+/// The freeze windows that start in `[from, to)`: the policy the starting daemon loaded.
+pub type WindowsStarting<'a> =
+    &'a (dyn Fn(DateTime<Utc>, DateTime<Utc>) -> Vec<StartedWindow> + Sync);
+
+/// A freeze window that began while no daemon was running (an `unwatched_windows` row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unwatched {
+    /// The freeze.
+    pub rule: String,
+    /// The window's start and end (RFC 3339 UTC).
+    pub window_start: String,
+    /// End, exclusive.
+    pub window_end: String,
+    /// The daemon was not running from (RFC 3339 UTC)...
+    pub gap_from: String,
+    /// ...to: the start that found it.
+    pub gap_to: String,
+}
+
+/// What a start recorded besides itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The run before it did not stop cleanly.
+    pub unclean: Option<UncleanStop>,
+    /// Freeze windows that began since the run before it ended, oldest first.
+    pub unwatched: Vec<Unwatched>,
+    /// Windows that began in that gap beyond [`UNWATCHED_MAX`], not recorded.
+    pub unwatched_left_out: usize,
+}
+
 impl Store {
-    /// Records a start; first, if the run before it never recorded a stop, an `unclean_stop`
-    /// at that run's last sign of life (returned).
+    /// Records a start. First, if the run before it never recorded a stop, an `unclean_stop`
+    /// at that run's last sign of life; then the start; then, in the same transaction, each
+    /// window of `windows` that began while no daemon was running (from the end of the run
+    /// before to `at`, as coverage counts it) as an `unwatched_windows` row, the outbox of the
+    /// `unwatched` notification. One transaction: a start is recorded with everything it found,
+    /// or not at all (and the next start finds the same gap, longer).
     pub async fn record_start(
         &self,
         at: DateTime<Utc>,
         version: &str,
         policy_hash: Option<&str>,
-    ) -> Result<Option<UncleanStop>> {
+        windows: WindowsStarting<'_>,
+    ) -> Result<Started> {
         let mut tx = self.begin_write().await?;
         let last: Option<(String, i64, String)> = sqlx::query_as(
             "SELECT event, pid, at FROM lifecycle_events \
@@ -97,7 +148,17 @@ impl Store {
                 last_seen: seen,
             });
         }
-        let id: i64 = sqlx::query_scalar(
+        // The gap this start ends, read from the lifecycle events as coverage reads them.
+        let events: Vec<(String, String)> =
+            sqlx::query_as("SELECT at, event FROM lifecycle_events ORDER BY at, id")
+                .fetch_all(&mut *tx)
+                .await?;
+        let events = events
+            .into_iter()
+            .map(|(t, e)| Ok((parse_ts(&t)?, e)))
+            .collect::<Result<Vec<_>>>()?;
+        let gap = coverage::downtime_before(&events, at);
+        let start_id: i64 = sqlx::query_scalar(
             "INSERT INTO lifecycle_events (at, event, pid, version, policy_hash) \
              VALUES (?, 'start', ?, ?, ?) RETURNING id",
         )
@@ -107,9 +168,49 @@ impl Store {
         .bind(policy_hash)
         .fetch_one(&mut *tx)
         .await?;
-        chain::link(&mut tx, "lifecycle_events", id).await?;
+        chain::link(&mut tx, "lifecycle_events", start_id).await?;
+        let mut started = Started {
+            unclean,
+            ..Started::default()
+        };
+        if let Some((from, to)) = gap {
+            let mut found: Vec<StartedWindow> = windows(from, to)
+                .into_iter()
+                .filter(|w| from <= w.start && w.start < to)
+                .collect();
+            found.sort_by(|a, b| (a.start, &a.rule).cmp(&(b.start, &b.rule)));
+            started.unwatched_left_out = found.len().saturating_sub(UNWATCHED_MAX);
+            for w in found.into_iter().skip(started.unwatched_left_out) {
+                let u = Unwatched {
+                    rule: w.rule,
+                    window_start: ts(w.start),
+                    window_end: ts(w.end),
+                    gap_from: ts(from),
+                    gap_to: ts(to),
+                };
+                // A window already reported (a clock that went back) is not reported again.
+                let id: Option<i64> = sqlx::query_scalar(
+                    "INSERT OR IGNORE INTO unwatched_windows \
+                     (found_at, start_event_id, rule, window_start, window_end, gap_from, gap_to) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(ts(at))
+                .bind(start_id)
+                .bind(&u.rule)
+                .bind(&u.window_start)
+                .bind(&u.window_end)
+                .bind(&u.gap_from)
+                .bind(&u.gap_to)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(id) = id {
+                    chain::link(&mut tx, "unwatched_windows", id).await?;
+                    started.unwatched.push(u);
+                }
+            }
+        }
         tx.commit().await.context("cannot record the start")?;
-        Ok(unclean)
+        Ok(started)
     }
 
     /// Records a reload: `Ok(hash)` for a policy now in force, `Err(error)` for a refused one.
@@ -197,7 +298,11 @@ mod tests {
         let t0: DateTime<Utc> = "2026-12-19T23:00:00Z".parse().unwrap();
         let m = chrono::Duration::minutes;
         assert_eq!(
-            store.record_start(t0, "1.0", Some("aa")).await.unwrap(),
+            store
+                .record_start(t0, "1.0", Some("aa"), &|_, _| vec![])
+                .await
+                .unwrap()
+                .unclean,
             None
         );
         let s = store
@@ -210,9 +315,10 @@ mod tests {
             .unwrap();
         // Killed: no stop. The next start finds it.
         let unclean = store
-            .record_start(t0 + m(600), "1.0", Some("aa"))
+            .record_start(t0 + m(600), "1.0", Some("aa"), &|_, _| vec![])
             .await
             .unwrap()
+            .unclean
             .expect("an unclean stop");
         assert_eq!(unclean.last_seen, ts(t0 + m(2)));
         store.record_reload(t0 + m(601), Err("bad")).await.unwrap();
@@ -223,7 +329,11 @@ mod tests {
         store.record_stop(t0 + m(603)).await.unwrap();
         // A clean stop: the next start finds nothing.
         assert_eq!(
-            store.record_start(t0 + m(700), "1.0", None).await.unwrap(),
+            store
+                .record_start(t0 + m(700), "1.0", None, &|_, _| vec![])
+                .await
+                .unwrap()
+                .unclean,
             None
         );
         let kinds: Vec<(String, String, Option<String>)> = store
@@ -246,6 +356,96 @@ mod tests {
                 (at(700), "start".into(), None),
             ]
         );
+        assert!(store.verify().await.unwrap().intact());
+    }
+
+    /// An hourly window (on the hour, 10 minutes long) and a one-off one; the daemon killed
+    /// at 01:30 (last sign of life 01:31) and started at 04:20: the windows of 02:00, 03:00
+    /// and 04:00 began unwatched, 01:00 (watched) and 05:00 (later) did not. A second start
+    /// after a clean stop finds only its own gap.
+    #[tokio::test]
+    async fn a_start_records_each_window_that_began_since_the_run_before_ended_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let t = |s: &str| -> DateTime<Utc> { format!("2026-12-20T{s}Z").parse().unwrap() };
+        let hourly = |from: DateTime<Utc>, to: DateTime<Utc>| -> Vec<StartedWindow> {
+            (0..24)
+                .map(|h| t(&format!("{h:02}:00:00")))
+                .filter(|s| *s + chrono::Duration::minutes(10) > from && *s < to)
+                .map(|s| StartedWindow {
+                    rule: "hourly".into(),
+                    start: s,
+                    end: s + chrono::Duration::minutes(10),
+                })
+                .chain(
+                    (t("03:30:00") < to && t("09:00:00") > from).then(|| StartedWindow {
+                        rule: "one-off".into(),
+                        start: t("03:30:00"),
+                        end: t("09:00:00"),
+                    }),
+                )
+                .collect()
+        };
+        let none = store
+            .record_start(t("00:55:00"), "1.0", None, &hourly)
+            .await
+            .unwrap();
+        assert_eq!(none, Started::default(), "a first start knows no gap");
+        let s = store
+            .begin_sweep(t("01:31:00"), "schedule", false)
+            .await
+            .unwrap();
+        store
+            .finish_sweep(
+                s,
+                t("01:31:00"),
+                std::time::Duration::ZERO,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        let started = store
+            .record_start(t("04:20:00"), "1.0", None, &hourly)
+            .await
+            .unwrap();
+        assert!(started.unclean.is_some());
+        let got: Vec<(&str, &str, &str, &str)> = started
+            .unwatched
+            .iter()
+            .map(|u| {
+                (
+                    u.rule.as_str(),
+                    &u.window_start[11..19],
+                    &u.gap_from[11..19],
+                    &u.gap_to[11..19],
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hourly", "02:00:00", "01:31:00", "04:20:00"),
+                ("hourly", "03:00:00", "01:31:00", "04:20:00"),
+                ("one-off", "03:30:00", "01:31:00", "04:20:00"),
+                ("hourly", "04:00:00", "01:31:00", "04:20:00"),
+            ]
+        );
+        store.record_stop(t("04:30:00")).await.unwrap();
+        let again = store
+            .record_start(t("06:10:00"), "1.0", None, &hourly)
+            .await
+            .unwrap();
+        let starts: Vec<&str> = again
+            .unwatched
+            .iter()
+            .map(|u| &u.window_start[11..19])
+            .collect();
+        assert_eq!(starts, ["05:00:00", "06:00:00"]);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM unwatched_windows")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 6);
         assert!(store.verify().await.unwrap().intact());
     }
 }

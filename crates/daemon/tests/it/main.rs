@@ -9,5 +9,6 @@ mod config_cli;
 mod daemon;
 mod gates;
 mod iam;
+mod notify;
 mod status;
 mod stops;
