@@ -272,6 +272,13 @@ pub struct Event {
     /// `unwatched`: the window, and the time no daemon was running in which it began.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub unwatched: Option<UnwatchedFacts>,
+    /// Stops and gate actions: the account (`[[account]] name`, `default` for the ambient
+    /// credentials' account) and region they were made in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The region, with `account`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The audit table it comes from.
     #[serde(skip)]
     pub source: &'static str,
@@ -287,7 +294,14 @@ impl Event {
             Format::Json => serde_json::to_value(self).unwrap_or_default(),
             Format::Slack => {
                 let mut lines = vec![format!("*stopd: {}* — {}", self.event, self.message)];
+                let account = self
+                    .account
+                    .clone()
+                    .filter(|a| a != crate::targets::DEFAULT_ACCOUNT);
+                let region = account.as_ref().and(self.region.clone());
                 for (k, v) in [
+                    ("Account", &account),
+                    ("Region", &region),
                     ("Pipeline", &self.pipeline),
                     ("Execution", &self.execution_id),
                     ("Rule", &self.rule),
@@ -357,6 +371,16 @@ async fn since(store: &Store, target: &str) -> Result<DateTime<Utc>> {
     parse_ts(&at)
 }
 
+/// A pipeline's name for a message: with its account and region when it is not in the one
+/// ambient account (the same name may exist in several).
+fn qualified(pipeline: &str, account: &str, region: Option<&str>) -> String {
+    if account == crate::targets::DEFAULT_ACCOUNT {
+        pipeline.to_string()
+    } else {
+        format!("{pipeline} (account {account}, {})", region.unwrap_or("?"))
+    }
+}
+
 /// The events `target` has not received yet among the records dated `since` or later, oldest
 /// first.
 pub async fn undelivered(
@@ -374,7 +398,8 @@ pub async fn undelivered(
     let mut out = Vec::new();
     if wants(EventKind::Stopped) || wants(EventKind::Failed) {
         let rows = sqlx::query(&format!(
-            "SELECT o.stop_id, o.at, s.pipeline, s.execution_id, s.rule, o.outcome, s.reason, o.error \
+            "SELECT o.stop_id, o.at, s.pipeline, s.execution_id, s.rule, o.outcome, s.reason, o.error, \
+                    COALESCE(s.account, 'default'), s.region \
              FROM stop_outcomes o JOIN stops s ON s.id = o.stop_id \
              WHERE o.at >= ?2 AND o.outcome != 'dry_run' AND {} ORDER BY o.at, o.stop_id LIMIT {BATCH}",
             not_sent("stop_outcomes", "o.stop_id")
@@ -402,13 +427,13 @@ pub async fn undelivered(
                 (r.get(2), r.get(3), r.get(4));
             let reason: String = r.get(6);
             let error: Option<String> = r.get(7);
+            let (account, region): (String, Option<String>) = (r.get(8), r.get(9));
+            let shown = qualified(&pipeline, &account, region.as_deref());
             let message = if ok {
-                format!(
-                    "stopped {pipeline} execution {execution} ({outcome}, rule {rule}): {reason}"
-                )
+                format!("stopped {shown} execution {execution} ({outcome}, rule {rule}): {reason}")
             } else {
                 format!(
-                    "could not stop {pipeline} execution {execution} ({outcome}, rule {rule}): {}",
+                    "could not stop {shown} execution {execution} ({outcome}, rule {rule}): {}",
                     error.as_deref().unwrap_or("no error recorded")
                 )
             };
@@ -421,6 +446,8 @@ pub async fn undelivered(
                 outcome: Some(outcome),
                 message,
                 unwatched: None,
+                account: Some(account),
+                region,
                 source: "stop_outcomes",
                 source_id: r.get(0),
             });
@@ -428,7 +455,8 @@ pub async fn undelivered(
     }
     if wants(EventKind::Gate) {
         let rows = sqlx::query(&format!(
-            "SELECT o.gate_id, o.at, g.pipeline, g.stage, g.rule, g.action, o.outcome, o.error \
+            "SELECT o.gate_id, o.at, g.pipeline, g.stage, g.rule, g.action, o.outcome, o.error, \
+                    COALESCE(g.account, 'default'), g.region \
              FROM gate_outcomes o JOIN gates g ON g.id = o.gate_id \
              WHERE o.at >= ?2 AND o.outcome != 'dry_run' AND {} ORDER BY o.at, o.gate_id LIMIT {BATCH}",
             not_sent("gate_outcomes", "o.gate_id")
@@ -447,8 +475,10 @@ pub async fn undelivered(
                 "opened"
             };
             let error: Option<String> = r.get(7);
+            let (account, region): (String, Option<String>) = (r.get(8), r.get(9));
+            let shown = qualified(&pipeline, &account, region.as_deref());
             let mut message =
-                format!("{verb} the transition into {stage} of {pipeline} for {rule} ({outcome})");
+                format!("{verb} the transition into {stage} of {shown} for {rule} ({outcome})");
             if let Some(e) = error {
                 message.push_str(&format!(": {e}"));
             }
@@ -461,6 +491,8 @@ pub async fn undelivered(
                 outcome: Some(outcome),
                 message,
                 unwatched: None,
+                account: Some(account),
+                region,
                 source: "gate_outcomes",
                 source_id: r.get(0),
             });
@@ -493,6 +525,8 @@ pub async fn undelivered(
                 outcome: Some("added".into()),
                 message: format!("{by} exempted {glob} from {from} until {until}: {reason}"),
                 unwatched: None,
+                account: None,
+                region: None,
                 source: "exemptions",
                 source_id: r.get(0),
             });
@@ -518,6 +552,8 @@ pub async fn undelivered(
                 outcome: Some("revoked".into()),
                 message: format!("{by} revoked exemption {id} of {glob}"),
                 unwatched: None,
+                account: None,
+                region: None,
                 source: "exemption_revocations",
                 source_id: id,
             });
@@ -550,6 +586,8 @@ pub async fn undelivered(
                 outcome: Some("failed".into()),
                 message: format!("a sweep failed: {error}"),
                 unwatched: None,
+                account: None,
+                region: None,
                 source: "sweep_results",
                 source_id: r.get(0),
             });
@@ -602,6 +640,8 @@ pub async fn undelivered(
                 outcome: Some(outcome.into()),
                 message,
                 unwatched: Some(u),
+                account: None,
+                region: None,
                 source: "unwatched_windows",
                 source_id: r.get(0),
             });
@@ -894,6 +934,8 @@ mod tests {
             outcome: Some("stopped".into()),
             message: "stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z".into(),
             unwatched: None,
+            account: None,
+            region: None,
             source: "stop_outcomes",
             source_id: 1,
         }

@@ -17,7 +17,7 @@ const RARE: &str = "schedule = \"0 0 1 1 *\"";
 
 /// A webhook receiver on 127.0.0.1:0: answers 500 while it is failing, else 200, and keeps
 /// every body it accepted (200), in arrival order.
-struct Receiver {
+pub struct Receiver {
     url: String,
     /// Bodies answered 200.
     got: Arc<Mutex<Vec<Value>>>,
@@ -28,7 +28,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(failing: bool) -> Receiver {
+    pub async fn start(failing: bool) -> Receiver {
         use hyper::service::service_fn;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -79,7 +79,7 @@ impl Receiver {
     }
 
     /// The accepted bodies whose `event` is `kind`.
-    fn events(&self, kind: &str) -> Vec<Value> {
+    pub fn events(&self, kind: &str) -> Vec<Value> {
         self.got
             .lock()
             .unwrap()
@@ -90,7 +90,7 @@ impl Receiver {
     }
 
     /// A `[[notify]]` table posting `events` here as JSON.
-    fn table(&self, events: &[&str]) -> String {
+    pub fn table(&self, events: &[&str]) -> String {
         let events: Vec<String> = events.iter().map(|e| format!("\"{e}\"")).collect();
         format!(
             "[[notify]]\nname = \"test-hook\"\nurl = \"{}\"\nevents = [{}]\n",
