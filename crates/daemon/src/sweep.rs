@@ -787,8 +787,10 @@ impl Sweeper {
             Utc::now(),
             Some(sweep_id),
             dry_run,
-            // Pipelines at once: what discovery of this account and region reads at once.
-            core.concurrency(),
+            // Pipelines at once: twice what discovery reads at once. Discovery is over by now, and
+            // a pipeline's gates wait mostly on the audit log (an action is committed before it
+            // is made, its outcome after) and on round trips, not on the service's rate.
+            2 * core.concurrency(),
             (!deferred_by.is_empty()).then_some(gtx),
         );
         let mut launch_deferred = async |plans: Vec<Planned>, held: &HashSet<String>| {
