@@ -106,12 +106,12 @@ where
     };
     loop {
         let pacing_from = Instant::now();
-        tokio::select! {
+        let sent = tokio::select! {
             () = cancel.cancelled() => {
                 return done(Err(cancelled_error()), attempts, throttled, true, outcome_unknown);
             }
-            () = limiter.acquire(operation) => {}
-        }
+            sent = limiter.acquire(operation) => sent,
+        };
         paced += pacing_from.elapsed();
         attempts += 1;
         let outcome = tokio::select! {
@@ -122,14 +122,14 @@ where
         };
         let err = match outcome {
             Ok(v) => {
-                limiter.on_success(operation);
+                limiter.on_success(operation, sent);
                 return done(Ok(v), attempts, throttled, false, outcome_unknown);
             }
             Err(e) => e,
         };
         if err.kind == ErrorKind::Throttled {
             throttled += 1;
-            limiter.on_throttle(operation);
+            limiter.on_throttle(operation, sent);
         }
         let retry_expired = err.kind == ErrorKind::ExpiredToken && !expired;
         expired |= err.kind == ErrorKind::ExpiredToken;
