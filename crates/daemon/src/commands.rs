@@ -116,6 +116,19 @@ fn scope(sel: &Selector) -> String {
     s
 }
 
+/// Where a rule applies, in words ("; in accounts payments-*, regions eu-*"), or nothing when
+/// everywhere.
+fn place(p: &stopd_rules::Place) -> String {
+    let mut s = String::new();
+    if let Some(a) = p.accounts() {
+        s.push_str(&format!("; in accounts {}", a.join(", ")));
+    }
+    if let Some(r) = p.regions() {
+        s.push_str(&format!("; in regions {}", r.join(", ")));
+    }
+    s
+}
+
 /// Why the current user cannot write the audit database, if so: the file, or the directory
 /// (SQLite's WAL needs to create files beside it), or the nearest directory that exists (which
 /// `run` would create it in).
@@ -188,6 +201,36 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
             "  CodePipeline in the default region of the AWS config"
         )?,
     }
+    if !cfg.accounts.is_empty() {
+        let pairs: usize = cfg
+            .accounts
+            .iter()
+            .map(|a| a.regions.as_ref().map_or(0, Vec::len))
+            .sum();
+        writeln!(
+            out,
+            "  {} account(s), {pairs} account-region pair(s), through STS{}:",
+            cfg.accounts.len(),
+            cfg.aws
+                .sts_endpoint_url
+                .as_ref()
+                .map_or(String::new(), |u| format!(" at {u}"))
+        )?;
+        for a in &cfg.accounts {
+            writeln!(
+                out,
+                "    {} in {}: {}{}",
+                a.name,
+                a.regions.as_deref().unwrap_or_default().join(", "),
+                a.role_arn,
+                if a.external_id.is_some() {
+                    " (with an external id)"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
     writeln!(out, "\nRules (ties: abandon wins, then this order):")?;
     let name_width = p
         .rules()
@@ -208,10 +251,11 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         )?;
         writeln!(
             out,
-            "  {:<7} {:<name_width$}           pipelines: {}{}",
+            "  {:<7} {:<name_width$}           pipelines: {}{}{}",
             "",
             "",
             scope(&r.selector),
+            place(&r.place),
             if r.rollbacks {
                 "; ROLLBACK executions too"
             } else {
@@ -225,10 +269,11 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
             .map_or("no end".to_string(), |u| format!("until {}", rfc3339(u)));
         writeln!(
             out,
-            "  {:<7} {:<name_width$}           pipelines: {}; {until}",
+            "  {:<7} {:<name_width$}           pipelines: {}{}; {until}",
             "exempt",
             e.name,
-            scope(&e.selector)
+            scope(&e.selector),
+            place(&e.place)
         )?;
     }
     match &adhoc {
@@ -1493,5 +1538,8 @@ mod tests {
         assert_eq!(scope(&sel), "prod-*, except prod-hotfix-*, tagged env=prod");
         let all = Selector::new(&["*".into()], &[], Default::default()).unwrap();
         assert_eq!(scope(&all), "every pipeline");
+        let p = stopd_rules::Place::new(Some(&["payments-*".to_string()]), None).unwrap();
+        assert_eq!(place(&p), "; in accounts payments-*");
+        assert_eq!(place(&stopd_rules::Place::default()), "");
     }
 }
