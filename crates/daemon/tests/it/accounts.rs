@@ -91,6 +91,22 @@ async fn a_rule_selecting_one_account_and_region_stops_there_only_and_the_audit_
             "accounts = [\"payments-*\"]\nregions = [\"eu-*\"]",
         ),
     );
+    // `check` says where the policy is enforced, and where each rule applies.
+    let check = env.stopd(&["check"]).await;
+    assert_ok(&check);
+    let said = text(&check.stdout);
+    assert!(
+        said.contains("2 account(s), 4 account-region pair(s)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("payments-prod in eu-west-1, us-east-1"),
+        "{said}"
+    );
+    assert!(
+        said.contains("; in accounts payments-*; in regions eu-*"),
+        "{said}"
+    );
     let out = env.stopd(&["run", "--once"]).await;
     assert_ok(&out);
     assert_eq!(
