@@ -82,15 +82,16 @@ fn status_of(emulator: &Emulator, account: &str, region: &str) -> String {
 #[tokio::test]
 async fn a_rule_selecting_one_account_and_region_stops_there_only_and_the_audit_says_where() {
     let (env, roles) = two_accounts(None).await;
-    write(
-        &env,
-        &roles,
-        "",
-        &freeze(
+    let hook = crate::notify::Receiver::start(false).await;
+    let rules = format!(
+        "{}\n{}",
+        freeze(
             "payments-eu",
             "accounts = [\"payments-*\"]\nregions = [\"eu-*\"]",
         ),
+        hook.table(&["stopped"])
     );
+    write(&env, &roles, "", &rules);
     // `check` says where the policy is enforced, and where each rule applies.
     let check = env.stopd(&["check"]).await;
     assert_ok(&check);
@@ -109,6 +110,13 @@ async fn a_rule_selecting_one_account_and_region_stops_there_only_and_the_audit_
     );
     let out = env.stopd(&["run", "--once"]).await;
     assert_ok(&out);
+    // The notification says where.
+    let sent = hook.events("stopped");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["account"], "payments-prod");
+    assert_eq!(sent[0]["region"], "eu-west-1");
+    let message = sent[0]["message"].as_str().unwrap();
+    assert!(message.contains("account payments-prod"), "{message}");
     assert_eq!(
         status_of(&env.emulator, "100000000001", "eu-west-1"),
         "Stopping"
