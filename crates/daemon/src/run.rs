@@ -274,12 +274,13 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     crate::status::record_policy_load(&store, &cfg, "start").await?;
     // Notifications: delivered from the audit log by their own tasks (never by a sweep).
     let notify_stop = CancellationToken::new();
+    // Targets are registered before anything is recorded: what the start finds (`unwatched`),
+    // and the stops of a first `run --once`, go to a target configured with it (registered
+    // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
+    crate::notify::register(&store, &cfg.notify).await?;
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
-    // Targets are registered before the start is recorded: what the start finds (`unwatched`)
-    // goes to a target configured with it.
-    crate::notify::register(&store, &cfg.notify).await?;
     let deliveries = crate::notify::spawn(&store, &cfg.notify, &notify_stop);
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
