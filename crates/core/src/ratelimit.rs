@@ -93,8 +93,11 @@ const MIN_MARGIN: f64 = 0.1;
 const MARGIN_SDS: f64 = 2.0;
 /// The z score of the rise in served share that keeps a cut early.
 const KEEP_Z: f64 = 2.5;
-/// The z score that keeps it at the last checkpoint (with the rise at least halfway there).
+/// The z score that keeps it at the last checkpoint (with the rise at least halfway there), when
+/// the rise expected is at most [`MILD_RISE`].
 const LAST_KEEP_Z: f64 = 1.5;
+/// An expected rise of the served share (a ratio) this small is slow to show.
+const MILD_RISE: f64 = 1.5;
 /// A verification that has not kept its cut after this long at the cut pace decides at once: at
 /// a slow pace a long wait costs more than an undone cut (throttled calls).
 const VERIFY_BUDGET: Duration = Duration::from_secs(10);
@@ -369,7 +372,10 @@ impl Bucket {
         let sd = ((pooled * (1.0 - pooled)).max(1e-9) * (1.0 / n1 + 1.0 / n2)).sqrt();
         let z = (f2 - f1) / sd;
         let last = checks >= 2;
-        if risen_enough && (z >= KEEP_Z || (last && z >= LAST_KEEP_Z)) {
+        // A small expected rise (a mild cut) takes all four windows to show; a large one that
+        // has not shown by then is not there.
+        let mild = expected <= MILD_RISE;
+        if risen_enough && (z >= KEEP_Z || (last && mild && z >= LAST_KEEP_Z)) {
             self.phase = Phase::Steady;
             self.ceiling = Some(before);
             self.growth = c.increase;
