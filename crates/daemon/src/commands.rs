@@ -887,18 +887,14 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     }
     if q.gates {
         let rows = store
-            .gate_records(since, until, q.pipeline.as_deref(), q.rule.as_deref())
-            .await?
-            .into_iter()
-            .filter(|g| {
-                glob_matches(
-                    q.account.as_deref(),
-                    g.account
-                        .as_deref()
-                        .unwrap_or(crate::targets::DEFAULT_ACCOUNT),
-                ) && glob_matches(q.region.as_deref(), g.region.as_deref().unwrap_or(""))
-            })
-            .collect::<Vec<_>>();
+            .gate_records(
+                since,
+                until,
+                q.pipeline.as_deref(),
+                q.rule.as_deref(),
+                (q.account.as_deref(), q.region.as_deref()),
+            )
+            .await?;
         output::write(
             &mut out,
             q.output,
@@ -1032,13 +1028,6 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     }
     write_audit(&mut out, q.output, &records)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `name` matches the glob (`None`: everything), as SQLite's GLOB does for the stops.
-fn glob_matches(glob: Option<&str>, name: &str) -> bool {
-    glob.is_none_or(|g| {
-        stopd_rules::Place::new(Some(&[g.to_string()]), None).is_ok_and(|p| p.matches(name, ""))
-    })
 }
 
 /// Audit records as `stopd report` (and the demo) print them.

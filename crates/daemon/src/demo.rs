@@ -162,7 +162,9 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         )?;
     }
     crate::commands::write_audit(&mut out, OutputArgs::TABLE, &records)?;
-    let gates = store.gate_records(Some(started), None, None, None).await?;
+    let gates = store
+        .gate_records(Some(started), None, None, None, (None, None))
+        .await?;
     if !gates.is_empty() {
         // One line per pipeline: its gated stages.
         let mut by: std::collections::BTreeMap<(String, String, String, String), Vec<String>> =

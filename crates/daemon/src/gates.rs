@@ -234,6 +234,7 @@ impl Store {
         until: Option<DateTime<Utc>>,
         pipeline: Option<&str>,
         rule: Option<&str>,
+        place: (Option<&str>, Option<&str>),
     ) -> Result<Vec<GateRecord>> {
         let rows = sqlx::query(
             "SELECT g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
@@ -242,12 +243,16 @@ impl Store {
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
                AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
+               AND (?5 IS NULL OR COALESCE(g.account, 'default') GLOB ?5) \
+               AND (?6 IS NULL OR COALESCE(g.region, '') GLOB ?6) \
              ORDER BY g.at, g.pipeline, g.stage, g.id",
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
         .bind(pipeline)
         .bind(rule)
+        .bind(place.0)
+        .bind(place.1)
         .fetch_all(self.pool())
         .await
         .context("cannot read the gate log")?;
