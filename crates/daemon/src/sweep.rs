@@ -434,8 +434,9 @@ impl Sweeper {
     /// One sweep at the current time.
     ///
     /// Whatever fails along the way (the audit log, a listing), every stop already launched
-    /// finishes and is recorded before this returns: stops run in `tasks`, owned here and
-    /// drained on every path, never dropped by a `?`.
+    /// finishes and is recorded before this returns: each account and region's stops run in
+    /// its own `InFlight`, owned by its task and drained on every path after its body, never
+    /// dropped by a `?`.
     pub async fn sweep(
         &self,
         policy: Arc<Policy>,
