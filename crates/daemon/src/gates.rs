@@ -94,6 +94,18 @@ pub struct GateSummary {
     pub closed_now: usize,
 }
 
+impl GateSummary {
+    /// Adds what one pipeline's (or one stage's) part of the gate phase did.
+    fn absorb(&mut self, one: GateSummary) {
+        self.closed += one.closed;
+        self.opened += one.opened;
+        self.closed_now += one.closed_now;
+        self.failures.extend(one.failures);
+        self.held.extend(one.held);
+        self.calls.merge(&one.calls);
+    }
+}
+
 /// One pipeline whose gates are reconciled: the executions waiting at a transition held closed
 /// now (the freeze that holds them does not stop them).
 #[derive(Debug, Clone)]
@@ -342,12 +354,7 @@ pub async fn reconcile(
                 held,
             });
         }
-        summary.closed += one.closed;
-        summary.opened += one.opened;
-        summary.closed_now += one.closed_now;
-        summary.failures.extend(one.failures);
-        summary.held.extend(one.held);
-        summary.calls.merge(&one.calls);
+        summary.absorb(one);
         if let Err(e) = r {
             summary.failures.push(format!("{p}: {e:#}"));
         }
@@ -440,12 +447,7 @@ async fn pipeline_gates(
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         let (r, one) = joined.context("a gate task failed")?;
-        out.closed += one.closed;
-        out.opened += one.opened;
-        out.closed_now += one.closed_now;
-        out.failures.extend(one.failures);
-        out.held.extend(one.held);
-        out.calls.merge(&one.calls);
+        out.absorb(one);
         if let Err(e) = r {
             first_error.get_or_insert(e);
         }
