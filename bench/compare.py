@@ -365,7 +365,8 @@ def main():
                               f"{verdict}; first received "
                               f"{(first_ms - start_ms) / 1000:+.2f} s, last {(last_ms - start_ms) / 1000:+.2f} s after the edge "
                               f"({len(got) / max((last_ms - first_ms) / 1000, 1e-3):.0f}/s)")
-                    print(f"daemon CPU so far (start-up sweep, edge sweep{', deliveries' if hook else ''}): {sample()[0]:.2f} s")
+                    print(f"daemon CPU so far (start-up sweep, edge sweep{', deliveries' if hook else ''}): {sample()[0]:.2f} s; "
+                          f"TCP connections opened so far: {admin(url, 'GET', 'calls').get('connections', 'n/a')}")
                     if args.gate:
                         # Wait for the end edge and the gates to open again.
                         while time.time() * 1000 < end_ms + 15_000:
@@ -375,7 +376,10 @@ def main():
                             if enabled and len(enabled) >= len(disabled) and time.time() * 1000 > end_ms + 2000:
                                 break
                             time.sleep(0.2)
-                        calls = admin(url, "GET", "calls")["calls"]
+                        got = admin(url, "GET", "calls")
+                        calls = got["calls"]
+                        print(f"TCP connections opened in all (both edges): {got.get('connections', 'n/a')}; "
+                              f"daemon CPU in all: {sample()[0]:.2f} s")
                         def ops(lo, hi):
                             got = {}
                             for c in calls:

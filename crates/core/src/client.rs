@@ -6,10 +6,13 @@
 //! `AWS_CONFIG_FILE`/`AWS_SHARED_CREDENTIALS_FILE` at files readable by the service (e.g. through
 //! an `EnvironmentFile=`).
 //!
-//! HTTP: the SDK's default HTTPS client (hyper 1, rustls with aws-lc), built here only to keep
-//! at most [`IDLE_CONNECTIONS`] idle connections between sweeps. Unbounded (hyper's default),
-//! every connection of a sweep's burst (up to `discovery_concurrency` + `stop_concurrency`)
-//! stays open with its buffers until the next sweep: ~4 MiB at rest for 128 connections.
+//! HTTP: the SDK's default HTTPS client (hyper 1, rustls with aws-lc), built here to close idle
+//! connections after [`IDLE_TIMEOUT`] instead of hyper's 90 s. Every connection of a sweep's
+//! burst (up to `discovery_concurrency` + `stop_concurrency`) is kept while the sweep goes on,
+//! so each is opened once a sweep, and closed soon after it: ~4 MiB at rest for 128
+//! connections otherwise. (Keeping at most 8 idle instead cost a new connection, on AWS a new
+//! TLS handshake, for nearly every call past the 8th of a burst: 3,300 connections for 5,000
+//! calls at a gating window's edge, and most of its time; measured in BENCHMARKS.md.)
 //!
 //! Other accounts: with a [`RoleSpec`], the client's credentials come from the SDK's
 //! `AssumeRoleProvider` (STS AssumeRole with the ambient credentials, at `sts_endpoint_url` if
@@ -31,8 +34,9 @@ use aws_sdk_codepipeline::config::{
 };
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
-/// Idle connections kept open between sweeps (the rest close when their call is answered).
-pub const IDLE_CONNECTIONS: usize = 8;
+/// How long a connection may stay idle before it is closed: longer than any pause within a
+/// sweep, shorter than the pause between two (schedules are in whole seconds).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the client needs to know.
 #[derive(Debug, Clone, Default)]
@@ -59,11 +63,11 @@ pub struct ClientConfig {
     pub http_client: Option<SharedHttpClient>,
 }
 
-/// The HTTPS client stopd uses: the SDK's default stack, at most [`IDLE_CONNECTIONS`] idle
-/// connections per host.
+/// The HTTPS client stopd uses: the SDK's default stack, idle connections closed after
+/// [`IDLE_TIMEOUT`].
 pub fn http_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
-        .pool_max_idle_per_host(IDLE_CONNECTIONS)
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
         .build_https()
 }

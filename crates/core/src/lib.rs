@@ -18,7 +18,7 @@ pub mod ratelimit;
 pub mod retry;
 mod types;
 
-pub use client::{ClientConfig, RoleClients, RoleSpec, build_client, http_client};
+pub use client::{ClientConfig, IDLE_TIMEOUT, RoleClients, RoleSpec, build_client, http_client};
 pub use engine::{
     Core, CoreConfig, ExecutionState, MAX_GATE_REASON_CHARS, MAX_PAGES, MAX_REASON_CHARS, Outcome,
     StageGate, StopReport, StopRequest, cut_chars, gate_reason, valid_execution_id,

@@ -352,6 +352,10 @@ impl<S: Sweeps> Scheduler<S> {
         let mut shutting_down = false;
         let mut shutdown_deadline: Option<tokio::time::Instant> = None;
         let mut events_open = true;
+        // Memory is given back twice after a sweep: when it ends, and once its idle
+        // connections have closed (their buffers are freed then, `IDLE_TIMEOUT` after their
+        // last call and within as much again).
+        let mut release_at: Option<tokio::time::Instant> = None;
         loop {
             let now = self.clock.now();
             if self.next_tick.is_none() {
@@ -392,11 +396,22 @@ impl<S: Sweeps> Scheduler<S> {
                     self.after_sweep(joined);
                     // The sweep's buffers are freed: give their pages back while idle.
                     crate::memory::release_free_memory();
+                    release_at = Some(
+                        tokio::time::Instant::now()
+                            + 2 * stopd_core::IDLE_TIMEOUT
+                            + Duration::from_millis(500),
+                    );
                     if shutting_down {
                         return Ended::Shutdown;
                     }
                 }
                 () = tokio::time::sleep(nap), if running.is_none() && !shutting_down => {}
+                () = async { tokio::time::sleep_until(release_at.expect("guarded")).await },
+                    if release_at.is_some() && running.is_none() =>
+                {
+                    release_at = None;
+                    crate::memory::release_free_memory();
+                }
                 _ = watchdog_timer.tick() => {
                     if watchdog.is_some() {
                         notify(&[NotifyState::Watchdog]);

@@ -98,6 +98,7 @@ impl Emulator {
                     },
                 };
                 let _ = stream.set_nodelay(true);
+                emulator.count_connection();
                 let emulator = emulator.clone();
                 let token = token.clone();
                 tracker.spawn(async move {
@@ -386,7 +387,7 @@ fn admin_route(
                     calls.push(v);
                 }
             }
-            json!({"max_in_flight": root.max_in_flight(), "calls": calls})
+            json!({"max_in_flight": root.max_in_flight(), "connections": root.connections(), "calls": calls})
         }
         ("DELETE", "calls") if query_param(query, "all") == Some("true") => {
             root.clear_calls();
@@ -436,7 +437,7 @@ fn admin_route(
                 .into_iter()
                 .filter(|c| c.seq >= since)
                 .collect();
-            json!({"counts": emulator.call_counts(), "max_in_flight": emulator.max_in_flight(), "calls": calls})
+            json!({"counts": emulator.call_counts(), "max_in_flight": emulator.max_in_flight(), "connections": emulator.connections(), "calls": calls})
         }
         ("DELETE", "calls") => {
             emulator.clear_calls();

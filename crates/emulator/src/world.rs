@@ -40,6 +40,9 @@ pub struct World {
     pub in_flight: usize,
     /// The most API requests in flight at once since the call log was last cleared.
     pub max_in_flight: usize,
+    /// TCP connections the server accepted since the call log was last cleared: how well a
+    /// client reuses its connections (a new connection per call is a TLS handshake on AWS).
+    pub connections: usize,
     /// Region in ARNs.
     pub region: String,
     /// Account id in ARNs.
@@ -235,6 +238,7 @@ impl Emulator {
                 calls: Vec::new(),
                 in_flight: 0,
                 max_in_flight: 0,
+                connections: 0,
                 region: DEFAULT_REGION.to_string(),
                 account: DEFAULT_ACCOUNT.to_string(),
                 require_signature: config.require_signature,
@@ -305,6 +309,17 @@ impl Emulator {
         }
         w.calls.clear();
         w.max_in_flight = w.in_flight;
+        w.connections = 0;
+    }
+
+    /// Counts a TCP connection the server accepted.
+    pub fn count_connection(&self) {
+        self.lock().connections += 1;
+    }
+
+    /// TCP connections accepted since the call log was last cleared.
+    pub fn connections(&self) -> usize {
+        self.lock().connections
     }
 
     /// Counts an API request as in flight until the returned guard is dropped.
@@ -486,6 +501,7 @@ impl Emulator {
         let mut w = self.lock();
         w.calls.clear();
         w.max_in_flight = w.in_flight;
+        w.connections = 0;
     }
 
     /// Calls served, counted by operation.

@@ -365,3 +365,35 @@ async fn an_execution_listed_fifty_times_is_found_once() {
     let found = env.core.discover(&|_| true, false).await;
     assert_eq!(found.executions.len(), 3, "{:?}", found.executions);
 }
+
+#[tokio::test]
+async fn a_burst_of_calls_reuses_its_connections() {
+    // 300 pipelines read 32 at a time, 10 ms a call: each connection carries many calls. (With
+    // at most 8 idle connections kept, every call past the 8th of a burst opened a new one:
+    // on AWS, a TLS handshake each.)
+    let env = start_with(
+        &fleet_fixture(300),
+        CoreConfig {
+            concurrency: 32,
+            discovery_retry: fast_retry(3_000),
+            stop_retry: fast_retry(3_000),
+            ..CoreConfig::default()
+        },
+    )
+    .await;
+    env.emulator.set_faults(stopd_emulator::FaultPlan {
+        latency: Latency {
+            fixed: std::time::Duration::from_millis(10),
+            jitter: std::time::Duration::ZERO,
+        },
+        ..Default::default()
+    });
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(found.executions.len(), 300);
+    let opened = env.emulator.connections();
+    assert!(
+        opened <= 36,
+        "{opened} connections for 301 calls at 32 in flight (at most 32, a few more if one \
+         closed early)"
+    );
+}
