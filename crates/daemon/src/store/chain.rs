@@ -153,22 +153,54 @@ pub async fn link(
     table: &'static str,
     rowid: i64,
 ) -> Result<Hash, sqlx::Error> {
-    debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
-    let (seq, previous) = head(conn).await?;
-    let seq = seq + 1;
-    let cols = columns(conn, table).await?;
-    let bytes = canonical(conn, seq, table, rowid, &cols)
-        .await?
-        .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
-    let hash = next_hash(&previous, &bytes);
-    sqlx::query("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES (?, ?, ?, ?)")
-        .bind(seq)
-        .bind(table)
-        .bind(rowid)
-        .bind(hash.as_slice())
-        .execute(&mut *conn)
-        .await?;
-    Ok(hash)
+    Linker::default().link(conn, table, rowid).await
+}
+
+/// Chains many records in one transaction: the chain's head and each table's columns are read
+/// once, not once a record (at a window edge the group-commit writer chains thousands of
+/// records, and those two reads were two of every record's five statements).
+///
+/// Use one `Linker` per transaction, and only after the transaction's first write: the head it
+/// remembers is only the head while this transaction holds the write lock.
+#[derive(Debug, Default)]
+pub struct Linker {
+    head: Option<(i64, Hash)>,
+    columns: std::collections::HashMap<&'static str, Vec<String>>,
+}
+
+impl Linker {
+    /// Chains the record `table`/`rowid` just inserted (as [`link`]).
+    pub async fn link(
+        &mut self,
+        conn: &mut SqliteConnection,
+        table: &'static str,
+        rowid: i64,
+    ) -> Result<Hash, sqlx::Error> {
+        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
+        let (seq, previous) = match self.head {
+            Some(h) => h,
+            None => head(conn).await?,
+        };
+        let seq = seq + 1;
+        if !self.columns.contains_key(table) {
+            let cols = columns(conn, table).await?;
+            self.columns.insert(table, cols);
+        }
+        let cols = &self.columns[table];
+        let bytes = canonical(conn, seq, table, rowid, cols)
+            .await?
+            .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
+        let hash = next_hash(&previous, &bytes);
+        sqlx::query("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES (?, ?, ?, ?)")
+            .bind(seq)
+            .bind(table)
+            .bind(rowid)
+            .bind(hash.as_slice())
+            .execute(&mut *conn)
+            .await?;
+        self.head = Some((seq, hash));
+        Ok(hash)
+    }
 }
 
 /// Chains the rows written before the chain existed, once, right after the migration that made
@@ -186,6 +218,7 @@ pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::E
     }
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let mut n = 0;
+    let mut linker = Linker::default();
     for table in AUDITED {
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT t.rowid FROM \"{table}\" t WHERE NOT EXISTS \
@@ -195,7 +228,7 @@ pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::E
         .fetch_all(&mut *tx)
         .await?;
         for id in ids {
-            link(&mut tx, table, id).await?;
+            linker.link(&mut tx, table, id).await?;
             n += 1;
         }
     }

@@ -230,12 +230,14 @@ async fn group_commit(
         let committed = async {
             let conn = conn.insert(pool.acquire().await?);
             let mut tx = conn.begin().await?;
+            // Made after the first write of the transaction has taken the write lock.
+            let mut linker = chain::Linker::default();
             for w in &batch {
                 match w.apply(&mut tx).await {
                     // Chained in the same transaction; a failed link fails the batch (a row
                     // without its link would read as inserted behind the log's back).
                     Ok(rowid) => {
-                        chain::link(&mut tx, w.table(), rowid).await?;
+                        linker.link(&mut tx, w.table(), rowid).await?;
                         results.push(Ok(rowid));
                     }
                     // A constraint or a trigger fails its statement alone: SQLite rolls back
@@ -1220,6 +1222,10 @@ mod tests {
                 .unwrap();
             assert_eq!(&got, &n.1);
         }
+        // One chain through every batch: each transaction's links follow the last one's.
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{:?}", v.problems);
+        assert_eq!(v.records, 200);
     }
 
     #[tokio::test]
@@ -1252,6 +1258,10 @@ mod tests {
         }
         assert_eq!(count(&path, "stops").await, 50);
         assert_eq!(count(&path, "stop_outcomes").await, 1);
+        // The writes that failed left no hole in the chain.
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{:?}", v.problems);
+        assert_eq!(v.records, 51);
     }
 
     /// A small tmpfs mounted for one test, unmounted when dropped.
