@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ApiError, ErrorKind};
 use crate::ratelimit::RateLimiter;
 use crate::retry::{Attempted, RetryPolicy, retry};
-use crate::types::{ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure};
+use crate::types::{
+    ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure, PipelineRead,
+};
 
 /// At most this many executions that were active at the last sweep, and are older than what a
 /// sweep paged through, are checked one by one with GetPipelineExecution; more, and paging on
@@ -441,15 +443,16 @@ impl Core {
         self.discover_streaming(in_scope, with_tags, None).await
     }
 
-    /// [`Core::discover`], also sending each pipeline's active executions to `sink` as soon as
-    /// that pipeline has been read, so the caller can stop while the rest is still being
-    /// listed (under a rate limit, listing and stopping then overlap instead of adding up).
-    /// The sender is dropped when discovery ends.
+    /// [`Core::discover`], also sending each pipeline to `sink` as soon as it has been read
+    /// (with its active executions), so the caller can stop and gate while the rest is still
+    /// being listed (listing, stopping and gating then overlap instead of adding up). Every
+    /// pipeline in scope is sent once, read or not (unless its task panicked). The sender is
+    /// dropped when discovery ends.
     pub async fn discover_streaming(
         &self,
         in_scope: &(dyn Fn(&str) -> bool + Sync),
         with_tags: bool,
-        sink: Option<tokio::sync::mpsc::UnboundedSender<Vec<ActiveExecution>>>,
+        sink: Option<tokio::sync::mpsc::UnboundedSender<PipelineRead>>,
     ) -> Discovered {
         let mut out = Discovered::default();
         let names = match self.list_pipelines(&mut out.calls).await {
@@ -486,20 +489,29 @@ impl Core {
                 continue;
             };
             out.calls.merge(&calls);
+            // A closed receiver only means the caller stopped listening.
             match result {
                 Ok(mut execs) => {
-                    if let Some(sink) = &sink
-                        && !execs.is_empty()
-                    {
-                        // A closed receiver only means the caller stopped listening.
-                        let _ = sink.send(execs.clone());
+                    if let Some(sink) = &sink {
+                        let _ = sink.send(PipelineRead {
+                            pipeline: name,
+                            executions: execs.clone(),
+                        });
                     }
                     out.executions.append(&mut execs);
                 }
-                Err(error) => out.failures.push(PipelineFailure {
-                    pipeline: name,
-                    error,
-                }),
+                Err(error) => {
+                    if let Some(sink) = &sink {
+                        let _ = sink.send(PipelineRead {
+                            pipeline: name.clone(),
+                            executions: Vec::new(),
+                        });
+                    }
+                    out.failures.push(PipelineFailure {
+                        pipeline: name,
+                        error,
+                    });
+                }
             }
         }
         out.executions

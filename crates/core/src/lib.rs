@@ -27,4 +27,6 @@ pub use engine::{
 pub use error::{ApiError, ErrorKind, MAX_MESSAGE_CHARS, bound_message, iam_action};
 pub use ratelimit::{LimiterConfig, RateLimiter};
 pub use retry::RetryPolicy;
-pub use types::{ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure};
+pub use types::{
+    ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure, PipelineRead,
+};

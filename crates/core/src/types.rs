@@ -103,3 +103,13 @@ pub struct Discovered {
     /// Requests made.
     pub calls: CallCounts,
 }
+
+/// One pipeline discovery has finished reading (its tags, if asked for, are cached by then).
+#[derive(Debug, Clone)]
+pub struct PipelineRead {
+    /// Pipeline.
+    pub pipeline: String,
+    /// Its InProgress and Stopping executions (none if it could not be read: the failure is
+    /// in [`Discovered::failures`]).
+    pub executions: Vec<ActiveExecution>,
+}

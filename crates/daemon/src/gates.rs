@@ -287,45 +287,46 @@ impl Store {
     }
 }
 
-/// Reconciles the gates of `pipelines` (those in scope) and of every pipeline stopd holds a
-/// transition of, at `now`, `concurrency` pipelines at a time.
+/// Reconciles gates, `concurrency` pipelines at a time: each pipeline in scope as soon as
+/// discovery has read it (`pipelines`, a stream that ends with discovery), and, once the
+/// stream has ended, every other pipeline stopd holds a transition of (out of scope now, or
+/// no longer listed: a rule may have been removed since). A pipeline is acted on if a gating
+/// freeze covers it when it arrives, or if stopd holds (or may hold) one of its transitions.
+///
+/// Each pipeline reconciled is sent to `done`. Once `stop` is cancelled (a shutdown), nothing
+/// new is started; what was started finishes and is recorded.
 #[allow(clippy::too_many_arguments)]
 pub async fn reconcile(
     core: &Core,
     store: &Store,
     policy: &Arc<Policy>,
     extra: &Arc<Vec<Exemption>>,
-    pipelines: &[String],
-    now: DateTime<Utc>,
+    mut pipelines: tokio::sync::mpsc::UnboundedReceiver<String>,
     sweep_id: Option<i64>,
     dry_run: bool,
     concurrency: usize,
     done: Option<tokio::sync::mpsc::UnboundedSender<PipelineGated>>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<GateSummary> {
     let last = Arc::new(store.last_gates(core).await?);
-    // Pipelines to look at: those a gating freeze covers now, and those stopd holds a
-    // transition of (in scope or not: a rule may have been removed since).
-    let mut candidates: Vec<String> = Vec::new();
-    let mut seen = HashSet::new();
-    if policy.has_gates() {
-        for p in pipelines {
-            let tags = core.tags_of(p);
-            if !policy.gates(now, p, &tags, extra).is_empty() && seen.insert(p.clone()) {
-                candidates.push(p.clone());
-            }
-        }
-    }
+    // Pipelines with a transition stopd holds, or whose last action's outcome is unknown.
+    let mut held: Vec<String> = Vec::new();
+    let mut held_set = HashSet::new();
     for ((p, _), g) in last.iter() {
-        if (g.ours() || g.outcome == "pending") && seen.insert(p.clone()) {
-            candidates.push(p.clone());
+        if (g.ours() || g.outcome == "pending") && held_set.insert(p.clone()) {
+            held.push(p.clone());
         }
     }
+    held.sort();
+    let mut seen = HashSet::new();
+    let mut queue: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut summary = GateSummary::default();
     let mut tasks = JoinSet::new();
-    let mut queue = candidates.into_iter();
+    let mut reading = true;
+    let mut stopping = false;
     loop {
-        while tasks.len() < concurrency.max(1) {
-            let Some(p) = queue.next() else { break };
+        while tasks.len() < concurrency.max(1) && !stopping {
+            let Some(p) = queue.pop_front() else { break };
             let (core, store, policy, extra, last) = (
                 core.clone(),
                 store.clone(),
@@ -336,27 +337,63 @@ pub async fn reconcile(
             tasks.spawn(async move {
                 let mut one = GateSummary::default();
                 let r = pipeline_gates(
-                    &core, &store, &policy, &extra, &last, &p, now, sweep_id, dry_run, &mut one,
+                    &core,
+                    &store,
+                    &policy,
+                    &extra,
+                    &last,
+                    &p,
+                    Utc::now(),
+                    sweep_id,
+                    dry_run,
+                    &mut one,
                 )
                 .await;
                 (p, r, one)
             });
         }
-        let Some(joined) = tasks.join_next().await else {
+        if tasks.is_empty() && (stopping || (!reading && queue.is_empty())) {
             break;
-        };
-        let (p, r, one) = joined.context("a gate task failed")?;
-        if let Some(tx) = &done {
-            // The caller may now stop this pipeline's executions that no gate holds.
-            let held = one.held.iter().map(|(_, id)| id.clone()).collect();
-            let _ = tx.send(PipelineGated {
-                pipeline: p.clone(),
-                held,
-            });
         }
-        summary.absorb(one);
-        if let Err(e) = r {
-            summary.failures.push(format!("{p}: {e:#}"));
+        tokio::select! {
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                let (p, r, one) = joined.context("a gate task failed")?;
+                if let Some(tx) = &done {
+                    // The caller may now stop this pipeline's executions that no gate holds.
+                    let held = one.held.iter().map(|(_, id)| id.clone()).collect();
+                    let _ = tx.send(PipelineGated {
+                        pipeline: p.clone(),
+                        held,
+                    });
+                }
+                summary.absorb(one);
+                if let Err(e) = r {
+                    summary.failures.push(format!("{p}: {e:#}"));
+                }
+            }
+            got = pipelines.recv(), if reading && !stopping => match got {
+                Some(p) => {
+                    let wanted = held_set.contains(&p)
+                        || (policy.has_gates()
+                            && !policy.gates(Utc::now(), &p, &core.tags_of(&p), extra).is_empty());
+                    if wanted && seen.insert(p.clone()) {
+                        queue.push_back(p);
+                    }
+                }
+                None => {
+                    // Discovery is over: what stopd holds elsewhere is reconciled too.
+                    reading = false;
+                    for p in &held {
+                        if seen.insert(p.clone()) {
+                            queue.push_back(p.clone());
+                        }
+                    }
+                }
+            },
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                queue.clear();
+            }
         }
     }
     for f in &summary.failures {

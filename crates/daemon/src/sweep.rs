@@ -11,13 +11,14 @@ use std::collections::{HashMap, HashSet};
 
 use stopd_core::{
     ActiveExecution, ActiveStatus, CallCounts, Core, ErrorKind, MAX_REASON_CHARS, Outcome,
-    StopRequest, cut_chars,
+    PipelineRead, StopRequest, cut_chars,
 };
 use stopd_rules::{Decider, ExecutionFacts, Mode, Policy, Verdict};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::gates::PipelineGated;
 use crate::store::{Intent, OutcomeRow, Store, SweepResult};
 
 /// A stop to make, owned (it crosses into a task).
@@ -656,67 +657,140 @@ impl Sweeper {
     ) -> Result<SweepSummary> {
         let commits_before = self.store.group_commits();
         let scope = |p: &str| policy.may_apply_to(p);
-        // Stops decided by a gating freeze wait for the gate phase: an execution held at a gate
-        // that freeze closed is not stopped by it (it proceeds when the gate opens).
+        // Stops decided by a gating freeze wait for their pipeline's gates: an execution held
+        // at a gate that freeze closed is not stopped by it (it proceeds when the gate opens).
         let gating = policy.has_gates();
-        let mut deferred: Vec<Planned> = Vec::new();
+        let mut deferred_by: HashMap<String, Vec<Planned>> = HashMap::new();
         let mut skipped = 0;
         let mut decided = 0;
         // One stop per execution per sweep, however often a listing repeats it.
         let mut launched: HashSet<(String, String)> = HashSet::new();
-        // Each pipeline's executions are decided and stopped as soon as it has been read, while
-        // discovery goes on: listing and stopping overlap. Stops run in `tasks`, outside the
-        // future below, so a shutdown that drops discovery never drops a stop in flight.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<ActiveExecution>>();
+        // Each pipeline is decided, stopped and gated as soon as it has been read, while
+        // discovery goes on: listing, stopping and gating overlap. Stops run in `tasks`,
+        // outside the futures below, so a shutdown that drops discovery never drops a stop in
+        // flight.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PipelineRead>();
+        let (names_tx, names_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (gtx, mut grx) = tokio::sync::mpsc::unbounded_channel::<PipelineGated>();
         // The rules' state, made once and remade only when a window edge passes mid-sweep
         // (remaking it for each pipeline cost 50 µs a pipeline at 50 rules).
         let mut decider = policy.decider(start_at);
-        let discovery = core.discover_streaming(&scope, policy.uses_tags(), Some(tx));
+        // A shutdown drops discovery (a throttled listing may take minutes); the gates
+        // started finish and are recorded, and no new one starts.
+        let discovery = async {
+            tokio::select! {
+                found = core.discover_streaming(&scope, policy.uses_tags(), Some(tx)) => Some(found),
+                () = self.draining.cancelled() => None,
+            }
+        };
+        let gates = crate::gates::reconcile(
+            core,
+            &self.store,
+            policy,
+            extra,
+            names_rx,
+            Some(sweep_id),
+            dry_run,
+            // Pipelines at once: twice what discovery reads at once (a pipeline's gates wait
+            // mostly on the audit log and on round trips; every call shares the in-flight
+            // bound anyway).
+            2 * core.concurrency(),
+            Some(gtx),
+            self.draining.clone(),
+        );
         let consume = async {
-            while let Some(batch) = rx.recv().await {
-                let in_progress: Vec<ActiveExecution> = batch
-                    .into_iter()
-                    .filter(|e| e.status == ActiveStatus::InProgress)
-                    .collect();
-                let now = Utc::now();
-                if !decider.covers(now) {
-                    decider = policy.decider(now);
-                }
-                let (planned, _) = plan(&decider, now, &in_progress, extra);
-                for p in planned {
-                    if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
-                        continue;
+            let mut names_tx = Some(names_tx);
+            let (mut reading, mut gating_open) = (true, true);
+            while reading || gating_open {
+                tokio::select! {
+                    read = rx.recv(), if reading => {
+                        let Some(read) = read else {
+                            // Discovery is over: so is the stream of pipelines to gate.
+                            reading = false;
+                            names_tx = None;
+                            continue;
+                        };
+                        let in_progress: Vec<ActiveExecution> = read
+                            .executions
+                            .into_iter()
+                            .filter(|e| e.status == ActiveStatus::InProgress)
+                            .collect();
+                        let now = Utc::now();
+                        if !decider.covers(now) {
+                            decider = policy.decider(now);
+                        }
+                        let (planned, _) = plan(&decider, now, &in_progress, extra);
+                        for p in planned {
+                            if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
+                                continue;
+                            }
+                            if dry_run
+                                && self
+                                    .store
+                                    .dry_run_recorded(&p.execution_id, &p.rule)
+                                    .await?
+                            {
+                                continue;
+                            }
+                            if gating && policy.rule(&p.rule).is_some_and(|r| r.gate.is_some()) {
+                                deferred_by.entry(p.pipeline.clone()).or_default().push(p);
+                                continue;
+                            }
+                            decided += 1;
+                            if !self
+                                .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                                .await
+                            {
+                                skipped += 1;
+                            }
+                        }
+                        // Its gates next (after its stops are deferred, so that the gates'
+                        // answer always finds them).
+                        if let Some(names) = &names_tx {
+                            let _ = names.send(read.pipeline);
+                        }
                     }
-                    if dry_run
-                        && self
-                            .store
-                            .dry_run_recorded(&p.execution_id, &p.rule)
-                            .await?
-                    {
-                        continue;
-                    }
-                    if gating && policy.rule(&p.rule).is_some_and(|r| r.gate.is_some()) {
-                        deferred.push(p);
-                        continue;
-                    }
-                    decided += 1;
-                    if !self
-                        .launch(core, semaphore, tasks, sweep_id, p, dry_run)
-                        .await
-                    {
-                        skipped += 1;
+                    gated = grx.recv(), if gating_open => {
+                        let Some(g) = gated else {
+                            gating_open = false;
+                            continue;
+                        };
+                        // A gating freeze's stops in this pipeline: those its gates do not
+                        // hold go ahead.
+                        for p in deferred_by.remove(&g.pipeline).unwrap_or_default() {
+                            if g.held.contains(&p.execution_id) {
+                                tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
+                                    "held at a closed gate: not stopped; it proceeds when the gate opens");
+                                continue;
+                            }
+                            decided += 1;
+                            if !self
+                                .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                                .await
+                            {
+                                skipped += 1;
+                            }
+                        }
                     }
                 }
             }
             anyhow::Ok(())
         };
-        let found = tokio::select! {
-            (found, consumed) = async { tokio::join!(discovery, consume) } => {
-                consumed?;
-                Some(found)
+        let (found, gate, consumed) = tokio::join!(discovery, gates, consume);
+        consumed?;
+        let gate = gate?;
+        // Pipelines whose gates could not be reconciled: their stops go ahead.
+        for (_, plans) in deferred_by.drain() {
+            for p in plans {
+                decided += 1;
+                if !self
+                    .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                    .await
+                {
+                    skipped += 1;
+                }
             }
-            () = self.draining.cancelled() => None,
-        };
+        }
         let Some(found) = found else {
             // Shutdown during discovery: what was launched finishes and is recorded.
             return Ok(SweepSummary {
@@ -739,7 +813,7 @@ impl Sweeper {
             errors: found.failures.len() + usize::from(found.listing_failed.is_some()),
             ..SweepResult::default()
         };
-        let calls = found.calls.clone();
+        let mut calls = found.calls.clone();
         let mut denied = None;
         if let Some(e) = &found.listing_failed {
             result.error = Some(format!("could not list pipelines: {}", e.explain()));
@@ -768,62 +842,8 @@ impl Sweeper {
                 "sweep is blind: nothing was decided"
             );
         }
-        // Gates: close what a gating freeze covers now, open what stopd holds and none covers
-        // (even blind: what stopd holds is known from the log).
-        let mut calls = calls;
-        // A gating freeze's stops wait for their own pipeline's gates only: each pipeline's
-        // are launched as soon as its transitions are reconciled (waiting for the whole fleet's
-        // held them seconds past a window edge at 1,000 pipelines).
-        let mut deferred_by: HashMap<String, Vec<Planned>> = HashMap::new();
-        for p in deferred {
-            deferred_by.entry(p.pipeline.clone()).or_default().push(p);
-        }
-        let (gtx, mut grx) = tokio::sync::mpsc::unbounded_channel();
-        let reconcile = crate::gates::reconcile(
-            core,
-            &self.store,
-            policy,
-            extra,
-            &found.pipelines,
-            Utc::now(),
-            Some(sweep_id),
-            dry_run,
-            // Pipelines at once: twice what discovery reads at once. Discovery is over by now, and
-            // a pipeline's gates wait mostly on the audit log (an action is committed before it
-            // is made, its outcome after) and on round trips, not on the service's rate.
-            2 * core.concurrency(),
-            (!deferred_by.is_empty()).then_some(gtx),
-        );
-        let mut launch_deferred = async |plans: Vec<Planned>, held: &HashSet<String>| {
-            for p in plans {
-                if held.contains(&p.execution_id) {
-                    tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
-                        "held at a closed gate: not stopped; it proceeds when the gate opens");
-                    continue;
-                }
-                decided += 1;
-                if !self
-                    .launch(core, semaphore, tasks, sweep_id, p, dry_run)
-                    .await
-                {
-                    skipped += 1;
-                }
-            }
-        };
-        let as_gated = async {
-            while let Some(g) = grx.recv().await {
-                if let Some(plans) = deferred_by.remove(&g.pipeline) {
-                    launch_deferred(plans, &g.held).await;
-                }
-            }
-        };
-        let (gate, ()) = tokio::join!(reconcile, as_gated);
-        let gate = gate?;
-        // Pipelines whose gates could not be reconciled: their stops go ahead.
-        let none = HashSet::new();
-        for (_, plans) in deferred_by.drain() {
-            launch_deferred(plans, &none).await;
-        }
+        // Gates were closed where a gating freeze covers a pipeline now, and opened where
+        // stopd held one and none does (even blind: what stopd holds is known from the log).
         calls.merge(&gate.calls);
         if let Some(f) = gate.failures.first() {
             result.errors += gate.failures.len();
