@@ -106,9 +106,22 @@ pub(crate) async fn canonical(
     else {
         return Ok(None);
     };
+    let values = (0..columns.len())
+        .map(|k| row.try_get::<String, _>(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(canonical_bytes(seq, table, rowid, columns, &values)))
+}
+
+/// The canonical bytes of a record from its columns (by name) and their `quote()`d values.
+pub(crate) fn canonical_bytes(
+    seq: i64,
+    table: &str,
+    rowid: i64,
+    columns: &[String],
+    values: &[String],
+) -> Vec<u8> {
     let mut out = format!("stopd-audit-v1\nseq={seq}\ntable={table}\nrowid={rowid}\n").into_bytes();
-    for (k, name) in columns.iter().enumerate() {
-        let v: String = row.try_get(k)?;
+    for (name, v) in columns.iter().zip(values) {
         if v == "NULL" {
             continue;
         }
@@ -117,7 +130,7 @@ pub(crate) async fn canonical(
         out.extend_from_slice(v.as_bytes());
         out.push(b'\n');
     }
-    Ok(Some(out))
+    out
 }
 
 /// `SHA-256(previous || canonical)`.
@@ -157,19 +170,27 @@ pub async fn link(
 }
 
 /// Chains many records in one transaction: the chain's head and each table's columns are read
-/// once, not once a record (at a window edge the group-commit writer chains thousands of
-/// records, and those two reads were two of every record's five statements).
+/// once, not once a record, and (with [`Linker::returning`] and [`Linker::link_returned`]) a
+/// record is chained from the values its INSERT returned, its chain rows written together by
+/// [`Linker::flush`]. At a window edge the group-commit writer chains thousands of records:
+/// five statements a record, each a round trip to SQLite's thread, were most of its time.
 ///
 /// Use one `Linker` per transaction, and only after the transaction's first write: the head it
-/// remembers is only the head while this transaction holds the write lock.
+/// remembers is only the head while this transaction holds the write lock. Call
+/// [`Linker::flush`] before committing.
 #[derive(Debug, Default)]
 pub struct Linker {
     head: Option<(i64, Hash)>,
-    columns: std::collections::HashMap<&'static str, Vec<String>>,
+    columns: std::collections::HashMap<&'static str, (Vec<String>, String)>,
+    /// Chain rows not yet written: seq, table, rowid, hash.
+    pending: Vec<(i64, &'static str, i64, Hash)>,
 }
 
+/// Chain rows written by one INSERT (4 variables each, far below SQLite's 32,766).
+const CHAIN_ROWS_PER_INSERT: usize = 256;
+
 impl Linker {
-    /// Chains the record `table`/`rowid` just inserted (as [`link`]).
+    /// Chains the record `table`/`rowid` just inserted (as [`link`]), at once.
     pub async fn link(
         &mut self,
         conn: &mut SqliteConnection,
@@ -177,29 +198,103 @@ impl Linker {
         rowid: i64,
     ) -> Result<Hash, sqlx::Error> {
         debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
-        let (seq, previous) = match self.head {
-            Some(h) => h,
-            None => head(conn).await?,
-        };
+        let (seq, previous) = self.head(conn).await?;
         let seq = seq + 1;
-        if !self.columns.contains_key(table) {
-            let cols = columns(conn, table).await?;
-            self.columns.insert(table, cols);
-        }
-        let cols = &self.columns[table];
-        let bytes = canonical(conn, seq, table, rowid, cols)
+        let cols = self.columns_of(conn, table).await?.0.clone();
+        let bytes = canonical(conn, seq, table, rowid, &cols)
             .await?
             .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
         let hash = next_hash(&previous, &bytes);
-        sqlx::query("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES (?, ?, ?, ?)")
-            .bind(seq)
-            .bind(table)
-            .bind(rowid)
-            .bind(hash.as_slice())
-            .execute(&mut *conn)
-            .await?;
+        self.pending.push((seq, table, rowid, hash));
         self.head = Some((seq, hash));
+        self.flush(conn).await?;
         Ok(hash)
+    }
+
+    /// What an INSERT into `table` returns for [`Linker::link_returned`]: `RETURNING` and this
+    /// (the rowid, then every column `quote()`d, by name).
+    pub async fn returning(
+        &mut self,
+        conn: &mut SqliteConnection,
+        table: &'static str,
+    ) -> Result<String, sqlx::Error> {
+        Ok(self.columns_of(conn, table).await?.1.clone())
+    }
+
+    /// Chains a record from the row its INSERT returned (see [`Linker::returning`]); its chain
+    /// row is written by the next [`Linker::flush`].
+    pub async fn link_returned(
+        &mut self,
+        conn: &mut SqliteConnection,
+        table: &'static str,
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> Result<i64, sqlx::Error> {
+        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
+        let (seq, previous) = self.head(conn).await?;
+        let seq = seq + 1;
+        let rowid: i64 = row.try_get(0)?;
+        let cols = &self
+            .columns
+            .get(table)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("{table}: inserted without `returning`")))?
+            .0;
+        let values = (1..=cols.len())
+            .map(|k| row.try_get::<String, _>(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hash = next_hash(
+            &previous,
+            &canonical_bytes(seq, table, rowid, cols, &values),
+        );
+        self.pending.push((seq, table, rowid, hash));
+        self.head = Some((seq, hash));
+        Ok(rowid)
+    }
+
+    /// Writes the chain rows not yet written. An error must fail the transaction.
+    pub async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        for rows in self.pending.chunks(CHAIN_ROWS_PER_INSERT) {
+            let mut sql = String::from("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES ");
+            for k in 0..rows.len() {
+                sql.push_str(if k == 0 {
+                    "(?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?)"
+                });
+            }
+            let mut q = sqlx::query(&sql);
+            for (seq, table, rowid, hash) in rows {
+                q = q.bind(*seq).bind(*table).bind(*rowid).bind(hash.as_slice());
+            }
+            q.execute(&mut *conn).await?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    async fn head(&mut self, conn: &mut SqliteConnection) -> Result<(i64, Hash), sqlx::Error> {
+        if let Some(h) = self.head {
+            return Ok(h);
+        }
+        let h = head(conn).await?;
+        self.head = Some(h);
+        Ok(h)
+    }
+
+    /// The table's columns by name, and what its INSERT returns.
+    async fn columns_of(
+        &mut self,
+        conn: &mut SqliteConnection,
+        table: &'static str,
+    ) -> Result<&(Vec<String>, String), sqlx::Error> {
+        if !self.columns.contains_key(table) {
+            let cols = columns(conn, table).await?;
+            let mut returning = String::from("rowid");
+            for c in &cols {
+                returning.push_str(&format!(", quote(\"{c}\")"));
+            }
+            self.columns.insert(table, (cols, returning));
+        }
+        Ok(&self.columns[table])
     }
 }
 

@@ -128,14 +128,19 @@ impl Write {
         }
     }
 
-    /// Runs the statement inside the batch's transaction; returns the rowid written.
-    async fn apply(&self, conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    /// Runs the statement inside the batch's transaction; returns the row as written:
+    /// `returning` is what [`chain::Linker::returning`] said for the table.
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        returning: &str,
+    ) -> Result<sqlx::sqlite::SqliteRow, sqlx::Error> {
         match self {
-            Write::Intent(i, _) => sqlx::query(
+            Write::Intent(i, _) => sqlx::query(&format!(
                 "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
                  explanation, dry_run, escalate_at, escalation_of, account, region) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {returning}",
+            ))
             .bind(&i.at)
             .bind(i.sweep_id)
             .bind(&i.pipeline)
@@ -151,12 +156,11 @@ impl Write {
             .bind(&i.account)
             .bind(&i.region)
             .fetch_one(&mut *conn)
-            .await
-            .map(|row| row.get(0)),
-            Write::Outcome(stop_id, o, _) => sqlx::query(
+            .await,
+            Write::Outcome(stop_id, o, _) => sqlx::query(&format!(
                 "INSERT INTO stop_outcomes (stop_id, at, outcome, attempts, throttled, elapsed_ms, error, reconciled) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {returning}",
+            ))
             .bind(stop_id)
             .bind(ts(o.at))
             .bind(&o.outcome)
@@ -165,14 +169,13 @@ impl Write {
             .bind(o.elapsed.as_millis() as i64)
             .bind(&o.error)
             .bind(o.reconciled)
-            .execute(&mut *conn)
-            .await
-            .map(|_| *stop_id),
-            Write::GateIntent(g, _) => sqlx::query(
+            .fetch_one(&mut *conn)
+            .await,
+            Write::GateIntent(g, _) => sqlx::query(&format!(
                 "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run, \
                                     account, region) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            )
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {returning}",
+            ))
             .bind(&g.at)
             .bind(g.sweep_id)
             .bind(&g.pipeline)
@@ -184,18 +187,17 @@ impl Write {
             .bind(&g.account)
             .bind(&g.region)
             .fetch_one(&mut *conn)
-            .await
-            .map(|row| row.get(0)),
-            Write::GateOutcome(gate_id, outcome, error, _) => sqlx::query(
-                "INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?)",
-            )
+            .await,
+            Write::GateOutcome(gate_id, outcome, error, _) => sqlx::query(&format!(
+                "INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?) \
+                 RETURNING {returning}",
+            ))
             .bind(gate_id)
             .bind(ts(Utc::now()))
             .bind(outcome)
             .bind(error)
-            .execute(&mut *conn)
-            .await
-            .map(|_| *gate_id),
+            .fetch_one(&mut *conn)
+            .await,
         }
     }
 
@@ -230,14 +232,16 @@ async fn group_commit(
         let committed = async {
             let conn = conn.insert(pool.acquire().await?);
             let mut tx = conn.begin().await?;
-            // Made after the first write of the transaction has taken the write lock.
+            // Each record is chained from the values its INSERT returned, in the same
+            // transaction (the chain's head is read after the first write has taken the write
+            // lock); a failed link fails the batch (a row without its link would read as
+            // inserted behind the log's back).
             let mut linker = chain::Linker::default();
             for w in &batch {
-                match w.apply(&mut tx).await {
-                    // Chained in the same transaction; a failed link fails the batch (a row
-                    // without its link would read as inserted behind the log's back).
-                    Ok(rowid) => {
-                        linker.link(&mut tx, w.table(), rowid).await?;
+                let returning = linker.returning(&mut tx, w.table()).await?;
+                match w.apply(&mut tx, &returning).await {
+                    Ok(row) => {
+                        let rowid = linker.link_returned(&mut tx, w.table(), &row).await?;
                         results.push(Ok(rowid));
                     }
                     // A constraint or a trigger fails its statement alone: SQLite rolls back
@@ -249,6 +253,7 @@ async fn group_commit(
                     Err(e) => return Err(e),
                 }
             }
+            linker.flush(&mut tx).await?;
             tx.commit().await
         }
         .await;

@@ -150,6 +150,15 @@ async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_relea
     // Nothing more to do.
     assert_ok(&env.stopd(&["run", "--once"]).await);
     assert_eq!(gate_log(&env).await.len(), 4);
+    // Every gate action and outcome is chained (the writer chains them from what its INSERTs
+    // returned, several to a transaction).
+    let out = env.stopd(&["verify"]).await;
+    assert_ok(&out);
+    assert!(
+        text(&out.stdout).starts_with("audit log intact: "),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 /// A hold whose reason someone changed while stopd held it is theirs: left alone at the end.
