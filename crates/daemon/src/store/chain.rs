@@ -261,7 +261,8 @@ impl Linker {
                     ", (?, ?, ?, ?)"
                 });
             }
-            let mut q = sqlx::query(&sql);
+            // Not kept prepared: one statement for each batch size would fill the cache.
+            let mut q = sqlx::query(&sql).persistent(false);
             for (seq, table, rowid, hash) in rows {
                 q = q.bind(*seq).bind(*table).bind(*rowid).bind(hash.as_slice());
             }
