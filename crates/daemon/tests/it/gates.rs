@@ -312,3 +312,49 @@ async fn overlapping_gating_freezes_hold_until_the_last_ends() {
     assert_ok(&env.stopd(&["run", "--once"]).await);
     assert!(transitions(&env, "prod-web").iter().all(|t| t.1));
 }
+
+/// A pipeline's gates close as soon as discovery has read it, while the rest of the fleet is
+/// still being listed (they used to wait for the whole fleet's listing: seconds at a window
+/// edge at 1,000 pipelines).
+#[tokio::test]
+async fn gates_close_while_the_fleet_is_still_being_listed() {
+    let names: Vec<String> = (0..12).map(|k| format!("prod-{k:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let env = Env::new(&staged(&names)).await;
+    // One pipeline read at a time, 5 ms a call: the listing takes 12 round trips.
+    env.emulator.set_faults(stopd_emulator::FaultPlan {
+        latency: stopd_emulator::Latency {
+            fixed: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+        },
+        ..Default::default()
+    });
+    env.write_config(
+        "discovery_concurrency = 1",
+        &gated_freeze("2100-01-01T00:00:00Z", ""),
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let calls = env.emulator.calls();
+    let seq_of = |op: &str| -> Vec<u64> {
+        calls
+            .iter()
+            .filter(|c| c.operation == op)
+            .map(|c| c.seq)
+            .collect()
+    };
+    let (listed, gated) = (
+        seq_of("ListPipelineExecutions"),
+        seq_of("DisableStageTransition"),
+    );
+    assert_eq!((listed.len(), gated.len()), (12, 24));
+    let first_gate = gated.iter().min().unwrap();
+    let last_listing = listed.iter().max().unwrap();
+    assert!(
+        first_gate < last_listing,
+        "the first gate (call {first_gate}) waited for the last listing (call {last_listing})"
+    );
+    // And every one of them is closed.
+    for n in &names {
+        assert!(!transitions(&env, n)[1].1, "{n}");
+    }
+}
