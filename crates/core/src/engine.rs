@@ -446,8 +446,8 @@ impl Core {
     /// [`Core::discover`], also sending each pipeline to `sink` as soon as it has been read
     /// (with its active executions), so the caller can stop and gate while the rest is still
     /// being listed (listing, stopping and gating then overlap instead of adding up). Every
-    /// pipeline in scope is sent once, read or not (unless its task panicked). The sender is
-    /// dropped when discovery ends.
+    /// pipeline in scope is sent once, read or not (a read that panicked is a failure). The
+    /// sender is dropped when discovery ends.
     pub async fn discover_streaming(
         &self,
         in_scope: &(dyn Fn(&str) -> bool + Sync),
@@ -472,21 +472,40 @@ impl Core {
         let limit = self.inner.config.concurrency.max(1);
         let mut names = names.into_iter();
         let mut tasks = JoinSet::new();
+        // Whose task is whose, so that one that panicked is still reported (and sent).
+        let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
             while tasks.len() < limit {
                 let Some(name) = names.next() else { break };
                 let core = self.clone();
-                tasks.spawn(async move {
+                let task = name.clone();
+                let handle = tasks.spawn(async move {
                     let mut calls = CallCounts::default();
-                    let r = core.read_pipeline(&name, with_tags, &mut calls).await;
-                    (name, r, calls)
+                    let r = core.read_pipeline(&task, with_tags, &mut calls).await;
+                    (r, calls)
                 });
+                running.insert(handle.id(), name);
             }
-            let Some(joined) = tasks.join_next().await else {
+            let Some(joined) = tasks.join_next_with_id().await else {
                 break;
             };
-            let Ok((name, result, calls)) = joined else {
-                continue;
+            let (name, result, calls) = match joined {
+                Ok((id, (result, calls))) => {
+                    (running.remove(&id).unwrap_or_default(), result, calls)
+                }
+                Err(e) => {
+                    let error = ApiError {
+                        operation: "ListPipelineExecutions",
+                        kind: ErrorKind::Client,
+                        code: Some("Panicked".into()),
+                        message: format!("reading the pipeline failed inside stopd: {e}"),
+                    };
+                    (
+                        running.remove(&e.id()).unwrap_or_default(),
+                        Err(error),
+                        CallCounts::default(),
+                    )
+                }
             };
             out.calls.merge(&calls);
             // A closed receiver only means the caller stopped listening.

@@ -792,17 +792,21 @@ impl Sweeper {
             }
         }
         let Some(found) = found else {
-            // Shutdown during discovery: what was launched finishes and is recorded.
+            // Shutdown during discovery: what was launched finishes and is recorded, and so
+            // were the gates already begun.
             return Ok(SweepSummary {
                 result: SweepResult {
                     stops_decided: decided,
-                    errors: 1,
+                    errors: 1 + gate.failures.len(),
                     error: Some("shutdown began during discovery".into()),
                     ..SweepResult::default()
                 },
                 skipped_for_shutdown: skipped,
                 blind: true,
                 decided_at: start_at,
+                calls: gate.calls,
+                gates_closed: gate.closed_now,
+                gate_failures: gate.failures.len(),
                 ..SweepSummary::default()
             });
         };

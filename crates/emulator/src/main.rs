@@ -37,8 +37,8 @@ fn parse_fault(s: &str) -> Result<FaultRule, String> {
 /// fault plan). Several accounts: POST accounts, GET accounts, PUT roles (deny one),
 /// POST expire-sessions; add ?account=ID&region=R to address one account's world, and
 /// GET calls?all=true for every world's calls. GET calls also says the most requests that were
-/// in flight at once (max_in_flight) and how many TCP connections were accepted (connections),
-/// since the log was last cleared.
+/// in flight at once (max_in_flight) and how many TCP connections carried API calls
+/// (connections), since the log was last cleared.
 ///
 /// Many accounts (STS AssumeRole is served at the same address):
 ///

@@ -98,11 +98,18 @@ impl Emulator {
                     },
                 };
                 let _ = stream.set_nodelay(true);
-                emulator.count_connection();
                 let emulator = emulator.clone();
                 let token = token.clone();
                 tracker.spawn(async move {
-                    let service = service_fn(move |req| handle(emulator.clone(), req));
+                    // Counted at its first request, if that is an API call: a harness's admin
+                    // requests do not count against the client it measures.
+                    let first = std::cell::Cell::new(true);
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        if first.replace(false) && !req.uri().path().starts_with("/_emulator/") {
+                            emulator.count_connection();
+                        }
+                        handle(emulator.clone(), req)
+                    });
                     let conn =
                         http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);

@@ -40,8 +40,9 @@ pub struct World {
     pub in_flight: usize,
     /// The most API requests in flight at once since the call log was last cleared.
     pub max_in_flight: usize,
-    /// TCP connections the server accepted since the call log was last cleared: how well a
-    /// client reuses its connections (a new connection per call is a TLS handshake on AWS).
+    /// TCP connections that carried API calls (admin requests left out) since the call log was
+    /// last cleared: how well a client reuses its connections (a new connection per call is a
+    /// TLS handshake on AWS).
     pub connections: usize,
     /// Region in ARNs.
     pub region: String,
@@ -312,12 +313,12 @@ impl Emulator {
         w.connections = 0;
     }
 
-    /// Counts a TCP connection the server accepted.
+    /// Counts a TCP connection that carries API calls.
     pub fn count_connection(&self) {
         self.lock().connections += 1;
     }
 
-    /// TCP connections accepted since the call log was last cleared.
+    /// TCP connections that carried API calls since the call log was last cleared.
     pub fn connections(&self) -> usize {
         self.lock().connections
     }

@@ -369,8 +369,8 @@ async fn an_execution_listed_fifty_times_is_found_once() {
 #[tokio::test]
 async fn a_burst_of_calls_reuses_its_connections() {
     // 300 pipelines read 32 at a time, 10 ms a call: each connection carries many calls. (With
-    // at most 8 idle connections kept, every call past the 8th of a burst opened a new one:
-    // on AWS, a TLS handshake each.)
+    // at most 8 idle connections kept, 45-47 were opened here: a connection given back while 8
+    // were idle was closed, and a later call opened another; on AWS, a TLS handshake each.)
     let env = start_with(
         &fleet_fixture(300),
         CoreConfig {
@@ -392,8 +392,8 @@ async fn a_burst_of_calls_reuses_its_connections() {
     assert_eq!(found.executions.len(), 300);
     let opened = env.emulator.connections();
     assert!(
-        opened <= 36,
-        "{opened} connections for 301 calls at 32 in flight (at most 32, a few more if one \
-         closed early)"
+        opened <= 40,
+        "{opened} connections for 301 calls at 32 in flight (32 seen; a few more if hyper \
+         connects while a connection is being given back)"
     );
 }

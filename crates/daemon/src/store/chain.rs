@@ -175,9 +175,9 @@ pub async fn link(
 /// [`Linker::flush`]. At a window edge the group-commit writer chains thousands of records:
 /// five statements a record, each a round trip to SQLite's thread, were most of its time.
 ///
-/// Use one `Linker` per transaction, and only after the transaction's first write: the head it
-/// remembers is only the head while this transaction holds the write lock. Call
-/// [`Linker::flush`] before committing.
+/// Use one `Linker` per transaction, in a transaction that holds the write lock (`BEGIN
+/// IMMEDIATE`, or after its first write): the head it remembers is only the head while the
+/// write lock is held. Call [`Linker::flush`] before committing.
 #[derive(Debug, Default)]
 pub struct Linker {
     head: Option<(i64, Hash)>,

@@ -231,10 +231,13 @@ async fn group_commit(
         let mut conn = None;
         let committed = async {
             let conn = conn.insert(pool.acquire().await?);
-            let mut tx = conn.begin().await?;
+            // The write lock from the start (waiting `busy_timeout` for another process's
+            // write): the batch reads the schema before its first INSERT, and SQLite refuses
+            // at once, without waiting, to turn a read transaction into a write while another
+            // connection writes or has written since.
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
             // Each record is chained from the values its INSERT returned, in the same
-            // transaction (the chain's head is read after the first write has taken the write
-            // lock); a failed link fails the batch (a row without its link would read as
+            // transaction; a failed link fails the batch (a row without its link would read as
             // inserted behind the log's back).
             let mut linker = chain::Linker::default();
             for w in &batch {
@@ -1231,6 +1234,42 @@ mod tests {
         let v = store.verify().await.unwrap();
         assert!(v.intact(), "{:?}", v.problems);
         assert_eq!(v.records, 200);
+    }
+
+    /// Another process (`stopd freeze add`, `stopd exempt`, `stopd stop`) holding the write
+    /// lock makes the writer wait, not fail. Seen before the fix: the writer's transaction read
+    /// the schema before its first INSERT, and SQLite refuses at once (no busy wait) to turn a
+    /// read transaction into a write while another connection writes: the whole batch was
+    /// answered "not written".
+    #[tokio::test]
+    async fn a_write_waits_for_another_process_holding_the_write_lock() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let store = Store::open(&path).await.unwrap();
+        record(&store, &intent(0)).await.unwrap();
+        let mut other = SqliteConnection::connect_with(&Store::write_options(&path).unwrap())
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let names: Vec<_> = (1..20).map(intent).collect();
+        let writes = tokio::spawn({
+            let store = store.clone();
+            async move { record_all(&store, &names).await }
+        });
+        // SQLite's busy wait is real time: hold the lock a moment, then let go.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+        other.close().await.unwrap();
+        for r in writes.await.unwrap() {
+            r.unwrap();
+        }
+        assert_eq!(count(&path, "stops").await, 20);
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{:?}", v.problems);
     }
 
     #[tokio::test]
