@@ -698,7 +698,25 @@ impl Sweeper {
             Some(gtx),
             self.draining.clone(),
         );
+        // Stops are launched by a launcher of their own: launching waits for a free stop slot,
+        // and the consumer waiting there held back every later pipeline's reading and gates
+        // (at an edge with 647 stops, 64 at a time, most of the time).
+        let (ltx, mut lrx) = tokio::sync::mpsc::unbounded_channel::<Planned>();
+        let launcher = async {
+            let mut skipped = 0;
+            while let Some(p) = lrx.recv().await {
+                if !self
+                    .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                    .await
+                {
+                    skipped += 1;
+                }
+            }
+            skipped
+        };
         let consume = async {
+            // Moved in, so that the launcher ends when the consumer does.
+            let ltx = ltx;
             let mut names_tx = Some(names_tx);
             let (mut reading, mut gating_open) = (true, true);
             while reading || gating_open {
@@ -737,12 +755,7 @@ impl Sweeper {
                                 continue;
                             }
                             decided += 1;
-                            if !self
-                                .launch(core, semaphore, tasks, sweep_id, p, dry_run)
-                                .await
-                            {
-                                skipped += 1;
-                            }
+                            let _ = ltx.send(p);
                         }
                         // Its gates next (after its stops are deferred, so that the gates'
                         // answer always finds them).
@@ -764,19 +777,16 @@ impl Sweeper {
                                 continue;
                             }
                             decided += 1;
-                            if !self
-                                .launch(core, semaphore, tasks, sweep_id, p, dry_run)
-                                .await
-                            {
-                                skipped += 1;
-                            }
+                            let _ = ltx.send(p);
                         }
                     }
                 }
             }
             anyhow::Ok(())
         };
-        let (found, gate, consumed) = tokio::join!(discovery, gates, consume);
+        let (found, gate, consumed, not_launched) =
+            tokio::join!(discovery, gates, consume, launcher);
+        skipped += not_launched;
         consumed?;
         let gate = gate?;
         // Pipelines whose gates could not be reconciled: their stops go ahead.
