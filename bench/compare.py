@@ -330,7 +330,8 @@ def main():
                     after = [c for c in calls if c["wall_ms"] >= start_ms - 1000]
                     def rel(ms):
                         return f"{(ms - start_ms) / 1000:+.3f} s"
-                    for op in ("ListPipelines", "ListPipelineExecutions", "GetPipelineExecution", "StopPipelineExecution"):
+                    for op in ("ListPipelines", "ListPipelineExecutions", "GetPipelineExecution", "GetPipelineState",
+                               "DisableStageTransition", "StopPipelineExecution"):
                         at = [c["wall_ms"] for c in after if c["operation"] == op]
                         if at:
                             print(f"  {op}: {len(at)} calls, first {rel(min(at))}, last {rel(max(at))}")
