@@ -33,6 +33,19 @@ pub struct FaultPlan {
     pub rules: Vec<FaultRule>,
 }
 
+impl FaultPlan {
+    /// Only a fixed latency on every call (tests whose calls must overlap).
+    pub fn latency(fixed: Duration) -> FaultPlan {
+        FaultPlan {
+            latency: Latency {
+                fixed,
+                jitter: Duration::ZERO,
+            },
+            ..FaultPlan::default()
+        }
+    }
+}
+
 /// What one bucket of the default rate limit covers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

@@ -4,10 +4,9 @@
 use std::collections::BTreeSet;
 
 use stopd_core::{ActiveStatus, ErrorKind};
-use stopd_emulator::{Fault, FaultRule};
+use stopd_emulator::{Fault, FaultPlan, FaultRule};
 
 use stopd_core::CoreConfig;
-use stopd_emulator::Latency;
 
 use crate::common::{fast_retry, fleet_fixture, start, start_emulator, start_with};
 
@@ -43,13 +42,8 @@ async fn discovery_never_has_more_than_its_concurrency_in_flight() {
     )
     .await;
     // Each answer takes 20 ms, so requests overlap and the bound is what limits them.
-    env.emulator.set_faults(stopd_emulator::FaultPlan {
-        latency: Latency {
-            fixed: std::time::Duration::from_millis(20),
-            jitter: std::time::Duration::ZERO,
-        },
-        ..Default::default()
-    });
+    env.emulator
+        .set_faults(FaultPlan::latency(std::time::Duration::from_millis(20)));
     let found = env.core.discover(&|_| true, false).await;
     assert_eq!(found.executions.len(), 60);
     let most = env.emulator.max_in_flight();
@@ -381,13 +375,8 @@ async fn a_burst_of_calls_reuses_its_connections() {
         },
     )
     .await;
-    env.emulator.set_faults(stopd_emulator::FaultPlan {
-        latency: Latency {
-            fixed: std::time::Duration::from_millis(10),
-            jitter: std::time::Duration::ZERO,
-        },
-        ..Default::default()
-    });
+    env.emulator
+        .set_faults(FaultPlan::latency(std::time::Duration::from_millis(10)));
     let found = env.core.discover(&|_| true, false).await;
     assert_eq!(found.executions.len(), 300);
     let opened = env.emulator.connections();

@@ -322,13 +322,8 @@ async fn gates_close_while_the_fleet_is_still_being_listed() {
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let env = Env::new(&staged(&names)).await;
     // One pipeline read at a time, 5 ms a call: the listing takes 12 round trips.
-    env.emulator.set_faults(stopd_emulator::FaultPlan {
-        latency: stopd_emulator::Latency {
-            fixed: Duration::from_millis(5),
-            jitter: Duration::ZERO,
-        },
-        ..Default::default()
-    });
+    env.emulator
+        .set_faults(stopd_emulator::FaultPlan::latency(Duration::from_millis(5)));
     env.write_config(
         "discovery_concurrency = 1",
         &gated_freeze("2100-01-01T00:00:00Z", ""),
