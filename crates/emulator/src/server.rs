@@ -101,11 +101,11 @@ impl Emulator {
                 let emulator = emulator.clone();
                 let token = token.clone();
                 tracker.spawn(async move {
-                    // Counted at its first request, if that is an API call: a harness's admin
-                    // requests do not count against the client it measures.
-                    let first = std::cell::Cell::new(true);
+                    // Counted at its first API call: a harness's admin requests do not count
+                    // against the client it measures.
+                    let counted = std::cell::Cell::new(false);
                     let service = service_fn(move |req: Request<Incoming>| {
-                        if first.replace(false) && !req.uri().path().starts_with("/_emulator/") {
+                        if !req.uri().path().starts_with("/_emulator/") && !counted.replace(true) {
                             emulator.count_connection();
                         }
                         handle(emulator.clone(), req)
