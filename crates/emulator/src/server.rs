@@ -439,11 +439,7 @@ fn admin_route(
                 .find_map(|kv| kv.strip_prefix("since="))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            let calls: Vec<_> = emulator
-                .calls()
-                .into_iter()
-                .filter(|c| c.seq >= since)
-                .collect();
+            let calls = emulator.calls_since(since);
             json!({"counts": emulator.call_counts(), "max_in_flight": emulator.max_in_flight(), "connections": emulator.connections(), "calls": calls})
         }
         ("DELETE", "calls") => {

@@ -497,6 +497,14 @@ impl Emulator {
         self.lock().calls.clone()
     }
 
+    /// The calls served from sequence number `seq` on (only those are copied: a harness that
+    /// polls for new calls does not copy the whole log each time).
+    pub fn calls_since(&self, seq: u64) -> Vec<CallRecord> {
+        let w = self.lock();
+        let from = w.calls.partition_point(|c| c.seq < seq);
+        w.calls[from..].to_vec()
+    }
+
     /// Empties the call log.
     pub fn clear_calls(&self) {
         let mut w = self.lock();

@@ -285,6 +285,14 @@ async fn admin_api_moves_the_clock_and_lists_calls() {
     ok_call(addr, "ListPipelines", json!({})).await;
     let calls = admin("GET", "calls", "").await;
     assert_eq!(calls["counts"]["ListPipelines"], 1);
+    // ?since=N: the calls from sequence number N on; the counts are of every call.
+    ok_call(addr, "ListPipelines", json!({})).await;
+    let later = admin("GET", "calls?since=1", "").await;
+    assert_eq!(later["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(later["calls"][0]["seq"], 1);
+    assert_eq!(later["counts"]["ListPipelines"], 2);
+    // Each call above came on a connection of its own; the admin requests are not counted.
+    assert_eq!(later["connections"], 2);
     let state = admin("GET", "state?pipeline=prod-web", "").await;
     assert_eq!(state["pipelines"].as_array().unwrap().len(), 1);
     let bad = admin("PUT", "faults", r#"{"nonsense": 1}"#).await;
