@@ -310,14 +310,11 @@ pub async fn reconcile(
 ) -> Result<GateSummary> {
     let last = Arc::new(store.last_gates(core).await?);
     // Pipelines with a transition stopd holds, or whose last action's outcome is unknown.
-    let mut held: Vec<String> = Vec::new();
-    let mut held_set = HashSet::new();
-    for ((p, _), g) in last.iter() {
-        if (g.ours() || g.outcome == "pending") && held_set.insert(p.clone()) {
-            held.push(p.clone());
-        }
-    }
-    held.sort();
+    let held: std::collections::BTreeSet<String> = last
+        .iter()
+        .filter(|(_, g)| g.ours() || g.outcome == "pending")
+        .map(|((p, _), _)| p.clone())
+        .collect();
     let mut seen = HashSet::new();
     let mut queue: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let mut summary = GateSummary::default();
@@ -373,7 +370,7 @@ pub async fn reconcile(
             }
             got = pipelines.recv(), if reading && !stopping => match got {
                 Some(p) => {
-                    let wanted = held_set.contains(&p)
+                    let wanted = held.contains(&p)
                         || (policy.has_gates()
                             && !policy.gates(Utc::now(), &p, &core.tags_of(&p), extra).is_empty());
                     if wanted && seen.insert(p.clone()) {
