@@ -190,23 +190,24 @@ pub struct Linker {
 const CHAIN_ROWS_PER_INSERT: usize = 256;
 
 impl Linker {
-    /// Chains the record `table`/`rowid` just inserted (as [`link`]), at once.
+    /// Chains the record `table`/`rowid` just inserted (as [`link`]), at once: its row read
+    /// back as an INSERT would have returned it.
     pub async fn link(
         &mut self,
         conn: &mut SqliteConnection,
         table: &'static str,
         rowid: i64,
     ) -> Result<Hash, sqlx::Error> {
-        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
-        let (seq, previous) = self.head(conn).await?;
-        let seq = seq + 1;
-        let cols = self.columns_of(conn, table).await?.0.clone();
-        let bytes = canonical(conn, seq, table, rowid, &cols)
-            .await?
-            .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
-        let hash = next_hash(&previous, &bytes);
-        self.pending.push((seq, table, rowid, hash));
-        self.head = Some((seq, hash));
+        let returning = self.returning(conn, table).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {returning} FROM \"{table}\" WHERE rowid = ?"
+        ))
+        .bind(rowid)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
+        self.link_returned(conn, table, &row).await?;
+        let (_, hash) = self.head.expect("just linked");
         self.flush(conn).await?;
         Ok(hash)
     }
