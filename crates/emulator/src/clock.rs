@@ -5,6 +5,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Milliseconds since the Unix epoch, in the emulator's own time.
 pub type Millis = i64;
 
+/// The latest time the emulator can show: 9999-12-31T23:59:59.999Z. RFC 3339 has four-digit
+/// years, and every timestamp the emulator answers with must be writable as one.
+pub const MAX_MILLIS: Millis = 253_402_300_799_999;
+
+/// Whether `ms` is a time the emulator can be set to (the epoch up to [`MAX_MILLIS`]).
+pub fn in_range(ms: Millis) -> bool {
+    (0..=MAX_MILLIS).contains(&ms)
+}
+
 /// How the emulator tells time.
 #[derive(Debug, Clone)]
 pub enum Clock {
@@ -100,6 +109,12 @@ pub fn rfc3339(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_representable_instant_is_written_as_rfc3339() {
+        assert_eq!(rfc3339(MAX_MILLIS), "9999-12-31T23:59:59.999Z");
+        assert!(in_range(MAX_MILLIS) && !in_range(MAX_MILLIS + 1) && !in_range(-1));
+    }
 
     #[test]
     fn manual_clock_moves_only_forward() {

@@ -419,6 +419,32 @@ fn admin_route(
         ("GET", "clock") => clock_json(emulator),
         ("POST", "clock") => {
             let change: ClockChange = parse(body)?;
+            // Refused before anything moves: a time past year 9999 cannot be written in an
+            // answer (RFC 3339), and the clock never runs backwards, so it could not be undone.
+            let now = emulator.now();
+            let target = change
+                .advance
+                .map(|by| i64::try_from(by.as_millis()).map_or(None, |by| now.checked_add(by)));
+            let out_of_range = |what: String| {
+                AdminError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{what} is outside the emulator's clock range (0 to {} ms, {})",
+                        crate::clock::MAX_MILLIS,
+                        crate::clock::rfc3339(crate::clock::MAX_MILLIS)
+                    ),
+                )
+            };
+            if let Some(t) = target
+                && !t.is_some_and(crate::clock::in_range)
+            {
+                return Err(out_of_range("the advanced time".to_string()));
+            }
+            if let Some(ms) = change.set_ms
+                && !crate::clock::in_range(ms)
+            {
+                return Err(out_of_range(format!("set_ms {ms}")));
+            }
             if let Some(by) = change.advance {
                 emulator.advance(by);
             }

@@ -282,6 +282,23 @@ async fn admin_api_moves_the_clock_and_lists_calls() {
     };
     let clock = admin("POST", "clock", r#"{"advance": "90s"}"#).await;
     assert_eq!(clock["now_ms"].as_i64().unwrap(), before + 90_000);
+    // A time past year 9999 is refused (it once panicked the server), and the clock stays.
+    for far in [
+        r#"{"set_ms": 8210266876799000}"#,
+        r#"{"set_ms": -1}"#,
+        r#"{"advance": "100000years"}"#,
+    ] {
+        let refused = admin("POST", "clock", far).await;
+        let msg = refused["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("outside the emulator's clock range"),
+            "{far}: {refused}"
+        );
+    }
+    assert_eq!(
+        admin("GET", "clock", "").await["now_ms"].as_i64().unwrap(),
+        before + 90_000
+    );
     ok_call(addr, "ListPipelines", json!({})).await;
     let calls = admin("GET", "calls", "").await;
     assert_eq!(calls["counts"]["ListPipelines"], 1);
