@@ -510,14 +510,22 @@ impl Core {
             out.calls.merge(&calls);
             // A closed receiver only means the caller stopped listening.
             match result {
-                Ok(mut execs) => {
+                Ok((mut execs, cut)) => {
                     if let Some(sink) = &sink {
                         let _ = sink.send(PipelineRead {
-                            pipeline: name,
+                            pipeline: name.clone(),
                             executions: execs.clone(),
                         });
                     }
                     out.executions.append(&mut execs);
+                    // A listing cut short is a failure of the pipeline's read (loud: the sweep
+                    // is not a good one), but what it did return is real and is decided.
+                    if let Some(error) = cut {
+                        out.failures.push(PipelineFailure {
+                            pipeline: name,
+                            error,
+                        });
+                    }
                 }
                 Err(error) => {
                     if let Some(sink) = &sink {
@@ -576,12 +584,15 @@ impl Core {
         }
     }
 
+    /// The active executions of one pipeline. `Ok` with an error beside them when the listing
+    /// was cut short (a service that repeats a `nextToken`, or more than [`MAX_PAGES`] pages):
+    /// the executions of the pages read are real, and a sweep still decides them.
     async fn read_pipeline(
         &self,
         name: &str,
         with_tags: bool,
         calls: &mut CallCounts,
-    ) -> Result<Vec<ActiveExecution>, ApiError> {
+    ) -> Result<(Vec<ActiveExecution>, Option<ApiError>), ApiError> {
         let tags = if with_tags {
             self.tags(name, calls).await?
         } else {
@@ -604,6 +615,8 @@ impl Core {
         // previous sweep's newest, since everything after it is older.
         let mut newest_first = true;
         let mut previous_start: Option<DateTime<Utc>> = None;
+        // Why the listing ended before its last page, if it did.
+        let mut cut: Option<ApiError> = None;
         loop {
             let client = &self.inner.client;
             let t = token.clone();
@@ -648,7 +661,13 @@ impl Core {
                     active.push(a);
                 }
             }
-            token = pages.next("ListPipelineExecutions", page.next_token())?;
+            token = match pages.next("ListPipelineExecutions", page.next_token()) {
+                Ok(next) => next,
+                Err(e) => {
+                    cut = Some(e);
+                    None
+                }
+            };
             if token.is_none() {
                 break;
             }
@@ -663,6 +682,10 @@ impl Core {
             if !full && newest_first && reached_marker && unseen <= MAX_SINGLE_CHECKS {
                 break;
             }
+        }
+        if cut.is_some() {
+            // Nothing is remembered from a listing cut short: the next sweep reads it whole.
+            return Ok((active, cut));
         }
         let history_exhausted = token.is_none();
         if !full
@@ -696,7 +719,7 @@ impl Core {
                 full_scan_at,
             },
         );
-        Ok(active)
+        Ok((active, None))
     }
 
     /// The status of one execution: `Some` if it is still InProgress or Stopping, `None` if it

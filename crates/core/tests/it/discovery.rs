@@ -348,6 +348,27 @@ async fn a_repeated_next_token_ends_the_listing_instead_of_looping() {
     assert_eq!(found.calls.requests.get("ListPipelineExecutions"), Some(&2));
 }
 
+/// With a looping `nextToken`, the executions already returned on the first page were
+/// dropped with the rest of the listing: 0 of 200 executions past their timeout were stopped.
+/// The listing is cut short, loudly (a failure), and what it did return is still found.
+#[tokio::test]
+async fn a_listing_cut_short_by_a_repeated_token_keeps_what_it_read() {
+    // 251 running executions, 100 a page: the second page answers with the first page's
+    // token again, so two pages (200 executions) are read before the loop is seen.
+    let env = start(&parallel_fixture(250, 0)).await;
+    env.emulator.add_fault(FaultRule::new(
+        Some("ListPipelineExecutions"),
+        Fault::RepeatNextToken,
+    ));
+    let found = env.core.discover(&|_| true, false).await;
+    assert_eq!(found.failures.len(), 1, "{:?}", found.failures);
+    assert_eq!(
+        found.failures[0].error.code.as_deref(),
+        Some("PaginationLoop")
+    );
+    assert_eq!(found.executions.len(), 200);
+}
+
 /// An execution listed many times on one page is one execution (it got 50 stop calls).
 #[tokio::test]
 async fn an_execution_listed_fifty_times_is_found_once() {
