@@ -488,3 +488,73 @@ async fn the_html_report_is_self_contained_and_its_marks_are_where_the_data_says
         "no red gap on the screenshot"
     );
 }
+
+/// Under umask 000 the audit directory was created 0777 and `audit.db.lock` and the digest
+/// files 0666: anyone could replace the log or add a break-glass exemption. Whatever the umask,
+/// directories are 0700 and files 0600.
+#[tokio::test]
+async fn files_are_private_whatever_the_umask() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new(&fleet(&[("dev-a", "dev")])).await;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let private = env.dir.path().join("digest-key.pem");
+    std::fs::write(
+        &private,
+        key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let state = env.dir.path().join("state");
+    let db = state.join("audit.db");
+    let digests = state.join("digests");
+    std::fs::write(
+        env.config_path(),
+        format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[daemon]\ndatabase = \"{}\"\n\n\
+             [audit]\ndigest_dir = \"{}\"\nsigning_key = \"{}\"\n",
+            env.server.endpoint_url(),
+            db.display(),
+            digests.display(),
+            private.display()
+        ),
+    )
+    .unwrap();
+    // `sh -c 'umask 000; exec stopd run'`, with the harness's environment (exec: the pid that
+    // gets the signal is stopd's).
+    let template = env.command(&["run"]);
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", "umask 000; exec \"$0\" \"$@\"", BIN, "run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let daemon = c.spawn().unwrap();
+    // A digest is written at start.
+    let digested = wait_for(std::time::Duration::from_secs(20), || {
+        std::fs::read_dir(&digests).is_ok_and(|mut d| d.next().is_some())
+    })
+    .await;
+    signal(&daemon, "TERM");
+    let out = wait_exit(daemon, std::time::Duration::from_secs(20)).await;
+    assert!(digested, "no digest written: {}", text(&out.stderr));
+    assert_ok(&out);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700, "audit directory");
+    assert_eq!(mode(&db), 0o600, "audit.db");
+    assert_eq!(mode(&state.join("audit.db.lock")), 0o600, "audit.db.lock");
+    assert_eq!(mode(&digests), 0o700, "digest directory");
+    let files: Vec<_> = std::fs::read_dir(&digests)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!files.is_empty(), "no digest written");
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}
