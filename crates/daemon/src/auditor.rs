@@ -22,19 +22,26 @@ pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<Exi
         let mut v = store.verify().await?;
         let mut read = None;
         if let Some((dir, key)) = digests {
-            let (n, problems) = crate::digest::check(&store, dir, key, v.head_seq).await?;
-            v.problems.extend(problems);
-            read = Some(n);
+            let running = crate::status::daemon_running(&cfg.daemon.database).0;
+            let c = crate::digest::check(&store, dir, key, v.head_seq, running).await?;
+            v.problems.extend(c.problems);
+            read = Some((c.read, c.uncovered));
         }
         anyhow::Ok((v, read))
     }
     .await;
     store.close().await;
     let (v, digests_read) = checked?;
-    if let Some(n) = digests_read
+    if let Some((n, uncovered)) = digests_read
         && v.intact()
     {
         println!("{n} digest(s) signed and consistent with the log");
+        if uncovered > 0 {
+            println!(
+                "{uncovered} record(s) after the newest digest are not yet covered by a signature \
+                 (the next digest covers them; digests alone cannot show records cut from there)"
+            );
+        }
     }
     if v.intact() {
         println!(

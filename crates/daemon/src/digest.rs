@@ -143,7 +143,7 @@ impl Digester {
         let name = format!("stopd-digest-{}.json", now.format("%Y%m%dT%H%M%S%.3fZ"));
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&file)?)
+        write_private(&tmp, &serde_json::to_vec_pretty(&file)?)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path)?;
         Ok(path)
@@ -171,15 +171,35 @@ impl Digester {
     }
 }
 
+/// How late a digest may be against when it is expected (at start, every [`EVERY`], at a
+/// clean stop) before its absence is reported.
+const SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// What [`check`] found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Digest files read.
+    pub read: usize,
+    /// Problems found (empty: consistent).
+    pub problems: Vec<String>,
+    /// Records of the log after the newest digest's head: not yet covered by a signature (a
+    /// record appended after the last digest cannot be caught by digests alone).
+    pub uncovered: i64,
+}
+
 /// Checks the digests in `dir` with `public_key` (PEM) against the log in `store`, whose chain
-/// was verified intact up to `verified_seq`; returns the problems found (empty: consistent)
-/// and how many digests were read.
+/// was verified intact up to `verified_seq`. Besides each digest's signature, its link to the
+/// previous one and the record it signed, the set of digests is held to the daemon's
+/// lifecycle: a digest at each start, one every hour while it ran, one at each clean stop.
+/// `daemon_running` says whether a daemon holds the database now (a run with no stop is then
+/// not a cut).
 pub async fn check(
     store: &Store,
     dir: &Path,
     public_key: &Path,
     verified_seq: i64,
-) -> Result<(usize, Vec<String>)> {
+    daemon_running: bool,
+) -> Result<Checked> {
     let pem = std::fs::read_to_string(public_key)
         .with_context(|| format!("cannot read the public key {}", public_key.display()))?;
     let key = VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
@@ -194,6 +214,12 @@ pub async fn check(
     }
     let mut problems = Vec::new();
     let mut previous: Option<(String, String)> = None; // (name, sha256 of its bytes)
+    // When each digest was written, and its name.
+    let mut times: Vec<(DateTime<Utc>, String)> = Vec::new();
+    // The oldest digest's name, and whether it names a previous digest.
+    let mut first_link: Option<(String, bool)> = None;
+    // The newest record any digest signed.
+    let mut newest_seq = 0_i64;
     for path in &files {
         let name = path
             .file_name()
@@ -245,9 +271,160 @@ pub async fn check(
                 ));
             }
         }
+        if let Ok(at) = DateTime::parse_from_rfc3339(&file.at) {
+            times.push((at.with_timezone(&Utc), name.clone()));
+        }
+        if first_link.is_none() {
+            first_link = Some((name.clone(), file.previous_digest_hash.is_some()));
+        }
+        newest_seq = newest_seq.max(file.head_seq);
         previous = Some((name, this_hash));
     }
-    Ok((files.len(), problems))
+    if let Some((name, true)) = first_link {
+        problems.push(format!(
+            "digest {name} follows a digest that is not in {}: the oldest digest(s) were removed",
+            dir.display()
+        ));
+    }
+    let events = store.events(None, None).await?;
+    problems.extend(lifecycle_gaps(&events, &times, daemon_running, Utc::now()));
+    let (head, _) = store.chain_head().await?;
+    Ok(Checked {
+        read: files.len(),
+        problems,
+        uncovered: (head - newest_seq).max(0),
+    })
+}
+
+/// One run of the daemon, from its lifecycle events.
+#[derive(Debug)]
+struct Run {
+    /// Its start.
+    from: DateTime<Utc>,
+    /// Its clean stop; `Err(last sign of life)` for an unclean stop; `None` while open.
+    to: Option<Result<DateTime<Utc>, DateTime<Utc>>>,
+    /// Its pid.
+    pid: i64,
+}
+
+/// The digests missing from what the daemon's runs promise: one within [`SLACK`] of each start,
+/// one every [`EVERY`] (plus slack) while it ran, one at each clean stop. Runs that started
+/// before the oldest digest are not held to it (digests may have been turned on later; a removed
+/// oldest digest is found by its successor's link). A run with no stop while no daemon is
+/// running is the end of the log cut short, or a daemon killed and not restarted: either way it
+/// is reported.
+fn lifecycle_gaps(
+    events: &[crate::store::events::EventRecord],
+    digests: &[(DateTime<Utc>, String)],
+    daemon_running: bool,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let Some(oldest) = digests.iter().map(|(t, _)| *t).min() else {
+        return Vec::new();
+    };
+    let parse = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let mut runs: Vec<Run> = Vec::new();
+    for e in events {
+        let Some(at) = parse(&e.at) else { continue };
+        match e.event.as_str() {
+            "start" => runs.push(Run {
+                from: at,
+                to: None,
+                pid: e.pid,
+            }),
+            "stop" | "unclean_stop" => {
+                if let Some(run) = runs
+                    .iter_mut()
+                    .rev()
+                    .find(|r| r.pid == e.pid && r.to.is_none())
+                {
+                    run.to = Some(if e.event == "stop" { Ok(at) } else { Err(at) });
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    let n = runs.len();
+    for (i, run) in runs.iter().enumerate() {
+        if run.from + SLACK < oldest {
+            continue;
+        }
+        let end = match run.to {
+            Some(Ok(t) | Err(t)) => t,
+            None if daemon_running && i + 1 == n => now,
+            None => {
+                problems.push(format!(
+                    "the log ends inside a run: the daemon (pid {}) started at {} has no stop \
+                     recorded and none is running now: it was killed and not restarted, or the \
+                     end of the log (and its newest digests) was removed",
+                    run.pid,
+                    ts(run.from)
+                ));
+                continue;
+            }
+        };
+        let inside: Vec<DateTime<Utc>> = digests
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t >= run.from - SLACK && *t <= end + SLACK)
+            .collect();
+        let mut expected_by = run.from + SLACK;
+        for t in &inside {
+            if *t > expected_by {
+                problems.push(format!(
+                    "no digest from {} to {} while the daemon (pid {}) ran: digest(s) removed",
+                    ts(expected_by - SLACK),
+                    ts(*t),
+                    run.pid
+                ));
+            }
+            expected_by = *t + chrono::TimeDelta::from_std(EVERY).unwrap_or_default() + SLACK;
+        }
+        let last = inside.last().copied();
+        let covered_to = last.unwrap_or(run.from);
+        let clean = matches!(run.to, Some(Ok(_)));
+        let missing_at_end = if clean {
+            last.is_none_or(|t| t + SLACK < end)
+        } else {
+            end > expected_by
+        };
+        if missing_at_end {
+            problems.push(format!(
+                "no digest from {} to {} while the daemon (pid {}) ran{}: digest(s) removed",
+                ts(covered_to),
+                ts(end),
+                run.pid,
+                if clean {
+                    " (one is written at each clean stop)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    problems
+}
+
+/// Writes a new file readable by its owner alone, whatever the umask (under umask 000 digest
+/// files were made 0666).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]
@@ -323,12 +500,17 @@ mod tests {
         }
         let (head, _) = store.chain_head().await.unwrap();
         assert_eq!(head, 12);
-        let (n, problems) = check(&store, &digests, &public, head).await.unwrap();
+        let Checked {
+            read: n, problems, ..
+        } = check(&store, &digests, &public, head, false).await.unwrap();
         assert_eq!((n, problems.len()), (3, 0), "{problems:?}");
 
         // Another key: every signature is refused.
         let (_, other) = keys(tmp.path(), 2);
-        let (_, problems) = check(&store, &digests, &other, head).await.unwrap();
+        let problems = check(&store, &digests, &other, head, false)
+            .await
+            .unwrap()
+            .problems;
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
             problems[0].contains("signature does not match"),
@@ -359,7 +541,10 @@ mod tests {
             v.problems.iter().all(|p| p.contains("append-only trigger")),
             "{v:?}"
         );
-        let (_, problems) = check(&cut, &digests, &public, v.head_seq).await.unwrap();
+        let problems = check(&cut, &digests, &public, v.head_seq, false)
+            .await
+            .unwrap()
+            .problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with("the log was cut short"),
@@ -370,7 +555,10 @@ mod tests {
         // Rebuilt: a new log of the same length (its chain intact, its records not those).
         let rebuilt = Store::open(&tmp.path().join("rebuilt.db")).await.unwrap();
         sweeps(&rebuilt, 6).await;
-        let (_, problems) = check(&rebuilt, &digests, &public, 12).await.unwrap();
+        let problems = check(&rebuilt, &digests, &public, 12, false)
+            .await
+            .unwrap()
+            .problems;
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
             problems
@@ -381,7 +569,10 @@ mod tests {
 
         // A digest removed from the middle.
         std::fs::remove_file(&names[1]).unwrap();
-        let (_, problems) = check(&store, &digests, &public, head).await.unwrap();
+        let problems = check(&store, &digests, &public, head, false)
+            .await
+            .unwrap()
+            .problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("does not follow"), "{problems:?}");
     }
@@ -423,7 +614,115 @@ mod tests {
             .write(&store, Utc::now())
             .await
             .unwrap();
-        let (n, problems) = check(&store, &digests, &public, 2).await.unwrap();
-        assert_eq!((n, problems), (1, Vec::<String>::new()));
+        let c = check(&store, &digests, &public, 2, false).await.unwrap();
+        assert_eq!((c.read, c.problems), (1, Vec::<String>::new()));
+    }
+
+    fn event(at: &str, event: &str, pid: i64) -> crate::store::events::EventRecord {
+        crate::store::events::EventRecord {
+            id: 0,
+            at: at.into(),
+            event: event.into(),
+            pid,
+            version: None,
+            policy_hash: None,
+            result: None,
+            detail: None,
+        }
+    }
+
+    fn at(s: &str) -> (DateTime<Utc>, String) {
+        (s.parse().unwrap(), s.to_string())
+    }
+
+    /// A run from 10:00 to 12:30 wrote digests at 10:00, 11:00, 12:00 and 12:30. Removing the
+    /// oldest digest (with its successor's link checked elsewhere), one in the middle, or the
+    /// newest while the log was cut after the first: each is reported; all present is clean.
+    #[test]
+    fn digests_missing_from_a_run_are_reported() {
+        let now: DateTime<Utc> = "2026-12-04T18:00:00Z".parse().unwrap();
+        let run = [
+            event("2026-12-04T10:00:00.000Z", "start", 7),
+            event("2026-12-04T12:30:00.000Z", "stop", 7),
+        ];
+        let all = [
+            at("2026-12-04T10:00:01Z"),
+            at("2026-12-04T11:00:01Z"),
+            at("2026-12-04T12:00:01Z"),
+            at("2026-12-04T12:30:00Z"),
+        ];
+        assert_eq!(lifecycle_gaps(&run, &all, false, now), Vec::<String>::new());
+        // The middle one gone: two hours without a digest.
+        let gaps = lifecycle_gaps(
+            &run,
+            &[all[0].clone(), all[2].clone(), all[3].clone()],
+            false,
+            now,
+        );
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].contains("to 2026-12-04T12:00:01"), "{gaps:?}");
+        // The one at the clean stop gone.
+        let gaps = lifecycle_gaps(&run, &all[..3], false, now);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].contains("clean stop"), "{gaps:?}");
+        // Truncated after the first digest (the stop record gone too) and the newest removed:
+        // the log ends inside a run, and no daemon runs.
+        let cut = &run[..1];
+        let gaps = lifecycle_gaps(cut, &all[..1], false, now);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].starts_with("the log ends inside a run"), "{gaps:?}");
+        // The same log while a daemon runs: an open run, and its hourly digests are overdue.
+        let gaps = lifecycle_gaps(cut, &all[..1], true, now);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].contains("to 2026-12-04T18:00:00"), "{gaps:?}");
+        // ... and none are overdue within the hour.
+        let soon: DateTime<Utc> = "2026-12-04T10:30:00Z".parse().unwrap();
+        assert_eq!(
+            lifecycle_gaps(cut, &all[..1], true, soon),
+            Vec::<String>::new()
+        );
+        // A run before digests were turned on is not held to them.
+        let mut earlier = vec![
+            event("2026-12-01T10:00:00.000Z", "start", 3),
+            event("2026-12-01T11:00:00.000Z", "stop", 3),
+        ];
+        earlier.extend(run.iter().cloned());
+        assert_eq!(
+            lifecycle_gaps(&earlier, &all, false, now),
+            Vec::<String>::new()
+        );
+    }
+
+    /// Deleting the oldest digest file passed `verify --digests`: the one after it names a
+    /// previous digest that is no longer there.
+    #[tokio::test]
+    async fn the_oldest_digest_removed_is_found_and_uncovered_records_counted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (private, public) = keys(tmp.path(), 3);
+        let digests = tmp.path().join("digests");
+        let d = digester(&digests, &private);
+        let store = Store::open(&tmp.path().join("audit.db")).await.unwrap();
+        let t0 = Utc::now();
+        let mut names = Vec::new();
+        for k in 0..2 {
+            sweeps(&store, 1).await;
+            names.push(
+                d.write(&store, t0 + chrono::Duration::hours(k))
+                    .await
+                    .unwrap(),
+            );
+        }
+        sweeps(&store, 1).await; // two records after the newest digest
+        let (head, _) = store.chain_head().await.unwrap();
+        let c = check(&store, &digests, &public, head, false).await.unwrap();
+        assert_eq!((c.problems.len(), c.uncovered), (0, 2), "{:?}", c.problems);
+        std::fs::remove_file(&names[0]).unwrap();
+        let c = check(&store, &digests, &public, head, false).await.unwrap();
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert!(
+            c.problems[0].contains("the oldest digest(s) were removed"),
+            "{:?}",
+            c.problems
+        );
     }
 }
