@@ -309,6 +309,34 @@ fn file_warning(path: &Path) -> Option<String> {
     }
 }
 
+/// Why `[daemon] database` cannot be an audit database `run` could open, if it cannot: `check`
+/// once passed `"\u0000"`, `"/"` and a directory, which `run` then failed to open.
+fn database_problem(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().is_empty() {
+        // SQLite reads "" as a private temporary database that vanishes at exit: an audit
+        // log nobody could ever read.
+        return Some("must name a file (an empty path would be a temporary database that vanishes with the process)".into());
+    }
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Some("must not contain a NUL character".into());
+    }
+    if path.file_name().is_none() || path.as_os_str().as_bytes().ends_with(b"/") {
+        return Some(format!(
+            "must name a file, not a directory ({})",
+            path.display()
+        ));
+    }
+    if path.is_dir() {
+        return Some(format!(
+            "{} is a directory: name a file in it, e.g. {}",
+            path.display(),
+            path.join("audit.db").display()
+        ));
+    }
+    None
+}
+
 /// Checks an endpoint URL; `Err` says why it cannot be used, `Ok(Some)` warns.
 fn check_endpoint(text: &str) -> Result<Option<String>, String> {
     let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
@@ -426,18 +454,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             ));
         }
     }
-    if daemon
-        .database
-        .as_ref()
-        .is_some_and(|d| d.as_os_str().is_empty())
-    {
-        // SQLite reads "" as a private temporary database that vanishes at exit: an audit
-        // log nobody could ever read.
-        problems.push(key_problem(
-            "daemon",
-            "database",
-            "must name a file (an empty path would be a temporary database that vanishes with the process)".into(),
-        ));
+    if let Some(problem) = daemon.database.as_deref().and_then(database_problem) {
+        problems.push(key_problem("daemon", "database", problem));
     }
     let mut warnings = Vec::new();
     if let Some(url) = &aws.endpoint_url {
@@ -972,6 +990,31 @@ end = \"2027-01-04T09:00:00\"
                 2,
                 "daemon.database",
                 "must name a file",
+            ),
+            // These passed `check`, and `run` could not open them.
+            (
+                "[daemon]\ndatabase = \"\\u0000\"\n",
+                2,
+                "daemon.database",
+                "NUL character",
+            ),
+            (
+                "[daemon]\ndatabase = \"/\"\n",
+                2,
+                "daemon.database",
+                "not a directory",
+            ),
+            (
+                "[daemon]\ndatabase = \"/var/lib/stopd/\"\n",
+                2,
+                "daemon.database",
+                "not a directory",
+            ),
+            (
+                "[daemon]\ndatabase = \"/tmp\"\n",
+                2,
+                "daemon.database",
+                "is a directory",
             ),
             (
                 "[[freeze]]\nname = \"w\"\ncron = \"0 18 * * FRI\"\nduration = \"99999999999h\"\n",

@@ -36,7 +36,8 @@ pub fn init_logging(default_level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .fmt_fields(escaping_fields());
     if json {
         builder.json().init();
     } else if journald {
@@ -49,6 +50,24 @@ pub fn init_logging(default_level: &str) {
     } else {
         builder.with_ansi(false).init();
     }
+}
+
+/// Text fields as tracing writes them (`message` bare, others `name=value`), with control
+/// characters escaped: a pipeline name, rule or reason from a policy, the API or a command line
+/// (`stopd stop --pipeline $'\e[2J'`) must not reach a terminal or the journal raw. (The JSON
+/// format escapes by itself.)
+fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::output::escape(&text);
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ")
 }
 
 /// Whether stderr is the journal's stream (`$JOURNAL_STREAM` names its device and inode), as

@@ -520,3 +520,27 @@ async fn an_exemption_from_one_rule_leaves_the_others_in_force() {
         "{table}"
     );
 }
+
+/// `stopd stop --pipeline $'\e[2J..'` put the escape sequence raw into the log's `pipeline=`
+/// field (and so into a terminal or the journal); log fields are escaped like table cells.
+#[tokio::test]
+async fn logs_escape_control_characters_from_a_command_line() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config("", "");
+    let a = active(&env, "prod-a");
+    let out = env
+        .stopd(&[
+            "stop",
+            "--pipeline",
+            "\u{1b}[2Jprod-a",
+            "--execution",
+            &a,
+            "--reason",
+            "\u{1b}[31mINC-9\nforged line",
+        ])
+        .await;
+    let err = text(&out.stderr);
+    assert!(!err.contains('\u{1b}'), "raw ESC in the log: {err:?}");
+    assert!(err.contains("\\u{1b}[2Jprod-a"), "{err}");
+    assert!(err.lines().all(|l| !l.starts_with("forged line")), "{err}");
+}
