@@ -102,6 +102,24 @@ async fn pending_escalations(store: &Store) -> Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// Below this many free bytes the audit database's filesystem counts as full: a commit writes
+/// several pages to the write-ahead log, and an fsync'ed log has no use for a nearly full disk.
+const DISK_FULL_BELOW: u64 = 1024 * 1024;
+
+/// The directory of the audit database (where its write-ahead log grows).
+fn database_dir(database: &Path) -> &Path {
+    match database.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Bytes an unprivileged process may still write on the audit database's filesystem.
+fn free_bytes(database: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(database_dir(database)).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
 /// Whether a `stopd run` holds the lock of `database`, and the pid its lock file records.
 pub fn daemon_running(database: &Path) -> (bool, Option<u32>) {
     let path = crate::lock::lock_path(database);
@@ -172,6 +190,8 @@ pub struct Status {
     pub exemptions_active: Vec<String>,
     /// Finish stops waiting for their escalation deadline.
     pub pending_escalations: usize,
+    /// Bytes free to the daemon on the audit database's filesystem (`None`: unknown).
+    pub database_free_bytes: Option<u64>,
 }
 
 /// Rules of `policy` in force at `now`.
@@ -226,6 +246,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         gates_closed: Vec::new(),
         exemptions_active: Vec::new(),
         pending_escalations: 0,
+        database_free_bytes: free_bytes(&cfg.daemon.database),
     };
     let store = if cfg.daemon.database.exists() {
         Some(Store::open_read_only(&cfg.daemon.database).await?)
@@ -319,6 +340,17 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             Some(_) => None,
         }
     };
+    // A daemon that cannot write its audit log records no sweep and goes stale; name the cause
+    // when it is a full disk (the database cannot say so itself: it cannot be written).
+    if let (true, Some(problem), Some(free)) =
+        (running, &status.problem, status.database_free_bytes)
+        && free < DISK_FULL_BELOW
+    {
+        status.problem = Some(format!(
+            "disk full: {} has {free} bytes free, so the daemon cannot write its audit log ({problem})",
+            database_dir(&cfg.daemon.database).display()
+        ));
+    }
     status.healthy = status.problem.is_none();
     Ok(status)
 }

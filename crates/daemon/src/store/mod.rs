@@ -279,7 +279,8 @@ async fn group_commit(
                 // the reverse: every later "commit" then only released a savepoint inside a
                 // transaction that was never committed, and writes were answered "committed"
                 // and lost, even after space was freed. A new connection starts clean; closing
-                // this one rolls back whatever it held.
+                // this one rolls back whatever it held. (The pool's check on release,
+                // [`out_of_transaction`], would retire it too; this says so where it happens.)
                 if let Some(c) = conn.as_mut() {
                     c.close_on_drop();
                 }
@@ -289,6 +290,36 @@ async fn group_commit(
             }
         }
     }
+}
+
+/// Whether a connection going back to the pool is out of every transaction, by SQLite's own
+/// account and by sqlx's; if not, the pool closes it (closing rolls back whatever it held) and
+/// opens a fresh one for the next user.
+///
+/// Why both: after a COMMIT that failed for a full disk, SQLite has already rolled the
+/// transaction back, but sqlx still counts it open; the ROLLBACK that dropping the transaction
+/// queues then fails ("no transaction is active"), and every later BEGIN on that connection
+/// failed with "attempted to call begin_with at non-zero transaction depth", for as long as the
+/// process ran. The reverse (SQLite still in a transaction that sqlx counts closed) would
+/// turn every later commit into a no-op.
+async fn out_of_transaction(conn: &mut SqliteConnection) -> bool {
+    // The ping runs on the connection's worker after anything queued before it (the rollback a
+    // dropped transaction queued), so the count read next is settled.
+    let clean = conn.ping().await.is_ok()
+        && !conn.is_in_transaction()
+        // sqlx counts none open, and SQLite must agree: its BEGIN fails inside a transaction (a
+        // deferred BEGIN and its ROLLBACK take no lock).
+        && match conn.begin().await {
+            Ok(tx) => tx.rollback().await.is_ok(),
+            Err(_) => false,
+        }
+        && !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!(
+            "closing an audit database connection left inside a failed transaction; the next write opens a fresh one"
+        );
+    }
+    clean
 }
 
 /// Whether a failed statement leaves its transaction intact: SQLITE_CONSTRAINT (a key, a
@@ -628,9 +659,14 @@ impl Store {
             create(path).await?;
         }
         let options = Self::write_options(path)?;
-        // One connection: one writer, and statements from concurrent stops queue on it.
+        // One connection: one writer, and statements from concurrent stops queue on it. A
+        // connection goes back to the pool only out of every transaction, else it is closed
+        // and the next user gets a fresh one ([`out_of_transaction`]): every write path, the
+        // group-commit writer's and [`Store::begin_write`]'s alike, recovers from a failed
+        // BEGIN or COMMIT (a full disk) by itself.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| Box::pin(async move { Ok(out_of_transaction(conn).await) }))
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the audit database {}", path.display()))?;
@@ -1312,16 +1348,24 @@ mod tests {
     struct SmallFs(std::path::PathBuf);
 
     impl SmallFs {
-        /// `None` (the test then says it was skipped) where mounting is not allowed.
-        fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        /// Mounts it, or fails the test saying why (mounting needs root, as CI has): a test
+        /// that cannot fill a real filesystem proves nothing, so it is not skipped.
+        fn mount(at: &Path, size: &str) -> SmallFs {
             std::fs::create_dir_all(at).unwrap();
-            let ok = std::process::Command::new("mount")
+            let out = std::process::Command::new("mount")
                 .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
                 .arg(at)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then(|| SmallFs(at.to_path_buf()))
+                .output();
+            match out {
+                Ok(o) if o.status.success() => SmallFs(at.to_path_buf()),
+                Ok(o) => panic!(
+                    "cannot mount a {size} tmpfs at {} (this test fills a real filesystem and \
+                     needs root, as CI has): {}",
+                    at.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => panic!("cannot run mount(8) to mount a tmpfs: {e}"),
+            }
         }
     }
 
@@ -1348,15 +1392,11 @@ mod tests {
     /// an error (so no stop is made on its strength), and the writer works again by itself once
     /// there is room. Seen before the fix: after the first failed commit every later write was
     /// answered "committed" and lost, even after space was freed. A real filesystem that runs
-    /// out of space (a 1 MiB tmpfs: mounting needs root, as CI has; elsewhere the test says it
-    /// was skipped).
+    /// out of space (a 1 MiB tmpfs: mounting needs root, as CI has).
     #[tokio::test]
     async fn a_really_full_filesystem_loses_no_answered_write_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(fs) = SmallFs::mount(&dir.path().join("small"), "1m") else {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return;
-        };
+        let fs = SmallFs::mount(&dir.path().join("small"), "1m");
         let path = fs.0.join("audit.db");
         let store = Store::open(&path).await.unwrap();
         let first = record(&store, &intent(0)).await.unwrap();
@@ -1392,6 +1432,59 @@ mod tests {
             "answered Ok = on disk"
         );
         assert_eq!(count(&path, "stop_outcomes").await, 2);
+        drop(fs);
+    }
+
+    /// Disk full on a write outside the group-commit writer (a sweep's record, a lifecycle
+    /// event): the failed COMMIT leaves no pooled connection stuck, so every write after it
+    /// fails for the full disk alone, and writing works again by itself once there is room.
+    /// Seen before the fix: SQLite rolled the failed transaction back itself, sqlx still counted
+    /// it open and its ROLLBACK failed, and every later write on that connection failed with
+    /// "attempted to call begin_with at non-zero transaction depth" until a restart.
+    #[tokio::test]
+    async fn a_failed_commit_on_a_full_filesystem_leaves_the_pool_writable_once_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = SmallFs::mount(&dir.path().join("small"), "1m");
+        let path = fs.0.join("audit.db");
+        let store = Store::open(&path).await.unwrap();
+        let at = Utc::now();
+        store.begin_sweep(at, "schedule", false).await.unwrap();
+        let filler = fill(&fs.0);
+        // Each write fails for the full disk alone (or succeeds: closing a retired connection
+        // checkpoints and removes the write-ahead log, which can free room).
+        let (mut sweeps, mut events, mut refused) = (1, 0, 0);
+        for attempt in 0..3 {
+            let results = [
+                (
+                    "sweep",
+                    store.begin_sweep(at, "schedule", false).await.map(|_| ()),
+                ),
+                ("event", store.record_stop(at).await),
+            ];
+            for (what, r) in results {
+                match r {
+                    Ok(()) if what == "sweep" => sweeps += 1,
+                    Ok(()) => events += 1,
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        assert!(e.contains("disk is full"), "attempt {attempt}, {what}: {e}");
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        assert!(refused > 0, "a full filesystem refused nothing");
+        std::fs::remove_file(&filler).unwrap();
+        // Room again: the same store writes again on every path, without a restart.
+        store.begin_sweep(at, "schedule", false).await.unwrap();
+        record(&store, &intent(1)).await.unwrap();
+        store.record_stop(at).await.unwrap();
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{:?}", v.problems);
+        store.close().await;
+        assert_eq!(count(&path, "sweeps").await, sweeps + 1);
+        assert_eq!(count(&path, "stops").await, 1);
+        assert_eq!(count(&path, "lifecycle_events").await, events + 1);
         drop(fs);
     }
 

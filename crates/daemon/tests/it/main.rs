@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod config_cli;
 mod daemon;
+mod disk_full;
 mod gates;
 mod iam;
 mod notify;
