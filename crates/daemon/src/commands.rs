@@ -1151,17 +1151,18 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
             &mut out,
             q.output,
             &rows,
+            // Stops and dry runs after count: CSV columns read by position stay where they were.
             Columns {
                 wide_only: &["count"],
-                ..Columns::all(&["by", "key", "stops", "dry_runs", "count"])
+                ..Columns::all(&["by", "key", "count", "stops", "dry_runs"])
             },
             |r| {
                 vec![
                     r.by.to_string(),
                     r.key.clone(),
+                    r.count.to_string(),
                     r.stops.to_string(),
                     r.dry_runs.to_string(),
-                    r.count.to_string(),
                 ]
             },
         )?;
