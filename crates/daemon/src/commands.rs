@@ -848,9 +848,8 @@ fn check_stop_target(pipeline: &str, execution: &str) -> Result<(), UsageError> 
             .all(|c| c.is_ascii_alphanumeric() || ".@-_".contains(c));
     if !name_ok {
         return Err(UsageError(format!(
-            "--pipeline {:?} is not a pipeline name: CodePipeline's are 1 to 100 letters, digits \
-             and . @ - _",
-            output::escape(pipeline)
+            "--pipeline {pipeline:?} is not a pipeline name: CodePipeline's are 1 to 100 \
+             letters, digits and . @ - _"
         )));
     }
     let b = execution.as_bytes();
@@ -861,10 +860,9 @@ fn check_stop_target(pipeline: &str, execution: &str) -> Result<(), UsageError> 
         });
     if !execution_ok {
         return Err(UsageError(format!(
-            "--execution {:?} is not an execution id: CodePipeline's are lower-case UUIDs \
-             (8-4-4-4-12 hex digits, e.g. 1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d), as `{}` \
+            "--execution {execution:?} is not an execution id: CodePipeline's are lower-case \
+             UUIDs (8-4-4-4-12 hex digits, e.g. 1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d), as `{}` \
              shows them",
-            output::escape(execution),
             crate::hint("plan")
         )));
     }

@@ -827,6 +827,15 @@ mod tests {
         assert!(missing.is_empty(), "{missing:?}");
     }
 
+    /// A hint's `--config` runs as printed when pasted into a shell.
+    #[test]
+    fn hints_quote_a_config_path_only_when_the_shell_needs_it() {
+        assert_eq!(shell_word("./conf/stopd.toml"), "./conf/stopd.toml");
+        assert_eq!(shell_word("my dir/stopd.toml"), "'my dir/stopd.toml'");
+        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
+        assert_eq!(shell_word("$HOME.toml"), "'$HOME.toml'");
+    }
+
     /// The top-level help fits 100 columns without clap re-wrapping the examples.
     #[test]
     fn top_level_help_wraps_cleanly() {
