@@ -65,6 +65,72 @@ fn say(line: std::fmt::Arguments<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Rows as `opts` says, as [`output::write`] does; but a table of no rows says `no records`
+/// (an empty screen reads as a hang or a crash). JSON stays `[]`, CSV its header.
+pub fn write_rows<T: Serialize>(
+    out: &mut impl Write,
+    opts: OutputArgs,
+    rows: &[T],
+    columns: Columns<'_>,
+    cells: impl Fn(&T) -> Vec<String>,
+) -> Result<()> {
+    if rows.is_empty() && opts.format == Format::Table {
+        writeln!(out, "no records")?;
+        return Ok(());
+    }
+    output::write(out, opts, rows, columns, cells)
+}
+
+/// Edits (insertions, deletions, substitutions) from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            let next = (prev + cost).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The refusal of `--rule NAME` that names none of `known` (`of`: where they come from), with
+/// the name most likely meant, and every name.
+fn unknown_rule(rule: &str, known: &[&str], of: &str) -> UsageError {
+    let near = known
+        .iter()
+        .map(|k| (edit_distance(&rule.to_lowercase(), &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
+        .min();
+    let mut names: Vec<&str> = known.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    UsageError(format!(
+        "--rule {rule:?} is not a rule of {of}{}: its rules are {}",
+        near.map_or(String::new(), |(_, k)| format!(" (did you mean {k:?}?)")),
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
+}
+
+/// A time for a table: RFC 3339 UTC, or in `tz` with its offset.
+fn shown(t: chrono::DateTime<Utc>, tz: Option<chrono_tz::Tz>) -> String {
+    match tz {
+        Some(tz) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+        None => rfc3339(t),
+    }
+}
+
 /// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 days 14 h".
 fn describe(rule: &Rule) -> String {
     match &rule.trigger {
@@ -462,7 +528,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
                     format!("exempt by {exemption} (rule {rule} applies)")
                 }
                 Verdict::Grace { rule, until } => {
-                    format!("in grace of {rule} until {}", rfc3339(until))
+                    format!("in grace of {rule} until {}", shown(until, opts.tz))
                 }
                 Verdict::SparedRollback { rule } => {
                     format!("a ROLLBACK, spared by {rule} (set rollbacks = true to stop it)")
@@ -521,8 +587,8 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             out,
             "HYPOTHETICAL: the executions running now ({}), judged as if it were {}.\n\
              By then these may have finished and others started; `plan` without --at shows now.\n",
-            rfc3339(now),
-            rfc3339(at)
+            shown(now, opts.tz),
+            shown(at, opts.tz)
         )?;
     }
     // With one account, its name and region are in JSON and CSV, and in the wide table only.
@@ -576,7 +642,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             } else {
                 "At"
             },
-            rfc3339(at),
+            shown(at, opts.tz),
             seen,
             in_scope,
             if many {
@@ -731,6 +797,9 @@ pub async fn stop(
     if reason.trim().is_empty() {
         return Err(UsageError("--reason must say why".into()).into());
     }
+    // What CodePipeline's model would refuse is refused here, before anything is recorded: a
+    // typo is not a `rejected` stop in the audit log.
+    check_stop_target(pipeline, execution)?;
     let cores = crate::targets::build(cfg, CancellationToken::new()).await;
     let core = crate::targets::pick(&cores, place.0, place.1).map_err(UsageError)?;
     let store = Store::open(&cfg.daemon.database).await?;
@@ -767,6 +836,37 @@ pub async fn stop(
             .unwrap_or_default()
     ))?;
     Ok(stop_exit_code(done.stop_id.is_some(), &done.outcome))
+}
+
+/// A pipeline name and an execution id as CodePipeline's model has them (`PipelineName`:
+/// 1 to 100 of `[A-Za-z0-9.@\-_]`; `PipelineExecutionId`: a lower-case UUID), else a usage
+/// error naming the expected form.
+fn check_stop_target(pipeline: &str, execution: &str) -> Result<(), UsageError> {
+    let name_ok = (1..=100).contains(&pipeline.chars().count())
+        && pipeline
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".@-_".contains(c));
+    if !name_ok {
+        return Err(UsageError(format!(
+            "--pipeline {pipeline:?} is not a pipeline name: CodePipeline's are 1 to 100 \
+             letters, digits and . @ - _"
+        )));
+    }
+    let b = execution.as_bytes();
+    let execution_ok = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        });
+    if !execution_ok {
+        return Err(UsageError(format!(
+            "--execution {execution:?} is not an execution id: CodePipeline's are lower-case \
+             UUIDs (8-4-4-4-12 hex digits, e.g. 1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d), as `{}` \
+             shows them",
+            crate::hint("plan")
+        )));
+    }
+    Ok(())
 }
 
 /// `stop`'s exit code (DESIGN.md): 0 when the execution is stopped or stopping, or finished
@@ -839,12 +939,17 @@ impl OutcomeArg {
     }
 }
 
-/// A `report --summary` record.
-#[derive(Debug, Serialize)]
+/// A `report --summary` record: stops sent and dry runs (decided, recorded, never sent) apart.
+#[derive(Debug, Default, Serialize)]
 struct SummaryRecord {
     by: &'static str,
     key: String,
+    /// Every record: `stops + dry_runs`.
     count: usize,
+    /// Stops sent to CodePipeline, whatever their outcome.
+    stops: usize,
+    /// Dry runs.
+    dry_runs: usize,
 }
 
 /// `stopd report`.
@@ -863,6 +968,17 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .map(|t| parse_instant("--until", t, tz, now, true))
         .transpose()?;
     let store = Store::open_read_only(&cfg.daemon.database).await?;
+    if let Some(rule) = q.rule.as_deref() {
+        // A rule of the policy, or one the log knows (since renamed or removed), or `manual`.
+        let logged = store.rule_names().await?;
+        let mut known: Vec<&str> = cfg.policy.rules().iter().map(|r| r.name.as_str()).collect();
+        known.extend(logged.iter().map(String::as_str));
+        known.push("manual");
+        if !known.contains(&rule) {
+            let of = format!("{} nor of the audit log", cfg.path.display());
+            return Err(unknown_rule(rule, &known, &of).into());
+        }
+    }
     let mut out = std::io::stdout().lock();
     if q.output.format == Format::Html {
         let page = crate::html::Page {
@@ -895,7 +1011,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                 (q.account.as_deref(), q.region.as_deref()),
             )
             .await?;
-        output::write(
+        write_rows(
             &mut out,
             q.output,
             &rows,
@@ -929,7 +1045,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     if q.sweeps {
         let rows = store.sweeps(since, until).await?;
         let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
-        output::write(
+        write_rows(
             &mut out,
             q.output,
             &rows,
@@ -995,14 +1111,23 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         })
         .await?;
     if q.summary {
-        let mut counts: BTreeMap<(&'static str, String), usize> = BTreeMap::new();
+        // A dry run decided a stop and sent none: counted apart, never as a stop.
+        let mut counts: BTreeMap<(&'static str, String), (usize, usize)> = BTreeMap::new();
         for r in &records {
-            *counts.entry(("rule", r.rule.clone())).or_default() += 1;
-            *counts.entry(("pipeline", r.pipeline.clone())).or_default() += 1;
-            *counts.entry(("outcome", r.outcome.clone())).or_default() += 1;
-            *counts
-                .entry(("day", r.at.get(..10).unwrap_or(&r.at).to_string()))
-                .or_default() += 1;
+            let dry = r.outcome == "dry_run";
+            for key in [
+                ("rule", r.rule.clone()),
+                ("pipeline", r.pipeline.clone()),
+                ("outcome", r.outcome.clone()),
+                ("day", r.at.get(..10).unwrap_or(&r.at).to_string()),
+            ] {
+                let c = counts.entry(key).or_default();
+                if dry {
+                    c.1 += 1;
+                } else {
+                    c.0 += 1;
+                }
+            }
         }
         let order = |b: &str| {
             ["rule", "pipeline", "outcome", "day"]
@@ -1011,18 +1136,41 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         };
         let mut rows: Vec<SummaryRecord> = counts
             .into_iter()
-            .map(|((by, key), count)| SummaryRecord { by, key, count })
+            .map(|((by, key), (stops, dry_runs))| SummaryRecord {
+                by,
+                key,
+                count: stops + dry_runs,
+                stops,
+                dry_runs,
+            })
             .collect();
         rows.sort_by(|a, b| order(a.by).cmp(&order(b.by)).then(a.key.cmp(&b.key)));
-        output::write(
+        write_rows(
             &mut out,
             q.output,
             &rows,
-            Columns::all(&["by", "key", "count"]),
-            |r| vec![r.by.to_string(), r.key.clone(), r.count.to_string()],
+            // Stops and dry runs after count: CSV columns read by position stay where they were.
+            Columns {
+                wide_only: &["count"],
+                ..Columns::all(&["by", "key", "count", "stops", "dry_runs"])
+            },
+            |r| {
+                vec![
+                    r.by.to_string(),
+                    r.key.clone(),
+                    r.count.to_string(),
+                    r.stops.to_string(),
+                    r.dry_runs.to_string(),
+                ]
+            },
         )?;
-        if q.output.format == Format::Table {
-            writeln!(out, "\n{} stop(s) in total", records.len())?;
+        if q.output.format == Format::Table && !records.is_empty() {
+            let dry = records.iter().filter(|r| r.outcome == "dry_run").count();
+            writeln!(
+                out,
+                "\n{} stop(s) and {dry} dry run(s) in total",
+                records.len() - dry
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -1054,7 +1202,7 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
     if !many {
         wide_only.extend(["account", "region"]);
     }
-    output::write(
+    write_rows(
         out,
         opts,
         records,
@@ -1148,16 +1296,7 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
         && !cfg.policy.rules().iter().any(|x| x.name == rule)
     {
         let names: Vec<&str> = cfg.policy.rules().iter().map(|x| x.name.as_str()).collect();
-        return Err(UsageError(format!(
-            "--rule {rule:?} is not a rule of {}: its rules are {}",
-            cfg.path.display(),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        ))
-        .into());
+        return Err(unknown_rule(rule, &names, &cfg.path.display().to_string()).into());
     }
     let from = match r.rule {
         Some(rule) => format!("rule {rule}"),
@@ -1189,9 +1328,10 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     store.close().await;
     say(format_args!(
         "exemption #{id}: pipelines {glob:?} are exempt from {from} until {} ({}); \
-         revoke with `stopd exempt revoke {id}`",
+         revoke with `{}`",
         rfc3339(until),
-        human(until - now)
+        human(until - now),
+        crate::hint(&format!("exempt revoke {id}"))
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -1202,7 +1342,7 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
     let rows = store.exemptions().await?;
     let now = crate::store::ts(Utc::now());
     let mut out = std::io::stdout().lock();
-    output::write(
+    write_rows(
         &mut out,
         opts,
         &rows,
@@ -1218,6 +1358,7 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
                 "created_at",
                 "revoked_by",
                 "revoked_at",
+                "revoke_reason",
             ],
             wide_only: &["created_at"],
             whole: &["id", "state", "until", "revoked_at"],
@@ -1243,6 +1384,7 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
                 r.created_at.clone(),
                 r.revoked_by.clone().unwrap_or_default(),
                 r.revoked_at.clone().unwrap_or_default(),
+                r.revoke_reason.clone().unwrap_or_default(),
             ]
         },
     )?;
@@ -1250,9 +1392,14 @@ pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
 }
 
 /// `stopd exempt revoke`.
-pub async fn exempt_revoke(cfg: &Config, id: i64) -> Result<ExitCode> {
+pub async fn exempt_revoke(cfg: &Config, id: i64, reason: Option<&str>) -> Result<ExitCode> {
+    if reason.is_some_and(|r| r.trim().is_empty()) {
+        return Err(UsageError("--reason must say why the exemption is revoked".into()).into());
+    }
     let store = Store::open(&cfg.daemon.database).await?;
-    store.revoke_exemption(id, Utc::now(), &user()).await?;
+    store
+        .revoke_exemption(id, Utc::now(), &user(), reason)
+        .await?;
     store.close().await;
     say(format_args!("exemption #{id} revoked"))?;
     Ok(ExitCode::SUCCESS)
@@ -1399,7 +1546,7 @@ pub async fn freeze_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
     store.close().await;
     let now = Utc::now();
     let mut out = std::io::stdout().lock();
-    output::write(
+    write_rows(
         &mut out,
         opts,
         &rows,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -213,16 +213,24 @@ impl Store {
         by: &str,
     ) -> Result<()> {
         let Some(f) = self.freezes().await?.into_iter().find(|f| f.id == id) else {
-            bail!("no freeze with id {id} (see `stopd freeze list`)");
+            return Err(crate::UsageError(format!(
+                "no freeze with id {id} (see `{}`)",
+                crate::hint("freeze list")
+            ))
+            .into());
         };
-        match f.state(at) {
-            "lifted" => bail!(
+        // Refusals (exit 2), as `exempt revoke`'s: nothing is recorded.
+        let refused = match f.state(at) {
+            "lifted" => format!(
                 "freeze {id} was already lifted at {} by {}",
                 f.lifted_at.unwrap_or_default(),
                 f.lifted_by.unwrap_or_default()
             ),
-            "expired" => bail!("freeze {id} already ended at {}", f.until),
-            _ => {}
+            "expired" => format!("freeze {id} already ended at {}", f.until),
+            _ => String::new(),
+        };
+        if !refused.is_empty() {
+            return Err(crate::UsageError(refused).into());
         }
         let mut tx = self.begin_write().await?;
         sqlx::query(

@@ -224,6 +224,15 @@ pub async fn report(
         }
         summary.push_str("</tr>");
     }
+    // Totals: per outcome, so dry runs (decided, never sent) stay apart from stops.
+    if !stops.is_empty() {
+        summary.push_str("<tr class=\"total\"><th>total</th>");
+        for o in &outcomes {
+            let n = stops.iter().filter(|s| s.outcome == *o).count();
+            let _ = write!(summary, "<th>{n}</th>");
+        }
+        summary.push_str("</tr>");
+    }
     summary.push_str("</table>");
 
     let mut tables = String::from(
@@ -289,6 +298,7 @@ pub async fn report(
     tables.push_str("</table>");
 
     let gaps: usize = coverage.iter().map(|c| c.gaps.len()).sum();
+    let dry_runs = stops.iter().filter(|s| s.outcome == "dry_run").count();
     write!(
         out,
         r##"<!DOCTYPE html>
@@ -303,7 +313,7 @@ th {{ background: #f3f3f3; }}
 .sw {{ display: inline-block; width: 12px; height: 12px; vertical-align: middle; margin-right: 4px; }}
 </style></head><body>
 <h1>stopd audit report</h1>
-<p>From {} to {} ({}). Policy <code>{}</code>. {} freeze window(s), {} coverage gap(s), {} stop(s).</p>
+<p>From {} to {} ({}). Policy <code>{}</code>. {} freeze window(s), {} coverage gap(s), {} stop(s), {} dry run(s).</p>
 <p class="legend"><span><i class="sw" style="background:#bbdefb"></i>freeze window</span><span><i class="sw" style="background:#e53935"></i>coverage gap</span><span><i class="sw" style="background:#2e7d32"></i>stopped</span><span><i class="sw" style="background:#6a1b9a"></i>failed / rejected</span><span><i class="sw" style="background:#f9a825"></i>pending</span><span><i class="sw" style="background:#757575"></i>other</span></p>
 {svg}
 <h2>Summary (rule x outcome)</h2>
@@ -317,7 +327,8 @@ th {{ background: #f3f3f3; }}
         esc(&cfg.path.display().to_string()),
         coverage.len(),
         gaps,
-        stops.len()
+        stops.len() - dry_runs,
+        dry_runs
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -77,8 +77,8 @@ Examples:
   stopd plan
   # Today's executions as the year-end freeze would see them (hypothetical)
   stopd plan --at 2026-12-19T00:00:00Z
-  # For scripts
-  stopd plan --format json";
+  # For scripts (-o is --format)
+  stopd plan -o json";
 
 const WINDOWS_EXAMPLES: &str = "\
 Examples:
@@ -101,8 +101,8 @@ Exit codes: 0 when the outcome is stopped, already_stopping, not_stoppable or dr
 
 const REPORT_EXAMPLES: &str = "\
 Examples:
-  # The last week's stops
-  stopd report --since 7d
+  # The last week in counts, stops and dry runs apart, days in local time
+  stopd report --since 7d --summary --tz Europe/Berlin
   # Stops that did not go through, of one rule, for a spreadsheet
   stopd report --rule weekend --outcome failed --format csv
   # Transitions held closed for a gating freeze, and released
@@ -125,8 +125,8 @@ Examples:
   stopd exempt add --pipeline prod-payments --for 2h --reason \"INC-4711\"
   # Who exempted what, and who revoked it
   stopd exempt list
-  # End an exemption early
-  stopd exempt revoke 3";
+  # End an exemption early, saying why (kept, shown by `exempt list`)
+  stopd exempt revoke 3 --reason \"INC-4711 resolved\"";
 
 const EXEMPT_ADD_EXAMPLES: &str = "\
 Examples:
@@ -171,7 +171,9 @@ Examples:
   # Is the daemon running on this database, healthy, and what is in force
   stopd status
   # From a monitoring check: exit 0 healthy, 1 not running or stale
-  stopd status --format json";
+  stopd status --format json
+  # Times in local time (JSON stays UTC)
+  stopd status --tz Europe/Berlin";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -286,8 +288,51 @@ struct RunArgs {
 #[derive(Debug, Args)]
 struct StatusArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = StatusFormat::Table)]
     format: StatusFormat,
+    #[command(flatten)]
+    tz: TzArg,
+}
+
+/// `--tz`, for the commands that show audit times.
+#[derive(Debug, Clone, Copy, Args)]
+struct TzArg {
+    /// Tables and CSV show times in this zone (Europe/Berlin), with its offset; JSON stays UTC.
+    #[arg(long, value_name = "ZONE", value_parser = parse_tz)]
+    tz: Option<chrono_tz::Tz>,
+}
+
+/// An IANA zone for `--tz`; a name that is not one gets the policy's message (`Berlin`: did you
+/// mean "Europe/Berlin"?).
+fn parse_tz(name: &str) -> Result<chrono_tz::Tz, String> {
+    stopd_rules::parse_zone(name)
+        .ok_or_else(|| stopd_rules::PolicyErrorKind::UnknownZone(name.to_string()).to_string())
+}
+
+/// How the user invoked stopd, for the commands that hints print: `stopd`, or `stopd --config
+/// my.toml` when the policy file was given on the command line (a hint printed without it
+/// would run against the default policy and database).
+static INVOCATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `stopd [--config PATH] <rest>`, as the user ran it: for hints ("revoke with `...`").
+pub fn hint(rest: &str) -> String {
+    format!(
+        "{} {rest}",
+        INVOCATION.get().map_or("stopd", String::as_str)
+    )
+}
+
+/// `path` as a shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_word(path: &str) -> String {
+    let plain = !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        path.to_string()
+    } else {
+        format!("'{}'", path.replace('\'', "'\\''"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -303,6 +348,8 @@ struct PlanArgs {
     at: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    tz: TzArg,
 }
 
 #[derive(Debug, Args)]
@@ -399,9 +446,8 @@ struct ReportArgs {
     /// With --coverage: exit 1 if any window has a gap (for a compliance job).
     #[arg(long, requires = "coverage")]
     fail_on_gap: bool,
-    /// Tables and CSV show times in this zone (Europe/Berlin), with its offset; JSON stays UTC.
-    #[arg(long, value_name = "ZONE")]
-    tz: Option<chrono_tz::Tz>,
+    #[command(flatten)]
+    tz: TzArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -416,12 +462,17 @@ enum ExemptCommand {
     List {
         #[command(flatten)]
         output: OutputArgs,
+        #[command(flatten)]
+        tz: TzArg,
     },
-    /// Revoke an exemption by id.
+    /// Revoke an exemption by id; the reason, if given, is kept.
     #[command(after_help = EXEMPT_EXAMPLES)]
     Revoke {
         /// The id shown by `exempt add` and `exempt list`.
         id: i64,
+        /// Why it is revoked early (shown by `exempt list`).
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -461,6 +512,8 @@ enum FreezeCommand {
     List {
         #[command(flatten)]
         output: OutputArgs,
+        #[command(flatten)]
+        tz: TzArg,
     },
     /// Lift an ad-hoc freeze before its end; the reason is kept.
     #[command(after_help = FREEZE_EXAMPLES)]
@@ -524,6 +577,13 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let config_source = matches.value_source("config");
+    if config_source == Some(ValueSource::CommandLine) {
+        let given = format!(
+            "stopd --config {}",
+            shell_word(&cli.config.to_string_lossy())
+        );
+        INVOCATION.set(given).expect("set once");
+    }
     // The demo prints its own story; its logs would only interleave.
     run::init_logging(if matches!(cli.command, Command::Demo(_)) {
         "warn"
@@ -612,8 +672,16 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
             match command {
                 Command::Run(a) => run::run(cfg, a.once, a.dry_run).await,
                 Command::Check => commands::check(&cfg).await,
-                Command::Status(a) => status::command(&cfg, a.format == StatusFormat::Json).await,
-                Command::Plan(a) => commands::plan(&cfg, a.at.as_deref(), a.output).await,
+                Command::Status(a) => {
+                    status::command(&cfg, a.format == StatusFormat::Json, a.tz.tz).await
+                }
+                Command::Plan(a) => {
+                    let output = OutputArgs {
+                        tz: a.tz.tz,
+                        ..a.output
+                    };
+                    commands::plan(&cfg, a.at.as_deref(), output).await
+                }
                 Command::Windows(a) => {
                     commands::windows(&cfg, a.from.as_deref(), a.days, a.output).await
                 }
@@ -640,7 +708,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             region: a.region,
                             outcome: a.outcome,
                             output: OutputArgs {
-                                tz: a.tz,
+                                tz: a.tz.tz,
                                 ..a.output
                             },
                             summary: a.summary,
@@ -670,11 +738,18 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     )
                     .await
                 }
-                Command::Exempt(ExemptCommand::List { output }) => {
-                    commands::exempt_list(&cfg, output).await
+                Command::Exempt(ExemptCommand::List { output, tz }) => {
+                    commands::exempt_list(
+                        &cfg,
+                        OutputArgs {
+                            tz: tz.tz,
+                            ..output
+                        },
+                    )
+                    .await
                 }
-                Command::Exempt(ExemptCommand::Revoke { id }) => {
-                    commands::exempt_revoke(&cfg, id).await
+                Command::Exempt(ExemptCommand::Revoke { id, reason }) => {
+                    commands::exempt_revoke(&cfg, id, reason.as_deref()).await
                 }
                 Command::Freeze(FreezeCommand::Add(a)) => {
                     commands::freeze_add(
@@ -693,8 +768,15 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     )
                     .await
                 }
-                Command::Freeze(FreezeCommand::List { output }) => {
-                    commands::freeze_list(&cfg, output).await
+                Command::Freeze(FreezeCommand::List { output, tz }) => {
+                    commands::freeze_list(
+                        &cfg,
+                        OutputArgs {
+                            tz: tz.tz,
+                            ..output
+                        },
+                    )
+                    .await
                 }
                 Command::Freeze(FreezeCommand::Lift { id, reason }) => {
                     commands::freeze_lift(&cfg, id, &reason).await
@@ -743,6 +825,15 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "{missing:?}");
+    }
+
+    /// A hint's `--config` runs as printed when pasted into a shell.
+    #[test]
+    fn hints_quote_a_config_path_only_when_the_shell_needs_it() {
+        assert_eq!(shell_word("./conf/stopd.toml"), "./conf/stopd.toml");
+        assert_eq!(shell_word("my dir/stopd.toml"), "'my dir/stopd.toml'");
+        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
+        assert_eq!(shell_word("$HOME.toml"), "'$HOME.toml'");
     }
 
     /// The top-level help fits 100 columns without clap re-wrapping the examples.

@@ -34,7 +34,13 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct OutputArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(
+        long,
+        short = 'o',
+        visible_alias = "output",
+        value_enum,
+        default_value = "table"
+    )]
     pub format: Format,
     /// Tables and CSV: audit timestamps shown in this zone, with its offset (`report --tz`);
     /// JSON stays in UTC.
@@ -246,7 +252,7 @@ pub fn table(
 /// any other text as it is.
 /// An audit timestamp (`2026-12-20T09:15:00.000Z`) in `tz`, with its offset; `None` for any
 /// other text.
-fn in_zone(text: &str, tz: chrono_tz::Tz) -> Option<String> {
+pub fn in_zone(text: &str, tz: chrono_tz::Tz) -> Option<String> {
     let b = text.as_bytes();
     if !(b.len() == 24 && b[10] == b'T' && b[23] == b'Z') {
         return None;

@@ -356,12 +356,12 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
 }
 
 /// `stopd status [--format table|json]`: exit 0 healthy, 1 not running or stale.
-pub async fn command(cfg: &Config, json: bool) -> Result<ExitCode> {
+pub async fn command(cfg: &Config, json: bool, tz: Option<chrono_tz::Tz>) -> Result<ExitCode> {
     let s = read(cfg, Utc::now()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        print!("{}", render(&s));
+        print!("{}", render(&s, tz));
     }
     Ok(if s.healthy {
         ExitCode::SUCCESS
@@ -370,9 +370,13 @@ pub async fn command(cfg: &Config, json: bool) -> Result<ExitCode> {
     })
 }
 
-/// The table form: one fact a line.
-fn render(s: &Status) -> String {
+/// The table form: one fact a line; audit times in `tz` when given (JSON stays UTC).
+fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
     use crate::output::escape;
+    let at = |t: &str| {
+        tz.and_then(|tz| crate::output::in_zone(t, tz))
+            .unwrap_or_else(|| t.to_string())
+    };
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<20} {v}\n"));
     line(
@@ -393,8 +397,9 @@ fn render(s: &Status) -> String {
     line(
         "last sweep",
         match (&s.last_sweep_at, s.last_sweep_ok, s.last_sweep_age_seconds) {
-            (Some(at), Some(ok), Some(age)) => format!(
-                "{at} ({} ago), {}",
+            (Some(t), Some(ok), Some(age)) => format!(
+                "{} ({} ago), {}",
+                at(t),
                 crate::time::human(chrono::Duration::seconds(age)),
                 if ok {
                     "ok".to_string()
@@ -411,7 +416,7 @@ fn render(s: &Status) -> String {
     line(
         "policy in force",
         match (&s.policy_hash, &s.policy_loaded_at) {
-            (Some(h), Some(at)) => format!("sha256:{} (loaded {at})", &h[..h.len().min(16)]),
+            (Some(h), Some(t)) => format!("sha256:{} (loaded {})", &h[..h.len().min(16)], at(t)),
             _ => "unknown (no daemon has recorded one)".into(),
         },
     );
@@ -431,7 +436,7 @@ fn render(s: &Status) -> String {
         .rules_in_force
         .iter()
         .map(|r| match &r.until {
-            Some(u) => format!("{} ({} until {u})", r.rule, r.kind),
+            Some(u) => format!("{} ({} until {})", r.rule, r.kind, at(u)),
             None => format!("{} ({})", r.rule, r.kind),
         })
         .collect();
@@ -444,7 +449,7 @@ fn render(s: &Status) -> String {
                 "{} {} until {} by {}: {}",
                 f.rule,
                 escape(&f.pipeline),
-                f.until,
+                at(&f.until),
                 escape(&f.created_by),
                 escape(&f.reason)
             )

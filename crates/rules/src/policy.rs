@@ -79,8 +79,8 @@ pub enum PolicyErrorKind {
     /// A cron expression that does not parse or never fires.
     #[error("{0}")]
     Cron(#[from] CronError),
-    /// Not an IANA zone name.
-    #[error("unknown time zone {0:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\"")]
+    /// Not an IANA zone name (the message suggests the zone meant, if one is near).
+    #[error("unknown time zone {0:?}: {hint}", hint = zone_hint(.0))]
     UnknownZone(String),
     /// A one-off window whose end is not after its start.
     #[error("end {end} is not after start {start}")]
@@ -271,6 +271,36 @@ pub struct Policy {
 /// Parses an IANA zone name.
 pub fn parse_zone(name: &str) -> Option<Tz> {
     name.parse::<Tz>().ok()
+}
+
+/// The IANA zone meant by a name that is not one: the same name in another case
+/// (`europe/berlin`), or a city alone (`Berlin`, `new york`: `Europe/Berlin`, `America/New_York`).
+pub fn suggest_zone(name: &str) -> Option<Tz> {
+    let want = name.trim().replace(' ', "_").to_ascii_lowercase();
+    if want.is_empty() {
+        return None;
+    }
+    let zones = chrono_tz::TZ_VARIANTS.iter();
+    zones
+        .clone()
+        .find(|z| z.name().to_ascii_lowercase() == want)
+        .or_else(|| {
+            zones.clone().find(|z| {
+                z.name()
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|city| city.to_ascii_lowercase() == want)
+            })
+        })
+        .copied()
+}
+
+/// What to say after "unknown time zone": the zone meant, or what a zone looks like.
+fn zone_hint(name: &str) -> String {
+    match suggest_zone(name) {
+        Some(z) => format!("did you mean \"{}\"?", z.name()),
+        None => "use an IANA name such as \"Europe/Berlin\" or \"UTC\"".to_string(),
+    }
 }
 
 /// Parses RFC 3339 with an offset, or a local date-time (or date) in `tz`.

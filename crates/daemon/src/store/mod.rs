@@ -645,6 +645,8 @@ pub struct ExemptionRecord {
     pub revoked_by: Option<String>,
     /// The one rule it exempts from; `None`: every rule.
     pub rule: Option<String>,
+    /// Why it was revoked (`exempt revoke --reason`), if it was and someone said.
+    pub revoke_reason: Option<String>,
 }
 
 impl Store {
@@ -1098,40 +1100,66 @@ impl Store {
         Ok(id)
     }
 
-    /// Revokes an exemption. Errors if it does not exist or is already revoked.
-    pub async fn revoke_exemption(&self, id: i64, at: DateTime<Utc>, by: &str) -> Result<()> {
+    /// Revokes an exemption, with why if given. A refusal (exit 2) if it does not exist or is
+    /// already revoked.
+    pub async fn revoke_exemption(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
         let exists: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM exemptions WHERE id = ?)")
             .bind(id)
             .fetch_one(&self.pool)
             .await?
             .get(0);
         if !exists {
-            bail!("no exemption with id {id} (see `stopd exempt list`)");
+            return Err(crate::UsageError(format!(
+                "no exemption with id {id} (see `{}`)",
+                crate::hint("exempt list")
+            ))
+            .into());
         }
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
-            "INSERT INTO exemption_revocations (exemption_id, at, revoked_by) VALUES (?, ?, ?) \
-             ON CONFLICT (exemption_id) DO NOTHING",
+            "INSERT INTO exemption_revocations (exemption_id, at, revoked_by, reason) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (exemption_id) DO NOTHING",
         )
         .bind(id)
         .bind(ts(at))
         .bind(by)
+        .bind(reason)
         .execute(&mut *tx)
         .await
         .context("cannot record the revocation")?;
         if done.rows_affected() == 0 {
-            bail!("exemption {id} is already revoked");
+            return Err(crate::UsageError(format!("exemption {id} is already revoked")).into());
         }
         chain::link(&mut tx, "exemption_revocations", id).await?;
         tx.commit().await.context("cannot record the revocation")?;
         Ok(())
     }
 
+    /// Every rule name the audit log knows: of stops, gates, rule-limited exemptions,
+    /// unwatched windows, and the ad-hoc freezes (`adhoc-ID`). A rule since renamed or removed
+    /// from the policy is still one `report --rule` can ask for.
+    pub async fn rule_names(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT rule FROM stops UNION SELECT rule FROM gates \
+             UNION SELECT rule FROM exemptions WHERE rule IS NOT NULL \
+             UNION SELECT rule FROM unwatched_windows UNION SELECT 'adhoc-' || id FROM freezes",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the rule names of the audit log")
+    }
+
     /// Every exemption, newest first.
     pub async fn exemptions(&self) -> Result<Vec<ExemptionRecord>> {
         let rows = sqlx::query(
             "SELECT e.id, e.created_at, e.pipeline_glob, e.until, e.reason, e.created_by, r.at, \
-                    r.revoked_by, e.rule \
+                    r.revoked_by, e.rule, r.reason \
              FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
              ORDER BY e.id DESC",
         )
@@ -1150,6 +1178,7 @@ impl Store {
                 revoked_at: r.get(6),
                 revoked_by: r.get(7),
                 rule: r.get(8),
+                revoke_reason: r.get(9),
             })
             .collect())
     }

@@ -237,7 +237,7 @@ mod tests {
             .add_exemption(now, "p*", now, "hotfix", "alice", None)
             .await
             .unwrap();
-        store.revoke_exemption(ex, now, "bob").await.unwrap();
+        store.revoke_exemption(ex, now, "bob", None).await.unwrap();
         store
     }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod audit;
 mod cli;
+mod cli_consistency;
 mod common;
 mod config_cli;
 mod daemon;

@@ -71,10 +71,22 @@ async fn every_outcome_of_a_manual_stop_reaches_the_audit_log() {
     let out = stop("prod-gone", a.clone(), &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("pipeline_not_found"));
-    // rejected: not an execution id (refused before any call).
+    // Not an execution id: a usage error (exit 2), recorded nowhere (AWS never answered).
     let out = stop("prod-b", "not-a-uuid".into(), &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // rejected: the service refuses it for good (a permission is missing).
+    env.emulator.add_fault(FaultRule::new(
+        Some("StopPipelineExecution"),
+        Fault::AccessDenied,
+    ));
+    let out = stop("prod-b", b.clone(), &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("rejected"));
+    assert!(
+        text(&out.stdout).contains("rejected"),
+        "{}",
+        text(&out.stdout)
+    );
+    env.emulator.set_faults(Default::default());
     // failed: the service answers 500 until the deadline.
     env.emulator.add_fault(FaultRule::new(
         Some("StopPipelineExecution"),
@@ -137,7 +149,10 @@ async fn every_outcome_of_a_manual_stop_reaches_the_audit_log() {
         assert!(r["at"].as_str().unwrap().ends_with('Z'));
     }
     assert_eq!(records[0]["error"], Value::Null);
-    assert_eq!(records[4]["attempts"], 0, "rejected before sending");
+    assert_eq!(
+        records[4]["attempts"], 1,
+        "rejected for good: never retried"
+    );
     assert!(
         records[5]["attempts"].as_i64().unwrap() > 1,
         "failed after retries"
@@ -481,7 +496,7 @@ async fn break_glass_exemption_wins_until_revoked() {
 
     assert_ok(&env.stopd(&["exempt", "revoke", "1"]).await);
     let again = env.stopd(&["exempt", "revoke", "1"]).await;
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2), "a refusal");
     assert!(text(&again.stderr).contains("already revoked"));
     assert_eq!(plan_json(&env).await.len(), 1);
     // An expiry in the past is refused.

@@ -37,6 +37,10 @@ fn each_validation_error_names_where_and_what() {
             "freeze[0].timezone: unknown time zone \"Europe/Berlinn\": use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
         ),
         (
+            "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"1h\"\ntimezone = \"berlin\"",
+            "freeze[0].timezone: unknown time zone \"berlin\": did you mean \"Europe/Berlin\"?",
+        ),
+        (
             "[[freeze]]\nname = \"y\"\nstart = \"2027-01-04T09:00:00\"\nend = \"2026-12-19T00:00:00\"",
             "freeze[0].end: end 2026-12-19T00:00:00+00:00 is not after start 2027-01-04T09:00:00+00:00",
         ),
