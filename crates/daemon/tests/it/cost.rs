@@ -55,6 +55,16 @@ async fn finish(child: Child, what: &str) -> Output {
     }
 }
 
+/// Asserts `ok`, killing `child` first if it is false (a hung daemon must not outlive the test).
+fn assert_or_kill(ok: bool, child: &Child, what: &str) {
+    if !ok {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+    }
+    assert!(ok, "{what}");
+}
+
 #[tokio::test]
 async fn check_and_windows_finish_on_costly_policies() {
     let env = Env::new(&fleet(&[])).await;
@@ -120,9 +130,11 @@ async fn run_once_and_sigterm_are_prompt_under_costly_policies() {
         let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
         env.write_config(RARE, &rules);
         let child = env.spawn(&["run"]);
-        assert!(
-            wait_for(HANG, || env.stop_calls() == 1).await,
-            "{name}: the start-up sweep stopped prod-web"
+        let stopped = wait_for(HANG, || env.stop_calls() == 1).await;
+        assert_or_kill(
+            stopped,
+            &child,
+            &format!("{name}: the start-up sweep stopped prod-web"),
         );
         signal(&child, "TERM");
         let out = finish(child, &format!("the daemon under {name} after SIGTERM")).await;
@@ -139,14 +151,17 @@ async fn a_reload_to_a_costly_policy_sweeps_and_sigterm_still_ends_the_daemon() 
         "[[freeze]]\nname = \"later\"\nstart = \"2099-01-01T00:00:00Z\"\nend = \"2099-01-02T00:00:00Z\"\n",
     );
     let child = env.spawn(&["run"]);
-    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    let listed = env.wait_for_first_listing().await;
+    assert_or_kill(listed, &child, "the start-up sweep ran");
     assert_eq!(env.stop_calls(), 0);
     let (_, rules) = pathological().swap_remove(0);
     env.write_config(RARE, &rules);
     signal(&child, "HUP");
-    assert!(
-        wait_for(HANG, || env.stop_calls() == 1).await,
-        "the sweep after the reload enforced the new policy"
+    let stopped = wait_for(HANG, || env.stop_calls() == 1).await;
+    assert_or_kill(
+        stopped,
+        &child,
+        "the sweep after the reload enforced the new policy",
     );
     // A second reload, then SIGTERM at once: neither holds the daemon.
     let (_, rules) = pathological().swap_remove(2);
