@@ -361,7 +361,9 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         Err(e) => writeln!(out, "  (ad-hoc freezes not shown: {e})")?,
     }
     let now = Utc::now();
-    let windows = p.windows(now, now + Duration::days(366));
+    // Ten edges need at most six windows of a rule: the cost is bounded by the number of
+    // rules, however dense their windows.
+    let windows = p.windows_per_rule(now, now + Duration::days(366), 6);
     let mut edges: Vec<(chrono::DateTime<Utc>, &str, &str, chrono_tz::Tz)> = Vec::new();
     for w in &windows {
         if w.window.start > now {
@@ -689,6 +691,9 @@ struct WindowRecord {
     gate: bool,
 }
 
+/// The most windows `stopd windows` lists at once.
+const WINDOWS_MAX: usize = 10_000;
+
 /// `stopd windows`.
 pub async fn windows(
     cfg: &Config,
@@ -731,8 +736,17 @@ pub async fn windows(
             format!("{first}-{last}")
         }
     };
-    let rows: Vec<WindowRecord> = policy
-        .windows(from, to)
+    // Only the windows shown are computed; a listing that reaches the cap says so.
+    let mut windows = policy.windows_first(from, to, WINDOWS_MAX + 1);
+    if windows.len() > WINDOWS_MAX {
+        windows.truncate(WINDOWS_MAX);
+        let last = windows.last().map(|w| rfc3339(w.window.start));
+        eprintln!(
+            "stopd: showing the first {WINDOWS_MAX} windows (to {}); use --from and --days to see later ones",
+            last.unwrap_or_default()
+        );
+    }
+    let rows: Vec<WindowRecord> = windows
         .into_iter()
         .map(|w| WindowRecord {
             start: rfc3339(w.window.start),

@@ -1,6 +1,9 @@
 //! Criterion benchmarks of the policy engine (numbers go to BENCHMARKS.md):
 //! - deciding 10,000 executions against 50 rules (target: under 5 ms);
-//! - listing a year of windows for 50 rules.
+//! - listing a year of windows for 50 rules;
+//! - the pathological policies of issue 26 (an every-second cron lasting 1 h or 1 s; 2,000
+//!   hourly freezes lasting 100 years): deciding, the next edge, `check`'s edges, a capped
+//!   listing. Target: each under 10 ms (a sweep is every 5 s; before, minutes).
 //!
 //! Run: `cargo bench -p stopd-rules --bench rules`
 
@@ -35,6 +38,18 @@ fn policy() -> Policy {
 /// is merged up to the horizon in each direction.
 fn continuous_policy() -> Policy {
     policy_from(|_| ("0 0 * * *", "30h"))
+}
+
+/// One freeze per (cron, duration), `n` times, in `zone`.
+fn pathological(cron: &str, duration: &str, n: usize, zone: &str) -> Policy {
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[freeze]]\nname = \"p{i}\"\ncron = \"{cron}\"\nduration = \"{duration}\"\ntimezone = \"{zone}\"\n"
+        ));
+    }
+    let spec: PolicySpec = toml::from_str(&text).expect("bench policy parses");
+    Policy::compile(&spec).expect("bench policy compiles")
 }
 
 fn policy_from(shape: impl Fn(usize) -> (&'static str, &'static str)) -> Policy {
@@ -146,6 +161,59 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide 10k executions x 50 continuous freezes", |b| {
         b.iter(|| black_box(continuous.decide(black_box(now), &executions, &[])))
     });
+    pathological_cases(c, now, &executions);
+}
+
+/// Issue 26: policies that once took minutes per evaluation. Each is timed deciding 10,000
+/// executions (a sweep's decider and verdicts), the next transition, the window edges `check`
+/// shows (6 windows per rule over 366 days) and the first 10,000 windows of a year.
+fn pathological_cases(c: &mut Criterion, now: DateTime<Utc>, executions: &[ExecutionFacts<'_>]) {
+    let cases = [
+        (
+            "every second, 1h, UTC",
+            pathological("* * * * * *", "1h", 1, "UTC"),
+        ),
+        (
+            "every second, 1s, UTC",
+            pathological("* * * * * *", "1s", 1, "UTC"),
+        ),
+        (
+            "every second, 1s, New York (a gap each fall-back)",
+            pathological("* * * * * *", "1s", 1, "America/New_York"),
+        ),
+        (
+            "every minute, 1s, New York (a window per minute)",
+            pathological("* * * * *", "1s", 1, "America/New_York"),
+        ),
+        (
+            "2,000 hourly freezes of 100 years",
+            pathological("0 * * * *", "36525days", 2_000, "UTC"),
+        ),
+    ];
+    let mut g = c.benchmark_group("pathological");
+    g.sample_size(10);
+    for (name, policy) in &cases {
+        g.bench_function(format!("{name}: decider + decide 10k"), |b| {
+            b.iter(|| {
+                let decider = policy.decider(black_box(now));
+                black_box(decider.decide(now, executions, &[]))
+            })
+        });
+        g.bench_function(format!("{name}: next_transition"), |b| {
+            b.iter(|| black_box(policy.next_transition(black_box(now), &[])))
+        });
+        g.bench_function(format!("{name}: check's edges (366 days)"), |b| {
+            b.iter(|| {
+                black_box(policy.windows_per_rule(black_box(now), now + Duration::days(366), 6))
+            })
+        });
+        g.bench_function(format!("{name}: first 10,000 windows of a year"), |b| {
+            b.iter(|| {
+                black_box(policy.windows_first(black_box(now), now + Duration::days(366), 10_000))
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);

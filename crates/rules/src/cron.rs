@@ -262,6 +262,26 @@ impl CronExpr {
 
     /// The first fire instant strictly after `t`, in zone `tz`.
     pub fn next_after(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.next_slot(t, tz).map(|(d, k)| self.at(d, k, tz))
+    }
+
+    /// The last fire instant at or before `t`, in zone `tz`.
+    pub fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.prev_slot(t, tz).map(|(d, k)| self.at(d, k, tz))
+    }
+
+    /// Every matching time of day, ascending (never empty).
+    pub(crate) fn times(&self) -> &[NaiveTime] {
+        &self.times
+    }
+
+    /// The instant of the `k`-th matching time of day on local date `day`.
+    pub(crate) fn at(&self, day: NaiveDate, k: usize, tz: Tz) -> DateTime<Utc> {
+        resolve_local(NaiveDateTime::new(day, self.times[k]), tz)
+    }
+
+    /// The first fire strictly after `t` as (local date, index into the times of day).
+    pub(crate) fn next_slot(&self, t: DateTime<Utc>, tz: Tz) -> Option<(NaiveDate, usize)> {
         let times = &self.times;
         // Wall time to instant is monotone (see the module docs), so within a day the first time
         // that maps after `t` is found by binary search. Start two days early: around a
@@ -271,29 +291,56 @@ impl CronExpr {
             .map(|i| first_day + chrono::Days::new(i as u64))
             .filter(|d| self.date_matches(*d))
             .find_map(|d| {
-                let at = |k: usize| resolve_local(NaiveDateTime::new(d, times[k]), tz);
-                let k = partition(times.len(), |k| at(k) <= t);
-                (k < times.len()).then(|| at(k))
+                let k = partition(times.len(), |k| self.at(d, k, tz) <= t);
+                (k < times.len()).then_some((d, k))
             })
     }
 
-    /// The last fire instant at or before `t`, in zone `tz`.
-    pub fn prev_at_or_before(&self, t: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+    /// The last fire at or before `t` as (local date, index into the times of day).
+    pub(crate) fn prev_slot(&self, t: DateTime<Utc>, tz: Tz) -> Option<(NaiveDate, usize)> {
         let times = &self.times;
         let last_day = t.with_timezone(&tz).date_naive() + chrono::Days::new(2);
         (0..SEARCH_DAYS)
             .map(|i| last_day - chrono::Days::new(i as u64))
             .filter(|d| self.date_matches(*d))
             .find_map(|d| {
-                let at = |k: usize| resolve_local(NaiveDateTime::new(d, times[k]), tz);
-                let k = partition(times.len(), |k| at(k) <= t);
-                (k > 0).then(|| at(k - 1))
+                let k = partition(times.len(), |k| self.at(d, k, tz) <= t);
+                (k > 0).then(|| (d, k - 1))
             })
+    }
+
+    /// The first matching date after `day` (searched as far as [`next_after`](Self::next_after)).
+    pub(crate) fn next_day(&self, day: NaiveDate) -> Option<NaiveDate> {
+        (1..SEARCH_DAYS)
+            .map(|i| day + chrono::Days::new(i as u64))
+            .find(|d| self.date_matches(*d))
+    }
+
+    /// The last matching date before `day`.
+    pub(crate) fn prev_day(&self, day: NaiveDate) -> Option<NaiveDate> {
+        (1..SEARCH_DAYS)
+            .map(|i| day - chrono::Days::new(i as u64))
+            .find(|d| self.date_matches(*d))
+    }
+
+    /// Whether every date matches (month, day-of-month and day-of-week fields all let every
+    /// day through), so consecutive fires are never further apart than the gaps of one day.
+    pub(crate) fn matches_every_day(&self) -> bool {
+        const ALL_DOM: u32 = 0xffff_fffe; // bits 1..=31
+        const ALL_DOW: u8 = 0x7f;
+        const ALL_MONTHS: u16 = 0x1ffe; // bits 1..=12
+        let dom = self.days_of_month == ALL_DOM;
+        let dow = self.days_of_week == ALL_DOW;
+        self.months == ALL_MONTHS
+            && match (self.dom_star, self.dow_star) {
+                (false, false) => dom || dow,
+                _ => dom && dow,
+            }
     }
 }
 
 /// The first index in `0..len` for which `pred` is false, given `pred` is true then false.
-fn partition(len: usize, pred: impl Fn(usize) -> bool) -> usize {
+pub(crate) fn partition(len: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0, len);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;

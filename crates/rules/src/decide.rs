@@ -448,27 +448,86 @@ impl Policy {
     }
 
     /// Every freeze window overlapping `[from, to)`, merged per rule, sorted by start then file
-    /// order.
+    /// order. Its cost grows with the number of windows: over a long span, bound it with
+    /// [`Policy::windows_first`] or [`Policy::windows_per_rule`].
     pub fn windows(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<WindowInstance> {
+        self.windows_first(from, to, usize::MAX)
+    }
+
+    /// The first `limit` windows of [`Policy::windows`], computing only those (a merge of each
+    /// rule's windows in order): `stopd windows` over a century of hourly freezes costs what it
+    /// prints.
+    pub fn windows_first(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<WindowInstance> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut lists: Vec<_> = self
+            .freezes()
+            .map(|(i, rule, schedule)| {
+                let list = schedule
+                    .windows_from(from)
+                    .take_while(move |w| w.start < to)
+                    .filter(move |w| from < w.end);
+                (i, rule, schedule, list)
+            })
+            .collect();
+        let mut heap = BinaryHeap::new();
+        for (k, (i, _, _, list)) in lists.iter_mut().enumerate() {
+            if let Some(w) = list.next() {
+                heap.push(Reverse((w.start, *i, k, w.end)));
+            }
+        }
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(Reverse((start, _, k, end))) = heap.pop() else {
+                break;
+            };
+            let (i, rule, schedule, list) = &mut lists[k];
+            out.push(instance(rule, schedule, Window { start, end }));
+            if let Some(w) = list.next() {
+                heap.push(Reverse((w.start, *i, k, w.end)));
+            }
+        }
+        out
+    }
+
+    /// At most `per_rule` windows of each freeze overlapping `[from, to)`, sorted as
+    /// [`Policy::windows`]: enough for the next few window edges of every rule, at a cost
+    /// bounded by the number of rules.
+    pub fn windows_per_rule(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        per_rule: usize,
+    ) -> Vec<WindowInstance> {
         let mut out: Vec<(usize, WindowInstance)> = Vec::new();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let Trigger::Freeze { schedule, .. } = &rule.trigger {
-                for window in schedule.windows_between(from, to) {
-                    out.push((
-                        i,
-                        WindowInstance {
-                            rule: rule.name.clone(),
-                            window,
-                            timezone: rule.timezone,
-                            without_gap: matches!(schedule, Schedule::Recurring { .. })
-                                && window.end - window.start >= MERGE_HORIZON,
-                        },
-                    ));
-                }
+        for (i, rule, schedule) in self.freezes() {
+            for window in schedule
+                .windows_from(from)
+                .take_while(|w| w.start < to)
+                .filter(|w| from < w.end)
+                .take(per_rule)
+            {
+                out.push((i, instance(rule, schedule, window)));
             }
         }
         out.sort_by_key(|(i, w)| (w.window.start, *i));
         out.into_iter().map(|(_, w)| w).collect()
+    }
+
+    /// The freezes with their file-order index.
+    fn freezes(&self) -> impl Iterator<Item = (usize, &Rule, &Schedule)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| match &rule.trigger {
+                Trigger::Freeze { schedule, .. } => Some((i, rule, schedule)),
+                Trigger::Timeout { .. } => None,
+            })
     }
 
     /// The first instant after `after` at which a decision can change: a window opens or
@@ -533,6 +592,16 @@ impl Policy {
     ) -> Option<DateTime<Utc>> {
         let r = self.rule(rule)?;
         Some(stopped_at + r.escalate_after?)
+    }
+}
+
+fn instance(rule: &Rule, schedule: &Schedule, window: Window) -> WindowInstance {
+    WindowInstance {
+        rule: rule.name.clone(),
+        window,
+        timezone: rule.timezone,
+        without_gap: matches!(schedule, Schedule::Recurring { .. })
+            && window.end - window.start >= MERGE_HORIZON,
     }
 }
 

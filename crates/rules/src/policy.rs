@@ -650,11 +650,7 @@ fn compile_freeze(
                 }
                 d => d.map(Span::delta),
             };
-            Schedule::Recurring {
-                cron: cron?,
-                duration: duration?,
-                tz,
-            }
+            Schedule::recurring(cron?, duration?, tz)
         }
         (None, None, Some(start), Some(end)) => {
             let s = ctx.time("start", start, tz);

@@ -3,11 +3,21 @@
 //! A recurring window is `[start, start + duration)` for each cron start (elapsed time, so a
 //! window that spans a DST change ends an hour earlier or later on the wall clock). Instances of
 //! one rule that overlap or touch merge into one window. A one-off window is `[start, end)`.
+//!
+//! Cost: nothing here enumerates starts one by one. A merged window ends at the first pair of
+//! consecutive starts more than `duration` apart (a *break*). Within a local day the gaps
+//! between starts are the gaps between the cron's times of day, known when the rule is
+//! compiled; only a day with a UTC offset change has one or two pairs whose gap differs, found
+//! by binary search. So a merge walks matching *days* (at most [`MERGE_HORIZON`] of them), each
+//! in O(log times), and a rule whose starts can never leave a gap (`duration` at least the
+//! largest gap, plus the zone's largest offset change) is answered without a walk.
 
-use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::cron::CronExpr;
+use crate::cron::{CronExpr, partition};
 
 /// How far a merge follows overlapping instances, each way, before it stops. A rule whose
 /// windows never leave a gap (daily, lasting 24 h or more) is in force without end; it is
@@ -33,7 +43,7 @@ impl Window {
 /// When a freeze is in force.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    /// Cron starts in a zone, each lasting `duration`.
+    /// Cron starts in a zone, each lasting `duration`. Build it with [`Schedule::recurring`].
     Recurring {
         /// Window starts.
         cron: CronExpr,
@@ -41,112 +51,298 @@ pub enum Schedule {
         duration: Duration,
         /// Zone the cron is read in.
         tz: Tz,
+        /// What merging needs, computed once from the three above.
+        merge: Merge,
     },
     /// One window.
     OneOff(Window),
 }
 
+/// The gaps of a recurring schedule, for merging without enumerating starts.
+#[derive(Debug, Clone)]
+pub struct Merge {
+    /// Indices `i` into the cron's times of day with `times[i + 1] - times[i] > duration`.
+    breaks: Arc<[u32]>,
+    /// No two consecutive starts are ever more than `duration` apart: in force without end.
+    always_open: bool,
+}
+
 const ONE_SECOND: Duration = Duration::seconds(1);
 
+/// No two consecutive cron dates are further apart than this (Feb 29 across 2100).
+const MAX_DATE_GAP: Duration = Duration::days(8 * 366 + 1);
+
+/// Margin for offset changes in a zone that has any: no zone moves its clocks back by more.
+const OFFSET_MARGIN: Duration = Duration::hours(3);
+
+/// Whether `tz` changed its UTC offset between 1970 and 2100 (sampled twice a year).
+fn has_offset_changes(tz: Tz) -> bool {
+    use chrono::Offset;
+    let offset = |y: i32, m: u32| {
+        let t = Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single();
+        t.map(|t| tz.offset_from_utc_datetime(&t.naive_utc()).fix())
+    };
+    let first = offset(1970, 1);
+    (1970..=2100).any(|y| offset(y, 1) != first || offset(y, 7) != first)
+}
+
 impl Schedule {
+    /// A recurring schedule: windows of `duration` from each start of `cron` in `tz`.
+    pub fn recurring(cron: CronExpr, duration: Duration, tz: Tz) -> Schedule {
+        let secs = |t: &chrono::NaiveTime| i64::from(t.num_seconds_from_midnight());
+        let times = cron.times();
+        let d = duration.num_seconds();
+        let breaks: Arc<[u32]> = times
+            .windows(2)
+            .enumerate()
+            .filter(|(_, w)| secs(&w[1]) - secs(&w[0]) > d)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let margin = if has_offset_changes(tz) {
+            OFFSET_MARGIN
+        } else {
+            Duration::zero()
+        };
+        let in_day = times
+            .windows(2)
+            .map(|w| secs(&w[1]) - secs(&w[0]))
+            .max()
+            .unwrap_or(0);
+        let across = 86_400 - secs(&times[times.len() - 1]) + secs(&times[0]);
+        let largest_gap = if cron.matches_every_day() {
+            Duration::seconds(in_day.max(across))
+        } else {
+            MAX_DATE_GAP + Duration::days(1)
+        };
+        let always_open = duration >= largest_gap + margin;
+        Schedule::Recurring {
+            cron,
+            duration,
+            tz,
+            merge: Merge {
+                breaks,
+                always_open,
+            },
+        }
+    }
+
     /// The (merged) window in force at `t`, if any.
     pub fn window_at(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => w.contains(t).then_some(*w),
-            Schedule::Recurring { cron, duration, tz } => {
-                let s = cron.prev_at_or_before(t, *tz)?;
+            Schedule::Recurring {
+                cron, duration, tz, ..
+            } => {
+                let (day, k) = cron.prev_slot(t, *tz)?;
+                let s = cron.at(day, k, *tz);
                 // Every earlier start ends no later than this one, so only this one can cover t.
                 if t >= s + *duration {
                     return None;
                 }
                 Some(Window {
-                    start: self.merged_start(s),
-                    end: self.merged_end(s),
+                    start: self.merged_start(day, k, s),
+                    end: self.merged_end(day, k, s),
                 })
             }
         }
     }
 
-    /// Walks back over instances that overlap or touch the one starting at `s`.
-    fn merged_start(&self, s: DateTime<Utc>) -> DateTime<Utc> {
-        let Schedule::Recurring { cron, duration, tz } = self else {
-            return s;
+    /// The first (`first`) or last break pair `i` (`at(i + 1) - at(i) > duration`) with `i` in
+    /// `lo..hi` on `day`; `hi` at most `times.len() - 1`.
+    fn break_in(&self, day: NaiveDate, lo: usize, hi: usize, first: bool) -> Option<usize> {
+        let Schedule::Recurring {
+            cron,
+            duration,
+            tz,
+            merge,
+        } = self
+        else {
+            return None;
         };
-        let mut start = s;
-        while s - start < MERGE_HORIZON {
-            match cron.prev_at_or_before(start - ONE_SECOND, *tz) {
-                Some(p) if p + *duration >= start => start = p,
-                _ => break,
-            }
+        if lo >= hi {
+            return None;
         }
-        start
+        let at = |i: usize| cron.at(day, i, *tz);
+        let n = cron.times().len();
+        // Wall clock minus instant, in seconds: constant unless the offset changes this day.
+        let off = |i: usize| {
+            chrono::NaiveDateTime::new(day, cron.times()[i])
+                .and_utc()
+                .timestamp()
+                - at(i).timestamp()
+        };
+        // Wall-clock breaks with i in lo..hi.
+        let wall = |lo: usize, hi: usize| -> Option<usize> {
+            let a = merge.breaks.partition_point(|&b| (b as usize) < lo);
+            let b = merge.breaks.partition_point(|&b| (b as usize) < hi);
+            let found = &merge.breaks[a..b.max(a)];
+            let pick = if first { found.first() } else { found.last() };
+            pick.map(|&i| i as usize)
+        };
+        let (o0, o1) = (off(0), off(n - 1));
+        if o0 == o1 {
+            return wall(lo, hi);
+        }
+        // The offset moves monotonically over the day (one change): times before `ka` keep the
+        // first offset, times from `kb` have the last; between them lies a spring-forward gap,
+        // all mapped to one instant. Only the pairs (ka-1, ka) and (kb-1, kb) can differ from
+        // the wall clock.
+        let ka = partition(n, |i| off(i) == o0);
+        let kb = partition(n, |i| off(i) != o1).max(ka);
+        let real = |i: usize| (lo..hi).contains(&i) && at(i + 1) - at(i) > *duration;
+        let mut candidates = [
+            wall(lo, hi.min(ka.saturating_sub(1))),
+            ka.checked_sub(1).filter(|&i| real(i)),
+            kb.checked_sub(1)
+                .filter(|&i| Some(i) != ka.checked_sub(1) && real(i)),
+            wall(lo.max(kb), hi),
+        ];
+        if !first {
+            candidates.reverse();
+        }
+        candidates.into_iter().flatten().next()
     }
 
-    /// Walks forward over instances that overlap or touch the one starting at `s`.
-    fn merged_end(&self, s: DateTime<Utc>) -> DateTime<Utc> {
-        let Schedule::Recurring { cron, duration, tz } = self else {
+    /// Walks back over instances that overlap or touch the one starting at `s` (the `k`-th time
+    /// of `day`), at most [`MERGE_HORIZON`]: the earliest start of the merged window.
+    fn merged_start(&self, mut day: NaiveDate, mut k: usize, s: DateTime<Utc>) -> DateTime<Utc> {
+        let Schedule::Recurring {
+            cron,
+            duration,
+            tz,
+            merge,
+        } = self
+        else {
             return s;
         };
-        let mut last = s;
-        let mut end = s + *duration;
-        while last - s < MERGE_HORIZON {
-            match cron.next_after(last, *tz) {
-                Some(n) if n <= end => {
-                    last = n;
-                    end = end.max(n + *duration);
-                }
-                _ => break,
-            }
+        let limit = s - MERGE_HORIZON;
+        if merge.always_open {
+            return cron.prev_at_or_before(limit, *tz).unwrap_or(s);
         }
-        end
+        let n = cron.times().len();
+        loop {
+            let at = |i: usize| cron.at(day, i, *tz);
+            // The latest start at or before the horizon ends the walk there.
+            let g = partition(n, |i| at(i) <= limit).checked_sub(1);
+            if let Some(i) = self.break_in(day, g.unwrap_or(0), k, false) {
+                return at(i + 1);
+            }
+            if let Some(g) = g {
+                return at(g);
+            }
+            let q = at(0);
+            let Some(prev) = cron.prev_day(day) else {
+                return q;
+            };
+            let p = cron.at(prev, n - 1, *tz);
+            if q - p > *duration {
+                return q;
+            }
+            if p <= limit {
+                return p;
+            }
+            (day, k) = (prev, n - 1);
+        }
+    }
+
+    /// Walks forward over instances that overlap or touch the one starting at `s` (the `k`-th
+    /// time of `day`), at most [`MERGE_HORIZON`]: the end of the merged window.
+    fn merged_end(&self, mut day: NaiveDate, mut k: usize, s: DateTime<Utc>) -> DateTime<Utc> {
+        let Schedule::Recurring {
+            cron,
+            duration,
+            tz,
+            merge,
+        } = self
+        else {
+            return s;
+        };
+        let limit = s + MERGE_HORIZON;
+        if merge.always_open {
+            let last = cron.next_after(limit - ONE_SECOND, *tz).unwrap_or(s);
+            return last + *duration;
+        }
+        let n = cron.times().len();
+        loop {
+            let at = |i: usize| cron.at(day, i, *tz);
+            // The first start at or after the horizon ends the walk there.
+            let hi = partition(n, |i| at(i) < limit);
+            if let Some(i) = self.break_in(day, k, hi.min(n - 1), true) {
+                return at(i) + *duration;
+            }
+            if hi < n {
+                return at(hi) + *duration;
+            }
+            let p = at(n - 1);
+            let Some(next) = cron.next_day(day) else {
+                return p + *duration;
+            };
+            let q = cron.at(next, 0, *tz);
+            if q - p > *duration {
+                return p + *duration;
+            }
+            if q >= limit {
+                return q + *duration;
+            }
+            (day, k) = (next, 0);
+        }
+    }
+
+    /// The window of the first start at or after `t`.
+    fn window_from(&self, t: DateTime<Utc>) -> Option<Window> {
+        let Schedule::Recurring { cron, tz, .. } = self else {
+            return None;
+        };
+        let (day, k) = cron.next_slot(t - ONE_SECOND, *tz)?;
+        let s = cron.at(day, k, *tz);
+        Some(Window {
+            start: s,
+            end: self.merged_end(day, k, s),
+        })
     }
 
     /// The windows that overlap `[from, to)`, merged, in order.
     pub fn windows_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
-        match self {
-            Schedule::OneOff(w) => {
-                if w.start < to && from < w.end {
-                    vec![*w]
-                } else {
-                    vec![]
-                }
+        self.windows_from(from)
+            .take_while(|w| w.start < to)
+            .filter(|w| from < w.end)
+            .collect()
+    }
+
+    /// The windows that end after `from`, merged, in order: lazily, so a caller pays only for
+    /// the windows it takes.
+    pub fn windows_from(&self, from: DateTime<Utc>) -> impl Iterator<Item = Window> + '_ {
+        let mut cursor: Option<DateTime<Utc>> = None;
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
             }
-            Schedule::Recurring { cron, tz, .. } => {
-                let mut out = Vec::new();
-                let mut cursor = from;
-                if let Some(w) = self.window_at(from) {
-                    cursor = w.end;
-                    out.push(w);
+            let next = match (self, cursor) {
+                (Schedule::OneOff(w), _) => {
+                    done = true;
+                    (from < w.end).then_some(*w)
                 }
-                // Starts at or after the cursor begin new windows.
-                while let Some(s) = cron.next_after(cursor - ONE_SECOND, *tz) {
-                    if s >= to {
-                        break;
-                    }
-                    let w = Window {
-                        start: s,
-                        end: self.merged_end(s),
-                    };
-                    cursor = w.end.max(s + ONE_SECOND);
-                    out.push(w);
-                }
-                out
+                (_, None) => self.window_at(from).or_else(|| self.window_from(from)),
+                // Starts up to the end of the last window were merged into it.
+                (_, Some(c)) => self.window_from(c),
+            };
+            match next {
+                Some(w) => cursor = Some(w.end.max(w.start + ONE_SECOND)),
+                None => done = true,
             }
-        }
+            next
+        })
     }
 
     /// The first window that starts strictly after `t`.
     pub fn next_start_after(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => (w.start > t).then_some(*w),
-            Schedule::Recurring { cron, tz, .. } => {
+            Schedule::Recurring { .. } => {
                 // Starts up to the end of the window in force at t were merged into it.
                 let after = self.window_at(t).map_or(t, |w| w.end.max(t));
-                let s = cron.next_after(after, *tz)?;
-                Some(Window {
-                    start: s,
-                    end: self.merged_end(s),
-                })
+                self.window_from(after + ONE_SECOND)
             }
         }
     }

@@ -7,6 +7,7 @@ mod cli;
 mod cli_consistency;
 mod common;
 mod config_cli;
+mod cost;
 mod daemon;
 mod disk_full;
 mod gates;

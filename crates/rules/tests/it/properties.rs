@@ -323,6 +323,84 @@ proptest! {
     }
 }
 
+/// The merged window at `t` the slow way: from the start at or before `t`, follow starts one
+/// by one, back and forth, while each overlaps or touches the last, up to the merge horizon
+/// (what the crate did before it jumped over days).
+fn start_by_start_window(
+    cron: &stopd_rules::cron::CronExpr,
+    d: Duration,
+    tz: Tz,
+    t: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let horizon = stopd_rules::window::MERGE_HORIZON;
+    let s = cron.prev_at_or_before(t, tz)?;
+    if t >= s + d {
+        return None;
+    }
+    let mut start = s;
+    while s - start < horizon {
+        match cron.prev_at_or_before(start - Duration::seconds(1), tz) {
+            Some(p) if p + d >= start => start = p,
+            _ => break,
+        }
+    }
+    let mut last = s;
+    while last - s < horizon {
+        match cron.next_after(last, tz) {
+            Some(n) if n <= last + d => last = n,
+            _ => break,
+        }
+    }
+    Some((start, last + d))
+}
+
+/// A cron with a seconds field: `None` keeps 5 fields.
+fn seconds_gen() -> impl Strategy<Value = Option<String>> {
+    prop::option::weighted(
+        0.3,
+        prop_oneof![
+            set(0..60, 3).prop_map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")),
+            Just("*".to_string()),
+            Just("*/20".to_string()),
+        ],
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The day-jumping merge (and its shortcut for rules that never leave a gap) finds the same
+    /// window as following starts one by one, across DST changes, for durations shorter and
+    /// longer than the gaps between starts.
+    #[test]
+    fn fast_window_agrees_with_a_start_by_start_merge(
+        cron in cron_gen(),
+        seconds in seconds_gen(),
+        (zone, anchor) in zone_and_anchor(),
+        duration_s in prop_oneof![1i64..7_200, 1i64..200_000, Just(3_600), Just(86_400), Just(90_000)],
+        offset_s in prop_oneof![-172_800i64..172_800, -10_800i64..10_800],
+    ) {
+        // Dense seconds with every hour would make the slow reference walk a year of seconds.
+        let hours_ok = seconds.as_deref().is_none_or(|s| s.len() < 9 || cron.hours.len() <= 2);
+        prop_assume!(hours_ok);
+        let text = match &seconds {
+            Some(sec) => format!("{sec} {}", cron.text()),
+            None => cron.text(),
+        };
+        let toml = format!(
+            "[[freeze]]\nname = \"f\"\ncron = \"{text}\"\nduration = \"{duration_s}s\"\ntimezone = \"{zone}\"\n"
+        );
+        let spec: PolicySpec = toml::from_str(&toml).unwrap();
+        let Ok(policy) = Policy::compile(&spec) else { return Ok(()) };
+        let schedule = match &policy.rules()[0].trigger { stopd_rules::Trigger::Freeze { schedule, .. } => schedule, _ => unreachable!() };
+        let stopd_rules::Schedule::Recurring { cron: expr, duration, tz, .. } = schedule else { unreachable!() };
+        let t = DateTime::parse_from_rfc3339(anchor).unwrap().with_timezone(&Utc) + Duration::seconds(offset_s);
+        let fast = schedule.window_at(t).map(|w| (w.start, w.end));
+        let slow = start_by_start_window(expr, *duration, *tz, t);
+        prop_assert_eq!(fast, slow, "{} for {}s in {} at {}", text, duration_s, zone, t);
+    }
+}
+
 #[test]
 fn reference_walk_sees_a_gap_and_a_repeat() {
     // Guards the reference itself: 02:30 on the New York spring-forward day fires at 07:00Z,
