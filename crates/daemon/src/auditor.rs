@@ -141,6 +141,7 @@ pub async fn coverage_rows(
     let lead = interval * 2 + coverage::MARGIN;
     let sweeps = store.sweep_spans(since - lead, until, lead).await?;
     let running = coverage::running(&store.lifecycle(until).await?, now);
+    let first_start = store.first_start().await?.unwrap_or(DateTime::<Utc>::MAX_UTC);
     let rows = cfg
         .policy
         .windows(since, until)
@@ -149,7 +150,16 @@ pub async fn coverage_rows(
         .filter_map(|w| {
             let span = (w.window.start.max(since), w.window.end.min(until));
             (span.0 < span.1)
-                .then(|| coverage::cover(&w.rule, span, &sweeps, running.as_deref(), interval))
+                .then(|| {
+                    coverage::cover(
+                        &w.rule,
+                        span,
+                        &sweeps,
+                        running.as_deref(),
+                        interval,
+                        first_start,
+                    )
+                })
         })
         .collect();
     Ok((rows, interval))
@@ -177,6 +187,7 @@ pub async fn coverage(
                 "window_end",
                 "watched_seconds",
                 "gaps",
+                "before_first_start",
             ],
             wide_only: &[],
             whole: &["window_start", "window_end"],
@@ -194,6 +205,10 @@ pub async fn coverage(
                 r.window_end.clone(),
                 format!("{:.3}", r.watched_seconds),
                 gaps.join("; "),
+                r.before_first_start
+                    .as_ref()
+                    .map(|b| format!("{}..{}", b.from, b.to))
+                    .unwrap_or_default(),
             ]
         },
     )?;
@@ -206,6 +221,13 @@ pub async fn coverage(
             crate::time::human(interval),
             crate::time::human(coverage::MARGIN),
         )?;
+        let before = rows.iter().filter(|r| r.before_first_start.is_some()).count();
+        if before > 0 {
+            writeln!(
+                out,
+                "{before} window(s) reach back before the audit log's first start: that time is before_first_start, not a gap"
+            )?;
+        }
     }
     if q.fail_on_gap && gaps > 0 {
         return Ok(ExitCode::from(1));
