@@ -431,4 +431,38 @@ mod tests {
         );
         assert_eq!(gaps(&c), [("10:00:56".into(), "10:10:00".into(), "late")]);
     }
+    /// Before the first start: neither watched nor a gap, reported apart; the rest as before.
+    #[test]
+    fn time_before_the_first_start_is_reported_apart_not_as_a_gap() {
+        let events = vec![(t("10:05:00"), "start".to_owned())];
+        let run = running(&events, t("10:10:00")).unwrap();
+        let sweeps = [sweep("10:05:01", true)];
+        let window = (t("10:00:00"), t("10:10:00"));
+        let c = cover(
+            "r",
+            window,
+            &sweeps,
+            Some(&run),
+            Duration::seconds(30),
+            t("10:05:00"),
+        );
+        assert_eq!(c.window_start, ts(t("10:00:00")));
+        assert_eq!(
+            c.before_first_start,
+            Some(Period {
+                from: ts(t("10:00:00")),
+                to: ts(t("10:05:00")),
+            })
+        );
+        // Watched from the start to 10:05:02 + 65 s; late after.
+        assert_eq!(gaps(&c), [("10:06:07".into(), "10:10:00".into(), "late")]);
+        assert!((c.watched_seconds - 67.0).abs() < 0.01, "{}", c.watched_seconds);
+        // A window wholly before it: no gap at all; nothing ever started: the same.
+        for first in [t("10:20:00"), DateTime::<Utc>::MAX_UTC] {
+            let c = cover("r", window, &[], None, Duration::seconds(30), first);
+            assert!(c.gaps.is_empty());
+            assert_eq!(c.watched_seconds, 0.0);
+            assert_eq!(c.before_first_start.unwrap().to, ts(t("10:10:00")));
+        }
+    }
 }

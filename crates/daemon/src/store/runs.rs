@@ -448,4 +448,69 @@ mod tests {
         // 10:11:01 + 65 s = 10:12:06; the next sweep began 10:15:00 (covers from 10:14:55).
         assert_eq!(gaps, [("10:12:06", "10:14:55", "late")]);
     }
+    /// The open run is read as it grows (the last good sweep, coverage), before it is written;
+    /// one a killed daemon left open is written (chained) by the next start.
+    #[tokio::test]
+    async fn the_open_run_is_read_and_a_killed_daemons_is_written_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        store
+            .compact_quiet_sweeps(Duration::from_secs(25))
+            .await
+            .unwrap();
+        let t0: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
+        let s = chrono::Duration::seconds;
+        for k in 0..6 {
+            let at = t0 + s(10 * k);
+            let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+            store
+                .finish_sweep(id, at + s(1), Duration::from_secs(1), &SweepResult::default())
+                .await
+                .unwrap();
+        }
+        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_runs")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(runs, 0, "the run is still open");
+        assert_eq!(store.last_good_sweep().await.unwrap(), Some(t0 + s(51)));
+        assert_eq!(store.first_start().await.unwrap(), Some(t0));
+        let spans = store
+            .sweep_spans(t0 - s(60), t0 + s(60), s(25))
+            .await
+            .unwrap();
+        let c = coverage::cover(
+            "r",
+            (t0, t0 + s(60)),
+            &spans,
+            None,
+            chrono::Duration::seconds(10),
+            t0,
+        );
+        assert!(c.gaps.is_empty(), "{c:?}");
+
+        // Another process's open run (this one killed): written at the next start.
+        sqlx::query("UPDATE sweep_run_open SET pid = pid + 1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.runs.lock().await.open = None;
+        store
+            .compact_quiet_sweeps(Duration::from_secs(25))
+            .await
+            .unwrap();
+        let runs: Vec<(String, i64)> =
+            sqlx::query_as("SELECT last_finished_at, sweeps FROM sweep_runs")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(runs, [(ts(t0 + s(51)), 6)]);
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_run_open")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(open, 0);
+        assert_eq!(store.last_good_sweep().await.unwrap(), Some(t0 + s(51)));
+        assert!(store.verify().await.unwrap().intact());
+    }
 }
