@@ -141,7 +141,10 @@ pub async fn coverage_rows(
     let lead = interval * 2 + coverage::MARGIN;
     let sweeps = store.sweep_spans(since - lead, until, lead).await?;
     let running = coverage::running(&store.lifecycle(until).await?, now);
-    let first_start = store.first_start().await?.unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let first_start = store
+        .first_start()
+        .await?
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let rows = cfg
         .policy
         .windows(since, until)
@@ -149,17 +152,16 @@ pub async fn coverage_rows(
         .filter(|w| q.rule.is_none_or(|r| r == w.rule))
         .filter_map(|w| {
             let span = (w.window.start.max(since), w.window.end.min(until));
-            (span.0 < span.1)
-                .then(|| {
-                    coverage::cover(
-                        &w.rule,
-                        span,
-                        &sweeps,
-                        running.as_deref(),
-                        interval,
-                        first_start,
-                    )
-                })
+            (span.0 < span.1).then(|| {
+                coverage::cover(
+                    &w.rule,
+                    span,
+                    &sweeps,
+                    running.as_deref(),
+                    interval,
+                    first_start,
+                )
+            })
         })
         .collect();
     Ok((rows, interval))
@@ -221,7 +223,10 @@ pub async fn coverage(
             crate::time::human(interval),
             crate::time::human(coverage::MARGIN),
         )?;
-        let before = rows.iter().filter(|r| r.before_first_start.is_some()).count();
+        let before = rows
+            .iter()
+            .filter(|r| r.before_first_start.is_some())
+            .count();
         if before > 0 {
             writeln!(
                 out,

@@ -269,11 +269,13 @@ pub async fn report(
             } else {
                 gaps.join("<br>")
             },
-            c.before_first_start.as_ref().map_or_else(String::new, |b| format!(
-                "<span class=\"neutral\">not installed yet</span> {} .. {}",
-                show(&b.from),
-                show(&b.to)
-            ))
+            c.before_first_start
+                .as_ref()
+                .map_or_else(String::new, |b| format!(
+                    "<span class=\"neutral\">not installed yet</span> {} .. {}",
+                    show(&b.from),
+                    show(&b.to)
+                ))
         );
     }
     tables.push_str("</table><h2>Stops</h2><table id=\"stops\"><tr><th>at</th><th>pipeline</th><th>execution</th><th>rule</th><th>mode</th><th>outcome</th><th>reason</th><th>error</th></tr>");

@@ -456,7 +456,11 @@ mod tests {
         );
         // Watched from the start to 10:05:02 + 65 s; late after.
         assert_eq!(gaps(&c), [("10:06:07".into(), "10:10:00".into(), "late")]);
-        assert!((c.watched_seconds - 67.0).abs() < 0.01, "{}", c.watched_seconds);
+        assert!(
+            (c.watched_seconds - 67.0).abs() < 0.01,
+            "{}",
+            c.watched_seconds
+        );
         // A window wholly before it: no gap at all; nothing ever started: the same.
         for first in [t("10:20:00"), DateTime::<Utc>::MAX_UTC] {
             let c = cover("r", window, &[], None, Duration::seconds(30), first);

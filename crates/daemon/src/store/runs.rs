@@ -464,7 +464,12 @@ mod tests {
             let at = t0 + s(10 * k);
             let id = store.begin_sweep(at, "schedule", false).await.unwrap();
             store
-                .finish_sweep(id, at + s(1), Duration::from_secs(1), &SweepResult::default())
+                .finish_sweep(
+                    id,
+                    at + s(1),
+                    Duration::from_secs(1),
+                    &SweepResult::default(),
+                )
                 .await
                 .unwrap();
         }

@@ -547,7 +547,10 @@ async fn time_before_the_first_start_is_not_a_gap_but_a_gap_after_it_still_fails
     assert_eq!(today["rule"], "today");
     assert_eq!(today["before_first_start"]["from"], today["window_start"]);
     assert_eq!(today["before_first_start"]["to"], first_start["at"]);
-    assert!(today["watched_seconds"].as_f64().unwrap() > 0.0, "{today:#?}");
+    assert!(
+        today["watched_seconds"].as_f64().unwrap() > 0.0,
+        "{today:#?}"
+    );
     let gaps = today["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{today:#?}");
     assert_eq!(gaps[0]["cause"], "not_running");

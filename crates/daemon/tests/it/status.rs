@@ -120,7 +120,11 @@ async fn a_daemon_whose_quiet_sweeps_are_grouped_into_an_open_run_is_healthy_and
         "the daemon did not sweep on schedule"
     );
     let whole = env.report(&["--sweeps"]).await;
-    assert_eq!(whole.len(), 1, "only the start-up sweep is written whole: {whole:#?}");
+    assert_eq!(
+        whole.len(),
+        1,
+        "only the start-up sweep is written whole: {whole:#?}"
+    );
 
     let out = env.stopd(&["status", "--format", "json"]).await;
     let s = status_json(&out);
@@ -128,7 +132,10 @@ async fn a_daemon_whose_quiet_sweeps_are_grouped_into_an_open_run_is_healthy_and
     assert_eq!(s["healthy"], true, "{s:#}");
     assert_eq!(s["last_sweep_ok"], true, "{s:#}");
     assert!(s["last_sweep_age_seconds"].as_i64().unwrap() <= 6, "{s:#}");
-    assert!(s["last_success_at"].as_str() > whole[0]["finished_at"].as_str(), "{s:#}");
+    assert!(
+        s["last_success_at"].as_str() > whole[0]["finished_at"].as_str(),
+        "{s:#}"
+    );
 
     let out = env
         .stopd(&["report", "--coverage", "--since", &since, "--fail-on-gap"])
