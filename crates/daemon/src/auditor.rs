@@ -191,7 +191,7 @@ pub async fn coverage(
                 "gaps",
                 "before_first_start",
             ],
-            wide_only: &[],
+            wide_only: &["before_first_start"],
             whole: &["window_start", "window_end"],
             to_the_minute: &[],
         },
@@ -230,7 +230,7 @@ pub async fn coverage(
         if before > 0 {
             writeln!(
                 out,
-                "{before} window(s) reach back before the audit log's first start: that time is before_first_start, not a gap"
+                "{before} window(s) reach back before the audit log's first start: that time is before_first_start, not a gap (--wide shows it)"
             )?;
         }
     }

@@ -533,6 +533,14 @@ async fn time_before_the_first_start_is_not_a_gap_but_a_gap_after_it_still_fails
         "{}",
         text(&out.stdout)
     );
+    let wide = env
+        .stopd(&["report", "--coverage", "--until", until, "--wide"])
+        .await;
+    assert!(
+        text(&wide.stdout).contains("BEFORE_FIRST_START"),
+        "{}",
+        text(&wide.stdout)
+    );
 
     let coverage = env.report(&["--coverage"]).await;
     assert_eq!(coverage.len(), 3, "{coverage:#?}");
