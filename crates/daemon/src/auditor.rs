@@ -148,6 +148,10 @@ pub async fn coverage_rows(
     let lead = interval * 2 + coverage::MARGIN;
     let sweeps = store.sweep_spans(since - lead, until, lead).await?;
     let running = coverage::running(&store.lifecycle(until).await?, now);
+    let first_start = store
+        .first_start()
+        .await?
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let rows = cfg
         .policy
         .windows(since, until)
@@ -155,8 +159,16 @@ pub async fn coverage_rows(
         .filter(|w| q.rule.is_none_or(|r| r == w.rule))
         .filter_map(|w| {
             let span = (w.window.start.max(since), w.window.end.min(until));
-            (span.0 < span.1)
-                .then(|| coverage::cover(&w.rule, span, &sweeps, running.as_deref(), interval))
+            (span.0 < span.1).then(|| {
+                coverage::cover(
+                    &w.rule,
+                    span,
+                    &sweeps,
+                    running.as_deref(),
+                    interval,
+                    first_start,
+                )
+            })
         })
         .collect();
     Ok((rows, interval))
@@ -184,8 +196,9 @@ pub async fn coverage(
                 "window_end",
                 "watched_seconds",
                 "gaps",
+                "before_first_start",
             ],
-            wide_only: &[],
+            wide_only: &["before_first_start"],
             whole: &["window_start", "window_end"],
             to_the_minute: &[],
         },
@@ -201,6 +214,10 @@ pub async fn coverage(
                 r.window_end.clone(),
                 format!("{:.3}", r.watched_seconds),
                 gaps.join("; "),
+                r.before_first_start
+                    .as_ref()
+                    .map(|b| format!("{}..{}", b.from, b.to))
+                    .unwrap_or_default(),
             ]
         },
     )?;
@@ -213,6 +230,16 @@ pub async fn coverage(
             crate::time::human(interval),
             crate::time::human(coverage::MARGIN),
         )?;
+        let before = rows
+            .iter()
+            .filter(|r| r.before_first_start.is_some())
+            .count();
+        if before > 0 {
+            writeln!(
+                out,
+                "{before} window(s) reach back before the audit log's first start: that time is before_first_start, not a gap (--wide shows it)"
+            )?;
+        }
     }
     if q.fail_on_gap && gaps > 0 {
         return Ok(ExitCode::from(1));

@@ -1,6 +1,6 @@
 //! `report --format html`: one self-contained page for auditors (no network, no external
-//! assets): a timeline per rule (freeze windows as bands, coverage gaps in red, stops as marks
-//! coloured by outcome), then the summary (rule x outcome) and the tables of coverage, stops
+//! assets): a timeline per rule (freeze windows as bands, coverage gaps in red, time before the
+//! audit log's first start in grey (not a gap), stops as marks coloured by outcome), then the summary (rule x outcome) and the tables of coverage, stops
 //! and lifecycle events.
 //!
 //! Every mark carries its data (`data-at`, `data-outcome`, ...) beside its position, so a test
@@ -172,6 +172,19 @@ pub async fn report(
                 c.window_start,
                 c.window_end
             );
+            if let Some(b) = &c.before_first_start {
+                let (a, e) = (x(&b.from), x(&b.to));
+                let _ = write!(
+                    svg,
+                    r##"<rect class="before-first-start" x="{a:.1}" y="{:.0}" width="{:.1}" height="24" fill="#e0e0e0" data-from="{}" data-to="{}"><title>before the audit log's first start (not a gap) {} .. {}</title></rect>"##,
+                    y + 4.0,
+                    (e - a).max(1.0),
+                    b.from,
+                    b.to,
+                    b.from,
+                    b.to
+                );
+            }
             for g in &c.gaps {
                 let (a, b) = (x(&g.from), x(&g.to));
                 let _ = write!(
@@ -236,7 +249,7 @@ pub async fn report(
     summary.push_str("</table>");
 
     let mut tables = String::from(
-        "<h2>Coverage</h2><table id=\"coverage\"><tr><th>rule</th><th>window start</th><th>window end</th><th>watched</th><th>gaps</th></tr>",
+        "<h2>Coverage</h2><table id=\"coverage\"><tr><th>rule</th><th>window start</th><th>window end</th><th>watched</th><th>gaps</th><th>before first start</th></tr>",
     );
     for c in &coverage {
         let gaps: Vec<String> = c
@@ -253,7 +266,7 @@ pub async fn report(
             .collect();
         let _ = write!(
             tables,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&c.rule),
             show(&c.window_start),
             show(&c.window_end),
@@ -264,7 +277,14 @@ pub async fn report(
                 "none".to_owned()
             } else {
                 gaps.join("<br>")
-            }
+            },
+            c.before_first_start
+                .as_ref()
+                .map_or_else(String::new, |b| format!(
+                    "<span class=\"neutral\">not installed yet</span> {} .. {}",
+                    show(&b.from),
+                    show(&b.to)
+                ))
         );
     }
     tables.push_str("</table><h2>Stops</h2><table id=\"stops\"><tr><th>at</th><th>pipeline</th><th>execution</th><th>rule</th><th>mode</th><th>outcome</th><th>reason</th><th>error</th></tr>");
@@ -309,12 +329,13 @@ table {{ border-collapse: collapse; margin: 8px 0 24px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }}
 th {{ background: #f3f3f3; }}
 .bad {{ color: #c62828; font-weight: bold; }}
+.neutral {{ color: #757575; }}
 .legend span {{ display: inline-block; margin-right: 14px; }}
 .sw {{ display: inline-block; width: 12px; height: 12px; vertical-align: middle; margin-right: 4px; }}
 </style></head><body>
 <h1>stopd audit report</h1>
 <p>From {} to {} ({}). Policy <code>{}</code>. {} freeze window(s), {} coverage gap(s), {} stop(s), {} dry run(s).</p>
-<p class="legend"><span><i class="sw" style="background:#bbdefb"></i>freeze window</span><span><i class="sw" style="background:#e53935"></i>coverage gap</span><span><i class="sw" style="background:#2e7d32"></i>stopped</span><span><i class="sw" style="background:#6a1b9a"></i>failed / rejected</span><span><i class="sw" style="background:#f9a825"></i>pending</span><span><i class="sw" style="background:#757575"></i>other</span></p>
+<p class="legend"><span><i class="sw" style="background:#bbdefb"></i>freeze window</span><span><i class="sw" style="background:#e53935"></i>coverage gap</span><span><i class="sw" style="background:#e0e0e0"></i>before the audit log's first start</span><span><i class="sw" style="background:#2e7d32"></i>stopped</span><span><i class="sw" style="background:#6a1b9a"></i>failed / rejected</span><span><i class="sw" style="background:#f9a825"></i>pending</span><span><i class="sw" style="background:#757575"></i>other</span></p>
 {svg}
 <h2>Summary (rule x outcome)</h2>
 {summary}

@@ -2,7 +2,8 @@
 //!
 //! Running means a process holds the database's run lock ([`crate::lock`]); the pid is the one
 //! the lock file records. Healthy means running and a good sweep ended within three schedule
-//! intervals ([`stale_after`], the same rule as `/healthz`). The policy in force is the newest
+//! intervals ([`stale_after`], the same rule as `/healthz`), the last good sweep being the one
+//! [`Store::last_good_sweep`] reads (runs of quiet sweeps, the open one included). The policy in force is the newest
 //! `policy_loads` row, which the daemon writes at start and at each good reload
 //! ([`record_policy_load`]); the file on disk is hashed the same way, so an edited file not yet
 //! reloaded shows as "reload pending".
@@ -271,15 +272,26 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             status.last_sweep_ok = Some(error.is_none() && errors == 0);
             status.last_sweep_error = error;
         }
-        let good: Option<String> = sqlx::query_scalar(
-            "SELECT MAX(finished_at) FROM sweep_results WHERE error IS NULL AND errors = 0",
+        // Quiet sweeps are grouped into runs, the newest one still open: its last sweep is
+        // the last sweep when it ended after the last one written whole.
+        let run: Option<String> = sqlx::query_scalar(
+            "SELECT MAX(t) FROM (SELECT MAX(last_finished_at) AS t FROM sweep_runs \
+             UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
         )
         .fetch_one(store.pool())
         .await
         .context("cannot read the sweep log")?;
-        if let Some(at) = good {
-            last_success = Some(parse_ts(&at)?);
-            status.last_success_at = Some(at);
+        if let Some(at) = run
+            && status.last_sweep_at.as_ref().is_none_or(|last| at > *last)
+        {
+            status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
+            status.last_sweep_at = Some(at);
+            status.last_sweep_ok = Some(true);
+            status.last_sweep_error = None;
+        }
+        if let Some(at) = store.last_good_sweep().await? {
+            last_success = Some(at);
+            status.last_success_at = Some(ts(at));
         }
         if let Some(r) = sqlx::query("SELECT hash, at FROM policy_loads ORDER BY id DESC LIMIT 1")
             .fetch_optional(store.pool())

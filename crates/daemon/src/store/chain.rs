@@ -58,6 +58,8 @@ pub const NOT_AUDITED: &[&str] = &[
     // The policy hash `status` compares with the file; lifecycle_events (chained) holds the
     // auditable record of every start and reload with its hash.
     "policy_loads",
+    // The run of quiet sweeps a daemon has open: written to sweep_runs (chained) when closed.
+    "sweep_run_open",
 ];
 
 /// The first record's previous hash.

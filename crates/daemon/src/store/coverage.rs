@@ -6,9 +6,13 @@
 //! - The daemon is **running** from each `start` to the next `stop` or `unclean_stop` (dated at
 //!   its last sign of life), or to now. Before the first lifecycle event ever recorded (a log
 //!   older than lifecycle events), running is not known and is not held against it.
-//! - Inside a window, time that is not both covered and running is a **gap**, cut where its
-//!   cause changes: `not_running` (no daemon), else `sweep_failed` (a sweep began in or just
-//!   before it and failed or never finished), else `late` (no sweep came in time).
+//! - Time before the audit log's **first start** (its first `start` event, or its first sweep
+//!   when that is older: a log from before lifecycle events, or of `run --once` alone) is not a
+//!   gap: stopd was not installed yet. It is reported apart, as `before_first_start`.
+//! - Inside a window, from the first start on, time that is not both covered and running is a
+//!   **gap**, cut where its cause changes: `not_running` (no daemon), else `sweep_failed` (a
+//!   sweep began in or just before it and failed or never finished), else `late` (no sweep
+//!   came in time).
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -44,6 +48,15 @@ pub struct Gap {
     pub cause: &'static str,
 }
 
+/// A span of time, `[from, to)`, in RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Period {
+    /// From.
+    pub from: String,
+    /// To, exclusive.
+    pub to: String,
+}
+
 /// Coverage of one window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowCoverage {
@@ -55,8 +68,10 @@ pub struct WindowCoverage {
     pub window_end: String,
     /// Seconds of the window the daemon was watching.
     pub watched_seconds: f64,
-    /// The rest, with causes.
+    /// The rest from the first start on, with causes.
     pub gaps: Vec<Gap>,
+    /// The part of the window before the audit log's first start (not a gap), if any.
+    pub before_first_start: Option<Period>,
 }
 
 /// Sorts and merges overlapping spans.
@@ -138,14 +153,18 @@ pub fn downtime_before(events: &[(DateTime<Utc>, String)], at: DateTime<Utc>) ->
         .filter(|(_, to)| *to == at)
 }
 
-/// Coverage of `window` by `sweeps` while `running` (see the module docs).
+/// Coverage of `window` by `sweeps` while `running`, from `first_start` on (see the module
+/// docs; `DateTime::MAX_UTC` when nothing ever started).
 pub fn cover(
     rule: &str,
     window: Span,
     sweeps: &[SweepSpan],
     running: Option<&[Span]>,
     interval: Duration,
+    first_start: DateTime<Utc>,
 ) -> WindowCoverage {
+    let before = (window.0, first_start.min(window.1));
+    let window = (first_start.clamp(window.0, window.1), window.1);
     let after = interval * 2 + MARGIN;
     let covered = merge(
         sweeps
@@ -193,10 +212,14 @@ pub fn cover(
     }
     WindowCoverage {
         rule: rule.to_owned(),
-        window_start: ts(window.0),
+        window_start: ts(before.0),
         window_end: ts(window.1),
         watched_seconds: watched_ms as f64 / 1000.0,
         gaps,
+        before_first_start: (before.0 < before.1).then(|| Period {
+            from: ts(before.0),
+            to: ts(before.1),
+        }),
     }
 }
 
@@ -232,11 +255,14 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        // Runs of quiet sweeps: one span each when no sweep in it came later than the gap
-        // coverage allows (so it is watched throughout); otherwise only its two ends count.
+        // Runs of quiet sweeps, the one a daemon has open included: one span each when no
+        // sweep in it came later than the gap coverage allows (so it is watched throughout);
+        // otherwise only its two ends count.
         let runs: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_runs \
-             WHERE last_finished_at >= ? AND first_started_at < ?",
+             WHERE last_finished_at >= ?1 AND first_started_at < ?2 \
+             UNION ALL SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_run_open \
+             WHERE last_finished_at >= ?1 AND first_started_at < ?2",
         )
         .bind(ts(since))
         .bind(ts(until))
@@ -262,6 +288,23 @@ impl Store {
             }
         }
         Ok(spans)
+    }
+
+    /// The audit log's first start: its first `start` lifecycle event, or its first sweep
+    /// (whole or in a run, the open one included) when that is older; `None` when nothing
+    /// ever started.
+    pub async fn first_start(&self) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM ( \
+               SELECT MIN(at) AS t FROM lifecycle_events WHERE event = 'start' \
+               UNION ALL SELECT MIN(started_at) FROM sweeps \
+               UNION ALL SELECT MIN(first_started_at) FROM sweep_runs \
+               UNION ALL SELECT MIN(first_started_at) FROM sweep_run_open)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot read the sweep log")?;
+        at.as_deref().map(parse_ts).transpose()
     }
 
     /// Every lifecycle event before `until`, `(at, event)`, oldest first.
@@ -327,6 +370,7 @@ mod tests {
             &sweeps,
             Some(&run),
             Duration::seconds(30),
+            DateTime::<Utc>::MIN_UTC,
         );
         assert_eq!(
             gaps(&c),
@@ -383,7 +427,46 @@ mod tests {
             &[sweep("09:59:50", true)],
             None,
             Duration::seconds(30),
+            DateTime::<Utc>::MIN_UTC,
         );
         assert_eq!(gaps(&c), [("10:00:56".into(), "10:10:00".into(), "late")]);
+    }
+    /// Before the first start: neither watched nor a gap, reported apart; the rest as before.
+    #[test]
+    fn time_before_the_first_start_is_reported_apart_not_as_a_gap() {
+        let events = vec![(t("10:05:00"), "start".to_owned())];
+        let run = running(&events, t("10:10:00")).unwrap();
+        let sweeps = [sweep("10:05:01", true)];
+        let window = (t("10:00:00"), t("10:10:00"));
+        let c = cover(
+            "r",
+            window,
+            &sweeps,
+            Some(&run),
+            Duration::seconds(30),
+            t("10:05:00"),
+        );
+        assert_eq!(c.window_start, ts(t("10:00:00")));
+        assert_eq!(
+            c.before_first_start,
+            Some(Period {
+                from: ts(t("10:00:00")),
+                to: ts(t("10:05:00")),
+            })
+        );
+        // Watched from the start to 10:05:02 + 65 s; late after.
+        assert_eq!(gaps(&c), [("10:06:07".into(), "10:10:00".into(), "late")]);
+        assert!(
+            (c.watched_seconds - 67.0).abs() < 0.01,
+            "{}",
+            c.watched_seconds
+        );
+        // A window wholly before it: no gap at all; nothing ever started: the same.
+        for first in [t("10:20:00"), DateTime::<Utc>::MAX_UTC] {
+            let c = cover("r", window, &[], None, Duration::seconds(30), first);
+            assert!(c.gaps.is_empty());
+            assert_eq!(c.watched_seconds, 0.0);
+            assert_eq!(c.before_first_start.unwrap().to, ts(t("10:10:00")));
+        }
     }
 }

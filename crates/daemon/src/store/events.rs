@@ -118,7 +118,8 @@ impl Store {
         if let Some((event, pid, started)) = last
             && event == "start"
         {
-            // Its last sign of life: its last event, or the last sweep it started or finished.
+            // Its last sign of life: its last event, or the last sweep it started or finished
+            // (a run it left open included).
             let seen: String = sqlx::query_scalar(
                 "SELECT MAX(t) FROM ( \
                    SELECT at AS t FROM lifecycle_events WHERE pid = ?1 AND at >= ?2 \
@@ -126,6 +127,8 @@ impl Store {
                    UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
                      WHERE s.pid = ?1 AND s.started_at >= ?2 \
                    UNION ALL SELECT last_finished_at FROM sweep_runs \
+                     WHERE pid = ?1 AND first_started_at >= ?2 \
+                   UNION ALL SELECT last_finished_at FROM sweep_run_open \
                      WHERE pid = ?1 AND first_started_at >= ?2)",
             )
             .bind(pid)

@@ -6,8 +6,13 @@
 //! a decided stop is written whole, as before. A quiet one is folded into the open run, which
 //! is written when the next sweep would begin more than the allowed gap after it, when it is
 //! [`RUN_MAX`] old, before any sweep that is written whole, and at shutdown
-//! ([`Store::flush_sweep_run`]). A daemon killed loses at most [`RUN_MAX`] of proof: coverage
-//! then shows it not running from the last run written.
+//! ([`Store::flush_sweep_run`]).
+//!
+//! Until then the open run is kept in `sweep_run_open` (one row, replaced at each quiet sweep,
+//! deleted with the write of the run), so that `status` and `report --coverage` see a daemon
+//! sweeping on schedule as watching ([`Store::last_good_sweep`], [`Store::sweep_spans`]). A
+//! daemon killed leaves that row; the next start writes it to `sweep_runs`
+//! ([`Store::compact_quiet_sweeps`]), so a kill costs no proof of the quiet sweeps it made.
 
 use std::time::Duration;
 
@@ -66,7 +71,9 @@ impl Store {
     /// Turns compaction on: quiet scheduled sweeps are folded into runs as long as each begins
     /// within `gap` of the one before it finishing (the daemon passes twice its schedule's
     /// interval plus the margin: what coverage counts as watched).
+    /// A run left open by another process (killed) is written to `sweep_runs` first.
     pub async fn compact_quiet_sweeps(&self, gap: Duration) -> Result<()> {
+        self.close_orphan_run().await?;
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM sweeps")
             .fetch_one(&self.pool)
             .await?;
@@ -74,6 +81,52 @@ impl Store {
         runs.gap = Some(chrono::Duration::from_std(gap)?);
         runs.last_id = runs.last_id.max(last);
         Ok(())
+    }
+
+    /// Writes the open run of a process that is gone (it recorded no stop) to `sweep_runs`,
+    /// chained, and deletes it from `sweep_run_open`. One daemon per database: a row of
+    /// another pid is one that its process could not flush.
+    async fn close_orphan_run(&self) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO sweep_runs (pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
+             last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
+             api_calls, throttled) \
+             SELECT pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, last_finished_at, \
+             sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, api_calls, throttled \
+             FROM sweep_run_open WHERE pid != ? RETURNING id",
+        )
+        .bind(i64::from(std::process::id()))
+        .fetch_optional(&mut *tx)
+        .await
+        .context("cannot record the run of quiet sweeps a killed daemon left open")?;
+        let Some(id) = id else {
+            return Ok(());
+        };
+        chain::link(&mut tx, "sweep_runs", id).await?;
+        sqlx::query("DELETE FROM sweep_run_open")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit()
+            .await
+            .context("cannot record the run of quiet sweeps a killed daemon left open")?;
+        Ok(())
+    }
+
+    /// When the last good sweep ended, as the audit database knows it: the newest of a sweep
+    /// written whole without an error, a run of quiet sweeps, and the run still open. The one
+    /// reading of "the last good sweep" for `status` (and what `/healthz` keeps in memory).
+    pub async fn last_good_sweep(&self) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = sqlx::query_scalar(
+            "SELECT MAX(t) FROM ( \
+               SELECT MAX(finished_at) AS t FROM sweep_results WHERE error IS NULL AND errors = 0 \
+               UNION ALL SELECT MAX(last_finished_at) FROM sweep_runs \
+               UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .context("cannot read the sweep log")?;
+        at.as_deref().map(super::parse_ts).transpose()
     }
 
     /// Writes the open run, if any (at shutdown).
@@ -202,7 +255,41 @@ impl Store {
                 });
             }
         }
+        if let Some(o) = &runs.open {
+            self.save_open(o).await?;
+        }
         Ok(true)
+    }
+
+    /// Replaces the open run's row in `sweep_run_open`.
+    async fn save_open(&self, o: &Run) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO sweep_run_open (slot, pid, first_sweep_id, last_sweep_id, \
+             dry_run, first_started_at, last_finished_at, sweeps, max_gap_ms, max_duration_ms, \
+             pipelines_seen, executions_seen, api_calls, throttled) \
+             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(i64::from(std::process::id()))
+        .bind(o.first_id)
+        .bind(o.last_id)
+        .bind(o.dry_run)
+        .bind(ts(o.first_started))
+        .bind(ts(o.last_finished))
+        .bind(o.sweeps)
+        .bind(o.max_gap_ms)
+        .bind(o.max_duration_ms)
+        .bind(o.pipelines_seen)
+        .bind(o.executions_seen)
+        .bind(o.api_calls)
+        .bind(o.throttled)
+        .execute(&mut *tx)
+        .await
+        .context("cannot record the open run of quiet sweeps")?;
+        tx.commit()
+            .await
+            .context("cannot record the open run of quiet sweeps")?;
+        Ok(())
     }
 
     /// Writes the open run (chained) and closes it.
@@ -234,6 +321,10 @@ impl Store {
         .await
         .context("cannot record a run of quiet sweeps")?;
         chain::link(&mut tx, "sweep_runs", id).await?;
+        sqlx::query("DELETE FROM sweep_run_open")
+            .execute(&mut *tx)
+            .await
+            .context("cannot record a run of quiet sweeps")?;
         tx.commit()
             .await
             .context("cannot record a run of quiet sweeps")?;
@@ -347,6 +438,7 @@ mod tests {
             &spans,
             None,
             chrono::Duration::seconds(30),
+            DateTime::<Utc>::MIN_UTC,
         );
         let gaps: Vec<_> = c
             .gaps
@@ -355,5 +447,75 @@ mod tests {
             .collect();
         // 10:11:01 + 65 s = 10:12:06; the next sweep began 10:15:00 (covers from 10:14:55).
         assert_eq!(gaps, [("10:12:06", "10:14:55", "late")]);
+    }
+    /// The open run is read as it grows (the last good sweep, coverage), before it is written;
+    /// one a killed daemon left open is written (chained) by the next start.
+    #[tokio::test]
+    async fn the_open_run_is_read_and_a_killed_daemons_is_written_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        store
+            .compact_quiet_sweeps(Duration::from_secs(25))
+            .await
+            .unwrap();
+        let t0: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
+        let s = chrono::Duration::seconds;
+        for k in 0..6 {
+            let at = t0 + s(10 * k);
+            let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+            store
+                .finish_sweep(
+                    id,
+                    at + s(1),
+                    Duration::from_secs(1),
+                    &SweepResult::default(),
+                )
+                .await
+                .unwrap();
+        }
+        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_runs")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(runs, 0, "the run is still open");
+        assert_eq!(store.last_good_sweep().await.unwrap(), Some(t0 + s(51)));
+        assert_eq!(store.first_start().await.unwrap(), Some(t0));
+        let spans = store
+            .sweep_spans(t0 - s(60), t0 + s(60), s(25))
+            .await
+            .unwrap();
+        let c = coverage::cover(
+            "r",
+            (t0, t0 + s(60)),
+            &spans,
+            None,
+            chrono::Duration::seconds(10),
+            t0,
+        );
+        assert!(c.gaps.is_empty(), "{c:?}");
+
+        // Another process's open run (this one killed): written at the next start.
+        sqlx::query("UPDATE sweep_run_open SET pid = pid + 1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        store.runs.lock().await.open = None;
+        store
+            .compact_quiet_sweeps(Duration::from_secs(25))
+            .await
+            .unwrap();
+        let runs: Vec<(String, i64)> =
+            sqlx::query_as("SELECT last_finished_at, sweeps FROM sweep_runs")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(runs, [(ts(t0 + s(51)), 6)]);
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_run_open")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(open, 0);
+        assert_eq!(store.last_good_sweep().await.unwrap(), Some(t0 + s(51)));
+        assert!(store.verify().await.unwrap().intact());
     }
 }

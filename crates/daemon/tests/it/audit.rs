@@ -558,3 +558,96 @@ async fn files_are_private_whatever_the_umask() {
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
 }
+
+/// Issue 25, item 3: on a log whose first start is today, the freeze windows of the weeks
+/// before are `before_first_start` (no gap, nothing watched), `--fail-on-gap` passes over
+/// them, and the HTML timeline draws them grey, not as gaps; a real gap after the first start
+/// (the daemon stopped during a window) still fails.
+#[tokio::test]
+async fn time_before_the_first_start_is_not_a_gap_but_a_gap_after_it_still_fails() {
+    let env = Env::new(&fleet(&[("dev-a", "dev")])).await;
+    let now = chrono::Utc::now();
+    let window = |name: &str, from: chrono::Duration, to: chrono::Duration| {
+        format!(
+            "[[freeze]]\nname = \"{name}\"\nstart = \"{}\"\nend = \"{}\"\npipelines = [\"prod-*\"]\n",
+            rfc(now - from),
+            rfc(now - to)
+        )
+    };
+    let (d, h) = (chrono::Duration::days, chrono::Duration::hours);
+    env.write_config(
+        "",
+        &[
+            window("weekend-2", d(14), d(12)),
+            window("weekend-1", d(7), d(5)),
+            window("today", h(1), -h(1)),
+        ]
+        .concat(),
+    );
+    let daemon = started(&env).await;
+    signal(&daemon, "TERM");
+    assert_ok(&wait_exit(daemon, std::time::Duration::from_secs(20)).await);
+    let events = env.report(&["--events"]).await;
+    let (first_start, stop) = (&events[0], &events[1]);
+    assert_eq!(first_start["event"], "start");
+    assert_eq!(stop["event"], "stop");
+
+    // Up to the first start: no gap, and --fail-on-gap passes.
+    let until = first_start["at"].as_str().unwrap();
+    let out = env
+        .stopd(&["report", "--coverage", "--until", until, "--fail-on-gap"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("before_first_start, not a gap"),
+        "{}",
+        text(&out.stdout)
+    );
+    let wide = env
+        .stopd(&["report", "--coverage", "--until", until, "--wide"])
+        .await;
+    assert!(
+        text(&wide.stdout).contains("BEFORE_FIRST_START"),
+        "{}",
+        text(&wide.stdout)
+    );
+
+    let coverage = env.report(&["--coverage"]).await;
+    assert_eq!(coverage.len(), 3, "{coverage:#?}");
+    for w in &coverage[..2] {
+        assert_eq!(w["gaps"], serde_json::json!([]), "{w:#?}");
+        assert_eq!(w["watched_seconds"], 0.0, "{w:#?}");
+        assert_eq!(w["before_first_start"]["from"], w["window_start"], "{w:#?}");
+        assert_eq!(w["before_first_start"]["to"], w["window_end"], "{w:#?}");
+    }
+    // Today's window: before the first start, then watched, then not running since the stop.
+    let today = &coverage[2];
+    assert_eq!(today["rule"], "today");
+    assert_eq!(today["before_first_start"]["from"], today["window_start"]);
+    assert_eq!(today["before_first_start"]["to"], first_start["at"]);
+    assert!(
+        today["watched_seconds"].as_f64().unwrap() > 0.0,
+        "{today:#?}"
+    );
+    let gaps = today["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{today:#?}");
+    assert_eq!(gaps[0]["cause"], "not_running");
+    assert_eq!(gaps[0]["from"], stop["at"]);
+    let out = env.stopd(&["report", "--coverage", "--fail-on-gap"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+
+    // HTML: the weeks before are grey bands, the only gap drawn is the one after the stop.
+    let out = env.stopd(&["report", "--format", "html"]).await;
+    assert_ok(&out);
+    let html = text(&out.stdout);
+    let svg = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap()];
+    let grey: Vec<&str> = svg
+        .split("<rect class=\"before-first-start\"")
+        .skip(1)
+        .collect();
+    assert_eq!(grey.len(), 3, "{svg}");
+    assert!(grey.iter().all(|g| attr(g, "fill") == "#e0e0e0"));
+    let red: Vec<&str> = svg.split("<rect class=\"gap\"").skip(1).collect();
+    assert_eq!(red.len(), 1, "{svg}");
+    assert_eq!(attr(red[0], "data-from"), stop["at"].as_str().unwrap());
+}

@@ -92,3 +92,69 @@ async fn status_of_a_running_daemon_names_its_pid_and_sees_a_pending_reload() {
         text(&out.stderr)
     );
 }
+
+/// Issue 25, item 2: a daemon sweeping every 2 s on schedule, its quiet sweeps grouped into a
+/// run still open (written every 5 minutes), is healthy for `status` and watching for
+/// `report --coverage --fail-on-gap` once its last sweep written whole (the start-up one) is
+/// older than three intervals (6 s) and than what one sweep covers (2 x 2 s + 5 s); the two
+/// agree with `/healthz`.
+#[tokio::test]
+async fn a_daemon_whose_quiet_sweeps_are_grouped_into_an_open_run_is_healthy_and_watching() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config(
+        "schedule = \"*/2 * * * * *\"",
+        "[[freeze]]\nname = \"freeze-now\"\nstart = \"2020-01-01T00:00:00Z\"\nend = \"2100-01-01T00:00:00Z\"\npipelines = [\"dev-*\"]\n",
+    );
+    let since = rfc(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let child = env.spawn(&["run"]);
+    let listings = || {
+        env.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "ListPipelines")
+            .count()
+    };
+    // The start-up sweep and six scheduled ones: at least 12 s of quiet sweeps in one run.
+    assert!(
+        wait_for(Duration::from_secs(40), || listings() >= 7).await,
+        "the daemon did not sweep on schedule"
+    );
+    let whole = env.report(&["--sweeps"]).await;
+    assert_eq!(
+        whole.len(),
+        1,
+        "only the start-up sweep is written whole: {whole:#?}"
+    );
+
+    let out = env.stopd(&["status", "--format", "json"]).await;
+    let s = status_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{s:#}");
+    assert_eq!(s["healthy"], true, "{s:#}");
+    assert_eq!(s["last_sweep_ok"], true, "{s:#}");
+    assert!(s["last_sweep_age_seconds"].as_i64().unwrap() <= 6, "{s:#}");
+    assert!(
+        s["last_success_at"].as_str() > whole[0]["finished_at"].as_str(),
+        "{s:#}"
+    );
+
+    let out = env
+        .stopd(&["report", "--coverage", "--since", &since, "--fail-on-gap"])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let coverage = env.report(&["--coverage", "--since", &since]).await;
+    assert_eq!(coverage.len(), 1, "{coverage:#?}");
+    assert_eq!(coverage[0]["gaps"], serde_json::json!([]), "{coverage:#?}");
+    assert!(coverage[0]["watched_seconds"].as_f64().unwrap() >= 10.0);
+
+    signal(&child, "TERM");
+    assert_ok(&wait_exit(child, Duration::from_secs(20)).await);
+    // At shutdown the run is written (chained) and nothing is left open.
+    assert!(env.report(&["--sweeps"]).await.len() >= 2);
+    assert_ok(&env.stopd(&["verify"]).await);
+}
