@@ -9,6 +9,7 @@ mod config_cli;
 mod daemon;
 mod gates;
 mod iam;
+mod metrics;
 mod notify;
 mod status;
 mod stops;
