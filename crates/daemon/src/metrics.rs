@@ -317,24 +317,25 @@ impl Metrics {
     fn start_at_zero(&self, policy: &Policy) {
         for rule in policy.rules() {
             for outcome in STOP_OUTCOMES {
-                self.stops.get_or_create(&StopLabels {
+                let _ = self.stops.get_or_create(&StopLabels {
                     rule: rule.name.clone(),
                     outcome: outcome.into(),
                 });
             }
         }
         for result in ["ok", "failed"] {
-            self.sweeps.get_or_create(&ResultLabel { result });
+            let _ = self.sweeps.get_or_create(&ResultLabel { result });
         }
         for result in ["ok", "refused"] {
-            self.reloads.get_or_create(&ResultLabel { result });
+            let _ = self.reloads.get_or_create(&ResultLabel { result });
         }
         for operation in stopd_core::OPERATIONS {
             for result in ["answered", "throttled"] {
-                self.api_calls
+                let _ = self
+                    .api_calls
                     .get_or_create(&CallLabels { operation, result });
             }
-            self.throttles.get_or_create(&OperationLabel { operation });
+            let _ = self.throttles.get_or_create(&OperationLabel { operation });
         }
     }
 
@@ -343,14 +344,14 @@ impl Metrics {
     pub fn start_places<'a>(&self, places: impl IntoIterator<Item = (&'a str, &'a str)>) {
         for (account, region) in places {
             for result in ["ok", "failed"] {
-                self.place_sweeps.get_or_create(&PlaceResultLabels {
+                let _ = self.place_sweeps.get_or_create(&PlaceResultLabels {
                     account: account.into(),
                     region: region.into(),
                     result,
                 });
             }
             for outcome in STOP_OUTCOMES {
-                self.place_stops.get_or_create(&PlaceOutcomeLabels {
+                let _ = self.place_stops.get_or_create(&PlaceOutcomeLabels {
                     account: account.into(),
                     region: region.into(),
                     outcome: outcome.into(),
