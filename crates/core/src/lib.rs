@@ -28,5 +28,6 @@ pub use error::{ApiError, ErrorKind, MAX_MESSAGE_CHARS, bound_message, iam_actio
 pub use ratelimit::{LimiterConfig, RateLimiter};
 pub use retry::RetryPolicy;
 pub use types::{
-    ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure, PipelineRead,
+    ActiveExecution, ActiveStatus, CallCounts, Discovered, OPERATIONS, PipelineFailure,
+    PipelineRead,
 };

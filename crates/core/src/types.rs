@@ -46,6 +46,20 @@ pub struct PipelineFailure {
     pub error: ApiError,
 }
 
+/// Every CodePipeline operation the engine calls: the names [`CallCounts`] counts by (the
+/// daemon's metrics start each at 0, so that an alert sees the first throttle).
+pub const OPERATIONS: [&str; 9] = [
+    "DisableStageTransition",
+    "EnableStageTransition",
+    "GetPipeline",
+    "GetPipelineExecution",
+    "GetPipelineState",
+    "ListPipelineExecutions",
+    "ListPipelines",
+    "ListTagsForResource",
+    "StopPipelineExecution",
+];
+
 /// API calls made, by operation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallCounts {
@@ -58,6 +72,7 @@ pub struct CallCounts {
 impl CallCounts {
     /// Adds one retried call's numbers.
     pub fn add(&mut self, op: &'static str, attempts: u32, throttled: u32) {
+        debug_assert!(OPERATIONS.contains(&op), "{op} is missing from OPERATIONS");
         *self.requests.entry(op).or_default() += u64::from(attempts);
         if throttled > 0 {
             *self.throttled.entry(op).or_default() += u64::from(throttled);

@@ -29,6 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
+use stopd_core::Outcome;
 use stopd_rules::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -115,6 +116,30 @@ struct OperationLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
+}
+
+/// Every outcome a stop is counted with: the engine's, and `dry_run` (decided, never sent).
+const STOP_OUTCOMES: [&str; 7] = [
+    stop_outcome(Outcome::Stopped),
+    stop_outcome(Outcome::AlreadyStopping),
+    stop_outcome(Outcome::NotStoppable),
+    stop_outcome(Outcome::PipelineNotFound),
+    stop_outcome(Outcome::Rejected),
+    stop_outcome(Outcome::Failed),
+    "dry_run",
+];
+
+/// An outcome's name; exhaustive, so that an outcome the engine gains is a compile error until
+/// [`STOP_OUTCOMES`] has it.
+const fn stop_outcome(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Stopped => "stopped",
+        Outcome::AlreadyStopping => "already_stopping",
+        Outcome::NotStoppable => "not_stoppable",
+        Outcome::PipelineNotFound => "pipeline_not_found",
+        Outcome::Rejected => "rejected",
+        Outcome::Failed => "failed",
+    }
 }
 
 /// What `/healthz` judges by.
@@ -261,7 +286,7 @@ impl Metrics {
             })
             .set(1);
         let now = clock.now();
-        Metrics {
+        let m = Metrics {
             registry,
             stops,
             sweeps,
@@ -283,6 +308,58 @@ impl Metrics {
                 stale_after: crate::status::stale_after(cfg, now),
             }),
             clock,
+        };
+        m.start_at_zero(&cfg.policy);
+        m
+    }
+
+    /// Creates every series of a closed label vocabulary at 0 (the policy's rules by every
+    /// stop outcome, sweep and reload results, every operation's results): a series that
+    /// first appears at 1 has no increase for `increase()` to see, so an alert on it could
+    /// never fire on the first failure. Idempotent; a reload adds the new rules' series.
+    fn start_at_zero(&self, policy: &Policy) {
+        for rule in policy.rules() {
+            for outcome in STOP_OUTCOMES {
+                let _ = self.stops.get_or_create(&StopLabels {
+                    rule: rule.name.clone(),
+                    outcome: outcome.into(),
+                });
+            }
+        }
+        for result in ["ok", "failed"] {
+            let _ = self.sweeps.get_or_create(&ResultLabel { result });
+        }
+        for result in ["ok", "refused"] {
+            let _ = self.reloads.get_or_create(&ResultLabel { result });
+        }
+        for operation in stopd_core::OPERATIONS {
+            for result in ["answered", "throttled"] {
+                let _ = self
+                    .api_calls
+                    .get_or_create(&CallLabels { operation, result });
+            }
+            let _ = self.throttles.get_or_create(&OperationLabel { operation });
+        }
+    }
+
+    /// Creates the series of each account and region enforced (`(account, region)`) at 0: its
+    /// sweep results and its stop outcomes.
+    pub fn start_places<'a>(&self, places: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (account, region) in places {
+            for result in ["ok", "failed"] {
+                let _ = self.place_sweeps.get_or_create(&PlaceResultLabels {
+                    account: account.into(),
+                    region: region.into(),
+                    result,
+                });
+            }
+            for outcome in STOP_OUTCOMES {
+                let _ = self.place_stops.get_or_create(&PlaceOutcomeLabels {
+                    account: account.into(),
+                    region: region.into(),
+                    outcome: outcome.into(),
+                });
+            }
         }
     }
 
@@ -372,6 +449,7 @@ impl Metrics {
             })
             .inc();
         if let Some(cfg) = new {
+            self.start_at_zero(&cfg.policy);
             let stale_after = crate::status::stale_after(cfg, self.clock.now());
             let mut h = self.health();
             h.policy = Some(Arc::clone(&cfg.policy));
@@ -684,6 +762,68 @@ mod tests {
         // The second sweep's summary had no gates: the gauge follows the last sweep.
         assert!(!text.contains("prod-secret-name") && !text.contains("exec-should-not-appear"));
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// Issue 25 item 6: every series of a closed label vocabulary exists at 0 from the start
+    /// (and a reload's new rule's too), so that `increase()` sees the first failure.
+    #[test]
+    fn every_closed_label_set_starts_at_zero() {
+        let (_clock, m) = setup();
+        m.start_places([("default", "us-east-1")]);
+        let mut want: Vec<String> = Vec::new();
+        for outcome in STOP_OUTCOMES {
+            want.push(format!(
+                "stopd_stops_total{{rule=\"always\",outcome=\"{outcome}\"}} 0"
+            ));
+            want.push(format!(
+                "stopd_account_stops_total{{account=\"default\",region=\"us-east-1\",outcome=\"{outcome}\"}} 0"
+            ));
+        }
+        for result in ["ok", "failed"] {
+            want.push(format!("stopd_sweeps_total{{result=\"{result}\"}} 0"));
+            want.push(format!(
+                "stopd_account_sweeps_total{{account=\"default\",region=\"us-east-1\",result=\"{result}\"}} 0"
+            ));
+        }
+        for result in ["ok", "refused"] {
+            want.push(format!(
+                "stopd_policy_reloads_total{{result=\"{result}\"}} 0"
+            ));
+        }
+        for op in stopd_core::OPERATIONS {
+            for result in ["answered", "throttled"] {
+                want.push(format!(
+                    "stopd_api_calls_total{{operation=\"{op}\",result=\"{result}\"}} 0"
+                ));
+            }
+            want.push(format!("stopd_throttles_total{{operation=\"{op}\"}} 0"));
+        }
+        let text = m.encode();
+        for w in &want {
+            assert!(text.lines().any(|l| l == w), "no {w} in\n{text}");
+        }
+        for o in ["failed", "rejected", "pipeline_not_found", "dry_run"] {
+            assert!(STOP_OUTCOMES.contains(&o), "{o}");
+        }
+        // A reload's new rule starts at 0 too; the first failure then counts 1.
+        let cfg = crate::config::parse(
+            Path::new("x.toml"),
+            "[[timeout]]\nname = \"two-hours\"\nmax_duration = \"2h\"\n",
+        )
+        .unwrap();
+        m.after_reload(Some(&cfg));
+        let text = m.encode();
+        let failed = "stopd_stops_total{rule=\"two-hours\",outcome=\"failed\"} ";
+        assert!(text.contains(&format!("{failed}0")), "{text}");
+        assert!(text.contains("stopd_policy_reloads_total{result=\"ok\"} 1"));
+        m.after_sweep(
+            Some(&SweepSummary {
+                done: vec![done("two-hours", "failed")],
+                ..SweepSummary::default()
+            }),
+            Duration::ZERO,
+        );
+        assert!(m.encode().contains(&format!("{failed}1")));
     }
 
     #[test]

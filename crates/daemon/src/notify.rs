@@ -381,6 +381,103 @@ fn qualified(pipeline: &str, account: &str, region: Option<&str>) -> String {
     }
 }
 
+/// An outbox: an audit table whose rows are events (`notify_delivered.source`), and the column
+/// that identifies a row there (`notify_delivered.source_id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    StopOutcomes,
+    GateOutcomes,
+    Exemptions,
+    ExemptionRevocations,
+    SweepResults,
+    UnwatchedWindows,
+}
+
+impl Source {
+    /// Every outbox.
+    #[cfg(test)]
+    const ALL: [Source; 6] = [
+        Source::StopOutcomes,
+        Source::GateOutcomes,
+        Source::Exemptions,
+        Source::ExemptionRevocations,
+        Source::SweepResults,
+        Source::UnwatchedWindows,
+    ];
+
+    /// The table (`notify_delivered.source`).
+    fn table(self) -> &'static str {
+        match self {
+            Source::StopOutcomes => "stop_outcomes",
+            Source::GateOutcomes => "gate_outcomes",
+            Source::Exemptions => "exemptions",
+            Source::ExemptionRevocations => "exemption_revocations",
+            Source::SweepResults => "sweep_results",
+            Source::UnwatchedWindows => "unwatched_windows",
+        }
+    }
+
+    /// Its primary key (`notify_delivered.source_id`).
+    fn key(self) -> &'static str {
+        match self {
+            Source::StopOutcomes => "stop_id",
+            Source::GateOutcomes => "gate_id",
+            Source::ExemptionRevocations => "exemption_id",
+            Source::SweepResults => "sweep_id",
+            Source::Exemptions | Source::UnwatchedWindows => "id",
+        }
+    }
+
+    /// The column of a row's time (the event's `at`; the order of delivery).
+    fn at(self) -> &'static str {
+        match self {
+            Source::Exemptions => "created_at",
+            Source::SweepResults => "finished_at",
+            Source::UnwatchedWindows => "found_at",
+            Source::StopOutcomes | Source::GateOutcomes | Source::ExemptionRevocations => "at",
+        }
+    }
+
+    /// The text of [`Source::pending`]'s query.
+    ///
+    /// One shape for every outbox, built here and nowhere else: the outbox row is always
+    /// `src`, and the delivery log `nd`, and every column of the check against the delivery
+    /// log names its table. (A bare `id` in that check once meant `notify_delivered.id`, the
+    /// delivery's own row id: an exemption never looked delivered and went out hundreds of
+    /// times a second, issue 25.)
+    fn query(self, columns: &str, joins: &str, filter: &str) -> String {
+        let (table, key, at) = (self.table(), self.key(), self.at());
+        format!(
+            "SELECT src.{key}, {columns} FROM {table} AS src {joins} \
+             WHERE src.{at} >= ?2 AND ({filter}) \
+               AND NOT EXISTS (SELECT 1 FROM notify_delivered AS nd \
+                               WHERE nd.target = ?1 AND nd.source = '{table}' AND nd.source_id = src.{key}) \
+             ORDER BY src.{at}, src.{key} LIMIT {BATCH}"
+        )
+    }
+
+    /// Up to [`BATCH`] rows of this outbox dated `since` or later that `target` has not
+    /// received, oldest first. Column 0 is the row's key (the `source_id` recorded once it is
+    /// delivered: the same expression as the one checked), then `columns` (qualified: `src.`
+    /// for the outbox row, the aliases of `joins` for the others); `filter` is a condition on
+    /// them.
+    async fn pending(
+        self,
+        store: &Store,
+        target: &Target,
+        since: &str,
+        columns: &str,
+        joins: &str,
+        filter: &str,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
+        sqlx::query(&self.query(columns, joins, filter))
+            .bind(&target.name)
+            .bind(since)
+            .fetch_all(store.pool())
+            .await
+    }
+}
+
 /// The events `target` has not received yet among the records dated `since` or later, oldest
 /// first.
 pub async fn undelivered(
@@ -388,27 +485,22 @@ pub async fn undelivered(
     target: &Target,
     since: DateTime<Utc>,
 ) -> Result<Vec<Event>> {
-    let not_sent = |source: &str, id: &str| {
-        format!(
-            "NOT EXISTS (SELECT 1 FROM notify_delivered d WHERE d.target = ?1 AND d.source = '{source}' AND d.source_id = {id})"
-        )
-    };
     let since = ts(since);
     let wants = |k: EventKind| target.events.contains(&k);
     let mut out = Vec::new();
     if wants(EventKind::Stopped) || wants(EventKind::Failed) {
-        let rows = sqlx::query(&format!(
-            "SELECT o.stop_id, o.at, s.pipeline, s.execution_id, s.rule, o.outcome, s.reason, o.error, \
-                    COALESCE(s.account, 'default'), s.region \
-             FROM stop_outcomes o JOIN stops s ON s.id = o.stop_id \
-             WHERE o.at >= ?2 AND o.outcome != 'dry_run' AND {} ORDER BY o.at, o.stop_id LIMIT {BATCH}",
-            not_sent("stop_outcomes", "o.stop_id")
-        ))
-        .bind(&target.name)
-        .bind(&since)
-        .fetch_all(store.pool())
-        .await
-        .context("cannot read stop outcomes to notify")?;
+        let rows = Source::StopOutcomes
+            .pending(
+                store,
+                target,
+                &since,
+                "src.at, s.pipeline, s.execution_id, s.rule, src.outcome, s.reason, src.error, \
+                 COALESCE(s.account, 'default'), s.region",
+                "JOIN stops s ON s.id = src.stop_id",
+                "src.outcome != 'dry_run'",
+            )
+            .await
+            .context("cannot read stop outcomes to notify")?;
         for r in rows {
             let outcome: String = r.get(5);
             let ok = matches!(
@@ -448,24 +540,24 @@ pub async fn undelivered(
                 unwatched: None,
                 account: Some(account),
                 region,
-                source: "stop_outcomes",
+                source: Source::StopOutcomes.table(),
                 source_id: r.get(0),
             });
         }
     }
     if wants(EventKind::Gate) {
-        let rows = sqlx::query(&format!(
-            "SELECT o.gate_id, o.at, g.pipeline, g.stage, g.rule, g.action, o.outcome, o.error, \
-                    COALESCE(g.account, 'default'), g.region \
-             FROM gate_outcomes o JOIN gates g ON g.id = o.gate_id \
-             WHERE o.at >= ?2 AND o.outcome != 'dry_run' AND {} ORDER BY o.at, o.gate_id LIMIT {BATCH}",
-            not_sent("gate_outcomes", "o.gate_id")
-        ))
-        .bind(&target.name)
-        .bind(&since)
-        .fetch_all(store.pool())
-        .await
-        .context("cannot read gate outcomes to notify")?;
+        let rows = Source::GateOutcomes
+            .pending(
+                store,
+                target,
+                &since,
+                "src.at, g.pipeline, g.stage, g.rule, g.action, src.outcome, src.error, \
+                 COALESCE(g.account, 'default'), g.region",
+                "JOIN gates g ON g.id = src.gate_id",
+                "src.outcome != 'dry_run'",
+            )
+            .await
+            .context("cannot read gate outcomes to notify")?;
         for r in rows {
             let (pipeline, stage, rule, action, outcome): (String, String, String, String, String) =
                 (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
@@ -493,22 +585,23 @@ pub async fn undelivered(
                 unwatched: None,
                 account: Some(account),
                 region,
-                source: "gate_outcomes",
+                source: Source::GateOutcomes.table(),
                 source_id: r.get(0),
             });
         }
     }
     if wants(EventKind::Exemption) {
-        let added = sqlx::query(&format!(
-            "SELECT id, created_at, pipeline_glob, until, reason, created_by, rule FROM exemptions \
-             WHERE created_at >= ?2 AND {} ORDER BY created_at, id LIMIT {BATCH}",
-            not_sent("exemptions", "id")
-        ))
-        .bind(&target.name)
-        .bind(&since)
-        .fetch_all(store.pool())
-        .await
-        .context("cannot read exemptions to notify")?;
+        let added = Source::Exemptions
+            .pending(
+                store,
+                target,
+                &since,
+                "src.created_at, src.pipeline_glob, src.until, src.reason, src.created_by, src.rule",
+                "",
+                "TRUE",
+            )
+            .await
+            .context("cannot read exemptions to notify")?;
         for r in added {
             let (glob, until, reason, by): (String, String, String, String) =
                 (r.get(2), r.get(3), r.get(4), r.get(5));
@@ -527,20 +620,21 @@ pub async fn undelivered(
                 unwatched: None,
                 account: None,
                 region: None,
-                source: "exemptions",
+                source: Source::Exemptions.table(),
                 source_id: r.get(0),
             });
         }
-        let revoked = sqlx::query(&format!(
-            "SELECT v.exemption_id, v.at, e.pipeline_glob, v.revoked_by, e.rule FROM exemption_revocations v \
-             JOIN exemptions e ON e.id = v.exemption_id WHERE v.at >= ?2 AND {} ORDER BY v.at LIMIT {BATCH}",
-            not_sent("exemption_revocations", "v.exemption_id")
-        ))
-        .bind(&target.name)
-        .bind(&since)
-        .fetch_all(store.pool())
-        .await
-        .context("cannot read exemption revocations to notify")?;
+        let revoked = Source::ExemptionRevocations
+            .pending(
+                store,
+                target,
+                &since,
+                "src.at, e.pipeline_glob, src.revoked_by, e.rule",
+                "JOIN exemptions e ON e.id = src.exemption_id",
+                "TRUE",
+            )
+            .await
+            .context("cannot read exemption revocations to notify")?;
         for r in revoked {
             let (id, glob, by): (i64, String, String) = (r.get(0), r.get(2), r.get(3));
             out.push(Event {
@@ -554,7 +648,7 @@ pub async fn undelivered(
                 unwatched: None,
                 account: None,
                 region: None,
-                source: "exemption_revocations",
+                source: Source::ExemptionRevocations.table(),
                 source_id: id,
             });
         }
@@ -562,19 +656,19 @@ pub async fn undelivered(
     if wants(EventKind::SweepFailed) {
         // Only the first failure after a good sweep (or the first sweep): an outage is one
         // message, not one per retry.
-        let rows = sqlx::query(&format!(
-            "SELECT r.sweep_id, r.finished_at, r.error FROM sweep_results r \
-             WHERE r.finished_at >= ?2 AND r.error IS NOT NULL \
-               AND COALESCE((SELECT p.error IS NULL FROM sweep_results p WHERE p.sweep_id < r.sweep_id \
-                             ORDER BY p.sweep_id DESC LIMIT 1), 1) \
-               AND {} ORDER BY r.finished_at LIMIT {BATCH}",
-            not_sent("sweep_results", "r.sweep_id")
-        ))
-        .bind(&target.name)
-        .bind(&since)
-        .fetch_all(store.pool())
-        .await
-        .context("cannot read sweep results to notify")?;
+        let rows = Source::SweepResults
+            .pending(
+                store,
+                target,
+                &since,
+                "src.finished_at, src.error",
+                "",
+                "src.error IS NOT NULL \
+                 AND COALESCE((SELECT p.error IS NULL FROM sweep_results p WHERE p.sweep_id < src.sweep_id \
+                               ORDER BY p.sweep_id DESC LIMIT 1), 1)",
+            )
+            .await
+            .context("cannot read sweep results to notify")?;
         for r in rows {
             let error: String = r.get(2);
             out.push(Event {
@@ -588,22 +682,23 @@ pub async fn undelivered(
                 unwatched: None,
                 account: None,
                 region: None,
-                source: "sweep_results",
+                source: Source::SweepResults.table(),
                 source_id: r.get(0),
             });
         }
     }
     if wants(EventKind::Unwatched) {
-        let rows = sqlx::query(&format!(
-            "SELECT id, found_at, rule, window_start, window_end, gap_from, gap_to FROM unwatched_windows \
-             WHERE found_at >= ?2 AND {} ORDER BY found_at, id LIMIT {BATCH}",
-            not_sent("unwatched_windows", "id")
-        ))
-        .bind(&target.name)
-        .bind(&since)
-        .fetch_all(store.pool())
-        .await
-        .context("cannot read unwatched windows to notify")?;
+        let rows = Source::UnwatchedWindows
+            .pending(
+                store,
+                target,
+                &since,
+                "src.found_at, src.rule, src.window_start, src.window_end, src.gap_from, src.gap_to",
+                "",
+                "TRUE",
+            )
+            .await
+            .context("cannot read unwatched windows to notify")?;
         for r in rows {
             let found_at: String = r.get(1);
             let rule: String = r.get(2);
@@ -642,7 +737,7 @@ pub async fn undelivered(
                 unwatched: Some(u),
                 account: None,
                 region: None,
-                source: "unwatched_windows",
+                source: Source::UnwatchedWindows.table(),
                 source_id: r.get(0),
             });
         }
@@ -1249,6 +1344,84 @@ mod tests {
             .map(|b| b["pipeline"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(pipelines, ["prod-later", "prod-earlier"]);
+    }
+
+    /// Each outbox's key is its table's primary key, and its query is valid on the schema.
+    #[tokio::test]
+    async fn every_outbox_is_read_by_its_tables_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        for s in Source::ALL {
+            let pk: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT name FROM pragma_table_info('{}') WHERE pk > 0",
+                s.table()
+            ))
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            assert_eq!(pk, [s.key()], "{s:?}");
+            let q = s.query(&format!("src.{}", s.at()), "", "TRUE");
+            sqlx::query(&q)
+                .bind("chat")
+                .bind("2026-01-01T00:00:00.000Z")
+                .fetch_all(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{s:?}: {e}\n{q}"));
+        }
+    }
+
+    /// Issue 25: an exemption whose delivery row id differs from its own id (deliveries of
+    /// other kinds came first) is delivered once, not on every round.
+    #[tokio::test]
+    async fn an_exemption_after_deliveries_of_stops_is_delivered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let (url, got, _) = receiver(0).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events: vec![EventKind::Stopped, EventKind::Exemption],
+        };
+        since(&store, "chat").await.unwrap();
+        record_stop(&store, "prod-a", "stopped").await;
+        record_stop(&store, "prod-b", "stopped").await;
+        let stop = CancellationToken::new();
+        assert!(
+            deliver(
+                store.clone(),
+                target.clone(),
+                Backoff::default(),
+                stop,
+                true
+            )
+            .await
+        );
+        let now = Utc::now();
+        store
+            .add_exemption(
+                now,
+                "prod-web-*",
+                now + chrono::TimeDelta::hours(2),
+                "INC-4712 hotfix",
+                "alice",
+                Some("weekend"),
+            )
+            .await
+            .unwrap();
+        let pending = undelivered(&store, &target, now - LOOKBACK).await.unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].event, "exemption");
+        let mut done = vec![Delivered {
+            at: ts(Utc::now()),
+            source: pending[0].source,
+            source_id: pending[0].source_id,
+            attempts: 1,
+        }];
+        mark_delivered(&store, "chat", &mut done).await.unwrap();
+        let again = undelivered(&store, &target, now - LOOKBACK).await.unwrap();
+        assert!(again.is_empty(), "read again once delivered: {again:?}");
+        assert_eq!(got.lock().await.len(), 2, "the stops, once each");
     }
 
     #[tokio::test]

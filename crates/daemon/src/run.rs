@@ -357,6 +357,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         Some(addr) => {
             let listener = crate::metrics::bind(addr).await?;
             let m = Arc::new(crate::metrics::Metrics::new(&cfg, Arc::clone(&clock)));
+            m.start_places(live.sweeper.cores.iter().map(|c| (c.account(), c.region())));
             tokio::spawn(crate::metrics::serve(
                 listener,
                 Arc::clone(&m),

@@ -12,6 +12,7 @@ mod daemon;
 mod disk_full;
 mod gates;
 mod iam;
+mod metrics;
 mod notify;
 mod status;
 mod stops;
