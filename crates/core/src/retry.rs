@@ -20,6 +20,11 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// Largest backoff ceiling.
     pub cap: Duration,
+    /// Largest backoff ceiling after a throttle. The rate limiter paces the operation (and
+    /// slows it down when the rate is the cause); the backoff only spreads the retries out, so
+    /// it stays short: a throttle that comes whatever the rate costs one short wait, not a
+    /// doubling one (seen: every other call throttled made a 0.3 s sweep take 72 s).
+    pub throttle_cap: Duration,
     /// Give up when the next attempt could not start before this much time spent on attempts
     /// and backoffs. Time spent waiting for the rate limiter (pacing) does not count: pacing
     /// is the service's pace, not a failure, and a call waits for its turn however long.
@@ -34,6 +39,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(5),
+            throttle_cap: Duration::from_millis(100),
             deadline: Duration::from_secs(60),
             max_attempts: 20,
         }
@@ -49,6 +55,15 @@ impl RetryPolicy {
             .unwrap_or(self.cap)
             .min(self.cap);
         ceiling.mul_f64(rng.random::<f64>())
+    }
+
+    /// After a throttle: full jitter, as [`RetryPolicy::backoff`], under [`RetryPolicy::throttle_cap`].
+    pub fn throttle_backoff(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
+        RetryPolicy {
+            cap: self.cap.min(self.throttle_cap),
+            ..*self
+        }
+        .backoff(attempt, rng)
     }
 }
 
@@ -133,7 +148,11 @@ where
         }
         let retry_expired = err.kind == ErrorKind::ExpiredToken && !expired;
         expired |= err.kind == ErrorKind::ExpiredToken;
-        let wait = policy.backoff(attempts - 1, &mut rand::rng());
+        let wait = if err.kind == ErrorKind::Throttled {
+            policy.throttle_backoff(attempts - 1, &mut rand::rng())
+        } else {
+            policy.backoff(attempts - 1, &mut rand::rng())
+        };
         let spent = started.elapsed().saturating_sub(paced);
         let out_of_budget = attempts - throttled >= policy.max_attempts
             || attempts >= policy.max_attempts.saturating_mul(10)

@@ -19,6 +19,7 @@ pub fn fast_retry(deadline_ms: u64) -> RetryPolicy {
     RetryPolicy {
         base: Duration::from_millis(2),
         cap: Duration::from_millis(20),
+        throttle_cap: Duration::from_millis(20),
         deadline: Duration::from_millis(deadline_ms),
         max_attempts: 50,
     }

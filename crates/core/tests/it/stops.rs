@@ -209,6 +209,7 @@ async fn shutdown_during_backoff_returns_promptly_as_failed_and_cancelled() {
             stop_retry: stopd_core::RetryPolicy {
                 base: Duration::from_secs(30),
                 cap: Duration::from_secs(30),
+                throttle_cap: Duration::from_secs(30),
                 deadline: Duration::from_secs(600),
                 max_attempts: 100,
             },
