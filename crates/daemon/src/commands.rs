@@ -949,6 +949,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "throttled",
                     "errors",
                     "error",
+                    "result",
                 ],
                 wide_only: &[
                     "finished_at",
@@ -957,7 +958,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "api_calls",
                     "throttled",
                 ],
-                whole: &["started_at"],
+                whole: &["started_at", "result"],
                 to_the_minute: &[],
             },
             |r| {
@@ -978,6 +979,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     opt(r.throttled),
                     opt(r.errors),
                     r.error.clone().unwrap_or_default(),
+                    r.result.unwrap_or("").to_string(),
                 ]
             },
         )?;

@@ -132,7 +132,8 @@ pub struct Metrics {
     registry: Registry,
     /// `stopd_stops_total{rule,outcome}`.
     stops: Family<StopLabels, Counter>,
-    /// `stopd_sweeps_total{result}`: `ok` or `failed`.
+    /// `stopd_sweeps_total{result}`: `ok`, `failed` or `interrupted` (a clean shutdown cut it
+    /// short).
     sweeps: Family<ResultLabel, Counter>,
     /// `stopd_sweep_duration_seconds`.
     sweep_duration: Histogram,
@@ -291,12 +292,12 @@ impl Metrics {
     pub fn after_sweep(&self, summary: Option<&SweepSummary>, duration: Duration) {
         let now = self.clock.now();
         self.sweep_duration.observe(duration.as_secs_f64());
-        let ok = summary.is_some_and(SweepSummary::ok);
-        self.sweeps
-            .get_or_create(&ResultLabel {
-                result: if ok { "ok" } else { "failed" },
-            })
-            .inc();
+        let result = match summary {
+            Some(s) if s.ok() => "ok",
+            Some(s) if s.interrupted() => "interrupted",
+            _ => "failed",
+        };
+        self.sweeps.get_or_create(&ResultLabel { result }).inc();
         let Some(s) = summary else { return };
         for d in &s.done {
             self.stops
@@ -318,7 +319,11 @@ impl Metrics {
                 .get_or_create(&PlaceResultLabels {
                     account: p.account.clone(),
                     region: p.region.clone(),
-                    result: if p.ok { "ok" } else { "failed" },
+                    result: match (p.ok, p.interrupted) {
+                        (true, _) => "ok",
+                        (false, true) => "interrupted",
+                        (false, false) => "failed",
+                    },
                 })
                 .inc();
             if p.ok {
@@ -355,7 +360,7 @@ impl Metrics {
             self.freezes_in_force
                 .set(freezes_open(policy, s.decided_at) as i64);
         }
-        if ok {
+        if result == "ok" {
             self.last_success.set(now.timestamp_millis() as f64 / 1e3);
             self.health().last_success = Some(now);
         }

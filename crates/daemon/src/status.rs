@@ -144,8 +144,10 @@ pub struct Status {
     pub problem: Option<String>,
     /// When the last sweep ended.
     pub last_sweep_at: Option<String>,
-    /// Whether it was good.
+    /// Whether it was good (null too when it was interrupted: neither good nor failed).
     pub last_sweep_ok: Option<bool>,
+    /// `ok`, `failed` or `interrupted` (a clean shutdown cut it short).
+    pub last_sweep_result: Option<&'static str>,
     /// Its error, if it failed.
     pub last_sweep_error: Option<String>,
     /// Seconds since it ended.
@@ -213,6 +215,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         problem: None,
         last_sweep_at: None,
         last_sweep_ok: None,
+        last_sweep_result: None,
         last_sweep_error: None,
         last_sweep_age_seconds: None,
         last_success_at: None,
@@ -235,7 +238,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
     let mut last_success = None;
     if let Some(store) = &store {
         let last = sqlx::query(
-            "SELECT r.finished_at, r.error, r.errors FROM sweep_results r \
+            "SELECT r.finished_at, r.error, r.errors, r.result FROM sweep_results r \
              ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1",
         )
         .fetch_optional(store.pool())
@@ -245,13 +248,21 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             let at: String = r.get(0);
             let error: Option<String> = r.get(1);
             let errors: i64 = r.get(2);
+            let result: Option<String> = r.get(3);
+            let result = crate::store::sweep_result(true, result.as_deref(), errors, error.is_some());
             status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
             status.last_sweep_at = Some(at);
-            status.last_sweep_ok = Some(error.is_none() && errors == 0);
+            // An interrupted sweep is neither good nor failed.
+            status.last_sweep_ok = match result {
+                Some("interrupted") => None,
+                r => Some(r == Some("ok")),
+            };
+            status.last_sweep_result = result;
             status.last_sweep_error = error;
         }
         let good: Option<String> = sqlx::query_scalar(
-            "SELECT MAX(finished_at) FROM sweep_results WHERE error IS NULL AND errors = 0",
+            "SELECT MAX(finished_at) FROM sweep_results \
+             WHERE error IS NULL AND errors = 0 AND result IS NULL",
         )
         .fetch_one(store.pool())
         .await
@@ -360,12 +371,14 @@ fn render(s: &Status) -> String {
     );
     line(
         "last sweep",
-        match (&s.last_sweep_at, s.last_sweep_ok, s.last_sweep_age_seconds) {
-            (Some(at), Some(ok), Some(age)) => format!(
+        match (&s.last_sweep_at, s.last_sweep_result, s.last_sweep_age_seconds) {
+            (Some(at), Some(result), Some(age)) => format!(
                 "{at} ({} ago), {}",
                 crate::time::human(chrono::Duration::seconds(age)),
-                if ok {
+                if result == "ok" {
                     "ok".to_string()
+                } else if result == "interrupted" {
+                    "interrupted (a clean shutdown cut it short)".to_string()
                 } else {
                     format!(
                         "failed: {}",

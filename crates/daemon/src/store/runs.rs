@@ -59,7 +59,7 @@ pub(crate) struct Run {
 }
 
 fn quiet(r: &SweepResult) -> bool {
-    r.stops_decided == 0 && r.errors == 0 && r.error.is_none()
+    r.stops_decided == 0 && r.errors == 0 && r.error.is_none() && !r.interrupted
 }
 
 impl Store {
