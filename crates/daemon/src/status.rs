@@ -164,6 +164,9 @@ pub struct Status {
     pub policy_on_disk_hash: String,
     /// The file on disk differs from the policy in force.
     pub reload_pending: bool,
+    /// Why the file on disk does not validate (a reload would be refused); null when it does.
+    /// Then `rules_in_force` holds only ad-hoc freezes.
+    pub policy_on_disk_error: Option<String>,
     /// Rules in force now (timeouts always; freezes with an open window).
     pub rules_in_force: Vec<InForce>,
     /// Ad-hoc freezes in force.
@@ -224,6 +227,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         policy_loaded_at: None,
         policy_on_disk_hash: on_disk,
         reload_pending: false,
+        policy_on_disk_error: cfg.policy_error.as_ref().map(ToString::to_string),
         rules_in_force: Vec::new(),
         adhoc_freezes: Vec::new(),
         gates_closed: Vec::new(),
@@ -401,10 +405,10 @@ fn render(s: &Status) -> String {
         format!(
             "sha256:{}{}",
             &s.policy_on_disk_hash[..16],
-            if s.reload_pending {
-                " (differs: reload pending)"
-            } else {
-                ""
+            match (&s.policy_on_disk_error, s.reload_pending) {
+                (Some(_), _) => " (DOES NOT VALIDATE: a reload would be refused)",
+                (None, true) => " (differs: reload pending)",
+                (None, false) => "",
             }
         ),
     );
@@ -416,7 +420,14 @@ fn render(s: &Status) -> String {
             None => format!("{} ({})", r.rule, r.kind),
         })
         .collect();
-    line("rules in force", list(&rules));
+    if s.policy_on_disk_error.is_some() {
+        line(
+            "rules in force",
+            format!("unknown (the file does not validate); ad-hoc: {}", list(&rules)),
+        );
+    } else {
+        line("rules in force", list(&rules));
+    }
     let adhoc: Vec<String> = s
         .adhoc_freezes
         .iter()
