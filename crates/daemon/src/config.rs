@@ -341,7 +341,10 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
             let daemon = match table.remove("daemon") {
                 None => DaemonSpec::default(),
                 Some(v) => v.try_into::<DaemonSpec>().map_err(|e| {
-                    unreadable(format!("the [daemon] table does not read ({})", e.message().trim()))
+                    unreadable(format!(
+                        "the [daemon] table does not read ({})",
+                        e.message().trim()
+                    ))
                 })?,
             };
             let defaults = table
@@ -435,8 +438,12 @@ fn daemon_section(text: &str, error_line: Option<usize>) -> Result<DaemonSpec, S
             if error_line.is_some_and(|l| l > start + 1 && l <= end) {
                 return Err("the syntax error is in the [daemon] table".into());
             }
-            toml::from_str::<DaemonSpec>(&lines[start + 1..end].join("\n"))
-                .map_err(|e| format!("the [daemon] table does not read alone ({})", e.message().trim()))
+            toml::from_str::<DaemonSpec>(&lines[start + 1..end].join("\n")).map_err(|e| {
+                format!(
+                    "the [daemon] table does not read alone ({})",
+                    e.message().trim()
+                )
+            })
         }
         _ => Err("the file is not valid TOML and its [daemon] table cannot be told apart".into()),
     }

@@ -685,6 +685,42 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
+    /// A sweep a clean shutdown cut short is counted apart: neither ok nor failed, and no
+    /// success; cut short with another problem, it is failed.
+    #[test]
+    fn a_sweep_cut_short_by_shutdown_counts_as_interrupted() {
+        let (clock, m) = setup();
+        let interrupted = SweepSummary {
+            cut_short: true,
+            blind: true,
+            decided_at: clock.now(),
+            ..SweepSummary::default()
+        };
+        assert!(interrupted.interrupted() && !interrupted.ok());
+        m.after_sweep(Some(&interrupted), Duration::from_millis(10));
+        let also_failed = SweepSummary {
+            cut_short: true,
+            done: vec![done("weekend", "rejected")],
+            decided_at: clock.now(),
+            ..SweepSummary::default()
+        };
+        assert!(!also_failed.interrupted() && !also_failed.ok());
+        m.after_sweep(Some(&also_failed), Duration::from_millis(10));
+        let text = m.encode();
+        assert_eq!(
+            line(&text, "stopd_sweeps_total{result=\"interrupted\"}").rsplit(' ').next(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            line(&text, "stopd_sweeps_total{result=\"failed\"}").rsplit(' ').next(),
+            Some("1"),
+            "{text}"
+        );
+        assert!(!text.contains("stopd_sweeps_total{result=\"ok\"}"), "{text}");
+        assert!(m.healthy().is_err(), "an interrupted sweep is no success");
+    }
+
     #[test]
     fn healthz_turns_503_when_sweeps_stop_succeeding() {
         let (clock, m) = setup();

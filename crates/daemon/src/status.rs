@@ -253,7 +253,8 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             let error: Option<String> = r.get(1);
             let errors: i64 = r.get(2);
             let result: Option<String> = r.get(3);
-            let result = crate::store::sweep_result(true, result.as_deref(), errors, error.is_some());
+            let result =
+                crate::store::sweep_result(true, result.as_deref(), errors, error.is_some());
             status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
             status.last_sweep_at = Some(at);
             // An interrupted sweep is neither good nor failed.
@@ -375,7 +376,11 @@ fn render(s: &Status) -> String {
     );
     line(
         "last sweep",
-        match (&s.last_sweep_at, s.last_sweep_result, s.last_sweep_age_seconds) {
+        match (
+            &s.last_sweep_at,
+            s.last_sweep_result,
+            s.last_sweep_age_seconds,
+        ) {
             (Some(at), Some(result), Some(age)) => format!(
                 "{at} ({} ago), {}",
                 crate::time::human(chrono::Duration::seconds(age)),
@@ -423,7 +428,10 @@ fn render(s: &Status) -> String {
     if s.policy_on_disk_error.is_some() {
         line(
             "rules in force",
-            format!("unknown (the file does not validate); ad-hoc: {}", list(&rules)),
+            format!(
+                "unknown (the file does not validate); ad-hoc: {}",
+                list(&rules)
+            ),
         );
     } else {
         line("rules in force", list(&rules));

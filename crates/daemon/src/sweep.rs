@@ -301,8 +301,8 @@ impl SweepSummary {
     /// Nothing went wrong but, perhaps, a shutdown that cut the sweep short (which leaves it
     /// blind, or leaves stops unstarted).
     fn sound(&self) -> bool {
-        (!self.blind || self.cut_short)
-            && (self.skipped_for_shutdown == 0 || self.cut_short)
+        // A shutdown leaves a sweep blind (during discovery) or with stops unstarted.
+        (self.cut_short || (!self.blind && self.skipped_for_shutdown == 0))
             && self.done.iter().all(|d| d.is_final)
             && !self.failed
             && self.discovery_failures == 0
@@ -601,8 +601,7 @@ impl Sweeper {
                 .as_ref()
                 .is_ok_and(|s| !s.blind && !s.cut_short && sound(s))
                 && rest_ok;
-            let place_interrupted =
-                body.as_ref().is_ok_and(|s| s.cut_short && sound(s)) && rest_ok;
+            let place_interrupted = body.as_ref().is_ok_and(|s| s.cut_short && sound(s)) && rest_ok;
             all_done.extend(done);
             all_panicked += panicked;
             let named = |text: &str| {

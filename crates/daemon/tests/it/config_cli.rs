@@ -262,7 +262,16 @@ async fn database_commands_work_when_the_policy_does_not_validate() {
     let env = Env::new(&fleet(&[])).await;
     env.write_config("", WEEKEND);
     let out = env
-        .stopd(&["exempt", "add", "--pipeline", "prod-a", "--for", "1h", "--reason", "before"])
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-a",
+            "--for",
+            "1h",
+            "--reason",
+            "before",
+        ])
         .await;
     assert_ok(&out);
     // A typo during an incident: a cron that does not parse, on line 15 of the file.
@@ -280,19 +289,36 @@ async fn database_commands_work_when_the_policy_does_not_validate() {
         let out = env.stopd(args).await;
         // status says the daemon is not running (1); the others succeed.
         let expected = if args[0] == "status" { 1 } else { 0 };
-        assert_eq!(out.status.code(), Some(expected), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert_warned(&out, &place);
     }
     let out = env.stopd(&["status", "--format", "json"]).await;
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        status["policy_on_disk_error"].as_str().unwrap().contains("freeze[0].cron"),
+        status["policy_on_disk_error"]
+            .as_str()
+            .unwrap()
+            .contains("freeze[0].cron"),
         "{status}"
     );
 
     // Break-glass: exempt and freeze, added, listed and ended, all against the database.
     let out = env
-        .stopd(&["exempt", "add", "--pipeline", "prod-b", "--for", "2h", "--reason", "INC-1"])
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-b",
+            "--for",
+            "2h",
+            "--reason",
+            "INC-1",
+        ])
         .await;
     assert_ok(&out);
     assert_warned(&out, &place);
@@ -300,11 +326,22 @@ async fn database_commands_work_when_the_policy_does_not_validate() {
     assert_ok(&out);
     assert_warned(&out, &place);
     let out = env
-        .stopd(&["freeze", "add", "--pipeline", "prod-*", "--for", "1h", "--reason", "INC-1"])
+        .stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "prod-*",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-1",
+        ])
         .await;
     assert_ok(&out);
     assert_warned(&out, &place);
-    let out = env.stopd(&["freeze", "lift", "1", "--reason", "INC-1 over"]).await;
+    let out = env
+        .stopd(&["freeze", "lift", "1", "--reason", "INC-1 over"])
+        .await;
     assert_ok(&out);
     let out = env.stopd(&["exempt", "list", "--format", "json"]).await;
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -315,13 +352,24 @@ async fn database_commands_work_when_the_policy_does_not_validate() {
     // A rule name cannot be checked without the rules: refused, with the way round it.
     let out = env
         .stopd(&[
-            "exempt", "add", "--pipeline", "prod-b", "--for", "2h", "--rule", "weekend",
-            "--reason", "INC-1",
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-b",
+            "--for",
+            "2h",
+            "--rule",
+            "weekend",
+            "--reason",
+            "INC-1",
         ])
         .await;
     assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("leave out --rule") && err.contains(&place), "{err}");
+    assert!(
+        err.contains("leave out --rule") && err.contains(&place),
+        "{err}"
+    );
     // Coverage without freeze windows would find no gap: refused.
     let out = env.stopd(&["report", "--coverage"]).await;
     assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
@@ -329,7 +377,12 @@ async fn database_commands_work_when_the_policy_does_not_validate() {
     // Commands that enforce the policy still refuse it.
     for args in [&["run", "--once"][..], &["check"], &["plan"]] {
         let out = env.stopd(args).await;
-        assert_eq!(out.status.code(), Some(78), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(text(&out.stderr).contains(&place), "{}", text(&out.stderr));
     }
 }
@@ -339,7 +392,16 @@ async fn a_policy_that_is_not_toml_still_gives_the_database_its_daemon_table_nam
     let env = Env::new(&fleet(&[])).await;
     env.write_config("", WEEKEND);
     let out = env
-        .stopd(&["exempt", "add", "--pipeline", "prod-a", "--for", "1h", "--reason", "before"])
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-a",
+            "--for",
+            "1h",
+            "--reason",
+            "before",
+        ])
         .await;
     assert_ok(&out);
     // A quote left open after [daemon]: not TOML at all.

@@ -407,10 +407,19 @@ async fn sigterm_during_discovery_records_an_interrupted_sweep_not_a_failure() {
     assert_eq!(sweeps[0]["result"], "interrupted", "{sweeps:?}");
     assert!(sweeps[0]["error"].is_null(), "{sweeps:?}");
     let out = env.stopd(&["report", "--sweeps"]).await;
-    assert!(text(&out.stdout).contains("interrupted"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("interrupted"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = env.stopd(&["status", "--format", "json"]).await;
-    assert_eq!(out.status.code(), Some(1), "not running: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not running: {}",
+        text(&out.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["last_sweep_result"], "interrupted", "{status}");
     assert!(status["last_sweep_ok"].is_null(), "{status}");
