@@ -965,8 +965,9 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "duration_ms",
                     "api_calls",
                     "throttled",
+                    "result",
                 ],
-                whole: &["started_at", "result"],
+                whole: &["started_at"],
                 to_the_minute: &[],
             },
             |r| {

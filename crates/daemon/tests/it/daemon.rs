@@ -406,7 +406,7 @@ async fn sigterm_during_discovery_records_an_interrupted_sweep_not_a_failure() {
     assert_eq!(sweeps.len(), 1, "{sweeps:?}");
     assert_eq!(sweeps[0]["result"], "interrupted", "{sweeps:?}");
     assert!(sweeps[0]["error"].is_null(), "{sweeps:?}");
-    let out = env.stopd(&["report", "--sweeps"]).await;
+    let out = env.stopd(&["report", "--sweeps", "--wide"]).await;
     assert!(
         text(&out.stdout).contains("interrupted"),
         "{}",
