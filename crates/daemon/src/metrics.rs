@@ -708,16 +708,23 @@ mod tests {
         m.after_sweep(Some(&also_failed), Duration::from_millis(10));
         let text = m.encode();
         assert_eq!(
-            line(&text, "stopd_sweeps_total{result=\"interrupted\"}").rsplit(' ').next(),
+            line(&text, "stopd_sweeps_total{result=\"interrupted\"}")
+                .rsplit(' ')
+                .next(),
             Some("1"),
             "{text}"
         );
         assert_eq!(
-            line(&text, "stopd_sweeps_total{result=\"failed\"}").rsplit(' ').next(),
+            line(&text, "stopd_sweeps_total{result=\"failed\"}")
+                .rsplit(' ')
+                .next(),
             Some("1"),
             "{text}"
         );
-        assert!(!text.contains("stopd_sweeps_total{result=\"ok\"}"), "{text}");
+        assert!(
+            !text.contains("stopd_sweeps_total{result=\"ok\"}"),
+            "{text}"
+        );
         assert!(m.healthy().is_err(), "an interrupted sweep is no success");
     }
 
