@@ -981,6 +981,14 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
         .as_deref()
         .map(|t| parse_instant("--until", t, tz, now, true))
         .transpose()?;
+    if let Some(e) = &cfg.policy_error
+        && (q.coverage || q.output.format == Format::Html)
+    {
+        // Without the rules there are no freeze windows: coverage would find no gap to report.
+        return Err(e
+            .refusing("report --coverage and --format html need the freeze windows of the policy")
+            .into());
+    }
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     if let Some(rule) = q.rule.as_deref() {
         // A rule of the policy, or one the log knows (since renamed or removed), or `manual`.
@@ -1079,6 +1087,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "throttled",
                     "errors",
                     "error",
+                    "result",
                 ],
                 wide_only: &[
                     "finished_at",
@@ -1086,6 +1095,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "duration_ms",
                     "api_calls",
                     "throttled",
+                    "result",
                 ],
                 whole: &["started_at"],
                 to_the_minute: &[],
@@ -1108,6 +1118,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     opt(r.throttled),
                     opt(r.errors),
                     r.error.clone().unwrap_or_default(),
+                    r.result.unwrap_or("").to_string(),
                 ]
             },
         )?;
@@ -1306,6 +1317,16 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     }
     stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
         .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?;
+    // A rule name cannot be checked against a policy that does not validate, and a misspelt
+    // one would exempt nothing: refused, with the way that needs no policy.
+    if let (Some(rule), Some(e)) = (r.rule, &cfg.policy_error) {
+        return Err(e
+            .refusing(&format!(
+                "exempt add --rule {rule:?} needs the policy's rules to check the name against; \
+                 leave out --rule to exempt the pipelines from every rule, or fix the file"
+            ))
+            .into());
+    }
     if let Some(rule) = r.rule
         && !cfg.policy.rules().iter().any(|x| x.name == rule)
     {

@@ -211,6 +211,9 @@ pub struct Config {
     pub policy_hash: String,
     /// `[[account]]` tables, each with its regions resolved (empty: the ambient account).
     pub accounts: Vec<AccountSpec>,
+    /// Why the file does not validate, when it was read by [`load_for_database`] with its
+    /// `[daemon]` table alone (then `policy` has no rules, only `[defaults]` if they read).
+    pub policy_error: Option<ConfigError>,
 }
 
 /// One problem, with where it is.
@@ -262,6 +265,21 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
+    /// This error, first saying what cannot be done without a valid policy (exit 78).
+    pub fn refusing(&self, what: &str) -> ConfigError {
+        let mut problems = vec![Problem {
+            line: None,
+            column: None,
+            field: None,
+            message: format!("{what}, and the policy file does not validate:"),
+        }];
+        problems.extend(self.problems.iter().cloned());
+        ConfigError {
+            path: self.path.clone(),
+            problems,
+        }
+    }
+
     fn single(path: &Path, message: impl Into<String>) -> ConfigError {
         ConfigError {
             path: path.to_path_buf(),
@@ -282,6 +300,153 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut cfg = parse(path, &text)?;
     cfg.warnings.extend(file_warning(path));
     Ok(cfg)
+}
+
+/// Reads the file at `path` for a command that needs only the audit database (`status`,
+/// `report`, `verify`, `exempt`, `freeze`): a file that does not validate still gives its
+/// `[daemon]` table (and `[defaults]`, if they read), with the reason in
+/// [`Config::policy_error`] and no rules. Break-glass must not depend on a clean edit.
+///
+/// When the file is not even TOML, the `[daemon]` table is cut out of the text and read alone;
+/// that is done only when it is unambiguous (one `[daemon]` header, `daemon` named nowhere else,
+/// the syntax error outside it), and a file that names no `[daemon]` table at all means the
+/// defaults. Otherwise which database the file meant cannot be known, and guessing the default
+/// could write a break-glass exemption where no daemon reads it: the error (78) says so.
+pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
+    let invalid = match load(path) {
+        Ok(cfg) => return Ok(cfg),
+        Err(e) => e,
+    };
+    // The file was read by `load`; reading it again fails only if it vanished meanwhile.
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::single(path, format!("cannot read the policy file: {e}")))?;
+    let unreadable = |why: String| {
+        let mut problems = vec![Problem {
+            line: None,
+            column: None,
+            field: Some("daemon".into()),
+            message: format!(
+                "{why}, so the audit database this file names is not known; fix the file, or point \
+                 --config at a file with the [daemon] table alone"
+            ),
+        }];
+        problems.extend(invalid.problems.iter().cloned());
+        ConfigError {
+            path: path.to_path_buf(),
+            problems,
+        }
+    };
+    let (daemon, defaults) = match toml::from_str::<toml::Table>(&text) {
+        Ok(mut table) => {
+            let daemon = match table.remove("daemon") {
+                None => DaemonSpec::default(),
+                Some(v) => v.try_into::<DaemonSpec>().map_err(|e| {
+                    unreadable(format!(
+                        "the [daemon] table does not read ({})",
+                        e.message().trim()
+                    ))
+                })?,
+            };
+            let defaults = table
+                .remove("defaults")
+                .and_then(|v| v.try_into::<DefaultsSpec>().ok());
+            (daemon, defaults)
+        }
+        Err(e) => {
+            let error_line = e.span().map(|s| line_col(&text, s.start).0);
+            (daemon_section(&text, error_line).map_err(unreadable)?, None)
+        }
+    };
+    let schedule = CronExpr::parse(daemon.schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE))
+        .map_err(|e| unreadable(format!("[daemon] schedule does not read ({e})")))?;
+    if daemon
+        .database
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        return Err(unreadable("[daemon] database is empty".into()));
+    }
+    let defaults_read = defaults.is_some();
+    let policy = Policy::compile(&PolicySpec {
+        defaults: defaults.unwrap_or_default(),
+        ..PolicySpec::default()
+    })
+    .ok()
+    .filter(|_| defaults_read)
+    .map(|p| (p, true))
+    .unwrap_or_else(|| {
+        let empty = Policy::compile(&PolicySpec::default()).expect("the empty policy compiles");
+        (empty, false)
+    });
+    let mut warnings: Vec<String> = file_warning(path).into_iter().collect();
+    if !policy.1 {
+        warnings.push(
+            "[defaults] could not be read either: local times without an offset are read in UTC, \
+             and the stop mode defaults to finish"
+                .into(),
+        );
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        aws: AwsSpec::default(),
+        daemon: DaemonSettings {
+            schedule,
+            database: daemon
+                .database
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+            dry_run: daemon.dry_run.unwrap_or(false),
+            stop_concurrency: daemon.stop_concurrency.unwrap_or(64),
+            discovery_concurrency: daemon.discovery_concurrency.unwrap_or(64),
+            stop_deadline: daemon
+                .stop_deadline
+                .map_or(Duration::from_secs(60), Span::get),
+            shutdown_timeout: daemon
+                .shutdown_timeout
+                .map_or(Duration::from_secs(20), Span::get),
+        },
+        audit: AuditSpec::default(),
+        policy: Arc::new(policy.0),
+        static_credentials: None,
+        warnings,
+        metrics: None,
+        notify: Vec::new(),
+        policy_hash: crate::status::sha256_hex(text.as_bytes()),
+        accounts: Vec::new(),
+        policy_error: Some(invalid),
+    })
+}
+
+/// The `[daemon]` table of a file that is not TOML (its syntax error on `error_line`), read
+/// alone, when that is unambiguous; else why not.
+fn daemon_section(text: &str, error_line: Option<usize>) -> Result<DaemonSpec, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |l: &str| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        l.starts_with('[').then(|| l.to_string())
+    };
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&i| header(lines[i]).as_deref() == Some("[daemon]"))
+        .collect();
+    let mentions = lines.iter().filter(|l| l.contains("daemon")).count();
+    match starts.as_slice() {
+        [] if mentions == 0 => Ok(DaemonSpec::default()),
+        [start] if mentions == 1 => {
+            let end = (start + 1..lines.len())
+                .find(|&i| header(lines[i]).is_some())
+                .unwrap_or(lines.len());
+            // 1-based lines of the table's body: start + 2 ..= end.
+            if error_line.is_some_and(|l| l > start + 1 && l <= end) {
+                return Err("the syntax error is in the [daemon] table".into());
+            }
+            toml::from_str::<DaemonSpec>(&lines[start + 1..end].join("\n")).map_err(|e| {
+                format!(
+                    "the [daemon] table does not read alone ({})",
+                    e.message().trim()
+                )
+            })
+        }
+        _ => Err("the file is not valid TOML and its [daemon] table cannot be told apart".into()),
+    }
 }
 
 /// A policy file that others than its owner may write, or that belongs to another user than
@@ -663,6 +828,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             notify,
             policy_hash: crate::status::sha256_hex(text.as_bytes()),
             accounts,
+            policy_error: None,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));
@@ -807,6 +973,24 @@ mod tests {
 
     fn err(text: &str) -> ConfigError {
         parse(Path::new("/etc/stopd/stopd.toml"), text).unwrap_err()
+    }
+
+    /// A file that is not TOML: its `[daemon]` table is read alone only when unambiguous.
+    #[test]
+    fn daemon_table_of_a_file_that_is_not_toml_is_read_only_when_unambiguous() {
+        let db = |t: &str, line| daemon_section(t, Some(line)).map(|d| d.database);
+        // No [daemon] anywhere: the defaults, whatever the error.
+        assert_eq!(db("[[freeze]]\nname = \"x\n", 2), Ok(None));
+        // The error is elsewhere: the table, alone.
+        let text = "[daemon]\ndatabase = \"/srv/a.db\"\n\n[[freeze]]\nname = \"x\n";
+        assert_eq!(db(text, 5), Ok(Some(PathBuf::from("/srv/a.db"))));
+        // The error is in it, or the table cannot be told apart: refused.
+        let text = "[daemon]\ndatabase = \"/srv/a.db\n[[freeze]]\n";
+        assert!(db(text, 2).unwrap_err().contains("in the [daemon] table"));
+        let text = "daemon.database = \"/srv/a.db\"\n[[freeze]]\nname = \"x\n";
+        assert!(db(text, 3).unwrap_err().contains("cannot be told apart"));
+        let text = "[daemon]\n[daemon]\n[x\n";
+        assert!(db(text, 3).is_err());
     }
 
     #[test]

@@ -620,6 +620,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Commands that only need the audit database: they go on when the policy does not validate
+/// (DESIGN.md: break-glass must not depend on a clean edit).
+fn needs_only_the_database(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Status(_)
+            | Command::Report(_)
+            | Command::Verify(_)
+            | Command::Exempt(_)
+            | Command::Freeze(_)
+    )
+}
+
 /// Whether `e` is, somewhere in its chain, a write to a pipe whose reader has gone.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     use std::io::ErrorKind::BrokenPipe;
@@ -668,7 +681,21 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
             commands::print(&out)
         }
         command => {
-            let cfg = config::load(&path)?;
+            let cfg = if needs_only_the_database(&command) {
+                let cfg = config::load_for_database(&path)?;
+                if let Some(e) = &cfg.policy_error {
+                    eprintln!(
+                        "stopd: warning: the policy file does not validate; going on with its \
+                         [daemon] table alone (a running daemon keeps the policy it last loaded):\n{e}"
+                    );
+                    for w in &cfg.warnings {
+                        eprintln!("stopd: warning: {w}");
+                    }
+                }
+                cfg
+            } else {
+                config::load(&path)?
+            };
             match command {
                 Command::Run(a) => run::run(cfg, a.once, a.dry_run).await,
                 Command::Check => commands::check(&cfg).await,

@@ -119,6 +119,9 @@ struct VersionLabel {
 }
 
 /// Every outcome a stop is counted with: the engine's, and `dry_run` (decided, never sent).
+/// Every value of `stopd_sweeps_total{result}` (and the per-account sweeps).
+pub const SWEEP_RESULTS: [&str; 3] = ["ok", "failed", "interrupted"];
+
 const STOP_OUTCOMES: [&str; 7] = [
     stop_outcome(Outcome::Stopped),
     stop_outcome(Outcome::AlreadyStopping),
@@ -160,7 +163,8 @@ pub struct Metrics {
     registry: Registry,
     /// `stopd_stops_total{rule,outcome}`.
     stops: Family<StopLabels, Counter>,
-    /// `stopd_sweeps_total{result}`: `ok` or `failed`.
+    /// `stopd_sweeps_total{result}`: `ok`, `failed` or `interrupted` (a clean shutdown cut it
+    /// short).
     sweeps: Family<ResultLabel, Counter>,
     /// `stopd_sweep_duration_seconds`.
     sweep_duration: Histogram,
@@ -326,7 +330,7 @@ impl Metrics {
                 });
             }
         }
-        for result in ["ok", "failed"] {
+        for result in SWEEP_RESULTS {
             let _ = self.sweeps.get_or_create(&ResultLabel { result });
         }
         for result in ["ok", "refused"] {
@@ -346,7 +350,7 @@ impl Metrics {
     /// sweep results and its stop outcomes.
     pub fn start_places<'a>(&self, places: impl IntoIterator<Item = (&'a str, &'a str)>) {
         for (account, region) in places {
-            for result in ["ok", "failed"] {
+            for result in SWEEP_RESULTS {
                 let _ = self.place_sweeps.get_or_create(&PlaceResultLabels {
                     account: account.into(),
                     region: region.into(),
@@ -371,12 +375,12 @@ impl Metrics {
     pub fn after_sweep(&self, summary: Option<&SweepSummary>, duration: Duration) {
         let now = self.clock.now();
         self.sweep_duration.observe(duration.as_secs_f64());
-        let ok = summary.is_some_and(SweepSummary::ok);
-        self.sweeps
-            .get_or_create(&ResultLabel {
-                result: if ok { "ok" } else { "failed" },
-            })
-            .inc();
+        let result = match summary {
+            Some(s) if s.ok() => "ok",
+            Some(s) if s.interrupted() => "interrupted",
+            _ => "failed",
+        };
+        self.sweeps.get_or_create(&ResultLabel { result }).inc();
         let Some(s) = summary else { return };
         for d in &s.done {
             self.stops
@@ -398,7 +402,11 @@ impl Metrics {
                 .get_or_create(&PlaceResultLabels {
                     account: p.account.clone(),
                     region: p.region.clone(),
-                    result: if p.ok { "ok" } else { "failed" },
+                    result: match (p.ok, p.interrupted) {
+                        (true, _) => "ok",
+                        (false, true) => "interrupted",
+                        (false, false) => "failed",
+                    },
                 })
                 .inc();
             if p.ok {
@@ -435,7 +443,7 @@ impl Metrics {
             self.freezes_in_force
                 .set(freezes_open(policy, s.decided_at) as i64);
         }
-        if ok {
+        if result == "ok" {
             self.last_success.set(now.timestamp_millis() as f64 / 1e3);
             self.health().last_success = Some(now);
         }
@@ -779,7 +787,7 @@ mod tests {
                 "stopd_account_stops_total{{account=\"default\",region=\"us-east-1\",outcome=\"{outcome}\"}} 0"
             ));
         }
-        for result in ["ok", "failed"] {
+        for result in SWEEP_RESULTS {
             want.push(format!("stopd_sweeps_total{{result=\"{result}\"}} 0"));
             want.push(format!(
                 "stopd_account_sweeps_total{{account=\"default\",region=\"us-east-1\",result=\"{result}\"}} 0"
@@ -824,6 +832,52 @@ mod tests {
             Duration::ZERO,
         );
         assert!(m.encode().contains(&format!("{failed}1")));
+    }
+
+    /// A sweep a clean shutdown cut short is counted apart: neither ok nor failed, and no
+    /// success; cut short with another problem, it is failed.
+    #[test]
+    fn a_sweep_cut_short_by_shutdown_counts_as_interrupted() {
+        let (clock, m) = setup();
+        let interrupted = SweepSummary {
+            cut_short: true,
+            blind: true,
+            decided_at: clock.now(),
+            ..SweepSummary::default()
+        };
+        assert!(interrupted.interrupted() && !interrupted.ok());
+        m.after_sweep(Some(&interrupted), Duration::from_millis(10));
+        let also_failed = SweepSummary {
+            cut_short: true,
+            done: vec![done("weekend", "rejected")],
+            decided_at: clock.now(),
+            ..SweepSummary::default()
+        };
+        assert!(!also_failed.interrupted() && !also_failed.ok());
+        m.after_sweep(Some(&also_failed), Duration::from_millis(10));
+        let text = m.encode();
+        assert_eq!(
+            line(&text, "stopd_sweeps_total{result=\"interrupted\"}")
+                .rsplit(' ')
+                .next(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            line(&text, "stopd_sweeps_total{result=\"failed\"}")
+                .rsplit(' ')
+                .next(),
+            Some("1"),
+            "{text}"
+        );
+        assert_eq!(
+            line(&text, "stopd_sweeps_total{result=\"ok\"}")
+                .rsplit(' ')
+                .next(),
+            Some("0"),
+            "{text}"
+        );
+        assert!(m.healthy().is_err(), "an interrupted sweep is no success");
     }
 
     #[test]

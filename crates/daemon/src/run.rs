@@ -440,7 +440,7 @@ async fn run_once(
         }
     };
     let line = summary.status_line();
-    if summary.ok() {
+    if summary.ok() || summary.interrupted() {
         tracing::info!(sweep = summary.sweep_id, "{line}");
     } else {
         tracing::error!(sweep = summary.sweep_id, "{line}");
@@ -465,9 +465,14 @@ async fn run_once(
     if summary.ok() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!(
-        "stopd: the sweep did not succeed: {}",
-        summary.problem().unwrap_or_default()
-    );
+    if summary.interrupted() {
+        // Not a failure, but not the whole sweep `--once` promises either.
+        eprintln!("stopd: the sweep was interrupted: a shutdown began before it ended");
+    } else {
+        eprintln!(
+            "stopd: the sweep did not succeed: {}",
+            summary.problem().unwrap_or_default()
+        );
+    }
     Ok(ExitCode::from(1))
 }

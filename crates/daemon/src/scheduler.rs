@@ -247,7 +247,8 @@ impl<S: Sweeps> Scheduler<S> {
                 self.next_escalation = summary.next_escalation;
                 let line = summary.status_line();
                 notify(&[NotifyState::Status(&line)]);
-                if summary.ok() {
+                // An interrupted sweep (a clean shutdown cut it short) is no failure.
+                if summary.ok() || summary.interrupted() {
                     tracing::info!(sweep = summary.sweep_id, "{line}");
                     None
                 } else {

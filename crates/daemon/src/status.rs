@@ -163,8 +163,10 @@ pub struct Status {
     pub problem: Option<String>,
     /// When the last sweep ended.
     pub last_sweep_at: Option<String>,
-    /// Whether it was good.
+    /// Whether it was good (null too when it was interrupted: neither good nor failed).
     pub last_sweep_ok: Option<bool>,
+    /// `ok`, `failed` or `interrupted` (a clean shutdown cut it short).
+    pub last_sweep_result: Option<&'static str>,
     /// Its error, if it failed.
     pub last_sweep_error: Option<String>,
     /// Seconds since it ended.
@@ -181,6 +183,9 @@ pub struct Status {
     pub policy_on_disk_hash: String,
     /// The file on disk differs from the policy in force.
     pub reload_pending: bool,
+    /// Why the file on disk does not validate (a reload would be refused); null when it does.
+    /// Then `rules_in_force` holds only ad-hoc freezes.
+    pub policy_on_disk_error: Option<String>,
     /// Rules in force now (timeouts always; freezes with an open window).
     pub rules_in_force: Vec<InForce>,
     /// Ad-hoc freezes in force.
@@ -234,6 +239,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         problem: None,
         last_sweep_at: None,
         last_sweep_ok: None,
+        last_sweep_result: None,
         last_sweep_error: None,
         last_sweep_age_seconds: None,
         last_success_at: None,
@@ -242,6 +248,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         policy_loaded_at: None,
         policy_on_disk_hash: on_disk,
         reload_pending: false,
+        policy_on_disk_error: cfg.policy_error.as_ref().map(ToString::to_string),
         rules_in_force: Vec::new(),
         adhoc_freezes: Vec::new(),
         gates_closed: Vec::new(),
@@ -257,7 +264,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
     let mut last_success = None;
     if let Some(store) = &store {
         let last = sqlx::query(
-            "SELECT r.finished_at, r.error, r.errors FROM sweep_results r \
+            "SELECT r.finished_at, r.error, r.errors, r.result FROM sweep_results r \
              ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1",
         )
         .fetch_optional(store.pool())
@@ -267,9 +274,17 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             let at: String = r.get(0);
             let error: Option<String> = r.get(1);
             let errors: i64 = r.get(2);
+            let result: Option<String> = r.get(3);
+            let result =
+                crate::store::sweep_result(true, result.as_deref(), errors, error.is_some());
             status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
             status.last_sweep_at = Some(at);
-            status.last_sweep_ok = Some(error.is_none() && errors == 0);
+            // An interrupted sweep is neither good nor failed.
+            status.last_sweep_ok = match result {
+                Some("interrupted") => None,
+                r => Some(r == Some("ok")),
+            };
+            status.last_sweep_result = result;
             status.last_sweep_error = error;
         }
         // Quiet sweeps are grouped into runs, the newest one still open: its last sweep is
@@ -287,6 +302,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
             status.last_sweep_at = Some(at);
             status.last_sweep_ok = Some(true);
+            status.last_sweep_result = Some("ok");
             status.last_sweep_error = None;
         }
         if let Some(at) = store.last_good_sweep().await? {
@@ -408,13 +424,19 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
     );
     line(
         "last sweep",
-        match (&s.last_sweep_at, s.last_sweep_ok, s.last_sweep_age_seconds) {
-            (Some(t), Some(ok), Some(age)) => format!(
+        match (
+            &s.last_sweep_at,
+            s.last_sweep_result,
+            s.last_sweep_age_seconds,
+        ) {
+            (Some(t), Some(result), Some(age)) => format!(
                 "{} ({} ago), {}",
                 at(t),
                 crate::time::human(chrono::Duration::seconds(age)),
-                if ok {
+                if result == "ok" {
                     "ok".to_string()
+                } else if result == "interrupted" {
+                    "interrupted (a clean shutdown cut it short)".to_string()
                 } else {
                     format!(
                         "failed: {}",
@@ -437,10 +459,10 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
         format!(
             "sha256:{}{}",
             &s.policy_on_disk_hash[..16],
-            if s.reload_pending {
-                " (differs: reload pending)"
-            } else {
-                ""
+            match (&s.policy_on_disk_error, s.reload_pending) {
+                (Some(_), _) => " (DOES NOT VALIDATE: a reload would be refused)",
+                (None, true) => " (differs: reload pending)",
+                (None, false) => "",
             }
         ),
     );
@@ -452,7 +474,17 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
             None => format!("{} ({})", r.rule, r.kind),
         })
         .collect();
-    line("rules in force", list(&rules));
+    if s.policy_on_disk_error.is_some() {
+        line(
+            "rules in force",
+            format!(
+                "unknown (the file does not validate); ad-hoc: {}",
+                list(&rules)
+            ),
+        );
+    } else {
+        line("rules in force", list(&rules));
+    }
     let adhoc: Vec<String> = s
         .adhoc_freezes
         .iter()

@@ -223,6 +223,8 @@ pub struct PlaceResult {
     pub region: String,
     /// Everything was read, decided and recorded without an error.
     pub ok: bool,
+    /// Not ok only because a clean shutdown cut it short (`result="interrupted"`).
+    pub interrupted: bool,
     /// The first error, in words.
     pub error: Option<String>,
 }
@@ -238,6 +240,8 @@ pub struct SweepSummary {
     pub done: Vec<Done>,
     /// Stops not made because a shutdown began.
     pub skipped_for_shutdown: usize,
+    /// A shutdown cut the sweep short: during discovery, or before every stop had started.
+    pub cut_short: bool,
     /// InProgress executions seen (the scheduler's input for timeout deadlines).
     pub in_progress: Vec<ActiveExecution>,
     /// Whether the listing itself failed (nothing was seen).
@@ -282,9 +286,24 @@ impl SweepSummary {
 
     /// A good sweep: every in-scope pipeline was read, everything was recorded, and every
     /// decided stop ended done (`rejected` and `failed` are not). `run --once` exits 1
-    /// otherwise, and the daemon logs an ERROR and says so in systemd's STATUS.
+    /// otherwise, and the daemon logs an ERROR and says so in systemd's STATUS, unless the
+    /// sweep was only [interrupted](SweepSummary::interrupted).
     pub fn ok(&self) -> bool {
-        self.all_final()
+        !self.cut_short && self.sound()
+    }
+
+    /// A clean shutdown cut the sweep short and nothing else went wrong: neither good nor
+    /// failed (`result="interrupted"`, logged at INFO).
+    pub fn interrupted(&self) -> bool {
+        self.cut_short && self.sound()
+    }
+
+    /// Nothing went wrong but, perhaps, a shutdown that cut the sweep short (which leaves it
+    /// blind, or leaves stops unstarted).
+    fn sound(&self) -> bool {
+        // A shutdown leaves a sweep blind (during discovery) or with stops unstarted.
+        (self.cut_short || (!self.blind && self.skipped_for_shutdown == 0))
+            && self.done.iter().all(|d| d.is_final)
             && !self.failed
             && self.discovery_failures == 0
             && self.blind_places.is_empty()
@@ -347,6 +366,9 @@ impl SweepSummary {
         );
         if self.gates_closed > 0 {
             line.push_str(&format!(", {} transitions held closed", self.gates_closed));
+        }
+        if self.interrupted() {
+            return format!("interrupted: a shutdown began before the sweep ended; {line}");
         }
         match self.problem() {
             Some(p) if !self.ok() => format!("FAILING: {p}; {line}"),
@@ -479,7 +501,8 @@ impl Sweeper {
                 .iter()
                 .filter(|d| d.audit_error.is_some() || !d.is_final)
                 .count();
-        if summary.result.error.is_none() {
+        summary.result.interrupted = summary.interrupted();
+        if summary.result.error.is_none() && !summary.result.interrupted {
             summary.result.error = summary.problem();
         }
         if let Some(e) = &summary.audit_error {
@@ -569,10 +592,16 @@ impl Sweeper {
                 }
             };
             let place = core.place();
-            let place_ok = body.as_ref().is_ok_and(|s| {
-                !s.blind && s.result.error.is_none() && s.denied.is_none() && s.gate_failures == 0
-            }) && panicked == 0
-                && done.iter().all(|d| d.is_final && d.outcome != "rejected");
+            let sound = |s: &SweepSummary| {
+                s.result.error.is_none() && s.denied.is_none() && s.gate_failures == 0
+            };
+            let rest_ok =
+                panicked == 0 && done.iter().all(|d| d.is_final && d.outcome != "rejected");
+            let place_ok = body
+                .as_ref()
+                .is_ok_and(|s| !s.blind && !s.cut_short && sound(s))
+                && rest_ok;
+            let place_interrupted = body.as_ref().is_ok_and(|s| s.cut_short && sound(s)) && rest_ok;
             all_done.extend(done);
             all_panicked += panicked;
             let named = |text: &str| {
@@ -595,6 +624,7 @@ impl Sweeper {
                 account: core.account().to_string(),
                 region: core.region().to_string(),
                 ok: place_ok,
+                interrupted: place_interrupted,
                 error: s.result.error.clone().or_else(|| s.denied.clone()),
             });
             let r = &mut summary.result;
@@ -608,7 +638,8 @@ impl Sweeper {
             }
             if s.blind {
                 blind += 1;
-                if many {
+                // Blind because a shutdown came during discovery is no failure.
+                if many && !s.cut_short {
                     summary.blind_places.push(named(
                         s.result
                             .error
@@ -621,6 +652,7 @@ impl Sweeper {
                 summary.denied = s.denied.as_deref().map(named);
             }
             summary.skipped_for_shutdown += s.skipped_for_shutdown;
+            summary.cut_short |= s.cut_short;
             summary.in_progress.extend(s.in_progress);
             summary.discovery_failures += s.discovery_failures;
             summary.calls.merge(&s.calls);
@@ -628,7 +660,7 @@ impl Sweeper {
             summary.gate_failures += s.gate_failures;
         }
         if many {
-            for p in summary.places.iter().filter(|p| !p.ok) {
+            for p in summary.places.iter().filter(|p| !p.ok && !p.interrupted) {
                 tracing::error!(account = %p.account, region = %p.region,
                     error = p.error.as_deref().unwrap_or("a stop did not succeed"),
                     "this account and region were not fully enforced this sweep; the others were");
@@ -803,15 +835,20 @@ impl Sweeper {
         }
         let Some(found) = found else {
             // Shutdown during discovery: what was launched finishes and is recorded, and so
-            // were the gates already begun.
+            // were the gates already begun. Interrupted, not failed (unless a gate failed).
+            tracing::info!(
+                sweep = sweep_id,
+                "shutdown began during discovery: the sweep is interrupted"
+            );
             return Ok(SweepSummary {
                 result: SweepResult {
                     stops_decided: decided,
-                    errors: 1 + gate.failures.len(),
-                    error: Some("shutdown began during discovery".into()),
+                    errors: gate.failures.len(),
+                    error: gate.failures.first().map(|f| format!("gate: {f}")),
                     ..SweepResult::default()
                 },
                 skipped_for_shutdown: skipped,
+                cut_short: true,
                 blind: true,
                 decided_at: start_at,
                 calls: gate.calls,
@@ -917,6 +954,7 @@ impl Sweeper {
         Ok(SweepSummary {
             result,
             skipped_for_shutdown: skipped,
+            cut_short: skipped > 0,
             in_progress,
             blind,
             discovery_failures: found.failures.len(),

@@ -13,6 +13,8 @@
 //!   **gap**, cut where its cause changes: `not_running` (no daemon), else `sweep_failed` (a
 //!   sweep began in or just before it and failed or never finished), else `late` (no sweep
 //!   came in time).
+//! - A sweep a clean shutdown interrupted (`result = 'interrupted'`) counts for neither: it
+//!   neither covers nor fails, and the time after the stop is `not_running`.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -233,12 +235,15 @@ impl Store {
         until: DateTime<Utc>,
         gap: Duration,
     ) -> Result<Vec<SweepSpan>> {
-        /// started_at, finished_at, error, whether a result was written.
+        /// started_at, finished_at, error, whether a result was written. A sweep a clean
+        /// shutdown interrupted is neither watched nor a failure: it is left out, and the time
+        /// after the stop is `not_running` as for any stop.
         type Row = (String, Option<String>, Option<String>, Option<i64>);
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT w.started_at, r.finished_at, r.error, r.sweep_id FROM sweeps w \
              LEFT JOIN sweep_results r ON r.sweep_id = w.id \
-             WHERE w.started_at >= ? AND w.started_at < ? ORDER BY w.started_at",
+             WHERE w.started_at >= ? AND w.started_at < ? \
+               AND (r.result IS NULL OR r.result <> 'interrupted') ORDER BY w.started_at",
         )
         .bind(ts(since))
         .bind(ts(until))

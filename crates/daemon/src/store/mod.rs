@@ -483,6 +483,9 @@ pub struct SweepResult {
     pub errors: usize,
     /// The first error, in words.
     pub error: Option<String>,
+    /// A clean shutdown cut the sweep short (and nothing else went wrong): recorded as
+    /// `result = 'interrupted'`, neither a good sweep nor a failed one.
+    pub interrupted: bool,
 }
 
 /// A stop recorded but never completed (the process died between the two writes).
@@ -588,6 +591,22 @@ pub struct ReportFilter {
     pub region: Option<String>,
 }
 
+/// A sweep's result from its row: finished, its `result` column, `errors`, and whether it has
+/// an `error`.
+pub fn sweep_result(
+    finished: bool,
+    column: Option<&str>,
+    errors: i64,
+    error: bool,
+) -> Option<&'static str> {
+    match (finished, column) {
+        (false, _) => None,
+        (true, Some("interrupted")) => Some("interrupted"),
+        (true, _) if errors == 0 && !error => Some("ok"),
+        (true, _) => Some("failed"),
+    }
+}
+
 /// One sweep, for `stopd report --sweeps`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepRecord {
@@ -622,6 +641,9 @@ pub struct SweepRecord {
     pub errors: Option<i64>,
     /// First error.
     pub error: Option<String>,
+    /// `ok`, `failed`, or `interrupted` (a clean shutdown cut it short: neither good nor
+    /// failed); null while unfinished (or when the process died during it).
+    pub result: Option<&'static str>,
 }
 
 /// A break-glass exemption.
@@ -840,8 +862,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
-             pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, error, \
+             result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id)
         .bind(ts(at))
@@ -854,6 +876,7 @@ impl Store {
         .bind(r.throttled as i64)
         .bind(r.errors as i64)
         .bind(&r.error)
+        .bind(r.interrupted.then_some("interrupted"))
         .execute(&mut *tx)
         .await
         .context("cannot record the sweep result")?;
@@ -1034,13 +1057,13 @@ impl Store {
             "SELECT * FROM ( \
                SELECT w.id, w.started_at, r.finished_at, w.trigger, w.dry_run, r.duration_ms, \
                     r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, r.error, \
-                    r.throttled, 1 \
+                    r.throttled, 1, r.result \
                FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
                WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
              UNION ALL \
                SELECT first_sweep_id, first_started_at, last_finished_at, 'schedule', dry_run, \
                     max_duration_ms, pipelines_seen, executions_seen, 0, api_calls, 0, NULL, \
-                    throttled, sweeps \
+                    throttled, sweeps, NULL \
                FROM sweep_runs \
                WHERE (?1 IS NULL OR first_started_at >= ?1) AND (?2 IS NULL OR first_started_at < ?2)) \
              ORDER BY 2, 1",
@@ -1067,6 +1090,12 @@ impl Store {
                 error: r.get(11),
                 throttled: r.get(12),
                 sweeps: r.get(13),
+                result: sweep_result(
+                    r.get::<Option<String>, _>(2).is_some(),
+                    r.get::<Option<String>, _>(14).as_deref(),
+                    r.get::<Option<i64>, _>(10).unwrap_or(0),
+                    r.get::<Option<String>, _>(11).is_some(),
+                ),
             })
             .collect())
     }

@@ -64,7 +64,7 @@ pub(crate) struct Run {
 }
 
 fn quiet(r: &SweepResult) -> bool {
-    r.stops_decided == 0 && r.errors == 0 && r.error.is_none()
+    r.stops_decided == 0 && r.errors == 0 && r.error.is_none() && !r.interrupted
 }
 
 impl Store {
@@ -119,7 +119,8 @@ impl Store {
     pub async fn last_good_sweep(&self) -> Result<Option<DateTime<Utc>>> {
         let at: Option<String> = sqlx::query_scalar(
             "SELECT MAX(t) FROM ( \
-               SELECT MAX(finished_at) AS t FROM sweep_results WHERE error IS NULL AND errors = 0 \
+               SELECT MAX(finished_at) AS t FROM sweep_results \
+               WHERE error IS NULL AND errors = 0 AND result IS NULL \
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_runs \
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
         )

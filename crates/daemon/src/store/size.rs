@@ -26,6 +26,7 @@ async fn simulate(store: &Store, days: i64) -> (i64, i64) {
         throttled: 0,
         errors: 0,
         error: None,
+        interrupted: false,
     };
     for k in 0..n {
         let at = start + chrono::Duration::seconds(30 * k);

@@ -241,3 +241,187 @@ timezone = "America/New_York"
         text(&out.stdout)
     );
 }
+
+/// Writes a policy that does not validate over the good one: same `[aws]` and `[daemon]`,
+/// then `rules`.
+fn botch(env: &Env, rules: &str) {
+    env.write_config("", rules);
+}
+
+#[track_caller]
+fn assert_warned(out: &std::process::Output, place: &str) {
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("warning: the policy file does not validate") && err.contains(place),
+        "a warning naming {place}:\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn database_commands_work_when_the_policy_does_not_validate() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", WEEKEND);
+    let out = env
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-a",
+            "--for",
+            "1h",
+            "--reason",
+            "before",
+        ])
+        .await;
+    assert_ok(&out);
+    // A typo during an incident: a cron that does not parse, on line 15 of the file.
+    botch(&env, &WEEKEND.replace("0 18 * * FRI", "every friday"));
+    let place = format!("{}:15:", env.config_path().display());
+
+    for args in [
+        &["status"][..],
+        &["report"],
+        &["report", "--sweeps"],
+        &["verify"],
+        &["exempt", "list"],
+        &["freeze", "list"],
+    ] {
+        let out = env.stopd(args).await;
+        // status says the daemon is not running (1); the others succeed.
+        let expected = if args[0] == "status" { 1 } else { 0 };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_warned(&out, &place);
+    }
+    let out = env.stopd(&["status", "--format", "json"]).await;
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status["policy_on_disk_error"]
+            .as_str()
+            .unwrap()
+            .contains("freeze[0].cron"),
+        "{status}"
+    );
+
+    // Break-glass: exempt and freeze, added, listed and ended, all against the database.
+    let out = env
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-b",
+            "--for",
+            "2h",
+            "--reason",
+            "INC-1",
+        ])
+        .await;
+    assert_ok(&out);
+    assert_warned(&out, &place);
+    let out = env.stopd(&["exempt", "revoke", "2"]).await;
+    assert_ok(&out);
+    assert_warned(&out, &place);
+    let out = env
+        .stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "prod-*",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-1",
+        ])
+        .await;
+    assert_ok(&out);
+    assert_warned(&out, &place);
+    let out = env
+        .stopd(&["freeze", "lift", "1", "--reason", "INC-1 over"])
+        .await;
+    assert_ok(&out);
+    let out = env.stopd(&["exempt", "list", "--format", "json"]).await;
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 2, "nothing was lost: {list:?}");
+    let out = env.stopd(&["verify"]).await;
+    assert_ok(&out);
+
+    // A rule name cannot be checked without the rules: refused, with the way round it.
+    let out = env
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-b",
+            "--for",
+            "2h",
+            "--rule",
+            "weekend",
+            "--reason",
+            "INC-1",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("leave out --rule") && err.contains(&place),
+        "{err}"
+    );
+    // Coverage without freeze windows would find no gap: refused.
+    let out = env.stopd(&["report", "--coverage"]).await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+
+    // Commands that enforce the policy still refuse it.
+    for args in [&["run", "--once"][..], &["check"], &["plan"]] {
+        let out = env.stopd(args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(78),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stderr).contains(&place), "{}", text(&out.stderr));
+    }
+}
+
+#[tokio::test]
+async fn a_policy_that_is_not_toml_still_gives_the_database_its_daemon_table_names() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", WEEKEND);
+    let out = env
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-a",
+            "--for",
+            "1h",
+            "--reason",
+            "before",
+        ])
+        .await;
+    assert_ok(&out);
+    // A quote left open after [daemon]: not TOML at all.
+    botch(&env, &WEEKEND.replace("\"weekend\"", "\"weekend"));
+    let out = env.stopd(&["exempt", "list", "--format", "json"]).await;
+    assert_ok(&out);
+    assert_warned(&out, &env.config_path().display().to_string());
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 1, "the database the file names: {list:?}");
+
+    // The syntax error inside [daemon]: which database is meant cannot be known.
+    let text_ = std::fs::read_to_string(env.config_path()).unwrap();
+    let broken = text_.replace("[daemon]\ndatabase = \"", "[daemon]\ndatabase = \"\"");
+    std::fs::write(env.config_path(), broken).unwrap();
+    let out = env.stopd(&["exempt", "list"]).await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the syntax error is in the [daemon] table")
+            && err.contains("the audit database this file names is not known"),
+        "{err}"
+    );
+}

@@ -376,3 +376,74 @@ async fn an_adhoc_freeze_beside_a_running_daemon_stops_within_seconds() {
     assert_eq!(list[0]["lift_reason"], "INC-42 resolved");
     assert!(list[0]["lifted_at"].is_string());
 }
+
+#[tokio::test]
+async fn sigterm_during_discovery_records_an_interrupted_sweep_not_a_failure() {
+    let env = Env::new(&fleet(&[("prod-a", "prod"), ("dev-a", "dev")])).await;
+    // A freeze open since an hour ago, selecting nothing: coverage has a window to judge.
+    env.write_config(
+        RARE,
+        &one_off("watched", Utc::now() - chrono::Duration::hours(1), "")
+            .replace("[\"prod-*\"]", "[\"none-*\"]"),
+    );
+    // The listing hangs, so SIGTERM arrives while the start-up sweep discovers.
+    env.emulator.add_fault(FaultRule::new(
+        Some("ListPipelines"),
+        Fault::Delay { delay_ms: 60_000 },
+    ));
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await, "discovery began");
+    signal(&child, "TERM");
+    let out = wait_exit(child, Duration::from_secs(20)).await;
+    assert_ok(&out);
+    let err = text(&out.stderr);
+    assert!(!err.contains("ERROR"), "a clean stop logs no error:\n{err}");
+    assert!(err.contains("interrupted"), "{err}");
+
+    let out = env.stopd(&["report", "--sweeps", "--format", "json"]).await;
+    assert_ok(&out);
+    let sweeps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sweeps.len(), 1, "{sweeps:?}");
+    assert_eq!(sweeps[0]["result"], "interrupted", "{sweeps:?}");
+    assert!(sweeps[0]["error"].is_null(), "{sweeps:?}");
+    let out = env.stopd(&["report", "--sweeps", "--wide"]).await;
+    assert!(
+        text(&out.stdout).contains("interrupted"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = env.stopd(&["status", "--format", "json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not running: {}",
+        text(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["last_sweep_result"], "interrupted", "{status}");
+    assert!(status["last_sweep_ok"].is_null(), "{status}");
+    let out = env.stopd(&["status"]).await;
+    assert!(
+        text(&out.stdout).contains("interrupted"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Neither watched nor failed: the time after the clean stop is not_running.
+    let out = env
+        .stopd(&["report", "--coverage", "--since", "2h", "--format", "json"])
+        .await;
+    assert_ok(&out);
+    let coverage: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let causes: Vec<&str> = coverage
+        .iter()
+        .flat_map(|w| w["gaps"].as_array().unwrap())
+        .map(|g| g["cause"].as_str().unwrap())
+        .collect();
+    assert!(!causes.contains(&"sweep_failed"), "{coverage:?}");
+
+    // The new column keeps the hash chain valid.
+    let out = env.stopd(&["verify"]).await;
+    assert_ok(&out);
+}
