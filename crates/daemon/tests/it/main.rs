@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod common;
 mod config_cli;
+mod credentials;
 mod daemon;
 mod gates;
 mod iam;
