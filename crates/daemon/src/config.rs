@@ -572,10 +572,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         ),
     ] {
         if set {
-            let (line, column, _) = locate(
-                "",
-                doc.as_ref().and_then(|d| key_span(d.get_ref(), &key)),
-            );
+            let (line, column, _) =
+                locate("", doc.as_ref().and_then(|d| key_span(d.get_ref(), &key)));
             secret_keys.push((key.join("."), line, column));
         }
     }

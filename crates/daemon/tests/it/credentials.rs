@@ -180,11 +180,7 @@ async fn check_and_run_refuse_secrets_they_cannot_read_naming_key_and_path() {
             err.contains(&format!("LoadCredential=hook-url:{HOOK}")),
             "{args:?}: {err}"
         );
-        assert!(
-            !text(&out.stdout).contains("OK"),
-            "{}",
-            text(&out.stdout)
-        );
+        assert!(!text(&out.stdout).contains("OK"), "{}", text(&out.stdout));
     }
     assert_eq!(env.stop_calls(), 0);
     assert!(!env.db().exists(), "nothing was recorded");
