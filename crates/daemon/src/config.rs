@@ -125,6 +125,8 @@ struct DaemonSpec {
     stop_deadline: Option<Span>,
     #[serde(default)]
     shutdown_timeout: Option<Span>,
+    #[serde(default)]
+    database_password_file: Option<PathBuf>,
 }
 
 /// `[audit]`: signed digests of the audit log's hash chain.
@@ -182,6 +184,10 @@ pub struct DaemonSettings {
     pub stop_deadline: Duration,
     /// On SIGTERM, how long in-flight stops may still run before they are cut short.
     pub shutdown_timeout: Duration,
+    /// The PostgreSQL backend's password (DESIGN.md): read and checked by `check` and `run`
+    /// (through systemd credentials first, as every secret file), unused until that backend
+    /// lands.
+    pub database_password_file: Option<PathBuf>,
 }
 
 /// A loaded, valid configuration.
@@ -214,6 +220,26 @@ pub struct Config {
     /// Why the file does not validate, when it was read by [`load_for_database`] with its
     /// `[daemon]` table alone (then `policy` has no rules, only `[defaults]` if they read).
     pub policy_error: Option<ConfigError>,
+    /// Where each key naming a secret (`audit.signing_key`, `notify[0].url_file`, ...) is in
+    /// the file: line and column, for the errors of [`crate::secrets::check`].
+    pub secret_keys: Vec<(String, Option<usize>, Option<usize>)>,
+}
+
+impl Config {
+    /// A problem with `field`, at its line and column when it is a key naming a secret.
+    pub fn problem_at(&self, field: &str, message: String) -> Problem {
+        let (line, column) = self
+            .secret_keys
+            .iter()
+            .find(|(f, _, _)| f == field)
+            .map_or((None, None), |(_, l, c)| (*l, *c));
+        Problem {
+            line,
+            column,
+            field: Some(field.to_string()),
+            message,
+        }
+    }
 }
 
 /// One problem, with where it is.
@@ -395,6 +421,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
                 .database
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
             dry_run: daemon.dry_run.unwrap_or(false),
+            database_password_file: daemon.database_password_file,
             stop_concurrency: daemon.stop_concurrency.unwrap_or(64),
             discovery_concurrency: daemon.discovery_concurrency.unwrap_or(64),
             stop_deadline: daemon
@@ -413,6 +440,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
         policy_hash: crate::status::sha256_hex(text.as_bytes()),
         accounts: Vec::new(),
         policy_error: Some(invalid),
+        secret_keys: Vec::new(),
     })
 }
 
@@ -720,6 +748,51 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             None
         }
     };
+    let mut secret_keys = Vec::new();
+    for (set, key) in [
+        (audit.signing_key.is_some(), ["audit", "signing_key"]),
+        (
+            daemon.database_password_file.is_some(),
+            ["daemon", "database_password_file"],
+        ),
+    ] {
+        if set {
+            let (line, column, _) =
+                locate("", doc.as_ref().and_then(|d| key_span(d.get_ref(), &key)));
+            secret_keys.push((key.join("."), line, column));
+        }
+    }
+    for (index, n) in notify.iter().enumerate() {
+        for (set, key) in [
+            (n.url.is_some(), "url"),
+            (n.url_file.is_some(), "url_file"),
+            (n.url_env.is_some(), "url_env"),
+        ] {
+            if set {
+                let (line, column, _) = locate(
+                    "",
+                    doc.as_ref()
+                        .and_then(|d| entry_key_span(d.get_ref(), "notify", index, key)),
+                );
+                secret_keys.push((format!("notify[{index}].{key}"), line, column));
+            }
+        }
+    }
+    if daemon
+        .database_password_file
+        .as_ref()
+        .is_some_and(|p| p.file_name().is_none())
+    {
+        problems.push(key_problem(
+            "daemon",
+            "database_password_file",
+            "must name a file".into(),
+        ));
+    } else if daemon.database_password_file.is_some() {
+        warnings.push(
+            "[daemon] database_password_file is read and checked, but unused: the audit database is SQLite until the PostgreSQL backend lands".into(),
+        );
+    }
     let (notify, notify_problems) = crate::notify::check_specs(&notify);
     for (index, key, message) in notify_problems {
         let span = doc
@@ -819,6 +892,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 shutdown_timeout: daemon
                     .shutdown_timeout
                     .map_or(Duration::from_secs(20), Span::get),
+                database_password_file: daemon.database_password_file,
             },
             audit,
             policy: Arc::new(policy),
@@ -829,6 +903,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             policy_hash: crate::status::sha256_hex(text.as_bytes()),
             accounts,
             policy_error: None,
+            secret_keys,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));

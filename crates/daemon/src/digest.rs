@@ -87,20 +87,24 @@ fn listed(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Reads and parses `[audit] signing_key` (its systemd credential first: [`crate::secrets`]).
+pub fn load_key(path: &Path) -> Result<SigningKey, String> {
+    let pem = crate::secrets::read(path)?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        format!(
+            "{} is not an Ed25519 PKCS#8 PEM private key ({e}); make one with `openssl genpkey -algorithm ed25519`",
+            crate::secrets::source(path).display()
+        )
+    })
+}
+
 impl Digester {
     /// Loads the key; `None` when `[audit]` asks for no digests.
     pub fn from_config(audit: &crate::config::AuditSpec) -> Result<Option<Digester>> {
         let (Some(dir), Some(key)) = (&audit.digest_dir, &audit.signing_key) else {
             return Ok(None);
         };
-        let pem = std::fs::read_to_string(key)
-            .with_context(|| format!("cannot read [audit] signing_key {}", key.display()))?;
-        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
-            anyhow::anyhow!(
-                "[audit] signing_key {} is not an Ed25519 PKCS#8 PEM private key ({e}); make one with `openssl genpkey -algorithm ed25519`",
-                key.display()
-            )
-        })?;
+        let key = load_key(key).map_err(|e| anyhow::anyhow!("[audit] signing_key: {e}"))?;
         Ok(Some(Digester {
             dir: dir.clone(),
             key,

@@ -23,6 +23,7 @@ mod notify;
 mod output;
 mod run;
 mod scheduler;
+mod secrets;
 mod status;
 mod store;
 mod sweep;
@@ -216,8 +217,10 @@ enum Command {
     Run(RunArgs),
     /// Validate the policy file; print each rule, its scope and the next window transitions.
     ///
-    /// Errors name file, line and column, one per line; the exit code is then 78. Warns when
-    /// the audit database cannot be written by the current user.
+    /// Errors name file, line and column, one per line; the exit code is then 78. Reads every
+    /// secret file `run` needs (signing key, webhook URL files, database password; from
+    /// $CREDENTIALS_DIRECTORY first) and fails, 78, naming any it cannot. Warns when the audit
+    /// database cannot be written by the current user.
     #[command(after_help = CHECK_EXAMPLES)]
     Check,
     /// Show what would be stopped now (or at --at) and why, without stopping anything.
@@ -697,8 +700,15 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 config::load(&path)?
             };
             match command {
-                Command::Run(a) => run::run(cfg, a.once, a.dry_run).await,
-                Command::Check => commands::check(&cfg).await,
+                // Both read every secret file `run` needs, before anything else (exit 78).
+                Command::Run(a) => {
+                    secrets::check(&cfg)?;
+                    run::run(cfg, a.once, a.dry_run).await
+                }
+                Command::Check => {
+                    secrets::check(&cfg)?;
+                    commands::check(&cfg).await
+                }
                 Command::Status(a) => {
                     status::command(&cfg, a.format == StatusFormat::Json, a.tz.tz).await
                 }

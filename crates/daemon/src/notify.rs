@@ -159,14 +159,9 @@ impl Target {
     pub fn resolve_url(&self) -> Result<hyper::Uri> {
         let text = match &self.url {
             UrlSource::Inline(u) => u.clone(),
-            UrlSource::File(p) => std::fs::read_to_string(p)
-                .with_context(|| {
-                    format!(
-                        "[[notify]] {}: cannot read url_file {}",
-                        self.name,
-                        p.display()
-                    )
-                })?
+            // Its systemd credential first (`crate::secrets`).
+            UrlSource::File(p) => crate::secrets::read(p)
+                .map_err(|e| anyhow::anyhow!("[[notify]] {}: url_file: {e}", self.name))?
                 .lines()
                 .next()
                 .unwrap_or("")
@@ -179,7 +174,12 @@ impl Target {
                 )
             })?,
         };
-        check_url(&text).map_err(|e| anyhow::anyhow!("[[notify]] {}: the URL {e}", self.name))?;
+        // A URL read from a file: say which file (never what it holds).
+        let what = match &self.url {
+            UrlSource::File(p) => format!("the URL in {}", crate::secrets::source(p).display()),
+            _ => "the URL".to_string(),
+        };
+        check_url(&text).map_err(|e| anyhow::anyhow!("[[notify]] {}: {what} {e}", self.name))?;
         text.parse()
             .map_err(|_| anyhow::anyhow!("[[notify]] {}: the URL is not a valid URI", self.name))
     }

@@ -8,6 +8,7 @@ mod cli_consistency;
 mod common;
 mod config_cli;
 mod cost;
+mod credentials;
 mod daemon;
 mod disk_full;
 mod gates;

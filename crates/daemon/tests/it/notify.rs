@@ -109,6 +109,11 @@ impl Receiver {
         out
     }
 
+    /// The URL it listens on.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The accepted bodies whose `event` is `kind`.
     pub fn events(&self, kind: &str) -> Vec<Value> {
         self.got

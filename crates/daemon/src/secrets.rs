@@ -1,0 +1,105 @@
+//! Secret files: `[audit] signing_key`, `[[notify]] url_file`, `[daemon] database_password_file`.
+//!
+//! **systemd credentials first.** The unit runs with `DynamicUser=yes`: a user that cannot read
+//! a root-owned 0600 file. systemd hands such files over as credentials (`LoadCredential=ID:PATH`
+//! copies PATH, readable by the service alone, to `$CREDENTIALS_DIRECTORY/ID`). The rule: a
+//! secret's credential is named after the file name of the path in the policy, so with
+//! `signing_key = "/etc/stopd/digest-key.pem"` and `LoadCredential=digest-key.pem:/etc/stopd/digest-key.pem`
+//! stopd reads `$CREDENTIALS_DIRECTORY/digest-key.pem`; when `$CREDENTIALS_DIRECTORY` is unset
+//! or holds no such file, it reads the path itself (a shell, `sudo stopd check`).
+//!
+//! [`check`] reads every secret `run` needs (the key parsed, each webhook URL read and
+//! validated, the password file read): `check` and `run` refuse a policy whose secrets cannot
+//! be read (exit 78), naming the key, its line, the path tried and, where it helps, the
+//! `LoadCredential=` line that would pass it.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError};
+
+/// The environment variable systemd sets to the directory of the unit's credentials.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// Where the secret of `path` is read from: its credential if `$CREDENTIALS_DIRECTORY` holds
+/// one named after the path's file name, else the path.
+pub fn source(path: &Path) -> PathBuf {
+    credential(path)
+        .filter(|c| c.exists())
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// `$CREDENTIALS_DIRECTORY/<file name of path>`, when the variable is set.
+fn credential(path: &Path) -> Option<PathBuf> {
+    let dir = std::env::var_os(CREDENTIALS_DIRECTORY).filter(|d| !d.is_empty())?;
+    Some(Path::new(&dir).join(path.file_name()?))
+}
+
+/// The text of the secret file `path` (see [`source`]). The error names the path tried, the
+/// credential looked for, and how to pass the file to a unit that cannot read it; never the
+/// content.
+pub fn read(path: &Path) -> Result<String, String> {
+    let from = source(path);
+    std::fs::read_to_string(&from).map_err(|e| {
+        let mut message = format!("cannot read {}: {e}", from.display());
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        match std::env::var_os(CREDENTIALS_DIRECTORY).filter(|d| !d.is_empty()) {
+            Some(dir) if from == path => message.push_str(&format!(
+                " (and ${CREDENTIALS_DIRECTORY} {} holds no credential {name:?})",
+                Path::new(&dir).display()
+            )),
+            _ => {}
+        }
+        let under_systemd = std::env::var_os(CREDENTIALS_DIRECTORY).is_some()
+            || std::env::var_os("INVOCATION_ID").is_some();
+        if under_systemd || e.kind() == std::io::ErrorKind::PermissionDenied {
+            message.push_str(&format!(
+                "; under systemd (DynamicUser=yes cannot read root's files) pass it as a credential: `LoadCredential={name}:{}` in the unit (README.md, \"Running under systemd\")",
+                path.display()
+            ));
+        }
+        message
+    })
+}
+
+/// Reads every secret `run` needs, as `run` will: `Err` lists each one that cannot be read or
+/// is not what it should be, located at its key.
+pub fn check(cfg: &Config) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    if let (Some(_), Some(key)) = (&cfg.audit.digest_dir, &cfg.audit.signing_key)
+        && let Err(e) = crate::digest::load_key(key)
+    {
+        problems.push(cfg.problem_at("audit.signing_key", e));
+    }
+    for (index, target) in cfg.notify.iter().enumerate() {
+        if let Err(e) = target.resolve_url() {
+            let key = match target.url {
+                crate::notify::UrlSource::Inline(_) => "url",
+                crate::notify::UrlSource::File(_) => "url_file",
+                crate::notify::UrlSource::Env(_) => "url_env",
+            };
+            problems.push(cfg.problem_at(&format!("notify[{index}].{key}"), format!("{e:#}")));
+        }
+    }
+    if let Some(file) = &cfg.daemon.database_password_file {
+        match read(file) {
+            Ok(text) if text.lines().next().unwrap_or("").is_empty() => {
+                problems.push(cfg.problem_at(
+                    "daemon.database_password_file",
+                    format!("{}: the first line is empty", source(file).display()),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(cfg.problem_at("daemon.database_password_file", e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            path: cfg.path.clone(),
+            problems,
+        })
+    }
+}
