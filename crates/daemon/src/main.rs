@@ -604,6 +604,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(dispatch(cli, config_source));
+    // Whatever a command left running in the background (a connection pool's maintenance task
+    // once spun at exit and held a `report` for minutes) does not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         // A reader that stopped reading (`stopd report | head`) is not a failure.
@@ -703,10 +706,14 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 // Both read every secret file `run` needs, before anything else (exit 78).
                 Command::Run(a) => {
                     secrets::check(&cfg)?;
+                    let mut cfg = cfg;
+                    cfg.warnings.extend(secrets::warnings(&cfg));
                     run::run(cfg, a.once, a.dry_run).await
                 }
                 Command::Check => {
                     secrets::check(&cfg)?;
+                    let mut cfg = cfg;
+                    cfg.warnings.extend(secrets::warnings(&cfg));
                     commands::check(&cfg).await
                 }
                 Command::Status(a) => {

@@ -63,6 +63,38 @@ pub fn read(path: &Path) -> Result<String, String> {
     })
 }
 
+/// Secret files that users other than their owner may read (a signing key readable by others
+/// lets them sign digests of a rebuilt log): one warning each, naming the key, path and mode.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<(String, &Path)> = Vec::new();
+    if let Some(key) = &cfg.audit.signing_key {
+        files.push(("[audit] signing_key".into(), key));
+    }
+    for (index, target) in cfg.notify.iter().enumerate() {
+        if let crate::notify::UrlSource::File(p) = &target.url {
+            files.push((format!("[[notify]] {index} url_file"), p));
+        }
+    }
+    if let Some(p) = &cfg.daemon.database_password_file {
+        files.push(("[daemon] database_password_file".into(), p));
+    }
+    files
+        .into_iter()
+        .filter_map(|(key, path)| {
+            let from = source(path);
+            let mode = std::fs::metadata(&from).ok()?.mode();
+            (mode & 0o044 != 0).then(|| {
+                format!(
+                    "{key} {} is readable by others (mode {:o}): chmod 600 it",
+                    from.display(),
+                    mode & 0o777
+                )
+            })
+        })
+        .collect()
+}
+
 /// Reads every secret `run` needs, as `run` will: `Err` lists each one that cannot be read or
 /// is not what it should be, located at its key.
 pub fn check(cfg: &Config) -> Result<(), ConfigError> {

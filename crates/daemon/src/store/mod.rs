@@ -781,12 +781,19 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| read_error(path, e))?;
-        let tables: i64 = sqlx::query_scalar(
+        let tables: Result<i64> = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'stops'",
         )
         .fetch_one(&pool)
         .await
-        .map_err(|e| read_error(path, e))?;
+        .map_err(|e| read_error(path, e));
+        let tables = match tables {
+            Ok(n) => n,
+            Err(e) => {
+                pool.close().await;
+                return Err(e);
+            }
+        };
         if tables == 0 {
             pool.close().await;
             bail!(

@@ -83,6 +83,27 @@ async fn secrets_are_read_from_the_credentials_directory_first() {
         "{stdout}"
     );
     assert!(!stdout.contains("s3cret"), "a secret printed: {stdout}");
+    // Written under the default umask, the key is readable by others: `check` says so (issue
+    // 26 item 8), and no longer once it is 0600.
+    assert!(
+        stdout.contains("[audit] signing_key")
+            && stdout.contains("is readable by others (mode 644)"),
+        "{stdout}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["digest-key.pem", "hook-url", "db-password"] {
+            std::fs::set_permissions(creds.join(f), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+    }
+    let out = with_credentials(&env, &creds, &["check"]).await;
+    assert_ok(&out);
+    assert!(
+        !text(&out.stdout).contains("readable by others"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = with_credentials(&env, &creds, &["run", "--once"]).await;
     assert_ok(&out);
