@@ -425,3 +425,30 @@ async fn a_policy_that_is_not_toml_still_gives_the_database_its_daemon_table_nam
         "{err}"
     );
 }
+
+/// `check` passed database paths `run` could not open (`"\u0000"`, `"/"`, a directory): it now
+/// refuses them (78) naming the line and the key, as `run` does.
+#[tokio::test]
+async fn check_refuses_a_database_path_run_cannot_open() {
+    let env = Env::new(&fleet(&[])).await;
+    let dir = env.dir.path().join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    for (database, words) in [
+        ("\\u0000", "NUL character"),
+        ("/", "not a directory"),
+        (dir.to_str().unwrap(), "is a directory"),
+    ] {
+        std::fs::write(
+            env.config_path(),
+            format!("[daemon]\ndatabase = \"{database}\"\n"),
+        )
+        .unwrap();
+        for command in [&["check"][..], &["run", "--once"]] {
+            let out = env.stopd(command).await;
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command:?} {database}: {err}");
+            assert!(err.contains(":2:1: daemon.database:"), "{err}");
+            assert!(err.contains(words), "{err}");
+        }
+    }
+}
