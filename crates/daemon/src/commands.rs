@@ -169,11 +169,19 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         Ok(Vec::new())
     };
     let mut out = std::io::stdout().lock();
+    // Names, globs, tags and schedules come from the policy: escaped, like every text from
+    // outside, and lines wrapped to the width tables fit.
+    let esc = |s: &str| output::escape(s).into_owned();
+    let width = OutputArgs::TABLE.width();
     let p = &cfg.policy;
     let count = |k: stopd_rules::RuleKind| p.rules().iter().filter(|r| r.kind == k).count();
     writeln!(out, "{}: OK", cfg.path.display())?;
     for w in &cfg.warnings {
-        writeln!(out, "  warning: {w}")?;
+        writeln!(
+            out,
+            "{}",
+            output::paragraph("  warning: ", &esc(w), "    ", width)
+        )?;
     }
     writeln!(
         out,
@@ -217,9 +225,8 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
                 .map_or(String::new(), |u| format!(" at {u}"))
         )?;
         for a in &cfg.accounts {
-            writeln!(
-                out,
-                "    {} in {}: {}{}",
+            let line = format!(
+                "{} in {}: {}{}",
                 a.name,
                 a.regions.as_deref().unwrap_or_default().join(", "),
                 a.role_arn,
@@ -228,6 +235,11 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
                 } else {
                     ""
                 }
+            );
+            writeln!(
+                out,
+                "{}",
+                output::paragraph("    ", &esc(&line), "      ", width)
             )?;
         }
     }
@@ -235,25 +247,27 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
     let name_width = p
         .rules()
         .iter()
-        .map(|r| r.name.chars().count())
-        .chain(p.exemptions().iter().map(|e| e.name.chars().count()))
+        .map(|r| esc(&r.name).chars().count())
+        .chain(p.exemptions().iter().map(|e| esc(&e.name).chars().count()))
         .max()
         .unwrap_or(0)
         .max(12);
+    // Continuation lines start under the description.
+    let indent = " ".repeat(2 + 8 + name_width + 2 + 9);
     for r in p.rules() {
-        writeln!(
-            out,
-            "  {:<7} {:<name_width$}  {:<7}  {}",
+        let head = format!(
+            "  {:<7} {:<name_width$}  {:<7}  ",
             r.kind.as_str(),
-            r.name,
+            esc(&r.name),
             r.mode.as_str(),
-            describe(r)
-        )?;
+        );
         writeln!(
             out,
-            "  {:<7} {:<name_width$}           pipelines: {}{}{}",
-            "",
-            "",
+            "{}",
+            output::paragraph(&head, &esc(&describe(r)), &indent, width)
+        )?;
+        let pipelines = format!(
+            "pipelines: {}{}{}",
             scope(&r.selector),
             place(&r.place),
             if r.rollbacks {
@@ -261,34 +275,41 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
             } else {
                 ""
             }
+        );
+        writeln!(
+            out,
+            "{}",
+            output::paragraph(&indent, &esc(&pipelines), &indent, width)
         )?;
     }
     for e in p.exemptions() {
         let until = e
             .until
             .map_or("no end".to_string(), |u| format!("until {}", rfc3339(u)));
-        writeln!(
-            out,
-            "  {:<7} {:<name_width$}           pipelines: {}{}; {until}",
-            "exempt",
-            e.name,
+        let head = format!("  {:<7} {:<name_width$}  {:<7}  ", "exempt", esc(&e.name), "");
+        let pipelines = format!(
+            "pipelines: {}{}; {until}",
             scope(&e.selector),
             place(&e.place)
+        );
+        writeln!(
+            out,
+            "{}",
+            output::paragraph(&head, &esc(&pipelines), &indent, width)
         )?;
     }
     match &adhoc {
         Ok(freezes) => {
             for f in freezes {
+                let head = format!("  {:<7} {:<name_width$}  {:<7}  ", "adhoc", esc(&f.rule), "");
+                let pipelines = format!(
+                    "pipelines: {}; until {}; {}, by {}: {}",
+                    f.pipeline, f.until, f.mode, f.created_by, f.reason
+                );
                 writeln!(
                     out,
-                    "  {:<7} {:<name_width$}           pipelines: {}; until {}; {}, by {}: {}",
-                    "adhoc",
-                    f.rule,
-                    f.pipeline,
-                    f.until,
-                    f.mode,
-                    f.created_by,
-                    output::escape(&f.reason)
+                    "{}",
+                    output::paragraph(&head, &esc(&pipelines), &indent, width)
                 )?;
             }
         }
@@ -312,26 +333,34 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         writeln!(out, "  none in the next 366 days")?;
     }
     for (t, what, rule, tz) in edges.iter().take(10) {
-        writeln!(
-            out,
-            "  {}  {what} {rule}  ({} {})",
-            rfc3339(*t),
-            t.with_timezone(tz).format("%a %Y-%m-%d %H:%M:%S %Z"),
-            tz
-        )?;
+        // "CET Europe/Berlin", but "UTC" once.
+        let abbreviation = t.with_timezone(tz).format("%Z").to_string();
+        let zone = if abbreviation == tz.name() {
+            abbreviation
+        } else {
+            format!("{abbreviation} {tz}")
+        };
+        let line = format!(
+            "{what} {}  ({} {zone})",
+            esc(rule),
+            t.with_timezone(tz).format("%a %Y-%m-%d %H:%M:%S"),
+        );
+        let head = format!("  {}  ", rfc3339(*t));
+        let indent = " ".repeat(head.len());
+        writeln!(out, "{}", output::paragraph(&head, &line, &indent, width))?;
     }
     for w in &windows {
         if w.window.contains(now) && w.without_gap {
             writeln!(
                 out,
                 "\nIn force now: {} (its windows leave no gap in the next 366 days)",
-                w.rule
+                esc(&w.rule)
             )?;
         } else if w.window.contains(now) {
             writeln!(
                 out,
                 "\nIn force now: {} until {}",
-                w.rule,
+                esc(&w.rule),
                 rfc3339(w.window.end)
             )?;
         }

@@ -45,8 +45,9 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         out,
         "stopd demo: an emulated CodePipeline at {}\n\
          with the fleet of config/demo-fleet.json, and the policy of config/demo.toml:\n\
-         freeze 'demo-freeze' on prod-* tagged env=prod, in force now; timeout 'two-hours'\n\
-         everywhere, abandon; exemption 'hotfix-lane' for prod-hotfix-*.\n",
+         freeze 'demo-freeze' on prod-* tagged env=prod, in force now;\n\
+         timeout 'two-hours' everywhere, abandon; exemption 'hotfix-lane' for\n\
+         prod-hotfix-*.\n",
         server.endpoint_url()
     )?;
 
@@ -112,8 +113,13 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let status = summary.status_line();
     writeln!(
         out,
-        "\nOne sweep: {}",
-        status.strip_prefix("last sweep: ").unwrap_or(&status)
+        "\n{}",
+        output::paragraph(
+            "One sweep: ",
+            status.strip_prefix("last sweep: ").unwrap_or(&status),
+            "  ",
+            OutputArgs::TABLE.width(),
+        )
     )?;
     let mut rows = Vec::new();
     for d in &summary.done {
@@ -255,7 +261,10 @@ fn next(command: &str, what: &str) -> String {
     if command.chars().count() <= 52 {
         format!("  {command:<52}  {what}")
     } else {
-        format!("  # {what}\n  {command}")
+        format!(
+            "{}\n  {command}",
+            output::paragraph("  # ", what, "  # ", OutputArgs::TABLE.width())
+        )
     }
 }
 

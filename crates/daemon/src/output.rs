@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
-use comfy_table::{ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
+use comfy_table::{ContentArrangement, Row, Table, presets};
 use serde::Serialize;
 
 /// The widest a table is without `--wide`, whatever the terminal.
@@ -59,13 +59,28 @@ impl OutputArgs {
         if self.wide {
             return None;
         }
-        let terminal = std::io::stdout()
+        Some(terminal_width())
+    }
+}
+
+/// The width text for people fits: `COLUMNS` when it is set to a number (as `ls` reads it:
+/// tests and scripts set it), else the terminal's when stdout is one, else [`MAX_WIDTH`];
+/// between 40 and [`MAX_WIDTH`].
+pub fn terminal_width() -> u16 {
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|&c| c > 0);
+    let terminal = || {
+        std::io::stdout()
             .is_terminal()
             .then(terminal_size::terminal_size)
             .flatten()
-            .map(|(w, _)| w.0);
-        Some(terminal.map_or(MAX_WIDTH, |w| w.clamp(40, MAX_WIDTH)))
-    }
+            .map(|(w, _)| w.0)
+    };
+    columns
+        .or_else(terminal)
+        .map_or(MAX_WIDTH, |w| w.clamp(40, MAX_WIDTH))
 }
 
 /// What a fitted table does with a cell too long for its column.
@@ -183,7 +198,14 @@ pub fn write<T: Serialize>(
     Ok(())
 }
 
-/// Aligned columns fitted to `width` (`None`: natural widths); `whole[i]` columns are never cut.
+/// Columns of free text, wherever they appear: a fitted table wraps them over several lines
+/// rather than cut them, since their end often holds the fact that matters (the incident
+/// number at the end of a reason).
+pub const FREE_TEXT: &[&str] = &["reason", "explanation", "error", "verdict"];
+
+/// Aligned columns fitted to `width` (`None`: natural widths); `whole[i]` columns are never cut;
+/// with [`Fit::Cut`] the others are cut with `…`, except the [`FREE_TEXT`] columns, which wrap
+/// (with [`Fit::Wrap`] every column that is not whole wraps).
 pub fn render(
     out: &mut impl Write,
     headers: &[&str],
@@ -192,44 +214,156 @@ pub fn render(
     width: Option<u16>,
     fit: Fit,
 ) -> Result<()> {
+    let n = headers.len();
+    let headers: Vec<String> = headers.iter().map(|h| h.to_uppercase()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
+    let len = |s: &str| s.chars().count();
+    let natural: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .flat_map(|r| r.get(i).map(|c| c.lines().map(len).max().unwrap_or(0)))
+                .chain([len(&headers[i])])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let is_whole = |i: usize| whole.get(i).copied().unwrap_or(false);
+    let wraps = |i: usize| {
+        !is_whole(i)
+            && (fit == Fit::Wrap || FREE_TEXT.contains(&headers[i].to_lowercase().as_str()))
+    };
+    let mut widths = natural.clone();
+    if let Some(w) = width {
+        // Two spaces between columns, none at the edges.
+        let room = (w as usize).saturating_sub(2 * n.saturating_sub(1));
+        // The least each column keeps: its header, and enough to recognise ("prod-…") or to
+        // read (a wrapped column of at least 20).
+        let least = |i: usize| {
+            let floor = if is_whole(i) {
+                natural[i]
+            } else if wraps(i) {
+                20
+            } else {
+                5
+            };
+            natural[i].min(floor.max(len(&headers[i])))
+        };
+        // Cut columns give way first, then wrapped ones; the widest of a kind first.
+        for kind in [false, true] {
+            while widths.iter().sum::<usize>() > room {
+                let Some(i) = (0..n)
+                    .filter(|&i| !is_whole(i) && wraps(i) == kind && widths[i] > least(i))
+                    .max_by_key(|&i| (widths[i], std::cmp::Reverse(i)))
+                else {
+                    break;
+                };
+                widths[i] -= 1;
+            }
+        }
+        // Still too wide: wrapped columns give way down to their header.
+        while widths.iter().sum::<usize>() > room {
+            let Some(i) = (0..n)
+                .filter(|&i| wraps(i) && widths[i] > len(&headers[i]).max(1))
+                .max_by_key(|&i| (widths[i], std::cmp::Reverse(i)))
+            else {
+                break;
+            };
+            widths[i] -= 1;
+        }
+    }
     let mut t = Table::new();
     t.load_style(presets::NOTHING)
-        .set_truncation_indicator("…")
-        .set_header(headers.iter().map(|h| h.to_uppercase()));
-    match width {
-        Some(w) => {
-            t.set_content_arrangement(ContentArrangement::Dynamic)
-                .set_width(w);
-        }
-        None => {
-            t.set_content_arrangement(ContentArrangement::Disabled);
-        }
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(headers.iter().map(|h| h.as_str()));
+    for r in &rows {
+        let cells = r.iter().enumerate().map(|(i, c)| {
+            let w = widths.get(i).copied().unwrap_or(usize::MAX);
+            if is_whole(i) || len(c) <= w && !c.contains('\n') {
+                c.clone()
+            } else if wraps(i) {
+                wrap(c, w).join("\n")
+            } else {
+                cut(c, w)
+            }
+        });
+        t.add_row(Row::from(cells));
     }
-    for r in rows {
-        let mut row = Row::from(r.iter().map(|c| escape(c).into_owned()));
-        if fit == Fit::Cut {
-            row.max_height(1);
-        }
-        t.add_row(row);
-    }
-    let last = headers.len().saturating_sub(1);
+    let last = n.saturating_sub(1);
     for (i, col) in t.column_iter_mut().enumerate() {
-        // Two spaces between columns, none at the edges.
         col.set_padding((0, if i == last { 0 } else { 2 }));
-        if whole.get(i).copied().unwrap_or(false) {
-            col.set_constraint(ColumnConstraint::ContentWidth);
-        } else if width.is_some() {
-            // A cut column keeps its header whole, and enough to recognise: "prod-…".
-            let pad = if i == last { 0 } else { 2 };
-            col.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
-                headers[i].chars().count().max(5) as u16 + pad,
-            )));
-        }
     }
     for line in t.lines() {
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// `text` cut to `width` characters, its last one `…` when it was longer.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces where it can be (a word
+/// longer than a line is split).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    wrap_lines(text, width, width)
+}
+
+/// [`wrap`] with a first line of `first` characters and the others of `rest`.
+fn wrap_lines(text: &str, first: usize, rest: usize) -> Vec<String> {
+    let room = |lines: &Vec<String>| if lines.is_empty() { first } else { rest }.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        if used > 0 && used + 1 + word.len() > room(&lines) {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        if used > 0 {
+            line.push(' ');
+            used += 1;
+        }
+        while used + word.len() > room(&lines) {
+            let tail = word.split_off(room(&lines) - used);
+            line.extend(word);
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+            word = tail;
+        }
+        used += word.len();
+        line.extend(word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// A line of text (not a table) for people, wrapped to the width tables fit: `first` starts
+/// it, continuation lines start with `indent`; whole with `width` `None`.
+pub fn paragraph(first: &str, text: &str, indent: &str, width: Option<u16>) -> String {
+    let Some(w) = width else {
+        return format!("{first}{text}");
+    };
+    let room = |prefix: &str| (w as usize).saturating_sub(prefix.chars().count()).max(20);
+    let lines = wrap_lines(text, room(first), room(indent));
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(if i == 0 { first } else { indent });
+        out.push_str(l);
+    }
+    out
 }
 
 /// Aligned columns for a table of plain strings, fitted as `opts` says; every column may be cut.
