@@ -286,7 +286,12 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         let until = e
             .until
             .map_or("no end".to_string(), |u| format!("until {}", rfc3339(u)));
-        let head = format!("  {:<7} {:<name_width$}  {:<7}  ", "exempt", esc(&e.name), "");
+        let head = format!(
+            "  {:<7} {:<name_width$}  {:<7}  ",
+            "exempt",
+            esc(&e.name),
+            ""
+        );
         let pipelines = format!(
             "pipelines: {}{}; {until}",
             scope(&e.selector),
@@ -301,7 +306,12 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
     match &adhoc {
         Ok(freezes) => {
             for f in freezes {
-                let head = format!("  {:<7} {:<name_width$}  {:<7}  ", "adhoc", esc(&f.rule), "");
+                let head = format!(
+                    "  {:<7} {:<name_width$}  {:<7}  ",
+                    "adhoc",
+                    esc(&f.rule),
+                    ""
+                );
                 let pipelines = format!(
                     "pipelines: {}; until {}; {}, by {}: {}",
                     f.pipeline, f.until, f.mode, f.created_by, f.reason
@@ -517,15 +527,41 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         for p in &found.pipelines {
             let holds = policy.gates(at, p, &core.tags_of(p), &extra);
             if let Some(h) = holds.first() {
-                let stages = match &h.gate.stages {
-                    None => "every stage after the first".to_string(),
-                    Some(s) => s.join(", "),
+                // Which transitions, read from the pipeline (a one-stage pipeline has no
+                // inbound transition to gate); only planned: nothing is closed by `plan`.
+                let mut calls = stopd_core::CallCounts::default();
+                let names = match core.pipeline_state(p, &mut calls).await {
+                    Ok(st) => Some(st.into_iter().map(|s| s.stage).collect::<Vec<_>>()),
+                    Err(_) => None,
                 };
-                gated.push(format!(
-                    "  gate closed: {place}{} ({stages}) by {}",
-                    output::escape(p),
-                    h.rule
-                ));
+                let line = match names.as_deref().map(|n| h.gate.stages_of(n)) {
+                    Some(st) if st.is_empty() => format!(
+                        "no gate to close: {place}{} {} (by {})",
+                        output::escape(p),
+                        if h.gate.stages.is_none() {
+                            "has one stage, so no inbound transition to gate"
+                        } else {
+                            "has none of the gated stages"
+                        },
+                        h.rule
+                    ),
+                    Some(st) => format!(
+                        "gate would close: {place}{} {} (by {})",
+                        output::escape(p),
+                        output::escape(&st.join(", ")),
+                        h.rule
+                    ),
+                    None => format!(
+                        "gate would close: {place}{} ({}) by {}",
+                        output::escape(p),
+                        match &h.gate.stages {
+                            None => "every stage after the first".to_string(),
+                            Some(s) => output::escape(&s.join(", ")).into_owned(),
+                        },
+                        h.rule
+                    ),
+                };
+                gated.push(format!("  {line}"));
             }
         }
         for (account, region, p, stage, g) in &held {
@@ -536,7 +572,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
             if g.action == "disable" && g.outcome == "done" && !covered {
                 gated.push(format!(
-                    "  gate opened: {place}{} {} (held for {}, which no longer covers it)",
+                    "  gate would open: {place}{} {} (held for {}, which no longer covers it)",
                     output::escape(p),
                     output::escape(stage),
                     g.rule
