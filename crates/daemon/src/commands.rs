@@ -65,7 +65,7 @@ fn say(line: std::fmt::Arguments<'_>) -> Result<()> {
     Ok(())
 }
 
-/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 days 14 h".
+/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h".
 fn describe(rule: &Rule) -> String {
     match &rule.trigger {
         Trigger::Freeze { schedule, grace } => {
@@ -682,7 +682,7 @@ struct WindowRecord {
     end_local: String,
     /// Weekdays it spans in the rule's zone: `Fri-Mon`, `Sat`.
     weekday: String,
-    /// Its length in words: `2 days 14 h`.
+    /// Its length in words: `2 d 14 h`.
     duration: String,
     /// The freeze also holds new work at stage transitions.
     gate: bool,

@@ -82,11 +82,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         rows.push(vec![
             e.pipeline.clone(),
             short_id(&e.execution_id),
-            humantime::format_duration(std::time::Duration::from_secs(
-                e.start_time
-                    .map_or(0, |t| (now - t).num_seconds().max(0) as u64),
-            ))
-            .to_string(),
+            crate::time::human(e.start_time.map_or(chrono::Duration::zero(), |t| now - t)),
             verdict,
         ]);
     }

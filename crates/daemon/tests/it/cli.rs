@@ -148,7 +148,7 @@ async fn windows_table_has_weekday_and_duration_and_fits() {
         csv.starts_with("rule,start,end,timezone,start_local,end_local,weekday,duration,gate\n"),
         "{csv}"
     );
-    assert!(csv.contains(",Fri-Mon,2 days 14 h,false\n"), "{csv}");
+    assert!(csv.contains(",Fri-Mon,2 d 14 h,false\n"), "{csv}");
 }
 
 /// A manual stop whose reason carries an ANSI sequence and a line break, and one long reason.
