@@ -190,9 +190,8 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         count(stopd_rules::RuleKind::Timeout),
         p.exemptions().len()
     )?;
-    writeln!(
-        out,
-        "  sweeps on \"{}\" (UTC) and at every window edge; audit log {}{}",
+    let line = format!(
+        "sweeps on \"{}\" (UTC) and at every window edge; audit log {}{}",
         cfg.daemon.schedule.source(),
         cfg.daemon.database.display(),
         if cfg.daemon.dry_run {
@@ -200,9 +199,14 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         } else {
             ""
         }
+    );
+    writeln!(
+        out,
+        "{}",
+        output::paragraph("  ", &esc(&line), "    ", width)
     )?;
     match (&cfg.aws.endpoint_url, &cfg.aws.region) {
-        (Some(url), _) => writeln!(out, "  CodePipeline at {url}")?,
+        (Some(url), _) => writeln!(out, "  CodePipeline at {}", esc(url))?,
         (None, Some(r)) => writeln!(out, "  CodePipeline in {r}")?,
         (None, None) => writeln!(
             out,
@@ -215,14 +219,18 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
             .iter()
             .map(|a| a.regions.as_ref().map_or(0, Vec::len))
             .sum();
-        writeln!(
-            out,
-            "  {} account(s), {pairs} account-region pair(s), through STS{}:",
+        let line = format!(
+            "{} account(s), {pairs} account-region pair(s), through STS{}:",
             cfg.accounts.len(),
             cfg.aws
                 .sts_endpoint_url
                 .as_ref()
                 .map_or(String::new(), |u| format!(" at {u}"))
+        );
+        writeln!(
+            out,
+            "{}",
+            output::paragraph("  ", &esc(&line), "    ", width)
         )?;
         for a in &cfg.accounts {
             let line = format!(
@@ -343,17 +351,22 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         writeln!(out, "  none in the next 366 days")?;
     }
     for (t, what, rule, tz) in edges.iter().take(10) {
-        // "CET Europe/Berlin", but "UTC" once.
-        let abbreviation = t.with_timezone(tz).format("%Z").to_string();
+        // "Sun 02:30 CET, Europe/Berlin", but "UTC" once.
+        let local = t.with_timezone(tz);
+        let abbreviation = local.format("%Z").to_string();
         let zone = if abbreviation == tz.name() {
             abbreviation
         } else {
-            format!("{abbreviation} {tz}")
+            format!("{abbreviation}, {tz}")
         };
         let line = format!(
             "{what} {}  ({} {zone})",
             esc(rule),
-            t.with_timezone(tz).format("%a %Y-%m-%d %H:%M:%S"),
+            local.format(if local.format("%S").to_string() == "00" {
+                "%a %H:%M"
+            } else {
+                "%a %H:%M:%S"
+            }),
         );
         let head = format!("  {}  ", rfc3339(*t));
         let indent = " ".repeat(head.len());
@@ -633,9 +646,9 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         },
     )?;
     if opts.format == Format::Table {
-        writeln!(
-            out,
-            "\n{} {}: {} pipelines ({} in scope){}, {} executions in progress{}, {} would be stopped{}.",
+        let width = opts.width();
+        let footer = format!(
+            "{} {}: {} pipelines ({} in scope){}, {} executions in progress{}, {} would be stopped{}.",
             if hypothetical {
                 "Hypothetically, at"
             } else {
@@ -653,14 +666,20 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             if hypothetical { " now" } else { "" },
             rows.len(),
             if hypothetical { " then" } else { "" },
-        )?;
+        );
+        writeln!(out, "\n{}", output::paragraph("", &footer, "", width))?;
+        // Notes and gates: "  " and their text, continued deeper.
+        let indented = |line: &str| {
+            let text = line.strip_prefix("  ").unwrap_or(line);
+            output::paragraph("  ", text, "    ", width)
+        };
         for line in notes {
-            writeln!(out, "{line}")?;
+            writeln!(out, "{}", indented(&line))?;
         }
         if !gated.is_empty() {
             writeln!(out, "Gates{}:", if hypothetical { " then" } else { "" })?;
             for line in gated {
-                writeln!(out, "{line}")?;
+                writeln!(out, "{}", indented(&line))?;
             }
         }
     }
@@ -762,10 +781,10 @@ pub async fn windows(
                 "duration",
                 "gate",
             ],
-            // The local times carry their UTC offset.
-            wide_only: &["start", "end", "gate"],
+            // The local times carry their UTC offset; the zone is the rule's (in --wide).
+            wide_only: &["start", "end", "timezone", "gate"],
             whole: &["start_local", "end_local"],
-            to_the_minute: &[],
+            to_the_minute: &["start_local", "end_local"],
         },
         |r| {
             vec![
@@ -1023,7 +1042,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "throttled",
                 ],
                 whole: &["started_at"],
-                to_the_minute: &[],
+                to_the_minute: &["started_at"],
             },
             |r| {
                 vec![
@@ -1482,7 +1501,8 @@ pub async fn freeze_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
                 "lifted_by",
                 "lifted_at",
             ],
-            wide_only: &["rule", "created_at"],
+            // The state says "lifted"; when, with --wide.
+            wide_only: &["rule", "created_at", "lifted_at"],
             whole: &["id", "state", "until", "lifted_at"],
             to_the_minute: &["until", "lifted_at"],
         },

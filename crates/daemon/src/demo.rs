@@ -202,23 +202,32 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let demo_toml = if Path::new("config/demo.toml").exists() {
         ""
     } else {
-        "\n  (config/demo.toml is in the stopd source tree: run these from its top directory)"
+        "\n  (config/demo.toml is in the stopd source tree: run these from its top\n  directory)"
     };
     let kept = cfg.daemon.database.starts_with(tmp.path());
-    writeln!(
-        out,
-        "\nAudit database: {}{}\n\nNext:{demo_toml}\n\
-         {}\n\
-         {}\n\
-         {}\n\
-         {}\n\
-         {}",
+    let database = format!(
+        "{}{}",
         cfg.daemon.database.display(),
         if kept {
             " (temporary: deleted now; pass --database PATH to keep it)"
         } else {
             ""
-        },
+        }
+    );
+    writeln!(
+        out,
+        "\n{}\n\nNext:{demo_toml}\n\
+         {}\n\
+         {}\n\
+         {}\n\
+         {}\n\
+         {}",
+        output::paragraph(
+            "Audit database: ",
+            &database,
+            "  ",
+            OutputArgs::TABLE.width()
+        ),
         next(
             &format!("{} demo --database ./stopd-demo.db", run.stopd),
             "run again, keeping the audit log in ./stopd-demo.db (the database config/demo.toml names)"

@@ -101,7 +101,8 @@ pub struct Columns<'a> {
     pub wide_only: &'a [&'a str],
     /// Columns a fitted table never cuts (ids, instants, outcomes).
     pub whole: &'a [&'a str],
-    /// Timestamps a fitted table shows to the minute (others: to the second).
+    /// Timestamps a fitted table shows to the minute (others: to the second); a local time
+    /// with its offset only when its seconds are zero.
     pub to_the_minute: &'a [&'a str],
 }
 
@@ -173,8 +174,18 @@ pub fn write<T: Serialize>(
                     .map(|&i| match width {
                         Some(_) if columns.to_the_minute.contains(&columns.names[i]) => {
                             let s = to_the_second(all[i]);
+                            let b = s.as_bytes();
                             match s.strip_suffix('Z') {
                                 Some(t) if t.len() == 19 => format!("{}Z", &t[..16]),
+                                // A local time with its offset: 2027-03-26T18:00+01:00.
+                                None if s.len() == 25
+                                    && s.is_ascii()
+                                    && b[10] == b'T'
+                                    && &s[16..19] == ":00"
+                                    && matches!(b[19], b'+' | b'-') =>
+                                {
+                                    format!("{}{}", &s[..16], &s[19..])
+                                }
                                 _ => s.into_owned(),
                             }
                         }
@@ -239,23 +250,20 @@ pub fn render(
     if let Some(w) = width {
         // Two spaces between columns, none at the edges.
         let room = (w as usize).saturating_sub(2 * n.saturating_sub(1));
-        // The least each column keeps: its header, and enough to recognise ("prod-…") or to
-        // read (a wrapped column of at least 20).
-        let least = |i: usize| {
-            let floor = if is_whole(i) {
-                natural[i]
-            } else if wraps(i) {
-                20
-            } else {
-                5
-            };
-            natural[i].min(floor.max(len(&headers[i])))
-        };
-        // Cut columns give way first, then wrapped ones; the widest of a kind first.
-        for kind in [false, true] {
+        // The least each column keeps: the longest word of its header (a header wraps at
+        // `_`), and enough to recognise ("prod-…").
+        let least = |i: usize| natural[i].min(header_word(&headers[i]).max(5));
+        // Free text gives way to 40 characters, then cut columns to their least, then free
+        // text to 20 (still readable); the widest first.
+        let phases: [(bool, usize); 3] = [(true, 40), (false, 0), (true, 20)];
+        for (wrapped, floor) in phases {
             while widths.iter().sum::<usize>() > room {
                 let Some(i) = (0..n)
-                    .filter(|&i| !is_whole(i) && wraps(i) == kind && widths[i] > least(i))
+                    .filter(|&i| {
+                        !is_whole(i)
+                            && wraps(i) == wrapped
+                            && widths[i] > least(i).max(floor.min(natural[i]))
+                    })
                     .max_by_key(|&i| (widths[i], std::cmp::Reverse(i)))
                 else {
                     break;
@@ -266,7 +274,7 @@ pub fn render(
         // Still too wide: wrapped columns give way down to their header.
         while widths.iter().sum::<usize>() > room {
             let Some(i) = (0..n)
-                .filter(|&i| wraps(i) && widths[i] > len(&headers[i]).max(1))
+                .filter(|&i| wraps(i) && widths[i] > header_word(&headers[i]).max(1))
                 .max_by_key(|&i| (widths[i], std::cmp::Reverse(i)))
             else {
                 break;
@@ -277,7 +285,24 @@ pub fn render(
     let mut t = Table::new();
     t.load_style(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(headers.iter().map(|h| h.as_str()));
+        .set_header(headers.iter().enumerate().map(|(i, h)| {
+            let w = widths.get(i).copied().unwrap_or(usize::MAX);
+            if len(h) <= w {
+                return h.clone();
+            }
+            // PIPELINES_SEEN over two lines: PIPELINES_ / SEEN.
+            let mut lines: Vec<String> = Vec::new();
+            for word in h.split('_') {
+                match lines.last_mut() {
+                    Some(l) if len(l) + 1 + len(word) <= w => {
+                        l.push('_');
+                        l.push_str(word);
+                    }
+                    _ => lines.push(word.to_string()),
+                }
+            }
+            lines.join("_\n")
+        }));
     for r in &rows {
         let cells = r.iter().enumerate().map(|(i, c)| {
             let w = widths.get(i).copied().unwrap_or(usize::MAX);
@@ -299,6 +324,15 @@ pub fn render(
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// The longest part of a header between `_`s: where it may wrap.
+fn header_word(header: &str) -> usize {
+    header
+        .split('_')
+        .map(|w| w.chars().count() + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `text` cut to `width` characters, its last one `…` when it was longer.
@@ -323,7 +357,18 @@ fn wrap_lines(text: &str, first: usize, rest: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut used = 0;
-    for word in text.split(' ') {
+    // A number stays with the word after it: "2 d 14 h" breaks as "2 d" / "14 h".
+    let mut words: Vec<String> = Vec::new();
+    for w in text.split(' ') {
+        match words.last_mut() {
+            Some(last) if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) => {
+                last.push(' ');
+                last.push_str(w);
+            }
+            _ => words.push(w.to_string()),
+        }
+    }
+    for word in words {
         let mut word: Vec<char> = word.chars().collect();
         if used > 0 && used + 1 + word.len() > room(&lines) {
             lines.push(std::mem::take(&mut line));

@@ -384,7 +384,12 @@ mod tests {
         let sweep = |store: Store, at: DateTime<Utc>, trigger: &'static str| async move {
             let id = store.begin_sweep(at, trigger, false).await.unwrap();
             store
-                .finish_sweep(id, at + s(1), Duration::from_secs(1), &SweepResult::default())
+                .finish_sweep(
+                    id,
+                    at + s(1),
+                    Duration::from_secs(1),
+                    &SweepResult::default(),
+                )
                 .await
                 .unwrap();
         };
