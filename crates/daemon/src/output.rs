@@ -502,11 +502,16 @@ mod tests {
         );
     }
 
-    fn render_to_string(rows: &[Vec<String>], whole: &[bool], width: Option<u16>) -> String {
+    fn render_to_string(
+        last: &str,
+        rows: &[Vec<String>],
+        whole: &[bool],
+        width: Option<u16>,
+    ) -> String {
         let mut out = Vec::new();
         render(
             &mut out,
-            &["name", "id", "reason"],
+            &["name", "id", last],
             whole,
             rows,
             width,
@@ -516,9 +521,8 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    #[test]
-    fn a_fitted_table_cuts_long_cells_with_an_ellipsis_and_wide_keeps_them() {
-        let rows = vec![
+    fn rows() -> Vec<Vec<String>> {
+        vec![
             vec![
                 "prod-web".to_string(),
                 "603a0808-44a3-49f2-a322-e08a22ae47c6".to_string(),
@@ -526,17 +530,51 @@ mod tests {
                     .to_string(),
             ],
             vec!["dev".into(), "1".into(), "short".into()],
-        ];
-        let fitted = render_to_string(&rows, &[false, true, false], Some(60));
+        ]
+    }
+
+    #[test]
+    fn a_fitted_table_cuts_long_cells_with_an_ellipsis_and_wide_keeps_them() {
+        let fitted = render_to_string("note", &rows(), &[false, true, false], Some(60));
         assert_eq!(
             fitted,
-            "NAME      ID                                    REASON\n\
-             prod-web  603a0808-44a3-49f2-a322-e08a22ae47c6  Change…\n\
+            "NAME      ID                                    NOTE\n\
+             prod-web  603a0808-44a3-49f2-a322-e08a22ae47c6  Change free…\n\
              dev       1                                     short\n"
         );
         assert!(fitted.lines().all(|l| l.chars().count() <= 60));
-        let wide = render_to_string(&rows, &[false, true, false], None);
+        let wide = render_to_string("note", &rows(), &[false, true, false], None);
         assert!(wide.contains("ask #release\n"), "{wide}");
         assert_eq!(wide.lines().count(), 3);
+    }
+
+    #[test]
+    fn a_fitted_table_wraps_free_text_whole_and_cuts_the_rest_first() {
+        let fitted = render_to_string("reason", &rows(), &[false, false, false], Some(60));
+        assert_eq!(
+            fitted,
+            "NAME      ID        REASON\n\
+             prod-web  603a080…  Change freeze until\n\
+             \x20                   2099-12-31T23:00:00Z: prod-web stopped\n\
+             \x20                   by stopd; ask #release\n\
+             dev       1         short\n"
+        );
+        assert!(fitted.lines().all(|l| l.chars().count() <= 60));
+    }
+
+    #[test]
+    fn wrapping_breaks_at_spaces_keeps_a_number_with_its_unit_and_splits_long_words() {
+        assert_eq!(wrap("for 2 d 14 h", 8), ["for 2 d", "14 h"]);
+        assert_eq!(wrap("abcdefghij kl", 4), ["abcd", "efgh", "ij", "kl"]);
+        assert_eq!(
+            paragraph(
+                "One sweep: ",
+                "31 pipelines, 4 stops decided (4 final)",
+                "  ",
+                Some(40)
+            ),
+            "One sweep: 31 pipelines, 4 stops decided\n  (4 final)"
+        );
+        assert_eq!(paragraph("> ", "a b", "  ", None), "> a b");
     }
 }
