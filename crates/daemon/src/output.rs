@@ -1,8 +1,10 @@
 //! Table, JSON and CSV output of records.
 //!
-//! Tables fit the terminal, at most [`MAX_WIDTH`] columns: long cells are cut with an ellipsis
-//! (one line per record, so `grep` still sees whole records) and some columns are shown only with
-//! `--wide`, which prints every column in full. JSON and CSV always carry every field in full.
+//! Tables fit the terminal ([`terminal_width`]: `COLUMNS`, else the terminal, else
+//! [`MAX_WIDTH`]), at most [`MAX_WIDTH`] columns: free text ([`FREE_TEXT`]) wraps, whole, since
+//! the fact that matters is often at its end; other long cells are cut with an ellipsis; some
+//! columns are shown only with `--wide`, which prints every column in full, one line per record
+//! (for `grep`). JSON and CSV always carry every field in full.
 //! Text that came from outside (reasons, pipeline names, service errors) is printed with its
 //! control characters escaped in tables and CSV, so an ANSI sequence in a reason cannot repaint
 //! an operator's terminal; JSON escapes them by its own rules.
@@ -40,8 +42,8 @@ pub struct OutputArgs {
     /// JSON stays in UTC.
     #[arg(skip)]
     pub tz: Option<chrono_tz::Tz>,
-    /// Tables: every column, in full, however wide (default: fit the terminal, at most 100
-    /// columns, long cells cut with …).
+    /// Tables: every column, in full, one line per record, however wide (default: fit the
+    /// terminal or COLUMNS, at most 100 columns; reasons wrap, other long cells end in …).
     #[arg(long)]
     pub wide: bool,
 }
