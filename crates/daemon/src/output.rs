@@ -88,7 +88,7 @@ pub fn terminal_width() -> u16 {
 /// What a fitted table does with a cell too long for its column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
-    /// Cut it with an ellipsis: one line per record.
+    /// Cut it with an ellipsis (free text, [`FREE_TEXT`], still wraps).
     Cut,
     /// Wrap it over several lines.
     Wrap,
