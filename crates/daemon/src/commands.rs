@@ -131,7 +131,7 @@ fn shown(t: chrono::DateTime<Utc>, tz: Option<chrono_tz::Tz>) -> String {
     }
 }
 
-/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 days 14 h".
+/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h".
 fn describe(rule: &Rule) -> String {
     match &rule.trigger {
         Trigger::Freeze { schedule, grace } => {
@@ -235,11 +235,19 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         Ok(Vec::new())
     };
     let mut out = std::io::stdout().lock();
+    // Names, globs, tags and schedules come from the policy: escaped, like every text from
+    // outside, and lines wrapped to the width tables fit.
+    let esc = |s: &str| output::escape(s).into_owned();
+    let width = OutputArgs::TABLE.width();
     let p = &cfg.policy;
     let count = |k: stopd_rules::RuleKind| p.rules().iter().filter(|r| r.kind == k).count();
     writeln!(out, "{}: OK", cfg.path.display())?;
     for w in &cfg.warnings {
-        writeln!(out, "  warning: {w}")?;
+        writeln!(
+            out,
+            "{}",
+            output::paragraph("  warning: ", &esc(w), "    ", width)
+        )?;
     }
     writeln!(
         out,
@@ -248,9 +256,8 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         count(stopd_rules::RuleKind::Timeout),
         p.exemptions().len()
     )?;
-    writeln!(
-        out,
-        "  sweeps on \"{}\" (UTC) and at every window edge; audit log {}{}",
+    let line = format!(
+        "sweeps on \"{}\" (UTC) and at every window edge; audit log {}{}",
         cfg.daemon.schedule.source(),
         cfg.daemon.database.display(),
         if cfg.daemon.dry_run {
@@ -258,9 +265,14 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         } else {
             ""
         }
+    );
+    writeln!(
+        out,
+        "{}",
+        output::paragraph("  ", &esc(&line), "    ", width)
     )?;
     match (&cfg.aws.endpoint_url, &cfg.aws.region) {
-        (Some(url), _) => writeln!(out, "  CodePipeline at {url}")?,
+        (Some(url), _) => writeln!(out, "  CodePipeline at {}", esc(url))?,
         (None, Some(r)) => writeln!(out, "  CodePipeline in {r}")?,
         (None, None) => writeln!(
             out,
@@ -273,19 +285,22 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
             .iter()
             .map(|a| a.regions.as_ref().map_or(0, Vec::len))
             .sum();
-        writeln!(
-            out,
-            "  {} account(s), {pairs} account-region pair(s), through STS{}:",
+        let line = format!(
+            "{} account(s), {pairs} account-region pair(s), through STS{}:",
             cfg.accounts.len(),
             cfg.aws
                 .sts_endpoint_url
                 .as_ref()
                 .map_or(String::new(), |u| format!(" at {u}"))
+        );
+        writeln!(
+            out,
+            "{}",
+            output::paragraph("  ", &esc(&line), "    ", width)
         )?;
         for a in &cfg.accounts {
-            writeln!(
-                out,
-                "    {} in {}: {}{}",
+            let line = format!(
+                "{} in {}: {}{}",
                 a.name,
                 a.regions.as_deref().unwrap_or_default().join(", "),
                 a.role_arn,
@@ -294,6 +309,11 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
                 } else {
                     ""
                 }
+            );
+            writeln!(
+                out,
+                "{}",
+                output::paragraph("    ", &esc(&line), "      ", width)
             )?;
         }
     }
@@ -301,25 +321,27 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
     let name_width = p
         .rules()
         .iter()
-        .map(|r| r.name.chars().count())
-        .chain(p.exemptions().iter().map(|e| e.name.chars().count()))
+        .map(|r| esc(&r.name).chars().count())
+        .chain(p.exemptions().iter().map(|e| esc(&e.name).chars().count()))
         .max()
         .unwrap_or(0)
         .max(12);
+    // Continuation lines start under the description.
+    let indent = " ".repeat(2 + 8 + name_width + 2 + 9);
     for r in p.rules() {
-        writeln!(
-            out,
-            "  {:<7} {:<name_width$}  {:<7}  {}",
+        let head = format!(
+            "  {:<7} {:<name_width$}  {:<7}  ",
             r.kind.as_str(),
-            r.name,
+            esc(&r.name),
             r.mode.as_str(),
-            describe(r)
-        )?;
+        );
         writeln!(
             out,
-            "  {:<7} {:<name_width$}           pipelines: {}{}{}",
-            "",
-            "",
+            "{}",
+            output::paragraph(&head, &esc(&describe(r)), &indent, width)
+        )?;
+        let pipelines = format!(
+            "pipelines: {}{}{}",
             scope(&r.selector),
             place(&r.place),
             if r.rollbacks {
@@ -327,34 +349,51 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
             } else {
                 ""
             }
+        );
+        writeln!(
+            out,
+            "{}",
+            output::paragraph(&indent, &esc(&pipelines), &indent, width)
         )?;
     }
     for e in p.exemptions() {
         let until = e
             .until
             .map_or("no end".to_string(), |u| format!("until {}", rfc3339(u)));
-        writeln!(
-            out,
-            "  {:<7} {:<name_width$}           pipelines: {}{}; {until}",
+        let head = format!(
+            "  {:<7} {:<name_width$}  {:<7}  ",
             "exempt",
-            e.name,
+            esc(&e.name),
+            ""
+        );
+        let pipelines = format!(
+            "pipelines: {}{}; {until}",
             scope(&e.selector),
             place(&e.place)
+        );
+        writeln!(
+            out,
+            "{}",
+            output::paragraph(&head, &esc(&pipelines), &indent, width)
         )?;
     }
     match &adhoc {
         Ok(freezes) => {
             for f in freezes {
+                let head = format!(
+                    "  {:<7} {:<name_width$}  {:<7}  ",
+                    "adhoc",
+                    esc(&f.rule),
+                    ""
+                );
+                let pipelines = format!(
+                    "pipelines: {}; until {}; {}, by {}: {}",
+                    f.pipeline, f.until, f.mode, f.created_by, f.reason
+                );
                 writeln!(
                     out,
-                    "  {:<7} {:<name_width$}           pipelines: {}; until {}; {}, by {}: {}",
-                    "adhoc",
-                    f.rule,
-                    f.pipeline,
-                    f.until,
-                    f.mode,
-                    f.created_by,
-                    output::escape(&f.reason)
+                    "{}",
+                    output::paragraph(&head, &esc(&pipelines), &indent, width)
                 )?;
             }
         }
@@ -380,26 +419,39 @@ pub async fn check(cfg: &Config) -> Result<ExitCode> {
         writeln!(out, "  none in the next 366 days")?;
     }
     for (t, what, rule, tz) in edges.iter().take(10) {
-        writeln!(
-            out,
-            "  {}  {what} {rule}  ({} {})",
-            rfc3339(*t),
-            t.with_timezone(tz).format("%a %Y-%m-%d %H:%M:%S %Z"),
-            tz
-        )?;
+        // "Sun 02:30 CET, Europe/Berlin", but "UTC" once.
+        let local = t.with_timezone(tz);
+        let abbreviation = local.format("%Z").to_string();
+        let zone = if abbreviation == tz.name() {
+            abbreviation
+        } else {
+            format!("{abbreviation}, {tz}")
+        };
+        let line = format!(
+            "{what} {}  ({} {zone})",
+            esc(rule),
+            local.format(if local.format("%S").to_string() == "00" {
+                "%a %H:%M"
+            } else {
+                "%a %H:%M:%S"
+            }),
+        );
+        let head = format!("  {}  ", rfc3339(*t));
+        let indent = " ".repeat(head.len());
+        writeln!(out, "{}", output::paragraph(&head, &line, &indent, width))?;
     }
     for w in &windows {
         if w.window.contains(now) && w.without_gap {
             writeln!(
                 out,
                 "\nIn force now: {} (its windows leave no gap in the next 366 days)",
-                w.rule
+                esc(&w.rule)
             )?;
         } else if w.window.contains(now) {
             writeln!(
                 out,
                 "\nIn force now: {} until {}",
-                w.rule,
+                esc(&w.rule),
                 rfc3339(w.window.end)
             )?;
         }
@@ -556,15 +608,41 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         for p in &found.pipelines {
             let holds = policy.gates(at, p, &core.tags_of(p), &extra);
             if let Some(h) = holds.first() {
-                let stages = match &h.gate.stages {
-                    None => "every stage after the first".to_string(),
-                    Some(s) => s.join(", "),
+                // Which transitions, read from the pipeline (a one-stage pipeline has no
+                // inbound transition to gate); only planned: nothing is closed by `plan`.
+                let mut calls = stopd_core::CallCounts::default();
+                let names = match core.pipeline_state(p, &mut calls).await {
+                    Ok(st) => Some(st.into_iter().map(|s| s.stage).collect::<Vec<_>>()),
+                    Err(_) => None,
                 };
-                gated.push(format!(
-                    "  gate closed: {place}{} ({stages}) by {}",
-                    output::escape(p),
-                    h.rule
-                ));
+                let line = match names.as_deref().map(|n| h.gate.stages_of(n)) {
+                    Some(st) if st.is_empty() => format!(
+                        "no gate to close: {place}{} {} (by {})",
+                        output::escape(p),
+                        if h.gate.stages.is_none() {
+                            "has one stage, so no inbound transition to gate"
+                        } else {
+                            "has none of the gated stages"
+                        },
+                        h.rule
+                    ),
+                    Some(st) => format!(
+                        "gate would close: {place}{} {} (by {})",
+                        output::escape(p),
+                        output::escape(&st.join(", ")),
+                        h.rule
+                    ),
+                    None => format!(
+                        "gate would close: {place}{} ({}) by {}",
+                        output::escape(p),
+                        match &h.gate.stages {
+                            None => "every stage after the first".to_string(),
+                            Some(s) => output::escape(&s.join(", ")).into_owned(),
+                        },
+                        h.rule
+                    ),
+                };
+                gated.push(format!("  {line}"));
             }
         }
         for (account, region, p, stage, g) in &held {
@@ -575,7 +653,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
             if g.action == "disable" && g.outcome == "done" && !covered {
                 gated.push(format!(
-                    "  gate opened: {place}{} {} (held for {}, which no longer covers it)",
+                    "  gate would open: {place}{} {} (held for {}, which no longer covers it)",
                     output::escape(p),
                     output::escape(stage),
                     g.rule
@@ -636,9 +714,9 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
         },
     )?;
     if opts.format == Format::Table {
-        writeln!(
-            out,
-            "\n{} {}: {} pipelines ({} in scope){}, {} executions in progress{}, {} would be stopped{}.",
+        let width = opts.width();
+        let footer = format!(
+            "{} {}: {} pipelines ({} in scope){}, {} executions in progress{}, {} would be stopped{}.",
             if hypothetical {
                 "Hypothetically, at"
             } else {
@@ -656,14 +734,20 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             if hypothetical { " now" } else { "" },
             rows.len(),
             if hypothetical { " then" } else { "" },
-        )?;
+        );
+        writeln!(out, "\n{}", output::paragraph("", &footer, "", width))?;
+        // Notes and gates: "  " and their text, continued deeper.
+        let indented = |line: &str| {
+            let text = line.strip_prefix("  ").unwrap_or(line);
+            output::paragraph("  ", text, "    ", width)
+        };
         for line in notes {
-            writeln!(out, "{line}")?;
+            writeln!(out, "{}", indented(&line))?;
         }
         if !gated.is_empty() {
             writeln!(out, "Gates{}:", if hypothetical { " then" } else { "" })?;
             for line in gated {
-                writeln!(out, "{line}")?;
+                writeln!(out, "{}", indented(&line))?;
             }
         }
     }
@@ -685,7 +769,7 @@ struct WindowRecord {
     end_local: String,
     /// Weekdays it spans in the rule's zone: `Fri-Mon`, `Sat`.
     weekday: String,
-    /// Its length in words: `2 days 14 h`.
+    /// Its length in words: `2 d 14 h`.
     duration: String,
     /// The freeze also holds new work at stage transitions.
     gate: bool,
@@ -777,10 +861,10 @@ pub async fn windows(
                 "duration",
                 "gate",
             ],
-            // The local times carry their UTC offset.
-            wide_only: &["start", "end", "gate"],
+            // The local times carry their UTC offset; the zone is the rule's (in --wide).
+            wide_only: &["start", "end", "timezone", "gate"],
             whole: &["start_local", "end_local"],
-            to_the_minute: &[],
+            to_the_minute: &["start_local", "end_local"],
         },
         |r| {
             vec![
@@ -1098,7 +1182,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
                     "result",
                 ],
                 whole: &["started_at"],
-                to_the_minute: &[],
+                to_the_minute: &["started_at"],
             },
             |r| {
                 vec![
@@ -1599,7 +1683,8 @@ pub async fn freeze_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
                 "lifted_by",
                 "lifted_at",
             ],
-            wide_only: &["rule", "created_at"],
+            // The state says "lifted"; when, with --wide.
+            wide_only: &["rule", "created_at", "lifted_at"],
             whole: &["id", "state", "until", "lifted_at"],
             to_the_minute: &["until", "lifted_at"],
         },

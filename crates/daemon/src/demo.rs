@@ -45,8 +45,9 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         out,
         "stopd demo: an emulated CodePipeline at {}\n\
          with the fleet of config/demo-fleet.json, and the policy of config/demo.toml:\n\
-         freeze 'demo-freeze' on prod-* tagged env=prod, in force now; timeout 'two-hours'\n\
-         everywhere, abandon; exemption 'hotfix-lane' for prod-hotfix-*.\n",
+         freeze 'demo-freeze' on prod-* tagged env=prod, in force now;\n\
+         timeout 'two-hours' everywhere, abandon; exemption 'hotfix-lane' for\n\
+         prod-hotfix-*.\n",
         server.endpoint_url()
     )?;
 
@@ -81,11 +82,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         rows.push(vec![
             e.pipeline.clone(),
             short_id(&e.execution_id),
-            humantime::format_duration(std::time::Duration::from_secs(
-                e.start_time
-                    .map_or(0, |t| (now - t).num_seconds().max(0) as u64),
-            ))
-            .to_string(),
+            crate::time::human(e.start_time.map_or(chrono::Duration::zero(), |t| now - t)),
             verdict,
         ]);
     }
@@ -112,8 +109,13 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let status = summary.status_line();
     writeln!(
         out,
-        "\nOne sweep: {}",
-        status.strip_prefix("last sweep: ").unwrap_or(&status)
+        "\n{}",
+        output::paragraph(
+            "One sweep: ",
+            status.strip_prefix("last sweep: ").unwrap_or(&status),
+            "  ",
+            OutputArgs::TABLE.width(),
+        )
     )?;
     let mut rows = Vec::new();
     for d in &summary.done {
@@ -200,23 +202,32 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let demo_toml = if Path::new("config/demo.toml").exists() {
         ""
     } else {
-        "\n  (config/demo.toml is in the stopd source tree: run these from its top directory)"
+        "\n  (config/demo.toml is in the stopd source tree: run these from its top\n  directory)"
     };
     let kept = cfg.daemon.database.starts_with(tmp.path());
-    writeln!(
-        out,
-        "\nAudit database: {}{}\n\nNext:{demo_toml}\n\
-         {}\n\
-         {}\n\
-         {}\n\
-         {}\n\
-         {}",
+    let database = format!(
+        "{}{}",
         cfg.daemon.database.display(),
         if kept {
             " (temporary: deleted now; pass --database PATH to keep it)"
         } else {
             ""
-        },
+        }
+    );
+    writeln!(
+        out,
+        "\n{}\n\nNext:{demo_toml}\n\
+         {}\n\
+         {}\n\
+         {}\n\
+         {}\n\
+         {}",
+        output::paragraph(
+            "Audit database: ",
+            &database,
+            "  ",
+            OutputArgs::TABLE.width()
+        ),
         next(
             &format!("{} demo --database ./stopd-demo.db", run.stopd),
             "run again, keeping the audit log in ./stopd-demo.db (the database config/demo.toml names)"
@@ -255,7 +266,10 @@ fn next(command: &str, what: &str) -> String {
     if command.chars().count() <= 52 {
         format!("  {command:<52}  {what}")
     } else {
-        format!("  # {what}\n  {command}")
+        format!(
+            "{}\n  {command}",
+            output::paragraph("  # ", what, "  # ", OutputArgs::TABLE.width())
+        )
     }
 }
 

@@ -43,27 +43,10 @@ pub fn parse_span(flag: &str, text: &str) -> Result<stopd_rules::Span, UsageErro
     })
 }
 
-/// A span as people say it: `2 days 14 h`, `1 h 30 min`, `45 s`.
+/// A span as people say it: `2 d 14 h`, `1 h 30 min`, `45 s`; the one style of every
+/// command ([`stopd_rules::human_span`], which reasons and explanations use too).
 pub fn human(d: chrono::Duration) -> String {
-    let mut secs = d.num_seconds().max(0);
-    let days = secs / 86_400;
-    secs %= 86_400;
-    let mut parts = Vec::new();
-    match days {
-        0 => {}
-        1 => parts.push("1 day".to_string()),
-        n => parts.push(format!("{n} days")),
-    }
-    for (unit, size) in [("h", 3600), ("min", 60), ("s", 1)] {
-        if secs >= size {
-            parts.push(format!("{} {unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if parts.is_empty() {
-        parts.push("0 s".into());
-    }
-    parts.join(" ")
+    stopd_rules::human_span(d)
 }
 
 #[cfg(test)]
@@ -73,8 +56,10 @@ mod tests {
     #[test]
     fn human_spans_read_naturally() {
         let h = |s: i64| human(chrono::Duration::seconds(s));
-        assert_eq!(h(62 * 3600), "2 days 14 h");
-        assert_eq!(h(86_400), "1 day");
+        assert_eq!(h(62 * 3600), "2 d 14 h");
+        assert_eq!(h(86_400), "1 d");
+        assert_eq!(h(392 * 3600), "16 d 8 h");
+        assert_eq!(h(9000), "2 h 30 min");
         assert_eq!(h(5400), "1 h 30 min");
         assert_eq!(h(45), "45 s");
         assert_eq!(h(0), "0 s");

@@ -50,7 +50,7 @@ pub struct Decision {
 
 impl Decision {
     /// One human sentence: why this execution must stop now, e.g. "freeze 'weekend' in force
-    /// since 2026-11-27T17:00:00Z (Fri 18:00 CET) until 2026-11-30T07:00:00Z; running 12m".
+    /// since 2026-11-27T17:00:00Z (Fri 18:00 CET) until 2026-11-30T07:00:00Z; running 12 min".
     pub fn explanation(&self) -> String {
         match self.kind {
             RuleKind::Timeout => format!("{}: running {}", self.explain, self.running()),
@@ -128,10 +128,21 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// A span as humans write it: `2h 13m 5s`.
+/// A span in words, the one style of every command, table and reason: `2 d 14 h`,
+/// `1 h 30 min`, `45 s` (to the second; units that are zero left out).
 pub fn human_span(d: Duration) -> String {
-    let secs = d.num_seconds().max(0) as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+    let mut secs = d.num_seconds().max(0);
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{} {unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if parts.is_empty() {
+        parts.push("0 s".into());
+    }
+    parts.join(" ")
 }
 
 /// Why no rule stops an execution although one came close (index of that rule).

@@ -835,13 +835,20 @@ impl Store {
         dry_run: bool,
     ) -> Result<i64> {
         // A quiet scheduled sweep may never need its row (see `runs`).
-        if let Some(id) = self.hold_sweep(at, trigger, dry_run).await? {
-            return Ok(id);
-        }
+        let least = match self.hold_sweep(at, trigger, dry_run).await? {
+            runs::Begin::Held(id) => return Ok(id),
+            runs::Begin::Whole(least) => least,
+        };
+        // Never an id a run of quiet sweeps holds (one sweep, one id: `report --sweeps` showed
+        // a sweep and a run under one id when SQLite picked MAX(id) + 1 of `sweeps` alone).
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) VALUES (MAX(?, \
+               (SELECT COALESCE(MAX(id), 0) + 1 FROM sweeps), \
+               (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_runs)), ?, ?, ?, ?) \
+             RETURNING id",
         )
+        .bind(least)
         .bind(ts(at))
         .bind(trigger)
         .bind(dry_run)

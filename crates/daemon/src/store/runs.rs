@@ -37,6 +37,15 @@ pub(crate) struct Runs {
     pub(crate) open: Option<Run>,
 }
 
+/// How a sweep begins ([`Store::hold_sweep`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Begin {
+    /// Its row is held back, under this id.
+    Held(i64),
+    /// Its row is written now, with an id no less than this one.
+    Whole(i64),
+}
+
 /// A sweep whose row is held back.
 #[derive(Debug, Clone)]
 pub(crate) struct Held {
@@ -74,9 +83,13 @@ impl Store {
     /// A run left open by another process (killed) is written to `sweep_runs` first.
     pub async fn compact_quiet_sweeps(&self, gap: Duration) -> Result<()> {
         self.close_orphan_run().await?;
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM sweeps")
-            .fetch_one(&self.pool)
-            .await?;
+        // Ids folded into runs were never rows of `sweeps`: they are taken too.
+        let last: i64 = sqlx::query_scalar(
+            "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM sweeps), \
+                        (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_runs))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let mut runs = self.runs.lock().await;
         runs.gap = Some(chrono::Duration::from_std(gap)?);
         runs.last_id = runs.last_id.max(last);
@@ -136,18 +149,20 @@ impl Store {
         self.write_run(&mut runs).await
     }
 
-    /// `begin_sweep` under compaction: `Some(id)` when the sweep's row is held back.
+    /// `begin_sweep` under compaction: `Held(id)` when the sweep's row is held back, else the
+    /// least id its row may take (past every id handed out, held or folded into a run).
     pub(crate) async fn hold_sweep(
         &self,
         at: DateTime<Utc>,
         trigger: &str,
         dry_run: bool,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Begin> {
         let mut runs = self.runs.lock().await;
         if runs.gap.is_none() || trigger != "schedule" {
             // Written whole: the open run goes first, so that rows stay in time order.
             self.write_run(&mut runs).await?;
-            return Ok(None);
+            runs.last_id += 1;
+            return Ok(Begin::Whole(runs.last_id));
         }
         runs.last_id += 1;
         let id = runs.last_id;
@@ -157,7 +172,7 @@ impl Store {
             trigger: trigger.to_owned(),
             dry_run,
         });
-        Ok(Some(id))
+        Ok(Begin::Held(id))
     }
 
     /// Notes a sweep id written whole (so held ids never collide with it).
@@ -449,6 +464,7 @@ mod tests {
         // 10:11:01 + 65 s = 10:12:06; the next sweep began 10:15:00 (covers from 10:14:55).
         assert_eq!(gaps, [("10:12:06", "10:14:55", "late")]);
     }
+
     /// The open run is read as it grows (the last good sweep, coverage), before it is written;
     /// one a killed daemon left open is written (chained) by the next start.
     #[tokio::test]
@@ -517,6 +533,63 @@ mod tests {
             .unwrap();
         assert_eq!(open, 0);
         assert_eq!(store.last_good_sweep().await.unwrap(), Some(t0 + s(51)));
+    }
+
+    /// One sweep, one id: a sweep written whole after a run of quiet ones (an edge sweep), and
+    /// the start-up sweep of the next daemon, took ids the run already held, and
+    /// `report --sweeps` showed two rows under one id.
+    #[tokio::test]
+    async fn sweep_ids_never_repeat_across_runs_edges_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let t0: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
+        let s = chrono::Duration::seconds;
+        let sweep = |store: Store, at: DateTime<Utc>, trigger: &'static str| async move {
+            let id = store.begin_sweep(at, trigger, false).await.unwrap();
+            store
+                .finish_sweep(
+                    id,
+                    at + s(1),
+                    Duration::from_secs(1),
+                    &SweepResult::default(),
+                )
+                .await
+                .unwrap();
+        };
+        for daemon in 0..2 {
+            let store = Store::open(&db).await.unwrap();
+            store
+                .compact_quiet_sweeps(Duration::from_secs(65))
+                .await
+                .unwrap();
+            let t = t0 + s(3600 * daemon);
+            sweep(store.clone(), t, "startup").await;
+            for k in 1..=3 {
+                sweep(store.clone(), t + s(30 * k), "schedule").await;
+            }
+            sweep(store.clone(), t + s(100), "edge").await;
+            for k in 4..=5 {
+                sweep(store.clone(), t + s(30 * k), "schedule").await;
+            }
+            store.flush_sweep_run().await.unwrap();
+            store.close().await;
+        }
+        let store = Store::open(&db).await.unwrap();
+        let listed: Vec<(i64, String, i64)> = store
+            .sweeps(None, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.id, r.trigger.clone(), r.sweeps))
+            .collect();
+        let mut ids: Vec<i64> = listed.iter().map(|r| r.0).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), listed.len(), "one row per id: {listed:?}");
+        assert_eq!(
+            listed.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 5, 6, 8, 9, 12, 13],
+            "{listed:?}"
+        );
         assert!(store.verify().await.unwrap().intact());
     }
 }

@@ -74,6 +74,8 @@ impl Env {
             .env_remove("AWS_PROFILE")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
+            // Tables fit 100 columns unless a test sets COLUMNS.
+            .env_remove("COLUMNS")
             .env("STOPD_LOG", "info");
         c
     }

@@ -31,7 +31,7 @@ async fn check_summarises_a_good_file_and_exits_0() {
     assert!(s.contains("opens  weekend"), "{s}");
     // Each rule's scope, and spans as people say them.
     assert!(
-        s.contains("every \"0 18 * * FRI\" (Europe/Berlin) for 2 days 14 h"),
+        s.contains("every \"0 18 * * FRI\" (Europe/Berlin) for 2 d 14 h"),
         "{s}"
     );
     assert!(s.contains("pipelines: prod-*\n"), "{s}");
@@ -222,7 +222,7 @@ timezone = "America/New_York"
     assert_eq!(
         lines.next(),
         Some(
-            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00,Sat-Mon,16 days 9 h,false"
+            "year-end,2026-12-19T05:00:00Z,2027-01-04T14:00:00Z,America/New_York,2026-12-19T00:00:00-05:00,2027-01-04T09:00:00-05:00,Sat-Mon,16 d 9 h,false"
         )
     );
     assert_eq!(

@@ -80,6 +80,33 @@ fn summary(log: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// `plan` says what it would do, in the future tense, and names the transitions it would close;
+/// a one-stage pipeline has no inbound transition to gate, and plan says so.
+#[tokio::test]
+async fn plan_says_which_gates_would_close_and_that_a_one_stage_pipeline_has_none() {
+    let one = r#"{"name": "prod-solo", "tags": {"env": "prod"}, "stages": [
+        {"name": "Source", "actions": [{"name": "S", "category": "Source", "provider": "CodeStarSourceConnection", "duration": "1s"}]}],
+        "executions": []}"#;
+    let fleet = staged(&["prod-web"]).replacen("[", &format!("[{one},"), 1);
+    let env = Env::new(&fleet).await;
+    env.write_config("", &gated_freeze("2100-01-01T00:00:00Z", ""));
+    let plan = env.stopd(&["plan"]).await;
+    assert_ok(&plan);
+    let s = text(&plan.stdout);
+    assert!(
+        s.contains("gate would close: prod-web Build, Deploy (by release)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("no gate to close: prod-solo has one stage, so no inbound transition to gate"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("gate closed") && !s.contains("every stage after the first"),
+        "{s}"
+    );
+}
+
 #[tokio::test]
 async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_releases_only_its_own() {
     let env = Env::new(&staged(&["prod-web"])).await;
@@ -87,8 +114,7 @@ async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_relea
     env.write_config("", &gated_freeze("2100-01-01T00:00:00Z", ""));
     let plan = env.stopd(&["plan"]).await;
     assert!(
-        text(&plan.stdout)
-            .contains("gate closed: prod-web (every stage after the first) by release"),
+        text(&plan.stdout).contains("gate would close: prod-web Build, Deploy (by release)"),
         "{}",
         text(&plan.stdout)
     );
@@ -130,7 +156,7 @@ async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_relea
     env.write_config("", &gated_freeze("2021-01-01T00:00:00Z", ""));
     let plan = env.stopd(&["plan"]).await;
     assert!(
-        text(&plan.stdout).contains("gate opened: prod-web Build (held for release"),
+        text(&plan.stdout).contains("gate would open: prod-web Build (held for release"),
         "{}",
         text(&plan.stdout)
     );

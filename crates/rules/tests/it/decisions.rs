@@ -265,7 +265,7 @@ fn timeout_is_strictly_longer_than_max_duration() {
     );
     let d = stop(&p.decide(utc("2026-11-25T12:00:01Z"), &ex, &[])[0]).clone();
     assert_eq!((d.rule.as_str(), d.kind), ("two-hours", RuleKind::Timeout));
-    assert_eq!(d.reason, "ran 2h 1s, limit 2h");
+    assert_eq!(d.reason, "ran 2 h 1 s, limit 2 h");
 }
 
 #[test]
