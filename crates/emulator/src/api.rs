@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::AuthHeaders;
 use crate::clock::{Millis, to_epoch_seconds};
+pub use crate::error::ApiError;
 use crate::faults::Fault;
 use crate::model::{Model, validation_message};
 use crate::state::{
@@ -34,33 +35,6 @@ pub const OPERATIONS: [&str; 10] = [
 /// How many executions may be in progress at once in a QUEUED or PARALLEL pipeline before
 /// StartPipelineExecution answers ConcurrentPipelineExecutionsLimitExceededException.
 pub const CONCURRENT_EXECUTIONS_LIMIT: usize = 50;
-
-/// A modeled (or protocol) error answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: u16,
-    /// Error name (`__type` and `x-amzn-ErrorType`).
-    pub code: &'static str,
-    /// Human message.
-    pub message: String,
-}
-
-impl ApiError {
-    /// A 400 with that name.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: 400,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// The JSON body of this error.
-    pub fn body(&self) -> Value {
-        json!({"__type": self.code, "message": self.message})
-    }
-}
 
 type ApiResult = Result<Value, ApiError>;
 

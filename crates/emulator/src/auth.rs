@@ -8,7 +8,7 @@
 //! Reference's "Common Errors": `MissingAuthenticationTokenException` (HTTP 403) when there is no
 //! `Authorization` header, `IncompleteSignatureException` (HTTP 400) when it is malformed.
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
 /// The service name a credential must be scoped to.
 pub const SERVICE: &str = "codepipeline";

@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use crate::api::ApiError;
 use crate::auth::{AuthHeaders, credential_scope};
+use crate::error::ApiError;
 use crate::world::{Emulator, Session, wall_ms};
 
 /// What AssumeRole answers: HTTP status and XML body.
