@@ -17,6 +17,7 @@ mod freezes;
 mod gates;
 mod html;
 mod lock;
+mod man;
 mod memory;
 mod metrics;
 mod notify;
@@ -181,8 +182,11 @@ Examples:
 
 const MAN_EXAMPLES: &str = "\
 Examples:
-  stopd man | sudo tee /usr/local/share/man/man1/stopd.1 > /dev/null
-  stopd man | man -l -";
+  # Read stopd(1) now
+  stopd man | man -l -
+  # Install every page: stopd.1, stopd-<command>.1 for each command, stopd.toml.5
+  stopd man --dir /tmp/stopd-man && sudo cp /tmp/stopd-man/*.1 /usr/local/share/man/man1/ \\
+    && sudo cp /tmp/stopd-man/*.5 /usr/local/share/man/man5/";
 
 /// Policy-driven stop daemon for AWS CodePipeline: enforces change freezes and timeouts by
 /// stopping running executions, and records every stop in a SQLite audit log.
@@ -268,9 +272,19 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff, section 1) to stdout.
+    /// Print the man page stopd(1) (roff) to stdout, or write every page to a directory.
+    ///
+    /// --dir writes stopd.1, a stopd-<command>.1 for each command and subcommand
+    /// (stopd-exempt-add.1) and stopd.toml.5, the policy file's page.
     #[command(after_help = MAN_EXAMPLES)]
-    Man,
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write every page into this directory (created if missing) instead of printing stopd(1).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -602,11 +616,21 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
             clap_complete::generate(shell, &mut Cli::command(), "stopd", &mut out);
             commands::print(&out)
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            commands::print(&out)
-        }
+        Command::Man(a) => match a.dir {
+            None => commands::print(&man::main_page(Cli::command())?),
+            Some(dir) => {
+                let written = man::write_all(Cli::command(), &dir)?;
+                commands::print(
+                    format!(
+                        "wrote {} pages to {}: {}\n",
+                        written.len(),
+                        dir.display(),
+                        written.join(" ")
+                    )
+                    .as_bytes(),
+                )
+            }
+        },
         command => {
             let cfg = config::load(&path)?;
             match command {
@@ -699,7 +723,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 Command::Freeze(FreezeCommand::Lift { id, reason }) => {
                     commands::freeze_lift(&cfg, id, &reason).await
                 }
-                Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+                Command::Demo(_) | Command::Completions { .. } | Command::Man(_) => {
                     unreachable!("handled above")
                 }
             }
