@@ -1111,6 +1111,48 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
     )
 }
 
+/// The break-glass exemptions and the policy (with its ad-hoc freezes) in force at `now`: none
+/// and the file's without a database yet.
+async fn in_force(
+    cfg: &Config,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Vec<stopd_rules::Exemption>, Arc<stopd_rules::Policy>)> {
+    if !cfg.daemon.database.exists() {
+        return Ok((Vec::new(), Arc::clone(&cfg.policy)));
+    }
+    let why = "cannot read break-glass exemptions and ad-hoc freezes for the preview";
+    let store = Store::open_read_only(&cfg.daemon.database)
+        .await
+        .context(why)?;
+    let extra = store.active_exemptions(now).await.context(why)?;
+    let policy = crate::freezes::effective_policy(&store, &cfg.policy, now)
+        .await
+        .context(why)?;
+    store.close().await;
+    Ok((extra, policy))
+}
+
+/// Prints `preview`; refuses (exit 2, nothing recorded) when it needs `--yes` and has none.
+fn confirm(
+    preview: &crate::preview::Preview,
+    headings: [&str; 3],
+    counts_executions: bool,
+    yes: bool,
+    what: &str,
+) -> Result<()> {
+    preview.print(&mut std::io::stdout().lock(), headings)?;
+    if let Some(why) = preview.needs_yes(counts_executions) {
+        if !yes {
+            return Err(UsageError(format!(
+                "{why}: nothing was recorded. Add --yes to {what} anyway"
+            ))
+            .into());
+        }
+        say(format_args!("--yes given: going ahead ({why})"))?;
+    }
+    Ok(())
+}
+
 /// What `stopd exempt add` was asked.
 #[derive(Debug)]
 pub struct ExemptRequest<'a> {
@@ -1120,7 +1162,8 @@ pub struct ExemptRequest<'a> {
     pub reason: &'a str,
     /// Only this rule; `None`: every rule.
     pub rule: Option<&'a str>,
-    /// Confirms an exemption of every pipeline, or of more than a week.
+    /// Confirms an exemption of every pipeline, of more than a week, or a wide one (see
+    /// [`crate::preview`]).
     pub yes: bool,
 }
 
@@ -1142,8 +1185,9 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     if r.reason.trim().is_empty() {
         return Err(UsageError("--reason must say why".into()).into());
     }
-    stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
-        .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?;
+    let probe = stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
+        .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?
+        .only_rule(r.rule.map(str::to_string));
     if let Some(rule) = r.rule
         && !cfg.policy.rules().iter().any(|x| x.name == rule)
     {
@@ -1182,6 +1226,19 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
             .into());
         }
     }
+    let (extra, policy) = in_force(cfg, now).await?;
+    let preview = crate::preview::exempt(cfg, &policy, &probe, &extra, now).await;
+    confirm(
+        &preview,
+        [
+            "pipelines exempted",
+            "running executions it lets through (stopped otherwise)",
+            "",
+        ],
+        false,
+        r.yes,
+        "exempt them",
+    )?;
     let store = Store::open(&cfg.daemon.database).await?;
     let id = store
         .add_exemption(now, glob, until, r.reason, &user(), r.rule)
@@ -1271,7 +1328,8 @@ pub struct FreezeRequest<'a> {
     /// `finish` or `abandon`; `None`: `[defaults] mode`.
     pub mode: Option<&'a str>,
     pub gate: bool,
-    /// Confirms a freeze of every pipeline, or of more than a day.
+    /// Confirms a freeze of every pipeline, of more than a day, or a wide one (see
+    /// [`crate::preview`]).
     pub yes: bool,
 }
 
@@ -1373,6 +1431,26 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         ))
         .into());
     }
+    let (extra, policy) = in_force(cfg, now).await?;
+    let with_it = policy
+        .with_adhoc(&[probe.spec()])
+        .map_err(|e| anyhow::anyhow!("the freeze cannot be previewed: {e:?}"))?;
+    let preview = crate::preview::freeze(cfg, &with_it, &probe.rule, &extra, now).await;
+    confirm(
+        &preview,
+        [
+            "pipelines frozen",
+            "running executions stopped",
+            if r.gate {
+                "stage transitions closed (--gate)"
+            } else {
+                ""
+            },
+        ],
+        true,
+        r.yes,
+        "freeze",
+    )?;
     let store = Store::open(&cfg.daemon.database).await?;
     let id = store.add_freeze(&new).await?;
     store.close().await;

@@ -22,6 +22,7 @@ mod memory;
 mod metrics;
 mod notify;
 mod output;
+mod preview;
 mod run;
 mod scheduler;
 mod status;
@@ -136,7 +137,7 @@ Examples:
   # Hotfix pipelines, from the weekend freeze only, until a local time
   stopd exempt add --pipeline 'prod-hotfix-*' --rule weekend --until 2026-12-24T18:00 \\
     --reason \"CHG-88\"
-  # Every pipeline, or longer than a week, needs --yes
+  # Every pipeline, more than 5, or longer than a week, needs --yes
   stopd exempt add --pipeline '*' --for 30m --yes --reason \"freeze called off\"";
 
 const FREEZE_EXAMPLES: &str = "\
@@ -156,7 +157,7 @@ Examples:
   # Abandon running actions, pipelines tagged team=payments, until a local time
   stopd freeze add --pipeline '*' --tag team=payments --mode abandon \\
     --until 2026-12-24T18:00 --yes --reason \"CHG-88\"
-  # Every pipeline, or longer than a day, needs --yes
+  # Every pipeline, more than 5 (or 5 stops), or longer than a day, needs --yes
   stopd freeze add --pipeline '*' --for 30m --yes --reason \"region outage\"";
 
 const DEMO_EXAMPLES: &str = "\
@@ -206,6 +207,7 @@ struct Cli {
     command: Command,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: sweep on the schedule and at window edges, stop what the policy says.
@@ -287,6 +289,7 @@ struct ManArgs {
     dir: Option<PathBuf>,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct RunArgs {
     /// One sweep, then exit: 0 when every decided stop reached a final outcome, 1 otherwise.
@@ -310,6 +313,7 @@ enum StatusFormat {
     Json,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct PlanArgs {
     /// Decide as of this instant (RFC 3339, or a local date-time in [defaults] timezone) instead of now.
@@ -319,6 +323,7 @@ struct PlanArgs {
     output: OutputArgs,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct WindowsArgs {
     /// Start of the span (RFC 3339, or a local date-time in [defaults] timezone); default now.
@@ -364,6 +369,7 @@ struct VerifyArgs {
     public_key: Option<PathBuf>,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct ReportArgs {
     /// Records at or after: RFC 3339, a date or local date-time (2026-12-01, in [defaults]
@@ -439,6 +445,7 @@ enum ExemptCommand {
     },
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("expiry").required(true).args(["for_", "until"])))]
 struct ExemptAddArgs {
@@ -457,17 +464,24 @@ struct ExemptAddArgs {
     /// Exempt from this rule only (a name in the policy); another rule that applies still stops.
     #[arg(long, value_name = "NAME")]
     rule: Option<String>,
-    /// Confirm an exemption of every pipeline or of more than 7 days.
+    /// Confirm an exemption of every pipeline, of more than 7 days, or of more than 5 pipelines
+    /// or unseen (the preview, read live first, could not be)
     #[arg(long)]
     yes: bool,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Subcommand)]
 enum FreezeCommand {
     /// Freeze pipelines from now until a time: what runs is stopped, nothing new may run.
     ///
     /// A one-off freeze named adhoc-ID, as a [[freeze]] from now would be: no grace, rollbacks
     /// spared, exemptions still win. The stop reason says who froze and why.
+    ///
+    /// First shows what it does, read live from CodePipeline as `plan` reads it: the pipelines
+    /// frozen, the running executions it stops and, with --gate, the transitions it closes. More
+    /// than 5 pipelines or 5 stops, or a preview that cannot be read, needs --yes (else exit 2,
+    /// nothing recorded).
     #[command(after_help = FREEZE_ADD_EXAMPLES)]
     Add(FreezeAddArgs),
     /// List ad-hoc freezes, newest first: who froze, until when, who lifted them.
@@ -487,6 +501,7 @@ enum FreezeCommand {
     },
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("expiry").required(true).args(["for_", "until"])))]
 struct FreezeAddArgs {
@@ -514,7 +529,8 @@ struct FreezeAddArgs {
     /// Also hold new work at stage transitions while the freeze lasts.
     #[arg(long)]
     gate: bool,
-    /// Confirm a freeze of every pipeline or of more than a day.
+    /// Confirm a freeze of every pipeline, of more than a day, of more than 5 pipelines or 5
+    /// running executions, or one whose preview cannot be read (CodePipeline unreachable).
     #[arg(long)]
     yes: bool,
 }
