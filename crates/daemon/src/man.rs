@@ -1,4 +1,4 @@
-//! Man pages: stopd(1), one stopd-<command>(1) per command and subcommand (stopd-exempt-add(1)),
+//! Man pages: stopd(1), one `stopd-<command>(1)` per command and subcommand (stopd-exempt-add(1)),
 //! and stopd.toml(5) for the policy file (hand-written: config/stopd.toml.5, beside the example
 //! config it documents).
 

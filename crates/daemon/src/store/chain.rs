@@ -23,7 +23,7 @@
 //! **Adding an audited table**: create it in a new migration with the two append-only triggers
 //! (`BEFORE UPDATE`, `BEFORE DELETE` raising), add its name to [`AUDITED`], and call [`link`]
 //! after each INSERT, in the same transaction. A unit test fails if a table of the schema is in
-//! neither [`AUDITED`] nor [`NOT_AUDITED`].
+//! neither [`AUDITED`] nor `NOT_AUDITED` (a list the tests keep).
 
 use sha2::{Digest, Sha256};
 use sqlx::{Row, SqliteConnection};
