@@ -1328,6 +1328,10 @@ pub struct FreezeRequest<'a> {
     /// `finish` or `abandon`; `None`: `[defaults] mode`.
     pub mode: Option<&'a str>,
     pub gate: bool,
+    /// Only accounts matching this glob (`[[account]] name`).
+    pub account: Option<&'a str>,
+    /// Only regions matching this glob.
+    pub region: Option<&'a str>,
     /// Confirms a freeze of every pipeline, of more than a day, or a wide one (see
     /// [`crate::preview`]).
     pub yes: bool,
@@ -1402,6 +1406,8 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         tags: &tags,
         mode,
         gate: r.gate,
+        account: r.account,
+        region: r.region,
         reason: r.reason,
         by: &by,
     };
@@ -1417,6 +1423,8 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         tags: tags.clone(),
         mode: mode.as_str().into(),
         gate: r.gate,
+        account: r.account.map(str::to_string),
+        region: r.region.map(str::to_string),
         reason: r.reason.to_string(),
         created_by: by.clone(),
         lifted_at: None,
@@ -1430,6 +1438,40 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
             text.join("; ")
         ))
         .into());
+    }
+    // A typo in --account or --region would freeze nothing: refused, naming what there is.
+    if r.account.is_some() || r.region.is_some() {
+        let place = stopd_rules::select::Place::new(
+            r.account.map(|a| vec![a.to_string()]).as_deref(),
+            r.region.map(|g| vec![g.to_string()]).as_deref(),
+        )
+        .map_err(|e| UsageError(format!("--account/--region: {e}")))?;
+        // A region the SDK's chain picks is not known here: only the account is checked.
+        let account_only = stopd_rules::select::Place::new(
+            r.account.map(|a| vec![a.to_string()]).as_deref(),
+            None,
+        )
+        .map_err(|e| UsageError(format!("--account: {e}")))?;
+        let known = configured_places(cfg);
+        if !known.iter().any(|(a, g)| {
+            if g == "*" {
+                account_only.matches(a, g)
+            } else {
+                place.matches(a, g)
+            }
+        }) {
+            return Err(UsageError(format!(
+                "--account {} --region {} matches no configured account and region (configured: {})",
+                r.account.unwrap_or("*"),
+                r.region.unwrap_or("*"),
+                known
+                    .iter()
+                    .map(|(a, g)| format!("{a}/{g}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
     }
     let (extra, policy) = in_force(cfg, now).await?;
     let with_it = policy
@@ -1455,19 +1497,50 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
     let id = store.add_freeze(&new).await?;
     store.close().await;
     say(format_args!(
-        "freeze #{id} ({}): pipelines {:?}{} are frozen until {} ({}), mode {}{}; a running \
+        "freeze #{id} ({}): pipelines {:?}{}{} are frozen until {} ({}), mode {}{}; a running \
          daemon stops their executions within seconds",
         crate::freezes::rule_name(id),
         r.glob,
         r.exclude
             .map(|e| format!(" except {e:?}"))
             .unwrap_or_default(),
+        place_words(r.account, r.region),
         rfc3339(until),
         human(until - now),
         mode.as_str(),
         if r.gate { ", gated" } else { "" }
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The (account, region) pairs the policy file names: each `[[account]]` in each of its regions;
+/// without, `default` in `[aws] region` (`*` when the SDK's chain picks it).
+fn configured_places(cfg: &Config) -> Vec<(String, String)> {
+    if cfg.accounts.is_empty() {
+        let region = cfg.aws.region.clone().unwrap_or_else(|| "*".into());
+        return vec![(crate::targets::DEFAULT_ACCOUNT.to_string(), region)];
+    }
+    cfg.accounts
+        .iter()
+        .flat_map(|a| {
+            a.regions
+                .iter()
+                .flatten()
+                .map(|r| (a.name.clone(), r.clone()))
+        })
+        .collect()
+}
+
+/// ` in account A region R` for a freeze limited to some; empty for one everywhere.
+fn place_words(account: Option<&str>, region: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(a) = account {
+        s.push_str(&format!(" in account {a}"));
+    }
+    if let Some(g) = region {
+        s.push_str(&format!(" in region {g}"));
+    }
+    s
 }
 
 /// `stopd freeze list`.
@@ -1507,6 +1580,7 @@ pub async fn freeze_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
             for (k, v) in &r.tags {
                 scope.push_str(&format!(" {k}={v}"));
             }
+            scope.push_str(&place_words(r.account.as_deref(), r.region.as_deref()));
             vec![
                 r.id.to_string(),
                 r.rule.clone(),

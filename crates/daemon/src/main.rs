@@ -529,6 +529,12 @@ struct FreezeAddArgs {
     /// Also hold new work at stage transitions while the freeze lasts.
     #[arg(long)]
     gate: bool,
+    /// Only in these `[[account]]`s (a name glob; `default` without `[[account]]`).
+    #[arg(long, value_name = "GLOB")]
+    account: Option<String>,
+    /// Only in these regions (a glob).
+    #[arg(long, value_name = "GLOB")]
+    region: Option<String>,
     /// Confirm a freeze of every pipeline, of more than a day, of more than 5 pipelines or 5
     /// running executions, or one whose preview cannot be read (CodePipeline unreachable).
     #[arg(long)]
@@ -728,6 +734,8 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             reason: &a.reason,
                             mode: a.mode.as_deref(),
                             gate: a.gate,
+                            account: a.account.as_deref(),
+                            region: a.region.as_deref(),
                             yes: a.yes,
                         },
                     )
