@@ -58,6 +58,9 @@ pub const NOT_AUDITED: &[&str] = &[
     // The policy hash `status` compares with the file; lifecycle_events (chained) holds the
     // auditable record of every start and reload with its hash.
     "policy_loads",
+    // The last sweep of each account and region, replaced in place (`status`); the chained
+    // sweep log has every sweep's error.
+    "place_sweeps",
 ];
 
 /// The first record's previous hash.

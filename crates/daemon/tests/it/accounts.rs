@@ -336,3 +336,49 @@ async fn an_adhoc_freeze_of_one_account_and_region_stops_there_only() {
     assert_eq!(list[0]["region"], "us-east-1", "{list}");
     assert_ok(&env.stopd(&["verify"]).await);
 }
+
+/// With `[[account]]`s, `status` shows each account and region's last sweep and its error, so
+/// the one whose role is refused is named there, not only in the sweep log.
+#[tokio::test]
+async fn status_shows_each_accounts_last_sweep_and_its_error() {
+    let (env, roles) = two_accounts(None).await;
+    write(&env, &roles, "", &freeze("everywhere", ""));
+    assert!(env.emulator.set_role_denied(&roles[1], true));
+    assert_eq!(env.stopd(&["run", "--once"]).await.status.code(), Some(1));
+    let out = env.stopd(&["status"]).await;
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("ACCOUNT"))
+        .collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    for region in REGIONS {
+        let ok = rows
+            .iter()
+            .find(|l| l.starts_with("payments-prod") && l.contains(region))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(ok.ends_with("  ok"), "{ok}");
+        let failed = rows
+            .iter()
+            .find(|l| l.starts_with("search-prod") && l.contains(region))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(
+            failed.contains("FAILED: ") && failed.contains("sts:AssumeRole"),
+            "{failed}"
+        );
+        assert!(failed.contains("(never ok)"), "{failed}");
+    }
+    // Allowed again: ok, in JSON too.
+    env.emulator.set_role_denied(&roles[1], false);
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let out = env.stopd(&["status", "--format", "json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts = status["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 4, "{status}");
+    assert!(
+        accounts
+            .iter()
+            .all(|a| a["ok"] == true && a["last_ok_at"].is_string()),
+        "{status}"
+    );
+}
