@@ -541,6 +541,32 @@ async fn demo_needs_nothing_and_stops_something() {
     assert!(s.contains("prod-web") && s.contains("demo-freeze"), "{s}");
     assert!(s.contains("exempt by hotfix-lane"), "{s}");
     assert!(s.contains("two-hours"), "{s}");
+    // Two accounts: the freeze holds in payments only; the timeout in both.
+    let stopped = s
+        .split("What it stopped:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let rows: Vec<&str> = stopped.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(rows[0].starts_with("ACCOUNT "), "{stopped}");
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("payments ") && l.contains("demo-freeze")),
+        "{stopped}"
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("search ") && l.contains("two-hours")),
+        "{stopped}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|l| l.starts_with("search ") && l.contains("demo-freeze")),
+        "{stopped}"
+    );
 }
 
 /// The audit keeps the reason as it was sent (the API takes 200 characters), not a 100,000
