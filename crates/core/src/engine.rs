@@ -773,7 +773,7 @@ impl Core {
 
     /// Status and `stopTrigger.reason` of one execution. Only the listing's summaries carry
     /// the stop reason (GetPipelineExecution's answer has none), so this pages through
-    /// ListPipelineExecutions, newest first, for at most [`MAX_SINGLE_CHECKS`] pages; `None`
+    /// ListPipelineExecutions, newest first, for at most `MAX_SINGLE_CHECKS` pages; `None`
     /// when the execution is not among them.
     pub async fn find_execution(
         &self,

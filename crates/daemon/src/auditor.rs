@@ -134,7 +134,7 @@ pub fn schedule_interval(cfg: &Config, now: DateTime<Utc>) -> chrono::Duration {
     longest
 }
 
-/// The coverage of each freeze window in the span (see [`coverage`]), and the schedule's
+/// The coverage of each freeze window in the span (see [`coverage()`]), and the schedule's
 /// interval it was judged by.
 pub async fn coverage_rows(
     cfg: &Config,

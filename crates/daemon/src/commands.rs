@@ -1368,6 +1368,48 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
     )
 }
 
+/// The break-glass exemptions and the policy (with its ad-hoc freezes) in force at `now`: none
+/// and the file's without a database yet.
+async fn in_force(
+    cfg: &Config,
+    now: chrono::DateTime<Utc>,
+) -> Result<(Vec<stopd_rules::Exemption>, Arc<stopd_rules::Policy>)> {
+    if !cfg.daemon.database.exists() {
+        return Ok((Vec::new(), Arc::clone(&cfg.policy)));
+    }
+    let why = "cannot read break-glass exemptions and ad-hoc freezes for the preview";
+    let store = Store::open_read_only(&cfg.daemon.database)
+        .await
+        .context(why)?;
+    let extra = store.active_exemptions(now).await.context(why)?;
+    let policy = crate::freezes::effective_policy(&store, &cfg.policy, now)
+        .await
+        .context(why)?;
+    store.close().await;
+    Ok((extra, policy))
+}
+
+/// Prints `preview`; refuses (exit 2, nothing recorded) when it needs `--yes` and has none.
+fn confirm(
+    preview: &crate::preview::Preview,
+    headings: [&str; 3],
+    counts_executions: bool,
+    yes: bool,
+    what: &str,
+) -> Result<()> {
+    preview.print(&mut std::io::stdout().lock(), headings)?;
+    if let Some(why) = preview.needs_yes(counts_executions) {
+        if !yes {
+            return Err(UsageError(format!(
+                "{why}: nothing was recorded. Add --yes to {what} anyway"
+            ))
+            .into());
+        }
+        say(format_args!("--yes given: going ahead ({why})"))?;
+    }
+    Ok(())
+}
+
 /// What `stopd exempt add` was asked.
 #[derive(Debug)]
 pub struct ExemptRequest<'a> {
@@ -1377,7 +1419,8 @@ pub struct ExemptRequest<'a> {
     pub reason: &'a str,
     /// Only this rule; `None`: every rule.
     pub rule: Option<&'a str>,
-    /// Confirms an exemption of every pipeline, or of more than a week.
+    /// Confirms an exemption of every pipeline, of more than a week, or a wide one (see
+    /// [`crate::preview`]).
     pub yes: bool,
 }
 
@@ -1399,8 +1442,9 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
     if r.reason.trim().is_empty() {
         return Err(UsageError("--reason must say why".into()).into());
     }
-    stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
-        .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?;
+    let probe = stopd_rules::Exemption::break_glass("check", glob, until, r.reason)
+        .map_err(|e| UsageError(format!("--pipeline {glob:?}: {e}")))?
+        .only_rule(r.rule.map(str::to_string));
     // A rule name cannot be checked against a policy that does not validate, and a misspelt
     // one would exempt nothing: refused, with the way that needs no policy.
     if let (Some(rule), Some(e)) = (r.rule, &cfg.policy_error) {
@@ -1440,6 +1484,19 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
             .into());
         }
     }
+    let (extra, policy) = in_force(cfg, now).await?;
+    let preview = crate::preview::exempt(cfg, &policy, &probe, &extra, now).await;
+    confirm(
+        &preview,
+        [
+            "pipelines exempted",
+            "running executions it lets through (stopped otherwise)",
+            "",
+        ],
+        false,
+        r.yes,
+        "exempt them",
+    )?;
     let store = Store::open(&cfg.daemon.database).await?;
     let id = store
         .add_exemption(now, glob, until, r.reason, &user(), r.rule)
@@ -1537,7 +1594,12 @@ pub struct FreezeRequest<'a> {
     /// `finish` or `abandon`; `None`: `[defaults] mode`.
     pub mode: Option<&'a str>,
     pub gate: bool,
-    /// Confirms a freeze of every pipeline, or of more than a day.
+    /// Only accounts matching this glob (`[[account]] name`).
+    pub account: Option<&'a str>,
+    /// Only regions matching this glob.
+    pub region: Option<&'a str>,
+    /// Confirms a freeze of every pipeline, of more than a day, or a wide one (see
+    /// [`crate::preview`]).
     pub yes: bool,
 }
 
@@ -1610,6 +1672,8 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         tags: &tags,
         mode,
         gate: r.gate,
+        account: r.account,
+        region: r.region,
         reason: r.reason,
         by: &by,
     };
@@ -1625,6 +1689,8 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         tags: tags.clone(),
         mode: mode.as_str().into(),
         gate: r.gate,
+        account: r.account.map(str::to_string),
+        region: r.region.map(str::to_string),
         reason: r.reason.to_string(),
         created_by: by.clone(),
         lifted_at: None,
@@ -1639,23 +1705,108 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         ))
         .into());
     }
+    // A typo in --account or --region would freeze nothing: refused, naming what there is.
+    if r.account.is_some() || r.region.is_some() {
+        let place = stopd_rules::select::Place::new(
+            r.account.map(|a| vec![a.to_string()]).as_deref(),
+            r.region.map(|g| vec![g.to_string()]).as_deref(),
+        )
+        .map_err(|e| UsageError(format!("--account/--region: {e}")))?;
+        // A region the SDK's chain picks is not known here: only the account is checked.
+        let account_only = stopd_rules::select::Place::new(
+            r.account.map(|a| vec![a.to_string()]).as_deref(),
+            None,
+        )
+        .map_err(|e| UsageError(format!("--account: {e}")))?;
+        let known = configured_places(cfg);
+        if !known.iter().any(|(a, g)| {
+            if g == "*" {
+                account_only.matches(a, g)
+            } else {
+                place.matches(a, g)
+            }
+        }) {
+            return Err(UsageError(format!(
+                "--account {} --region {} matches no configured account and region (configured: {})",
+                r.account.unwrap_or("*"),
+                r.region.unwrap_or("*"),
+                known
+                    .iter()
+                    .map(|(a, g)| format!("{a}/{g}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+    }
+    let (extra, policy) = in_force(cfg, now).await?;
+    let with_it = policy
+        .with_adhoc(&[probe.spec()])
+        .map_err(|e| anyhow::anyhow!("the freeze cannot be previewed: {e:?}"))?;
+    let preview = crate::preview::freeze(cfg, &with_it, &probe.rule, &extra, now).await;
+    confirm(
+        &preview,
+        [
+            "pipelines frozen",
+            "running executions stopped",
+            if r.gate {
+                "stage transitions closed (--gate)"
+            } else {
+                ""
+            },
+        ],
+        true,
+        r.yes,
+        "freeze",
+    )?;
     let store = Store::open(&cfg.daemon.database).await?;
     let id = store.add_freeze(&new).await?;
     store.close().await;
     say(format_args!(
-        "freeze #{id} ({}): pipelines {:?}{} are frozen until {} ({}), mode {}{}; a running \
+        "freeze #{id} ({}): pipelines {:?}{}{} are frozen until {} ({}), mode {}{}; a running \
          daemon stops their executions within seconds",
         crate::freezes::rule_name(id),
         r.glob,
         r.exclude
             .map(|e| format!(" except {e:?}"))
             .unwrap_or_default(),
+        place_words(r.account, r.region),
         rfc3339(until),
         human(until - now),
         mode.as_str(),
         if r.gate { ", gated" } else { "" }
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The (account, region) pairs the policy file names: each `[[account]]` in each of its regions;
+/// without, `default` in `[aws] region` (`*` when the SDK's chain picks it).
+fn configured_places(cfg: &Config) -> Vec<(String, String)> {
+    if cfg.accounts.is_empty() {
+        let region = cfg.aws.region.clone().unwrap_or_else(|| "*".into());
+        return vec![(crate::targets::DEFAULT_ACCOUNT.to_string(), region)];
+    }
+    cfg.accounts
+        .iter()
+        .flat_map(|a| {
+            a.regions
+                .iter()
+                .flatten()
+                .map(|r| (a.name.clone(), r.clone()))
+        })
+        .collect()
+}
+
+/// ` in account A region R` for a freeze limited to some; empty for one everywhere.
+fn place_words(account: Option<&str>, region: Option<&str>) -> String {
+    let mut s = String::new();
+    if let Some(a) = account {
+        s.push_str(&format!(" in account {a}"));
+    }
+    if let Some(g) = region {
+        s.push_str(&format!(" in region {g}"));
+    }
+    s
 }
 
 /// `stopd freeze list`.
@@ -1696,6 +1847,7 @@ pub async fn freeze_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
             for (k, v) in &r.tags {
                 scope.push_str(&format!(" {k}={v}"));
             }
+            scope.push_str(&place_words(r.account.as_deref(), r.region.as_deref()));
             vec![
                 r.id.to_string(),
                 r.rule.clone(),

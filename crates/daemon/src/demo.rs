@@ -1,5 +1,6 @@
-//! `stopd demo`: the emulator in-process with the fleet of `config/demo-fleet.json`, the
-//! policy of `config/demo.toml`, one sweep, and what it did. No AWS, no setup.
+//! `stopd demo`: the emulator in-process with two accounts, each with the fleet of
+//! `config/demo-fleet.json`, the policy of `config/demo.toml`, one sweep of both, and what it
+//! did. No AWS, no setup.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::output::{self, OutputArgs};
-use crate::run::build_core;
 use crate::store::{ReportFilter, Store};
 use crate::sweep::{self, Sweeper};
 
@@ -27,16 +27,35 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         clock: Clock::scaled(1.0),
         ..EmulatorConfig::default()
     });
-    emulator
-        .seed(&Fixture::from_json(DEMO_FLEET).context("the demo fleet does not parse")?)
-        .context("the demo fleet does not seed")?;
+    let fleet = Fixture::from_json(DEMO_FLEET).context("the demo fleet does not parse")?;
     let server = emulator
         .serve("127.0.0.1:0".parse()?)
         .await
         .context("cannot start the emulator")?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let mut cfg = config::parse(Path::new("config/demo.toml"), DEMO_TOML)?;
+    // The emulator's accounts: one per [[account]], each with the demo fleet in each region.
+    emulator.add_accounts(
+        cfg.accounts.len(),
+        &[cfg.aws.region.clone().unwrap_or_else(|| "us-east-1".into())],
+        None,
+        None,
+        None,
+    );
+    // Account name -> the emulator's account id (from the role's ARN).
+    let mut ids = std::collections::BTreeMap::new();
+    for a in &cfg.accounts {
+        let id = a.role_arn.split(':').nth(4).unwrap_or_default().to_string();
+        for region in a.regions.iter().flatten() {
+            emulator
+                .world_of(&id, region)
+                .seed(&fleet)
+                .context("the demo fleet does not seed")?;
+        }
+        ids.insert(a.name.clone(), id);
+    }
     cfg.aws.endpoint_url = Some(server.endpoint_url());
+    cfg.aws.sts_endpoint_url = Some(server.endpoint_url());
     cfg.daemon.database = database.unwrap_or_else(|| tmp.path().join("audit.db"));
     cfg.static_credentials = Some(("demo".into(), "demo".into()));
 
@@ -44,9 +63,10 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     writeln!(
         out,
         "stopd demo: an emulated CodePipeline at {}\n\
-         with the fleet of config/demo-fleet.json, and the policy of config/demo.toml:\n\
-         freeze 'demo-freeze' on prod-* tagged env=prod, in force now;\n\
-         timeout 'two-hours' everywhere, abandon; exemption 'hotfix-lane' for\n\
+         with two accounts, payments and search, each with the fleet of\n\
+         config/demo-fleet.json, and the policy of config/demo.toml: freeze\n\
+         'demo-freeze' on prod-* tagged env=prod in the payments account, in force\n\
+         now; timeout 'two-hours' everywhere, abandon; exemption 'hotfix-lane' for\n\
          prod-hotfix-*.\n",
         server.endpoint_url()
     )?;
@@ -54,51 +74,62 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let store = Store::open(&cfg.daemon.database).await?;
     let started = Utc::now();
     let earlier = store.report(&ReportFilter::default()).await?.len();
-    let core = build_core(&cfg, CancellationToken::new()).await;
+    let cores = crate::targets::build(&cfg, CancellationToken::new()).await;
 
     // What the policy says about each running execution, before anything is stopped.
-    let found = core.discover(&|_| true, cfg.policy.uses_tags()).await;
-    let now = Utc::now();
-    let facts = sweep::facts(&found.executions);
-    let verdicts = cfg.policy.decide(now, &facts, &[]);
     let mut rows = Vec::new();
-    for (e, v) in found.executions.iter().zip(verdicts) {
-        let verdict = match v {
-            Verdict::Stop(d) => format!(
-                "STOP ({}, {}): {}",
-                d.rule,
-                d.mode.as_str(),
-                d.explanation()
-            ),
-            Verdict::Exempt { exemption, rule } => {
-                format!("exempt by {exemption} (rule {rule} applies)")
-            }
-            Verdict::Grace { rule, until } => format!("in grace of {rule} until {until}"),
-            Verdict::SparedRollback { rule } => {
-                format!("spared: a ROLLBACK ({rule} does not set rollbacks = true)")
-            }
-            Verdict::Allow => "allowed: no rule applies".into(),
-        };
-        rows.push(vec![
-            e.pipeline.clone(),
-            short_id(&e.execution_id),
-            crate::time::human(e.start_time.map_or(chrono::Duration::zero(), |t| now - t)),
-            verdict,
-        ]);
+    for core in &cores {
+        let found = core.discover(&|_| true, cfg.policy.uses_tags()).await;
+        if let Some(e) = &found.listing_failed {
+            anyhow::bail!(
+                "account {}: cannot list pipelines: {}",
+                core.place(),
+                e.explain()
+            );
+        }
+        let now = Utc::now();
+        let facts = sweep::facts(&found.executions);
+        let policy = cfg.policy.for_place(core.account(), core.region());
+        let verdicts = policy.decide(now, &facts, &[]);
+        for (e, v) in found.executions.iter().zip(verdicts) {
+            let verdict = match v {
+                Verdict::Stop(d) => format!(
+                    "STOP ({}, {}): {}",
+                    d.rule,
+                    d.mode.as_str(),
+                    d.explanation()
+                ),
+                Verdict::Exempt { exemption, rule } => {
+                    format!("exempt by {exemption} (rule {rule} applies)")
+                }
+                Verdict::Grace { rule, until } => format!("in grace of {rule} until {until}"),
+                Verdict::SparedRollback { rule } => {
+                    format!("spared: a ROLLBACK ({rule} does not set rollbacks = true)")
+                }
+                Verdict::Allow => "allowed: no rule applies".into(),
+            };
+            rows.push(vec![
+                core.account().to_string(),
+                e.pipeline.clone(),
+                short_id(&e.execution_id),
+                crate::time::human(e.start_time.map_or(chrono::Duration::zero(), |t| now - t)),
+                verdict,
+            ]);
+        }
     }
     writeln!(out, "Running executions and the policy's verdict:")?;
     // The verdicts are the point: wrapped, not cut.
     output::render(
         &mut out,
-        &["pipeline", "execution", "running", "verdict"],
-        &[true, true, true, false],
+        &["account", "pipeline", "execution", "running", "verdict"],
+        &[true, true, true, true, false],
         &rows,
         OutputArgs::TABLE.width(),
         output::Fit::Wrap,
     )?;
 
     let sweeper = Sweeper {
-        cores: Arc::new(vec![core]),
+        cores: Arc::new(cores),
         store: store.clone(),
         concurrency: cfg.daemon.stop_concurrency,
         draining: CancellationToken::new(),
@@ -119,16 +150,19 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     )?;
     let mut rows = Vec::new();
     for d in &summary.done {
-        let now_status = emulator
-            .execution(&d.planned.pipeline, &d.planned.execution_id)
-            .map_or("?", |x| x.status);
+        let now_status = ids.get(&d.account).and_then(|id| {
+            emulator
+                .world_of(id, &d.region)
+                .execution(&d.planned.pipeline, &d.planned.execution_id)
+        });
         rows.push(vec![
+            d.account.clone(),
             d.planned.pipeline.clone(),
             d.planned.execution_id.clone(),
             d.planned.rule.clone(),
             d.planned.mode.as_str().into(),
             d.outcome.clone(),
-            now_status.into(),
+            now_status.map_or("?", |x| x.status).into(),
         ]);
     }
     rows.sort();
@@ -137,6 +171,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
         &mut out,
         OutputArgs::TABLE,
         &[
+            "account",
             "pipeline",
             "execution",
             "rule",
@@ -241,7 +276,10 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
             "the demo policy's freeze windows; needs no AWS"
         ),
         next(
-            &format!("{} --fixture config/demo-fleet.json &", run.emulator),
+            &format!(
+                "{} --fixture config/demo-fleet.json --accounts 2 &",
+                run.emulator
+            ),
             "a standing emulator (another terminal), then:"
         ),
         next(

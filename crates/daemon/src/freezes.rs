@@ -37,6 +37,10 @@ pub struct NewFreeze<'a> {
     pub mode: Mode,
     /// Also hold new work at stage transitions.
     pub gate: bool,
+    /// Only accounts (`[[account]] name`) matching this glob; `None`: every one.
+    pub account: Option<&'a str>,
+    /// Only regions matching this glob; `None`: every one.
+    pub region: Option<&'a str>,
     /// Why.
     pub reason: &'a str,
     /// Who.
@@ -64,6 +68,10 @@ pub struct FreezeRecord {
     pub mode: String,
     /// Holds new work at stage transitions too.
     pub gate: bool,
+    /// Only accounts matching this glob (`None`: every one).
+    pub account: Option<String>,
+    /// Only regions matching this glob (`None`: every one).
+    pub region: Option<String>,
     /// Why.
     pub reason: String,
     /// Who froze.
@@ -112,6 +120,8 @@ impl FreezeRecord {
             reason: Some(format!("stop the line by {by}: {said} (until {{until}})")),
             rollbacks: Some(false),
             gate: self.gate.then_some(true),
+            accounts: self.account.clone().map(|a| vec![a]),
+            regions: self.region.clone().map(|r| vec![r]),
             ..FreezeSpec::default()
         }
     }
@@ -148,7 +158,8 @@ pub fn with_freezes(policy: &Arc<Policy>, freezes: &[FreezeRecord]) -> Result<Ar
 }
 
 const SELECT: &str = "SELECT f.id, f.created_at, f.until, f.pipeline_glob, f.exclude_glob, f.tags, \
-     f.mode, f.gate, f.reason, f.created_by, l.at, l.lifted_by, l.reason \
+     f.mode, f.gate, f.reason, f.created_by, l.at, l.lifted_by, l.reason, f.account_glob, \
+     f.region_glob \
      FROM freezes f LEFT JOIN freeze_lifts l ON l.freeze_id = f.id";
 
 fn record(r: &sqlx::sqlite::SqliteRow) -> Result<FreezeRecord> {
@@ -173,6 +184,8 @@ fn record(r: &sqlx::sqlite::SqliteRow) -> Result<FreezeRecord> {
         lifted_at: r.get(10),
         lifted_by: r.get(11),
         lift_reason: r.get(12),
+        account: r.get(13),
+        region: r.get(14),
     })
 }
 
@@ -185,7 +198,8 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO freezes (created_at, until, pipeline_glob, exclude_glob, tags, mode, gate, \
-             reason, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             reason, created_by, account_glob, region_glob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id",
         )
         .bind(ts(f.at))
         .bind(ts(f.until))
@@ -196,6 +210,8 @@ impl Store {
         .bind(f.gate)
         .bind(f.reason)
         .bind(f.by)
+        .bind(f.account)
+        .bind(f.region)
         .fetch_one(&mut *tx)
         .await
         .context("cannot record the freeze")?;

@@ -17,10 +17,12 @@ mod freezes;
 mod gates;
 mod html;
 mod lock;
+mod man;
 mod memory;
 mod metrics;
 mod notify;
 mod output;
+mod preview;
 mod run;
 mod scheduler;
 mod secrets;
@@ -136,7 +138,7 @@ Examples:
   # Hotfix pipelines, from the weekend freeze only, until a local time
   stopd exempt add --pipeline 'prod-hotfix-*' --rule weekend --until 2026-12-24T18:00 \\
     --reason \"CHG-88\"
-  # Every pipeline, or longer than a week, needs --yes
+  # Every pipeline, more than 5, or longer than a week, needs --yes
   stopd exempt add --pipeline '*' --for 30m --yes --reason \"freeze called off\"";
 
 const FREEZE_EXAMPLES: &str = "\
@@ -156,7 +158,7 @@ Examples:
   # Abandon running actions, pipelines tagged team=payments, until a local time
   stopd freeze add --pipeline '*' --tag team=payments --mode abandon \\
     --until 2026-12-24T18:00 --yes --reason \"CHG-88\"
-  # Every pipeline, or longer than a day, needs --yes
+  # Every pipeline, more than 5 (or 5 stops), or longer than a day, needs --yes
   stopd freeze add --pipeline '*' --for 30m --yes --reason \"region outage\"";
 
 const DEMO_EXAMPLES: &str = "\
@@ -184,8 +186,11 @@ Examples:
 
 const MAN_EXAMPLES: &str = "\
 Examples:
-  stopd man | sudo tee /usr/local/share/man/man1/stopd.1 > /dev/null
-  stopd man | man -l -";
+  # Read stopd(1) now
+  stopd man | man -l -
+  # Install every page: stopd.1, stopd-<command>.1 for each command, stopd.toml.5
+  stopd man --dir /tmp/stopd-man && sudo cp /tmp/stopd-man/*.1 /usr/local/share/man/man1/ \\
+    && sudo cp /tmp/stopd-man/*.5 /usr/local/share/man/man5/";
 
 /// Policy-driven stop daemon for AWS CodePipeline: enforces change freezes and timeouts by
 /// stopping running executions, and records every stop in a SQLite audit log.
@@ -205,6 +210,7 @@ struct Cli {
     command: Command,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: sweep on the schedule and at window edges, stop what the policy says.
@@ -273,11 +279,22 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff, section 1) to stdout.
+    /// Print the man page stopd(1) (roff) to stdout, or write every page to a directory.
+    ///
+    /// --dir writes stopd.1, a stopd-<command>.1 for each command and subcommand
+    /// (stopd-exempt-add.1) and stopd.toml.5, the policy file's page.
     #[command(after_help = MAN_EXAMPLES)]
-    Man,
+    Man(ManArgs),
 }
 
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// Write every page into this directory (created if missing) instead of printing stopd(1).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct RunArgs {
     /// One sweep, then exit: 0 when every decided stop reached a final outcome, 1 otherwise.
@@ -344,6 +361,7 @@ enum StatusFormat {
     Json,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct PlanArgs {
     /// Decide as of this instant (RFC 3339, or a local date-time in [defaults] timezone) instead of now.
@@ -355,6 +373,7 @@ struct PlanArgs {
     tz: TzArg,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct WindowsArgs {
     /// Start of the span (RFC 3339, or a local date-time in [defaults] timezone); default now.
@@ -400,6 +419,7 @@ struct VerifyArgs {
     public_key: Option<PathBuf>,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 struct ReportArgs {
     /// Records at or after: RFC 3339, a date or local date-time (2026-12-01, in [defaults]
@@ -479,6 +499,7 @@ enum ExemptCommand {
     },
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("expiry").required(true).args(["for_", "until"])))]
 struct ExemptAddArgs {
@@ -497,17 +518,24 @@ struct ExemptAddArgs {
     /// Exempt from this rule only (a name in the policy); another rule that applies still stops.
     #[arg(long, value_name = "NAME")]
     rule: Option<String>,
-    /// Confirm an exemption of every pipeline or of more than 7 days.
+    /// Confirm an exemption of every pipeline, of more than 7 days, or of more than 5 pipelines
+    /// or unseen (the preview, read live first, could not be)
     #[arg(long)]
     yes: bool,
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Subcommand)]
 enum FreezeCommand {
     /// Freeze pipelines from now until a time: what runs is stopped, nothing new may run.
     ///
     /// A one-off freeze named adhoc-ID, as a [[freeze]] from now would be: no grace, rollbacks
     /// spared, exemptions still win. The stop reason says who froze and why.
+    ///
+    /// First shows what it does, read live from CodePipeline as `plan` reads it: the pipelines
+    /// frozen, the running executions it stops and, with --gate, the transitions it closes. More
+    /// than 5 pipelines or 5 stops, or a preview that cannot be read, needs --yes (else exit 2,
+    /// nothing recorded).
     #[command(after_help = FREEZE_ADD_EXAMPLES)]
     Add(FreezeAddArgs),
     /// List ad-hoc freezes, newest first: who froze, until when, who lifted them.
@@ -529,6 +557,7 @@ enum FreezeCommand {
     },
 }
 
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("expiry").required(true).args(["for_", "until"])))]
 struct FreezeAddArgs {
@@ -556,7 +585,14 @@ struct FreezeAddArgs {
     /// Also hold new work at stage transitions while the freeze lasts.
     #[arg(long)]
     gate: bool,
-    /// Confirm a freeze of every pipeline or of more than a day.
+    /// Only in these `[[account]]`s (a name glob; `default` without `[[account]]`).
+    #[arg(long, value_name = "GLOB")]
+    account: Option<String>,
+    /// Only in these regions (a glob).
+    #[arg(long, value_name = "GLOB")]
+    region: Option<String>,
+    /// Confirm a freeze of every pipeline, of more than a day, of more than 5 pipelines or 5
+    /// running executions, or one whose preview cannot be read (CodePipeline unreachable).
     #[arg(long)]
     yes: bool,
 }
@@ -681,11 +717,21 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
             clap_complete::generate(shell, &mut Cli::command(), "stopd", &mut out);
             commands::print(&out)
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            commands::print(&out)
-        }
+        Command::Man(a) => match a.dir {
+            None => commands::print(&man::main_page(Cli::command())?),
+            Some(dir) => {
+                let written = man::write_all(Cli::command(), &dir)?;
+                commands::print(
+                    format!(
+                        "wrote {} pages to {}: {}\n",
+                        written.len(),
+                        dir.display(),
+                        written.join(" ")
+                    )
+                    .as_bytes(),
+                )
+            }
+        },
         command => {
             let cfg = if needs_only_the_database(&command) {
                 let cfg = config::load_for_database(&path)?;
@@ -807,6 +853,8 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                             reason: &a.reason,
                             mode: a.mode.as_deref(),
                             gate: a.gate,
+                            account: a.account.as_deref(),
+                            region: a.region.as_deref(),
                             yes: a.yes,
                         },
                     )
@@ -825,7 +873,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 Command::Freeze(FreezeCommand::Lift { id, reason }) => {
                     commands::freeze_lift(&cfg, id, &reason).await
                 }
-                Command::Demo(_) | Command::Completions { .. } | Command::Man => {
+                Command::Demo(_) | Command::Completions { .. } | Command::Man(_) => {
                     unreachable!("handled above")
                 }
             }

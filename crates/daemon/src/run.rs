@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sd_notify::NotifyState;
-use stopd_core::Core;
 use stopd_rules::Policy;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -112,15 +111,6 @@ fn syslog_priority(level: tracing::Level) -> u8 {
         tracing::Level::INFO => 6,
         _ => 7,
     }
-}
-
-/// The stop engine of a configuration's first (with no `[[account]]`, only) account and region.
-pub async fn build_core(cfg: &Config, cancel: CancellationToken) -> Core {
-    crate::targets::build(cfg, cancel)
-        .await
-        .into_iter()
-        .next()
-        .expect("a configuration has at least one account and region")
 }
 
 /// The real [`Sweeps`]: sweeps against CodePipeline, recorded in the audit log.

@@ -198,6 +198,9 @@ pub struct Status {
     pub pending_escalations: usize,
     /// Bytes free to the daemon on the audit database's filesystem (`None`: unknown).
     pub database_free_bytes: Option<u64>,
+    /// With `[[account]]`s: each configured account and region's last sweep (`at` empty:
+    /// not swept yet).
+    pub accounts: Vec<crate::store::PlaceSweep>,
 }
 
 /// Rules of `policy` in force at `now`.
@@ -221,6 +224,19 @@ fn rules_in_force(policy: &Policy, now: DateTime<Utc>) -> Vec<InForce> {
                     until: (!w.without_gap).then(|| ts(w.window.end)),
                 }),
             _ => None,
+        })
+        .collect()
+}
+
+/// The `[[account]]` x region pairs of the policy file, in its order.
+fn configured(cfg: &Config) -> Vec<(String, String)> {
+    cfg.accounts
+        .iter()
+        .flat_map(|a| {
+            a.regions
+                .iter()
+                .flatten()
+                .map(|r| (a.name.clone(), r.clone()))
         })
         .collect()
 }
@@ -255,6 +271,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         exemptions_active: Vec::new(),
         pending_escalations: 0,
         database_free_bytes: free_bytes(&cfg.daemon.database),
+        accounts: Vec::new(),
     };
     let store = if cfg.daemon.database.exists() {
         Some(Store::open_read_only(&cfg.daemon.database).await?)
@@ -345,6 +362,26 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .map(|e| e.name)
             .collect();
         status.pending_escalations = pending_escalations(store).await?;
+        if !cfg.accounts.is_empty() {
+            let swept = store.place_sweeps().await?;
+            status.accounts = configured(cfg)
+                .into_iter()
+                .map(|(account, region)| {
+                    swept
+                        .iter()
+                        .find(|p| p.account == account && p.region == region)
+                        .cloned()
+                        .unwrap_or(crate::store::PlaceSweep {
+                            account,
+                            region,
+                            at: String::new(),
+                            ok: false,
+                            error: None,
+                            last_ok_at: None,
+                        })
+                })
+                .collect();
+        }
         store.close().await;
     } else {
         status.rules_in_force = rules_in_force(&cfg.policy, now);
@@ -385,11 +422,13 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
 
 /// `stopd status [--format table|json]`: exit 0 healthy, 1 not running or stale.
 pub async fn command(cfg: &Config, json: bool, tz: Option<chrono_tz::Tz>) -> Result<ExitCode> {
-    let s = read(cfg, Utc::now()).await?;
+    let now = Utc::now();
+    let s = read(cfg, now).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         print!("{}", render(&s, tz));
+        print!("{}", render_accounts(&s.accounts, now));
     }
     Ok(if s.healthy {
         ExitCode::SUCCESS
@@ -503,6 +542,57 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
     line("gates closed", list(&s.gates_closed));
     line("exemptions active", list(&s.exemptions_active));
     line("pending escalations", s.pending_escalations.to_string());
+    out
+}
+
+/// With `[[account]]`s: one line per account and region, its last sweep and how it went.
+fn render_accounts(places: &[crate::store::PlaceSweep], now: DateTime<Utc>) -> String {
+    use crate::output::escape;
+    if places.is_empty() {
+        return String::new();
+    }
+    let wa = places
+        .iter()
+        .map(|p| p.account.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let wr = places
+        .iter()
+        .map(|p| p.region.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut out = format!(
+        "\n{:<wa$}  {:<wr$}  {:<32}  RESULT\n",
+        "ACCOUNT", "REGION", "LAST SWEEP"
+    );
+    for p in places {
+        let when = match parse_ts(&p.at) {
+            Ok(t) if !p.at.is_empty() => format!(
+                "{} ({} ago)",
+                p.at,
+                crate::time::human((now - t).max(chrono::Duration::zero()))
+            ),
+            _ => "never".to_string(),
+        };
+        let result = if p.at.is_empty() {
+            "not swept yet".to_string()
+        } else if p.ok {
+            "ok".to_string()
+        } else {
+            let mut r = format!("FAILED: {}", escape(p.error.as_deref().unwrap_or("")));
+            r.push_str(&match &p.last_ok_at {
+                Some(t) => format!(" (last ok {t})"),
+                None => " (never ok)".into(),
+            });
+            r
+        };
+        out.push_str(&format!(
+            "{:<wa$}  {:<wr$}  {when:<32}  {result}\n",
+            p.account, p.region
+        ));
+    }
     out
 }
 

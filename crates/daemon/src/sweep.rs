@@ -509,9 +509,15 @@ impl Sweeper {
             tracing::error!(sweep = sweep_id, error = %e, "the audit log could not be written: stops that could not be recorded first were not made");
         }
         summary.duration = started.elapsed();
+        let finished = Utc::now();
         self.store
-            .finish_sweep(sweep_id, Utc::now(), summary.duration, &summary.result)
+            .finish_sweep(sweep_id, finished, summary.duration, &summary.result)
             .await?;
+        if self.cores.len() > 1
+            && let Err(e) = self.store.record_places(finished, &summary.places).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record each account's last sweep for `status`");
+        }
         summary.next_escalation = self
             .store
             .next_escalation(summary.decided_at)

@@ -95,8 +95,8 @@ pub enum Fault {
     Http503,
     /// The connection is closed without an answer.
     Drop,
-    /// HTTP 400 `AccessDeniedException`: "User: ... is not authorized to perform:
-    /// codepipeline:<Operation> on resource: ...".
+    /// HTTP 400 `AccessDeniedException`: `User: ... is not authorized to perform:
+    /// codepipeline:<Operation> on resource: ...`.
     AccessDenied,
     /// HTTP 403 `ExpiredTokenException`: the session credentials have expired.
     ExpiredToken,

@@ -50,7 +50,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4599")]
     listen: SocketAddr,
-    /// Seed the account from this fixture file (JSON; see the crate docs for the format).
+    /// Seed the account from this fixture file (JSON; see the crate docs for the format); with
+    /// --accounts, each account in each region too (as `stopd demo` does).
     #[arg(long, conflicts_with = "fleet")]
     fixture: Option<PathBuf>,
     /// Seed the account with a generated fleet of N pipelines (with --accounts: each account
@@ -156,15 +157,16 @@ async fn main() -> anyhow::Result<()> {
         faults,
         require_signature: !args.allow_unsigned,
     });
+    let mut fixture = None;
     if let Some(path) = &args.fixture {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let fixture =
-            Fixture::from_json(&text).with_context(|| format!("loading {}", path.display()))?;
+        let f = Fixture::from_json(&text).with_context(|| format!("loading {}", path.display()))?;
         let n = emulator
-            .seed(&fixture)
+            .seed(&f)
             .with_context(|| format!("loading {}", path.display()))?;
         tracing::info!(pipelines = n, fixture = %path.display(), "seeded");
+        fixture = Some(f);
     }
     if let Some(n) = args.fleet {
         emulator.seed_fleet(FleetSpec {
@@ -188,6 +190,17 @@ async fn main() -> anyhow::Result<()> {
             args.session,
         );
         tracing::info!(accounts = roles.len(), regions = ?args.regions, first_role = %roles[0], "accounts");
+        if let Some(f) = &fixture {
+            for i in 0..args.accounts {
+                let account = format!("{:012}", 100_000_000_001_u64 + i as u64);
+                for region in &args.regions {
+                    emulator
+                        .world_of(&account, region)
+                        .seed(f)
+                        .with_context(|| format!("seeding account {account} in {region}"))?;
+                }
+            }
+        }
     }
     let server = emulator
         .serve(args.listen)

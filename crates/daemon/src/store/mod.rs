@@ -29,6 +29,7 @@ pub mod chain;
 pub mod coverage;
 pub mod events;
 mod runs;
+pub use runs::PlaceSweep;
 #[cfg(test)]
 mod size;
 mod verify;

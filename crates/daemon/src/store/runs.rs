@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
 use super::{Store, SweepResult, chain, ts};
 
@@ -348,6 +349,101 @@ impl Store {
     }
 }
 
+/// How old a place's row may get before a sweep with the same result rewrites it.
+const PLACE_REFRESH: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The last sweep of one account and region, as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlaceSweep {
+    /// `[[account]] name`.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// When its last sweep ended (RFC 3339 UTC).
+    pub at: String,
+    /// Whether it was good.
+    pub ok: bool,
+    /// Its first error, if not.
+    pub error: Option<String>,
+    /// When its last good sweep ended.
+    pub last_ok_at: Option<String>,
+}
+
+impl Store {
+    /// Records each place's part of a sweep that ended `at`: only rows whose result changed, or
+    /// that are older than five minutes (a quiet fleet costs a write every five minutes, not
+    /// one a sweep). A place whose part a clean shutdown cut short is left as it was: that is
+    /// neither a good nor a failed sweep.
+    pub async fn record_places(
+        &self,
+        at: DateTime<Utc>,
+        places: &[crate::sweep::PlaceResult],
+    ) -> Result<()> {
+        let known = self.place_sweeps().await?;
+        let stale = ts(at - PLACE_REFRESH);
+        let due: Vec<&crate::sweep::PlaceResult> = places
+            .iter()
+            .filter(|p| !p.interrupted)
+            .filter(|p| {
+                !known.iter().any(|k| {
+                    k.account == p.account
+                        && k.region == p.region
+                        && k.ok == p.ok
+                        && k.error == p.error
+                        && k.at > stale
+                })
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for p in due {
+            sqlx::query(
+                "INSERT INTO place_sweeps (account, region, at, ok, error, last_ok_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 THEN ?3 END) \
+                 ON CONFLICT (account, region) DO UPDATE SET at = excluded.at, ok = excluded.ok, \
+                 error = excluded.error, \
+                 last_ok_at = COALESCE(excluded.last_ok_at, place_sweeps.last_ok_at)",
+            )
+            .bind(&p.account)
+            .bind(&p.region)
+            .bind(ts(at))
+            .bind(p.ok)
+            .bind(&p.error)
+            .execute(&mut *tx)
+            .await
+            .context("cannot record an account's last sweep")?;
+        }
+        tx.commit()
+            .await
+            .context("cannot record an account's last sweep")?;
+        Ok(())
+    }
+
+    /// Each account and region's last sweep, by account and region.
+    pub async fn place_sweeps(&self) -> Result<Vec<PlaceSweep>> {
+        let rows = sqlx::query(
+            "SELECT account, region, at, ok, error, last_ok_at FROM place_sweeps \
+             ORDER BY account, region",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read each account's last sweep")?;
+        Ok(rows
+            .iter()
+            .map(|r| PlaceSweep {
+                account: r.get(0),
+                region: r.get(1),
+                at: r.get(2),
+                ok: r.get(3),
+                error: r.get(4),
+                last_ok_at: r.get(5),
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,5 +687,44 @@ mod tests {
             "{listed:?}"
         );
         assert!(store.verify().await.unwrap().intact());
+    }
+
+    /// A place's row is rewritten when its result changes or it is five minutes old, not at
+    /// every quiet sweep; `last_ok_at` survives a failure.
+    #[tokio::test]
+    async fn place_rows_are_written_on_change_or_when_old() {
+        use crate::sweep::PlaceResult;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let place = |ok: bool| PlaceResult {
+            account: "a".into(),
+            region: "r".into(),
+            ok,
+            interrupted: false,
+            error: (!ok).then(|| "denied".to_string()),
+        };
+        let t0 = Utc::now();
+        store.record_places(t0, &[place(true)]).await.unwrap();
+        let at = |s: &Store| {
+            let s = s.clone();
+            async move { s.place_sweeps().await.unwrap()[0].clone() }
+        };
+        assert_eq!(at(&store).await.at, ts(t0));
+        // The same result a minute later: not rewritten.
+        let t1 = t0 + chrono::TimeDelta::minutes(1);
+        store.record_places(t1, &[place(true)]).await.unwrap();
+        assert_eq!(at(&store).await.at, ts(t0));
+        // Six minutes later: rewritten.
+        let t2 = t0 + chrono::TimeDelta::minutes(6);
+        store.record_places(t2, &[place(true)]).await.unwrap();
+        assert_eq!(at(&store).await.at, ts(t2));
+        // A failure at once, keeping when it was last ok.
+        let t3 = t2 + chrono::TimeDelta::seconds(10);
+        store.record_places(t3, &[place(false)]).await.unwrap();
+        let row = at(&store).await;
+        assert_eq!(
+            (row.at, row.ok, row.error.as_deref(), row.last_ok_at),
+            (ts(t3), false, Some("denied"), Some(ts(t2)))
+        );
     }
 }

@@ -260,3 +260,125 @@ async fn sessions_that_expire_are_renewed_by_a_running_daemon() {
         "sessions were renewed, not assumed once per account and region"
     );
 }
+
+/// `freeze add --account --region` freezes there only (the previews reads and counts only
+/// there), is kept in the database and listed with its place; a glob matching no configured
+/// account is refused with exit 2, naming what is configured.
+#[tokio::test]
+async fn an_adhoc_freeze_of_one_account_and_region_stops_there_only() {
+    let (env, roles) = two_accounts(None).await;
+    write(&env, &roles, "", "");
+    let out = env
+        .stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "web",
+            "--account",
+            "payment-prod",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-5",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--account payment-prod")
+            && err.contains("configured: payments-prod/eu-west-1"),
+        "{err}"
+    );
+    let out = env
+        .stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "web",
+            "--account",
+            "search-*",
+            "--region",
+            "us-east-1",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-5",
+        ])
+        .await;
+    assert_ok(&out);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("1 pipelines frozen\n    account search-prod in us-east-1: web\n")
+            && said.contains("1 running executions stopped")
+            && said.contains("in account search-* in region us-east-1"),
+        "{said}"
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(
+        status_of(&env.emulator, "100000000002", "us-east-1"),
+        "Stopping"
+    );
+    for (account, region) in [
+        ("100000000001", "eu-west-1"),
+        ("100000000001", "us-east-1"),
+        ("100000000002", "eu-west-1"),
+    ] {
+        assert_eq!(
+            status_of(&env.emulator, account, region),
+            "InProgress",
+            "{account} {region} is not frozen"
+        );
+    }
+    let out = env.stopd(&["freeze", "list", "--format", "json"]).await;
+    assert_ok(&out);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["account"], "search-*", "{list}");
+    assert_eq!(list[0]["region"], "us-east-1", "{list}");
+    assert_ok(&env.stopd(&["verify"]).await);
+}
+
+/// With `[[account]]`s, `status` shows each account and region's last sweep and its error, so
+/// the one whose role is refused is named there, not only in the sweep log.
+#[tokio::test]
+async fn status_shows_each_accounts_last_sweep_and_its_error() {
+    let (env, roles) = two_accounts(None).await;
+    write(&env, &roles, "", &freeze("everywhere", ""));
+    assert!(env.emulator.set_role_denied(&roles[1], true));
+    assert_eq!(env.stopd(&["run", "--once"]).await.status.code(), Some(1));
+    let out = env.stopd(&["status"]).await;
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("ACCOUNT"))
+        .collect();
+    assert_eq!(rows.len(), 5, "{table}");
+    for region in REGIONS {
+        let ok = rows
+            .iter()
+            .find(|l| l.starts_with("payments-prod") && l.contains(region))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(ok.ends_with("  ok"), "{ok}");
+        let failed = rows
+            .iter()
+            .find(|l| l.starts_with("search-prod") && l.contains(region))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(
+            failed.contains("FAILED: ") && failed.contains("sts:AssumeRole"),
+            "{failed}"
+        );
+        assert!(failed.contains("(never ok)"), "{failed}");
+    }
+    // Allowed again: ok, in JSON too.
+    env.emulator.set_role_denied(&roles[1], false);
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let out = env.stopd(&["status", "--format", "json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts = status["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 4, "{status}");
+    assert!(
+        accounts
+            .iter()
+            .all(|a| a["ok"] == true && a["last_ok_at"].is_string()),
+        "{status}"
+    );
+}

@@ -692,3 +692,115 @@ async fn check_escapes_control_characters_from_the_policy() {
         assert!(s.contains(escaped), "{escaped} in {s}");
     }
 }
+
+/// The tables and keys of the example policy (commented-out ones too): `[aws]` ->
+/// `["region", ...]`, in file order. A key is a line `key = ...` or `# key = ...` at column 0.
+fn example_config_keys() -> Vec<(String, Vec<String>)> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/stopd.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        let line = line.strip_prefix("# ").unwrap_or(line);
+        let head = line.split('#').next().unwrap().trim_end();
+        if head.starts_with('[') && head.ends_with(']') && !head.contains(' ') {
+            tables.push((head.to_string(), Vec::new()));
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            let (_, keys) = tables.last_mut().expect("a key before any table");
+            keys.push(key.to_string());
+        }
+    }
+    tables
+}
+
+/// `stopd man --dir` writes a page for every command the pages refer to, and stopd.toml(5)
+/// lists every table and key of the example policy, each key in its table's section; plain
+/// `stopd man` still prints stopd(1), its examples unfilled (roff used to re-wrap them
+/// mid-command).
+#[tokio::test]
+async fn man_dir_writes_every_page_referred_to_and_the_policy_page_lists_every_key() {
+    let env = Env::new(&fleet(&[])).await;
+    let dir = env.dir.path().join("man");
+    let out = env.stopd(&["man", "--dir", path_str(&dir)]).await;
+    assert_ok(&out);
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    for want in [
+        "stopd.1",
+        "stopd-report.1",
+        "stopd-exempt.1",
+        "stopd-exempt-add.1",
+        "stopd-freeze-lift.1",
+        "stopd-man.1",
+        "stopd.toml.5",
+    ] {
+        assert!(files.contains(&want.to_string()), "{want} not in {files:?}");
+    }
+    assert!(!files.iter().any(|f| f.contains("help")), "{files:?}");
+    // Every page another page refers to (`stopd-report(1)`, `.BR stopd\-report (1)`) exists.
+    for f in &files {
+        let page = std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .replace("\\-", "-");
+        for (i, _) in page.match_indices("stopd") {
+            let rest = &page[i..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .collect();
+            let after = rest[name.len()..].trim_start_matches(' ');
+            if let Some(section) = after
+                .strip_prefix('(')
+                .and_then(|s| s.chars().next())
+                .filter(|c| c.is_ascii_digit())
+            {
+                let file = format!("{name}.{section}");
+                assert!(files.contains(&file), "{f} refers to {file}, not written");
+            }
+        }
+    }
+    let policy = std::fs::read_to_string(dir.join("stopd.toml.5")).unwrap();
+    let tables = example_config_keys();
+    assert!(tables.len() >= 10, "{tables:?}");
+    let mut missing = Vec::new();
+    for (table, keys) in &tables {
+        let heading = format!(".SS {table}\n");
+        let Some(start) = policy.find(&heading) else {
+            missing.push(table.clone());
+            continue;
+        };
+        let body = &policy[start + heading.len()..];
+        let section = &body[..body.find("\n.S").unwrap_or(body.len())];
+        for key in keys {
+            if !section.contains(&format!("\\fB{key}\\fR")) {
+                missing.push(format!("{table} {key}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "stopd.toml.5 lacks {missing:?}");
+    // Plain `stopd man` is stopd(1), the same page; its examples are not re-filled.
+    let out = env.stopd(&["man"]).await;
+    assert_ok(&out);
+    let main = text(&out.stdout);
+    assert_eq!(main, std::fs::read_to_string(dir.join("stopd.1")).unwrap());
+    let examples = main
+        .split(".SH EXAMPLES\n")
+        .nth(1)
+        .expect("an EXAMPLES section");
+    assert!(examples.starts_with(".nf\n"), "{examples}");
+    let block = &examples[..examples.find("\n.fi").expect("the no-fill block ends")];
+    assert!(
+        block.contains(
+            "\n  stopd exempt add \\-\\-pipeline 'prod\\-hotfix\\-*' \\-\\-for 2h \\-\\-reason \"INC\\-4711\"\n"
+        ),
+        "{block}"
+    );
+}

@@ -120,6 +120,21 @@ impl Env {
         .await
     }
 
+    /// ListPipelines calls so far (a sweep's, and a `freeze add` or `exempt add` preview's).
+    pub fn listings(&self) -> usize {
+        self.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "ListPipelines")
+            .count()
+    }
+
+    /// Waits (up to 10 s) until more than `before` listings were made: a sweep after a CLI
+    /// command's preview.
+    pub async fn wait_for_listing_after(&self, before: usize) -> bool {
+        wait_for(Duration::from_secs(10), || self.listings() > before).await
+    }
+
     pub fn stop_calls(&self) -> usize {
         self.emulator
             .calls()

@@ -273,8 +273,13 @@ async fn an_exemption_revoked_beside_a_running_daemon_is_enforced_within_seconds
         ])
         .await,
     );
+    // `exempt add` listed the pipelines for its preview: wait for the daemon's own listing.
+    let before = env.listings();
     let child = env.spawn(&["run"]);
-    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    assert!(
+        env.wait_for_listing_after(before).await,
+        "the start-up sweep ran"
+    );
     assert_eq!(env.stop_calls(), 0, "exempt");
     assert_ok(&env.stopd(&["exempt", "revoke", "1"]).await);
     // The schedule would not sweep again before next year: only the change can wake it.
@@ -317,8 +322,12 @@ async fn an_adhoc_freeze_beside_a_running_daemon_stops_within_seconds() {
         ])
         .await,
     );
+    let before = env.listings();
     let child = env.spawn(&["run"]);
-    assert!(env.wait_for_first_listing().await, "the start-up sweep ran");
+    assert!(
+        env.wait_for_listing_after(before).await,
+        "the start-up sweep ran"
+    );
     assert_eq!(env.stop_calls(), 0);
     let out = env
         .stopd(&[

@@ -556,6 +556,32 @@ async fn demo_needs_nothing_and_stops_something() {
     assert!(s.contains("prod-web") && s.contains("demo-freeze"), "{s}");
     assert!(s.contains("exempt by hotfix-lane"), "{s}");
     assert!(s.contains("two-hours"), "{s}");
+    // Two accounts: the freeze holds in payments only; the timeout in both.
+    let stopped = s
+        .split("What it stopped:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let rows: Vec<&str> = stopped.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(rows[0].starts_with("ACCOUNT "), "{stopped}");
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("payments ") && l.contains("demo-freeze")),
+        "{stopped}"
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.starts_with("search ") && l.contains("two-hours")),
+        "{stopped}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|l| l.starts_with("search ") && l.contains("demo-freeze")),
+        "{stopped}"
+    );
 }
 
 /// The audit keeps the reason as it was sent (the API takes 200 characters), not a 100,000
@@ -804,4 +830,186 @@ async fn freeze_add_guard_rails_and_the_windows_plan_and_check_that_show_it() {
         "{}",
         text(&out.stdout)
     );
+}
+
+/// Pipelines with two stages (so `--gate` has a transition to close) and one running execution.
+fn two_stage_fleet(names: &[&str]) -> String {
+    let pipelines: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                r#"{{"name": "{name}", "stages": [
+                    {{"name": "Source", "actions": [{{"name": "S", "category": "Approval", "provider": "Manual", "duration": "24h"}}]}},
+                    {{"name": "Deploy", "actions": [{{"name": "D", "category": "Deploy", "provider": "CodeDeploy", "duration": "10m"}}]}}],
+                  "executions": [{{"status": "InProgress", "started_ago": "5m"}}]}}"#
+            )
+        })
+        .collect();
+    format!(r#"{{"pipelines": [{}]}}"#, pipelines.join(","))
+}
+
+/// `freeze add --pipeline 'dev-*' --gate` once stopped 33 executions and closed 212 transitions
+/// at once. Now it shows what it will do, read live, and beyond five pipelines (or five stops)
+/// refuses without --yes (exit 2, nothing recorded, nothing stopped or closed); with --yes it
+/// freezes. A narrow freeze shows its preview and goes ahead.
+#[tokio::test]
+async fn a_wide_freeze_shows_its_preview_and_needs_yes() {
+    let names: Vec<String> = (1..=7).map(|k| format!("dev-{k}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.push("prod-web");
+    let env = Env::new(&two_stage_fleet(&all)).await;
+    env.write_config("", "");
+    let wide = [
+        "freeze",
+        "add",
+        "--pipeline",
+        "dev-*",
+        "--gate",
+        "--for",
+        "30m",
+        "--reason",
+        "INC-7",
+    ];
+    let out = env.stopd(&wide).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let (shown, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(shown.contains("7 pipelines frozen"), "{shown}");
+    assert!(shown.contains("7 running executions stopped"), "{shown}");
+    assert!(
+        shown.contains("7 stage transitions closed (--gate)") && shown.contains("dev-3 Deploy"),
+        "{shown}"
+    );
+    assert!(!shown.contains("prod-web"), "{shown}");
+    assert!(
+        err.contains("7 pipelines, more than 5") && err.contains("--yes"),
+        "{err}"
+    );
+    assert!(
+        !env.db().exists()
+            || env
+                .stopd(&["freeze", "list", "--format", "json"])
+                .await
+                .stdout
+                == b"[]\n",
+        "a refusal records nothing"
+    );
+    let calls = env.emulator.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.operation != "StopPipelineExecution"
+                && c.operation != "DisableStageTransition"),
+        "the preview changed something"
+    );
+    let out = env.stopd(&[&wide[..], &["--yes"]].concat()).await;
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("freeze #1 (adhoc-1)"));
+    // One pipeline: previewed, and frozen without --yes.
+    let out = env
+        .stopd(&[
+            "freeze",
+            "add",
+            "--pipeline",
+            "prod-web",
+            "--for",
+            "30m",
+            "--reason",
+            "INC-8",
+        ])
+        .await;
+    assert_ok(&out);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("1 pipelines frozen\n    prod-web\n")
+            && shown.contains("1 running executions stopped")
+            && shown.contains("freeze #2"),
+        "{shown}"
+    );
+}
+
+/// When CodePipeline cannot be reached the preview says so and the freeze or exemption needs
+/// --yes: a wide action never goes ahead unseen.
+#[tokio::test]
+async fn freeze_and_exempt_without_a_preview_need_yes() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", "");
+    // Denied is not retried: the listing fails at once (a closed port is retried for 10 s).
+    env.emulator
+        .add_fault(FaultRule::new(Some("ListPipelines"), Fault::AccessDenied));
+    for args in [
+        &["freeze", "add", "--pipeline", "prod-web", "--for", "1h"][..],
+        &["exempt", "add", "--pipeline", "prod-web", "--for", "1h"][..],
+    ] {
+        let out = env.stopd(&[args, &["--reason", "r"]].concat()).await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let (shown, err) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            shown.contains("incomplete") && shown.contains("cannot list pipelines"),
+            "{shown}"
+        );
+        assert!(
+            err.contains("cannot be shown") && err.contains("--yes"),
+            "{err}"
+        );
+        assert!(!env.db().exists(), "a refusal records nothing");
+    }
+    for args in [
+        &["freeze", "add", "--pipeline", "prod-web", "--for", "1h"][..],
+        &["exempt", "add", "--pipeline", "prod-web", "--for", "1h"][..],
+    ] {
+        let out = env
+            .stopd(&[args, &["--reason", "r", "--yes"]].concat())
+            .await;
+        assert_ok(&out);
+        assert!(text(&out.stdout).contains("#1"), "{}", text(&out.stdout));
+    }
+}
+
+/// `exempt add` of many pipelines shows them, and what it lets through, and needs --yes.
+#[tokio::test]
+async fn a_wide_exemption_shows_its_preview_and_needs_yes() {
+    let names: Vec<String> = (1..=6).map(|k| format!("prod-{k}")).collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "prod")).collect();
+    let env = Env::new(&fleet(&pairs)).await;
+    env.write_config("", FREEZE_PROD_NOW);
+    let args = [
+        "exempt",
+        "add",
+        "--pipeline",
+        "prod-*",
+        "--for",
+        "1h",
+        "--reason",
+        "INC-9",
+    ];
+    let out = env.stopd(&args).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("6 pipelines exempted")
+            && shown.contains("6 running executions it lets through"),
+        "{shown}"
+    );
+    assert!(text(&out.stderr).contains("6 pipelines, more than 5"));
+    assert!(!env.db().exists(), "a refusal records nothing");
+    assert_ok(&env.stopd(&[&args[..], &["--yes"]].concat()).await);
+    let out = env
+        .stopd(&[
+            "exempt",
+            "add",
+            "--pipeline",
+            "prod-1",
+            "--for",
+            "1h",
+            "--reason",
+            "INC-9",
+        ])
+        .await;
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains("1 pipelines exempted"));
 }
