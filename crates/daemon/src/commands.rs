@@ -1310,6 +1310,13 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
     ];
     if !many {
         wide_only.extend(["account", "region"]);
+    } else {
+        // Several accounts in one region (the demo's): the region says nothing a table needs.
+        let mut regions = records.iter().map(|r| r.region.as_deref());
+        let first = regions.next().flatten();
+        if regions.all(|r| r == first) {
+            wide_only.push("region");
+        }
     }
     write_rows(
         out,

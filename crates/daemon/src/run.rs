@@ -369,6 +369,9 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     if let Err(e) = store.flush_sweep_run().await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the last run of quiet sweeps");
     }
+    if let Err(e) = store.record_unrecorded().await {
+        tracing::error!(error = %format!("{e:#}"), "outcomes of stops made could not be recorded; the next start resolves them");
+    }
     if let Err(e) = store.record_stop(chrono::Utc::now()).await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the clean stop in the audit log");
     }

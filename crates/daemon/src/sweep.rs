@@ -64,7 +64,7 @@ pub struct Done {
     /// Requests made, by operation.
     pub calls: CallCounts,
     /// The audit log could not record the intent (then no call was made) or the outcome (then
-    /// the intent stays pending until the next start resolves it).
+    /// it is written again at the next sweep, or the next start resolves the pending intent).
     pub audit_error: Option<String>,
     /// The account (name) it was made in.
     pub account: String,
@@ -196,7 +196,7 @@ pub async fn execute(
     let mut audit_error = None;
     if let Err(e) = store.record_outcome(stop_id, &row).await {
         // The intent row stays pending; the next start resolves it from the execution's status.
-        tracing::error!(stop_id, error = %format!("{e:#}"), "could not record a stop's outcome; it stays pending until the next start");
+        tracing::error!(stop_id, error = %format!("{e:#}"), "could not record a stop's outcome; it is written again at the next sweep (or the next start resolves it)");
         audit_error = Some(format!("{e:#}"));
     }
     Done {
@@ -468,6 +468,17 @@ impl Sweeper {
     ) -> Result<SweepSummary> {
         let started = Instant::now();
         let start_at = Utc::now();
+        // Outcomes of stops made while the log could not be written (a full disk, since freed).
+        match self.store.record_unrecorded().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                written = n,
+                "outcomes the audit log could not take earlier are recorded"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "outcomes of earlier stops still cannot be recorded");
+            }
+        }
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
         let (mut summary, done, panicked) = match self.inputs(&policy, start_at).await {
             Ok((effective, extra)) => {

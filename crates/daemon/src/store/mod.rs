@@ -65,6 +65,9 @@ pub struct Store {
     commits: Arc<AtomicU64>,
     /// Quiet sweeps held back and folded into runs ([`runs`]); off unless the daemon asks.
     runs: Arc<tokio::sync::Mutex<runs::Runs>>,
+    /// Outcomes of stops that were made but could not be written (a full disk): written again
+    /// at each sweep ([`Store::record_unrecorded`]) so that the log heals without a restart.
+    unrecorded: Arc<std::sync::Mutex<Vec<(i64, OutcomeRow)>>>,
 }
 
 /// At most this many writes share one transaction.
@@ -716,6 +719,7 @@ impl Store {
             writer: Some(writer),
             commits,
             runs: Arc::default(),
+            unrecorded: Arc::default(),
         })
     }
 
@@ -807,6 +811,7 @@ impl Store {
             writer: None,
             commits: Arc::default(),
             runs: Arc::default(),
+            unrecorded: Arc::default(),
         })
     }
 
@@ -929,12 +934,49 @@ impl Store {
             .context("cannot record the stop before making it")
     }
 
-    /// Records how a stop ended (committed when this returns).
+    /// Records how a stop ended (committed when this returns). An outcome that cannot be
+    /// written is kept, and written again by [`Store::record_unrecorded`].
     pub async fn record_outcome(&self, stop_id: i64, o: &OutcomeRow) -> Result<()> {
-        let o = o.clone();
-        self.write(|tx| Write::Outcome(stop_id, o, tx))
+        let row = o.clone();
+        let written = self
+            .write(|tx| Write::Outcome(stop_id, row, tx))
             .await
-            .context("cannot record a stop's outcome")
+            .context("cannot record a stop's outcome");
+        if written.is_err() {
+            self.unrecorded_outcomes().push((stop_id, o.clone()));
+        }
+        written
+    }
+
+    /// Writes the outcomes [`Store::record_outcome`] could not, oldest first; returns how many
+    /// were written. Stops on the first that still fails (kept, with those after it).
+    pub async fn record_unrecorded(&self) -> Result<usize> {
+        let waiting: Vec<(i64, OutcomeRow)> = std::mem::take(&mut *self.unrecorded_outcomes());
+        let mut written = 0;
+        let mut left = waiting.into_iter();
+        while let Some((stop_id, o)) = left.next() {
+            let row = o.clone();
+            let r = self
+                .write(|tx| Write::Outcome(stop_id, row, tx))
+                .await
+                .context("cannot record a stop's outcome");
+            if let Err(e) = r {
+                let mut keep = vec![(stop_id, o)];
+                keep.extend(left);
+                let mut u = self.unrecorded_outcomes();
+                keep.append(&mut u);
+                *u = keep;
+                return Err(e);
+            }
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    fn unrecorded_outcomes(&self) -> std::sync::MutexGuard<'_, Vec<(i64, OutcomeRow)>> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Stops recorded without an outcome.

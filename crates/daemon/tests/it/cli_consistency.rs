@@ -337,10 +337,11 @@ async fn printed_hints_keep_the_config_the_user_gave() {
     let env = Env::new(&fleet(&[])).await;
     env.write_config("", "");
     let config = path_str(&env.config_path()).to_string();
+    // Off the runtime's thread: `exempt add` previews through the in-process emulator.
     let run = |args: &[&str]| {
         let mut c = env.command(args);
         c.env_remove("STOPD_CONFIG");
-        c.output().unwrap()
+        tokio::task::spawn_blocking(move || c.output().unwrap())
     };
     let out = run(&[
         "--config",
@@ -353,7 +354,9 @@ async fn printed_hints_keep_the_config_the_user_gave() {
         "1h",
         "--reason",
         "r",
-    ]);
+    ])
+    .await
+    .unwrap();
     assert_ok(&out);
     let said = text(&out.stdout);
     let hint = said
@@ -363,10 +366,14 @@ async fn printed_hints_keep_the_config_the_user_gave() {
     assert_eq!(hint, format!("stopd --config {config} exempt revoke 1"));
     // As printed, it works.
     let words: Vec<&str> = hint.split_whitespace().skip(1).collect();
-    assert_ok(&run(&words));
+    assert_ok(&run(&words).await.unwrap());
 
-    let out = run(&["--config", &config, "exempt", "revoke", "7"]);
+    let out = run(&["--config", &config, "exempt", "revoke", "7"])
+        .await
+        .unwrap();
     assert_refused(&out, &format!("`stopd --config {config} exempt list`"));
-    let out = run(&["--config", &config, "freeze", "lift", "7", "--reason", "x"]);
+    let out = run(&["--config", &config, "freeze", "lift", "7", "--reason", "x"])
+        .await
+        .unwrap();
     assert_refused(&out, &format!("`stopd --config {config} freeze list`"));
 }
