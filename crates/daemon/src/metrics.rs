@@ -118,10 +118,10 @@ struct VersionLabel {
     version: &'static str,
 }
 
-/// Every outcome a stop is counted with: the engine's, and `dry_run` (decided, never sent).
 /// Every value of `stopd_sweeps_total{result}` (and the per-account sweeps).
 pub const SWEEP_RESULTS: [&str; 3] = ["ok", "failed", "interrupted"];
 
+/// Every outcome a stop is counted with: the engine's, and `dry_run` (decided, never sent).
 const STOP_OUTCOMES: [&str; 7] = [
     stop_outcome(Outcome::Stopped),
     stop_outcome(Outcome::AlreadyStopping),

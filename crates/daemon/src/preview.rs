@@ -156,6 +156,17 @@ fn note_unread(out: &mut Preview, place: &str, found: &Option<Discovered>) -> bo
     true
 }
 
+/// Why nothing can be read when the policy file does not validate: its `[aws]` and
+/// `[[account]]` tables were not read, and the ambient credentials may reach another account
+/// than the policy's (a preview of that would pass for a complete one). `--yes` is then needed.
+fn unreadable_policy(cfg: &Config) -> Option<String> {
+    cfg.policy_error.as_ref().map(|_| {
+        "the policy file does not validate, so its [aws] and [[account]] tables were not read: \
+         CodePipeline was not asked"
+            .to_string()
+    })
+}
+
 /// `freeze add`: `policy` is the policy in force with the new freeze, named `rule`, added.
 pub async fn freeze(
     cfg: &Config,
@@ -165,6 +176,10 @@ pub async fn freeze(
     now: DateTime<Utc>,
 ) -> Preview {
     let mut out = Preview::default();
+    if let Some(why) = unreadable_policy(cfg) {
+        out.unread.push(why);
+        return out;
+    }
     let Some(new) = policy.rule(rule) else {
         out.unread.push(format!("no rule {rule} to preview"));
         return out;
@@ -249,6 +264,10 @@ pub async fn exempt(
     now: DateTime<Utc>,
 ) -> Preview {
     let mut out = Preview::default();
+    if let Some(why) = unreadable_policy(cfg) {
+        out.unread.push(why);
+        return out;
+    }
     let sel = exemption.selector.clone();
     let (cores, found) = discover(
         cfg,

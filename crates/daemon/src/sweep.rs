@@ -196,7 +196,7 @@ pub async fn execute(
     let mut audit_error = None;
     if let Err(e) = store.record_outcome(stop_id, &row).await {
         // The intent row stays pending; the next start resolves it from the execution's status.
-        tracing::error!(stop_id, error = %format!("{e:#}"), "could not record a stop's outcome; it is written again at the next sweep (or the next start resolves it)");
+        tracing::error!(stop_id, error = %format!("{e:#}"), "could not record a stop's outcome; the daemon writes it again at its next sweep (after `run --once`, the next start resolves it)");
         audit_error = Some(format!("{e:#}"));
     }
     Done {
@@ -524,9 +524,12 @@ impl Sweeper {
         self.store
             .finish_sweep(sweep_id, finished, summary.duration, &summary.result)
             .await?;
-        if self.cores.len() > 1
-            && let Err(e) = self.store.record_places(finished, &summary.places).await
-        {
+        // With [[account]]s (even one, in one region) `status` shows each place's last sweep.
+        let accounts = self
+            .cores
+            .iter()
+            .any(|c| c.account() != crate::targets::DEFAULT_ACCOUNT);
+        if accounts && let Err(e) = self.store.record_places(finished, &summary.places).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot record each account's last sweep for `status`");
         }
         summary.next_escalation = self

@@ -336,6 +336,13 @@ fn fails_alone(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c & 0xff == SQLITE_CONSTRAINT)
 }
 
+/// Whether a write failed on its own (a constraint of the row: a second outcome for one stop,
+/// an unknown stop), as the writer reports it, rather than with its transaction (a full disk).
+/// Such a write fails again however often it is tried.
+fn refused_alone(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("constraint failed")
+}
+
 /// Creates a migrated database at `path`: under a temporary name first, then linked into
 /// place (if another process made one meanwhile, that one is kept).
 async fn create(path: &Path) -> Result<()> {
@@ -851,7 +858,8 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) VALUES (MAX(?, \
                (SELECT COALESCE(MAX(id), 0) + 1 FROM sweeps), \
-               (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_runs)), ?, ?, ?, ?) \
+               (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_runs), \
+               (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_run_open)), ?, ?, ?, ?) \
              RETURNING id",
         )
         .bind(least)
@@ -942,7 +950,9 @@ impl Store {
             .write(|tx| Write::Outcome(stop_id, row, tx))
             .await
             .context("cannot record a stop's outcome");
-        if written.is_err() {
+        if let Err(e) = &written
+            && !refused_alone(e)
+        {
             self.unrecorded_outcomes().push((stop_id, o.clone()));
         }
         written
@@ -961,6 +971,12 @@ impl Store {
                 .await
                 .context("cannot record a stop's outcome");
             if let Err(e) = r {
+                if refused_alone(&e) {
+                    // This row itself is refused (its outcome is already there): drop it, or it
+                    // would hold back every outcome queued after it.
+                    tracing::warn!(stop_id, error = %format!("{e:#}"), "an outcome kept for rewriting is refused by the log; dropped");
+                    continue;
+                }
                 let mut keep = vec![(stop_id, o)];
                 keep.extend(left);
                 let mut u = self.unrecorded_outcomes();
@@ -971,6 +987,12 @@ impl Store {
             written += 1;
         }
         Ok(written)
+    }
+
+    /// Outcomes waiting to be written again (tests).
+    #[cfg(test)]
+    pub(crate) fn unrecorded_count(&self) -> usize {
+        self.unrecorded_outcomes().len()
     }
 
     fn unrecorded_outcomes(&self) -> std::sync::MutexGuard<'_, Vec<(i64, OutcomeRow)>> {
@@ -1453,6 +1475,9 @@ mod tests {
         }
         assert_eq!(count(&path, "stops").await, 50);
         assert_eq!(count(&path, "stop_outcomes").await, 1);
+        // Refused on their own, they are not kept to be written again: they would fail at every
+        // sweep and hold back the outcomes a full disk refused.
+        assert_eq!(store.unrecorded_count(), 0);
         // The writes that failed left no hole in the chain.
         let v = store.verify().await.unwrap();
         assert!(v.intact(), "{:?}", v.problems);

@@ -87,7 +87,8 @@ impl Store {
         // Ids folded into runs were never rows of `sweeps`: they are taken too.
         let last: i64 = sqlx::query_scalar(
             "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM sweeps), \
-                        (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_runs))",
+                        (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_runs), \
+                        (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_run_open))",
         )
         .fetch_one(&self.pool)
         .await?;
