@@ -489,6 +489,14 @@ pub async fn undelivered(
     let wants = |k: EventKind| target.events.contains(&k);
     let mut out = Vec::new();
     if wants(EventKind::Stopped) || wants(EventKind::Failed) {
+        // Only the outcomes of the kinds wanted are read: rows of the other kind, read and
+        // skipped, filled the batch and stalled a target that wants only `stopped` for good.
+        const DONE: &str = "('stopped', 'already_stopping', 'not_stoppable')";
+        let filter = match (wants(EventKind::Stopped), wants(EventKind::Failed)) {
+            (true, true) => "src.outcome != 'dry_run'".to_string(),
+            (true, false) => format!("src.outcome IN {DONE}"),
+            _ => format!("src.outcome != 'dry_run' AND src.outcome NOT IN {DONE}"),
+        };
         let rows = Source::StopOutcomes
             .pending(
                 store,
@@ -497,7 +505,7 @@ pub async fn undelivered(
                 "src.at, s.pipeline, s.execution_id, s.rule, src.outcome, s.reason, src.error, \
                  COALESCE(s.account, 'default'), s.region",
                 "JOIN stops s ON s.id = src.stop_id",
-                "src.outcome != 'dry_run'",
+                &filter,
             )
             .await
             .context("cannot read stop outcomes to notify")?;
@@ -1368,6 +1376,31 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{s:?}: {e}\n{q}"));
         }
+    }
+
+    /// A target that wants only `stopped` read failed outcomes too and skipped them, undelivered:
+    /// a batch's worth of them ahead of a stop held that stop back for good.
+    #[tokio::test]
+    async fn a_target_of_one_kind_is_not_held_back_by_rows_of_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let (url, _got, _) = receiver(0).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events: vec![EventKind::Stopped],
+        };
+        since(&store, "chat").await.unwrap();
+        for i in 0..(BATCH + 10) {
+            record_stop(&store, &format!("prod-{i:03}"), "failed").await;
+        }
+        record_stop(&store, "prod-late", "stopped").await;
+        let pending = undelivered(&store, &target, Utc::now() - LOOKBACK)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].pipeline.as_deref(), Some("prod-late"));
     }
 
     /// Issue 25: an exemption whose delivery row id differs from its own id (deliveries of
