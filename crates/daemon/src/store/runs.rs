@@ -102,6 +102,9 @@ impl Store {
     /// chained, and deletes it from `sweep_run_open`. One daemon per database: a row of
     /// another pid is one that its process could not flush.
     async fn close_orphan_run(&self) -> Result<()> {
+        // With no run of ours open, any row is another process's, even one of our pid (a
+        // reused pid: a container's pid 1); with one open, only rows of other pids are.
+        let ours_open = self.runs.lock().await.open.is_some();
         let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO sweep_runs (pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
@@ -109,8 +112,9 @@ impl Store {
              api_calls, throttled) \
              SELECT pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, last_finished_at, \
              sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, api_calls, throttled \
-             FROM sweep_run_open WHERE pid != ? RETURNING id",
+             FROM sweep_run_open WHERE NOT ? OR pid != ? RETURNING id",
         )
+        .bind(ours_open)
         .bind(i64::from(std::process::id()))
         .fetch_optional(&mut *tx)
         .await
@@ -608,11 +612,8 @@ mod tests {
         );
         assert!(c.gaps.is_empty(), "{c:?}");
 
-        // Another process's open run (this one killed): written at the next start.
-        sqlx::query("UPDATE sweep_run_open SET pid = pid + 1")
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        // Another process's open run (this one killed): written at the next start, even when
+        // the next daemon got the same pid (here it does: the row keeps this process's pid).
         store.runs.lock().await.open = None;
         store
             .compact_quiet_sweeps(Duration::from_secs(25))
