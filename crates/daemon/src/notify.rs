@@ -663,7 +663,8 @@ pub async fn undelivered(
     }
     if wants(EventKind::SweepFailed) {
         // Only the first failure after a good sweep (or the first sweep): an outage is one
-        // message, not one per retry.
+        // message, not one per retry. Good sweeps may be quiet ones folded into a run
+        // (`sweep_runs`): a run that ended after the failure before this one is a recovery too.
         let rows = Source::SweepResults
             .pending(
                 store,
@@ -672,8 +673,11 @@ pub async fn undelivered(
                 "src.finished_at, src.error",
                 "",
                 "src.error IS NOT NULL \
-                 AND COALESCE((SELECT p.error IS NULL FROM sweep_results p WHERE p.sweep_id < src.sweep_id \
-                               ORDER BY p.sweep_id DESC LIMIT 1), 1)",
+                 AND (COALESCE((SELECT p.error IS NULL FROM sweep_results p WHERE p.sweep_id < src.sweep_id \
+                                ORDER BY p.sweep_id DESC LIMIT 1), 1) \
+                      OR EXISTS (SELECT 1 FROM sweep_runs r WHERE r.last_sweep_id < src.sweep_id \
+                                 AND r.last_sweep_id > (SELECT COALESCE(MAX(p.sweep_id), 0) \
+                                     FROM sweep_results p WHERE p.sweep_id < src.sweep_id)))",
             )
             .await
             .context("cannot read sweep results to notify")?;
@@ -1376,6 +1380,54 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{s:?}: {e}\n{q}"));
         }
+    }
+
+    /// An outage after a recovery made of quiet sweeps (folded into a run, so in `sweep_runs`
+    /// and not `sweep_results`) is a second outage: it is notified, not taken for a retry of
+    /// the first.
+    #[tokio::test]
+    async fn a_failure_after_a_recovery_by_quiet_sweeps_is_notified_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let (url, _got, _) = receiver(0).await;
+        let target = Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events: vec![EventKind::SweepFailed],
+        };
+        since(&store, "chat").await.unwrap();
+        store
+            .compact_quiet_sweeps(std::time::Duration::from_secs(65))
+            .await
+            .unwrap();
+        let failed = crate::store::SweepResult {
+            errors: 1,
+            error: Some("AccessDenied".into()),
+            ..Default::default()
+        };
+        let t0 = Utc::now() - chrono::TimeDelta::minutes(10);
+        let sweep = |at: DateTime<Utc>, r: crate::store::SweepResult| {
+            let store = store.clone();
+            async move {
+                let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+                store
+                    .finish_sweep(id, at, std::time::Duration::ZERO, &r)
+                    .await
+                    .unwrap();
+            }
+        };
+        let s = chrono::TimeDelta::seconds;
+        sweep(t0, failed.clone()).await;
+        sweep(t0 + s(30), failed.clone()).await; // a retry: the same outage
+        for k in 2..6 {
+            sweep(t0 + s(30 * k), crate::store::SweepResult::default()).await; // quiet, good
+        }
+        sweep(t0 + s(180), failed.clone()).await; // a second outage
+        let pending = undelivered(&store, &target, Utc::now() - LOOKBACK)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 2, "{pending:?}");
     }
 
     /// A target that wants only `stopped` read failed outcomes too and skipped them, undelivered:
