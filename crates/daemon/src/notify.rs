@@ -1398,7 +1398,7 @@ mod tests {
         };
         since(&store, "chat").await.unwrap();
         store
-            .compact_quiet_sweeps(std::time::Duration::from_secs(65))
+            .compact_quiet_sweeps(Duration::from_secs(65))
             .await
             .unwrap();
         let failed = crate::store::SweepResult {
@@ -1412,7 +1412,7 @@ mod tests {
             async move {
                 let id = store.begin_sweep(at, "schedule", false).await.unwrap();
                 store
-                    .finish_sweep(id, at, std::time::Duration::ZERO, &r)
+                    .finish_sweep(id, at, Duration::ZERO, &r)
                     .await
                     .unwrap();
             }
