@@ -1805,7 +1805,7 @@ fn configured_places(cfg: &Config) -> Vec<(String, String)> {
 }
 
 /// ` in account A region R` for a freeze limited to some; empty for one everywhere.
-fn place_words(account: Option<&str>, region: Option<&str>) -> String {
+pub(crate) fn place_words(account: Option<&str>, region: Option<&str>) -> String {
     let mut s = String::new();
     if let Some(a) = account {
         s.push_str(&format!(" in account {a}"));

@@ -529,9 +529,14 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
         .iter()
         .map(|f| {
             format!(
-                "{} {} until {} by {}: {}",
+                "{} {}{} until {} by {}: {}",
                 f.rule,
                 escape(&f.pipeline),
+                // An ad-hoc freeze of one account or region does not read as a global one.
+                escape(&crate::commands::place_words(
+                    f.account.as_deref(),
+                    f.region.as_deref()
+                )),
                 at(&f.until),
                 escape(&f.created_by),
                 escape(&f.reason)

@@ -334,6 +334,12 @@ async fn an_adhoc_freeze_of_one_account_and_region_stops_there_only() {
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[0]["account"], "search-*", "{list}");
     assert_eq!(list[0]["region"], "us-east-1", "{list}");
+    // `status` says where it applies too: it does not read as a freeze of every account.
+    let status = text(&env.stopd(&["status"]).await.stdout);
+    assert!(
+        status.contains("in account search-* in region us-east-1"),
+        "{status}"
+    );
     assert_ok(&env.stopd(&["verify"]).await);
 }
 
