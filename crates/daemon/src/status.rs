@@ -445,7 +445,19 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
             .unwrap_or_else(|| t.to_string())
     };
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<20} {v}\n"));
+    // Long values (the gates held, the rules in force) wrap under their column, to the width
+    // tables fit (`COLUMNS`, else the terminal, else 100).
+    let width = Some(crate::output::terminal_width());
+    let indent = " ".repeat(21);
+    let mut line = |k: &str, v: String| {
+        out.push_str(&crate::output::paragraph(
+            &format!("{k:<20} "),
+            &v,
+            &indent,
+            width,
+        ));
+        out.push('\n');
+    };
     line(
         "daemon",
         match (s.running, s.pid) {

@@ -659,6 +659,25 @@ async fn demo_fits_80_columns() {
     assert!(demo.contains("One sweep: "), "{demo}");
 }
 
+/// `status` wrapped nothing: after the demo its `gates closed` line ran to ~700 characters. At
+/// 80 columns each value wraps under its column (it exits 1 here: no daemon runs).
+#[tokio::test]
+async fn status_fits_80_columns() {
+    let env = Env::new(&fleet(&[])).await;
+    env.write_config("", "");
+    let db = path_str(&env.db()).to_string();
+    at_80(&env, &["demo", "--database", &db]).await;
+    let mut c = env.command(&["status"]);
+    c.env("COLUMNS", "80");
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("gates closed         18: "), "{said}");
+    fits_80("status", &said);
+}
+
 /// Rule names, tag keys and account names come from the policy: `check` prints their control
 /// characters escaped, never raw; a relative file name is printed as it was given.
 #[tokio::test]
