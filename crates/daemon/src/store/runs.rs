@@ -77,6 +77,32 @@ fn quiet(r: &SweepResult) -> bool {
     r.stops_decided == 0 && r.errors == 0 && r.error.is_none() && !r.interrupted
 }
 
+/// The columns a run of quiet sweeps has in `sweep_runs` and `sweep_run_open`, in the order
+/// [`bind_run`] binds them.
+const RUN_COLUMNS: &str = "pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
+    last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
+    api_calls, throttled";
+
+/// `q` with this process's run `o` bound as [`RUN_COLUMNS`] lists it.
+fn bind_run<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    o: &Run,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    q.bind(i64::from(std::process::id()))
+        .bind(o.first_id)
+        .bind(o.last_id)
+        .bind(o.dry_run)
+        .bind(ts(o.first_started))
+        .bind(ts(o.last_finished))
+        .bind(o.sweeps)
+        .bind(o.max_gap_ms)
+        .bind(o.max_duration_ms)
+        .bind(o.pipelines_seen)
+        .bind(o.executions_seen)
+        .bind(o.api_calls)
+        .bind(o.throttled)
+}
+
 impl Store {
     /// Turns compaction on: quiet scheduled sweeps are folded into runs as long as each begins
     /// within `gap` of the one before it finishing (the daemon passes twice its schedule's
@@ -106,19 +132,16 @@ impl Store {
         // reused pid: a container's pid 1); with one open, only rows of other pids are.
         let ours_open = self.runs.lock().await.open.is_some();
         let mut tx = self.begin_write().await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO sweep_runs (pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
-             last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
-             api_calls, throttled) \
-             SELECT pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, last_finished_at, \
-             sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, api_calls, throttled \
-             FROM sweep_run_open WHERE NOT ? OR pid != ? RETURNING id",
-        )
-        .bind(ours_open)
-        .bind(i64::from(std::process::id()))
-        .fetch_optional(&mut *tx)
-        .await
-        .context("cannot record the run of quiet sweeps a killed daemon left open")?;
+        let sql = format!(
+            "INSERT INTO sweep_runs ({RUN_COLUMNS}) SELECT {RUN_COLUMNS} \
+             FROM sweep_run_open WHERE NOT ? OR pid != ? RETURNING id"
+        );
+        let id: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(ours_open)
+            .bind(i64::from(std::process::id()))
+            .fetch_optional(&mut *tx)
+            .await
+            .context("cannot record the run of quiet sweeps a killed daemon left open")?;
         let Some(id) = id else {
             return Ok(());
         };
@@ -286,28 +309,14 @@ impl Store {
     /// Replaces the open run's row in `sweep_run_open`.
     async fn save_open(&self, o: &Run) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT OR REPLACE INTO sweep_run_open (slot, pid, first_sweep_id, last_sweep_id, \
-             dry_run, first_started_at, last_finished_at, sweeps, max_gap_ms, max_duration_ms, \
-             pipelines_seen, executions_seen, api_calls, throttled) \
-             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(i64::from(std::process::id()))
-        .bind(o.first_id)
-        .bind(o.last_id)
-        .bind(o.dry_run)
-        .bind(ts(o.first_started))
-        .bind(ts(o.last_finished))
-        .bind(o.sweeps)
-        .bind(o.max_gap_ms)
-        .bind(o.max_duration_ms)
-        .bind(o.pipelines_seen)
-        .bind(o.executions_seen)
-        .bind(o.api_calls)
-        .bind(o.throttled)
-        .execute(&mut *tx)
-        .await
-        .context("cannot record the open run of quiet sweeps")?;
+        let sql = format!(
+            "INSERT OR REPLACE INTO sweep_run_open (slot, {RUN_COLUMNS}) \
+             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        bind_run(sqlx::query(&sql), o)
+            .execute(&mut *tx)
+            .await
+            .context("cannot record the open run of quiet sweeps")?;
         tx.commit()
             .await
             .context("cannot record the open run of quiet sweeps")?;
@@ -320,28 +329,15 @@ impl Store {
             return Ok(());
         };
         let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sweep_runs (pid, first_sweep_id, last_sweep_id, dry_run, first_started_at, \
-             last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
-             api_calls, throttled) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(i64::from(std::process::id()))
-        .bind(o.first_id)
-        .bind(o.last_id)
-        .bind(o.dry_run)
-        .bind(ts(o.first_started))
-        .bind(ts(o.last_finished))
-        .bind(o.sweeps)
-        .bind(o.max_gap_ms)
-        .bind(o.max_duration_ms)
-        .bind(o.pipelines_seen)
-        .bind(o.executions_seen)
-        .bind(o.api_calls)
-        .bind(o.throttled)
-        .fetch_one(&mut *tx)
-        .await
-        .context("cannot record a run of quiet sweeps")?;
+        let sql = format!(
+            "INSERT INTO sweep_runs ({RUN_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+        );
+        let id: i64 = bind_run(sqlx::query(&sql), &o)
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get("id"))
+            .context("cannot record a run of quiet sweeps")?;
         chain::link(&mut tx, "sweep_runs", id).await?;
         sqlx::query("DELETE FROM sweep_run_open")
             .execute(&mut *tx)
