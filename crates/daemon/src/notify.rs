@@ -1152,6 +1152,16 @@ mod tests {
         (format!("http://{addr}/hook"), got, seen)
     }
 
+    /// The JSON target "chat" at `url`, for `events`.
+    fn chat_target(url: String, events: Vec<EventKind>) -> Target {
+        Target {
+            name: "chat".into(),
+            url: UrlSource::Inline(url),
+            format: Format::Json,
+            events,
+        }
+    }
+
     async fn record_stop(store: &Store, pipeline: &str, outcome: &str) {
         record_stop_at(store, pipeline, outcome, Utc::now()).await;
     }
@@ -1200,12 +1210,7 @@ mod tests {
         let db = dir.path().join("audit.db");
         let store = Store::open(&db).await.unwrap();
         let (url, got, seen) = receiver(2).await;
-        let target = Target {
-            name: "chat".into(),
-            url: UrlSource::Inline(url),
-            format: Format::Json,
-            events: vec![EventKind::Stopped, EventKind::Failed],
-        };
+        let target = chat_target(url, vec![EventKind::Stopped, EventKind::Failed]);
         // Registered before the stops: a new target starts from now, not from history.
         since(&store, "chat").await.unwrap();
         record_stop(&store, "prod-a", "stopped").await;
@@ -1258,12 +1263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let (url, got, seen) = receiver(0).await;
-        let target = Target {
-            name: "chat".into(),
-            url: UrlSource::Inline(url),
-            format: Format::Json,
-            events: vec![EventKind::Stopped],
-        };
+        let target = chat_target(url, vec![EventKind::Stopped]);
         since(&store, "chat").await.unwrap();
         for i in 0..150 {
             record_stop(&store, &format!("prod-{i:03}"), "stopped").await;
@@ -1303,12 +1303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let (url, got, _) = receiver(0).await;
-        let target = Target {
-            name: "chat".into(),
-            url: UrlSource::Inline(url),
-            format: Format::Json,
-            events: vec![EventKind::Stopped],
-        };
+        let target = chat_target(url, vec![EventKind::Stopped]);
         since(&store, "chat").await.unwrap();
         let now = Utc::now();
         record_stop_at(
@@ -1390,12 +1385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let (url, _got, _) = receiver(0).await;
-        let target = Target {
-            name: "chat".into(),
-            url: UrlSource::Inline(url),
-            format: Format::Json,
-            events: vec![EventKind::SweepFailed],
-        };
+        let target = chat_target(url, vec![EventKind::SweepFailed]);
         since(&store, "chat").await.unwrap();
         store
             .compact_quiet_sweeps(Duration::from_secs(65))
@@ -1437,12 +1427,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let (url, _got, _) = receiver(0).await;
-        let target = Target {
-            name: "chat".into(),
-            url: UrlSource::Inline(url),
-            format: Format::Json,
-            events: vec![EventKind::Stopped],
-        };
+        let target = chat_target(url, vec![EventKind::Stopped]);
         since(&store, "chat").await.unwrap();
         for i in 0..(BATCH + 10) {
             record_stop(&store, &format!("prod-{i:03}"), "failed").await;
@@ -1462,12 +1447,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let (url, got, _) = receiver(0).await;
-        let target = Target {
-            name: "chat".into(),
-            url: UrlSource::Inline(url),
-            format: Format::Json,
-            events: vec![EventKind::Stopped, EventKind::Exemption],
-        };
+        let target = chat_target(url, vec![EventKind::Stopped, EventKind::Exemption]);
         since(&store, "chat").await.unwrap();
         record_stop(&store, "prod-a", "stopped").await;
         record_stop(&store, "prod-b", "stopped").await;
