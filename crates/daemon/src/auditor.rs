@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::output::{self, Columns, OutputArgs};
-use crate::store::Store;
-use crate::store::coverage::{self, WindowCoverage};
+use stopd_audit::Store;
+use stopd_audit::coverage::{self, WindowCoverage};
 
 /// `stopd verify`: exit 0 printing the record count and the head hash when the chain is
 /// intact; exit 1 naming the first record altered, removed or inserted (and every table that
@@ -23,7 +23,7 @@ pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<Exi
         let mut read = None;
         if let Some((dir, key)) = digests {
             let running = crate::status::daemon_running(&cfg.daemon.database).0;
-            let c = crate::digest::check(&store, dir, key, v.head_seq, running).await?;
+            let c = stopd_audit::digest::check(&store, dir, key, v.head_seq, running).await?;
             v.problems.extend(c.problems);
             read = Some((c.read, c.uncovered));
         }

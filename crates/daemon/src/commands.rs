@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::UsageError;
 use crate::config::Config;
 use crate::output::{self, Columns, Format, OutputArgs};
-use crate::store::{AuditRecord, ReportFilter, Store};
 use crate::sweep::{self, Planned};
 use crate::time::{human, parse_instant, parse_span};
+use stopd_audit::{AuditRecord, Lift, ReportFilter, Revocation, Store};
 
 /// Who runs this command, for the audit log: the process's uid and its login name from the
 /// password database, plus the user `SUDO_USER` names, recorded as a claim (any process can
@@ -1523,7 +1523,7 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
 pub async fn exempt_list(cfg: &Config, opts: OutputArgs) -> Result<ExitCode> {
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let rows = store.exemptions().await?;
-    let now = crate::store::ts(Utc::now());
+    let now = stopd_audit::ts(Utc::now());
     let mut out = std::io::stdout().lock();
     write_rows(
         &mut out,
@@ -1580,10 +1580,23 @@ pub async fn exempt_revoke(cfg: &Config, id: i64, reason: Option<&str>) -> Resul
         return Err(UsageError("--reason must say why the exemption is revoked".into()).into());
     }
     let store = Store::open(&cfg.daemon.database).await?;
-    store
+    let done = store
         .revoke_exemption(id, Utc::now(), &user(), reason)
         .await?;
     store.close().await;
+    match done {
+        Revocation::Revoked => {}
+        Revocation::NoSuchExemption => {
+            return Err(UsageError(format!(
+                "no exemption with id {id} (see `{}`)",
+                crate::hint("exempt list")
+            ))
+            .into());
+        }
+        Revocation::AlreadyRevoked => {
+            return Err(UsageError(format!("exemption {id} is already revoked")).into());
+        }
+    }
     say(format_args!("exemption #{id} revoked"))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -1671,7 +1684,7 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         }
     }
     let by = user();
-    let new = crate::freezes::NewFreeze {
+    let new = stopd_audit::NewFreeze {
         at: now,
         until,
         pipeline: r.glob,
@@ -1686,11 +1699,11 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
     };
     // Checked as the daemon will read it, before it is recorded: a glob that does not compile
     // is a usage error, not a freeze every sweep refuses.
-    let probe = crate::freezes::FreezeRecord {
+    let probe = stopd_audit::FreezeRecord {
         id: 0,
-        rule: crate::freezes::rule_name(0),
-        created_at: crate::store::ts(now),
-        until: crate::store::ts(until),
+        rule: stopd_audit::rule_name(0),
+        created_at: stopd_audit::ts(now),
+        until: stopd_audit::ts(until),
         pipeline: r.glob.to_string(),
         exclude: r.exclude.map(str::to_string),
         tags: tags.clone(),
@@ -1772,7 +1785,7 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
     say(format_args!(
         "freeze #{id} ({}): pipelines {:?}{}{} are frozen until {} ({}), mode {}{}; a running \
          daemon stops their executions within seconds",
-        crate::freezes::rule_name(id),
+        stopd_audit::rule_name(id),
         r.glob,
         r.exclude
             .map(|e| format!(" except {e:?}"))
@@ -1879,7 +1892,25 @@ pub async fn freeze_lift(cfg: &Config, id: i64, reason: &str) -> Result<ExitCode
         return Err(UsageError("--reason must say why the freeze is lifted early".into()).into());
     }
     let store = Store::open(&cfg.daemon.database).await?;
-    store.lift_freeze(id, Utc::now(), reason, &user()).await?;
+    match store.lift_freeze(id, Utc::now(), reason, &user()).await? {
+        Lift::Lifted => {}
+        // Refusals (exit 2), as `exempt revoke`'s: nothing is recorded.
+        Lift::NoSuchFreeze => {
+            return Err(UsageError(format!(
+                "no freeze with id {id} (see `{}`)",
+                crate::hint("freeze list")
+            ))
+            .into());
+        }
+        Lift::AlreadyLifted { at, by } => {
+            return Err(
+                UsageError(format!("freeze {id} was already lifted at {at} by {by}")).into(),
+            );
+        }
+        Lift::Ended { until } => {
+            return Err(UsageError(format!("freeze {id} already ended at {until}")).into());
+        }
+    }
     store.close().await;
     say(format_args!(
         "freeze #{id} lifted; a running daemon stops enforcing it within seconds"

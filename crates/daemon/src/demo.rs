@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::output::{self, OutputArgs};
-use crate::store::{ReportFilter, Store};
 use crate::sweep::{self, Sweeper};
+use stopd_audit::{ReportFilter, Store};
 
 const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
 const DEMO_FLEET: &str = include_str!("../../../config/demo-fleet.json");

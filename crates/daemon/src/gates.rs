@@ -18,63 +18,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use sqlx::Row;
 use stopd_core::{CallCounts, Core, ErrorKind, StageGate, gate_reason};
 use stopd_rules::{Exemption, Policy};
 use tokio::task::JoinSet;
 
-use crate::store::{GateRow, Store, Write, ts};
-
-/// The last recorded action on one transition.
-#[derive(Debug, Clone)]
-pub struct LastGate {
-    /// Row id.
-    pub id: i64,
-    /// The gating freeze.
-    pub rule: String,
-    /// `disable` or `enable`.
-    pub action: String,
-    /// Its outcome (`pending` when none was recorded).
-    pub outcome: String,
-    /// The reason sent (disable) or found (enable).
-    pub reason: String,
-}
-
-impl LastGate {
-    /// Whether stopd holds this transition closed (its last action closed it).
-    fn ours(&self) -> bool {
-        self.action == "disable" && self.outcome == "done"
-    }
-}
-
-/// One gate action, as `report --gates` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateRecord {
-    /// Row id.
-    pub id: i64,
-    /// When it was decided (RFC 3339 UTC).
-    pub at: String,
-    /// Pipeline.
-    pub pipeline: String,
-    /// The stage whose inbound transition it is.
-    pub stage: String,
-    /// The gating freeze.
-    pub rule: String,
-    /// `disable` or `enable`.
-    pub action: String,
-    /// `done`, `already_disabled`, `left_alone`, `failed`, `dry_run`, `pipeline_not_found`
-    /// (`pending` if the process died before it was known).
-    pub outcome: String,
-    /// Error or note.
-    pub error: Option<String>,
-    /// The reason sent or found.
-    pub reason: String,
-    /// Account name (absent on rows recorded before accounts were: the ambient account).
-    pub account: Option<String>,
-    /// Region (absent on rows recorded before regions were).
-    pub region: Option<String>,
-}
+use stopd_audit::{LastGate, NewGate, Store};
 
 /// What the gate phase of a sweep did.
 #[derive(Debug, Clone, Default)]
@@ -127,163 +75,18 @@ struct Action<'a> {
     reason: &'a str,
 }
 
-impl Store {
-    /// The last recorded action of every transition stopd ever touched in the engine's account
-    /// and region (rows from before accounts were recorded: the ambient account's).
-    pub async fn last_gates(&self, core: &Core) -> Result<HashMap<(String, String), LastGate>> {
-        let rows = sqlx::query(
-            "SELECT g.pipeline, g.stage, g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, \
-                    g.rule \
-             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
-             WHERE g.id IN (SELECT MAX(id) FROM gates \
-                            WHERE COALESCE(account, 'default') = ?1 \
-                              AND (region IS NULL OR region = ?2) \
-                            GROUP BY pipeline, stage)",
-        )
-        .bind(core.account())
-        .bind(core.region())
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the gate log")?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    (r.get(0), r.get(1)),
-                    LastGate {
-                        id: r.get(5),
-                        rule: r.get(6),
-                        action: r.get(2),
-                        outcome: r.get(3),
-                        reason: r.get(4),
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// The last recorded action of every transition stopd ever touched, in every account and
-    /// region: (account, region, pipeline, stage, last action). Rows from before accounts were
-    /// recorded count as the `default` account's, region "".
-    pub async fn last_gates_everywhere(
-        &self,
-    ) -> Result<Vec<(String, String, String, String, LastGate)>> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(g.account, 'default'), COALESCE(g.region, ''), g.pipeline, g.stage, \
-                    g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, g.rule \
-             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
-             WHERE g.id IN (SELECT MAX(id) FROM gates \
-                            GROUP BY COALESCE(account, 'default'), COALESCE(region, ''), \
-                                     pipeline, stage) \
-             ORDER BY 1, 2, 3, 4",
-        )
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the gate log")?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    LastGate {
-                        id: r.get(7),
-                        rule: r.get(8),
-                        action: r.get(4),
-                        outcome: r.get(5),
-                        reason: r.get(6),
-                    },
-                )
-            })
-            .collect())
-    }
-
-    /// Records a gate action before it is made; returns its id. Through the group-commit
-    /// writer: at a window edge thousands of transitions close at once, and each of them
-    /// committed alone (two fsyncs an action) was most of the edge's time.
-    async fn gate_intent(
-        &self,
-        at: DateTime<Utc>,
-        sweep_id: Option<i64>,
-        a: &Action<'_>,
-        dry_run: bool,
-    ) -> Result<i64> {
-        // The sweep that decided it is on record first (a quiet sweep's row is held back).
-        if let Some(sweep) = sweep_id {
-            self.write_held(sweep).await?;
+impl Action<'_> {
+    /// The row the audit log records for it.
+    fn row(&self) -> NewGate<'_> {
+        NewGate {
+            account: self.core.account(),
+            region: self.core.region(),
+            pipeline: self.pipeline,
+            stage: self.stage,
+            rule: self.rule,
+            disable: self.disable,
+            reason: self.reason,
         }
-        let row = GateRow {
-            at: ts(at),
-            sweep_id,
-            pipeline: a.pipeline.to_owned(),
-            stage: a.stage.to_owned(),
-            rule: a.rule.to_owned(),
-            action: if a.disable { "disable" } else { "enable" },
-            reason: a.reason.to_owned(),
-            dry_run,
-            account: a.core.account().to_owned(),
-            region: a.core.region().to_owned(),
-        };
-        self.write(|tx| Write::GateIntent(Box::new(row), tx))
-            .await
-            .context("cannot record a gate action before making it")
-    }
-
-    /// Records how a gate action ended.
-    async fn gate_outcome(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<()> {
-        let (outcome, error) = (outcome.to_owned(), error.map(str::to_owned));
-        self.write(|tx| Write::GateOutcome(id, outcome, error, tx))
-            .await
-            .context("cannot record a gate action's outcome")
-    }
-
-    /// Gate actions, oldest first, in `[since, until)`.
-    pub async fn gate_records(
-        &self,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-        pipeline: Option<&str>,
-        rule: Option<&str>,
-        place: (Option<&str>, Option<&str>),
-    ) -> Result<Vec<GateRecord>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
-                    COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
-                    o.error, g.reason, g.account, g.region \
-             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
-             WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
-               AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
-               AND (?5 IS NULL OR COALESCE(g.account, 'default') GLOB ?5) \
-               AND (?6 IS NULL OR COALESCE(g.region, '') GLOB ?6) \
-             ORDER BY g.at, g.pipeline, g.stage, g.id",
-        )
-        .bind(since.map(ts))
-        .bind(until.map(ts))
-        .bind(pipeline)
-        .bind(rule)
-        .bind(place.0)
-        .bind(place.1)
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the gate log")?;
-        Ok(rows
-            .iter()
-            .map(|r| GateRecord {
-                id: r.get(0),
-                at: r.get(1),
-                pipeline: r.get(2),
-                stage: r.get(3),
-                rule: r.get(4),
-                action: r.get(5),
-                outcome: r.get(6),
-                error: r.get(7),
-                reason: r.get(8),
-                account: r.get(9),
-                region: r.get(10),
-            })
-            .collect())
     }
 }
 
@@ -308,7 +111,7 @@ pub async fn reconcile(
     done: Option<tokio::sync::mpsc::UnboundedSender<PipelineGated>>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<GateSummary> {
-    let last = Arc::new(store.last_gates(core).await?);
+    let last = Arc::new(store.last_gates(core.account(), core.region()).await?);
     // Pipelines with a transition stopd holds, or whose last action's outcome is unknown.
     let held: std::collections::BTreeSet<String> = last
         .iter()
@@ -427,7 +230,7 @@ async fn pipeline_gates(
                         disable: false,
                         reason: &g.reason,
                     };
-                    let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+                    let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
                     store
                         .gate_outcome(id, "pipeline_not_found", Some(&e.to_string()))
                         .await?;
@@ -587,7 +390,7 @@ async fn close(
             Some(p) if p.ours() && p.reason == found => true,
             // Ours, but someone changed its reason: theirs from now on.
             Some(p) if p.ours() => {
-                let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+                let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
                 let note = format!(
                     "its disabled reason was changed to {found:?} by {}: left to them",
                     st.last_changed_by.as_deref().unwrap_or("someone else")
@@ -603,7 +406,7 @@ async fn close(
                 false
             }
             _ => {
-                let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+                let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
                 let note = format!(
                     "already disabled by {} ({found:?}): stopd never enables it",
                     st.last_changed_by.as_deref().unwrap_or("someone else")
@@ -619,12 +422,12 @@ async fn close(
         if prev.is_some_and(|p| p.action == "disable" && p.outcome == "dry_run") {
             return Ok(false);
         }
-        let id = store.gate_intent(now, sweep_id, &a, true).await?;
+        let id = store.gate_intent(now, sweep_id, &a.row(), true).await?;
         store.gate_outcome(id, "dry_run", None).await?;
         out.closed += 1;
         return Ok(false);
     }
-    let id = store.gate_intent(now, sweep_id, &a, false).await?;
+    let id = store.gate_intent(now, sweep_id, &a.row(), false).await?;
     match core
         .set_inbound_transition(pipeline, &st.stage, Some(reason), &mut out.calls)
         .await
@@ -675,7 +478,7 @@ async fn open(
         reason: &prev.reason,
     };
     if st.enabled || found != prev.reason {
-        let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+        let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
         let note = if st.enabled {
             "already enabled by someone else".to_string()
         } else {
@@ -684,7 +487,7 @@ async fn open(
         store.gate_outcome(id, "left_alone", Some(&note)).await?;
         return Ok(());
     }
-    let id = store.gate_intent(now, sweep_id, &a, dry_run).await?;
+    let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
     if dry_run {
         store.gate_outcome(id, "dry_run", None).await?;
         return Ok(());

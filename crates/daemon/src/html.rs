@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::auditor::{CoverageQuery, coverage_rows};
 use crate::config::Config;
-use crate::store::{ReportFilter, Store, parse_ts};
+use stopd_audit::{ReportFilter, Store, parse_ts};
 
 /// Width of the timeline's SVG, and of its label column.
 const WIDTH: f64 = 1000.0;
@@ -128,8 +128,8 @@ pub async fn report(
     let _ = write!(
         svg,
         r##"<svg id="timeline" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" data-since="{}" data-until="{}">"##,
-        crate::store::ts(since),
-        crate::store::ts(until)
+        stopd_audit::ts(since),
+        stopd_audit::ts(until)
     );
     // Day ticks (at most about 15 labels).
     let days = (until - since).num_days().max(1);
@@ -342,8 +342,8 @@ th {{ background: #f3f3f3; }}
 {tables}
 </body></html>
 "##,
-        show(&crate::store::ts(since)),
-        show(&crate::store::ts(until)),
+        show(&stopd_audit::ts(since)),
+        show(&stopd_audit::ts(until)),
         p.tz.map_or("UTC".to_owned(), |z| z.name().to_owned()),
         esc(&cfg.path.display().to_string()),
         coverage.len(),

@@ -12,7 +12,7 @@ mod auditor;
 mod commands;
 mod config;
 mod demo;
-mod digest;
+
 mod freezes;
 mod gates;
 mod html;
@@ -27,7 +27,7 @@ mod run;
 mod scheduler;
 mod secrets;
 mod status;
-mod store;
+
 mod sweep;
 mod targets;
 mod time;

@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::scheduler::Clock;
-use crate::store::Store;
 use crate::sweep::SweepSummary;
+use stopd_audit::Store;
 
 /// The OpenMetrics text format's content type.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -26,11 +26,11 @@ use chrono::{DateTime, Utc};
 use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::{Store, parse_ts, ts};
+use stopd_audit::outbox::{Delivered, Source};
+use stopd_audit::{Store, parse_ts, ts};
 
 /// One delivery attempt may take this long.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,8 +40,6 @@ pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often an idle target looks for new records.
 const POLL: Duration = Duration::from_secs(1);
-/// Records read per source per round.
-const BATCH: i64 = 200;
 /// A round reads each source from this long before the newest record the task delivered (the
 /// first round of a task: from the target's start). Records are delivered in the order of
 /// their time, but one may be committed a little after a later one was read (stops answered
@@ -281,7 +279,7 @@ pub struct Event {
     pub region: Option<String>,
     /// The audit table it comes from.
     #[serde(skip)]
-    pub source: &'static str,
+    pub source: Source,
     /// Its row id there.
     #[serde(skip)]
     pub source_id: i64,
@@ -358,17 +356,7 @@ pub async fn register(store: &Store, targets: &[Target]) -> Result<()> {
 
 /// Registers `target` (first seen: from now on) and returns the instant it starts from.
 async fn since(store: &Store, target: &str) -> Result<DateTime<Utc>> {
-    sqlx::query("INSERT OR IGNORE INTO notify_targets (target, since) VALUES (?, ?)")
-        .bind(target)
-        .bind(ts(Utc::now()))
-        .execute(store.pool())
-        .await
-        .context("cannot register a [[notify]] target")?;
-    let at: String = sqlx::query_scalar("SELECT since FROM notify_targets WHERE target = ?")
-        .bind(target)
-        .fetch_one(store.pool())
-        .await?;
-    parse_ts(&at)
+    store.notify_since(target, Utc::now()).await
 }
 
 /// A pipeline's name for a message: with its account and region when it is not in the one
@@ -381,103 +369,6 @@ fn qualified(pipeline: &str, account: &str, region: Option<&str>) -> String {
     }
 }
 
-/// An outbox: an audit table whose rows are events (`notify_delivered.source`), and the column
-/// that identifies a row there (`notify_delivered.source_id`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    StopOutcomes,
-    GateOutcomes,
-    Exemptions,
-    ExemptionRevocations,
-    SweepResults,
-    UnwatchedWindows,
-}
-
-impl Source {
-    /// Every outbox.
-    #[cfg(test)]
-    const ALL: [Source; 6] = [
-        Source::StopOutcomes,
-        Source::GateOutcomes,
-        Source::Exemptions,
-        Source::ExemptionRevocations,
-        Source::SweepResults,
-        Source::UnwatchedWindows,
-    ];
-
-    /// The table (`notify_delivered.source`).
-    fn table(self) -> &'static str {
-        match self {
-            Source::StopOutcomes => "stop_outcomes",
-            Source::GateOutcomes => "gate_outcomes",
-            Source::Exemptions => "exemptions",
-            Source::ExemptionRevocations => "exemption_revocations",
-            Source::SweepResults => "sweep_results",
-            Source::UnwatchedWindows => "unwatched_windows",
-        }
-    }
-
-    /// Its primary key (`notify_delivered.source_id`).
-    fn key(self) -> &'static str {
-        match self {
-            Source::StopOutcomes => "stop_id",
-            Source::GateOutcomes => "gate_id",
-            Source::ExemptionRevocations => "exemption_id",
-            Source::SweepResults => "sweep_id",
-            Source::Exemptions | Source::UnwatchedWindows => "id",
-        }
-    }
-
-    /// The column of a row's time (the event's `at`; the order of delivery).
-    fn at(self) -> &'static str {
-        match self {
-            Source::Exemptions => "created_at",
-            Source::SweepResults => "finished_at",
-            Source::UnwatchedWindows => "found_at",
-            Source::StopOutcomes | Source::GateOutcomes | Source::ExemptionRevocations => "at",
-        }
-    }
-
-    /// The text of [`Source::pending`]'s query.
-    ///
-    /// One shape for every outbox, built here and nowhere else: the outbox row is always
-    /// `src`, and the delivery log `nd`, and every column of the check against the delivery
-    /// log names its table. (A bare `id` in that check once meant `notify_delivered.id`, the
-    /// delivery's own row id: an exemption never looked delivered and went out hundreds of
-    /// times a second, issue 25.)
-    fn query(self, columns: &str, joins: &str, filter: &str) -> String {
-        let (table, key, at) = (self.table(), self.key(), self.at());
-        format!(
-            "SELECT src.{key}, {columns} FROM {table} AS src {joins} \
-             WHERE src.{at} >= ?2 AND ({filter}) \
-               AND NOT EXISTS (SELECT 1 FROM notify_delivered AS nd \
-                               WHERE nd.target = ?1 AND nd.source = '{table}' AND nd.source_id = src.{key}) \
-             ORDER BY src.{at}, src.{key} LIMIT {BATCH}"
-        )
-    }
-
-    /// Up to [`BATCH`] rows of this outbox dated `since` or later that `target` has not
-    /// received, oldest first. Column 0 is the row's key (the `source_id` recorded once it is
-    /// delivered: the same expression as the one checked), then `columns` (qualified: `src.`
-    /// for the outbox row, the aliases of `joins` for the others); `filter` is a condition on
-    /// them.
-    async fn pending(
-        self,
-        store: &Store,
-        target: &Target,
-        since: &str,
-        columns: &str,
-        joins: &str,
-        filter: &str,
-    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, sqlx::Error> {
-        sqlx::query(&self.query(columns, joins, filter))
-            .bind(&target.name)
-            .bind(since)
-            .fetch_all(store.pool())
-            .await
-    }
-}
-
 /// The events `target` has not received yet among the records dated `since` or later, oldest
 /// first.
 pub async fn undelivered(
@@ -485,241 +376,161 @@ pub async fn undelivered(
     target: &Target,
     since: DateTime<Utc>,
 ) -> Result<Vec<Event>> {
-    let since = ts(since);
     let wants = |k: EventKind| target.events.contains(&k);
+    let name = target.name.as_str();
     let mut out = Vec::new();
-    if wants(EventKind::Stopped) || wants(EventKind::Failed) {
-        // Only the outcomes of the kinds wanted are read: rows of the other kind, read and
-        // skipped, filled the batch and stalled a target that wants only `stopped` for good.
-        const DONE: &str = "('stopped', 'already_stopping', 'not_stoppable')";
-        let filter = match (wants(EventKind::Stopped), wants(EventKind::Failed)) {
-            (true, true) => "src.outcome != 'dry_run'".to_string(),
-            (true, false) => format!("src.outcome IN {DONE}"),
-            _ => format!("src.outcome != 'dry_run' AND src.outcome NOT IN {DONE}"),
+    let rows = store
+        .pending_stop_outcomes(
+            name,
+            since,
+            wants(EventKind::Stopped),
+            wants(EventKind::Failed),
+        )
+        .await?;
+    for r in rows {
+        let ok = matches!(
+            r.outcome.as_str(),
+            "stopped" | "already_stopping" | "not_stoppable"
+        );
+        let kind = if ok {
+            EventKind::Stopped
+        } else {
+            EventKind::Failed
         };
-        let rows = Source::StopOutcomes
-            .pending(
-                store,
-                target,
-                &since,
-                "src.at, s.pipeline, s.execution_id, s.rule, src.outcome, s.reason, src.error, \
-                 COALESCE(s.account, 'default'), s.region",
-                "JOIN stops s ON s.id = src.stop_id",
-                &filter,
-            )
-            .await
-            .context("cannot read stop outcomes to notify")?;
-        for r in rows {
-            let outcome: String = r.get(5);
-            let ok = matches!(
-                outcome.as_str(),
-                "stopped" | "already_stopping" | "not_stoppable"
-            );
-            let kind = if ok {
-                EventKind::Stopped
-            } else {
-                EventKind::Failed
-            };
-            if !wants(kind) {
-                continue;
-            }
-            let (pipeline, execution, rule): (String, String, String) =
-                (r.get(2), r.get(3), r.get(4));
-            let reason: String = r.get(6);
-            let error: Option<String> = r.get(7);
-            let (account, region): (String, Option<String>) = (r.get(8), r.get(9));
-            let shown = qualified(&pipeline, &account, region.as_deref());
-            let message = if ok {
-                format!("stopped {shown} execution {execution} ({outcome}, rule {rule}): {reason}")
-            } else {
-                format!(
-                    "could not stop {shown} execution {execution} ({outcome}, rule {rule}): {}",
-                    error.as_deref().unwrap_or("no error recorded")
-                )
-            };
-            out.push(Event {
-                event: kind.as_str(),
-                at: r.get(1),
-                pipeline: Some(pipeline),
-                execution_id: Some(execution),
-                rule: Some(rule),
-                outcome: Some(outcome),
-                message,
-                unwatched: None,
-                account: Some(account),
-                region,
-                source: Source::StopOutcomes.table(),
-                source_id: r.get(0),
-            });
+        if !wants(kind) {
+            continue;
         }
+        let shown = qualified(&r.pipeline, &r.account, r.region.as_deref());
+        let (execution, outcome, rule) = (&r.execution_id, &r.outcome, &r.rule);
+        let message = if ok {
+            format!(
+                "stopped {shown} execution {execution} ({outcome}, rule {rule}): {}",
+                r.reason
+            )
+        } else {
+            format!(
+                "could not stop {shown} execution {execution} ({outcome}, rule {rule}): {}",
+                r.error.as_deref().unwrap_or("no error recorded")
+            )
+        };
+        out.push(Event {
+            event: kind.as_str(),
+            at: r.at,
+            pipeline: Some(r.pipeline),
+            execution_id: Some(r.execution_id),
+            rule: Some(r.rule),
+            outcome: Some(r.outcome),
+            message,
+            unwatched: None,
+            account: Some(r.account),
+            region: r.region,
+            source: Source::StopOutcomes,
+            source_id: r.source_id,
+        });
     }
     if wants(EventKind::Gate) {
-        let rows = Source::GateOutcomes
-            .pending(
-                store,
-                target,
-                &since,
-                "src.at, g.pipeline, g.stage, g.rule, g.action, src.outcome, src.error, \
-                 COALESCE(g.account, 'default'), g.region",
-                "JOIN gates g ON g.id = src.gate_id",
-                "src.outcome != 'dry_run'",
-            )
-            .await
-            .context("cannot read gate outcomes to notify")?;
-        for r in rows {
-            let (pipeline, stage, rule, action, outcome): (String, String, String, String, String) =
-                (r.get(2), r.get(3), r.get(4), r.get(5), r.get(6));
-            let verb = if action == "disable" {
+        for r in store.pending_gate_outcomes(name, since).await? {
+            let verb = if r.action == "disable" {
                 "closed"
             } else {
                 "opened"
             };
-            let error: Option<String> = r.get(7);
-            let (account, region): (String, Option<String>) = (r.get(8), r.get(9));
-            let shown = qualified(&pipeline, &account, region.as_deref());
-            let mut message =
-                format!("{verb} the transition into {stage} of {shown} for {rule} ({outcome})");
-            if let Some(e) = error {
+            let shown = qualified(&r.pipeline, &r.account, r.region.as_deref());
+            let mut message = format!(
+                "{verb} the transition into {} of {shown} for {} ({})",
+                r.stage, r.rule, r.outcome
+            );
+            if let Some(e) = &r.error {
                 message.push_str(&format!(": {e}"));
             }
             out.push(Event {
                 event: "gate",
-                at: r.get(1),
-                pipeline: Some(pipeline),
+                at: r.at,
+                pipeline: Some(r.pipeline),
                 execution_id: None,
-                rule: Some(rule),
-                outcome: Some(outcome),
+                rule: Some(r.rule),
+                outcome: Some(r.outcome),
                 message,
                 unwatched: None,
-                account: Some(account),
-                region,
-                source: Source::GateOutcomes.table(),
-                source_id: r.get(0),
+                account: Some(r.account),
+                region: r.region,
+                source: Source::GateOutcomes,
+                source_id: r.source_id,
             });
         }
     }
     if wants(EventKind::Exemption) {
-        let added = Source::Exemptions
-            .pending(
-                store,
-                target,
-                &since,
-                "src.created_at, src.pipeline_glob, src.until, src.reason, src.created_by, src.rule",
-                "",
-                "TRUE",
-            )
-            .await
-            .context("cannot read exemptions to notify")?;
-        for r in added {
-            let (glob, until, reason, by): (String, String, String, String) =
-                (r.get(2), r.get(3), r.get(4), r.get(5));
-            let rule: Option<String> = r.get(6);
-            let from = rule
+        for r in store.pending_exemptions(name, since).await? {
+            let from = r
+                .rule
                 .as_deref()
                 .map_or("every rule".to_string(), |r| format!("rule {r}"));
             out.push(Event {
                 event: "exemption",
-                at: r.get(1),
-                pipeline: Some(glob.clone()),
+                at: r.at,
+                message: format!(
+                    "{} exempted {} from {from} until {}: {}",
+                    r.created_by, r.pipeline_glob, r.until, r.reason
+                ),
+                pipeline: Some(r.pipeline_glob),
                 execution_id: None,
-                rule: rule.clone(),
+                rule: r.rule,
                 outcome: Some("added".into()),
-                message: format!("{by} exempted {glob} from {from} until {until}: {reason}"),
                 unwatched: None,
                 account: None,
                 region: None,
-                source: Source::Exemptions.table(),
-                source_id: r.get(0),
+                source: Source::Exemptions,
+                source_id: r.source_id,
             });
         }
-        let revoked = Source::ExemptionRevocations
-            .pending(
-                store,
-                target,
-                &since,
-                "src.at, e.pipeline_glob, src.revoked_by, e.rule",
-                "JOIN exemptions e ON e.id = src.exemption_id",
-                "TRUE",
-            )
-            .await
-            .context("cannot read exemption revocations to notify")?;
-        for r in revoked {
-            let (id, glob, by): (i64, String, String) = (r.get(0), r.get(2), r.get(3));
+        for r in store.pending_revocations(name, since).await? {
             out.push(Event {
                 event: "exemption",
-                at: r.get(1),
-                pipeline: Some(glob.clone()),
+                at: r.at,
+                message: format!(
+                    "{} revoked exemption {} of {}",
+                    r.revoked_by, r.source_id, r.pipeline_glob
+                ),
+                pipeline: Some(r.pipeline_glob),
                 execution_id: None,
-                rule: r.get(4),
+                rule: r.rule,
                 outcome: Some("revoked".into()),
-                message: format!("{by} revoked exemption {id} of {glob}"),
                 unwatched: None,
                 account: None,
                 region: None,
-                source: Source::ExemptionRevocations.table(),
-                source_id: id,
+                source: Source::ExemptionRevocations,
+                source_id: r.source_id,
             });
         }
     }
     if wants(EventKind::SweepFailed) {
-        // Only the first failure after a good sweep (or the first sweep): an outage is one
-        // message, not one per retry. Good sweeps may be quiet ones folded into a run
-        // (`sweep_runs`): a run that ended after the failure before this one is a recovery too.
-        let rows = Source::SweepResults
-            .pending(
-                store,
-                target,
-                &since,
-                "src.finished_at, src.error",
-                "",
-                "src.error IS NOT NULL \
-                 AND (COALESCE((SELECT p.error IS NULL FROM sweep_results p WHERE p.sweep_id < src.sweep_id \
-                                ORDER BY p.sweep_id DESC LIMIT 1), 1) \
-                      OR EXISTS (SELECT 1 FROM sweep_runs r WHERE r.last_sweep_id < src.sweep_id \
-                                 AND r.last_sweep_id > (SELECT COALESCE(MAX(p.sweep_id), 0) \
-                                     FROM sweep_results p WHERE p.sweep_id < src.sweep_id)))",
-            )
-            .await
-            .context("cannot read sweep results to notify")?;
-        for r in rows {
-            let error: String = r.get(2);
+        for r in store.pending_sweep_failures(name, since).await? {
             out.push(Event {
                 event: "sweep_failed",
-                at: r.get(1),
+                at: r.at,
                 pipeline: None,
                 execution_id: None,
                 rule: None,
                 outcome: Some("failed".into()),
-                message: format!("a sweep failed: {error}"),
+                message: format!("a sweep failed: {}", r.error),
                 unwatched: None,
                 account: None,
                 region: None,
-                source: Source::SweepResults.table(),
-                source_id: r.get(0),
+                source: Source::SweepResults,
+                source_id: r.source_id,
             });
         }
     }
     if wants(EventKind::Unwatched) {
-        let rows = Source::UnwatchedWindows
-            .pending(
-                store,
-                target,
-                &since,
-                "src.found_at, src.rule, src.window_start, src.window_end, src.gap_from, src.gap_to",
-                "",
-                "TRUE",
-            )
-            .await
-            .context("cannot read unwatched windows to notify")?;
-        for r in rows {
-            let found_at: String = r.get(1);
-            let rule: String = r.get(2);
+        for r in store.pending_unwatched(name, since).await? {
+            let rule = r.rule;
             let u = UnwatchedFacts {
-                window_start: r.get(3),
-                window_end: r.get(4),
-                gap_from: r.get(5),
-                gap_to: r.get(6),
+                window_start: r.window_start,
+                window_end: r.window_end,
+                gap_from: r.gap_from,
+                gap_to: r.gap_to,
             };
+            let found_at = r.at;
             // RFC 3339 UTC with milliseconds: the text orders as the time.
             let (message, outcome) = if u.window_end > found_at {
                 (
@@ -749,49 +560,20 @@ pub async fn undelivered(
                 unwatched: Some(u),
                 account: None,
                 region: None,
-                source: Source::UnwatchedWindows.table(),
-                source_id: r.get(0),
+                source: Source::UnwatchedWindows,
+                source_id: r.source_id,
             });
         }
     }
-    out.sort_by(|a, b| (&a.at, a.source, a.source_id).cmp(&(&b.at, b.source, b.source_id)));
+    out.sort_by(|a, b| {
+        (&a.at, a.source.table(), a.source_id).cmp(&(&b.at, b.source.table(), b.source_id))
+    });
     Ok(out)
-}
-
-/// One delivery the receiver acknowledged, not yet recorded.
-struct Delivered {
-    /// When the receiver accepted it (RFC 3339 UTC).
-    at: String,
-    /// The audit table of its record.
-    source: &'static str,
-    /// The record's id there.
-    source_id: i64,
-    /// Attempts it took.
-    attempts: u32,
 }
 
 /// Records `done` (and empties it), in one transaction.
 async fn mark_delivered(store: &Store, target: &str, done: &mut Vec<Delivered>) -> Result<()> {
-    if done.is_empty() {
-        return Ok(());
-    }
-    let mut tx = store.begin_write().await?;
-    for d in done.iter() {
-        sqlx::query(
-            "INSERT OR IGNORE INTO notify_delivered (at, target, source, source_id, attempts) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&d.at)
-        .bind(target)
-        .bind(d.source)
-        .bind(d.source_id)
-        .bind(i64::from(d.attempts))
-        .execute(&mut *tx)
-        .await
-        .context("cannot record a notification as delivered")?;
-    }
-    tx.commit()
-        .await
-        .context("cannot record notifications as delivered")?;
+    store.mark_delivered(target, done).await?;
     done.clear();
     Ok(())
 }
@@ -1043,7 +825,7 @@ mod tests {
             unwatched: None,
             account: None,
             region: None,
-            source: "stop_outcomes",
+            source: Source::StopOutcomes,
             source_id: 1,
         }
     }
@@ -1168,7 +950,7 @@ mod tests {
 
     async fn record_stop_at(store: &Store, pipeline: &str, outcome: &str, at: DateTime<Utc>) {
         let id = store
-            .record_intent(&crate::store::Intent {
+            .record_intent(&stopd_audit::Intent {
                 at: Utc::now(),
                 sweep_id: None,
                 pipeline,
@@ -1189,7 +971,7 @@ mod tests {
         store
             .record_outcome(
                 id,
-                &crate::store::OutcomeRow {
+                &stopd_audit::OutcomeRow {
                     at,
                     outcome: outcome.into(),
                     attempts: 1,
@@ -1289,10 +1071,7 @@ mod tests {
             .collect();
         let want: Vec<String> = (0..150).map(|i| format!("prod-{i:03}")).collect();
         assert_eq!(pipelines, want);
-        let marked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notify_delivered")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+        let marked = store.delivered_count().await.unwrap();
         assert_eq!(marked, 150);
     }
 
@@ -1353,30 +1132,6 @@ mod tests {
         assert_eq!(pipelines, ["prod-later", "prod-earlier"]);
     }
 
-    /// Each outbox's key is its table's primary key, and its query is valid on the schema.
-    #[tokio::test]
-    async fn every_outbox_is_read_by_its_tables_primary_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
-        for s in Source::ALL {
-            let pk: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT name FROM pragma_table_info('{}') WHERE pk > 0",
-                s.table()
-            ))
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-            assert_eq!(pk, [s.key()], "{s:?}");
-            let q = s.query(&format!("src.{}", s.at()), "", "TRUE");
-            sqlx::query(&q)
-                .bind("chat")
-                .bind("2026-01-01T00:00:00.000Z")
-                .fetch_all(store.pool())
-                .await
-                .unwrap_or_else(|e| panic!("{s:?}: {e}\n{q}"));
-        }
-    }
-
     /// An outage after a recovery made of quiet sweeps (folded into a run, so in `sweep_runs`
     /// and not `sweep_results`) is a second outage: it is notified, not taken for a retry of
     /// the first.
@@ -1391,13 +1146,13 @@ mod tests {
             .compact_quiet_sweeps(Duration::from_secs(65))
             .await
             .unwrap();
-        let failed = crate::store::SweepResult {
+        let failed = stopd_audit::SweepResult {
             errors: 1,
             error: Some("AccessDenied".into()),
             ..Default::default()
         };
         let t0 = Utc::now() - chrono::TimeDelta::minutes(10);
-        let sweep = |at: DateTime<Utc>, r: crate::store::SweepResult| {
+        let sweep = |at: DateTime<Utc>, r: stopd_audit::SweepResult| {
             let store = store.clone();
             async move {
                 let id = store.begin_sweep(at, "schedule", false).await.unwrap();
@@ -1411,7 +1166,7 @@ mod tests {
         sweep(t0, failed.clone()).await;
         sweep(t0 + s(30), failed.clone()).await; // a retry: the same outage
         for k in 2..6 {
-            sweep(t0 + s(30 * k), crate::store::SweepResult::default()).await; // quiet, good
+            sweep(t0 + s(30 * k), stopd_audit::SweepResult::default()).await; // quiet, good
         }
         sweep(t0 + s(180), failed.clone()).await; // a second outage
         let pending = undelivered(&store, &target, Utc::now() - LOOKBACK)
@@ -1429,7 +1184,7 @@ mod tests {
         let (url, _got, _) = receiver(0).await;
         let target = chat_target(url, vec![EventKind::Stopped]);
         since(&store, "chat").await.unwrap();
-        for i in 0..(BATCH + 10) {
+        for i in 0..(stopd_audit::outbox::BATCH + 10) {
             record_stop(&store, &format!("prod-{i:03}"), "failed").await;
         }
         record_stop(&store, "prod-late", "stopped").await;

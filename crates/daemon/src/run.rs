@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::scheduler::{BoxFuture, Event, Scheduler, Sweeps, SystemClock, notify};
-use crate::store::Store;
-use crate::store::events::StartedWindow;
 use crate::sweep::{self, SweepSummary, Sweeper};
+use stopd_audit::Store;
+use stopd_audit::events::StartedWindow;
 
 /// How often the database's change counter is read: an exemption or freeze added with the CLI
 /// is in force within about this long.
@@ -157,7 +157,7 @@ impl Sweeps for Live {
             self.sweeper.concurrency = n.stop_concurrency;
             // Quiet sweeps are folded as long as they come within the new schedule's gap.
             let interval = crate::auditor::schedule_interval(new, chrono::Utc::now());
-            let gap = interval * 2 + crate::store::coverage::MARGIN;
+            let gap = interval * 2 + stopd_audit::coverage::MARGIN;
             if let Ok(gap) = gap.to_std()
                 && let Err(e) = self.sweeper.store.compact_quiet_sweeps(gap).await
             {
@@ -294,11 +294,11 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
-    let digester = crate::digest::Digester::from_config(&cfg.audit)?;
+    let digester = crate::secrets::digester(&cfg.audit)?;
     // Lifecycle: the start (and an unclean stop of the run before, and the freeze windows that
     // began while no daemon ran: `unwatched`), audited before the first sweep; the clean stop
     // after the last.
-    let hash = crate::store::events::policy_hash(&cfg.path);
+    let hash = stopd_audit::events::policy_hash(&cfg.path);
     let policy = Arc::clone(&cfg.policy);
     let windows = move |from, to| {
         policy
@@ -330,13 +330,13 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         tracing::warn!(
             left_out = started.unwatched_left_out,
             "more freeze windows began while stopd was not running than are reported (the latest {} are)",
-            crate::store::events::UNWATCHED_MAX
+            stopd_audit::events::UNWATCHED_MAX
         );
     }
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
     let interval = crate::auditor::schedule_interval(&cfg, chrono::Utc::now());
-    let gap = interval * 2 + crate::store::coverage::MARGIN;
+    let gap = interval * 2 + stopd_audit::coverage::MARGIN;
     store.compact_quiet_sweeps(gap.to_std()?).await?;
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {

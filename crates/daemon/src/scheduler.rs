@@ -324,7 +324,7 @@ impl<S: Sweeps> Scheduler<S> {
                 }
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
-                let hash = crate::store::events::policy_hash(&self.cfg.path);
+                let hash = stopd_audit::events::policy_hash(&self.cfg.path);
                 self.sweeps.reloaded(self.clock.now(), Ok(hash)).await;
                 // A good reload is enforced at once, not at the next tick.
                 self.sweep_now = Some("reload");
@@ -469,7 +469,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::store::SweepResult;
+    use stopd_audit::SweepResult;
 
     /// Time from tokio's (paused) clock, anchored at a wall-clock instant.
     #[derive(Debug)]

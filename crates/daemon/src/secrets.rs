@@ -100,7 +100,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
 pub fn check(cfg: &Config) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
     if let (Some(_), Some(key)) = (&cfg.audit.digest_dir, &cfg.audit.signing_key)
-        && let Err(e) = crate::digest::load_key(key)
+        && let Err(e) = signing_key(key)
     {
         problems.push(cfg.problem_at("audit.signing_key", e));
     }
@@ -134,4 +134,21 @@ pub fn check(cfg: &Config) -> Result<(), ConfigError> {
             problems,
         })
     }
+}
+
+/// Reads and parses `[audit] signing_key` (its systemd credential first).
+pub fn signing_key(path: &Path) -> Result<stopd_audit::digest::SigningKey, String> {
+    let pem = read(path)?;
+    stopd_audit::digest::parse_key(&pem, &source(path))
+}
+
+/// The digest writer `[audit]` asks for (its key read first); `None` when it asks for none.
+pub fn digester(
+    audit: &crate::config::AuditSpec,
+) -> anyhow::Result<Option<stopd_audit::digest::Digester>> {
+    let (Some(dir), Some(key)) = (&audit.digest_dir, &audit.signing_key) else {
+        return Ok(None);
+    };
+    let key = signing_key(key).map_err(|e| anyhow::anyhow!("[audit] signing_key: {e}"))?;
+    Ok(Some(stopd_audit::digest::Digester::new(dir.clone(), key)))
 }

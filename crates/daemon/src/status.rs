@@ -18,11 +18,10 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use stopd_rules::{Policy, RuleKind, Trigger};
 
 use crate::config::Config;
-use crate::store::{Store, parse_ts, ts};
+use stopd_audit::{Store, parse_ts, ts};
 
 /// SHA-256 of `bytes`, lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -45,16 +44,14 @@ pub fn stale_after(cfg: &Config, now: DateTime<Utc>) -> Duration {
 
 /// Records the policy the daemon put in force (`start` or `reload`).
 pub async fn record_policy_load(store: &Store, cfg: &Config, trigger: &str) -> Result<()> {
-    sqlx::query("INSERT INTO policy_loads (at, pid, path, hash, trigger) VALUES (?, ?, ?, ?, ?)")
-        .bind(ts(Utc::now()))
-        .bind(i64::from(std::process::id()))
-        .bind(cfg.path.display().to_string())
-        .bind(&cfg.policy_hash)
-        .bind(trigger)
-        .execute(store.pool())
+    store
+        .record_policy_load(
+            Utc::now(),
+            &cfg.path.display().to_string(),
+            &cfg.policy_hash,
+            trigger,
+        )
         .await
-        .context("cannot record the policy in force")?;
-    Ok(())
 }
 
 /// Gauges read from the audit database (for `/metrics` and `status`).
@@ -87,20 +84,9 @@ pub async fn database_gauges(
     }
     Ok(DatabaseGauges {
         exemptions_active,
-        pending_escalations: pending_escalations(store).await?,
+        pending_escalations: store.pending_escalations().await?,
         freezes_in_force,
     })
-}
-
-async fn pending_escalations(store: &Store) -> Result<usize> {
-    let n: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) {}",
-        crate::store::OPEN_ESCALATIONS
-    ))
-    .fetch_one(store.pool())
-    .await
-    .context("cannot read escalation deadlines")?;
-    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Below this many free bytes the audit database's filesystem counts as full: a commit writes
@@ -189,7 +175,7 @@ pub struct Status {
     /// Rules in force now (timeouts always; freezes with an open window).
     pub rules_in_force: Vec<InForce>,
     /// Ad-hoc freezes in force.
-    pub adhoc_freezes: Vec<crate::freezes::FreezeRecord>,
+    pub adhoc_freezes: Vec<stopd_audit::FreezeRecord>,
     /// Transitions stopd holds closed: `pipeline/stage`.
     pub gates_closed: Vec<String>,
     /// Exemptions in force: names.
@@ -200,7 +186,7 @@ pub struct Status {
     pub database_free_bytes: Option<u64>,
     /// With `[[account]]`s: each configured account and region's last sweep (`at` empty:
     /// not swept yet).
-    pub accounts: Vec<crate::store::PlaceSweep>,
+    pub accounts: Vec<stopd_audit::PlaceSweep>,
 }
 
 /// Rules of `policy` in force at `now`.
@@ -280,20 +266,15 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
     };
     let mut last_success = None;
     if let Some(store) = &store {
-        let last = sqlx::query(
-            "SELECT r.finished_at, r.error, r.errors, r.result FROM sweep_results r \
-             ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1",
-        )
-        .fetch_optional(store.pool())
-        .await
-        .context("cannot read the sweep log")?;
-        if let Some(r) = last {
-            let at: String = r.get(0);
-            let error: Option<String> = r.get(1);
-            let errors: i64 = r.get(2);
-            let result: Option<String> = r.get(3);
+        if let Some(stopd_audit::LastSweep {
+            finished_at: at,
+            error,
+            errors,
+            result,
+        }) = store.last_sweep().await?
+        {
             let result =
-                crate::store::sweep_result(true, result.as_deref(), errors, error.is_some());
+                stopd_audit::sweep_result(true, result.as_deref(), errors, error.is_some());
             status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
             status.last_sweep_at = Some(at);
             // An interrupted sweep is neither good nor failed.
@@ -306,14 +287,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         }
         // Quiet sweeps are grouped into runs, the newest one still open: its last sweep is
         // the last sweep when it ended after the last one written whole.
-        let run: Option<String> = sqlx::query_scalar(
-            "SELECT MAX(t) FROM (SELECT MAX(last_finished_at) AS t FROM sweep_runs \
-             UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
-        )
-        .fetch_one(store.pool())
-        .await
-        .context("cannot read the sweep log")?;
-        if let Some(at) = run
+        if let Some(at) = store.last_quiet_sweep().await?
             && status.last_sweep_at.as_ref().is_none_or(|last| at > *last)
         {
             status.last_sweep_age_seconds = Some((now - parse_ts(&at)?).num_seconds());
@@ -326,15 +300,10 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             last_success = Some(at);
             status.last_success_at = Some(ts(at));
         }
-        if let Some(r) = sqlx::query("SELECT hash, at FROM policy_loads ORDER BY id DESC LIMIT 1")
-            .fetch_optional(store.pool())
-            .await
-            .context("cannot read the policy log")?
-        {
-            let hash: String = r.get(0);
-            status.reload_pending = running && hash != status.policy_on_disk_hash;
-            status.policy_hash = Some(hash);
-            status.policy_loaded_at = Some(r.get(1));
+        if let Some(load) = store.last_policy_load().await? {
+            status.reload_pending = running && load.hash != status.policy_on_disk_hash;
+            status.policy_hash = Some(load.hash);
+            status.policy_loaded_at = Some(load.at);
         }
         let adhoc = store.active_freezes(now).await?;
         let effective = crate::freezes::with_freezes(&cfg.policy, &adhoc)?;
@@ -361,7 +330,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .into_iter()
             .map(|e| e.name)
             .collect();
-        status.pending_escalations = pending_escalations(store).await?;
+        status.pending_escalations = store.pending_escalations().await?;
         if !cfg.accounts.is_empty() {
             let swept = store.place_sweeps().await?;
             status.accounts = configured(cfg)
@@ -371,7 +340,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
                         .iter()
                         .find(|p| p.account == account && p.region == region)
                         .cloned()
-                        .unwrap_or(crate::store::PlaceSweep {
+                        .unwrap_or(stopd_audit::PlaceSweep {
                             account,
                             region,
                             at: String::new(),
@@ -563,7 +532,7 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
 }
 
 /// With `[[account]]`s: one line per account and region, its last sweep and how it went.
-fn render_accounts(places: &[crate::store::PlaceSweep], now: DateTime<Utc>) -> String {
+fn render_accounts(places: &[stopd_audit::PlaceSweep], now: DateTime<Utc>) -> String {
     use crate::output::escape;
     if places.is_empty() {
         return String::new();

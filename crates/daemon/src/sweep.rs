@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use stopd_audit::PlaceResult;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -19,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::gates::PipelineGated;
-use crate::store::{Intent, OutcomeRow, Store, SweepResult};
+use stopd_audit::{Intent, OutcomeRow, Store, SweepResult};
 
 /// A stop to make, owned (it crosses into a task).
 #[derive(Debug, Clone)]
@@ -212,21 +213,6 @@ pub async fn execute(
         account: core.account().to_string(),
         region: core.region().to_string(),
     }
-}
-
-/// How one account and region's part of a sweep went.
-#[derive(Debug, Clone, Default)]
-pub struct PlaceResult {
-    /// Account name.
-    pub account: String,
-    /// Region.
-    pub region: String,
-    /// Everything was read, decided and recorded without an error.
-    pub ok: bool,
-    /// Not ok only because a clean shutdown cut it short (`result="interrupted"`).
-    pub interrupted: bool,
-    /// The first error, in words.
-    pub error: Option<String>,
 }
 
 /// What one sweep did.
@@ -1105,7 +1091,7 @@ pub async fn reconcile(cores: &[Core], store: &Store) -> Result<(usize, usize)> 
 }
 
 /// Resolves one pending stop; false when its execution cannot be read now.
-async fn resolve_one(core: &Core, store: &Store, p: crate::store::Pending) -> Result<bool> {
+async fn resolve_one(core: &Core, store: &Store, p: stopd_audit::Pending) -> Result<bool> {
     let mut calls = CallCounts::default();
     let record = |outcome: &str, note: String| OutcomeRow {
         at: Utc::now(),
@@ -1191,7 +1177,7 @@ fn by_status(status: &str, stopping: Outcome, how: &str) -> (Outcome, String) {
 
 /// The outcome of a pending stop whose execution could not be read: final when the pipeline
 /// or execution is gone; otherwise `None` (it stays pending for the next start).
-fn unresolved(p: &crate::store::Pending, e: stopd_core::ApiError) -> Option<(Outcome, String)> {
+fn unresolved(p: &stopd_audit::Pending, e: stopd_core::ApiError) -> Option<(Outcome, String)> {
     match e.kind {
         ErrorKind::PipelineNotFound => Some((
             Outcome::PipelineNotFound,

@@ -27,9 +27,17 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
 pub mod coverage;
+pub mod digest;
 pub mod events;
+mod freezes;
+pub mod outbox;
+mod status;
+pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};
+pub use status::{LastSweep, PolicyLoad};
+mod gates;
+pub use gates::{GateRecord, LastGate, NewGate};
 mod runs;
-pub use runs::PlaceSweep;
+pub use runs::{PlaceResult, PlaceSweep};
 #[cfg(test)]
 mod size;
 mod verify;
@@ -53,6 +61,17 @@ pub fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(s)
         .with_context(|| format!("bad timestamp {s:?} in the audit log"))?
         .with_timezone(&Utc))
+}
+
+/// What [`Store::revoke_exemption`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Recorded now.
+    Revoked,
+    /// No exemption has that id.
+    NoSuchExemption,
+    /// It was revoked before (the first revocation stands).
+    AlreadyRevoked,
 }
 
 /// The audit database.
@@ -1208,26 +1227,22 @@ impl Store {
         Ok(id)
     }
 
-    /// Revokes an exemption, with why if given. A refusal (exit 2) if it does not exist or is
-    /// already revoked.
+    /// Revokes an exemption, with why if given; says so when it does not exist or is already
+    /// revoked (a refusal the CLI turns into a usage error).
     pub async fn revoke_exemption(
         &self,
         id: i64,
         at: DateTime<Utc>,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Revocation> {
         let exists: bool = sqlx::query("SELECT EXISTS (SELECT 1 FROM exemptions WHERE id = ?)")
             .bind(id)
             .fetch_one(&self.pool)
             .await?
             .get(0);
         if !exists {
-            return Err(crate::UsageError(format!(
-                "no exemption with id {id} (see `{}`)",
-                crate::hint("exempt list")
-            ))
-            .into());
+            return Ok(Revocation::NoSuchExemption);
         }
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
@@ -1242,11 +1257,11 @@ impl Store {
         .await
         .context("cannot record the revocation")?;
         if done.rows_affected() == 0 {
-            return Err(crate::UsageError(format!("exemption {id} is already revoked")).into());
+            return Ok(Revocation::AlreadyRevoked);
         }
         chain::link(&mut tx, "exemption_revocations", id).await?;
         tx.commit().await.context("cannot record the revocation")?;
-        Ok(())
+        Ok(Revocation::Revoked)
     }
 
     /// Every rule name the audit log knows: of stops, gates, rule-limited exemptions,

@@ -103,6 +103,21 @@ fn bind_run<'q>(
         .bind(o.throttled)
 }
 
+/// How one account and region's part of a sweep went.
+#[derive(Debug, Clone, Default)]
+pub struct PlaceResult {
+    /// Account name.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// Everything was read, decided and recorded without an error.
+    pub ok: bool,
+    /// Not ok only because a clean shutdown cut it short (`result="interrupted"`).
+    pub interrupted: bool,
+    /// The first error, in words.
+    pub error: Option<String>,
+}
+
 impl Store {
     /// Turns compaction on: quiet scheduled sweeps are folded into runs as long as each begins
     /// within `gap` of the one before it finishing (the daemon passes twice its schedule's
@@ -375,14 +390,10 @@ impl Store {
     /// that are older than five minutes (a quiet fleet costs a write every five minutes, not
     /// one a sweep). A place whose part a clean shutdown cut short is left as it was: that is
     /// neither a good nor a failed sweep.
-    pub async fn record_places(
-        &self,
-        at: DateTime<Utc>,
-        places: &[crate::sweep::PlaceResult],
-    ) -> Result<()> {
+    pub async fn record_places(&self, at: DateTime<Utc>, places: &[PlaceResult]) -> Result<()> {
         let known = self.place_sweeps().await?;
         let stale = ts(at - PLACE_REFRESH);
-        let due: Vec<&crate::sweep::PlaceResult> = places
+        let due: Vec<&PlaceResult> = places
             .iter()
             .filter(|p| !p.interrupted)
             .filter(|p| {
@@ -448,7 +459,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Intent, coverage};
+    use crate::{Intent, coverage};
 
     /// Quiet scheduled sweeps become runs (cut at RUN_MAX and at a late sweep); a sweep that
     /// decides a stop, and one not on the schedule, keep their rows; coverage over the runs is
@@ -691,7 +702,6 @@ mod tests {
     /// every quiet sweep; `last_ok_at` survives a failure.
     #[tokio::test]
     async fn place_rows_are_written_on_change_or_when_old() {
-        use crate::sweep::PlaceResult;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let place = |ok: bool| PlaceResult {

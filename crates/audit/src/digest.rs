@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
+pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::store::{Store, ts};
+use crate::{Store, ts};
 
 /// How often the daemon writes a digest.
 pub const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -87,29 +88,24 @@ fn listed(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads and parses `[audit] signing_key` (its systemd credential first: [`crate::secrets`]).
-pub fn load_key(path: &Path) -> Result<SigningKey, String> {
-    let pem = crate::secrets::read(path)?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+/// Parses an Ed25519 PKCS#8 PEM private key; `source` names where it came from in the error.
+pub fn parse_key(pem: &str, source: &Path) -> Result<SigningKey, String> {
+    SigningKey::from_pkcs8_pem(pem).map_err(|e| {
         format!(
             "{} is not an Ed25519 PKCS#8 PEM private key ({e}); make one with `openssl genpkey -algorithm ed25519`",
-            crate::secrets::source(path).display()
+            source.display()
         )
     })
 }
 
 impl Digester {
-    /// Loads the key; `None` when `[audit]` asks for no digests.
-    pub fn from_config(audit: &crate::config::AuditSpec) -> Result<Option<Digester>> {
-        let (Some(dir), Some(key)) = (&audit.digest_dir, &audit.signing_key) else {
-            return Ok(None);
-        };
-        let key = load_key(key).map_err(|e| anyhow::anyhow!("[audit] signing_key: {e}"))?;
-        Ok(Some(Digester {
-            dir: dir.clone(),
+    /// Writes digests into `dir`, signed with `key`.
+    pub fn new(dir: PathBuf, key: SigningKey) -> Digester {
+        Digester {
+            dir,
             key,
             writing: std::sync::Arc::default(),
-        }))
+        }
     }
 
     /// Writes a digest of the chain's head now; returns its path.
@@ -318,7 +314,7 @@ struct Run {
 /// running is the end of the log cut short, or a daemon killed and not restarted: either way it
 /// is reported.
 fn lifecycle_gaps(
-    events: &[crate::store::events::EventRecord],
+    events: &[crate::events::EventRecord],
     digests: &[(DateTime<Utc>, String)],
     daemon_running: bool,
     now: DateTime<Utc>,
@@ -441,7 +437,6 @@ mod tests {
     use sqlx::Connection;
 
     use super::*;
-    use crate::config::AuditSpec;
 
     /// A key pair as PEM files in `dir`: (private, public).
     fn keys(dir: &Path, seed: u8) -> (PathBuf, PathBuf) {
@@ -477,12 +472,8 @@ mod tests {
     }
 
     fn digester(dir: &Path, key: &Path) -> Digester {
-        Digester::from_config(&AuditSpec {
-            digest_dir: Some(dir.to_path_buf()),
-            signing_key: Some(key.to_path_buf()),
-        })
-        .unwrap()
-        .unwrap()
+        let pem = std::fs::read_to_string(key).unwrap();
+        Digester::new(dir.to_path_buf(), parse_key(&pem, key).unwrap())
     }
 
     /// Digests written as the log grows agree with it; the log cut short, rebuilt, a digest
@@ -622,8 +613,8 @@ mod tests {
         assert_eq!((c.read, c.problems), (1, Vec::<String>::new()));
     }
 
-    fn event(at: &str, event: &str, pid: i64) -> crate::store::events::EventRecord {
-        crate::store::events::EventRecord {
+    fn event(at: &str, event: &str, pid: i64) -> crate::events::EventRecord {
+        crate::events::EventRecord {
             id: 0,
             at: at.into(),
             event: event.into(),

@@ -1,0 +1,288 @@
+//! Ad-hoc freezes ("stop the line") as recorded: `freezes` and `freeze_lifts`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use stopd_rules::{FreezeSpec, Mode};
+
+use crate::{Store, chain, parse_ts, ts};
+
+/// What [`Store::lift_freeze`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lift {
+    /// Recorded now.
+    Lifted,
+    /// No freeze has that id.
+    NoSuchFreeze,
+    /// Lifted before: when and by whom.
+    AlreadyLifted { at: String, by: String },
+    /// Its window ended (exclusive end, RFC 3339).
+    Ended { until: String },
+}
+
+/// The name of ad-hoc freeze `id` as a rule: in the audit log, `plan`, `windows`.
+pub fn rule_name(id: i64) -> String {
+    format!("adhoc-{id}")
+}
+
+/// A freeze to record.
+#[derive(Debug, Clone)]
+pub struct NewFreeze<'a> {
+    /// From (now).
+    pub at: DateTime<Utc>,
+    /// Until (exclusive).
+    pub until: DateTime<Utc>,
+    /// Pipeline glob.
+    pub pipeline: &'a str,
+    /// Glob of pipelines spared.
+    pub exclude: Option<&'a str>,
+    /// Tags every frozen pipeline carries.
+    pub tags: &'a BTreeMap<String, String>,
+    /// Stop mode.
+    pub mode: Mode,
+    /// Also hold new work at stage transitions.
+    pub gate: bool,
+    /// Only accounts (`[[account]] name`) matching this glob; `None`: every one.
+    pub account: Option<&'a str>,
+    /// Only regions matching this glob; `None`: every one.
+    pub region: Option<&'a str>,
+    /// Why.
+    pub reason: &'a str,
+    /// Who.
+    pub by: &'a str,
+}
+
+/// One ad-hoc freeze, as recorded (and as `freeze list --format json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct FreezeRecord {
+    /// Id; the rule is `adhoc-<id>`.
+    pub id: i64,
+    /// The rule's name.
+    pub rule: String,
+    /// Window start.
+    pub created_at: String,
+    /// Window end (exclusive), unless lifted earlier.
+    pub until: String,
+    /// Pipeline glob.
+    pub pipeline: String,
+    /// Glob of pipelines spared.
+    pub exclude: Option<String>,
+    /// Tags every frozen pipeline carries.
+    pub tags: BTreeMap<String, String>,
+    /// `finish` or `abandon`.
+    pub mode: String,
+    /// Holds new work at stage transitions too.
+    pub gate: bool,
+    /// Only accounts matching this glob (`None`: every one).
+    pub account: Option<String>,
+    /// Only regions matching this glob (`None`: every one).
+    pub region: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// Who froze.
+    pub created_by: String,
+    /// When it was lifted early, if it was.
+    pub lifted_at: Option<String>,
+    /// Who lifted it.
+    pub lifted_by: Option<String>,
+    /// Why it was lifted.
+    pub lift_reason: Option<String>,
+}
+
+impl FreezeRecord {
+    /// `active`, `lifted` or `expired` at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> &'static str {
+        if self.lifted_at.is_some() {
+            "lifted"
+        } else if self.until <= ts(now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+
+    /// The freeze as a one-off `[[freeze]]` of the policy: `[created_at, until)`, grace none,
+    /// rollbacks spared, the reason saying who froze and why.
+    pub fn spec(&self) -> FreezeSpec {
+        let mode = if self.mode == "abandon" {
+            Mode::Abandon
+        } else {
+            Mode::Finish
+        };
+        // The reason is a template: the operator's braces are literal.
+        let said = self.reason.replace('{', "{{").replace('}', "}}");
+        let by = self.created_by.replace('{', "{{").replace('}', "}}");
+        FreezeSpec {
+            name: self.rule.clone(),
+            start: Some(self.created_at.clone()),
+            // Lifted early: the window ended then.
+            end: Some(self.lifted_at.clone().unwrap_or_else(|| self.until.clone())),
+            timezone: Some("UTC".into()),
+            pipelines: Some(vec![self.pipeline.clone()]),
+            exclude: self.exclude.clone().map(|e| vec![e]),
+            tags: (!self.tags.is_empty()).then(|| self.tags.clone()),
+            mode: Some(mode),
+            reason: Some(format!("stop the line by {by}: {said} (until {{until}})")),
+            rollbacks: Some(false),
+            gate: self.gate.then_some(true),
+            accounts: self.account.clone().map(|a| vec![a]),
+            regions: self.region.clone().map(|r| vec![r]),
+            ..FreezeSpec::default()
+        }
+    }
+}
+
+const SELECT: &str = "SELECT f.id, f.created_at, f.until, f.pipeline_glob, f.exclude_glob, f.tags, \
+     f.mode, f.gate, f.reason, f.created_by, l.at, l.lifted_by, l.reason, f.account_glob, \
+     f.region_glob \
+     FROM freezes f LEFT JOIN freeze_lifts l ON l.freeze_id = f.id";
+
+fn record(r: &sqlx::sqlite::SqliteRow) -> Result<FreezeRecord> {
+    let id: i64 = r.get(0);
+    let tags: Option<String> = r.get(5);
+    Ok(FreezeRecord {
+        id,
+        rule: rule_name(id),
+        created_at: r.get(1),
+        until: r.get(2),
+        pipeline: r.get(3),
+        exclude: r.get(4),
+        tags: match tags {
+            Some(t) => serde_json::from_str(&t)
+                .with_context(|| format!("ad-hoc freeze #{id} has unreadable tags"))?,
+            None => BTreeMap::new(),
+        },
+        mode: r.get(6),
+        gate: r.get(7),
+        reason: r.get(8),
+        created_by: r.get(9),
+        lifted_at: r.get(10),
+        lifted_by: r.get(11),
+        lift_reason: r.get(12),
+        account: r.get(13),
+        region: r.get(14),
+    })
+}
+
+impl Store {
+    /// Records an ad-hoc freeze; returns its id.
+    pub async fn add_freeze(&self, f: &NewFreeze<'_>) -> Result<i64> {
+        let tags = (!f.tags.is_empty())
+            .then(|| serde_json::to_string(f.tags))
+            .transpose()?;
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO freezes (created_at, until, pipeline_glob, exclude_glob, tags, mode, gate, \
+             reason, created_by, account_glob, region_glob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(ts(f.at))
+        .bind(ts(f.until))
+        .bind(f.pipeline)
+        .bind(f.exclude)
+        .bind(tags)
+        .bind(f.mode.as_str())
+        .bind(f.gate)
+        .bind(f.reason)
+        .bind(f.by)
+        .bind(f.account)
+        .bind(f.region)
+        .fetch_one(&mut *tx)
+        .await
+        .context("cannot record the freeze")?;
+        chain::link(&mut tx, "freezes", id).await?;
+        tx.commit().await.context("cannot record the freeze")?;
+        Ok(id)
+    }
+
+    /// Lifts an ad-hoc freeze early; says so when it does not exist, was lifted, or has ended.
+    pub async fn lift_freeze(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        reason: &str,
+        by: &str,
+    ) -> Result<Lift> {
+        let Some(f) = self.freezes().await?.into_iter().find(|f| f.id == id) else {
+            return Ok(Lift::NoSuchFreeze);
+        };
+        // Refusals, as `exempt revoke`'s: nothing is recorded.
+        match f.state(at) {
+            "lifted" => {
+                return Ok(Lift::AlreadyLifted {
+                    at: f.lifted_at.unwrap_or_default(),
+                    by: f.lifted_by.unwrap_or_default(),
+                });
+            }
+            "expired" => return Ok(Lift::Ended { until: f.until }),
+            _ => {}
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO freeze_lifts (freeze_id, at, reason, lifted_by) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(ts(at))
+        .bind(reason)
+        .bind(by)
+        .execute(&mut *tx)
+        .await
+        .context("cannot record the lift")?;
+        chain::link(&mut tx, "freeze_lifts", id).await?;
+        tx.commit().await.context("cannot record the lift")?;
+        Ok(Lift::Lifted)
+    }
+
+    /// Every ad-hoc freeze, newest first.
+    pub async fn freezes(&self) -> Result<Vec<FreezeRecord>> {
+        let rows = sqlx::query(&format!("{SELECT} ORDER BY f.id DESC"))
+            .fetch_all(self.pool())
+            .await
+            .context("cannot read the ad-hoc freezes")?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Every ad-hoc freeze whose window (to its end or its lift) overlaps `[from, to)`, oldest
+    /// first: for `windows`.
+    pub async fn freezes_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<FreezeRecord>> {
+        let (from, to) = (ts(from), ts(to));
+        let mut out: Vec<FreezeRecord> = self
+            .freezes()
+            .await?
+            .into_iter()
+            .filter(|f| {
+                let end = f.lifted_at.as_deref().unwrap_or(&f.until);
+                f.created_at.as_str() < to.as_str()
+                    && from.as_str() < end
+                    && f.created_at.as_str() < end
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The ad-hoc freezes in force at `now` (started, not ended, not lifted), oldest first.
+    pub async fn active_freezes(&self, now: DateTime<Utc>) -> Result<Vec<FreezeRecord>> {
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE l.freeze_id IS NULL AND f.created_at <= ?1 AND f.until > ?1 \
+             ORDER BY f.id"
+        ))
+        .bind(ts(now))
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the ad-hoc freezes")?;
+        let out: Vec<FreezeRecord> = rows.iter().map(record).collect::<Result<_>>()?;
+        // Text order is time order only for well-formed rows: check them.
+        for f in &out {
+            parse_ts(&f.until)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,244 @@
+//! The gate log: every action on a stage's inbound transition, recorded before it is made
+//! (`gates`), and how it ended (`gate_outcomes`).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{GateRow, Store, Write, ts};
+
+/// A gate action about to be made.
+#[derive(Debug, Clone, Copy)]
+pub struct NewGate<'a> {
+    /// Account name.
+    pub account: &'a str,
+    /// Region.
+    pub region: &'a str,
+    /// Pipeline.
+    pub pipeline: &'a str,
+    /// The stage whose inbound transition it is.
+    pub stage: &'a str,
+    /// The gating freeze.
+    pub rule: &'a str,
+    /// Disable (close), or enable (open).
+    pub disable: bool,
+    /// The reason sent (disable) or found (enable).
+    pub reason: &'a str,
+}
+
+/// The last recorded action on one transition.
+#[derive(Debug, Clone)]
+pub struct LastGate {
+    /// Row id.
+    pub id: i64,
+    /// The gating freeze.
+    pub rule: String,
+    /// `disable` or `enable`.
+    pub action: String,
+    /// Its outcome (`pending` when none was recorded).
+    pub outcome: String,
+    /// The reason sent (disable) or found (enable).
+    pub reason: String,
+}
+
+impl LastGate {
+    /// Whether stopd holds this transition closed (its last action closed it).
+    pub fn ours(&self) -> bool {
+        self.action == "disable" && self.outcome == "done"
+    }
+}
+
+/// One gate action, as `report --gates` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRecord {
+    /// Row id.
+    pub id: i64,
+    /// When it was decided (RFC 3339 UTC).
+    pub at: String,
+    /// Pipeline.
+    pub pipeline: String,
+    /// The stage whose inbound transition it is.
+    pub stage: String,
+    /// The gating freeze.
+    pub rule: String,
+    /// `disable` or `enable`.
+    pub action: String,
+    /// `done`, `already_disabled`, `left_alone`, `failed`, `dry_run`, `pipeline_not_found`
+    /// (`pending` if the process died before it was known).
+    pub outcome: String,
+    /// Error or note.
+    pub error: Option<String>,
+    /// The reason sent or found.
+    pub reason: String,
+    /// Account name (absent on rows recorded before accounts were: the ambient account).
+    pub account: Option<String>,
+    /// Region (absent on rows recorded before regions were).
+    pub region: Option<String>,
+}
+
+impl Store {
+    /// The last recorded action of every transition stopd ever touched in the engine's account
+    /// and region (rows from before accounts were recorded: the ambient account's).
+    pub async fn last_gates(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<HashMap<(String, String), LastGate>> {
+        let rows = sqlx::query(
+            "SELECT g.pipeline, g.stage, g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, \
+                    g.rule \
+             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
+             WHERE g.id IN (SELECT MAX(id) FROM gates \
+                            WHERE COALESCE(account, 'default') = ?1 \
+                              AND (region IS NULL OR region = ?2) \
+                            GROUP BY pipeline, stage)",
+        )
+        .bind(account)
+        .bind(region)
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the gate log")?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get(0), r.get(1)),
+                    LastGate {
+                        id: r.get(5),
+                        rule: r.get(6),
+                        action: r.get(2),
+                        outcome: r.get(3),
+                        reason: r.get(4),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The last recorded action of every transition stopd ever touched, in every account and
+    /// region: (account, region, pipeline, stage, last action). Rows from before accounts were
+    /// recorded count as the `default` account's, region "".
+    pub async fn last_gates_everywhere(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, LastGate)>> {
+        let rows = sqlx::query(
+            "SELECT COALESCE(g.account, 'default'), COALESCE(g.region, ''), g.pipeline, g.stage, \
+                    g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, g.rule \
+             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
+             WHERE g.id IN (SELECT MAX(id) FROM gates \
+                            GROUP BY COALESCE(account, 'default'), COALESCE(region, ''), \
+                                     pipeline, stage) \
+             ORDER BY 1, 2, 3, 4",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the gate log")?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    LastGate {
+                        id: r.get(7),
+                        rule: r.get(8),
+                        action: r.get(4),
+                        outcome: r.get(5),
+                        reason: r.get(6),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Records a gate action before it is made; returns its id. Through the group-commit
+    /// writer: at a window edge thousands of transitions close at once, and each of them
+    /// committed alone (two fsyncs an action) was most of the edge's time.
+    pub async fn gate_intent(
+        &self,
+        at: DateTime<Utc>,
+        sweep_id: Option<i64>,
+        a: &NewGate<'_>,
+        dry_run: bool,
+    ) -> Result<i64> {
+        // The sweep that decided it is on record first (a quiet sweep's row is held back).
+        if let Some(sweep) = sweep_id {
+            self.write_held(sweep).await?;
+        }
+        let row = GateRow {
+            at: ts(at),
+            sweep_id,
+            pipeline: a.pipeline.to_owned(),
+            stage: a.stage.to_owned(),
+            rule: a.rule.to_owned(),
+            action: if a.disable { "disable" } else { "enable" },
+            reason: a.reason.to_owned(),
+            dry_run,
+            account: a.account.to_owned(),
+            region: a.region.to_owned(),
+        };
+        self.write(|tx| Write::GateIntent(Box::new(row), tx))
+            .await
+            .context("cannot record a gate action before making it")
+    }
+
+    /// Records how a gate action ended.
+    pub async fn gate_outcome(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<()> {
+        let (outcome, error) = (outcome.to_owned(), error.map(str::to_owned));
+        self.write(|tx| Write::GateOutcome(id, outcome, error, tx))
+            .await
+            .context("cannot record a gate action's outcome")
+    }
+
+    /// Gate actions, oldest first, in `[since, until)`.
+    pub async fn gate_records(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        pipeline: Option<&str>,
+        rule: Option<&str>,
+        place: (Option<&str>, Option<&str>),
+    ) -> Result<Vec<GateRecord>> {
+        let rows = sqlx::query(
+            "SELECT g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
+                    COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
+                    o.error, g.reason, g.account, g.region \
+             FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
+             WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
+               AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
+               AND (?5 IS NULL OR COALESCE(g.account, 'default') GLOB ?5) \
+               AND (?6 IS NULL OR COALESCE(g.region, '') GLOB ?6) \
+             ORDER BY g.at, g.pipeline, g.stage, g.id",
+        )
+        .bind(since.map(ts))
+        .bind(until.map(ts))
+        .bind(pipeline)
+        .bind(rule)
+        .bind(place.0)
+        .bind(place.1)
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the gate log")?;
+        Ok(rows
+            .iter()
+            .map(|r| GateRecord {
+                id: r.get(0),
+                at: r.get(1),
+                pipeline: r.get(2),
+                stage: r.get(3),
+                rule: r.get(4),
+                action: r.get(5),
+                outcome: r.get(6),
+                error: r.get(7),
+                reason: r.get(8),
+                account: r.get(9),
+                region: r.get(10),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,102 @@
+//! Reads and writes behind `stopd status`, `/healthz` and the metrics' database gauges.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::{OPEN_ESCALATIONS, Store, ts};
+
+/// The newest sweep written whole (`sweep_results`).
+#[derive(Debug, Clone)]
+pub struct LastSweep {
+    /// When it finished (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Its first error.
+    pub error: Option<String>,
+    /// How many errors it had.
+    pub errors: i64,
+    /// Its recorded result, if one was (rows before results were recorded have none).
+    pub result: Option<String>,
+}
+
+/// A policy put in force.
+#[derive(Debug, Clone)]
+pub struct PolicyLoad {
+    /// SHA-256 of the policy file, hex.
+    pub hash: String,
+    /// When (RFC 3339 UTC).
+    pub at: String,
+}
+
+impl Store {
+    /// Records the policy the daemon put in force (`start` or `reload`).
+    pub async fn record_policy_load(
+        &self,
+        at: DateTime<Utc>,
+        path: &str,
+        hash: &str,
+        trigger: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO policy_loads (at, pid, path, hash, trigger) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(ts(at))
+        .bind(i64::from(std::process::id()))
+        .bind(path)
+        .bind(hash)
+        .bind(trigger)
+        .execute(self.pool())
+        .await
+        .context("cannot record the policy in force")?;
+        Ok(())
+    }
+
+    /// The policy put in force last.
+    pub async fn last_policy_load(&self) -> Result<Option<PolicyLoad>> {
+        let row = sqlx::query("SELECT hash, at FROM policy_loads ORDER BY id DESC LIMIT 1")
+            .fetch_optional(self.pool())
+            .await
+            .context("cannot read the policy log")?;
+        Ok(row.map(|r| PolicyLoad {
+            hash: r.get("hash"),
+            at: r.get("at"),
+        }))
+    }
+
+    /// Finish stops with an escalation deadline, not yet escalated.
+    pub async fn pending_escalations(&self) -> Result<usize> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {OPEN_ESCALATIONS}"))
+            .fetch_one(self.pool())
+            .await
+            .context("cannot read escalation deadlines")?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The newest sweep written whole.
+    pub async fn last_sweep(&self) -> Result<Option<LastSweep>> {
+        let row = sqlx::query(
+            "SELECT r.finished_at, r.error, r.errors, r.result FROM sweep_results r \
+             ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await
+        .context("cannot read the sweep log")?;
+        Ok(row.map(|r| LastSweep {
+            finished_at: r.get("finished_at"),
+            error: r.get("error"),
+            errors: r.get("errors"),
+            result: r.get("result"),
+        }))
+    }
+
+    /// When the last sweep of a run of quiet sweeps finished (closed runs and the open one).
+    pub async fn last_quiet_sweep(&self) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT MAX(t) FROM (SELECT MAX(last_finished_at) AS t FROM sweep_runs \
+             UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
+        )
+        .fetch_one(self.pool())
+        .await
+        .context("cannot read the sweep log")
+    }
+}
