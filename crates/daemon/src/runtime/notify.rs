@@ -157,8 +157,8 @@ impl Target {
     pub fn resolve_url(&self) -> Result<hyper::Uri> {
         let text = match &self.url {
             UrlSource::Inline(u) => u.clone(),
-            // Its systemd credential first (`crate::secrets`).
-            UrlSource::File(p) => crate::secrets::read(p)
+            // Its systemd credential first (`crate::runtime::secrets`).
+            UrlSource::File(p) => crate::runtime::secrets::read(p)
                 .map_err(|e| anyhow::anyhow!("[[notify]] {}: url_file: {e}", self.name))?
                 .lines()
                 .next()
@@ -174,7 +174,10 @@ impl Target {
         };
         // A URL read from a file: say which file (never what it holds).
         let what = match &self.url {
-            UrlSource::File(p) => format!("the URL in {}", crate::secrets::source(p).display()),
+            UrlSource::File(p) => format!(
+                "the URL in {}",
+                crate::runtime::secrets::source(p).display()
+            ),
             _ => "the URL".to_string(),
         };
         check_url(&text).map_err(|e| anyhow::anyhow!("[[notify]] {}: {what} {e}", self.name))?;
@@ -295,7 +298,7 @@ impl Event {
                 let account = self
                     .account
                     .clone()
-                    .filter(|a| a != crate::targets::DEFAULT_ACCOUNT);
+                    .filter(|a| a != crate::runtime::targets::DEFAULT_ACCOUNT);
                 let region = account.as_ref().and(self.region.clone());
                 for (k, v) in [
                     ("Account", &account),
@@ -362,7 +365,7 @@ async fn since(store: &Store, target: &str) -> Result<DateTime<Utc>> {
 /// A pipeline's name for a message: with its account and region when it is not in the one
 /// ambient account (the same name may exist in several).
 fn qualified(pipeline: &str, account: &str, region: Option<&str>) -> String {
-    if account == crate::targets::DEFAULT_ACCOUNT {
+    if account == crate::runtime::targets::DEFAULT_ACCOUNT {
         pipeline.to_string()
     } else {
         format!("{pipeline} (account {account}, {})", region.unwrap_or("?"))

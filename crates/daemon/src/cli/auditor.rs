@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
+use crate::cli::output::{self, Columns, OutputArgs};
 use crate::config::Config;
-use crate::output::{self, Columns, OutputArgs};
 use stopd_audit::Store;
 use stopd_audit::coverage::{self, WindowCoverage};
 
@@ -22,7 +22,7 @@ pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<Exi
         let mut v = store.verify().await?;
         let mut read = None;
         if let Some((dir, key)) = digests {
-            let running = crate::status::daemon_running(&cfg.daemon.database).0;
+            let running = crate::cli::status::daemon_running(&cfg.daemon.database).0;
             let c = stopd_audit::digest::check(&store, dir, key, v.head_seq, running).await?;
             v.problems.extend(c.problems);
             read = Some((c.read, c.uncovered));
@@ -70,7 +70,7 @@ pub async fn events(
 ) -> Result<ExitCode> {
     let rows = store.events(since, until).await?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    crate::commands::write_rows(
+    crate::cli::commands::write_rows(
         out,
         opts,
         &rows,
@@ -226,9 +226,9 @@ pub async fn coverage(
             out,
             "\n{} window(s), {gaps} gap(s); a sweep covers {} after it finished (2 x the schedule's {} + {})",
             rows.len(),
-            crate::time::human(lead),
-            crate::time::human(interval),
-            crate::time::human(coverage::MARGIN),
+            crate::cli::time::human(lead),
+            crate::cli::time::human(interval),
+            crate::cli::time::human(coverage::MARGIN),
         )?;
         let before = rows
             .iter()

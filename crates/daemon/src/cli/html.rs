@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
-use crate::auditor::{CoverageQuery, coverage_rows};
+use crate::cli::auditor::{CoverageQuery, coverage_rows};
 use crate::config::Config;
 use stopd_audit::{ReportFilter, Store, parse_ts};
 
@@ -270,7 +270,7 @@ pub async fn report(
             esc(&c.rule),
             show(&c.window_start),
             show(&c.window_end),
-            crate::time::human(chrono::Duration::milliseconds(
+            crate::cli::time::human(chrono::Duration::milliseconds(
                 (c.watched_seconds * 1000.0) as i64
             )),
             if gaps.is_empty() {

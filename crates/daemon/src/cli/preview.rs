@@ -14,9 +14,9 @@ use stopd_core::{ActiveStatus, Core, Discovered};
 use stopd_rules::{Exemption, Policy};
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::output::escape;
 use crate::config::Config;
-use crate::output::escape;
-use crate::sweep;
+use crate::runtime::sweep;
 
 /// More pipelines matched than this needs `--yes`.
 pub const WIDE_PIPELINES: usize = 5;
@@ -99,7 +99,7 @@ async fn discover(
     name_ok: impl Fn(&str) -> bool + Clone + Send + Sync + 'static,
     tags: bool,
 ) -> (Vec<Core>, Vec<(usize, Option<Discovered>)>) {
-    let cores = crate::targets::build(cfg, CancellationToken::new()).await;
+    let cores = crate::runtime::targets::build(cfg, CancellationToken::new()).await;
     let mut set = tokio::task::JoinSet::new();
     for (i, core) in cores.iter().enumerate() {
         if !place_ok(core.account(), core.region()) {

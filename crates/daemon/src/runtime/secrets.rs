@@ -72,7 +72,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         files.push(("[audit] signing_key".into(), key));
     }
     for (index, target) in cfg.notify.iter().enumerate() {
-        if let crate::notify::UrlSource::File(p) = &target.url {
+        if let crate::runtime::notify::UrlSource::File(p) = &target.url {
             files.push((format!("[[notify]] {index} url_file"), p));
         }
     }
@@ -107,9 +107,9 @@ pub fn check(cfg: &Config) -> Result<(), ConfigError> {
     for (index, target) in cfg.notify.iter().enumerate() {
         if let Err(e) = target.resolve_url() {
             let key = match target.url {
-                crate::notify::UrlSource::Inline(_) => "url",
-                crate::notify::UrlSource::File(_) => "url_file",
-                crate::notify::UrlSource::Env(_) => "url_env",
+                crate::runtime::notify::UrlSource::Inline(_) => "url",
+                crate::runtime::notify::UrlSource::File(_) => "url_file",
+                crate::runtime::notify::UrlSource::Env(_) => "url_env",
             };
             problems.push(cfg.problem_at(&format!("notify[{index}].{key}"), format!("{e:#}")));
         }

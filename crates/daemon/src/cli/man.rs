@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Command;
 
 /// stopd.toml(5), roff.
-const POLICY_PAGE: &str = include_str!("../../../config/stopd.toml.5");
+const POLICY_PAGE: &str = include_str!("../../../../config/stopd.toml.5");
 
 /// The command tree as the pages show it: clap's `help` subcommands are no page of their own.
 fn without_help(cmd: Command) -> Command {

@@ -12,11 +12,11 @@ use stopd_rules::select::Selector;
 use stopd_rules::{Mode, Rule, Trigger, Verdict, rfc3339};
 use tokio_util::sync::CancellationToken;
 
-use crate::UsageError;
+use crate::cli::UsageError;
+use crate::cli::output::{self, Columns, Format, OutputArgs};
+use crate::cli::time::{human, parse_instant, parse_span};
 use crate::config::Config;
-use crate::output::{self, Columns, Format, OutputArgs};
-use crate::sweep::{self, Planned};
-use crate::time::{human, parse_instant, parse_span};
+use crate::runtime::sweep::{self, Planned};
 use stopd_audit::{AuditRecord, Lift, ReportFilter, Revocation, Store};
 
 /// Who runs this command, for the audit log: the process's uid and its login name from the
@@ -502,7 +502,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             .await
             .context(why)?;
         let extra = store.active_exemptions(at).await.context(why)?;
-        let policy = crate::freezes::effective_policy(&store, &cfg.policy, at)
+        let policy = crate::runtime::freezes::effective_policy(&store, &cfg.policy, at)
             .await
             .context(why)?;
         let held = store.last_gates_everywhere().await.context(why)?;
@@ -511,7 +511,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
     } else {
         (Vec::new(), Arc::clone(&cfg.policy), Vec::new())
     };
-    let cores = crate::targets::build(cfg, CancellationToken::new()).await;
+    let cores = crate::runtime::targets::build(cfg, CancellationToken::new()).await;
     let many = cores.len() > 1;
     // Each account and region read at once.
     let mut set = tokio::task::JoinSet::new();
@@ -798,7 +798,7 @@ pub async fn windows(
             .context("cannot read the ad-hoc freezes")?;
         let freezes = store.freezes_between(from, to).await?;
         store.close().await;
-        crate::freezes::with_freezes(&cfg.policy, &freezes)?
+        crate::runtime::freezes::with_freezes(&cfg.policy, &freezes)?
     } else {
         Arc::clone(&cfg.policy)
     };
@@ -898,8 +898,8 @@ pub async fn stop(
     // What CodePipeline's model would refuse is refused here, before anything is recorded: a
     // typo is not a `rejected` stop in the audit log.
     check_stop_target(pipeline, execution)?;
-    let cores = crate::targets::build(cfg, CancellationToken::new()).await;
-    let core = crate::targets::pick(&cores, place.0, place.1).map_err(UsageError)?;
+    let cores = crate::runtime::targets::build(cfg, CancellationToken::new()).await;
+    let core = crate::runtime::targets::pick(&cores, place.0, place.1).map_err(UsageError)?;
     let store = Store::open(&cfg.daemon.database).await?;
     let mode = if abandon { Mode::Abandon } else { Mode::Finish };
     let done = sweep::execute(
@@ -961,7 +961,7 @@ fn check_stop_target(pipeline: &str, execution: &str) -> Result<(), UsageError> 
             "--execution {execution:?} is not an execution id: CodePipeline's are lower-case \
              UUIDs (8-4-4-4-12 hex digits, e.g. 1b2c3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d), as `{}` \
              shows them",
-            crate::hint("plan")
+            crate::cli::hint("plan")
         )));
     }
     Ok(())
@@ -1087,25 +1087,25 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     if q.output.format == Format::Html {
-        let page = crate::html::Page {
+        let page = crate::cli::html::Page {
             since,
             until,
             rule: q.rule.as_deref(),
             tz: q.output.tz,
         };
-        return crate::html::report(cfg, &store, &page, &mut out).await;
+        return crate::cli::html::report(cfg, &store, &page, &mut out).await;
     }
     if q.coverage {
-        let c = crate::auditor::CoverageQuery {
+        let c = crate::cli::auditor::CoverageQuery {
             since,
             until,
             rule: q.rule.as_deref(),
             fail_on_gap: q.fail_on_gap,
         };
-        return crate::auditor::coverage(cfg, &store, &c, q.output, &mut out).await;
+        return crate::cli::auditor::coverage(cfg, &store, &c, q.output, &mut out).await;
     }
     if q.events {
-        return crate::auditor::events(&store, since, until, q.output, &mut out).await;
+        return crate::cli::auditor::events(&store, since, until, q.output, &mut out).await;
     }
     if q.gates {
         let rows = store
@@ -1294,7 +1294,7 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
     let many = records.iter().any(|r| {
         r.account
             .as_deref()
-            .is_some_and(|a| a != crate::targets::DEFAULT_ACCOUNT)
+            .is_some_and(|a| a != crate::runtime::targets::DEFAULT_ACCOUNT)
     });
     let mut wide_only = vec![
         "rule_kind",
@@ -1389,7 +1389,7 @@ async fn in_force(
         .await
         .context(why)?;
     let extra = store.active_exemptions(now).await.context(why)?;
-    let policy = crate::freezes::effective_policy(&store, &cfg.policy, now)
+    let policy = crate::runtime::freezes::effective_policy(&store, &cfg.policy, now)
         .await
         .context(why)?;
     store.close().await;
@@ -1398,7 +1398,7 @@ async fn in_force(
 
 /// Prints `preview`; refuses (exit 2, nothing recorded) when it needs `--yes` and has none.
 fn confirm(
-    preview: &crate::preview::Preview,
+    preview: &crate::cli::preview::Preview,
     headings: [&str; 3],
     counts_executions: bool,
     yes: bool,
@@ -1427,7 +1427,7 @@ pub struct ExemptRequest<'a> {
     /// Only this rule; `None`: every rule.
     pub rule: Option<&'a str>,
     /// Confirms an exemption of every pipeline, of more than a week, or a wide one (see
-    /// [`crate::preview`]).
+    /// [`crate::cli::preview`]).
     pub yes: bool,
 }
 
@@ -1492,7 +1492,7 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
         }
     }
     let (extra, policy) = in_force(cfg, now).await?;
-    let preview = crate::preview::exempt(cfg, &policy, &probe, &extra, now).await;
+    let preview = crate::cli::preview::exempt(cfg, &policy, &probe, &extra, now).await;
     confirm(
         &preview,
         [
@@ -1514,7 +1514,7 @@ pub async fn exempt_add(cfg: &Config, r: &ExemptRequest<'_>) -> Result<ExitCode>
          revoke with `{}`",
         rfc3339(until),
         human(until - now),
-        crate::hint(&format!("exempt revoke {id}"))
+        crate::cli::hint(&format!("exempt revoke {id}"))
     ))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -1589,7 +1589,7 @@ pub async fn exempt_revoke(cfg: &Config, id: i64, reason: Option<&str>) -> Resul
         Revocation::NoSuchExemption => {
             return Err(UsageError(format!(
                 "no exemption with id {id} (see `{}`)",
-                crate::hint("exempt list")
+                crate::cli::hint("exempt list")
             ))
             .into());
         }
@@ -1619,7 +1619,7 @@ pub struct FreezeRequest<'a> {
     /// Only regions matching this glob.
     pub region: Option<&'a str>,
     /// Confirms a freeze of every pipeline, of more than a day, or a wide one (see
-    /// [`crate::preview`]).
+    /// [`crate::cli::preview`]).
     pub yes: bool,
 }
 
@@ -1763,7 +1763,7 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
     let with_it = policy
         .with_adhoc(&[probe.spec()])
         .map_err(|e| anyhow::anyhow!("the freeze cannot be previewed: {e:?}"))?;
-    let preview = crate::preview::freeze(cfg, &with_it, &probe.rule, &extra, now).await;
+    let preview = crate::cli::preview::freeze(cfg, &with_it, &probe.rule, &extra, now).await;
     confirm(
         &preview,
         [
@@ -1804,7 +1804,7 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
 fn configured_places(cfg: &Config) -> Vec<(String, String)> {
     if cfg.accounts.is_empty() {
         let region = cfg.aws.region.clone().unwrap_or_else(|| "*".into());
-        return vec![(crate::targets::DEFAULT_ACCOUNT.to_string(), region)];
+        return vec![(crate::runtime::targets::DEFAULT_ACCOUNT.to_string(), region)];
     }
     cfg.accounts
         .iter()
@@ -1898,7 +1898,7 @@ pub async fn freeze_lift(cfg: &Config, id: i64, reason: &str) -> Result<ExitCode
         Lift::NoSuchFreeze => {
             return Err(UsageError(format!(
                 "no freeze with id {id} (see `{}`)",
-                crate::hint("freeze list")
+                crate::cli::hint("freeze list")
             ))
             .into());
         }
@@ -1957,7 +1957,7 @@ mod tests {
             .iter()
             .map(|o| o.as_str())
             .collect();
-        let migration = include_str!("../../../migrations/20261126000001_audit.sql");
+        let migration = include_str!("../../../../migrations/20261126000001_audit.sql");
         let check = migration
             .split("outcome     TEXT    NOT NULL CHECK (outcome IN (")
             .nth(1)

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::UsageError;
+use crate::cli::UsageError;
 
 /// RFC 3339 with an offset; a local date-time or date in `tz`; or, when `ago` is allowed, a
 /// span before `now` (`24h`, `7d`).

@@ -160,9 +160,9 @@ struct FileSpec {
     #[serde(default)]
     exempt: Vec<ExemptSpec>,
     #[serde(default)]
-    metrics: Option<crate::metrics::MetricsSpec>,
+    metrics: Option<crate::runtime::metrics::MetricsSpec>,
     #[serde(default)]
-    notify: Vec<crate::notify::NotifySpec>,
+    notify: Vec<crate::runtime::notify::NotifySpec>,
     #[serde(default)]
     account: Vec<AccountSpec>,
 }
@@ -212,7 +212,7 @@ pub struct Config {
     /// `[metrics] listen`: where `/metrics` and `/healthz` are served; none when absent.
     pub metrics: Option<std::net::SocketAddr>,
     /// `[[notify]]` webhooks.
-    pub notify: Vec<crate::notify::Target>,
+    pub notify: Vec<crate::runtime::notify::Target>,
     /// SHA-256 of the file's bytes, lowercase hex (`stopd status`: in force against on disk).
     pub policy_hash: String,
     /// `[[account]]` tables, each with its regions resolved (empty: the ambient account).
@@ -221,7 +221,7 @@ pub struct Config {
     /// `[daemon]` table alone (then `policy` has no rules, only `[defaults]` if they read).
     pub policy_error: Option<ConfigError>,
     /// Where each key naming a secret (`audit.signing_key`, `notify[0].url_file`, ...) is in
-    /// the file: line and column, for the errors of [`crate::secrets::check`].
+    /// the file: line and column, for the errors of [`crate::runtime::secrets::check`].
     pub secret_keys: Vec<(String, Option<usize>, Option<usize>)>,
 }
 
@@ -437,7 +437,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
         warnings,
         metrics: None,
         notify: Vec::new(),
-        policy_hash: crate::status::sha256_hex(text.as_bytes()),
+        policy_hash: crate::cli::status::sha256_hex(text.as_bytes()),
         accounts: Vec::new(),
         policy_error: Some(invalid),
         secret_keys: Vec::new(),
@@ -741,7 +741,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     }
 
-    let metrics = match crate::metrics::check_spec(&metrics.unwrap_or_default()) {
+    let metrics = match crate::runtime::metrics::check_spec(&metrics.unwrap_or_default()) {
         Ok(addr) => addr,
         Err((key, message)) => {
             problems.push(key_problem("metrics", key, message));
@@ -793,7 +793,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "[daemon] database_password_file is read and checked, but unused: the audit database is SQLite until the PostgreSQL backend lands".into(),
         );
     }
-    let (notify, notify_problems) = crate::notify::check_specs(&notify);
+    let (notify, notify_problems) = crate::runtime::notify::check_specs(&notify);
     for (index, key, message) in notify_problems {
         let span = doc
             .as_ref()
@@ -839,7 +839,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         // enforced: allowed (a policy shared by several daemons), but said.
         let pairs: Vec<(String, Option<String>)> = if accounts.is_empty() {
             vec![(
-                crate::targets::DEFAULT_ACCOUNT.to_string(),
+                crate::runtime::targets::DEFAULT_ACCOUNT.to_string(),
                 aws.region.clone(),
             )]
         } else {
@@ -900,7 +900,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             warnings,
             metrics,
             notify,
-            policy_hash: crate::status::sha256_hex(text.as_bytes()),
+            policy_hash: crate::cli::status::sha256_hex(text.as_bytes()),
             accounts,
             policy_error: None,
             secret_keys,
@@ -1206,8 +1206,8 @@ end = \"2027-01-04T09:00:00\"
             ("freeze", keys::<FreezeSpec>()),
             ("timeout", keys::<TimeoutSpec>()),
             ("exempt", keys::<ExemptSpec>()),
-            ("metrics", keys::<crate::metrics::MetricsSpec>()),
-            ("notify", keys::<crate::notify::NotifySpec>()),
+            ("metrics", keys::<crate::runtime::metrics::MetricsSpec>()),
+            ("notify", keys::<crate::runtime::notify::NotifySpec>()),
             ("account", keys::<AccountSpec>()),
         ];
         for (table, keys) in tables {

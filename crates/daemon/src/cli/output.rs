@@ -148,7 +148,7 @@ pub fn write<T: Serialize>(
     };
     match opts.format {
         Format::Html => {
-            return Err(crate::UsageError(
+            return Err(crate::cli::UsageError(
                 "--format html is for `stopd report` only (use table, json or csv)".into(),
             )
             .into());

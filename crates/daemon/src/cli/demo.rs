@@ -13,13 +13,13 @@ use stopd_emulator::{Clock, Emulator, EmulatorConfig, Fixture};
 use stopd_rules::Verdict;
 use tokio_util::sync::CancellationToken;
 
+use crate::cli::output::{self, OutputArgs};
 use crate::config;
-use crate::output::{self, OutputArgs};
-use crate::sweep::{self, Sweeper};
+use crate::runtime::sweep::{self, Sweeper};
 use stopd_audit::{ReportFilter, Store};
 
-const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
-const DEMO_FLEET: &str = include_str!("../../../config/demo-fleet.json");
+const DEMO_TOML: &str = include_str!("../../../../config/demo.toml");
+const DEMO_FLEET: &str = include_str!("../../../../config/demo-fleet.json");
 
 /// Runs the demo.
 pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
@@ -74,7 +74,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     let store = Store::open(&cfg.daemon.database).await?;
     let started = Utc::now();
     let earlier = store.report(&ReportFilter::default()).await?.len();
-    let cores = crate::targets::build(&cfg, CancellationToken::new()).await;
+    let cores = crate::runtime::targets::build(&cfg, CancellationToken::new()).await;
 
     // What the policy says about each running execution, before anything is stopped.
     let mut rows = Vec::new();
@@ -112,7 +112,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
                 core.account().to_string(),
                 e.pipeline.clone(),
                 short_id(&e.execution_id),
-                crate::time::human(e.start_time.map_or(chrono::Duration::zero(), |t| now - t)),
+                crate::cli::time::human(e.start_time.map_or(chrono::Duration::zero(), |t| now - t)),
                 verdict,
             ]);
         }
@@ -198,7 +198,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
             stopd_rules::rfc3339(started)
         )?;
     }
-    crate::commands::write_audit(&mut out, OutputArgs::TABLE, &records)?;
+    crate::cli::commands::write_audit(&mut out, OutputArgs::TABLE, &records)?;
     let gates = store
         .gate_records(Some(started), None, None, None, (None, None))
         .await?;

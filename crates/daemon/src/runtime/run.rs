@@ -1,4 +1,4 @@
-//! `stopd run`: wiring the scheduler ([`crate::scheduler`]) to the world: signals, the
+//! `stopd run`: wiring the scheduler ([`crate::runtime::scheduler`]) to the world: signals, the
 //! database's change counter, the SDK client, systemd notification, logging.
 
 use std::process::ExitCode;
@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::scheduler::{BoxFuture, Event, Scheduler, Sweeps, SystemClock, notify};
-use crate::sweep::{self, SweepSummary, Sweeper};
+use crate::runtime::scheduler::{BoxFuture, Event, Scheduler, Sweeps, SystemClock, notify};
+use crate::runtime::sweep::{self, SweepSummary, Sweeper};
 use stopd_audit::Store;
 use stopd_audit::events::StartedWindow;
 
@@ -59,7 +59,7 @@ fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> +
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
         let text = format!("{value:?}");
-        let text = crate::output::escape(&text);
+        let text = crate::cli::output::escape(&text);
         if field.name() == "message" {
             write!(writer, "{text}")
         } else {
@@ -148,7 +148,7 @@ impl Sweeps for Live {
                 // New clients and engines (what discovery remembered between sweeps is read
                 // again at the next sweep).
                 self.sweeper.cores =
-                    Arc::new(crate::targets::build(new, self.core_cancel.clone()).await);
+                    Arc::new(crate::runtime::targets::build(new, self.core_cancel.clone()).await);
                 tracing::info!(
                     places = self.sweeper.cores.len(),
                     "[aws], [[account]] or [daemon] client settings changed: the clients were rebuilt"
@@ -156,7 +156,7 @@ impl Sweeps for Live {
             }
             self.sweeper.concurrency = n.stop_concurrency;
             // Quiet sweeps are folded as long as they come within the new schedule's gap.
-            let interval = crate::auditor::schedule_interval(new, chrono::Utc::now());
+            let interval = crate::cli::auditor::schedule_interval(new, chrono::Utc::now());
             let gap = interval * 2 + stopd_audit::coverage::MARGIN;
             if let Ok(gap) = gap.to_std()
                 && let Err(e) = self.sweeper.store.compact_quiet_sweeps(gap).await
@@ -164,7 +164,7 @@ impl Sweeps for Live {
                 tracing::error!(error = %format!("{e:#}"), "cannot apply the new schedule to sweep compaction");
             }
             if let Err(e) =
-                crate::status::record_policy_load(&self.sweeper.store, new, "reload").await
+                crate::cli::status::record_policy_load(&self.sweeper.store, new, "reload").await
             {
                 tracing::warn!("{e:#}");
             }
@@ -247,10 +247,10 @@ fn watch_database(store: Store, tx: mpsc::UnboundedSender<Event>) {
 /// `stopd run [--once] [--dry-run]`.
 pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     // Held until this function returns (and by the kernel until the process ends).
-    let _lock = crate::lock::acquire(&cfg.daemon.database)?;
+    let _lock = crate::runtime::lock::acquire(&cfg.daemon.database)?;
     let store = Store::open(&cfg.daemon.database).await?;
     let core_cancel = CancellationToken::new();
-    let cores = crate::targets::build(&cfg, core_cancel.clone()).await;
+    let cores = crate::runtime::targets::build(&cfg, core_cancel.clone()).await;
     let draining = CancellationToken::new();
     let (tx, mut events) = mpsc::unbounded_channel();
     watch_signals(tx.clone())?;
@@ -280,21 +280,21 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         tracing::warn!("{w}");
     }
 
-    crate::status::record_policy_load(&store, &cfg, "start").await?;
+    crate::cli::status::record_policy_load(&store, &cfg, "start").await?;
     // Notifications: delivered from the audit log by their own tasks (never by a sweep).
     let notify_stop = CancellationToken::new();
     // Targets are registered before anything is recorded: what the start finds (`unwatched`),
     // and the stops of a first `run --once`, go to a target configured with it (registered
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
-    crate::notify::register(&store, &cfg.notify).await?;
+    crate::runtime::notify::register(&store, &cfg.notify).await?;
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store).await;
     }
-    let deliveries = crate::notify::spawn(&store, &cfg.notify, &notify_stop);
+    let deliveries = crate::runtime::notify::spawn(&store, &cfg.notify, &notify_stop);
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
-    let digester = crate::secrets::digester(&cfg.audit)?;
+    let digester = crate::runtime::secrets::digester(&cfg.audit)?;
     // Lifecycle: the start (and an unclean stop of the run before, and the freeze windows that
     // began while no daemon ran: `unwatched`), audited before the first sweep; the clean stop
     // after the last.
@@ -335,20 +335,23 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     }
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
-    let interval = crate::auditor::schedule_interval(&cfg, chrono::Utc::now());
+    let interval = crate::cli::auditor::schedule_interval(&cfg, chrono::Utc::now());
     let gap = interval * 2 + stopd_audit::coverage::MARGIN;
     store.compact_quiet_sweeps(gap.to_std()?).await?;
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {
         d.clone().spawn_hourly(store.clone(), digests_stop.clone());
     }
-    let clock: Arc<dyn crate::scheduler::Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn crate::runtime::scheduler::Clock> = Arc::new(SystemClock);
     let metrics = match cfg.metrics {
         Some(addr) => {
-            let listener = crate::metrics::bind(addr).await?;
-            let m = Arc::new(crate::metrics::Metrics::new(&cfg, Arc::clone(&clock)));
+            let listener = crate::runtime::metrics::bind(addr).await?;
+            let m = Arc::new(crate::runtime::metrics::Metrics::new(
+                &cfg,
+                Arc::clone(&clock),
+            ));
             m.start_places(live.sweeper.cores.iter().map(|c| (c.account(), c.region())));
-            tokio::spawn(crate::metrics::serve(
+            tokio::spawn(crate::runtime::metrics::serve(
                 listener,
                 Arc::clone(&m),
                 cfg.daemon.database.clone(),
@@ -380,7 +383,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
         d.write_logged(&store).await;
     }
     notify_stop.cancel();
-    let _ = tokio::time::timeout(crate::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
+    let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(ExitCode::SUCCESS)
@@ -409,7 +412,7 @@ async fn run_once(
             e = events.recv() => match e {
                 Some(Event::Shutdown(signal)) => {
                     let bound = cfg.daemon.shutdown_timeout;
-                    crate::scheduler::begin_shutdown(signal, bound);
+                    crate::runtime::scheduler::begin_shutdown(signal, bound);
                     live.drain();
                     break match tokio::time::timeout(bound, &mut sweep).await {
                         Ok(s) => s,
@@ -440,7 +443,7 @@ async fn run_once(
     }
     if !cfg.notify.is_empty() {
         // Within a bound: what is left goes out with the next run or the daemon.
-        crate::notify::drain(store, &cfg.notify, ONCE_NOTIFY_BOUND).await;
+        crate::runtime::notify::drain(store, &cfg.notify, ONCE_NOTIFY_BOUND).await;
     }
     store.close().await;
     for d in &summary.done {

@@ -1,6 +1,6 @@
 //! `stopd status`: is a daemon running on this database, is it healthy, and what is in force.
 //!
-//! Running means a process holds the database's run lock ([`crate::lock`]); the pid is the one
+//! Running means a process holds the database's run lock ([`crate::runtime::lock`]); the pid is the one
 //! the lock file records. Healthy means running and a good sweep ended within three schedule
 //! intervals ([`stale_after`], the same rule as `/healthz`), the last good sweep being the one
 //! [`Store::last_good_sweep`] reads (runs of quiet sweeps, the open one included). The policy in force is the newest
@@ -80,7 +80,7 @@ pub async fn database_gauges(
             .filter(|e| e.active_at(now))
             .count();
         let adhoc = store.active_freezes(now).await?;
-        freezes_in_force = Some(crate::metrics::freezes_open(policy, now) + adhoc.len());
+        freezes_in_force = Some(crate::runtime::metrics::freezes_open(policy, now) + adhoc.len());
     }
     Ok(DatabaseGauges {
         exemptions_active,
@@ -109,7 +109,7 @@ fn free_bytes(database: &Path) -> Option<u64> {
 
 /// Whether a `stopd run` holds the lock of `database`, and the pid its lock file records.
 pub fn daemon_running(database: &Path) -> (bool, Option<u32>) {
-    let path = crate::lock::lock_path(database);
+    let path = crate::runtime::lock::lock_path(database);
     let Ok(mut file) = OpenOptions::new().read(true).open(&path) else {
         return (false, None);
     };
@@ -306,7 +306,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             status.policy_loaded_at = Some(load.at);
         }
         let adhoc = store.active_freezes(now).await?;
-        let effective = crate::freezes::with_freezes(&cfg.policy, &adhoc)?;
+        let effective = crate::runtime::freezes::with_freezes(&cfg.policy, &adhoc)?;
         status.rules_in_force = rules_in_force(&effective, now);
         status.adhoc_freezes = adhoc;
         let mut gates: Vec<String> = store
@@ -315,7 +315,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .into_iter()
             .filter(|(.., g)| g.action == "disable" && g.outcome == "done")
             .map(|(account, region, p, s, _)| {
-                if account == crate::targets::DEFAULT_ACCOUNT {
+                if account == crate::runtime::targets::DEFAULT_ACCOUNT {
                     format!("{p}/{s}")
                 } else {
                     format!("{account} {region} {p}/{s}")
@@ -369,7 +369,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             None => Some("no successful sweep yet".into()),
             Some(t) if (now - t).to_std().unwrap_or_default() > stale => Some(format!(
                 "stale: no successful sweep for {} (more than three schedule intervals)",
-                crate::time::human(now - t)
+                crate::cli::time::human(now - t)
             )),
             Some(_) => None,
         }
@@ -408,18 +408,18 @@ pub async fn command(cfg: &Config, json: bool, tz: Option<chrono_tz::Tz>) -> Res
 
 /// The table form: one fact a line; audit times in `tz` when given (JSON stays UTC).
 fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
-    use crate::output::escape;
+    use crate::cli::output::escape;
     let at = |t: &str| {
-        tz.and_then(|tz| crate::output::in_zone(t, tz))
+        tz.and_then(|tz| crate::cli::output::in_zone(t, tz))
             .unwrap_or_else(|| t.to_string())
     };
     let mut out = String::new();
     // Long values (the gates held, the rules in force) wrap under their column, to the width
     // tables fit (`COLUMNS`, else the terminal, else 100).
-    let width = Some(crate::output::terminal_width());
+    let width = Some(crate::cli::output::terminal_width());
     let indent = " ".repeat(21);
     let mut line = |k: &str, v: String| {
-        out.push_str(&crate::output::paragraph(
+        out.push_str(&crate::cli::output::paragraph(
             &format!("{k:<20} "),
             &v,
             &indent,
@@ -452,7 +452,7 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
             (Some(t), Some(result), Some(age)) => format!(
                 "{} ({} ago), {}",
                 at(t),
-                crate::time::human(chrono::Duration::seconds(age)),
+                crate::cli::time::human(chrono::Duration::seconds(age)),
                 if result == "ok" {
                     "ok".to_string()
                 } else if result == "interrupted" {
@@ -514,7 +514,7 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
                 f.rule,
                 escape(&f.pipeline),
                 // An ad-hoc freeze of one account or region does not read as a global one.
-                escape(&crate::commands::place_words(
+                escape(&crate::cli::commands::place_words(
                     f.account.as_deref(),
                     f.region.as_deref()
                 )),
@@ -533,7 +533,7 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
 
 /// With `[[account]]`s: one line per account and region, its last sweep and how it went.
 fn render_accounts(places: &[stopd_audit::PlaceSweep], now: DateTime<Utc>) -> String {
-    use crate::output::escape;
+    use crate::cli::output::escape;
     if places.is_empty() {
         return String::new();
     }
@@ -558,7 +558,7 @@ fn render_accounts(places: &[stopd_audit::PlaceSweep], now: DateTime<Utc>) -> St
             Ok(t) if !p.at.is_empty() => format!(
                 "{} ({} ago)",
                 p.at,
-                crate::time::human((now - t).max(chrono::Duration::zero()))
+                crate::cli::time::human((now - t).max(chrono::Duration::zero()))
             ),
             _ => "never".to_string(),
         };

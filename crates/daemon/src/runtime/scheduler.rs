@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Config};
-use crate::sweep::{self, SweepSummary};
+use crate::runtime::sweep::{self, SweepSummary};
 
 /// Longest single sleep: bounds how late a suspend or wall-clock jump is noticed.
 pub const MAX_NAP: Duration = Duration::from_secs(5);
@@ -134,7 +134,7 @@ pub struct Scheduler<S: Sweeps> {
     /// After a failure: no sweep before this instant.
     retry_at: Option<DateTime<Utc>>,
     /// `[metrics]`: told of every sweep and reload.
-    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub metrics: Option<Arc<crate::runtime::metrics::Metrics>>,
 }
 
 impl<S: Sweeps> std::fmt::Debug for Scheduler<S> {
@@ -396,7 +396,7 @@ impl<S: Sweeps> Scheduler<S> {
                     running = None;
                     self.after_sweep(joined);
                     // The sweep's buffers are freed: give their pages back while idle.
-                    crate::memory::release_free_memory();
+                    crate::runtime::memory::release_free_memory();
                     release_at = Some(
                         tokio::time::Instant::now()
                             + 2 * stopd_core::IDLE_TIMEOUT
@@ -411,7 +411,7 @@ impl<S: Sweeps> Scheduler<S> {
                     if release_at.is_some() && running.is_none() =>
                 {
                     release_at = None;
-                    crate::memory::release_free_memory();
+                    crate::runtime::memory::release_free_memory();
                 }
                 _ = watchdog_timer.tick() => {
                     if watchdog.is_some() {

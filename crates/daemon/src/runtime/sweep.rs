@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::gates::PipelineGated;
+use crate::runtime::gates::PipelineGated;
 use stopd_audit::{Intent, OutcomeRow, Store, SweepResult};
 
 /// A stop to make, owned (it crosses into a task).
@@ -366,7 +366,7 @@ impl SweepSummary {
 /// Everything a sweep needs.
 #[derive(Debug, Clone)]
 pub struct Sweeper {
-    /// CodePipeline: one engine per account and region (see [`crate::targets`]).
+    /// CodePipeline: one engine per account and region (see [`crate::runtime::targets`]).
     pub cores: Arc<Vec<Core>>,
     /// Audit log.
     pub store: Store,
@@ -514,7 +514,7 @@ impl Sweeper {
         let accounts = self
             .cores
             .iter()
-            .any(|c| c.account() != crate::targets::DEFAULT_ACCOUNT);
+            .any(|c| c.account() != crate::runtime::targets::DEFAULT_ACCOUNT);
         if accounts && let Err(e) = self.store.record_places(finished, &summary.places).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot record each account's last sweep for `status`");
         }
@@ -536,7 +536,8 @@ impl Sweeper {
         policy: &Arc<Policy>,
         start_at: DateTime<Utc>,
     ) -> Result<(Arc<Policy>, Arc<Vec<stopd_rules::Exemption>>)> {
-        let effective = crate::freezes::effective_policy(&self.store, policy, start_at).await?;
+        let effective =
+            crate::runtime::freezes::effective_policy(&self.store, policy, start_at).await?;
         let extra = Arc::new(self.store.active_exemptions(start_at).await?);
         Ok((effective, extra))
     }
@@ -721,7 +722,7 @@ impl Sweeper {
                 () = self.draining.cancelled() => None,
             }
         };
-        let gates = crate::gates::reconcile(
+        let gates = crate::runtime::gates::reconcile(
             core,
             &self.store,
             policy,
@@ -1063,7 +1064,7 @@ pub async fn reconcile(cores: &[Core], store: &Store) -> Result<(usize, usize)> 
                 .iter()
                 .find(|c| c.owns(p.account.as_deref(), p.region.as_deref()))
             else {
-                tracing::warn!(stop_id = p.id, pipeline = %p.pipeline, account = p.account.as_deref().unwrap_or(crate::targets::DEFAULT_ACCOUNT),
+                tracing::warn!(stop_id = p.id, pipeline = %p.pipeline, account = p.account.as_deref().unwrap_or(crate::runtime::targets::DEFAULT_ACCOUNT),
                     region = p.region.as_deref().unwrap_or(""), "a pending stop's account and region are no longer configured: it stays pending");
                 left += 1;
                 continue;

@@ -9,7 +9,7 @@
 //!
 //! `/healthz` answers 200 while a sweep succeeded within three schedule intervals and a policy
 //! is loaded, else 503 with the reason: the same rule as `stopd status`
-//! ([`crate::status::stale_after`]).
+//! ([`crate::cli::status::stale_after`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -35,8 +35,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::scheduler::Clock;
-use crate::sweep::SweepSummary;
+use crate::runtime::scheduler::Clock;
+use crate::runtime::sweep::SweepSummary;
 use stopd_audit::Store;
 
 /// The OpenMetrics text format's content type.
@@ -309,7 +309,7 @@ impl Metrics {
             health: Mutex::new(Health {
                 last_success: None,
                 policy: Some(Arc::clone(&cfg.policy)),
-                stale_after: crate::status::stale_after(cfg, now),
+                stale_after: crate::cli::status::stale_after(cfg, now),
             }),
             clock,
         };
@@ -458,7 +458,7 @@ impl Metrics {
             .inc();
         if let Some(cfg) = new {
             self.start_at_zero(&cfg.policy);
-            let stale_after = crate::status::stale_after(cfg, self.clock.now());
+            let stale_after = crate::cli::status::stale_after(cfg, self.clock.now());
             let mut h = self.health();
             h.policy = Some(Arc::clone(&cfg.policy));
             h.stale_after = stale_after;
@@ -493,7 +493,7 @@ impl Metrics {
     async fn refresh(&self, store: &Store) {
         let now = self.clock.now();
         let policy = self.health().policy.clone();
-        match crate::status::database_gauges(store, policy.as_deref(), now).await {
+        match crate::cli::status::database_gauges(store, policy.as_deref(), now).await {
             Ok(g) => {
                 self.exemptions_active.set(g.exemptions_active as i64);
                 self.pending_escalations.set(g.pending_escalations as i64);
@@ -633,7 +633,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    use crate::sweep::{Done, Planned};
+    use crate::runtime::sweep::{Done, Planned};
     use stopd_core::CallCounts;
 
     /// A clock the test moves.

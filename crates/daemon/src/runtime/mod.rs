@@ -1,0 +1,14 @@
+//! What the daemon does while it runs: the scheduler and its sweeps, gates, accounts and
+//! regions, ad-hoc freezes, metrics, notification delivery, the instance lock.
+
+pub mod freezes;
+pub mod gates;
+pub mod lock;
+pub mod memory;
+pub mod metrics;
+pub mod notify;
+pub mod run;
+pub mod scheduler;
+pub mod secrets;
+pub mod sweep;
+pub mod targets;
