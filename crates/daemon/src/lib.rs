@@ -6,5 +6,6 @@
 //! `stopd_rules`; [`runtime`] → `stopd_core`.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod runtime;

@@ -34,8 +34,8 @@ use stopd_rules::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::runtime::scheduler::Clock;
 use crate::runtime::sweep::SweepSummary;
 use stopd_audit::Store;
 

@@ -12,8 +12,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::runtime::scheduler::{BoxFuture, Event, Scheduler, Sweeps, SystemClock, notify};
+use crate::runtime::scheduler::{BoxFuture, Event, Scheduler, Sweeps, notify};
 use crate::runtime::sweep::{self, SweepSummary, Sweeper};
 use stopd_audit::Store;
 use stopd_audit::events::StartedWindow;
@@ -342,7 +343,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     if let Some(d) = &digester {
         d.clone().spawn_hourly(store.clone(), digests_stop.clone());
     }
-    let clock: Arc<dyn crate::runtime::scheduler::Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let metrics = match cfg.metrics {
         Some(addr) => {
             let listener = crate::runtime::metrics::bind(addr).await?;

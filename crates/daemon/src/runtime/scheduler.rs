@@ -12,6 +12,7 @@
 //! Everything outside comes in through [`Event`]s and the [`Sweeps`] trait, and time through a
 //! [`Clock`], so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
 
+use crate::clock::Clock;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,22 +47,6 @@ pub enum Event {
     /// Someone else changed the audit database (an exemption or ad-hoc freeze was added or
     /// lifted): decide again now.
     DatabaseChanged,
-}
-
-/// The wall clock, injectable.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Now.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 /// What the loop needs from the world: sweeps, and a way to apply a new configuration.
@@ -471,26 +456,13 @@ mod tests {
     use super::*;
     use stopd_audit::SweepResult;
 
-    /// Time from tokio's (paused) clock, anchored at a wall-clock instant.
-    #[derive(Debug)]
-    struct TestClock {
-        base: DateTime<Utc>,
-        start: tokio::time::Instant,
-    }
-
-    impl Clock for TestClock {
-        fn now(&self) -> DateTime<Utc> {
-            self.base + chrono::Duration::from_std(self.start.elapsed()).unwrap()
-        }
-    }
-
     /// Each sweep: when, and why.
     type SweepLog = Vec<(DateTime<Utc>, &'static str)>;
 
     /// Records each sweep (when, why); fails while `fail` is set.
     #[derive(Clone)]
     struct FakeSweeps {
-        clock: Arc<TestClock>,
+        clock: Arc<crate::clock::PausedClock>,
         log: Arc<Mutex<SweepLog>>,
         fail: Arc<Mutex<bool>>,
         reconfigured: Arc<Mutex<u32>>,
@@ -560,10 +532,7 @@ mod tests {
         std::fs::write(&path, policy).unwrap();
         let cfg = config::load(Path::new(&path)).unwrap();
         let base: DateTime<Utc> = "2026-12-01T10:00:30Z".parse().unwrap();
-        let clock = Arc::new(TestClock {
-            base,
-            start: tokio::time::Instant::now(),
-        });
+        let clock = crate::clock::PausedClock::new(base);
         let sweeps = FakeSweeps {
             clock: Arc::clone(&clock),
             log: Arc::default(),
