@@ -30,6 +30,8 @@ pub mod coverage;
 pub mod digest;
 pub mod events;
 mod freezes;
+mod place;
+pub use place::Place;
 pub mod outbox;
 mod status;
 pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};

@@ -1294,7 +1294,7 @@ pub fn write_audit(out: &mut impl Write, opts: OutputArgs, records: &[AuditRecor
     let many = records.iter().any(|r| {
         r.account
             .as_deref()
-            .is_some_and(|a| a != crate::runtime::targets::DEFAULT_ACCOUNT)
+            .is_some_and(|a| a != stopd_audit::Place::DEFAULT_ACCOUNT)
     });
     let mut wide_only = vec![
         "rule_kind",
@@ -1804,7 +1804,7 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
 fn configured_places(cfg: &Config) -> Vec<(String, String)> {
     if cfg.accounts.is_empty() {
         let region = cfg.aws.region.clone().unwrap_or_else(|| "*".into());
-        return vec![(crate::runtime::targets::DEFAULT_ACCOUNT.to_string(), region)];
+        return vec![(stopd_audit::Place::DEFAULT_ACCOUNT.to_string(), region)];
     }
     cfg.accounts
         .iter()

@@ -315,7 +315,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .into_iter()
             .filter(|(.., g)| g.action == "disable" && g.outcome == "done")
             .map(|(account, region, p, s, _)| {
-                if account == crate::runtime::targets::DEFAULT_ACCOUNT {
+                if account == stopd_audit::Place::DEFAULT_ACCOUNT {
                     format!("{p}/{s}")
                 } else {
                     format!("{account} {region} {p}/{s}")

@@ -839,7 +839,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         // enforced: allowed (a policy shared by several daemons), but said.
         let pairs: Vec<(String, Option<String>)> = if accounts.is_empty() {
             vec![(
-                crate::runtime::targets::DEFAULT_ACCOUNT.to_string(),
+                stopd_audit::Place::DEFAULT_ACCOUNT.to_string(),
                 aws.region.clone(),
             )]
         } else {

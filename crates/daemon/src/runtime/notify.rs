@@ -298,7 +298,7 @@ impl Event {
                 let account = self
                     .account
                     .clone()
-                    .filter(|a| a != crate::runtime::targets::DEFAULT_ACCOUNT);
+                    .filter(|a| a != stopd_audit::Place::DEFAULT_ACCOUNT);
                 let region = account.as_ref().and(self.region.clone());
                 for (k, v) in [
                     ("Account", &account),
@@ -365,7 +365,7 @@ async fn since(store: &Store, target: &str) -> Result<DateTime<Utc>> {
 /// A pipeline's name for a message: with its account and region when it is not in the one
 /// ambient account (the same name may exist in several).
 fn qualified(pipeline: &str, account: &str, region: Option<&str>) -> String {
-    if account == crate::runtime::targets::DEFAULT_ACCOUNT {
+    if account == stopd_audit::Place::DEFAULT_ACCOUNT {
         pipeline.to_string()
     } else {
         format!("{pipeline} (account {account}, {})", region.unwrap_or("?"))

@@ -514,7 +514,7 @@ impl Sweeper {
         let accounts = self
             .cores
             .iter()
-            .any(|c| c.account() != crate::runtime::targets::DEFAULT_ACCOUNT);
+            .any(|c| c.account() != stopd_audit::Place::DEFAULT_ACCOUNT);
         if accounts && let Err(e) = self.store.record_places(finished, &summary.places).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot record each account's last sweep for `status`");
         }
@@ -1064,7 +1064,7 @@ pub async fn reconcile(cores: &[Core], store: &Store) -> Result<(usize, usize)> 
                 .iter()
                 .find(|c| c.owns(p.account.as_deref(), p.region.as_deref()))
             else {
-                tracing::warn!(stop_id = p.id, pipeline = %p.pipeline, account = p.account.as_deref().unwrap_or(crate::runtime::targets::DEFAULT_ACCOUNT),
+                tracing::warn!(stop_id = p.id, pipeline = %p.pipeline, account = p.account.as_deref().unwrap_or(stopd_audit::Place::DEFAULT_ACCOUNT),
                     region = p.region.as_deref().unwrap_or(""), "a pending stop's account and region are no longer configured: it stays pending");
                 left += 1;
                 continue;

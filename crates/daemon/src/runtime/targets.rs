@@ -1,6 +1,6 @@
 //! Where the policy is enforced: one [`Core`] per (account, region) pair.
 //!
-//! Without `[[account]]`, one pair: the ambient credentials' account, named [`DEFAULT_ACCOUNT`],
+//! Without `[[account]]`, one pair: the ambient credentials' account, named [`stopd_audit::Place::DEFAULT_ACCOUNT`],
 //! in `[aws] region` (or the SDK's default chain's). With `[[account]]` tables, one pair per
 //! account and region: each assumes its account's role (the SDK's `AssumeRoleProvider`, sessions
 //! renewed before they expire), keeps its own rate limiter (CodePipeline throttles per account
@@ -14,9 +14,6 @@ use stopd_core::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-
-/// The name of the ambient credentials' account when there is no `[[account]]`.
-pub const DEFAULT_ACCOUNT: &str = "default";
 
 /// The session name stopd's calls carry in CloudTrail in every assumed account.
 pub const SESSION_NAME: &str = "stopd";
