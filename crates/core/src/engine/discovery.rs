@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::execution::MAX_SINGLE_CHECKS;
 use super::handle::{Core, Memory, lock};
-use super::pages::Pages;
+use super::pages::{ExecutionPages, Pages};
 use crate::error::{ApiError, ErrorKind};
 use crate::types::{
     ActiveExecution, ActiveStatus, CallCounts, Discovered, PipelineFailure, PipelineRead,
@@ -38,8 +38,9 @@ impl Core {
     /// so), pages are read only until the newest execution of the previous sweep (by start
     /// time); executions active then and not on those pages are checked one by one with
     /// GetPipelineExecution (if there are only a few; otherwise paging goes on until they are
-    /// all seen). Listed in any other order, the whole history is read. Nothing active is missed, except an execution that a
-    /// stage retry brings back from a final status: that one is found by the next full rescan.
+    /// all seen). Listed in any other order, the whole history is read. Nothing active is
+    /// missed, except an execution that a stage retry brings back from a final status: that one
+    /// is found by the next full rescan.
     pub async fn discover(
         &self,
         in_scope: &(dyn Fn(&str) -> bool + Sync),
@@ -190,8 +191,9 @@ impl Core {
     }
 
     /// The active executions of one pipeline. `Ok` with an error beside them when the listing
-    /// was cut short (a service that repeats a `nextToken`, or more than [`MAX_PAGES`](super::pages::MAX_PAGES) pages):
-    /// the executions of the pages read are real, and a sweep still decides them.
+    /// was cut short (a service that repeats a `nextToken`, or more than
+    /// [`MAX_PAGES`](super::pages::MAX_PAGES) pages): the executions of the pages read are
+    /// real, and a sweep still decides them.
     async fn read_pipeline(
         &self,
         name: &str,
@@ -207,40 +209,19 @@ impl Core {
         let full = memory
             .as_ref()
             .is_none_or(|m| m.full_scan_at.elapsed() >= self.inner.config.full_rescan_every);
-        let policy = self.inner.config.discovery_retry;
         let mut active = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         // The newest execution seen, by start time (not by place: AWS does not document the
         // listing's order).
         let mut newest: Option<(Option<DateTime<Utc>>, String)> = None;
-        let mut token: Option<String> = None;
-        let mut pages = Pages::default();
         let mut reached_marker = false;
         // Whether every page so far was listed newest first: only then can paging stop at the
         // previous sweep's newest, since everything after it is older.
         let mut newest_first = true;
         let mut previous_start: Option<DateTime<Utc>> = None;
-        // Why the listing ended before its last page, if it did.
-        let mut cut: Option<ApiError> = None;
-        loop {
-            let client = &self.inner.client;
-            let t = token.clone();
-            let page = self
-                .call("ListPipelineExecutions", &policy, calls, || {
-                    let req = client
-                        .list_pipeline_executions()
-                        .pipeline_name(name)
-                        .max_results(100)
-                        .set_next_token(t.clone());
-                    async move {
-                        req.send()
-                            .await
-                            .map_err(|e| ApiError::from_sdk("ListPipelineExecutions", e))
-                    }
-                })
-                .await
-                .result?;
-            for s in page.pipeline_execution_summaries() {
+        let mut listing = ExecutionPages::new(self, name);
+        while let Some(page) = listing.next(calls).await? {
+            for s in &page {
                 let Some(id) = s.pipeline_execution_id() else {
                     continue;
                 };
@@ -266,14 +247,7 @@ impl Core {
                     active.push(a);
                 }
             }
-            token = match pages.next("ListPipelineExecutions", page.next_token()) {
-                Ok(next) => next,
-                Err(e) => {
-                    cut = Some(e);
-                    None
-                }
-            };
-            if token.is_none() {
+            if listing.ended() {
                 break;
             }
             // Past the previous sweep's newest: stop paging once the executions active then and
@@ -288,11 +262,11 @@ impl Core {
                 break;
             }
         }
-        if cut.is_some() {
+        let history_exhausted = listing.ended();
+        if let Some(cut) = listing.into_cut() {
             // Nothing is remembered from a listing cut short: the next sweep reads it whole.
-            return Ok((active, cut));
+            return Ok((active, Some(cut)));
         }
-        let history_exhausted = token.is_none();
         if !full
             && !history_exhausted
             && let Some(m) = &memory

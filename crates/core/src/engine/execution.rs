@@ -4,7 +4,7 @@
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 
 use super::handle::Core;
-use super::pages::Pages;
+use super::pages::ExecutionPages;
 use crate::error::{ApiError, ErrorKind};
 use crate::types::CallCounts;
 
@@ -13,7 +13,7 @@ use crate::types::CallCounts;
 /// is cheaper (100 a page).
 pub(super) const MAX_SINGLE_CHECKS: usize = 5;
 
-/// What GetPipelineExecution says of one execution.
+/// What ListPipelineExecutions says of one execution ([`Core::find_execution`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecutionState {
     /// `status`.
@@ -78,32 +78,12 @@ impl Core {
         id: &str,
         calls: &mut CallCounts,
     ) -> Result<Option<ExecutionState>, ApiError> {
-        let client = &self.inner.client;
-        let policy = self.inner.config.discovery_retry;
-        let mut token: Option<String> = None;
-        let mut pages = Pages::default();
+        let mut listing = ExecutionPages::new(self, pipeline);
         for _ in 0..MAX_SINGLE_CHECKS {
-            let t = token.clone();
-            let page = self
-                .call("ListPipelineExecutions", &policy, calls, || {
-                    let req = client
-                        .list_pipeline_executions()
-                        .pipeline_name(pipeline)
-                        .max_results(100)
-                        .set_next_token(t.clone());
-                    async move {
-                        req.send()
-                            .await
-                            .map_err(|e| ApiError::from_sdk("ListPipelineExecutions", e))
-                    }
-                })
-                .await
-                .result?;
-            if let Some(s) = page
-                .pipeline_execution_summaries()
-                .iter()
-                .find(|s| s.pipeline_execution_id() == Some(id))
-            {
+            let Some(page) = listing.next(calls).await? else {
+                break;
+            };
+            if let Some(s) = page.iter().find(|s| s.pipeline_execution_id() == Some(id)) {
                 return Ok(s.status().map(|status| ExecutionState {
                     status: status.clone(),
                     stop_reason: s
@@ -112,11 +92,8 @@ impl Core {
                         .map(str::to_string),
                 }));
             }
-            token = pages.next("ListPipelineExecutions", page.next_token())?;
-            if token.is_none() {
-                break;
-            }
         }
-        Ok(None)
+        // A listing cut short (a repeated token) within those pages is an error.
+        listing.into_cut().map_or(Ok(None), Err)
     }
 }
