@@ -16,6 +16,8 @@ mod engine;
 pub mod error;
 pub mod ratelimit;
 pub mod retry;
+#[cfg(test)]
+mod simulation;
 mod types;
 
 pub use client::{ClientConfig, IDLE_TIMEOUT, RoleClients, RoleSpec, build_client, http_client};

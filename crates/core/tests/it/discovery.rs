@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use chrono::DateTime;
 use stopd_core::{ActiveStatus, ErrorKind};
-use stopd_emulator::{Fault, FaultPlan, FaultRule};
+use stopd_emulator::{Clock, EmulatorConfig, Fault, FaultPlan, FaultRule};
 
 use stopd_core::CoreConfig;
 
@@ -118,7 +119,23 @@ fn parallel_fixture(active: usize, finished_after: usize) -> String {
 
 #[tokio::test]
 async fn parallel_pipeline_with_many_active_and_one_behind_a_long_history() {
-    let env = start(&parallel_fixture(250, 300)).await;
+    // The emulator's clock stands at a fixed time, so start times are exact.
+    let now = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z")
+        .unwrap()
+        .to_utc();
+    let env = start_emulator(
+        &parallel_fixture(250, 300),
+        EmulatorConfig {
+            clock: Clock::manual(now.timestamp_millis()),
+            ..EmulatorConfig::default()
+        },
+        CoreConfig {
+            discovery_retry: fast_retry(3_000),
+            stop_retry: fast_retry(3_000),
+            ..CoreConfig::default()
+        },
+    )
+    .await;
     let found = env.core.discover(&|_| true, false).await;
     assert_eq!(found.executions.len(), 251);
     // 551 executions, 100 a page.
@@ -128,7 +145,7 @@ async fn parallel_pipeline_with_many_active_and_one_behind_a_long_history() {
         .iter()
         .min_by_key(|e| e.start_time)
         .unwrap();
-    assert!(oldest.start_time.unwrap() < chrono::Utc::now() - chrono::Duration::days(4));
+    assert_eq!(oldest.start_time, Some(now - chrono::Duration::days(5)));
 
     // Second sweep: 151 of the active ones are older than the first page, too many to check
     // one by one, so paging goes on (3 pages hold the 250 recent ones); the one 5-day-old
@@ -264,8 +281,8 @@ fn order_config() -> CoreConfig {
     }
 }
 
-fn emulator_listing(order: stopd_emulator::state::ListOrder) -> stopd_emulator::EmulatorConfig {
-    stopd_emulator::EmulatorConfig {
+fn emulator_listing(order: stopd_emulator::state::ListOrder) -> EmulatorConfig {
+    EmulatorConfig {
         behaviour: stopd_emulator::state::Behaviour {
             list_order: order,
             ..Default::default()
