@@ -39,37 +39,122 @@ pub(super) async fn run(cfg: Config, args: &RunArgs) -> Result<ExitCode> {
     cfg.warnings.extend(secrets::warnings(&cfg));
     match crate::runtime::run::run(cfg, args.once, args.dry_run).await? {
         Ran::Daemon => Ok(ExitCode::SUCCESS),
-        Ran::Once(summary) => Ok(once(&summary)),
+        Ran::Once(summary) => {
+            let (lines, code) = once(&summary);
+            for line in lines {
+                eprintln!("{line}");
+            }
+            Ok(code)
+        }
     }
 }
 
-/// `run --once`'s exit code: 0 when the sweep was good ([`SweepSummary::ok`]): every in-scope
-/// pipeline read, every write recorded, every decided stop done. Stderr names each stop not
-/// final or refused, and what kept the sweep from being good.
-fn once(summary: &SweepSummary) -> ExitCode {
+/// What `run --once` says on stderr, a line each, and its exit code: 0 when the sweep was good
+/// ([`SweepSummary::ok`]: every in-scope pipeline read, every write recorded, every decided stop
+/// done). The lines name each stop not final or refused, and what kept the sweep from being
+/// good, naming the operation and IAM action of a permission failure.
+fn once(summary: &SweepSummary) -> (Vec<String>, ExitCode) {
+    let mut lines = Vec::new();
     for d in &summary.done {
         let why = d.denied.as_deref().or(d.error.as_deref()).unwrap_or("");
         let (pipeline, execution) = (&d.planned.pipeline, &d.planned.execution_id);
         if !d.is_final {
-            eprintln!(
+            lines.push(format!(
                 "stopd: not final: {pipeline} {execution} ({}): {why}",
                 d.outcome
-            );
+            ));
         } else if d.outcome == "rejected" {
-            eprintln!("stopd: refused: {pipeline} {execution} (rejected): {why}");
+            lines.push(format!(
+                "stopd: refused: {pipeline} {execution} (rejected): {why}"
+            ));
         }
     }
     if summary.ok() {
-        return ExitCode::SUCCESS;
+        return (lines, ExitCode::SUCCESS);
     }
     if summary.interrupted() {
         // Not a failure, but not the whole sweep `--once` promises either.
-        eprintln!("stopd: the sweep was interrupted: a shutdown began before it ended");
+        lines.push("stopd: the sweep was interrupted: a shutdown began before it ended".into());
     } else {
-        eprintln!(
+        lines.push(format!(
             "stopd: the sweep did not succeed: {}",
             summary.problem().unwrap_or_default()
+        ));
+    }
+    (lines, ExitCode::from(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::sweep::{Done, Planned};
+
+    fn done(pipeline: &str, outcome: &str, is_final: bool, error: &str) -> Done {
+        Done {
+            stop_id: Some(1),
+            planned: Planned {
+                pipeline: pipeline.into(),
+                execution_id: format!("{pipeline}-1"),
+                rule: "weekend".into(),
+                rule_kind: "freeze".into(),
+                mode: stopd_rules::Mode::Finish,
+                reason: "frozen".into(),
+                explanation: "frozen".into(),
+                escalate_after: None,
+                escalation_of: None,
+            },
+            outcome: outcome.into(),
+            is_final,
+            attempts: 1,
+            error: Some(error.into()),
+            denied: None,
+            calls: Default::default(),
+            audit_error: None,
+            account: "default".into(),
+            region: "eu-west-1".into(),
+        }
+    }
+
+    /// The `run --once` lines moved out of the runtime: a good sweep says nothing and exits 0;
+    /// a stop not final, and one refused, are named, then why the sweep was not good (exit 1);
+    /// a sweep a shutdown cut short says so.
+    #[test]
+    fn once_names_stops_not_final_and_refused_and_why_the_sweep_was_not_good() {
+        let good = SweepSummary {
+            done: vec![done("prod-a", "stopped", true, "")],
+            ..SweepSummary::default()
+        };
+        assert_eq!(once(&good), (vec![], ExitCode::SUCCESS));
+
+        let bad = SweepSummary {
+            done: vec![
+                done("prod-a", "stopped", true, ""),
+                done("prod-b", "failed", false, "throttled"),
+                done("prod-c", "rejected", true, "no such execution"),
+            ],
+            ..SweepSummary::default()
+        };
+        let (lines, code) = once(&bad);
+        assert_eq!(code, ExitCode::from(1));
+        assert_eq!(
+            lines,
+            [
+                "stopd: not final: prod-b prod-b-1 (failed): throttled",
+                "stopd: refused: prod-c prod-c-1 (rejected): no such execution",
+                "stopd: the sweep did not succeed: stop of prod-b prod-b-1 ended failed: throttled",
+            ]
+        );
+
+        let cut = SweepSummary {
+            cut_short: true,
+            ..SweepSummary::default()
+        };
+        assert_eq!(
+            once(&cut),
+            (
+                vec!["stopd: the sweep was interrupted: a shutdown began before it ended".into()],
+                ExitCode::from(1)
+            )
         );
     }
-    ExitCode::from(1)
 }
