@@ -70,7 +70,7 @@ pub async fn events(
 ) -> Result<ExitCode> {
     let rows = store.events(since, until).await?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    crate::cli::commands::write_rows(
+    crate::cli::common::write_rows(
         out,
         opts,
         &rows,

@@ -198,7 +198,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
             stopd_rules::rfc3339(started)
         )?;
     }
-    crate::cli::commands::write_audit(&mut out, OutputArgs::TABLE, &records)?;
+    crate::cli::report::write_audit(&mut out, OutputArgs::TABLE, &records)?;
     let gates = store
         .gate_records(Some(started), None, None, None, (None, None))
         .await?;

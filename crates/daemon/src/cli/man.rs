@@ -3,10 +3,47 @@
 //! config it documents).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Command;
+use clap::{Args, Command};
+
+use crate::cli::common::print;
+
+pub(super) const MAN_EXAMPLES: &str = "\
+Examples:
+  # Read stopd(1) now
+  stopd man | man -l -
+  # Install every page: stopd.1, stopd-<command>.1 for each command, stopd.toml.5
+  stopd man --dir /tmp/stopd-man && sudo cp /tmp/stopd-man/*.1 /usr/local/share/man/man1/ \\
+    && sudo cp /tmp/stopd-man/*.5 /usr/local/share/man/man5/";
+
+#[derive(Debug, Args)]
+pub(super) struct ManArgs {
+    /// Write every page into this directory (created if missing) instead of printing stopd(1).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// `stopd man [--dir DIR]`: the pages of `cli` (the whole command line).
+pub(super) fn run(args: &ManArgs, cli: Command) -> Result<ExitCode> {
+    match &args.dir {
+        None => print(&main_page(cli)?),
+        Some(dir) => {
+            let written = write_all(cli, dir)?;
+            print(
+                format!(
+                    "wrote {} pages to {}: {}\n",
+                    written.len(),
+                    dir.display(),
+                    written.join(" ")
+                )
+                .as_bytes(),
+            )
+        }
+    }
+}
 
 /// stopd.toml(5), roff.
 const POLICY_PAGE: &str = include_str!("../../../../config/stopd.toml.5");

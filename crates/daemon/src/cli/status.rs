@@ -514,7 +514,7 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
                 f.rule,
                 escape(&f.pipeline),
                 // An ad-hoc freeze of one account or region does not read as a global one.
-                escape(&crate::cli::commands::place_words(
+                escape(&crate::cli::common::place_words(
                     f.account.as_deref(),
                     f.region.as_deref()
                 )),

@@ -1,7 +1,6 @@
 //! `stopd run`: wiring the scheduler ([`crate::runtime::scheduler`]) to the world: signals, the
 //! database's change counter, the SDK client, systemd notification, logging.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -245,8 +244,17 @@ fn watch_database(store: Store, tx: mpsc::UnboundedSender<Event>) {
     });
 }
 
+/// How `stopd run` ended (the command line says what it means and picks the exit code).
+#[derive(Debug)]
+pub enum Ran {
+    /// The daemon ran until a signal stopped it, and stopped cleanly.
+    Daemon,
+    /// `--once`: what its one sweep did.
+    Once(Box<SweepSummary>),
+}
+
 /// `stopd run [--once] [--dry-run]`.
-pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
+pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     // Held until this function returns (and by the kernel until the process ends).
     let _lock = crate::runtime::lock::acquire(&cfg.daemon.database)?;
     let store = Store::open(&cfg.daemon.database).await?;
@@ -289,7 +297,9 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
     crate::runtime::notify::register(&store, &cfg.notify).await?;
     if once {
-        return run_once(&cfg, &live, &mut events, dry_run, &store).await;
+        return run_once(&cfg, &live, &mut events, dry_run, &store)
+            .await
+            .map(|s| Ran::Once(Box::new(s)));
     }
     let deliveries = crate::runtime::notify::spawn(&store, &cfg.notify, &notify_stop);
 
@@ -387,21 +397,19 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
     store.close().await;
     tracing::info!("stopd stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(Ran::Daemon)
 }
 
 /// `run --once`: one sweep. A signal drains as the daemon does: no new stop, in-flight ones
-/// finish (within the bound) and are recorded. Exit 1 unless the sweep was good
-/// ([`SweepSummary::ok`]): every in-scope pipeline read, every write recorded, every decided
-/// stop done; stderr says what was not, naming the operation and IAM action of a permission
-/// failure.
+/// finish (within the bound) and are recorded. Returns what the sweep did (the command line
+/// exits 1 unless it was good, [`SweepSummary::ok`], and says what was not).
 async fn run_once(
     cfg: &Config,
     live: &Live,
     events: &mut mpsc::UnboundedReceiver<Event>,
     dry_run: bool,
     store: &Store,
-) -> Result<ExitCode> {
+) -> Result<SweepSummary> {
     let mut sweep = tokio::spawn(live.sweep(
         Arc::clone(&cfg.policy),
         "once",
@@ -447,29 +455,5 @@ async fn run_once(
         crate::runtime::notify::drain(store, &cfg.notify, ONCE_NOTIFY_BOUND).await;
     }
     store.close().await;
-    for d in &summary.done {
-        let why = d.denied.as_deref().or(d.error.as_deref()).unwrap_or("");
-        let (pipeline, execution) = (&d.planned.pipeline, &d.planned.execution_id);
-        if !d.is_final {
-            eprintln!(
-                "stopd: not final: {pipeline} {execution} ({}): {why}",
-                d.outcome
-            );
-        } else if d.outcome == "rejected" {
-            eprintln!("stopd: refused: {pipeline} {execution} (rejected): {why}");
-        }
-    }
-    if summary.ok() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if summary.interrupted() {
-        // Not a failure, but not the whole sweep `--once` promises either.
-        eprintln!("stopd: the sweep was interrupted: a shutdown began before it ended");
-    } else {
-        eprintln!(
-            "stopd: the sweep did not succeed: {}",
-            summary.problem().unwrap_or_default()
-        );
-    }
-    Ok(ExitCode::from(1))
+    Ok(summary)
 }

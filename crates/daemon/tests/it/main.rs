@@ -5,6 +5,7 @@ mod accounts;
 mod audit;
 mod cli;
 mod cli_consistency;
+mod cli_help;
 mod common;
 mod config_cli;
 mod cost;
