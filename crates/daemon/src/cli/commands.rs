@@ -568,7 +568,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
             pipeline: p.pipeline,
             execution_id: p.execution_id,
             rule: p.rule,
-            rule_kind: p.rule_kind,
+            rule_kind: p.rule_kind.to_string(),
             mode: p.mode.as_str().into(),
             reason: p.reason,
             explanation: p.explanation,
@@ -651,7 +651,7 @@ pub async fn plan(cfg: &Config, at: Option<&str>, opts: OutputArgs) -> Result<Ex
                 continue;
             }
             let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
-            if g.action == "disable" && g.outcome == "done" && !covered {
+            if g.ours() && !covered {
                 gated.push(format!(
                     "  gate would open: {place}{} {} (held for {}, which no longer covers it)",
                     output::escape(p),
@@ -910,7 +910,7 @@ pub async fn stop(
             pipeline: pipeline.into(),
             execution_id: execution.into(),
             rule: "manual".into(),
-            rule_kind: "manual".into(),
+            rule_kind: stopd_audit::RuleKind::Manual,
             mode,
             reason: reason.into(),
             explanation: format!("manual stop by {}", user()),
@@ -1707,7 +1707,7 @@ pub async fn freeze_add(cfg: &Config, r: &FreezeRequest<'_>) -> Result<ExitCode>
         pipeline: r.glob.to_string(),
         exclude: r.exclude.map(str::to_string),
         tags: tags.clone(),
-        mode: mode.as_str().into(),
+        mode: mode.into(),
         gate: r.gate,
         account: r.account.map(str::to_string),
         region: r.region.map(str::to_string),

@@ -341,7 +341,8 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     store.compact_quiet_sweeps(gap.to_std()?).await?;
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {
-        d.clone().spawn_hourly(store.clone(), digests_stop.clone());
+        d.clone()
+            .spawn_hourly(store.clone(), digests_stop.clone(), chrono::Utc::now);
     }
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let metrics = match cfg.metrics {
@@ -381,7 +382,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<ExitCode> {
     }
     digests_stop.cancel();
     if let Some(d) = &digester {
-        d.write_logged(&store).await;
+        d.write_logged(&store, chrono::Utc::now()).await;
     }
     notify_stop.cancel();
     let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
