@@ -30,7 +30,7 @@ pub struct NewGate<'a> {
 }
 
 /// The columns of [`LastGate`] (`gates g`, `gate_outcomes o`).
-const LAST_GATE_COLUMNS: &str =
+pub(crate) const LAST_GATE_COLUMNS: &str =
     "g.id, g.rule, g.action, COALESCE(o.outcome, 'pending') AS outcome, g.reason";
 
 /// The last recorded action on one transition.
@@ -67,7 +67,7 @@ struct PlacedGate {
 }
 
 /// The columns of [`GateRecord`] (`gates g`, `gate_outcomes o`).
-const GATE_RECORD_COLUMNS: &str = "g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
+pub(crate) const GATE_RECORD_COLUMNS: &str = "g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
      COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) AS outcome, \
      o.error, g.reason, g.account, g.region";
 

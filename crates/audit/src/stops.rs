@@ -33,7 +33,7 @@ macro_rules! report_outcome {
         "COALESCE(o.outcome, CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END)"
     };
 }
-const REPORT_OUTCOME: &str = report_outcome!();
+pub(crate) const REPORT_OUTCOME: &str = report_outcome!();
 
 /// A decided stop, written before the API call.
 #[derive(Debug, Clone)]

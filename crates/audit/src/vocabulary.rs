@@ -190,6 +190,23 @@ vocabulary! {
 }
 
 impl ReportOutcome {
+    /// What it means, in the words `stopd report --help` gives each `--outcome` value (for a
+    /// CLI that lists [`ReportOutcome::ALL`] as its possible values).
+    pub fn help(self) -> &'static str {
+        match self {
+            ReportOutcome::Stopped => "The API accepted the stop.",
+            ReportOutcome::AlreadyStopping => "A stop was already under way (done, not an error).",
+            ReportOutcome::NotStoppable => "It finished first (done, not an error).",
+            ReportOutcome::PipelineNotFound => "The pipeline does not exist.",
+            ReportOutcome::Rejected => "The API refused it for good (validation, permissions).",
+            ReportOutcome::Failed => "Retries or the deadline ran out.",
+            ReportOutcome::DryRun => "Decided and recorded; never sent.",
+            ReportOutcome::Pending => {
+                "Recorded, outcome not yet known (a stop in flight, or one a crash interrupted)."
+            }
+        }
+    }
+
     /// The recorded outcome it names (`None`: `pending`).
     pub fn recorded(self) -> Option<Outcome> {
         match self {
@@ -403,6 +420,8 @@ vocabulary! {
 mod tests {
     use std::collections::BTreeSet;
 
+    use sqlx::Row;
+
     use super::*;
     use crate::Store;
 
@@ -435,10 +454,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let schema: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            sqlx::query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
                 .fetch_all(store.pool())
                 .await
-                .unwrap();
+                .unwrap()
+                .iter()
+                .map(|r| (r.get("name"), r.get("sql")))
+                .collect();
         let cases = [
             (
                 "stop_outcomes",
@@ -483,6 +505,36 @@ mod tests {
             );
         }
         store.close().await;
+    }
+
+    /// The names quoted in `sql`.
+    fn quoted(sql: &str) -> Vec<&str> {
+        sql.split('\'').skip(1).step_by(2).collect()
+    }
+
+    /// The names the SQL constants spell (where a constant cannot format an enum in) are the
+    /// vocabulary's: a renamed value fails here, not as a query that silently matches nothing.
+    #[test]
+    fn the_names_spelled_in_sql_constants_are_the_vocabularys() {
+        let cases: [(&str, fn(&str) -> bool); 4] = [
+            (crate::OPEN_ESCALATIONS, |n| n.parse::<Outcome>().is_ok()),
+            (crate::stops::REPORT_OUTCOME, |n| {
+                n.parse::<ReportOutcome>().is_ok()
+            }),
+            (crate::gates::LAST_GATE_COLUMNS, |n| {
+                n.parse::<GateOutcome>().is_ok() || n == ReportOutcome::Pending.as_str()
+            }),
+            (crate::gates::GATE_RECORD_COLUMNS, |n| {
+                n.parse::<GateOutcome>().is_ok() || n == ReportOutcome::Pending.as_str()
+            }),
+        ];
+        for (sql, known) in cases {
+            let names = quoted(sql);
+            assert!(!names.is_empty(), "{sql}");
+            for n in names {
+                assert!(known(n), "{n:?} in {sql}");
+            }
+        }
     }
 
     /// `report --outcome` knows every recorded outcome, and `pending`, and nothing else.
