@@ -3,7 +3,7 @@
 //! Every row of every table in [`AUDITED`] has one row in `audit_chain`, written in the same
 //! transaction as the record by [`link`]: `seq` (1, 2, 3, ... without gaps), the record's table
 //! and rowid, and `hash = SHA-256(previous hash || canonical bytes)`, the first previous hash
-//! being 32 zero bytes. [`verify`](super::verify) recomputes it.
+//! being 32 zero bytes. `verify` recomputes it.
 //!
 //! The canonical bytes of a record are, each line ending in `\n`:
 //!

@@ -4,17 +4,17 @@
 //! time order. Every SQL statement of the project is in this crate, behind [`Store`] methods.
 //!
 //! Stop intents and outcomes, the hot path (two per stop), go through a group-commit writer
-//! ([`writer`]): a task that takes every write queued at that moment and commits them in one
+//! (`writer`): a task that takes every write queued at that moment and commits them in one
 //! transaction, one fsync, then answers each caller. A caller hears "written" only after that
 //! commit, so the rule "the intent is durable before the call" holds; a lone write is committed
 //! at once, never held back to wait for company. At a window edge with hundreds of stops in
 //! flight this turns two fsyncs per stop into a few per batch (see BENCHMARKS.md).
 //!
-//! Backends: [`Store`] holds a [`Backend`] enum (one variant, `Sqlite`, today), not a
+//! Backends: [`Store`] holds a `Backend` enum (one variant, `Sqlite`, today), not a
 //! `dyn Backend` trait object: every query stays a plain `async fn` (no boxed futures, no
-//! `async_trait`), the compiler lists each method a new variant must answer (an exhaustive
-//! `match`), and callers never see which one runs. PostgreSQL is a second variant beside
-//! SQLite; SQLite-only spellings are marked `SQLite:` where they need a PostgreSQL one.
+//! `async_trait`), a second variant stops `Store::pool`'s match compiling until each query
+//! says what it does there, and callers never see which one runs. PostgreSQL is that variant;
+//! SQLite-only spellings are marked `SQLite:` where they need a PostgreSQL one.
 //!
 //! Modules by record family: [`open`](crate::Store::open) (open, migrate, pragmas, read-only),
 //! `writer` (group commit), `stops` (intents, outcomes, escalations, the report), `sweeps`,
