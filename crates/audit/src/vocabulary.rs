@@ -516,7 +516,8 @@ mod tests {
     /// vocabulary's: a renamed value fails here, not as a query that silently matches nothing.
     #[test]
     fn the_names_spelled_in_sql_constants_are_the_vocabularys() {
-        let cases: [(&str, fn(&str) -> bool); 4] = [
+        type Known = fn(&str) -> bool;
+        let cases: [(&str, Known); 4] = [
             (crate::OPEN_ESCALATIONS, |n| n.parse::<Outcome>().is_ok()),
             (crate::stops::REPORT_OUTCOME, |n| {
                 n.parse::<ReportOutcome>().is_ok()
