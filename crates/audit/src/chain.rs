@@ -3,7 +3,7 @@
 //! Every row of every table in [`AUDITED`] has one row in `audit_chain`, written in the same
 //! transaction as the record by [`link`]: `seq` (1, 2, 3, ... without gaps), the record's table
 //! and rowid, and `hash = SHA-256(previous hash || canonical bytes)`, the first previous hash
-//! being 32 zero bytes. [`verify`](super::verify) recomputes it.
+//! being 32 zero bytes. `verify` recomputes it.
 //!
 //! The canonical bytes of a record are, each line ending in `\n`:
 //!
@@ -85,7 +85,10 @@ pub(crate) async fn columns(
 /// The statement that reads one record's quoted columns (`table` and `columns` are ours, never
 /// user input).
 pub(crate) fn select_quoted(table: &str, columns: &[String]) -> String {
-    let cols: Vec<String> = columns.iter().map(|c| format!("quote(\"{c}\")")).collect();
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| format!("quote(\"{c}\") AS \"{c}\""))
+        .collect();
     format!(
         "SELECT {} FROM \"{table}\" WHERE rowid = ?",
         if cols.is_empty() {
@@ -95,6 +98,9 @@ pub(crate) fn select_quoted(table: &str, columns: &[String]) -> String {
         }
     )
 }
+
+/// The name a `RETURNING` list gives the row's id (every other column keeps its own name).
+const ROWID: &str = "chain_rowid";
 
 /// The canonical bytes of a record, from its quoted column values (`None`: no such row).
 pub(crate) async fn canonical(
@@ -111,8 +117,9 @@ pub(crate) async fn canonical(
     else {
         return Ok(None);
     };
-    let values = (0..columns.len())
-        .map(|k| row.try_get::<String, _>(k))
+    let values = columns
+        .iter()
+        .map(|c| row.try_get::<String, _>(c.as_str()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(canonical_bytes(seq, table, rowid, columns, &values)))
 }
@@ -154,8 +161,8 @@ pub(crate) async fn head(conn: &mut SqliteConnection) -> Result<(i64, Hash), sql
     match row {
         None => Ok((0, GENESIS)),
         Some(r) => {
-            let seq: i64 = r.try_get(0)?;
-            let bytes: Vec<u8> = r.try_get(1)?;
+            let seq: i64 = r.try_get("seq")?;
+            let bytes: Vec<u8> = r.try_get("hash")?;
             let hash = Hash::try_from(bytes.as_slice())
                 .map_err(|_| sqlx::Error::Protocol(format!("chain record {seq}: bad hash")))?;
             Ok((seq, hash))
@@ -238,14 +245,15 @@ impl Linker {
         debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
         let (seq, previous) = self.head(conn).await?;
         let seq = seq + 1;
-        let rowid: i64 = row.try_get(0)?;
+        let rowid: i64 = row.try_get(ROWID)?;
         let cols = &self
             .columns
             .get(table)
             .ok_or_else(|| sqlx::Error::Protocol(format!("{table}: inserted without `returning`")))?
             .0;
-        let values = (1..=cols.len())
-            .map(|k| row.try_get::<String, _>(k))
+        let values = cols
+            .iter()
+            .map(|c| row.try_get::<String, _>(c.as_str()))
             .collect::<Result<Vec<_>, _>>()?;
         let hash = next_hash(
             &previous,
@@ -295,9 +303,9 @@ impl Linker {
     ) -> Result<&(Vec<String>, String), sqlx::Error> {
         if !self.columns.contains_key(table) {
             let cols = columns(conn, table).await?;
-            let mut returning = String::from("rowid");
+            let mut returning = format!("rowid AS {ROWID}");
             for c in &cols {
-                returning.push_str(&format!(", quote(\"{c}\")"));
+                returning.push_str(&format!(", quote(\"{c}\") AS \"{c}\""));
             }
             self.columns.insert(table, (cols, returning));
         }
@@ -344,7 +352,7 @@ pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::E
 impl super::Store {
     /// The chain's head: its last sequence number and hash (0 and [`GENESIS`] when empty).
     pub async fn chain_head(&self) -> anyhow::Result<(i64, Hash)> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         Ok(head(&mut conn).await?)
     }
 
@@ -353,7 +361,7 @@ impl super::Store {
         Ok(
             sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = ?")
                 .bind(seq)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await?,
         )
     }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{Store, parse_ts, ts};
+use super::{LifecycleEvent, Store, SweepEnd, parse_ts, ts};
 
 /// The margin after twice the schedule's interval.
 pub const MARGIN: Duration = Duration::seconds(5);
@@ -120,22 +120,25 @@ fn within(window: Span, spans: &[Span]) -> Vec<Span> {
 
 /// When the daemon was running, from lifecycle events `(at, event)` in order; `None`: nothing
 /// is known (no event at all).
-pub fn running(events: &[(DateTime<Utc>, String)], now: DateTime<Utc>) -> Option<Vec<Span>> {
+pub fn running(
+    events: &[(DateTime<Utc>, LifecycleEvent)],
+    now: DateTime<Utc>,
+) -> Option<Vec<Span>> {
     let first = events.first()?.0;
     // Before the first event: not known, so not held against it.
     let mut spans = vec![(DateTime::<Utc>::MIN_UTC, first)];
     let mut since: Option<DateTime<Utc>> = None;
     for (at, event) in events {
-        match event.as_str() {
-            "start" => {
+        match event {
+            LifecycleEvent::Start => {
                 since.get_or_insert(*at);
             }
-            "stop" | "unclean_stop" => {
+            LifecycleEvent::Stop | LifecycleEvent::UncleanStop => {
                 if let Some(s) = since.take() {
                     spans.push((s, (*at).max(s)));
                 }
             }
-            _ => {}
+            LifecycleEvent::Reload => {}
         }
     }
     if let Some(s) = since {
@@ -148,7 +151,10 @@ pub fn running(events: &[(DateTime<Utc>, String)], now: DateTime<Utc>) -> Option
 /// before it (its clean stop, or an unclean stop's last sign of life) to `at`, as
 /// [`running`] reads `events` (every lifecycle event before this start). `None` when nothing is
 /// known (no event at all) or the run before it reaches `at` (a clock that went back).
-pub fn downtime_before(events: &[(DateTime<Utc>, String)], at: DateTime<Utc>) -> Option<Span> {
+pub fn downtime_before(
+    events: &[(DateTime<Utc>, LifecycleEvent)],
+    at: DateTime<Utc>,
+) -> Option<Span> {
     let up = running(events, at)?;
     minus((DateTime::<Utc>::MIN_UTC, at), &up)
         .pop()
@@ -235,35 +241,49 @@ impl Store {
         until: DateTime<Utc>,
         gap: Duration,
     ) -> Result<Vec<SweepSpan>> {
-        /// started_at, finished_at, error, whether a result was written. A sweep a clean
-        /// shutdown interrupted is neither watched nor a failure: it is left out, and the time
-        /// after the stop is `not_running` as for any stop.
-        type Row = (String, Option<String>, Option<String>, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT w.started_at, r.finished_at, r.error, r.sweep_id FROM sweeps w \
+        /// A sweep: its start and end, its error, and whether a result was written. A sweep a
+        /// clean shutdown interrupted is neither watched nor a failure: it is left out, and the
+        /// time after the stop is `not_running` as for any stop.
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            started_at: String,
+            finished_at: Option<String>,
+            error: Option<String>,
+            result_id: Option<i64>,
+        }
+        /// A run of quiet sweeps.
+        #[derive(sqlx::FromRow)]
+        struct Run {
+            first_started_at: String,
+            last_finished_at: String,
+            max_gap_ms: i64,
+        }
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT w.started_at, r.finished_at, r.error, r.sweep_id AS result_id FROM sweeps w \
              LEFT JOIN sweep_results r ON r.sweep_id = w.id \
              WHERE w.started_at >= ? AND w.started_at < ? \
-               AND (r.result IS NULL OR r.result <> 'interrupted') ORDER BY w.started_at",
-        )
+               AND (r.result IS NULL OR r.result <> '{}') ORDER BY w.started_at",
+            SweepEnd::Interrupted
+        ))
         .bind(ts(since))
         .bind(ts(until))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .context("cannot read the sweep log")?;
         let mut spans = rows
             .into_iter()
-            .map(|(s, f, e, r)| {
+            .map(|r| {
                 Ok(SweepSpan {
-                    started: parse_ts(&s)?,
-                    finished: f.as_deref().map(parse_ts).transpose()?,
-                    ok: r.is_some() && e.is_none(),
+                    started: parse_ts(&r.started_at)?,
+                    finished: r.finished_at.as_deref().map(parse_ts).transpose()?,
+                    ok: r.result_id.is_some() && r.error.is_none(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         // Runs of quiet sweeps, the one a daemon has open included: one span each when no
         // sweep in it came later than the gap coverage allows (so it is watched throughout);
         // otherwise only its two ends count.
-        let runs: Vec<(String, String, i64)> = sqlx::query_as(
+        let runs: Vec<Run> = sqlx::query_as(
             "SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_runs \
              WHERE last_finished_at >= ?1 AND first_started_at < ?2 \
              UNION ALL SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_run_open \
@@ -271,12 +291,15 @@ impl Store {
         )
         .bind(ts(since))
         .bind(ts(until))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .context("cannot read the sweep log")?;
-        for (first, last, max_gap_ms) in runs {
-            let (first, last) = (parse_ts(&first)?, parse_ts(&last)?);
-            if Duration::milliseconds(max_gap_ms) <= gap {
+        for run in runs {
+            let (first, last) = (
+                parse_ts(&run.first_started_at)?,
+                parse_ts(&run.last_finished_at)?,
+            );
+            if Duration::milliseconds(run.max_gap_ms) <= gap {
                 spans.push(SweepSpan {
                     started: first,
                     finished: Some(last),
@@ -299,30 +322,50 @@ impl Store {
     /// (whole or in a run, the open one included) when that is older; `None` when nothing
     /// ever started.
     pub async fn first_start(&self) -> Result<Option<DateTime<Utc>>> {
-        let at: Option<String> = sqlx::query_scalar(
+        let at: Option<String> = sqlx::query_scalar(&format!(
             "SELECT MIN(t) FROM ( \
-               SELECT MIN(at) AS t FROM lifecycle_events WHERE event = 'start' \
+               SELECT MIN(at) AS t FROM lifecycle_events WHERE event = '{}' \
                UNION ALL SELECT MIN(started_at) FROM sweeps \
                UNION ALL SELECT MIN(first_started_at) FROM sweep_runs \
                UNION ALL SELECT MIN(first_started_at) FROM sweep_run_open)",
-        )
-        .fetch_one(&self.pool)
+            LifecycleEvent::Start
+        ))
+        .fetch_one(self.pool())
         .await
         .context("cannot read the sweep log")?;
         at.as_deref().map(parse_ts).transpose()
     }
 
     /// Every lifecycle event before `until`, `(at, event)`, oldest first.
-    pub async fn lifecycle(&self, until: DateTime<Utc>) -> Result<Vec<(DateTime<Utc>, String)>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT at, event FROM lifecycle_events WHERE at < ? ORDER BY at, id")
-                .bind(ts(until))
-                .fetch_all(&self.pool)
-                .await
-                .context("cannot read the lifecycle events")?;
-        rows.into_iter()
-            .map(|(at, e)| Ok((parse_ts(&at)?, e)))
-            .collect()
+    pub async fn lifecycle(
+        &self,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, LifecycleEvent)>> {
+        let rows: Vec<Lifecycle> = sqlx::query_as(&format!(
+            "SELECT {LIFECYCLE_COLUMNS} FROM lifecycle_events WHERE at < ? ORDER BY at, id"
+        ))
+        .bind(ts(until))
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the lifecycle events")?;
+        rows.into_iter().map(Lifecycle::timed).collect()
+    }
+}
+
+/// The columns of a [`Lifecycle`] row (`lifecycle_events`).
+pub(crate) const LIFECYCLE_COLUMNS: &str = "at, event";
+
+/// A lifecycle event's time and kind, as coverage reads them.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Lifecycle {
+    at: String,
+    event: LifecycleEvent,
+}
+
+impl Lifecycle {
+    /// `(at, event)`, the time parsed.
+    pub(crate) fn timed(self) -> Result<(DateTime<Utc>, LifecycleEvent)> {
+        Ok((parse_ts(&self.at)?, self.event))
     }
 }
 
@@ -364,9 +407,9 @@ mod tests {
             }
         }
         let events = vec![
-            (t("09:00:00"), "start".to_owned()),
-            (t("10:08:01"), "unclean_stop".to_owned()),
-            (t("10:09:00"), "start".to_owned()),
+            (t("09:00:00"), LifecycleEvent::Start),
+            (t("10:08:01"), LifecycleEvent::UncleanStop),
+            (t("10:09:00"), LifecycleEvent::Start),
         ];
         let run = running(&events, t("10:10:00")).unwrap();
         let c = cover(
@@ -396,8 +439,8 @@ mod tests {
 
     #[test]
     fn downtime_before_a_start_runs_from_the_last_stop_or_sign_of_life() {
-        let ev = |v: &[(&str, &str)]| -> Vec<(DateTime<Utc>, String)> {
-            v.iter().map(|(a, e)| (t(a), (*e).to_owned())).collect()
+        let ev = |v: &[(&str, &str)]| -> Vec<(DateTime<Utc>, LifecycleEvent)> {
+            v.iter().map(|(a, e)| (t(a), e.parse().unwrap())).collect()
         };
         assert_eq!(downtime_before(&[], t("10:00:00")), None);
         let clean = ev(&[("09:00:00", "start"), ("09:10:00", "stop")]);
@@ -439,7 +482,7 @@ mod tests {
     /// Before the first start: neither watched nor a gap, reported apart; the rest as before.
     #[test]
     fn time_before_the_first_start_is_reported_apart_not_as_a_gap() {
-        let events = vec![(t("10:05:00"), "start".to_owned())];
+        let events = vec![(t("10:05:00"), LifecycleEvent::Start)];
         let run = running(&events, t("10:10:00")).unwrap();
         let sweeps = [sweep("10:05:01", true)];
         let window = (t("10:00:00"), t("10:10:00"));

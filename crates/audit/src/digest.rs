@@ -150,20 +150,26 @@ impl Digester {
     }
 
     /// Writes a digest now, logging (not returning) a failure: the daemon goes on.
-    pub async fn write_logged(&self, store: &Store) {
-        match self.write(store, Utc::now()).await {
+    pub async fn write_logged(&self, store: &Store, now: DateTime<Utc>) {
+        match self.write(store, now).await {
             Ok(p) => tracing::info!(digest = %p.display(), "audit digest written"),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot write the audit digest"),
         }
     }
 
-    /// A digest now and then every [`EVERY`], until `stop` is cancelled.
-    pub fn spawn_hourly(self, store: Store, stop: tokio_util::sync::CancellationToken) {
+    /// A digest now and then every [`EVERY`], until `stop` is cancelled; `now` tells each
+    /// one's time (the daemon's clock).
+    pub fn spawn_hourly(
+        self,
+        store: Store,
+        stop: tokio_util::sync::CancellationToken,
+        now: impl Fn() -> DateTime<Utc> + Send + 'static,
+    ) {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(EVERY);
             loop {
                 tokio::select! {
-                    _ = every.tick() => self.write_logged(&store).await,
+                    _ = every.tick() => self.write_logged(&store, now()).await,
                     () = stop.cancelled() => break,
                 }
             }
@@ -199,6 +205,7 @@ pub async fn check(
     public_key: &Path,
     verified_seq: i64,
     daemon_running: bool,
+    now: DateTime<Utc>,
 ) -> Result<Checked> {
     let pem = std::fs::read_to_string(public_key)
         .with_context(|| format!("cannot read the public key {}", public_key.display()))?;
@@ -287,7 +294,7 @@ pub async fn check(
         ));
     }
     let events = store.events(None, None).await?;
-    problems.extend(lifecycle_gaps(&events, &times, daemon_running, Utc::now()));
+    problems.extend(lifecycle_gaps(&events, &times, daemon_running, now));
     let (head, _) = store.chain_head().await?;
     Ok(Checked {
         read: files.len(),
@@ -436,6 +443,8 @@ mod tests {
 
     use sqlx::Connection;
 
+    use crate::SweepTrigger;
+
     use super::*;
 
     /// A key pair as PEM files in `dir`: (private, public).
@@ -461,7 +470,7 @@ mod tests {
     async fn sweeps(store: &Store, n: usize) {
         for _ in 0..n {
             let id = store
-                .begin_sweep(Utc::now(), "schedule", false)
+                .begin_sweep(Utc::now(), SweepTrigger::Schedule, false)
                 .await
                 .unwrap();
             store
@@ -497,12 +506,14 @@ mod tests {
         assert_eq!(head, 12);
         let Checked {
             read: n, problems, ..
-        } = check(&store, &digests, &public, head, false).await.unwrap();
+        } = check(&store, &digests, &public, head, false, Utc::now())
+            .await
+            .unwrap();
         assert_eq!((n, problems.len()), (3, 0), "{problems:?}");
 
         // Another key: every signature is refused.
         let (_, other) = keys(tmp.path(), 2);
-        let problems = check(&store, &digests, &other, head, false)
+        let problems = check(&store, &digests, &other, head, false, Utc::now())
             .await
             .unwrap()
             .problems;
@@ -536,7 +547,7 @@ mod tests {
             v.problems.iter().all(|p| p.contains("append-only trigger")),
             "{v:?}"
         );
-        let problems = check(&cut, &digests, &public, v.head_seq, false)
+        let problems = check(&cut, &digests, &public, v.head_seq, false, Utc::now())
             .await
             .unwrap()
             .problems;
@@ -550,7 +561,7 @@ mod tests {
         // Rebuilt: a new log of the same length (its chain intact, its records not those).
         let rebuilt = Store::open(&tmp.path().join("rebuilt.db")).await.unwrap();
         sweeps(&rebuilt, 6).await;
-        let problems = check(&rebuilt, &digests, &public, 12, false)
+        let problems = check(&rebuilt, &digests, &public, 12, false, Utc::now())
             .await
             .unwrap()
             .problems;
@@ -564,7 +575,7 @@ mod tests {
 
         // A digest removed from the middle.
         std::fs::remove_file(&names[1]).unwrap();
-        let problems = check(&store, &digests, &public, head, false)
+        let problems = check(&store, &digests, &public, head, false, Utc::now())
             .await
             .unwrap()
             .problems;
@@ -609,7 +620,9 @@ mod tests {
             .write(&store, Utc::now())
             .await
             .unwrap();
-        let c = check(&store, &digests, &public, 2, false).await.unwrap();
+        let c = check(&store, &digests, &public, 2, false, Utc::now())
+            .await
+            .unwrap();
         assert_eq!((c.read, c.problems), (1, Vec::<String>::new()));
     }
 
@@ -709,10 +722,14 @@ mod tests {
         }
         sweeps(&store, 1).await; // two records after the newest digest
         let (head, _) = store.chain_head().await.unwrap();
-        let c = check(&store, &digests, &public, head, false).await.unwrap();
+        let c = check(&store, &digests, &public, head, false, Utc::now())
+            .await
+            .unwrap();
         assert_eq!((c.problems.len(), c.uncovered), (0, 2), "{:?}", c.problems);
         std::fs::remove_file(&names[0]).unwrap();
-        let c = check(&store, &digests, &public, head, false).await.unwrap();
+        let c = check(&store, &digests, &public, head, false, Utc::now())
+            .await
+            .unwrap();
         assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
         assert!(
             c.problems[0].contains("the oldest digest(s) were removed"),

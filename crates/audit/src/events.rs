@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Store, chain, coverage, parse_ts, ts};
+use super::{LifecycleEvent, ReloadResult, Store, chain, coverage, ts};
+use crate::vocabulary::sql_in;
 
 /// At most this many `unwatched` windows are recorded for one gap (the latest ones): a daemon
 /// down for a month under an hourly freeze reports its last hundred windows, and says in the
@@ -107,16 +108,35 @@ impl Store {
         policy_hash: Option<&str>,
         windows: WindowsStarting<'_>,
     ) -> Result<Started> {
+        /// The last start or stop, by name.
+        #[derive(sqlx::FromRow)]
+        struct Last {
+            event: LifecycleEvent,
+            pid: i64,
+            at: String,
+        }
         let mut tx = self.begin_write().await?;
-        let last: Option<(String, i64, String)> = sqlx::query_as(
+        let bounds = sql_in(
+            [
+                LifecycleEvent::Start,
+                LifecycleEvent::Stop,
+                LifecycleEvent::UncleanStop,
+            ]
+            .iter()
+            .map(|e| e.as_str()),
+        );
+        let last: Option<Last> = sqlx::query_as(&format!(
             "SELECT event, pid, at FROM lifecycle_events \
-             WHERE event IN ('start', 'stop', 'unclean_stop') ORDER BY id DESC LIMIT 1",
-        )
+             WHERE event IN {bounds} ORDER BY id DESC LIMIT 1"
+        ))
         .fetch_optional(&mut *tx)
         .await?;
         let mut unclean = None;
-        if let Some((event, pid, started)) = last
-            && event == "start"
+        if let Some(Last {
+            event: LifecycleEvent::Start,
+            pid,
+            at: started,
+        }) = last
         {
             // Its last sign of life: its last event, or the last sweep it started or finished
             // (a run it left open included).
@@ -136,9 +156,10 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO lifecycle_events (at, event, pid, detail) VALUES (?, 'unclean_stop', ?, ?) RETURNING id",
+                "INSERT INTO lifecycle_events (at, event, pid, detail) VALUES (?, ?, ?, ?) RETURNING id",
             )
             .bind(&seen)
+            .bind(LifecycleEvent::UncleanStop)
             .bind(pid)
             .bind(format!(
                 "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
@@ -152,20 +173,23 @@ impl Store {
             });
         }
         // The gap this start ends, read from the lifecycle events as coverage reads them.
-        let events: Vec<(String, String)> =
-            sqlx::query_as("SELECT at, event FROM lifecycle_events ORDER BY at, id")
-                .fetch_all(&mut *tx)
-                .await?;
+        let events: Vec<coverage::Lifecycle> = sqlx::query_as(&format!(
+            "SELECT {} FROM lifecycle_events ORDER BY at, id",
+            coverage::LIFECYCLE_COLUMNS
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
         let events = events
             .into_iter()
-            .map(|(t, e)| Ok((parse_ts(&t)?, e)))
+            .map(coverage::Lifecycle::timed)
             .collect::<Result<Vec<_>>>()?;
         let gap = coverage::downtime_before(&events, at);
         let start_id: i64 = sqlx::query_scalar(
             "INSERT INTO lifecycle_events (at, event, pid, version, policy_hash) \
-             VALUES (?, 'start', ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
+        .bind(LifecycleEvent::Start)
         .bind(i64::from(std::process::id()))
         .bind(version)
         .bind(policy_hash)
@@ -192,6 +216,7 @@ impl Store {
                     gap_to: ts(to),
                 };
                 // A window already reported (a clock that went back) is not reported again.
+                // SQLite: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING).
                 let id: Option<i64> = sqlx::query_scalar(
                     "INSERT OR IGNORE INTO unwatched_windows \
                      (found_at, start_event_id, rule, window_start, window_end, gap_from, gap_to) \
@@ -223,10 +248,10 @@ impl Store {
         result: Result<Option<&str>, &str>,
     ) -> Result<()> {
         let (outcome, hash, detail) = match result {
-            Ok(hash) => ("ok", hash, None),
-            Err(e) => ("refused", None, Some(e)),
+            Ok(hash) => (ReloadResult::Ok, hash, None),
+            Err(e) => (ReloadResult::Refused, None, Some(e)),
         };
-        self.record_event(at, "reload", outcome, hash, detail)
+        self.record_event(at, LifecycleEvent::Reload, outcome, hash, detail)
             .await
             .context("cannot record the reload")
     }
@@ -235,9 +260,10 @@ impl Store {
     pub async fn record_stop(&self, at: DateTime<Utc>) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO lifecycle_events (at, event, pid) VALUES (?, 'stop', ?) RETURNING id",
+            "INSERT INTO lifecycle_events (at, event, pid) VALUES (?, ?, ?) RETURNING id",
         )
         .bind(ts(at))
+        .bind(LifecycleEvent::Stop)
         .bind(i64::from(std::process::id()))
         .fetch_one(&mut *tx)
         .await?;
@@ -249,8 +275,8 @@ impl Store {
     async fn record_event(
         &self,
         at: DateTime<Utc>,
-        event: &str,
-        result: &str,
+        event: LifecycleEvent,
+        result: ReloadResult,
         hash: Option<&str>,
         detail: Option<&str>,
     ) -> Result<()> {
@@ -284,7 +310,7 @@ impl Store {
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .context("cannot read the lifecycle events")
     }
@@ -293,6 +319,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SweepTrigger;
 
     #[tokio::test]
     async fn a_start_after_a_start_without_a_stop_records_the_unclean_stop_first() {
@@ -309,7 +336,7 @@ mod tests {
             None
         );
         let s = store
-            .begin_sweep(t0 + m(1), "schedule", false)
+            .begin_sweep(t0 + m(1), SweepTrigger::Schedule, false)
             .await
             .unwrap();
         store
@@ -395,7 +422,7 @@ mod tests {
             .unwrap();
         assert_eq!(none, Started::default(), "a first start knows no gap");
         let s = store
-            .begin_sweep(t("01:31:00"), "schedule", false)
+            .begin_sweep(t("01:31:00"), SweepTrigger::Schedule, false)
             .await
             .unwrap();
         store

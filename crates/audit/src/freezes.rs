@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
-use stopd_rules::{FreezeSpec, Mode};
+use stopd_rules::FreezeSpec;
 
-use crate::{Store, chain, parse_ts, ts};
+use crate::{Mode, Store, chain, parse_ts, ts};
 
 /// What [`Store::lift_freeze`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +40,8 @@ pub struct NewFreeze<'a> {
     pub exclude: Option<&'a str>,
     /// Tags every frozen pipeline carries.
     pub tags: &'a BTreeMap<String, String>,
-    /// Stop mode.
-    pub mode: Mode,
+    /// Stop mode (the policy's: it crosses into the audit's [`Mode`] when written).
+    pub mode: stopd_rules::Mode,
     /// Also hold new work at stage transitions.
     pub gate: bool,
     /// Only accounts (`[[account]] name`) matching this glob; `None`: every one.
@@ -72,8 +71,8 @@ pub struct FreezeRecord {
     pub exclude: Option<String>,
     /// Tags every frozen pipeline carries.
     pub tags: BTreeMap<String, String>,
-    /// `finish` or `abandon`.
-    pub mode: String,
+    /// Finish or abandon (a row with any other mode is an error when read, never a default).
+    pub mode: Mode,
     /// Holds new work at stage transitions too.
     pub gate: bool,
     /// Only accounts matching this glob (`None`: every one).
@@ -107,11 +106,6 @@ impl FreezeRecord {
     /// The freeze as a one-off `[[freeze]]` of the policy: `[created_at, until)`, grace none,
     /// rollbacks spared, the reason saying who froze and why.
     pub fn spec(&self) -> FreezeSpec {
-        let mode = if self.mode == "abandon" {
-            Mode::Abandon
-        } else {
-            Mode::Finish
-        };
         // The reason is a template: the operator's braces are literal.
         let said = self.reason.replace('{', "{{").replace('}', "}}");
         let by = self.created_by.replace('{', "{{").replace('}', "}}");
@@ -124,7 +118,7 @@ impl FreezeRecord {
             pipelines: Some(vec![self.pipeline.clone()]),
             exclude: self.exclude.clone().map(|e| vec![e]),
             tags: (!self.tags.is_empty()).then(|| self.tags.clone()),
-            mode: Some(mode),
+            mode: Some(self.mode.into()),
             reason: Some(format!("stop the line by {by}: {said} (until {{until}})")),
             rollbacks: Some(false),
             gate: self.gate.then_some(true),
@@ -135,36 +129,62 @@ impl FreezeRecord {
     }
 }
 
-const SELECT: &str = "SELECT f.id, f.created_at, f.until, f.pipeline_glob, f.exclude_glob, f.tags, \
-     f.mode, f.gate, f.reason, f.created_by, l.at, l.lifted_by, l.reason, f.account_glob, \
-     f.region_glob \
-     FROM freezes f LEFT JOIN freeze_lifts l ON l.freeze_id = f.id";
+/// The columns of a [`FreezeRow`] (`freezes f`, `freeze_lifts l`).
+const FREEZE_COLUMNS: &str = "f.id, f.created_at, f.until, f.pipeline_glob, f.exclude_glob, \
+     f.tags, f.mode, f.gate, f.reason, f.created_by, l.at AS lifted_at, l.lifted_by, \
+     l.reason AS lift_reason, f.account_glob, f.region_glob";
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> Result<FreezeRecord> {
-    let id: i64 = r.get(0);
-    let tags: Option<String> = r.get(5);
-    Ok(FreezeRecord {
-        id,
-        rule: rule_name(id),
-        created_at: r.get(1),
-        until: r.get(2),
-        pipeline: r.get(3),
-        exclude: r.get(4),
-        tags: match tags {
-            Some(t) => serde_json::from_str(&t)
-                .with_context(|| format!("ad-hoc freeze #{id} has unreadable tags"))?,
-            None => BTreeMap::new(),
-        },
-        mode: r.get(6),
-        gate: r.get(7),
-        reason: r.get(8),
-        created_by: r.get(9),
-        lifted_at: r.get(10),
-        lifted_by: r.get(11),
-        lift_reason: r.get(12),
-        account: r.get(13),
-        region: r.get(14),
-    })
+/// Every freeze with its lift, if any; a query adds its WHERE and ORDER BY.
+const SELECT: &str = "FROM freezes f LEFT JOIN freeze_lifts l ON l.freeze_id = f.id";
+
+/// A freeze as stored, by column name.
+#[derive(sqlx::FromRow)]
+struct FreezeRow {
+    id: i64,
+    created_at: String,
+    until: String,
+    pipeline_glob: String,
+    exclude_glob: Option<String>,
+    tags: Option<String>,
+    mode: Mode,
+    gate: bool,
+    reason: String,
+    created_by: String,
+    lifted_at: Option<String>,
+    lifted_by: Option<String>,
+    lift_reason: Option<String>,
+    account_glob: Option<String>,
+    region_glob: Option<String>,
+}
+
+impl TryFrom<FreezeRow> for FreezeRecord {
+    type Error = anyhow::Error;
+
+    fn try_from(r: FreezeRow) -> Result<FreezeRecord> {
+        let id = r.id;
+        Ok(FreezeRecord {
+            id,
+            rule: rule_name(id),
+            created_at: r.created_at,
+            until: r.until,
+            pipeline: r.pipeline_glob,
+            exclude: r.exclude_glob,
+            tags: match r.tags {
+                Some(t) => serde_json::from_str(&t)
+                    .with_context(|| format!("ad-hoc freeze #{id} has unreadable tags"))?,
+                None => BTreeMap::new(),
+            },
+            mode: r.mode,
+            gate: r.gate,
+            reason: r.reason,
+            created_by: r.created_by,
+            lifted_at: r.lifted_at,
+            lifted_by: r.lifted_by,
+            lift_reason: r.lift_reason,
+            account: r.account_glob,
+            region: r.region_glob,
+        })
+    }
 }
 
 impl Store {
@@ -184,7 +204,7 @@ impl Store {
         .bind(f.pipeline)
         .bind(f.exclude)
         .bind(tags)
-        .bind(f.mode.as_str())
+        .bind(Mode::from(f.mode))
         .bind(f.gate)
         .bind(f.reason)
         .bind(f.by)
@@ -238,11 +258,13 @@ impl Store {
 
     /// Every ad-hoc freeze, newest first.
     pub async fn freezes(&self) -> Result<Vec<FreezeRecord>> {
-        let rows = sqlx::query(&format!("{SELECT} ORDER BY f.id DESC"))
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the ad-hoc freezes")?;
-        rows.iter().map(record).collect()
+        let rows: Vec<FreezeRow> = sqlx::query_as(&format!(
+            "SELECT {FREEZE_COLUMNS} {SELECT} ORDER BY f.id DESC"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read the ad-hoc freezes")?;
+        rows.into_iter().map(FreezeRecord::try_from).collect()
     }
 
     /// Every ad-hoc freeze whose window (to its end or its lift) overlaps `[from, to)`, oldest
@@ -270,19 +292,90 @@ impl Store {
 
     /// The ad-hoc freezes in force at `now` (started, not ended, not lifted), oldest first.
     pub async fn active_freezes(&self, now: DateTime<Utc>) -> Result<Vec<FreezeRecord>> {
-        let rows = sqlx::query(&format!(
-            "{SELECT} WHERE l.freeze_id IS NULL AND f.created_at <= ?1 AND f.until > ?1 \
-             ORDER BY f.id"
+        let rows: Vec<FreezeRow> = sqlx::query_as(&format!(
+            "SELECT {FREEZE_COLUMNS} {SELECT} \
+             WHERE l.freeze_id IS NULL AND f.created_at <= ?1 AND f.until > ?1 ORDER BY f.id"
         ))
         .bind(ts(now))
         .fetch_all(self.pool())
         .await
         .context("cannot read the ad-hoc freezes")?;
-        let out: Vec<FreezeRecord> = rows.iter().map(record).collect::<Result<_>>()?;
+        let out: Vec<FreezeRecord> = rows
+            .into_iter()
+            .map(FreezeRecord::try_from)
+            .collect::<Result<_>>()?;
         // Text order is time order only for well-formed rows: check them.
         for f in &out {
             parse_ts(&f.until)?;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn freeze<'a>(tags: &'a BTreeMap<String, String>, at: DateTime<Utc>) -> NewFreeze<'a> {
+        NewFreeze {
+            at,
+            until: at + chrono::Duration::hours(1),
+            pipeline: "prod-*",
+            exclude: None,
+            tags,
+            mode: stopd_rules::Mode::Abandon,
+            gate: false,
+            account: None,
+            region: None,
+            reason: "incident",
+            by: "alice",
+        }
+    }
+
+    /// A mode is read as written, and a row whose mode is none the audit log knows is an error
+    /// naming it, not a freeze that stops with `finish` (seen before: any unknown mode became
+    /// `finish`). The CHECK constraint keeps such a row out; a database written around it (an
+    /// edited file, another tool) is read the same way.
+    #[tokio::test]
+    async fn a_mode_is_read_as_written_and_an_unknown_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let at: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
+        let tags = BTreeMap::new();
+        store.add_freeze(&freeze(&tags, at)).await.unwrap();
+        let read = store.freezes().await.unwrap();
+        assert_eq!(read[0].mode, Mode::Abandon);
+        assert_eq!(read[0].spec().mode, Some(stopd_rules::Mode::Abandon));
+        assert_eq!(
+            serde_json::to_value(&read[0]).unwrap()["mode"],
+            serde_json::json!("abandon")
+        );
+
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO freezes (created_at, until, pipeline_glob, mode, gate, reason, created_by) \
+             VALUES (?, ?, 'p', 'stop-and-wait', 0, 'r', 'b')",
+        )
+        .bind(ts(at))
+        .bind(ts(at + chrono::Duration::hours(1)))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("PRAGMA ignore_check_constraints = OFF")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        for e in [
+            format!("{:#}", store.freezes().await.unwrap_err()),
+            format!("{:#}", store.active_freezes(at).await.unwrap_err()),
+        ] {
+            assert!(e.contains("unknown mode \"stop-and-wait\""), "{e}");
+            assert!(e.contains("finish, abandon"), "{e}");
+        }
     }
 }

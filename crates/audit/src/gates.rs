@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::Row;
 
-use crate::{GateRow, Store, Write, ts};
+use crate::writer::{GateOutcomeRow, GateRow, Write};
+use crate::{GateAction, GateOutcome, Place, Store, ts};
 
 /// A gate action about to be made.
 #[derive(Debug, Clone, Copy)]
@@ -24,20 +24,24 @@ pub struct NewGate<'a> {
     /// The gating freeze.
     pub rule: &'a str,
     /// Disable (close), or enable (open).
-    pub disable: bool,
+    pub action: GateAction,
     /// The reason sent (disable) or found (enable).
     pub reason: &'a str,
 }
 
+/// The columns of [`LastGate`] (`gates g`, `gate_outcomes o`).
+pub(crate) const LAST_GATE_COLUMNS: &str =
+    "g.id, g.rule, g.action, COALESCE(o.outcome, 'pending') AS outcome, g.reason";
+
 /// The last recorded action on one transition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LastGate {
     /// Row id.
     pub id: i64,
     /// The gating freeze.
     pub rule: String,
-    /// `disable` or `enable`.
-    pub action: String,
+    /// Disable or enable.
+    pub action: GateAction,
     /// Its outcome (`pending` when none was recorded).
     pub outcome: String,
     /// The reason sent (disable) or found (enable).
@@ -47,12 +51,29 @@ pub struct LastGate {
 impl LastGate {
     /// Whether stopd holds this transition closed (its last action closed it).
     pub fn ours(&self) -> bool {
-        self.action == "disable" && self.outcome == "done"
+        self.action == GateAction::Disable && self.outcome == GateOutcome::Done.as_str()
     }
 }
 
-/// One gate action, as `report --gates` prints it.
-#[derive(Debug, Clone, Serialize)]
+/// The last action of one transition, where it is (`last_gates_everywhere`).
+#[derive(sqlx::FromRow)]
+struct PlacedGate {
+    account: String,
+    region: String,
+    pipeline: String,
+    stage: String,
+    #[sqlx(flatten)]
+    last: LastGate,
+}
+
+/// The columns of [`GateRecord`] (`gates g`, `gate_outcomes o`).
+pub(crate) const GATE_RECORD_COLUMNS: &str = "g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
+     COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) AS outcome, \
+     o.error, g.reason, g.account, g.region";
+
+/// One gate action, as `report --gates` prints it (text: the report's names, the outcome
+/// a [`GateOutcome`] name or `pending`).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct GateRecord {
     /// Row id.
     pub id: i64,
@@ -87,34 +108,31 @@ impl Store {
         account: &str,
         region: &str,
     ) -> Result<HashMap<(String, String), LastGate>> {
-        let rows = sqlx::query(
-            "SELECT g.pipeline, g.stage, g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, \
-                    g.rule \
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            pipeline: String,
+            stage: String,
+            #[sqlx(flatten)]
+            last: LastGate,
+        }
+        let sql = format!(
+            "SELECT g.pipeline, g.stage, {LAST_GATE_COLUMNS} \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE g.id IN (SELECT MAX(id) FROM gates \
-                            WHERE COALESCE(account, 'default') = ?1 \
+                            WHERE {account} = ?1 \
                               AND (region IS NULL OR region = ?2) \
                             GROUP BY pipeline, stage)",
-        )
-        .bind(account)
-        .bind(region)
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the gate log")?;
+            account = Place::account_sql("account"),
+        );
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(account)
+            .bind(region)
+            .fetch_all(self.pool())
+            .await
+            .context("cannot read the gate log")?;
         Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    (r.get(0), r.get(1)),
-                    LastGate {
-                        id: r.get(5),
-                        rule: r.get(6),
-                        action: r.get(2),
-                        outcome: r.get(3),
-                        reason: r.get(4),
-                    },
-                )
-            })
+            .into_iter()
+            .map(|r| ((r.pipeline, r.stage), r.last))
             .collect())
     }
 
@@ -124,35 +142,23 @@ impl Store {
     pub async fn last_gates_everywhere(
         &self,
     ) -> Result<Vec<(String, String, String, String, LastGate)>> {
-        let rows = sqlx::query(
-            "SELECT COALESCE(g.account, 'default'), COALESCE(g.region, ''), g.pipeline, g.stage, \
-                    g.action, COALESCE(o.outcome, 'pending'), g.reason, g.id, g.rule \
+        let sql = format!(
+            "SELECT {account} AS account, COALESCE(g.region, '') AS region, g.pipeline, \
+                    g.stage, {LAST_GATE_COLUMNS} \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE g.id IN (SELECT MAX(id) FROM gates \
-                            GROUP BY COALESCE(account, 'default'), COALESCE(region, ''), \
-                                     pipeline, stage) \
+                            GROUP BY {grouped}, COALESCE(region, ''), pipeline, stage) \
              ORDER BY 1, 2, 3, 4",
-        )
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the gate log")?;
+            account = Place::account_sql("g.account"),
+            grouped = Place::account_sql("account"),
+        );
+        let rows: Vec<PlacedGate> = sqlx::query_as(&sql)
+            .fetch_all(self.pool())
+            .await
+            .context("cannot read the gate log")?;
         Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    LastGate {
-                        id: r.get(7),
-                        rule: r.get(8),
-                        action: r.get(4),
-                        outcome: r.get(5),
-                        reason: r.get(6),
-                    },
-                )
-            })
+            .into_iter()
+            .map(|r| (r.account, r.region, r.pipeline, r.stage, r.last))
             .collect())
     }
 
@@ -176,7 +182,7 @@ impl Store {
             pipeline: a.pipeline.to_owned(),
             stage: a.stage.to_owned(),
             rule: a.rule.to_owned(),
-            action: if a.disable { "disable" } else { "enable" },
+            action: a.action,
             reason: a.reason.to_owned(),
             dry_run,
             account: a.account.to_owned(),
@@ -187,10 +193,21 @@ impl Store {
             .context("cannot record a gate action before making it")
     }
 
-    /// Records how a gate action ended.
-    pub async fn gate_outcome(&self, id: i64, outcome: &str, error: Option<&str>) -> Result<()> {
-        let (outcome, error) = (outcome.to_owned(), error.map(str::to_owned));
-        self.write(|tx| Write::GateOutcome(id, outcome, error, tx))
+    /// Records how a gate action ended, `at`.
+    pub async fn gate_outcome(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        outcome: GateOutcome,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let row = GateOutcomeRow {
+            gate_id: id,
+            at,
+            outcome,
+            error: error.map(str::to_owned),
+        };
+        self.write(|tx| Write::GateOutcome(row, tx))
             .await
             .context("cannot record a gate action's outcome")
     }
@@ -204,41 +221,25 @@ impl Store {
         rule: Option<&str>,
         place: (Option<&str>, Option<&str>),
     ) -> Result<Vec<GateRecord>> {
-        let rows = sqlx::query(
-            "SELECT g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
-                    COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END), \
-                    o.error, g.reason, g.account, g.region \
+        let sql = format!(
+            "SELECT {GATE_RECORD_COLUMNS} \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
                AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
-               AND (?5 IS NULL OR COALESCE(g.account, 'default') GLOB ?5) \
+               AND (?5 IS NULL OR {account} GLOB ?5) \
                AND (?6 IS NULL OR COALESCE(g.region, '') GLOB ?6) \
              ORDER BY g.at, g.pipeline, g.stage, g.id",
-        )
-        .bind(since.map(ts))
-        .bind(until.map(ts))
-        .bind(pipeline)
-        .bind(rule)
-        .bind(place.0)
-        .bind(place.1)
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the gate log")?;
-        Ok(rows
-            .iter()
-            .map(|r| GateRecord {
-                id: r.get(0),
-                at: r.get(1),
-                pipeline: r.get(2),
-                stage: r.get(3),
-                rule: r.get(4),
-                action: r.get(5),
-                outcome: r.get(6),
-                error: r.get(7),
-                reason: r.get(8),
-                account: r.get(9),
-                region: r.get(10),
-            })
-            .collect())
+            account = Place::account_sql("g.account"),
+        );
+        sqlx::query_as(&sql)
+            .bind(since.map(ts))
+            .bind(until.map(ts))
+            .bind(pipeline)
+            .bind(rule)
+            .bind(place.0)
+            .bind(place.1)
+            .fetch_all(self.pool())
+            .await
+            .context("cannot read the gate log")
     }
 }

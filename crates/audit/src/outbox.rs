@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 
-use crate::{Store, parse_ts, ts};
+use crate::vocabulary::sql_in;
+use crate::{GateAction, GateOutcome, Outcome, Place, Store, parse_ts, ts};
 
 /// Rows read from one outbox at a time.
 pub const BATCH: i64 = 200;
@@ -117,7 +118,7 @@ pub struct StopOutcomeEvent {
     pub pipeline: String,
     pub execution_id: String,
     pub rule: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub reason: String,
     pub error: Option<String>,
     pub account: String,
@@ -132,8 +133,8 @@ pub struct GateOutcomeEvent {
     pub pipeline: String,
     pub stage: String,
     pub rule: String,
-    pub action: String,
-    pub outcome: String,
+    pub action: GateAction,
+    pub outcome: GateOutcome,
     pub error: Option<String>,
     pub account: String,
     pub region: Option<String>,
@@ -194,13 +195,21 @@ pub struct Delivered {
     pub attempts: u32,
 }
 
-/// Outcomes that mean the stop went through (or needed none).
-const DONE: &str = "('stopped', 'already_stopping', 'not_stoppable')";
+/// Outcomes that mean the stop went through (or needed none), as an SQL list.
+fn done() -> String {
+    sql_in(
+        Outcome::ALL
+            .iter()
+            .filter(|o| o.stopped_it())
+            .map(|o| o.as_str()),
+    )
+}
 
 impl Store {
     /// Registers `target` (first seen at `now`: from then on) and returns the instant it
     /// starts from.
     pub async fn notify_since(&self, target: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        // SQLite: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING).
         sqlx::query("INSERT OR IGNORE INTO notify_targets (target, since) VALUES (?, ?)")
             .bind(target)
             .bind(ts(now))
@@ -225,10 +234,13 @@ impl Store {
         done: bool,
         failed: bool,
     ) -> Result<Vec<StopOutcomeEvent>> {
+        let (dry_run, stopped) = (Outcome::DryRun, self::done());
         let filter = match (done, failed) {
-            (true, true) => "src.outcome != 'dry_run'".to_string(),
-            (true, false) => format!("src.outcome IN {DONE}"),
-            (false, true) => format!("src.outcome != 'dry_run' AND src.outcome NOT IN {DONE}"),
+            (true, true) => format!("src.outcome != '{dry_run}'"),
+            (true, false) => format!("src.outcome IN {stopped}"),
+            (false, true) => {
+                format!("src.outcome != '{dry_run}' AND src.outcome NOT IN {stopped}")
+            }
             (false, false) => return Ok(Vec::new()),
         };
         Source::StopOutcomes
@@ -236,9 +248,12 @@ impl Store {
                 self,
                 target,
                 since,
-                "s.pipeline AS pipeline, s.execution_id AS execution_id, s.rule AS rule, \
-                 src.outcome AS outcome, s.reason AS reason, src.error AS error, \
-                 COALESCE(s.account, 'default') AS account, s.region AS region",
+                &format!(
+                    "s.pipeline AS pipeline, s.execution_id AS execution_id, s.rule AS rule, \
+                     src.outcome AS outcome, s.reason AS reason, src.error AS error, \
+                     {} AS account, s.region AS region",
+                    Place::account_sql("s.account")
+                ),
                 "JOIN stops s ON s.id = src.stop_id",
                 &filter,
             )
@@ -256,11 +271,14 @@ impl Store {
                 self,
                 target,
                 since,
-                "g.pipeline AS pipeline, g.stage AS stage, g.rule AS rule, g.action AS action, \
-                 src.outcome AS outcome, src.error AS error, \
-                 COALESCE(g.account, 'default') AS account, g.region AS region",
+                &format!(
+                    "g.pipeline AS pipeline, g.stage AS stage, g.rule AS rule, \
+                     g.action AS action, src.outcome AS outcome, src.error AS error, \
+                     {} AS account, g.region AS region",
+                    Place::account_sql("g.account")
+                ),
                 "JOIN gates g ON g.id = src.gate_id",
-                "src.outcome != 'dry_run'",
+                &format!("src.outcome != '{}'", GateOutcome::DryRun),
             )
             .await
     }
@@ -353,6 +371,7 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         for d in done {
+            // SQLite: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING).
             sqlx::query(
                 "INSERT OR IGNORE INTO notify_delivered (at, target, source, source_id, attempts) \
                  VALUES (?, ?, ?, ?, ?)",

@@ -38,10 +38,6 @@ impl Place {
 
     /// SQL for a row's account, `column` standing for its (nullable) `account` column: the
     /// one spelling of "no account means the default one" in a query.
-    #[allow(
-        dead_code,
-        reason = "the queries that spell it by hand move onto it next"
-    )]
     pub(crate) fn account_sql(column: &str) -> String {
         format!("COALESCE({column}, '{}')", Place::DEFAULT_ACCOUNT)
     }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, SweepResult, chain, ts};
+use super::{Store, SweepResult, SweepTrigger, chain, ts};
 
 /// A run is written when it is this old (what a kill can cost of proven coverage).
 pub const RUN_MAX: chrono::Duration = chrono::Duration::minutes(5);
@@ -52,7 +52,7 @@ pub(crate) enum Begin {
 pub(crate) struct Held {
     pub(crate) id: i64,
     pub(crate) at: DateTime<Utc>,
-    pub(crate) trigger: String,
+    pub(crate) trigger: SweepTrigger,
     pub(crate) dry_run: bool,
 }
 
@@ -131,7 +131,7 @@ impl Store {
                         (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_runs), \
                         (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_run_open))",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         let mut runs = self.runs.lock().await;
         runs.gap = Some(chrono::Duration::from_std(gap)?);
@@ -181,7 +181,7 @@ impl Store {
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_runs \
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await
         .context("cannot read the sweep log")?;
         at.as_deref().map(super::parse_ts).transpose()
@@ -198,11 +198,11 @@ impl Store {
     pub(crate) async fn hold_sweep(
         &self,
         at: DateTime<Utc>,
-        trigger: &str,
+        trigger: SweepTrigger,
         dry_run: bool,
     ) -> Result<Begin> {
         let mut runs = self.runs.lock().await;
-        if runs.gap.is_none() || trigger != "schedule" {
+        if runs.gap.is_none() || trigger != SweepTrigger::Schedule {
             // Written whole: the open run goes first, so that rows stay in time order.
             self.write_run(&mut runs).await?;
             runs.last_id += 1;
@@ -213,7 +213,7 @@ impl Store {
         runs.held = Some(Held {
             id,
             at,
-            trigger: trigger.to_owned(),
+            trigger,
             dry_run,
         });
         Ok(Begin::Held(id))
@@ -239,7 +239,7 @@ impl Store {
         )
         .bind(h.id)
         .bind(ts(h.at))
-        .bind(&h.trigger)
+        .bind(h.trigger)
         .bind(h.dry_run)
         .bind(i64::from(std::process::id()))
         .execute(&mut *tx)
@@ -324,6 +324,7 @@ impl Store {
     /// Replaces the open run's row in `sweep_run_open`.
     async fn save_open(&self, o: &Run) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        // SQLite: INSERT OR REPLACE (PostgreSQL: ON CONFLICT (slot) DO UPDATE).
         let sql = format!(
             "INSERT OR REPLACE INTO sweep_run_open (slot, {RUN_COLUMNS}) \
              VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -368,8 +369,11 @@ impl Store {
 /// How old a place's row may get before a sweep with the same result rewrites it.
 const PLACE_REFRESH: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
+/// The columns of [`PlaceSweep`] (`place_sweeps`).
+const PLACE_SWEEP_COLUMNS: &str = "account, region, at, ok, error, last_ok_at";
+
 /// The last sweep of one account and region, as `status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct PlaceSweep {
     /// `[[account]] name`.
     pub account: String,
@@ -435,31 +439,19 @@ impl Store {
 
     /// Each account and region's last sweep, by account and region.
     pub async fn place_sweeps(&self) -> Result<Vec<PlaceSweep>> {
-        let rows = sqlx::query(
-            "SELECT account, region, at, ok, error, last_ok_at FROM place_sweeps \
-             ORDER BY account, region",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {PLACE_SWEEP_COLUMNS} FROM place_sweeps ORDER BY account, region"
+        ))
         .fetch_all(self.pool())
         .await
-        .context("cannot read each account's last sweep")?;
-        Ok(rows
-            .iter()
-            .map(|r| PlaceSweep {
-                account: r.get(0),
-                region: r.get(1),
-                at: r.get(2),
-                ok: r.get(3),
-                error: r.get(4),
-                last_ok_at: r.get(5),
-            })
-            .collect())
+        .context("cannot read each account's last sweep")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Intent, coverage};
+    use crate::{Intent, Mode, RuleKind, coverage};
 
     /// Quiet scheduled sweeps become runs (cut at RUN_MAX and at a late sweep); a sweep that
     /// decides a stop, and one not on the schedule, keep their rows; coverage over the runs is
@@ -477,7 +469,10 @@ mod tests {
         let sweep = |at: DateTime<Utc>, trigger: &'static str, stop: bool| {
             let store = store.clone();
             async move {
-                let id = store.begin_sweep(at, trigger, false).await.unwrap();
+                let id = store
+                    .begin_sweep(at, trigger.parse().unwrap(), false)
+                    .await
+                    .unwrap();
                 let mut r = SweepResult::default();
                 if stop {
                     r.stops_decided = 1;
@@ -488,8 +483,8 @@ mod tests {
                             pipeline: "p",
                             execution_id: "e",
                             rule: "r",
-                            rule_kind: "freeze",
-                            mode: "finish",
+                            rule_kind: RuleKind::Freeze,
+                            mode: Mode::Finish,
                             reason: "why",
                             explanation: "because",
                             dry_run: false,
@@ -518,14 +513,14 @@ mod tests {
 
         let whole: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, trigger FROM sweeps ORDER BY id")
-                .fetch_all(&store.pool)
+                .fetch_all(store.pool())
                 .await
                 .unwrap();
         assert_eq!(whole, [(1, "startup".into()), (22, "schedule".into())]);
         let runs: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT first_started_at, last_finished_at, sweeps, max_gap_ms FROM sweep_runs ORDER BY id",
         )
-        .fetch_all(&store.pool)
+        .fetch_all(store.pool())
         .await
         .unwrap();
         let at = |k: i64| ts(t0 + s(k));
@@ -587,7 +582,10 @@ mod tests {
         let s = chrono::Duration::seconds;
         for k in 0..6 {
             let at = t0 + s(10 * k);
-            let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+            let id = store
+                .begin_sweep(at, SweepTrigger::Schedule, false)
+                .await
+                .unwrap();
             store
                 .finish_sweep(
                     id,
@@ -599,7 +597,7 @@ mod tests {
                 .unwrap();
         }
         let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_runs")
-            .fetch_one(&store.pool)
+            .fetch_one(store.pool())
             .await
             .unwrap();
         assert_eq!(runs, 0, "the run is still open");
@@ -628,12 +626,12 @@ mod tests {
             .unwrap();
         let runs: Vec<(String, i64)> =
             sqlx::query_as("SELECT last_finished_at, sweeps FROM sweep_runs")
-                .fetch_all(&store.pool)
+                .fetch_all(store.pool())
                 .await
                 .unwrap();
         assert_eq!(runs, [(ts(t0 + s(51)), 6)]);
         let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_run_open")
-            .fetch_one(&store.pool)
+            .fetch_one(store.pool())
             .await
             .unwrap();
         assert_eq!(open, 0);
@@ -650,7 +648,10 @@ mod tests {
         let t0: DateTime<Utc> = "2026-12-20T10:00:00Z".parse().unwrap();
         let s = chrono::Duration::seconds;
         let sweep = |store: Store, at: DateTime<Utc>, trigger: &'static str| async move {
-            let id = store.begin_sweep(at, trigger, false).await.unwrap();
+            let id = store
+                .begin_sweep(at, trigger.parse().unwrap(), false)
+                .await
+                .unwrap();
             store
                 .finish_sweep(
                     id,

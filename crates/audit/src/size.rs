@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::SweepTrigger;
+
 use chrono::{DateTime, Utc};
 
 use super::{Store, SweepResult};
@@ -30,7 +32,10 @@ async fn simulate(store: &Store, days: i64) -> (i64, i64) {
     };
     for k in 0..n {
         let at = start + chrono::Duration::seconds(30 * k);
-        let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+        let id = store
+            .begin_sweep(at, SweepTrigger::Schedule, false)
+            .await
+            .unwrap();
         store
             .finish_sweep(
                 id,
@@ -43,15 +48,15 @@ async fn simulate(store: &Store, days: i64) -> (i64, i64) {
     }
     store.flush_sweep_run().await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&store.pool)
+        .execute(store.pool())
         .await
         .unwrap();
     let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(&store.pool)
+        .fetch_one(store.pool())
         .await
         .unwrap();
     let size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&store.pool)
+        .fetch_one(store.pool())
         .await
         .unwrap();
     (n, pages * size)

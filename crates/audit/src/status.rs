@@ -1,13 +1,11 @@
 //! Reads and writes behind `stopd status`, `/healthz` and the metrics' database gauges.
 
+use crate::{OPEN_ESCALATIONS, PolicyLoadTrigger, Store, ts};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-
-use crate::{OPEN_ESCALATIONS, Store, ts};
 
 /// The newest sweep written whole (`sweep_results`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LastSweep {
     /// When it finished (RFC 3339 UTC).
     pub finished_at: String,
@@ -19,8 +17,14 @@ pub struct LastSweep {
     pub result: Option<String>,
 }
 
+/// The columns of [`PolicyLoad`] (`policy_loads`).
+const POLICY_LOAD_COLUMNS: &str = "hash, at";
+
+/// The columns of [`LastSweep`] (`sweep_results r`).
+const LAST_SWEEP_COLUMNS: &str = "r.finished_at, r.error, r.errors, r.result";
+
 /// A policy put in force.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyLoad {
     /// SHA-256 of the policy file, hex.
     pub hash: String,
@@ -29,7 +33,8 @@ pub struct PolicyLoad {
 }
 
 impl Store {
-    /// Records the policy the daemon put in force (`start` or `reload`).
+    /// Records the policy the daemon put in force, at a `start` or a `reload` (a
+    /// [`PolicyLoadTrigger`] name: any other is refused before anything is written).
     pub async fn record_policy_load(
         &self,
         at: DateTime<Utc>,
@@ -37,6 +42,7 @@ impl Store {
         hash: &str,
         trigger: &str,
     ) -> Result<()> {
+        let trigger: PolicyLoadTrigger = trigger.parse()?;
         sqlx::query(
             "INSERT INTO policy_loads (at, pid, path, hash, trigger) VALUES (?, ?, ?, ?, ?)",
         )
@@ -53,14 +59,12 @@ impl Store {
 
     /// The policy put in force last.
     pub async fn last_policy_load(&self) -> Result<Option<PolicyLoad>> {
-        let row = sqlx::query("SELECT hash, at FROM policy_loads ORDER BY id DESC LIMIT 1")
-            .fetch_optional(self.pool())
-            .await
-            .context("cannot read the policy log")?;
-        Ok(row.map(|r| PolicyLoad {
-            hash: r.get("hash"),
-            at: r.get("at"),
-        }))
+        sqlx::query_as(&format!(
+            "SELECT {POLICY_LOAD_COLUMNS} FROM policy_loads ORDER BY id DESC LIMIT 1"
+        ))
+        .fetch_optional(self.pool())
+        .await
+        .context("cannot read the policy log")
     }
 
     /// Finish stops with an escalation deadline, not yet escalated.
@@ -74,19 +78,13 @@ impl Store {
 
     /// The newest sweep written whole.
     pub async fn last_sweep(&self) -> Result<Option<LastSweep>> {
-        let row = sqlx::query(
-            "SELECT r.finished_at, r.error, r.errors, r.result FROM sweep_results r \
-             ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {LAST_SWEEP_COLUMNS} FROM sweep_results r \
+             ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1"
+        ))
         .fetch_optional(self.pool())
         .await
-        .context("cannot read the sweep log")?;
-        Ok(row.map(|r| LastSweep {
-            finished_at: r.get("finished_at"),
-            error: r.get("error"),
-            errors: r.get("errors"),
-            result: r.get("result"),
-        }))
+        .context("cannot read the sweep log")
     }
 
     /// When the last sweep of a run of quiet sweeps finished (closed runs and the open one).

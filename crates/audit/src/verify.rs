@@ -34,7 +34,7 @@ impl Verification {
 impl Store {
     /// Recomputes the chain over the whole log.
     pub async fn verify(&self) -> Result<Verification> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         verify_conn(&mut conn)
             .await
             .context("cannot read the audit log to verify it")
@@ -108,10 +108,10 @@ async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
     let mut seen = HashSet::new();
     let mut broken = None;
     for r in &rows {
-        let seq: i64 = r.get(0);
-        let table: String = r.get(1);
-        let rowid: i64 = r.get(2);
-        let stored: Vec<u8> = r.get(3);
+        let seq: i64 = r.get("seq");
+        let table: String = r.get("tbl");
+        let rowid: i64 = r.get("row_id");
+        let stored: Vec<u8> = r.get("hash");
         let what = format!("record {seq} ({table} id {rowid})");
         v.records += 1;
         if broken.is_some() {
@@ -180,6 +180,8 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use crate::{Mode, Outcome, RuleKind, SweepTrigger};
+
     use chrono::Utc;
     use sqlx::Connection;
 
@@ -193,7 +195,10 @@ mod tests {
         let now = Utc::now();
         for k in 0..2 {
             let at = now + chrono::Duration::seconds(30 * k);
-            let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+            let id = store
+                .begin_sweep(at, SweepTrigger::Schedule, false)
+                .await
+                .unwrap();
             store
                 .finish_sweep(id, at, Duration::from_millis(5), &SweepResult::default())
                 .await
@@ -206,8 +211,8 @@ mod tests {
                 pipeline: "p",
                 execution_id: "e",
                 rule: "r",
-                rule_kind: "freeze",
-                mode: "finish",
+                rule_kind: RuleKind::Freeze,
+                mode: Mode::Finish,
                 reason: "it's 'quoted'\nand two lines",
                 explanation: "because",
                 dry_run: false,
@@ -223,7 +228,7 @@ mod tests {
                 stop,
                 &OutcomeRow {
                     at: now,
-                    outcome: "stopped".into(),
+                    outcome: Outcome::Stopped,
                     attempts: 1,
                     throttled: 0,
                     elapsed: Duration::from_millis(3),
@@ -267,7 +272,7 @@ mod tests {
         let v = store.verify().await.unwrap();
         assert!(v.intact(), "{:?}", v.problems);
         assert_eq!((v.records, v.head_seq), (8, 8));
-        let mut conn = store.pool.acquire().await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
         let (seq, hash) = chain::head(&mut conn).await.unwrap();
         assert_eq!((seq, hex::encode(hash)), (8, v.head_hash));
     }
@@ -381,7 +386,7 @@ mod tests {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
         )
-        .fetch_all(&store.pool)
+        .fetch_all(store.pool())
         .await
         .unwrap();
         for t in tables {

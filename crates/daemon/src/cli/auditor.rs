@@ -23,7 +23,8 @@ pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<Exi
         let mut read = None;
         if let Some((dir, key)) = digests {
             let running = crate::cli::status::daemon_running(&cfg.daemon.database).0;
-            let c = stopd_audit::digest::check(&store, dir, key, v.head_seq, running).await?;
+            let now = Utc::now();
+            let c = stopd_audit::digest::check(&store, dir, key, v.head_seq, running, now).await?;
             v.problems.extend(c.problems);
             read = Some((c.read, c.uncovered));
         }

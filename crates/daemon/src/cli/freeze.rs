@@ -219,7 +219,7 @@ async fn add(cfg: &Config, a: &FreezeAddArgs, clock: &dyn Clock) -> Result<ExitC
         pipeline: glob.to_string(),
         exclude: exclude.map(str::to_string),
         tags: tags.clone(),
-        mode: mode.as_str().into(),
+        mode: mode.into(),
         gate: a.gate,
         account: account.map(str::to_string),
         region: region.map(str::to_string),

@@ -141,7 +141,7 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
             pipeline: p.pipeline,
             execution_id: p.execution_id,
             rule: p.rule,
-            rule_kind: p.rule_kind,
+            rule_kind: p.rule_kind.to_string(),
             mode: p.mode.as_str().into(),
             reason: p.reason,
             explanation: p.explanation,
@@ -224,7 +224,7 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
                 continue;
             }
             let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
-            if g.action == "disable" && g.outcome == "done" && !covered {
+            if g.ours() && !covered {
                 gated.push(format!(
                     "  gate would open: {place}{} {} (held for {}, which no longer covers it)",
                     output::escape(p),

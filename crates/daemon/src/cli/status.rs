@@ -313,7 +313,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .last_gates_everywhere()
             .await?
             .into_iter()
-            .filter(|(.., g)| g.action == "disable" && g.outcome == "done")
+            .filter(|(.., g)| g.ours())
             .map(|(account, region, p, s, _)| {
                 if account == stopd_audit::Place::DEFAULT_ACCOUNT {
                     format!("{p}/{s}")

@@ -74,7 +74,7 @@ pub(super) async fn run(cfg: &Config, args: &StopArgs) -> Result<ExitCode> {
             pipeline: pipeline.into(),
             execution_id: execution.into(),
             rule: "manual".into(),
-            rule_kind: "manual".into(),
+            rule_kind: stopd_audit::RuleKind::Manual,
             mode,
             reason: reason.into(),
             explanation: format!("manual stop by {}", user()),

@@ -22,7 +22,7 @@ use stopd_core::{CallCounts, Core, ErrorKind, StageGate, gate_reason};
 use stopd_rules::{Exemption, Policy};
 use tokio::task::JoinSet;
 
-use stopd_audit::{LastGate, NewGate, Store};
+use stopd_audit::{GateAction, GateOutcome, LastGate, NewGate, Store};
 
 /// What the gate phase of a sweep did.
 #[derive(Debug, Clone, Default)]
@@ -84,7 +84,7 @@ impl Action<'_> {
             pipeline: self.pipeline,
             stage: self.stage,
             rule: self.rule,
-            disable: self.disable,
+            action: GateAction::of(self.disable),
             reason: self.reason,
         }
     }
@@ -232,7 +232,12 @@ async fn pipeline_gates(
                     };
                     let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
                     store
-                        .gate_outcome(id, "pipeline_not_found", Some(&e.to_string()))
+                        .gate_outcome(
+                            id,
+                            Utc::now(),
+                            GateOutcome::PipelineNotFound,
+                            Some(&e.to_string()),
+                        )
                         .await?;
                 }
             }
@@ -311,20 +316,25 @@ async fn stage_gate(
         // The process died between recording an action and its outcome: the transition says
         // how it ended.
         let found = st.disabled_reason.as_deref().unwrap_or("");
-        let done = if p.action == "disable" {
+        let done = if p.action == GateAction::Disable {
             !st.enabled && found == p.reason
         } else {
             st.enabled
         };
-        let outcome = if done { "done" } else { "failed" };
+        let outcome = if done {
+            GateOutcome::Done
+        } else {
+            GateOutcome::Failed
+        };
         store
             .gate_outcome(
                 p.id,
+                Utc::now(),
                 outcome,
                 Some("resolved at start-up from the transition's state"),
             )
             .await?;
-        p.outcome = outcome.into();
+        p.outcome = outcome.to_string();
     }
     let held_by_us = prev.as_ref().is_some_and(LastGate::ours);
     match want {
@@ -395,12 +405,14 @@ async fn close(
                     "its disabled reason was changed to {found:?} by {}: left to them",
                     st.last_changed_by.as_deref().unwrap_or("someone else")
                 );
-                store.gate_outcome(id, "left_alone", Some(&note)).await?;
+                store
+                    .gate_outcome(id, Utc::now(), GateOutcome::LeftAlone, Some(&note))
+                    .await?;
                 false
             }
             // A person's hold, already on record.
             Some(p)
-                if p.action == "disable"
+                if p.action == GateAction::Disable
                     && matches!(p.outcome.as_str(), "already_disabled" | "left_alone") =>
             {
                 false
@@ -412,18 +424,20 @@ async fn close(
                     st.last_changed_by.as_deref().unwrap_or("someone else")
                 );
                 store
-                    .gate_outcome(id, "already_disabled", Some(&note))
+                    .gate_outcome(id, Utc::now(), GateOutcome::AlreadyDisabled, Some(&note))
                     .await?;
                 false
             }
         });
     }
     if dry_run {
-        if prev.is_some_and(|p| p.action == "disable" && p.outcome == "dry_run") {
+        if prev.is_some_and(|p| p.action == GateAction::Disable && p.outcome == "dry_run") {
             return Ok(false);
         }
         let id = store.gate_intent(now, sweep_id, &a.row(), true).await?;
-        store.gate_outcome(id, "dry_run", None).await?;
+        store
+            .gate_outcome(id, Utc::now(), GateOutcome::DryRun, None)
+            .await?;
         out.closed += 1;
         return Ok(false);
     }
@@ -433,19 +447,21 @@ async fn close(
         .await
     {
         Ok(()) => {
-            store.gate_outcome(id, "done", None).await?;
+            store
+                .gate_outcome(id, Utc::now(), GateOutcome::Done, None)
+                .await?;
             tracing::info!(pipeline, stage = %st.stage, rule, "gate closed");
             out.closed += 1;
             Ok(true)
         }
         Err(e) => {
             let outcome = if e.kind == ErrorKind::PipelineNotFound {
-                "pipeline_not_found"
+                GateOutcome::PipelineNotFound
             } else {
-                "failed"
+                GateOutcome::Failed
             };
             store
-                .gate_outcome(id, outcome, Some(&e.to_string()))
+                .gate_outcome(id, Utc::now(), outcome, Some(&e.to_string()))
                 .await?;
             out.failures
                 .push(format!("{pipeline} {}: {}", st.stage, e.explain()));
@@ -484,12 +500,16 @@ async fn open(
         } else {
             format!("its disabled reason was changed to {found:?}: left to whoever changed it")
         };
-        store.gate_outcome(id, "left_alone", Some(&note)).await?;
+        store
+            .gate_outcome(id, Utc::now(), GateOutcome::LeftAlone, Some(&note))
+            .await?;
         return Ok(());
     }
     let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
     if dry_run {
-        store.gate_outcome(id, "dry_run", None).await?;
+        store
+            .gate_outcome(id, Utc::now(), GateOutcome::DryRun, None)
+            .await?;
         return Ok(());
     }
     match core
@@ -497,13 +517,15 @@ async fn open(
         .await
     {
         Ok(()) => {
-            store.gate_outcome(id, "done", None).await?;
+            store
+                .gate_outcome(id, Utc::now(), GateOutcome::Done, None)
+                .await?;
             tracing::info!(pipeline, stage = %st.stage, "gate opened");
             out.opened += 1;
         }
         Err(e) => {
             store
-                .gate_outcome(id, "failed", Some(&e.to_string()))
+                .gate_outcome(id, Utc::now(), GateOutcome::Failed, Some(&e.to_string()))
                 .await?;
             out.failures
                 .push(format!("{pipeline} {}: {}", st.stage, e.explain()));

@@ -659,7 +659,7 @@ mod tests {
                 pipeline: "prod-secret-name".into(),
                 execution_id: "exec-should-not-appear".into(),
                 rule: rule.into(),
-                rule_kind: "freeze".into(),
+                rule_kind: stopd_audit::RuleKind::Freeze,
                 mode: stopd_rules::Mode::Abandon,
                 reason: "r".into(),
                 explanation: "e".into(),

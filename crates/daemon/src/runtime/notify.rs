@@ -391,10 +391,7 @@ pub async fn undelivered(
         )
         .await?;
     for r in rows {
-        let ok = matches!(
-            r.outcome.as_str(),
-            "stopped" | "already_stopping" | "not_stoppable"
-        );
+        let ok = r.outcome.stopped_it();
         let kind = if ok {
             EventKind::Stopped
         } else {
@@ -422,7 +419,7 @@ pub async fn undelivered(
             pipeline: Some(r.pipeline),
             execution_id: Some(r.execution_id),
             rule: Some(r.rule),
-            outcome: Some(r.outcome),
+            outcome: Some(r.outcome.to_string()),
             message,
             unwatched: None,
             account: Some(r.account),
@@ -433,7 +430,7 @@ pub async fn undelivered(
     }
     if wants(EventKind::Gate) {
         for r in store.pending_gate_outcomes(name, since).await? {
-            let verb = if r.action == "disable" {
+            let verb = if r.action == stopd_audit::GateAction::Disable {
                 "closed"
             } else {
                 "opened"
@@ -452,7 +449,7 @@ pub async fn undelivered(
                 pipeline: Some(r.pipeline),
                 execution_id: None,
                 rule: Some(r.rule),
-                outcome: Some(r.outcome),
+                outcome: Some(r.outcome.to_string()),
                 message,
                 unwatched: None,
                 account: Some(r.account),
@@ -959,8 +956,8 @@ mod tests {
                 pipeline,
                 execution_id: &format!("{pipeline}-exec"),
                 rule: "weekend",
-                rule_kind: "freeze",
-                mode: "abandon",
+                rule_kind: stopd_audit::RuleKind::Freeze,
+                mode: stopd_audit::Mode::Abandon,
                 reason: "Weekend change freeze",
                 explanation: "in window",
                 dry_run: false,
@@ -976,7 +973,7 @@ mod tests {
                 id,
                 &stopd_audit::OutcomeRow {
                     at,
-                    outcome: outcome.into(),
+                    outcome: outcome.parse().unwrap(),
                     attempts: 1,
                     throttled: 0,
                     elapsed: Duration::ZERO,
@@ -1158,7 +1155,10 @@ mod tests {
         let sweep = |at: DateTime<Utc>, r: stopd_audit::SweepResult| {
             let store = store.clone();
             async move {
-                let id = store.begin_sweep(at, "schedule", false).await.unwrap();
+                let id = store
+                    .begin_sweep(at, stopd_audit::SweepTrigger::Schedule, false)
+                    .await
+                    .unwrap();
                 store
                     .finish_sweep(id, at, Duration::ZERO, &r)
                     .await

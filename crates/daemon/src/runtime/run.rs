@@ -351,7 +351,8 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     store.compact_quiet_sweeps(gap.to_std()?).await?;
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {
-        d.clone().spawn_hourly(store.clone(), digests_stop.clone());
+        d.clone()
+            .spawn_hourly(store.clone(), digests_stop.clone(), chrono::Utc::now);
     }
     let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let metrics = match cfg.metrics {
@@ -391,7 +392,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     }
     digests_stop.cancel();
     if let Some(d) = &digester {
-        d.write_logged(&store).await;
+        d.write_logged(&store, chrono::Utc::now()).await;
     }
     notify_stop.cancel();
     let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, deliveries.wait()).await;

@@ -32,7 +32,7 @@ pub struct Planned {
     /// Winning rule, or `manual`.
     pub rule: String,
     /// `freeze`, `timeout` or `manual`.
-    pub rule_kind: String,
+    pub rule_kind: stopd_audit::RuleKind,
     /// Mode.
     pub mode: Mode,
     /// Rendered reason.
@@ -92,8 +92,8 @@ pub async fn execute(
         pipeline: &p.pipeline,
         execution_id: &p.execution_id,
         rule: &p.rule,
-        rule_kind: &p.rule_kind,
-        mode: p.mode.as_str(),
+        rule_kind: p.rule_kind,
+        mode: p.mode.into(),
         reason: &p.reason,
         explanation: &p.explanation,
         dry_run,
@@ -133,7 +133,7 @@ pub async fn execute(
         (
             OutcomeRow {
                 at: Utc::now(),
-                outcome: "dry_run".into(),
+                outcome: stopd_audit::Outcome::DryRun,
                 attempts: 0,
                 throttled: 0,
                 elapsed: Duration::ZERO,
@@ -168,7 +168,7 @@ pub async fn execute(
         (
             OutcomeRow {
                 at: Utc::now(),
-                outcome: report.outcome.as_str().into(),
+                outcome: recorded(report.outcome),
                 attempts: report.attempts,
                 throttled: report.throttled,
                 elapsed: report.elapsed,
@@ -203,7 +203,7 @@ pub async fn execute(
     Done {
         stop_id: Some(stop_id),
         planned: p,
-        outcome: row.outcome,
+        outcome: row.outcome.to_string(),
         is_final,
         attempts: row.attempts,
         error: row.error,
@@ -426,7 +426,7 @@ pub fn plan(
                     explanation: d.explanation(),
                     escalate_after: d.escalate_after,
                     rule: d.rule,
-                    rule_kind: d.kind.as_str().to_string(),
+                    rule_kind: d.kind.into(),
                     mode: d.mode,
                     reason: d.reason,
                     escalation_of: None,
@@ -465,7 +465,10 @@ impl Sweeper {
                 tracing::warn!(error = %format!("{e:#}"), "outcomes of earlier stops still cannot be recorded");
             }
         }
-        let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
+        let sweep_id = self
+            .store
+            .begin_sweep(start_at, trigger.parse()?, dry_run)
+            .await?;
         let (mut summary, done, panicked) = match self.inputs(&policy, start_at).await {
             Ok((effective, extra)) => {
                 self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run)
@@ -1094,9 +1097,9 @@ pub async fn reconcile(cores: &[Core], store: &Store) -> Result<(usize, usize)> 
 /// Resolves one pending stop; false when its execution cannot be read now.
 async fn resolve_one(core: &Core, store: &Store, p: stopd_audit::Pending) -> Result<bool> {
     let mut calls = CallCounts::default();
-    let record = |outcome: &str, note: String| OutcomeRow {
+    let record = |outcome: stopd_audit::Outcome, note: String| OutcomeRow {
         at: Utc::now(),
-        outcome: outcome.into(),
+        outcome,
         attempts: 0,
         throttled: 0,
         elapsed: Duration::ZERO,
@@ -1107,7 +1110,10 @@ async fn resolve_one(core: &Core, store: &Store, p: stopd_audit::Pending) -> Res
         store
             .record_outcome(
                 p.id,
-                &record("dry_run", "resolved at start-up: a dry-run decision".into()),
+                &record(
+                    stopd_audit::Outcome::DryRun,
+                    "resolved at start-up: a dry-run decision".into(),
+                ),
             )
             .await?;
         return Ok(true);
@@ -1151,9 +1157,22 @@ async fn resolve_one(core: &Core, store: &Store, p: stopd_audit::Pending) -> Res
     tracing::info!(stop_id = p.id, pipeline = %p.pipeline, execution = %p.execution_id,
         outcome = outcome.as_str(), "resolved a stop left pending by an earlier run");
     store
-        .record_outcome(p.id, &record(outcome.as_str(), note))
+        .record_outcome(p.id, &record(recorded(outcome), note))
         .await?;
     Ok(true)
+}
+
+/// The audit log's name for an engine outcome (every one is an audit outcome; the match breaks
+/// the build if either side grows).
+fn recorded(o: Outcome) -> stopd_audit::Outcome {
+    match o {
+        Outcome::Stopped => stopd_audit::Outcome::Stopped,
+        Outcome::AlreadyStopping => stopd_audit::Outcome::AlreadyStopping,
+        Outcome::NotStoppable => stopd_audit::Outcome::NotStoppable,
+        Outcome::PipelineNotFound => stopd_audit::Outcome::PipelineNotFound,
+        Outcome::Rejected => stopd_audit::Outcome::Rejected,
+        Outcome::Failed => stopd_audit::Outcome::Failed,
+    }
 }
 
 /// The outcome of a pending stop from its execution's status: `stopping` (with `how` added to

@@ -1,0 +1,231 @@
+//! Opening the database: create it whole (mode 0600, migrated under a temporary name, then
+//! linked into place), migrate it, set its pragmas, open it read-only. All of it SQLite: a
+//! PostgreSQL backend opens with a URL and migrates with its own migrator beside this.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::mpsc;
+
+use crate::{Backend, Store, chain, writer};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Whether a connection going back to the pool is out of every transaction, by SQLite's own
+/// account and by sqlx's; if not, the pool closes it (closing rolls back whatever it held) and
+/// opens a fresh one for the next user.
+///
+/// Why both: after a COMMIT that failed for a full disk, SQLite has already rolled the
+/// transaction back, but sqlx still counts it open; the ROLLBACK that dropping the transaction
+/// queues then fails ("no transaction is active"), and every later BEGIN on that connection
+/// failed with "attempted to call begin_with at non-zero transaction depth", for as long as the
+/// process ran. The reverse (SQLite still in a transaction that sqlx counts closed) would
+/// turn every later commit into a no-op.
+async fn out_of_transaction(conn: &mut SqliteConnection) -> bool {
+    // The ping runs on the connection's worker after anything queued before it (the rollback a
+    // dropped transaction queued), so the count read next is settled.
+    let clean = conn.ping().await.is_ok()
+        && !conn.is_in_transaction()
+        // sqlx counts none open, and SQLite must agree: its BEGIN fails inside a transaction (a
+        // deferred BEGIN and its ROLLBACK take no lock).
+        && match conn.begin().await {
+            Ok(tx) => tx.rollback().await.is_ok(),
+            Err(_) => false,
+        }
+        && !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!(
+            "closing an audit database connection left inside a failed transaction; the next write opens a fresh one"
+        );
+    }
+    clean
+}
+
+/// Creates a migrated database at `path`: under a temporary name first, then linked into
+/// place (if another process made one meanwhile, that one is kept).
+async fn create(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the audit directory {}", dir.display()))?;
+    }
+    let name = path
+        .file_name()
+        .map_or_else(|| "audit.db".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.creating-{}", std::process::id()));
+    let cleanup = |tmp: &Path| {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = tmp.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    cleanup(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create the audit database in {}", dir.display()))?;
+    // The mode asked for above is cut by the umask; say it once more, exactly.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    let made = async {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(Store::write_options(&tmp)?)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        // Back to a single file before it is linked into place. (SQLite: wal_checkpoint.)
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = made {
+        cleanup(&tmp);
+        return Err(e.context(format!(
+            "cannot create the audit database {}",
+            path.display()
+        )));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    cleanup(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot create the audit database {}", path.display()))
+        }
+    }
+}
+
+/// A reader's failure to open the database, in words an operator can act on.
+fn read_error(path: &Path, e: sqlx::Error) -> anyhow::Error {
+    let text = e.to_string();
+    if text.contains("readonly database") || text.contains("unable to open") {
+        anyhow::anyhow!(
+            "cannot read the audit database {}: this user may not read it, or may not write its directory (a reader of a WAL database needs its -shm file); run as the daemon's user, or with sudo ({text})",
+            path.display()
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("cannot open the audit database {}", path.display()))
+    }
+}
+
+impl Store {
+    /// Opens (creating it and its directory if missing) and migrates the database for writing.
+    ///
+    /// A new database is made whole before it appears: created (mode 0600, in a directory
+    /// created 0700) and migrated under a temporary name, then linked into place, so a reader
+    /// never sees half a schema and the audit log is never readable by the whole machine,
+    /// whatever the process umask.
+    pub async fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            create(path).await?;
+        }
+        let options = Self::write_options(path)?;
+        // One connection: one writer, and statements from concurrent stops queue on it. A
+        // connection goes back to the pool only out of every transaction, else it is closed
+        // and the next user gets a fresh one ([`out_of_transaction`]): every write path, the
+        // group-commit writer's and [`Store::begin_write`]'s alike, recovers from a failed
+        // BEGIN or COMMIT (a full disk) by itself.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .after_release(|conn, _| Box::pin(async move { Ok(out_of_transaction(conn).await) }))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the audit database {}", path.display()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .with_context(|| format!("cannot migrate the audit database {}", path.display()))?;
+        let chained = chain::backfill(&mut *pool.acquire().await?)
+            .await
+            .context("cannot chain the audit records written before the chain")?;
+        if chained > 0 {
+            tracing::info!(
+                records = chained,
+                "chained the audit records written before the hash chain"
+            );
+        }
+        let (sender, rx) = mpsc::unbounded_channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer::group_commit(pool.clone(), rx, commits.clone()));
+        Ok(Store::with_backend(
+            Backend::Sqlite(pool),
+            Some(sender),
+            commits,
+        ))
+    }
+
+    /// SQLite: WAL, `synchronous = FULL`, foreign keys, a 10 s busy wait.
+    pub(crate) fn write_options(path: &Path) -> Result<SqliteConnectOptions> {
+        Ok(SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10)))
+    }
+
+    /// Opens an existing database for reading; works while the daemon writes.
+    pub async fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            bail!(
+                "no audit database at {} (it is created when the daemon first runs; see [daemon] database)",
+                path.display()
+            );
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| read_error(path, e))?;
+        let tables: Result<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'stops'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| read_error(path, e));
+        let tables = match tables {
+            Ok(n) => n,
+            Err(e) => {
+                pool.close().await;
+                return Err(e);
+            }
+        };
+        if tables == 0 {
+            pool.close().await;
+            bail!(
+                "{} is not a stopd audit database (it has no audit tables: an empty or foreign file)",
+                path.display()
+            );
+        }
+        Ok(Store::with_backend(
+            Backend::Sqlite(pool),
+            None,
+            Arc::default(),
+        ))
+    }
+}
