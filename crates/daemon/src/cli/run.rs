@@ -96,7 +96,7 @@ mod tests {
                 pipeline: pipeline.into(),
                 execution_id: format!("{pipeline}-1"),
                 rule: "weekend".into(),
-                rule_kind: "freeze".into(),
+                rule_kind: stopd_audit::RuleKind::Freeze,
                 mode: stopd_rules::Mode::Finish,
                 reason: "frozen".into(),
                 explanation: "frozen".into(),
