@@ -1102,7 +1102,7 @@ pub async fn report(cfg: &Config, q: &ReportQuery) -> Result<ExitCode> {
             rule: q.rule.as_deref(),
             fail_on_gap: q.fail_on_gap,
         };
-        return crate::cli::auditor::coverage(cfg, &store, &c, q.output, &mut out).await;
+        return crate::cli::auditor::coverage(cfg, &store, &c, now, q.output, &mut out).await;
     }
     if q.events {
         return crate::cli::auditor::events(&store, since, until, q.output, &mut out).await;

@@ -751,7 +751,13 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     commands::check(&cfg).await
                 }
                 Command::Status(a) => {
-                    status::command(&cfg, a.format == StatusFormat::Json, a.tz.tz).await
+                    status::command(
+                        &cfg,
+                        a.format == StatusFormat::Json,
+                        a.tz.tz,
+                        &crate::clock::SystemClock,
+                    )
+                    .await
                 }
                 Command::Plan(a) => {
                     let output = OutputArgs {
