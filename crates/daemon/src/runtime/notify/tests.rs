@@ -68,13 +68,13 @@ fn slack_payload_snapshot() {
     let got = serde_json::to_string_pretty(&e.payload(Format::Slack)).unwrap();
     let want = r#"{
   "blocks": [
-{
-  "text": {
-    "text": "*stopd: stopped* — stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z\n*Pipeline:* `prod-&lt;web&gt;'x'`\n*Execution:* `1b2c3d4e-0000-4000-8000-000000000001`\n*Rule:* `weekend`\n*Outcome:* `stopped`\n*At:* 2026-12-19T18:00:01.250Z",
-    "type": "mrkdwn"
-  },
-  "type": "section"
-}
+    {
+      "text": {
+        "text": "*stopd: stopped* — stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z\n*Pipeline:* `prod-&lt;web&gt;'x'`\n*Execution:* `1b2c3d4e-0000-4000-8000-000000000001`\n*Rule:* `weekend`\n*Outcome:* `stopped`\n*At:* 2026-12-19T18:00:01.250Z",
+        "type": "mrkdwn"
+      },
+      "type": "section"
+    }
   ],
   "text": "stopd: stopped: stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z"
 }"#;
