@@ -119,33 +119,17 @@ pub struct CoverageQuery<'a> {
     pub fail_on_gap: bool,
 }
 
-/// The schedule's interval: the longest of the next few intervals between its ticks.
-pub fn schedule_interval(cfg: &Config, now: DateTime<Utc>) -> chrono::Duration {
-    let mut longest = chrono::Duration::zero();
-    let mut at = now;
-    for _ in 0..8 {
-        let Some(next) = cfg.daemon.schedule.next_after(at, chrono_tz::UTC) else {
-            break;
-        };
-        if at != now {
-            longest = longest.max(next - at);
-        }
-        at = next;
-    }
-    longest
-}
-
-/// The coverage of each freeze window in the span (see [`coverage()`]), and the schedule's
-/// interval it was judged by.
+/// The coverage of each freeze window in the span (see [`coverage()`]) at `now`, and the
+/// schedule's interval it was judged by ([`crate::config::DaemonSettings::interval`]).
 pub async fn coverage_rows(
     cfg: &Config,
     store: &Store,
     q: &CoverageQuery<'_>,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<WindowCoverage>, chrono::Duration)> {
-    let now = Utc::now();
     let until = q.until.unwrap_or(now).min(now);
     let since = q.since.unwrap_or(now - chrono::Duration::days(30));
-    let interval = schedule_interval(cfg, now);
+    let interval = cfg.daemon.interval(now);
     let lead = interval * 2 + coverage::MARGIN;
     let sweeps = store.sweep_spans(since - lead, until, lead).await?;
     let running = coverage::running(&store.lifecycle(until).await?, now);
@@ -175,15 +159,17 @@ pub async fn coverage_rows(
     Ok((rows, interval))
 }
 
-/// `report --coverage`: for each freeze window in the span, the time watched and each gap.
+/// `report --coverage`: for each freeze window in the span, the time watched and each gap, at
+/// `now`.
 pub async fn coverage(
     cfg: &Config,
     store: &Store,
     q: &CoverageQuery<'_>,
+    now: DateTime<Utc>,
     opts: OutputArgs,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let (rows, interval) = coverage_rows(cfg, store, q).await?;
+    let (rows, interval) = coverage_rows(cfg, store, q, now).await?;
     let lead = interval * 2 + coverage::MARGIN;
     let gaps = rows.iter().map(|r| r.gaps.len()).sum::<usize>();
     output::write(

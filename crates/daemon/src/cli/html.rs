@@ -98,6 +98,7 @@ pub async fn report(
             rule: p.rule,
             fail_on_gap: false,
         },
+        now,
     )
     .await?;
     let stops = store

@@ -351,7 +351,13 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 Command::Run(a) => run::run(cfg, &a).await,
                 Command::Check => check::run(cfg, clock).await,
                 Command::Status(a) => {
-                    status::command(&cfg, a.format == StatusFormat::Json, a.tz.tz).await
+                    status::command(
+                        &cfg,
+                        a.format == StatusFormat::Json,
+                        a.tz.tz,
+                        &crate::clock::SystemClock,
+                    )
+                    .await
                 }
                 Command::Plan(a) => plan::run(&cfg, a, clock).await,
                 Command::Windows(a) => windows::run(&cfg, a, clock).await,

@@ -192,7 +192,7 @@ pub(super) async fn run(cfg: &Config, args: ReportArgs, clock: &dyn Clock) -> Re
             rule: q.rule.as_deref(),
             fail_on_gap: q.fail_on_gap,
         };
-        return crate::cli::auditor::coverage(cfg, &store, &c, q.output, &mut out).await;
+        return crate::cli::auditor::coverage(cfg, &store, &c, now, q.output, &mut out).await;
     }
     if q.events {
         return crate::cli::auditor::events(&store, since, until, q.output, &mut out).await;

@@ -2,92 +2,25 @@
 //!
 //! Running means a process holds the database's run lock ([`crate::runtime::lock`]); the pid is the one
 //! the lock file records. Healthy means running and a good sweep ended within three schedule
-//! intervals ([`stale_after`], the same rule as `/healthz`), the last good sweep being the one
-//! [`Store::last_good_sweep`] reads (runs of quiet sweeps, the open one included). The policy in force is the newest
-//! `policy_loads` row, which the daemon writes at start and at each good reload
-//! ([`record_policy_load`]); the file on disk is hashed the same way, so an edited file not yet
-//! reloaded shows as "reload pending".
+//! intervals ([`crate::config::DaemonSettings::stale_after`], the same rule as `/healthz`), the
+//! last good sweep being the one [`Store::last_good_sweep`] reads (runs of quiet sweeps, the open one included).
+//! The policy in force is the newest `policy_loads` row, which the daemon writes at start and at
+//! each good reload ([`crate::runtime::status::record_policy_load`]); the file on disk is hashed
+//! the same way ([`policy_hash`]), so an edited file not yet reloaded shows as "reload pending".
 
 use std::fs::{OpenOptions, TryLockError};
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use stopd_rules::{Policy, RuleKind, Trigger};
 
-use crate::config::Config;
+use crate::clock::Clock;
+use crate::config::{Config, policy_hash};
 use stopd_audit::{Store, parse_ts, ts};
-
-/// SHA-256 of `bytes`, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Sweeps are stale after three schedule intervals without a good one.
-pub fn stale_after(cfg: &Config, now: DateTime<Utc>) -> Duration {
-    let s = &cfg.daemon.schedule;
-    let interval = s
-        .next_after(now, chrono_tz::UTC)
-        .and_then(|a| Some((a, s.next_after(a, chrono_tz::UTC)?)))
-        .and_then(|(a, b)| (b - a).to_std().ok())
-        .unwrap_or(Duration::from_secs(30));
-    interval.saturating_mul(3)
-}
-
-/// Records the policy the daemon put in force (`start` or `reload`).
-pub async fn record_policy_load(store: &Store, cfg: &Config, trigger: &str) -> Result<()> {
-    store
-        .record_policy_load(
-            Utc::now(),
-            &cfg.path.display().to_string(),
-            &cfg.policy_hash,
-            trigger,
-        )
-        .await
-}
-
-/// Gauges read from the audit database (for `/metrics` and `status`).
-#[derive(Debug, Clone, Default)]
-pub struct DatabaseGauges {
-    /// Exemptions in force: the policy's and break-glass ones.
-    pub exemptions_active: usize,
-    /// Finish stops with an escalation deadline, not yet escalated.
-    pub pending_escalations: usize,
-    /// Freeze rules with an open window, ad-hoc ones included (when a policy was given).
-    pub freezes_in_force: Option<usize>,
-}
-
-/// Reads the [`DatabaseGauges`] at `now`.
-pub async fn database_gauges(
-    store: &Store,
-    policy: Option<&Policy>,
-    now: DateTime<Utc>,
-) -> Result<DatabaseGauges> {
-    let mut exemptions_active = store.active_exemptions(now).await?.len();
-    let mut freezes_in_force = None;
-    if let Some(policy) = policy {
-        exemptions_active += policy
-            .exemptions()
-            .iter()
-            .filter(|e| e.active_at(now))
-            .count();
-        let adhoc = store.active_freezes(now).await?;
-        freezes_in_force = Some(crate::runtime::metrics::freezes_open(policy, now) + adhoc.len());
-    }
-    Ok(DatabaseGauges {
-        exemptions_active,
-        pending_escalations: store.pending_escalations().await?,
-        freezes_in_force,
-    })
-}
 
 /// Below this many free bytes the audit database's filesystem counts as full: a commit writes
 /// several pages to the write-ahead log, and an fsync'ed log has no use for a nearly full disk.
@@ -230,9 +163,9 @@ fn configured(cfg: &Config) -> Vec<(String, String)> {
 /// Reads the status of the daemon of `cfg` at `now`.
 pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
     let (running, pid) = daemon_running(&cfg.daemon.database);
-    let stale = stale_after(cfg, now);
+    let stale = cfg.daemon.stale_after(now);
     let on_disk = std::fs::read(&cfg.path)
-        .map(|b| sha256_hex(&b))
+        .map(|b| policy_hash(&b))
         .with_context(|| format!("cannot read the policy file {}", cfg.path.display()))?;
     let mut status = Status {
         running,
@@ -390,8 +323,13 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
 }
 
 /// `stopd status [--format table|json]`: exit 0 healthy, 1 not running or stale.
-pub async fn command(cfg: &Config, json: bool, tz: Option<chrono_tz::Tz>) -> Result<ExitCode> {
-    let now = Utc::now();
+pub async fn command(
+    cfg: &Config,
+    json: bool,
+    tz: Option<chrono_tz::Tz>,
+    clock: &dyn Clock,
+) -> Result<ExitCode> {
+    let now = clock.now();
     let s = read(cfg, now).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -587,28 +525,5 @@ fn list(items: &[String]) -> String {
         "none".into()
     } else {
         format!("{}: {}", items.len(), items.join(", "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha256_is_the_standard_one() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
-
-    #[test]
-    fn stale_is_three_schedule_intervals() {
-        let cfg = crate::config::parse(
-            Path::new("x.toml"),
-            "[daemon]\nschedule = \"*/10 * * * * *\"\n",
-        )
-        .unwrap();
-        assert_eq!(stale_after(&cfg, Utc::now()), Duration::from_secs(30));
     }
 }

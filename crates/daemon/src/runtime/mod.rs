@@ -10,5 +10,6 @@ pub mod notify;
 pub mod run;
 pub mod scheduler;
 pub mod secrets;
+pub mod status;
 pub mod sweep;
 pub mod targets;

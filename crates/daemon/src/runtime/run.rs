@@ -156,15 +156,20 @@ impl Sweeps for Live {
             }
             self.sweeper.concurrency = n.stop_concurrency;
             // Quiet sweeps are folded as long as they come within the new schedule's gap.
-            let interval = crate::cli::auditor::schedule_interval(new, chrono::Utc::now());
+            let interval = new.daemon.interval(chrono::Utc::now());
             let gap = interval * 2 + stopd_audit::coverage::MARGIN;
             if let Ok(gap) = gap.to_std()
                 && let Err(e) = self.sweeper.store.compact_quiet_sweeps(gap).await
             {
                 tracing::error!(error = %format!("{e:#}"), "cannot apply the new schedule to sweep compaction");
             }
-            if let Err(e) =
-                crate::cli::status::record_policy_load(&self.sweeper.store, new, "reload").await
+            if let Err(e) = crate::runtime::status::record_policy_load(
+                &self.sweeper.store,
+                new,
+                "reload",
+                chrono::Utc::now(),
+            )
+            .await
             {
                 tracing::warn!("{e:#}");
             }
@@ -289,19 +294,20 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
         tracing::warn!("{w}");
     }
 
-    crate::cli::status::record_policy_load(&store, &cfg, "start").await?;
+    crate::runtime::status::record_policy_load(&store, &cfg, "start", chrono::Utc::now()).await?;
     // Notifications: delivered from the audit log by their own tasks (never by a sweep).
     let notify_stop = CancellationToken::new();
     // Targets are registered before anything is recorded: what the start finds (`unwatched`),
     // and the stops of a first `run --once`, go to a target configured with it (registered
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
-    crate::runtime::notify::register(&store, &cfg.notify).await?;
+    crate::runtime::notify::register(&store, &cfg.notify, &SystemClock).await?;
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store)
             .await
             .map(|s| Ran::Once(Box::new(s)));
     }
-    let deliveries = crate::runtime::notify::spawn(&store, &cfg.notify, &notify_stop);
+    let deliveries =
+        crate::runtime::notify::spawn(&store, &cfg.notify, &notify_stop, crate::clock::system());
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
@@ -346,7 +352,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     }
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
-    let interval = crate::cli::auditor::schedule_interval(&cfg, chrono::Utc::now());
+    let interval = cfg.daemon.interval(chrono::Utc::now());
     let gap = interval * 2 + stopd_audit::coverage::MARGIN;
     store.compact_quiet_sweeps(gap.to_std()?).await?;
     let digests_stop = CancellationToken::new();
@@ -359,7 +365,8 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
         Some(addr) => {
             let listener = crate::runtime::metrics::bind(addr).await?;
             let m = Arc::new(crate::runtime::metrics::Metrics::new(
-                &cfg,
+                &cfg.policy,
+                &cfg.daemon,
                 Arc::clone(&clock),
             ));
             m.start_places(live.sweeper.cores.iter().map(|c| (c.account(), c.region())));
@@ -453,7 +460,13 @@ async fn run_once(
     }
     if !cfg.notify.is_empty() {
         // Within a bound: what is left goes out with the next run or the daemon.
-        crate::runtime::notify::drain(store, &cfg.notify, ONCE_NOTIFY_BOUND).await;
+        crate::runtime::notify::drain(
+            store,
+            &cfg.notify,
+            ONCE_NOTIFY_BOUND,
+            crate::clock::system(),
+        )
+        .await;
     }
     store.close().await;
     Ok(summary)

@@ -305,7 +305,7 @@ impl<S: Sweeps> Scheduler<S> {
                     .schedule
                     .next_after(self.clock.now(), chrono_tz::UTC);
                 if let Some(m) = &self.metrics {
-                    m.after_reload(Some(&new));
+                    m.after_reload(Some((&new.policy, &new.daemon)));
                 }
                 self.cfg = Arc::new(new);
                 self.last_policy = None;

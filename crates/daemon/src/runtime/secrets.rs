@@ -15,7 +15,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigError};
+use anyhow::Context;
+
+use crate::config::notify::check_url;
+use crate::config::{Config, ConfigError, Target, UrlSource};
 
 /// The environment variable systemd sets to the directory of the unit's credentials.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
@@ -72,7 +75,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
         files.push(("[audit] signing_key".into(), key));
     }
     for (index, target) in cfg.notify.iter().enumerate() {
-        if let crate::runtime::notify::UrlSource::File(p) = &target.url {
+        if let UrlSource::File(p) = &target.url {
             files.push((format!("[[notify]] {index} url_file"), p));
         }
     }
@@ -105,11 +108,11 @@ pub fn check(cfg: &Config) -> Result<(), ConfigError> {
         problems.push(cfg.problem_at("audit.signing_key", e));
     }
     for (index, target) in cfg.notify.iter().enumerate() {
-        if let Err(e) = target.resolve_url() {
+        if let Err(e) = webhook_url(target) {
             let key = match target.url {
-                crate::runtime::notify::UrlSource::Inline(_) => "url",
-                crate::runtime::notify::UrlSource::File(_) => "url_file",
-                crate::runtime::notify::UrlSource::Env(_) => "url_env",
+                UrlSource::Inline(_) => "url",
+                UrlSource::File(_) => "url_file",
+                UrlSource::Env(_) => "url_env",
             };
             problems.push(cfg.problem_at(&format!("notify[{index}].{key}"), format!("{e:#}")));
         }
@@ -151,4 +154,30 @@ pub fn digester(
     };
     let key = signing_key(key).map_err(|e| anyhow::anyhow!("[audit] signing_key: {e}"))?;
     Ok(Some(stopd_audit::digest::Digester::new(dir.clone(), key)))
+}
+
+/// The webhook URL of a `[[notify]]` target, read now (a `url_file` through its systemd
+/// credential first). Errors name the source, never the URL.
+pub fn webhook_url(target: &Target) -> anyhow::Result<hyper::Uri> {
+    let name = &target.name;
+    let text = match &target.url {
+        UrlSource::Inline(u) => u.clone(),
+        UrlSource::File(p) => read(p)
+            .map_err(|e| anyhow::anyhow!("[[notify]] {name}: url_file: {e}"))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+        UrlSource::Env(v) => std::env::var(v)
+            .with_context(|| format!("[[notify]] {name}: environment variable {v} is not set"))?,
+    };
+    // A URL read from a file: say which file (never what it holds).
+    let what = match &target.url {
+        UrlSource::File(p) => format!("the URL in {}", source(p).display()),
+        _ => "the URL".to_string(),
+    };
+    check_url(&text).map_err(|e| anyhow::anyhow!("[[notify]] {name}: {what} {e}"))?;
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("[[notify]] {name}: the URL is not a valid URI"))
 }
