@@ -99,7 +99,7 @@ impl<'a> ExecutionPages<'a> {
         let pipeline = self.pipeline;
         let page = self
             .core
-            .call(LIST_EXECUTIONS, &policy, calls, || {
+            .call("ListPipelineExecutions", &policy, calls, || {
                 let req = client
                     .list_pipeline_executions()
                     .pipeline_name(pipeline)

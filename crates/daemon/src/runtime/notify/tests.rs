@@ -400,7 +400,10 @@ async fn a_failure_after_a_recovery_by_quiet_sweeps_is_notified_again() {
     let sweep = |at: DateTime<Utc>, r: stopd_audit::SweepResult| {
         let store = store.clone();
         async move {
-            let id = store.begin_sweep(at, stopd_audit::SweepTrigger::Schedule, false).await.unwrap();
+            let id = store
+                .begin_sweep(at, stopd_audit::SweepTrigger::Schedule, false)
+                .await
+                .unwrap();
             store
                 .finish_sweep(id, at, Duration::ZERO, &r)
                 .await
