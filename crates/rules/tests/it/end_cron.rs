@@ -211,6 +211,31 @@ const EDGE_CASES: &[(&str, &str, &str, &str, [&str; 2])] = &[
         "2027-03-06T12:00:00Z",
         ["2027-03-05T18:00:00Z", "2027-03-07T18:00:00Z"],
     ),
+    // Saturday 12:00 ends at 18:00, which starts the next instance: one window to 20:00,
+    // asked about from either instance.
+    (
+        "0 12,18 * * SAT",
+        "0 18,20 * * SAT",
+        "UTC",
+        "2027-03-06T13:00:00Z",
+        ["2027-03-06T12:00:00Z", "2027-03-06T20:00:00Z"],
+    ),
+    (
+        "0 12,18 * * SAT",
+        "0 18,20 * * SAT",
+        "UTC",
+        "2027-03-06T19:00:00Z",
+        ["2027-03-06T12:00:00Z", "2027-03-06T20:00:00Z"],
+    ),
+    // Sunday 02:30 falls in Berlin's gap on 28 March 2027 and ends at 03:00 CEST, the very
+    // instant of Sunday 03:00, a start: that window runs on to the next Sunday 02:30.
+    (
+        "0 3 * * SUN",
+        "30 2 * * SUN",
+        "Europe/Berlin",
+        "2027-03-25T12:00:00Z",
+        ["2027-03-21T02:00:00Z", "2027-04-04T00:30:00Z"],
+    ),
     // Starts inside an open window add nothing: every hour of the weekend, one window.
     (
         "0 * * * SAT,SUN",
@@ -345,6 +370,41 @@ fn duration_and_end_cron_are_exclusive_and_end_cron_needs_cron() {
     let e = Policy::compile(&spec).expect_err("refused");
     let keys: Vec<_> = e.iter().map(|e| e.at.to_string()).collect();
     assert_eq!(keys, ["freeze[0].cron", "freeze[0].end_cron"]);
+}
+
+#[test]
+fn end_cron_at_the_ends_of_the_calendar_does_not_panic() {
+    let tags = BTreeMap::new();
+    let pairs = [
+        ("0 18 * * FRI", "0 6 * * MON"),
+        ("0 0 29 2 *", "0 0 29 2 *"),
+        ("1/4294967295 * * * *", "*/59 */23 */31 */12 */7"),
+        ("0 * * * *", "0 * * * *"),
+    ];
+    for (start, end) in pairs {
+        for zone in [
+            "UTC",
+            "Pacific/Kiritimati",
+            "Pacific/Apia",
+            "Australia/Lord_Howe",
+        ] {
+            let p = policy(&format!(
+                "[[freeze]]\nname = \"f\"\ncron = \"{start}\"\nend_cron = \"{end}\"\n\
+                 timezone = \"{zone}\"\ngrace = \"36525days\"\n"
+            ));
+            for t in [
+                "0001-01-01T00:00:00Z",
+                "2011-12-29T12:00:00Z",
+                "9999-12-31T23:59:59Z",
+            ] {
+                let t = utc(t);
+                let ex = [facts("p", "e", "0001-01-01T00:00:00Z", &tags)];
+                let _ = p.windows(t, t + Duration::days(366));
+                let _ = p.decider(t).decide(t, &ex, &[]);
+                let _ = p.next_transition(t, &ex);
+            }
+        }
+    }
 }
 
 /// An end cron for the differential: no month restriction, and day-of-month only together
@@ -509,10 +569,14 @@ proptest! {
             unreachable!()
         };
         let t = utc(anchors[usize::from(second)]) + Duration::seconds(offset_s);
-        let fast = schedule(&p).window_at(t).map(|w| (w.start, w.end));
-        // Far from the horizon, where the two stop looking at different instances.
-        prop_assume!(fast.is_none_or(|(s, e)| e - s < Duration::days(60)));
-        let slow = instance_by_instance(cron, until.cron(), *tz, t);
-        prop_assert_eq!(fast, slow, "{} .. {} in {} at {}", start.text(), end.text(), zone, t);
+        // At t, and inside the next window after t.
+        let next = schedule(&p).next_start_after(t).map(|w| w.start + (w.end - w.start) / 2);
+        for t in std::iter::once(t).chain(next) {
+            let fast = schedule(&p).window_at(t).map(|w| (w.start, w.end));
+            // Far from the horizon, where the two stop looking at different instances.
+            prop_assume!(fast.is_none_or(|(s, e)| e - s < Duration::days(60)));
+            let slow = instance_by_instance(cron, until.cron(), *tz, t);
+            prop_assert_eq!(fast, slow, "{} .. {} in {} at {}", start.text(), end.text(), zone, t);
+        }
     }
 }
