@@ -82,10 +82,11 @@ pub struct Merge {
 /// that can cover `t`, and instances merge only where an end instant is also a start instant.
 /// A merged window therefore runs from the first start after the last end instant before it
 /// that is not also a start, to the first end instant after it that is not also a start (a
-/// *break*). Breaks are found a matching day at a time: on a day without an offset change (and
-/// none next to it), an end time is a start exactly when it is one of the start cron's times of
-/// day on a matching date (`only` lists the others, computed once); on a day with one, the end
-/// times whose wall clock lies in or just after a gap are compared as instants.
+/// *break*). Breaks are found a matching day at a time, in O(log times) each: distinct wall
+/// times are distinct instants except in a gap (every time of a gap maps to the instant after
+/// it, the instant of the wall time that ends the gap), so an end time is a start if it is one
+/// of the start cron's times of day on a matching date (`only` lists the others, computed
+/// once), and otherwise only if it lies in or just after a gap and the instants say so.
 #[derive(Debug, Clone)]
 pub struct EndCron {
     /// The end cron.
@@ -100,18 +101,47 @@ impl EndCron {
         &self.cron
     }
 
-    /// Whether the `k`-th end time of `day` is also an instant of `start`.
-    fn is_start(&self, start: &CronExpr, day: NaiveDate, k: usize, tz: Tz) -> bool {
-        let time = self.cron.times()[k];
-        let wall = NaiveDateTime::new(day, time);
+    /// The first (`forward`) or last index `k` in `lo..hi` whose end time on `day` is not an
+    /// instant of `start`.
+    fn break_in(
+        &self,
+        start: &CronExpr,
+        day: NaiveDate,
+        (mut lo, mut hi): (usize, usize),
+        forward: bool,
+        tz: Tz,
+    ) -> Option<usize> {
         let gap = |w: NaiveDateTime| matches!(tz.from_local_datetime(&w), LocalResult::None);
-        if gap(wall) || gap(wall - ONE_SECOND) {
-            // Every wall time of a gap maps to the instant after it: compare instants.
+        while lo < hi {
+            // Not a start by wall time: not one of the start's times of day on a start date.
+            let k = if !start.date_matches(day) {
+                if forward { lo } else { hi - 1 }
+            } else {
+                let a = self.only.partition_point(|&i| (i as usize) < lo);
+                let b = self.only.partition_point(|&i| (i as usize) < hi).max(a);
+                let found = if forward {
+                    self.only[a..b].first()
+                } else {
+                    self.only[a..b].last()
+                };
+                *found? as usize
+            };
+            let wall = NaiveDateTime::new(day, self.cron.times()[k]);
+            if !gap(wall) && !gap(wall - ONE_SECOND) {
+                return Some(k);
+            }
+            // In or just after a gap another wall time may map to the same instant.
             let t = self.cron.at(day, k, tz);
-            return start.prev_at_or_before(t, tz) == Some(t);
+            if start.prev_at_or_before(t, tz) != Some(t) {
+                return Some(k);
+            }
+            if forward {
+                lo = k + 1;
+            } else {
+                hi = k;
+            }
         }
-        // Elsewhere distinct wall times are distinct instants.
-        start.date_matches(day) && start.times().binary_search(&time).is_ok()
+        None
     }
 
     /// The first end instant strictly after `t` that is not a start of `start`, or the first
@@ -138,15 +168,7 @@ impl EndCron {
                 if at(k0) >= limit {
                     return Some(at(k0));
                 }
-                let found = if !plain(d, tz) {
-                    (k0..n).find(|&k| at(k) >= limit || !self.is_start(start, d, k, tz))
-                } else if start.date_matches(d) {
-                    let i = self.only.partition_point(|&i| (i as usize) < k0);
-                    self.only.get(i).map(|&i| i as usize)
-                } else {
-                    Some(k0)
-                };
-                if let Some(k) = found {
+                if let Some(k) = self.break_in(start, d, (k0, n), true, tz) {
                     return Some(at(k));
                 }
             }
@@ -179,39 +201,13 @@ impl EndCron {
                 if at(hi - 1) <= limit {
                     return Some(at(hi - 1));
                 }
-                let found = if !plain(d, tz) {
-                    (0..hi)
-                        .rev()
-                        .find(|&k| at(k) <= limit || !self.is_start(start, d, k, tz))
-                } else if start.date_matches(d) {
-                    let i = self.only.partition_point(|&i| (i as usize) < hi);
-                    i.checked_sub(1).map(|i| self.only[i] as usize)
-                } else {
-                    Some(hi - 1)
-                };
-                if let Some(k) = found {
+                if let Some(k) = self.break_in(start, d, (0, hi), false, tz) {
                     return Some(at(k));
                 }
             }
             day = self.cron.prev_day(d);
         }
         None
-    }
-}
-
-/// Whether no UTC offset change touches local date `day`: its midnight, the second before it
-/// and the next midnight each exist once, a day apart. Then the day's wall times map one to one
-/// onto instants that no other day's wall time maps to.
-fn plain(day: NaiveDate, tz: Tz) -> bool {
-    let midnight = NaiveDateTime::from(day);
-    let single = |w: NaiveDateTime| tz.from_local_datetime(&w).single();
-    match (
-        single(midnight - ONE_SECOND),
-        single(midnight),
-        single(midnight + Duration::days(1)),
-    ) {
-        (Some(a), Some(b), Some(c)) => b - a == ONE_SECOND && c - b == Duration::days(1),
-        _ => false,
     }
 }
 

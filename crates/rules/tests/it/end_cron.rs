@@ -227,6 +227,15 @@ const EDGE_CASES: &[(&str, &str, &str, &str, [&str; 2])] = &[
         "2027-03-06T19:00:00Z",
         ["2027-03-06T12:00:00Z", "2027-03-06T20:00:00Z"],
     ),
+    // Asked from a later start (19:00) whose last end before it (18:00) is also a start: the
+    // window still reaches back to 12:00.
+    (
+        "0 12,18,19 * * SAT",
+        "0 18,20 * * SAT",
+        "UTC",
+        "2027-03-06T19:30:00Z",
+        ["2027-03-06T12:00:00Z", "2027-03-06T20:00:00Z"],
+    ),
     // Sunday 02:30 falls in Berlin's gap on 28 March 2027 and ends at 03:00 CEST, the very
     // instant of Sunday 03:00, a start: that window runs on to the next Sunday 02:30.
     (
@@ -439,13 +448,17 @@ fn reference_windows(
 ) -> Vec<(DateTime<Utc>, DateTime<Utc>, bool)> {
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>, bool)> = Vec::new();
     for (i, &s) in starts.iter().enumerate() {
+        // An end not seen in the walk: in force to its end at least.
         let end = ends.iter().copied().find(|e| *e > s);
-        match (out.last_mut(), end) {
-            (Some(last), Some(e)) if s <= last.1 => last.1 = last.1.max(e),
-            (Some(last), None) if s <= last.1 => last.2 = false,
-            (_, end) => {
+        let e = end.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        match out.last_mut() {
+            Some(last) if s <= last.1 => {
+                last.1 = last.1.max(e);
+                last.2 &= end.is_some();
+            }
+            _ => {
                 let head_known = i > 0 || ends.iter().any(|e| (from..s).contains(e));
-                out.push((s, end.unwrap_or(s), head_known && end.is_some()));
+                out.push((s, e, head_known && end.is_some()));
             }
         }
     }
@@ -484,8 +497,10 @@ proptest! {
                 return Ok(());
             }
         };
-        let from = anchor - Duration::days(12);
-        let to = anchor + Duration::days(9);
+        // No instance lasts 8 days (ends come at least weekly): a window in force at t starts
+        // after `from`, and the next three days' windows are known but for long merges.
+        let from = t - Duration::days(9) - Duration::seconds(offset_sec);
+        let to = t + Duration::days(6);
         let starts = reference_fires(&start, tz, from, to);
         let ends = reference_fires(&end, tz, from, to);
         let reference = reference_windows(&starts, &ends, from);
