@@ -59,7 +59,7 @@ pub enum Schedule {
         /// What merging needs, computed once from the three above.
         merge: Merge,
         /// `end_cron`: each window ends at the first instant of this cron after its start.
-        end_cron: Option<EndCron>,
+        end_cron: Option<Arc<EndCron>>,
     },
     /// One window.
     OneOff(Window),
@@ -289,10 +289,10 @@ impl Schedule {
                 breaks: Arc::from([]),
                 always_open: false,
             },
-            end_cron: Some(EndCron {
+            end_cron: Some(Arc::new(EndCron {
                 cron: end_cron,
                 only,
-            }),
+            })),
         }
     }
 
