@@ -338,19 +338,19 @@ fn duration_and_end_cron_are_exclusive_and_end_cron_needs_cron() {
     let cases: &[(&str, &str)] = &[
         (
             "cron = \"0 18 * * FRI\"\nduration = \"60h\"\nend_cron = \"0 6 * * MON\"",
-            "freeze[0].end_cron: a freeze is either recurring (cron + duration) or one-off (start + end); use duration or end_cron, not both",
+            "freeze[0].end_cron: a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); use duration or end_cron, not both",
         ),
         (
             "cron = \"0 18 * * FRI\"",
-            "freeze[0].duration: a freeze is either recurring (cron + duration) or one-off (start + end); cron needs duration or end_cron",
+            "freeze[0].duration: a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); cron needs duration or end_cron",
         ),
         (
             "start = \"2027-12-19T00:00:00\"\nend = \"2028-01-04T09:00:00\"\nend_cron = \"0 6 * * MON\"",
-            "freeze[0].end_cron: a freeze is either recurring (cron + duration) or one-off (start + end); end_cron needs cron: a one-off window ends at `end`",
+            "freeze[0].end_cron: a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); end_cron needs cron: a one-off window ends at `end`",
         ),
         (
             "end_cron = \"0 6 * * MON\"",
-            "freeze[0].end_cron: a freeze is either recurring (cron + duration) or one-off (start + end); end_cron needs cron: a one-off window ends at `end`",
+            "freeze[0].end_cron: a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); end_cron needs cron: a one-off window ends at `end`",
         ),
         (
             "cron = \"0 18 * * FRI\"\nend_cron = \"0 25 * * MON\"",
