@@ -38,4 +38,4 @@ pub use span::{MAX_SPAN, Span, SpanError};
 pub use spec::{
     DefaultsSpec, ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec,
 };
-pub use window::{Merge, Schedule, Window};
+pub use window::{EndCron, Merge, Schedule, Window};

@@ -556,22 +556,26 @@ fn compile_freeze(
     default_reason: &str,
 ) -> Option<Rule> {
     let tz = ctx.zone(f.timezone.as_deref(), default_tz);
+    if f.end_cron.is_some() && f.cron.is_none() {
+        let why = "end_cron needs cron: a one-off window ends at `end`";
+        ctx.err(Some("end_cron"), PolicyErrorKind::FreezeShape(why));
+        return None;
+    }
     let schedule = match (&f.cron, f.duration, &f.start, &f.end) {
         (Some(cron), duration, None, None) => {
-            let cron = CronExpr::parse(cron)
-                .map_err(|e| ctx.err(Some("cron"), e.into()))
-                .ok();
-            let duration = match duration {
-                None => {
-                    ctx.err(
-                        Some("duration"),
-                        PolicyErrorKind::FreezeShape("cron needs duration"),
-                    );
-                    None
-                }
-                d => d.map(Span::delta),
+            let cron = CronExpr::parse(cron).map_err(|e| ctx.err(Some("cron"), e.into()));
+            let end = f.end_cron.as_deref().map(CronExpr::parse);
+            let end = end.map(|e| e.map_err(|e| ctx.err(Some("end_cron"), e.into())));
+            let mut shape = |key, why| -> Option<Schedule> {
+                ctx.err(Some(key), PolicyErrorKind::FreezeShape(why));
+                None
             };
-            Schedule::recurring(cron?, duration?, tz)
+            match (duration, end) {
+                (Some(d), None) => Schedule::recurring(cron.ok()?, d.delta(), tz),
+                (None, Some(end)) => Schedule::recurring_until(cron.ok()?, end.ok()?, tz),
+                (None, None) => shape("duration", "cron needs duration or end_cron")?,
+                (Some(_), Some(_)) => shape("end_cron", "use duration or end_cron, not both")?,
+            }
         }
         (None, None, Some(start), Some(end)) => {
             let s = ctx.time("start", start, tz);

@@ -44,7 +44,7 @@ pub struct DefaultsSpec {
     pub reason: Option<String>,
 }
 
-/// One `[[freeze]]`: recurring (`cron` + `duration`) or one-off (`start` + `end`).
+/// One `[[freeze]]`: recurring (`cron` + `duration` or `end_cron`) or one-off (`start` + `end`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeSpec {
@@ -56,6 +56,10 @@ pub struct FreezeSpec {
     /// Recurring: how long each window lasts (elapsed time).
     #[serde(default)]
     pub duration: Option<Span>,
+    /// Recurring, instead of `duration`: each window ends at the first instant of this cron
+    /// (in `timezone`, with the same DST rules as `cron`) strictly after its start.
+    #[serde(default)]
+    pub end_cron: Option<String>,
     /// One-off: start, a local date-time in `timezone` or RFC 3339 with an offset.
     #[serde(default)]
     pub start: Option<String>,

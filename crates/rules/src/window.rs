@@ -1,8 +1,10 @@
 //! Freeze windows: when a rule's freeze is in force.
 //!
 //! A recurring window is `[start, start + duration)` for each cron start (elapsed time, so a
-//! window that spans a DST change ends an hour earlier or later on the wall clock). Instances of
-//! one rule that overlap or touch merge into one window. A one-off window is `[start, end)`.
+//! window that spans a DST change ends an hour earlier or later on the wall clock), or, with
+//! `end_cron`, `[start, first end_cron instant strictly after start)` (a wall-clock end, DST or
+//! not; see [`EndCron`]). Instances of one rule that overlap or touch merge into one window. A
+//! one-off window is `[start, end)`.
 //!
 //! Cost: nothing here enumerates starts one by one. A merged window ends at the first pair of
 //! consecutive starts more than `duration` apart (a *break*). Within a local day the gaps
@@ -14,7 +16,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 use crate::cron::{CronExpr, partition};
@@ -43,16 +45,21 @@ impl Window {
 /// When a freeze is in force.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    /// Cron starts in a zone, each lasting `duration`. Build it with [`Schedule::recurring`].
+    /// Cron starts in a zone, each lasting `duration` or ending at `end_cron`. Build it with
+    /// [`Schedule::recurring`] or [`Schedule::recurring_until`].
     Recurring {
         /// Window starts.
         cron: CronExpr,
-        /// Length of each window (positive).
+        /// Length of each window (positive). With `end_cron`, only what a window lasts on the
+        /// wall clock when no offset change falls in it (the first window after 2001-01-01 in
+        /// UTC), for display: each window ends at its `end_cron` instant.
         duration: Duration,
         /// Zone the cron is read in.
         tz: Tz,
         /// What merging needs, computed once from the three above.
         merge: Merge,
+        /// `end_cron`: each window ends at the first instant of this cron after its start.
+        end_cron: Option<Arc<EndCron>>,
     },
     /// One window.
     OneOff(Window),
@@ -65,6 +72,143 @@ pub struct Merge {
     breaks: Arc<[u32]>,
     /// No two consecutive starts are ever more than `duration` apart: in force without end.
     always_open: bool,
+}
+
+/// A window end given as a cron (`end_cron`): the window that starts at `s` ends at the first
+/// instant of this cron strictly after `s`, in the rule's zone, with the cron's DST rules (a gap
+/// time at the first instant after the gap, a repeated time at its first occurrence).
+///
+/// Ends never decrease with the start, so the latest start at or before `t` is the only one
+/// that can cover `t`, and instances merge only where an end instant is also a start instant.
+/// A merged window therefore runs from the first start after the last end instant before it
+/// that is not also a start, to the first end instant after it that is not also a start (a
+/// *break*). Breaks are found a matching day at a time, in O(log times) each: distinct wall
+/// times are distinct instants except in a gap (every time of a gap maps to the instant after
+/// it, the instant of the wall time that ends the gap), so an end time is a start if it is one
+/// of the start cron's times of day on a matching date (`only` lists the others, computed
+/// once), and otherwise only if it lies in or just after a gap and the instants say so.
+#[derive(Debug, Clone)]
+pub struct EndCron {
+    /// The end cron.
+    cron: CronExpr,
+    /// Indices into the end cron's times of day that are not times of day of the start cron.
+    only: Arc<[u32]>,
+}
+
+impl EndCron {
+    /// The end cron as written.
+    pub fn cron(&self) -> &CronExpr {
+        &self.cron
+    }
+
+    /// The first (`forward`) or last index `k` in `lo..hi` whose end time on `day` is not an
+    /// instant of `start`.
+    fn break_in(
+        &self,
+        start: &CronExpr,
+        day: NaiveDate,
+        (mut lo, mut hi): (usize, usize),
+        forward: bool,
+        tz: Tz,
+    ) -> Option<usize> {
+        let gap = |w: NaiveDateTime| matches!(tz.from_local_datetime(&w), LocalResult::None);
+        while lo < hi {
+            // Not a start by wall time: not one of the start's times of day on a start date.
+            let k = if !start.date_matches(day) {
+                if forward { lo } else { hi - 1 }
+            } else {
+                let a = self.only.partition_point(|&i| (i as usize) < lo);
+                let b = self.only.partition_point(|&i| (i as usize) < hi).max(a);
+                let found = if forward {
+                    self.only[a..b].first()
+                } else {
+                    self.only[a..b].last()
+                };
+                *found? as usize
+            };
+            let wall = NaiveDateTime::new(day, self.cron.times()[k]);
+            if !gap(wall) && !gap(wall - ONE_SECOND) {
+                return Some(k);
+            }
+            // In or just after a gap another wall time may map to the same instant.
+            let t = self.cron.at(day, k, tz);
+            if start.prev_at_or_before(t, tz) != Some(t) {
+                return Some(k);
+            }
+            if forward {
+                lo = k + 1;
+            } else {
+                hi = k;
+            }
+        }
+        None
+    }
+
+    /// The first end instant strictly after `t` that is not a start of `start`, or the first
+    /// end instant at or after `limit`, whichever comes first.
+    fn break_after(
+        &self,
+        start: &CronExpr,
+        t: DateTime<Utc>,
+        limit: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        let n = self.cron.times().len();
+        let first = t.with_timezone(&tz).date_naive() - chrono::Days::new(2);
+        let mut day = Some(first).filter(|d| self.cron.date_matches(*d));
+        day = day.or_else(|| self.cron.next_day(first));
+        while let Some(d) = day {
+            let at = |k: usize| self.cron.at(d, k, tz);
+            let k0 = if at(0) > t {
+                0
+            } else {
+                partition(n, |k| at(k) <= t)
+            };
+            if k0 < n {
+                if at(k0) >= limit {
+                    return Some(at(k0));
+                }
+                if let Some(k) = self.break_in(start, d, (k0, n), true, tz) {
+                    return Some(at(k));
+                }
+            }
+            day = self.cron.next_day(d);
+        }
+        None
+    }
+
+    /// The last end instant strictly before `t` that is not a start of `start`, or the last
+    /// end instant at or before `limit`, whichever comes first.
+    fn break_before(
+        &self,
+        start: &CronExpr,
+        t: DateTime<Utc>,
+        limit: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        let n = self.cron.times().len();
+        let last = t.with_timezone(&tz).date_naive() + chrono::Days::new(2);
+        let mut day = Some(last).filter(|d| self.cron.date_matches(*d));
+        day = day.or_else(|| self.cron.prev_day(last));
+        while let Some(d) = day {
+            let at = |k: usize| self.cron.at(d, k, tz);
+            let hi = if at(n - 1) < t {
+                n
+            } else {
+                partition(n, |k| at(k) < t)
+            };
+            if hi > 0 {
+                if at(hi - 1) <= limit {
+                    return Some(at(hi - 1));
+                }
+                if let Some(k) = self.break_in(start, d, (0, hi), false, tz) {
+                    return Some(at(k));
+                }
+            }
+            day = self.cron.prev_day(d);
+        }
+        None
+    }
 }
 
 const ONE_SECOND: Duration = Duration::seconds(1);
@@ -123,6 +267,53 @@ impl Schedule {
                 breaks,
                 always_open,
             },
+            end_cron: None,
+        }
+    }
+
+    /// A recurring schedule whose windows start at each start of `cron` and end at the first
+    /// instant of `end_cron` strictly after it, both read in `tz` (see [`EndCron`]).
+    pub fn recurring_until(cron: CronExpr, end_cron: CronExpr, tz: Tz) -> Schedule {
+        let only: Arc<[u32]> = (0..end_cron.times().len())
+            .filter(|&k| cron.times().binary_search(&end_cron.times()[k]).is_err())
+            .map(|k| k as u32)
+            .collect();
+        let from = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single();
+        let first = from.and_then(|t| cron.next_after(t, chrono_tz::UTC));
+        let end = first.and_then(|s| Some(end_cron.next_after(s, chrono_tz::UTC)? - s));
+        Schedule::Recurring {
+            cron,
+            duration: end.unwrap_or(ONE_SECOND),
+            tz,
+            merge: Merge {
+                breaks: Arc::from([]),
+                always_open: false,
+            },
+            end_cron: Some(Arc::new(EndCron {
+                cron: end_cron,
+                only,
+            })),
+        }
+    }
+
+    /// With `end_cron`: the merged window of the instance that starts at `s`.
+    fn until_window(&self, s: DateTime<Utc>) -> Window {
+        let Schedule::Recurring {
+            cron,
+            tz,
+            end_cron: Some(end),
+            ..
+        } = self
+        else {
+            return Window { start: s, end: s };
+        };
+        let from = end.break_before(cron, s, s - MERGE_HORIZON, *tz);
+        let start = from.and_then(|b| cron.next_after(b, *tz)).unwrap_or(s);
+        let to = end.break_after(cron, s, s + MERGE_HORIZON, *tz);
+        let end = to.or_else(|| end.cron.next_after(s, *tz));
+        Window {
+            start: start.min(s),
+            end: end.unwrap_or(s + MERGE_HORIZON),
         }
     }
 
@@ -130,6 +321,19 @@ impl Schedule {
     pub fn window_at(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => w.contains(t).then_some(*w),
+            Schedule::Recurring {
+                cron,
+                tz,
+                end_cron: Some(end),
+                ..
+            } => {
+                let s = cron.prev_at_or_before(t, *tz)?;
+                // Ends never decrease with the start: only the latest start can cover t.
+                if t >= end.cron.next_after(s, *tz)? {
+                    return None;
+                }
+                Some(self.until_window(s))
+            }
             Schedule::Recurring {
                 cron, duration, tz, ..
             } => {
@@ -155,6 +359,7 @@ impl Schedule {
             duration,
             tz,
             merge,
+            ..
         } = self
         else {
             return None;
@@ -166,7 +371,7 @@ impl Schedule {
         let n = cron.times().len();
         // Wall clock minus instant, in seconds: constant unless the offset changes this day.
         let off = |i: usize| {
-            chrono::NaiveDateTime::new(day, cron.times()[i])
+            NaiveDateTime::new(day, cron.times()[i])
                 .and_utc()
                 .timestamp()
                 - at(i).timestamp()
@@ -211,6 +416,7 @@ impl Schedule {
             duration,
             tz,
             merge,
+            ..
         } = self
         else {
             return s;
@@ -253,6 +459,7 @@ impl Schedule {
             duration,
             tz,
             merge,
+            ..
         } = self
         else {
             return s;
@@ -290,11 +497,21 @@ impl Schedule {
 
     /// The window of the first start at or after `t`.
     fn window_from(&self, t: DateTime<Utc>) -> Option<Window> {
-        let Schedule::Recurring { cron, tz, .. } = self else {
+        let Schedule::Recurring {
+            cron, tz, end_cron, ..
+        } = self
+        else {
             return None;
         };
         let (day, k) = cron.next_slot(t - ONE_SECOND, *tz)?;
         let s = cron.at(day, k, *tz);
+        if end_cron.is_some() {
+            // No earlier instance reaches a start at or after the end of the one before it.
+            return Some(Window {
+                start: s,
+                end: self.until_window(s).end,
+            });
+        }
         Some(Window {
             start: s,
             end: self.merged_end(day, k, s),

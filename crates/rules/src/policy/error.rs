@@ -74,7 +74,9 @@ pub enum PolicyErrorKind {
     )]
     BadTime(String),
     /// A freeze that is neither recurring nor one-off, or both.
-    #[error("a freeze is either recurring (cron + duration) or one-off (start + end); {0}")]
+    #[error(
+        "a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); {0}"
+    )]
     FreezeShape(&'static str),
     /// An empty `pipelines` list matches nothing.
     #[error("an empty list matches no pipeline; leave the key out to match all")]

@@ -3,6 +3,7 @@
 mod common;
 mod decisions;
 mod dst;
+mod end_cron;
 mod extremes;
 mod properties;
 mod validation;

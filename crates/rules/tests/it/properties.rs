@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use stopd_rules::{ExecutionFacts, Policy, PolicySpec, Verdict};
 
 /// Zones, each with the instants of its 2026 DST changes (UTC has an ordinary day).
-const ZONES: [(&str, [&str; 2]); 5] = [
+pub(crate) const ZONES: [(&str, [&str; 2]); 5] = [
     ("UTC", ["2026-06-15T12:00:00Z", "2026-12-31T23:00:00Z"]),
     (
         "America/New_York",
@@ -37,18 +37,18 @@ const ZONES: [(&str, [&str; 2]); 5] = [
 ];
 
 #[derive(Debug, Clone)]
-struct CronGen {
-    minutes: Vec<u32>,
-    hours: Vec<u32>,
-    dom: Option<Vec<u32>>,
-    months: Option<Vec<u32>>,
-    dow: Option<Vec<u32>>,
-    dow_names: bool,
-    sunday_as_7: bool,
+pub(crate) struct CronGen {
+    pub(crate) minutes: Vec<u32>,
+    pub(crate) hours: Vec<u32>,
+    pub(crate) dom: Option<Vec<u32>>,
+    pub(crate) months: Option<Vec<u32>>,
+    pub(crate) dow: Option<Vec<u32>>,
+    pub(crate) dow_names: bool,
+    pub(crate) sunday_as_7: bool,
 }
 
 impl CronGen {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
         let dow = match &self.dow {
             None => "*".to_string(),
@@ -77,7 +77,7 @@ impl CronGen {
     }
 
     /// Vixie semantics, from the generator's own sets.
-    fn matches(&self, t: NaiveDateTime) -> bool {
+    pub(crate) fn matches(&self, t: NaiveDateTime) -> bool {
         let in_set = |s: &Option<Vec<u32>>, v: u32| s.as_ref().is_none_or(|s| s.contains(&v));
         if !self.minutes.contains(&t.minute())
             || !self.hours.contains(&t.hour())
@@ -95,11 +95,11 @@ impl CronGen {
     }
 }
 
-fn set(range: std::ops::Range<u32>, max_len: usize) -> impl Strategy<Value = Vec<u32>> {
+pub(crate) fn set(range: std::ops::Range<u32>, max_len: usize) -> impl Strategy<Value = Vec<u32>> {
     prop::collection::btree_set(range, 1..=max_len).prop_map(|s| s.into_iter().collect())
 }
 
-fn cron_gen() -> impl Strategy<Value = CronGen> {
+pub(crate) fn cron_gen() -> impl Strategy<Value = CronGen> {
     (
         set(0..60, 3),
         // Hours 0-3 hold every 2026 DST change of the zones below.
@@ -128,7 +128,7 @@ fn cron_gen() -> impl Strategy<Value = CronGen> {
 }
 
 /// Fire instants (UTC minutes) in `[from, to]` by the wall-clock walk described above.
-fn reference_fires(
+pub(crate) fn reference_fires(
     cron: &CronGen,
     tz: Tz,
     from: DateTime<Utc>,
@@ -183,7 +183,7 @@ fn grace_line(minutes: i64) -> String {
     }
 }
 
-fn zone_and_anchor() -> impl Strategy<Value = (&'static str, &'static str)> {
+pub(crate) fn zone_and_anchor() -> impl Strategy<Value = (&'static str, &'static str)> {
     (prop::sample::select(ZONES.to_vec()), any::<bool>())
         .prop_map(|((zone, anchors), second)| (zone, anchors[usize::from(second)]))
 }

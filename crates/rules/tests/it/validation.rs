@@ -74,11 +74,11 @@ fn each_validation_error_names_where_and_what() {
         ),
         (
             "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"",
-            "freeze[0].duration: a freeze is either recurring (cron + duration) or one-off (start + end); cron needs duration",
+            "freeze[0].duration: a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); cron needs duration",
         ),
         (
             "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"1h\"\nstart = \"2026-01-01\"\nend = \"2026-01-02\"",
-            "freeze[0]: a freeze is either recurring (cron + duration) or one-off (start + end); this one mixes both",
+            "freeze[0]: a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); this one mixes both",
         ),
         (
             "[[freeze]]\nname = \"w\"\ncron = \"0 0 * * *\"\nduration = \"1h\"\npipelines = [\"prod-[a\"]",
