@@ -29,6 +29,16 @@ fn describe(rule: &Rule) -> String {
     match &rule.trigger {
         Trigger::Freeze { schedule, grace } => {
             let mut s = match schedule {
+                stopd_rules::Schedule::Recurring {
+                    cron,
+                    end_cron: Some(end),
+                    ..
+                } => format!(
+                    "every \"{}\" until \"{}\" ({})",
+                    cron.source(),
+                    end.cron().source(),
+                    rule.timezone
+                ),
                 stopd_rules::Schedule::Recurring { cron, duration, .. } => format!(
                     "every \"{}\" ({}) for {}",
                     cron.source(),
@@ -386,5 +396,21 @@ mod tests {
         let p = stopd_rules::Place::new(Some(&["payments-*".to_string()]), None).unwrap();
         assert_eq!(place(&p), "; in accounts payments-*");
         assert_eq!(place(&stopd_rules::Place::default()), "");
+    }
+
+    /// A freeze that ends on a wall-clock `end_cron` reads as such, not as the length of its
+    /// first window.
+    #[test]
+    fn a_freeze_with_a_wall_clock_end_says_until_when() {
+        let spec: stopd_rules::PolicySpec = toml::from_str(
+            "[[freeze]]\nname = \"weekend\"\ncron = \"0 18 * * FRI\"\n\
+             end_cron = \"0 6 * * MON\"\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        let policy = stopd_rules::Policy::compile(&spec).unwrap();
+        assert_eq!(
+            describe(&policy.rules()[0]),
+            "every \"0 18 * * FRI\" until \"0 6 * * MON\" (Europe/Berlin)"
+        );
     }
 }
