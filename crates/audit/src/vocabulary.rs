@@ -194,15 +194,15 @@ impl ReportOutcome {
     /// CLI that lists [`ReportOutcome::ALL`] as its possible values).
     pub fn help(self) -> &'static str {
         match self {
-            ReportOutcome::Stopped => "The API accepted the stop.",
-            ReportOutcome::AlreadyStopping => "A stop was already under way (done, not an error).",
-            ReportOutcome::NotStoppable => "It finished first (done, not an error).",
-            ReportOutcome::PipelineNotFound => "The pipeline does not exist.",
-            ReportOutcome::Rejected => "The API refused it for good (validation, permissions).",
-            ReportOutcome::Failed => "Retries or the deadline ran out.",
-            ReportOutcome::DryRun => "Decided and recorded; never sent.",
+            ReportOutcome::Stopped => "The API accepted the stop",
+            ReportOutcome::AlreadyStopping => "A stop was already under way (done, not an error)",
+            ReportOutcome::NotStoppable => "It finished first (done, not an error)",
+            ReportOutcome::PipelineNotFound => "The pipeline does not exist",
+            ReportOutcome::Rejected => "The API refused it for good (validation, permissions)",
+            ReportOutcome::Failed => "Retries or the deadline ran out",
+            ReportOutcome::DryRun => "Decided and recorded; never sent",
             ReportOutcome::Pending => {
-                "Recorded, outcome not yet known (a stop in flight, or one a crash interrupted)."
+                "Recorded, outcome not yet known (a stop in flight, or one a crash interrupted)"
             }
         }
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use stopd_audit::{AuditRecord, ReportFilter, Store};
+use stopd_audit::{AuditRecord, ReportFilter, ReportOutcome, Store};
 
 use crate::cli::common::{TzArg, unknown_rule, write_rows};
 use crate::cli::output::{Columns, Format, OutputArgs};
@@ -50,8 +50,8 @@ pub(super) struct ReportArgs {
     #[arg(long, value_name = "GLOB", conflicts_with_all = ["sweeps", "events", "coverage"])]
     region: Option<String>,
     /// Outcome of the stop.
-    #[arg(long, value_name = "O", value_enum, conflicts_with_all = ["sweeps", "gates"])]
-    outcome: Option<OutcomeArg>,
+    #[arg(long, value_name = "O", value_parser = outcome_values(), conflicts_with_all = ["sweeps", "gates"])]
+    outcome: Option<ReportOutcome>,
     #[command(flatten)]
     output: OutputArgs,
     /// Counts by rule, pipeline, outcome and day instead of records.
@@ -81,42 +81,17 @@ pub(super) struct ReportArgs {
     tz: TzArg,
 }
 
-/// Every outcome a stop in the audit log can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum OutcomeArg {
-    /// The API accepted the stop.
-    Stopped,
-    /// A stop was already under way (done, not an error).
-    AlreadyStopping,
-    /// It finished first (done, not an error).
-    NotStoppable,
-    /// The pipeline does not exist.
-    PipelineNotFound,
-    /// The API refused it for good (validation, permissions).
-    Rejected,
-    /// Retries or the deadline ran out.
-    Failed,
-    /// Decided and recorded; never sent.
-    DryRun,
-    /// Recorded, outcome not yet known (a stop in flight, or one a crash interrupted).
-    Pending,
-}
-
-impl OutcomeArg {
-    /// The name in the audit log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeArg::Stopped => "stopped",
-            OutcomeArg::AlreadyStopping => "already_stopping",
-            OutcomeArg::NotStoppable => "not_stoppable",
-            OutcomeArg::PipelineNotFound => "pipeline_not_found",
-            OutcomeArg::Rejected => "rejected",
-            OutcomeArg::Failed => "failed",
-            OutcomeArg::DryRun => "dry_run",
-            OutcomeArg::Pending => "pending",
-        }
-    }
+/// `--outcome`: every outcome a stop in the audit log can have (the audit vocabulary's, with
+/// its words for each).
+fn outcome_values() -> impl clap::builder::TypedValueParser<Value = ReportOutcome> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        ReportOutcome::ALL
+            .iter()
+            .map(|&o| o)
+            .map(|o| PossibleValue::new(o.as_str()).help(o.help())),
+    )
+    .try_map(|name| name.parse::<ReportOutcome>())
 }
 
 /// A `report --summary` record: stops sent and dry runs (decided, recorded, never sent) apart.
@@ -474,25 +449,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_outcome_of_the_schema_is_a_report_filter() {
-        use clap::ValueEnum;
-        let names: Vec<&str> = OutcomeArg::value_variants()
-            .iter()
-            .map(|o| o.as_str())
-            .collect();
-        let migration = include_str!("../../../../migrations/20261126000001_audit.sql");
-        let check = migration
-            .split("outcome     TEXT    NOT NULL CHECK (outcome IN (")
-            .nth(1)
-            .and_then(|rest| rest.split("))").next())
-            .expect("the outcome CHECK of stop_outcomes");
-        for o in check.split(',').map(|o| o.trim().trim_matches('\'')) {
-            assert!(names.contains(&o), "{o:?} missing from report --outcome");
+    fn every_outcome_of_the_vocabulary_is_a_report_filter_and_nothing_else() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Report {
+            #[command(flatten)]
+            args: ReportArgs,
         }
-        assert!(names.contains(&"pending"));
-        for o in OutcomeArg::value_variants() {
-            let v = o.to_possible_value().unwrap();
-            assert_eq!(v.get_name(), o.as_str());
+        for &o in stopd_audit::ReportOutcome::ALL {
+            let r = Report::try_parse_from(["report", "--outcome", o.as_str()]).unwrap();
+            assert_eq!(r.args.outcome, Some(o));
         }
+        let e = Report::try_parse_from(["report", "--outcome", "stop"]).unwrap_err();
+        assert!(e.to_string().contains("possible values: stopped,"), "{e}");
     }
 }
