@@ -88,7 +88,7 @@ fn outcome_values() -> impl clap::builder::TypedValueParser<Value = ReportOutcom
     PossibleValuesParser::new(
         ReportOutcome::ALL
             .iter()
-            .map(|&o| o)
+            .copied()
             .map(|o| PossibleValue::new(o.as_str()).help(o.help())),
     )
     .try_map(|name| name.parse::<ReportOutcome>())
@@ -456,7 +456,7 @@ mod tests {
             #[command(flatten)]
             args: ReportArgs,
         }
-        for &o in stopd_audit::ReportOutcome::ALL {
+        for &o in ReportOutcome::ALL {
             let r = Report::try_parse_from(["report", "--outcome", o.as_str()]).unwrap();
             assert_eq!(r.args.outcome, Some(o));
         }
