@@ -35,7 +35,7 @@ fn granted() -> BTreeSet<String> {
 
 /// Every operation name passed to the engine's one call path, `.call("Operation", ...)`.
 fn called_in_code() -> BTreeSet<String> {
-    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
