@@ -16,14 +16,17 @@ use stopd_audit::coverage::{self, WindowCoverage};
 /// `stopd verify`: exit 0 printing the record count and the head hash when the chain is
 /// intact; exit 1 naming the first record altered, removed or inserted (and every table that
 /// lost its append-only triggers).
-pub async fn verify(cfg: &Config, digests: Option<(&Path, &Path)>) -> Result<ExitCode> {
+pub async fn verify(
+    cfg: &Config,
+    digests: Option<(&Path, &Path)>,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
     let store = Store::open_read_only(&cfg.daemon.database).await?;
     let checked = async {
         let mut v = store.verify().await?;
         let mut read = None;
         if let Some((dir, key)) = digests {
             let running = crate::cli::status::daemon_running(&cfg.daemon.database).0;
-            let now = Utc::now();
             let c = stopd_audit::digest::check(&store, dir, key, v.head_seq, running, now).await?;
             v.problems.extend(c.problems);
             read = Some((c.read, c.uncovered));

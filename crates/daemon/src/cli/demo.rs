@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+
 use stopd_emulator::{Clock, Emulator, EmulatorConfig, Fixture};
 use stopd_rules::Verdict;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,7 @@ const DEMO_TOML: &str = include_str!("../../../../config/demo.toml");
 const DEMO_FLEET: &str = include_str!("../../../../config/demo-fleet.json");
 
 /// Runs the demo.
-pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) -> Result<ExitCode> {
     let emulator = Emulator::new(EmulatorConfig {
         clock: Clock::scaled(1.0),
         ..EmulatorConfig::default()
@@ -72,7 +72,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
     )?;
 
     let store = Store::open(&cfg.daemon.database).await?;
-    let started = Utc::now();
+    let started = clock.now();
     let earlier = store.report(&ReportFilter::default()).await?.len();
     let cores = crate::runtime::targets::build(&cfg, CancellationToken::new()).await;
 
@@ -87,7 +87,7 @@ pub async fn demo(database: Option<PathBuf>) -> Result<ExitCode> {
                 e.explain()
             );
         }
-        let now = Utc::now();
+        let now = clock.now();
         let facts = sweep::facts(&found.executions);
         let policy = cfg.policy.for_place(core.account(), core.region());
         let verdicts = policy.decide(now, &facts, &[]);

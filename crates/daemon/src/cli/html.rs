@@ -77,9 +77,9 @@ pub async fn report(
     cfg: &Config,
     store: &Store,
     p: &Page<'_>,
+    now: DateTime<Utc>,
     out: &mut impl Write,
 ) -> Result<ExitCode> {
-    let now = Utc::now();
     let until = p.until.unwrap_or(now).min(now);
     let since = p.since.unwrap_or(now - chrono::Duration::days(30));
     let show = |t: &str| match (p.tz, parse_ts(t)) {

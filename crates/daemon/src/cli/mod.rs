@@ -327,7 +327,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 ),
                 _ => {}
             }
-            demo::demo(a.database).await
+            demo::demo(a.database, clock).await
         }
         Command::Completions(a) => completions::run(&a, Cli::command()),
         Command::Man(a) => man::run(&a, Cli::command()),
@@ -351,19 +351,13 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 Command::Run(a) => run::run(cfg, &a).await,
                 Command::Check => check::run(cfg, clock).await,
                 Command::Status(a) => {
-                    status::command(
-                        &cfg,
-                        a.format == StatusFormat::Json,
-                        a.tz.tz,
-                        &crate::clock::SystemClock,
-                    )
-                    .await
+                    status::command(&cfg, a.format == StatusFormat::Json, a.tz.tz, clock).await
                 }
                 Command::Plan(a) => plan::run(&cfg, a, clock).await,
                 Command::Windows(a) => windows::run(&cfg, a, clock).await,
                 Command::Stop(a) => stop::run(&cfg, &a).await,
                 Command::Report(a) => report::run(&cfg, a, clock).await,
-                Command::Verify(a) => verify::run(&cfg, &a).await,
+                Command::Verify(a) => verify::run(&cfg, &a, clock).await,
                 Command::Exempt(c) => exempt::run(&cfg, c, clock).await,
                 Command::Freeze(c) => freeze::run(&cfg, c, clock).await,
                 Command::Demo(_) | Command::Completions(_) | Command::Man(_) => {

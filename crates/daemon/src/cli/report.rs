@@ -158,7 +158,7 @@ pub(super) async fn run(cfg: &Config, args: ReportArgs, clock: &dyn Clock) -> Re
             rule: q.rule.as_deref(),
             tz: q.output.tz,
         };
-        return crate::cli::html::report(cfg, &store, &page, &mut out).await;
+        return crate::cli::html::report(cfg, &store, &page, now, &mut out).await;
     }
     if q.coverage {
         let c = crate::cli::auditor::CoverageQuery {

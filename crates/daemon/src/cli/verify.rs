@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use crate::clock::Clock;
 use crate::config::Config;
 
 pub(super) const VERIFY_EXAMPLES: &str = "\
@@ -29,7 +30,7 @@ pub(super) struct VerifyArgs {
 }
 
 /// `stopd verify`.
-pub(super) async fn run(cfg: &Config, args: &VerifyArgs) -> Result<ExitCode> {
+pub(super) async fn run(cfg: &Config, args: &VerifyArgs, clock: &dyn Clock) -> Result<ExitCode> {
     let digests = args.digests.as_deref().zip(args.public_key.as_deref());
-    crate::cli::auditor::verify(cfg, digests).await
+    crate::cli::auditor::verify(cfg, digests, clock.now()).await
 }
