@@ -2,6 +2,7 @@
 //! HTTP, with real SQLite files. One test binary for the crate (link time on 2 cores).
 
 mod accounts;
+mod adhoc_cli;
 mod audit;
 mod cli;
 mod cli_consistency;
