@@ -478,12 +478,12 @@ fn after_a_suspend_past_an_edge_the_scheduler_sweeps_at_once() {
     let suspend = TimeDelta::hours(1);
     let swept = rig.schedule(
         t0(),
-        vec![Step::Wait(62), Step::Jump(suspend), Step::Wait(60)],
+        vec![Step::Wait(66), Step::Jump(suspend), Step::Wait(60)],
     );
     assert_eq!(swept.len(), 2, "{swept:?}");
     assert_eq!(swept[0], (t0(), "startup", true));
     let (woke, why, ok) = swept[1];
-    let resumed = t0() + secs(62) + suspend;
+    let resumed = t0() + secs(66) + suspend;
     assert!(
         woke >= resumed && woke <= resumed + secs(5),
         "swept at {woke}, within a nap (5 s of the clock's time) of the resume at {resumed}"
