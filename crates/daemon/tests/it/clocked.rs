@@ -196,13 +196,12 @@ impl Rig {
         r
     }
 
-    /// The InProgress execution of `pipeline` (the newest if there are several).
+    /// The InProgress execution of `pipeline`.
     fn in_progress(&self, pipeline: &str) -> String {
         self.emulator
             .executions(pipeline)
             .into_iter()
-            .filter(|e| e.status == "InProgress")
-            .last()
+            .find(|e| e.status == "InProgress")
             .expect("an InProgress execution")
             .id
     }
@@ -251,8 +250,7 @@ impl Rig {
             task.abort();
             drop(tx);
         });
-        let swept = log.lock().unwrap().clone();
-        swept
+        log.lock().unwrap().clone()
     }
 }
 
