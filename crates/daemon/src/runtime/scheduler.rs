@@ -10,7 +10,7 @@
 //! keeps answering events and the watchdog.
 //!
 //! Everything outside comes in through [`Event`]s and the [`Sweeps`] trait, and time through a
-//! [`Clock`], so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
+//! [`Clock`](crate::clock::Clock), so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
 
 use crate::clock::SharedClock;
 use std::future::Future;

@@ -1,11 +1,13 @@
 //! One sweep: discover, decide, stop (bounded concurrency), record, in every account and
 //! region at once, at the instant the [`Clock`](crate::clock::Clock) it is handed says.
 //!
-//! - [`execute`]: deciding stops ([`plan`]) and making one ([`execute::execute`]): the one path every
-//!   stop takes (policy, escalation or `stopd stop`).
-//! - [`reconcile`]: what is recorded against what is running: pending stops resolved at
-//!   start-up, stop-and-wait stops escalated to abandon.
+//! - [`execute`](mod@execute): deciding stops ([`plan`]) and making one
+//!   ([`execute::execute`]), the one path every stop takes (policy, escalation or `stopd stop`).
+//! - [`reconcile`](mod@reconcile): what is recorded against what is running: pending stops
+//!   resolved at start-up, stop-and-wait stops escalated to abandon.
 //! - [`summary`]: what a sweep did ([`SweepSummary`]), and whether it was good.
+//!
+//! The imports run one way: `summary` and `reconcile` use `execute`; this module uses all three.
 
 pub mod execute;
 pub mod reconcile;
