@@ -133,6 +133,7 @@ pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) ->
         store: store.clone(),
         concurrency: cfg.daemon.stop_concurrency,
         draining: CancellationToken::new(),
+        clock: crate::clock::system(),
     };
     let summary = sweeper
         .sweep(Arc::clone(&cfg.policy), "demo", false)

@@ -69,6 +69,7 @@ pub(super) async fn run(cfg: &Config, args: &StopArgs) -> Result<ExitCode> {
     let done = sweep::execute(
         core,
         &store,
+        &crate::clock::SystemClock,
         None,
         Planned {
             pipeline: pipeline.into(),

@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 
 use stopd_audit::{GateAction, GateOutcome, LastGate, NewGate, Store};
 
+use crate::clock::SharedClock;
+
 /// What the gate phase of a sweep did.
 #[derive(Debug, Clone, Default)]
 pub struct GateSummary {
@@ -102,6 +104,7 @@ impl Action<'_> {
 pub async fn reconcile(
     core: &Core,
     store: &Store,
+    clock: &SharedClock,
     policy: &Arc<Policy>,
     extra: &Arc<Vec<Exemption>>,
     mut pipelines: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -127,25 +130,20 @@ pub async fn reconcile(
     loop {
         while tasks.len() < concurrency.max(1) && !stopping {
             let Some(p) = queue.pop_front() else { break };
-            let (core, store, policy, extra, last) = (
+            let (core, store, clock, policy, extra, last) = (
                 core.clone(),
                 store.clone(),
+                SharedClock::clone(clock),
                 Arc::clone(policy),
                 Arc::clone(extra),
                 Arc::clone(&last),
             );
+            // Each pipeline is gated by the time it is acted on (a sweep may outlast an edge).
+            let now = clock.now();
             tasks.spawn(async move {
                 let mut one = GateSummary::default();
                 let r = pipeline_gates(
-                    &core,
-                    &store,
-                    &policy,
-                    &extra,
-                    &last,
-                    &p,
-                    Utc::now(),
-                    sweep_id,
-                    dry_run,
+                    &core, &store, &clock, &policy, &extra, &last, &p, now, sweep_id, dry_run,
                     &mut one,
                 )
                 .await;
@@ -175,7 +173,7 @@ pub async fn reconcile(
                 Some(p) => {
                     let wanted = held.contains(&p)
                         || (policy.has_gates()
-                            && !policy.gates(Utc::now(), &p, &core.tags_of(&p), extra).is_empty());
+                            && !policy.gates(clock.now(), &p, &core.tags_of(&p), extra).is_empty());
                     if wanted && seen.insert(p.clone()) {
                         queue.push_back(p);
                     }
@@ -207,6 +205,7 @@ pub async fn reconcile(
 async fn pipeline_gates(
     core: &Core,
     store: &Store,
+    clock: &SharedClock,
     policy: &Policy,
     extra: &[Exemption],
     last: &HashMap<(String, String), LastGate>,
@@ -234,7 +233,7 @@ async fn pipeline_gates(
                     store
                         .gate_outcome(
                             id,
-                            Utc::now(),
+                            clock.now(),
                             GateOutcome::PipelineNotFound,
                             Some(&e.to_string()),
                         )
@@ -276,11 +275,16 @@ async fn pipeline_gates(
         {
             continue;
         }
-        let (core, store, pipeline) = (core.clone(), store.clone(), pipeline.to_string());
+        let (core, store, clock, pipeline) = (
+            core.clone(),
+            store.clone(),
+            SharedClock::clone(clock),
+            pipeline.to_string(),
+        );
         tasks.spawn(async move {
             let mut out = GateSummary::default();
             let r = stage_gate(
-                &core, &store, &st, prev, want, &pipeline, now, sweep_id, dry_run, &mut out,
+                &core, &store, &clock, &st, prev, want, &pipeline, now, sweep_id, dry_run, &mut out,
             )
             .await;
             (r, out)
@@ -303,6 +307,7 @@ async fn pipeline_gates(
 async fn stage_gate(
     core: &Core,
     store: &Store,
+    clock: &SharedClock,
     st: &StageGate,
     mut prev: Option<LastGate>,
     want: Option<(String, String)>,
@@ -329,7 +334,7 @@ async fn stage_gate(
         store
             .gate_outcome(
                 p.id,
-                Utc::now(),
+                clock.now(),
                 outcome,
                 Some("resolved at start-up from the transition's state"),
             )
@@ -342,6 +347,7 @@ async fn stage_gate(
             let closed = close(
                 core,
                 store,
+                clock,
                 st,
                 prev.as_ref(),
                 pipeline,
@@ -362,7 +368,10 @@ async fn stage_gate(
         }
         None if held_by_us => {
             let prev = prev.as_ref().expect("held");
-            open(core, store, st, prev, pipeline, now, sweep_id, dry_run, out).await?;
+            open(
+                core, store, clock, st, prev, pipeline, now, sweep_id, dry_run, out,
+            )
+            .await?;
         }
         None => {}
     }
@@ -375,6 +384,7 @@ async fn stage_gate(
 async fn close(
     core: &Core,
     store: &Store,
+    clock: &SharedClock,
     st: &StageGate,
     prev: Option<&LastGate>,
     pipeline: &str,
@@ -406,7 +416,7 @@ async fn close(
                     st.last_changed_by.as_deref().unwrap_or("someone else")
                 );
                 store
-                    .gate_outcome(id, Utc::now(), GateOutcome::LeftAlone, Some(&note))
+                    .gate_outcome(id, clock.now(), GateOutcome::LeftAlone, Some(&note))
                     .await?;
                 false
             }
@@ -424,7 +434,7 @@ async fn close(
                     st.last_changed_by.as_deref().unwrap_or("someone else")
                 );
                 store
-                    .gate_outcome(id, Utc::now(), GateOutcome::AlreadyDisabled, Some(&note))
+                    .gate_outcome(id, clock.now(), GateOutcome::AlreadyDisabled, Some(&note))
                     .await?;
                 false
             }
@@ -436,7 +446,7 @@ async fn close(
         }
         let id = store.gate_intent(now, sweep_id, &a.row(), true).await?;
         store
-            .gate_outcome(id, Utc::now(), GateOutcome::DryRun, None)
+            .gate_outcome(id, clock.now(), GateOutcome::DryRun, None)
             .await?;
         out.closed += 1;
         return Ok(false);
@@ -448,7 +458,7 @@ async fn close(
     {
         Ok(()) => {
             store
-                .gate_outcome(id, Utc::now(), GateOutcome::Done, None)
+                .gate_outcome(id, clock.now(), GateOutcome::Done, None)
                 .await?;
             tracing::info!(pipeline, stage = %st.stage, rule, "gate closed");
             out.closed += 1;
@@ -461,7 +471,7 @@ async fn close(
                 GateOutcome::Failed
             };
             store
-                .gate_outcome(id, Utc::now(), outcome, Some(&e.to_string()))
+                .gate_outcome(id, clock.now(), outcome, Some(&e.to_string()))
                 .await?;
             out.failures
                 .push(format!("{pipeline} {}: {}", st.stage, e.explain()));
@@ -476,6 +486,7 @@ async fn close(
 async fn open(
     core: &Core,
     store: &Store,
+    clock: &SharedClock,
     st: &StageGate,
     prev: &LastGate,
     pipeline: &str,
@@ -501,14 +512,14 @@ async fn open(
             format!("its disabled reason was changed to {found:?}: left to whoever changed it")
         };
         store
-            .gate_outcome(id, Utc::now(), GateOutcome::LeftAlone, Some(&note))
+            .gate_outcome(id, clock.now(), GateOutcome::LeftAlone, Some(&note))
             .await?;
         return Ok(());
     }
     let id = store.gate_intent(now, sweep_id, &a.row(), dry_run).await?;
     if dry_run {
         store
-            .gate_outcome(id, Utc::now(), GateOutcome::DryRun, None)
+            .gate_outcome(id, clock.now(), GateOutcome::DryRun, None)
             .await?;
         return Ok(());
     }
@@ -518,14 +529,14 @@ async fn open(
     {
         Ok(()) => {
             store
-                .gate_outcome(id, Utc::now(), GateOutcome::Done, None)
+                .gate_outcome(id, clock.now(), GateOutcome::Done, None)
                 .await?;
             tracing::info!(pipeline, stage = %st.stage, "gate opened");
             out.opened += 1;
         }
         Err(e) => {
             store
-                .gate_outcome(id, Utc::now(), GateOutcome::Failed, Some(&e.to_string()))
+                .gate_outcome(id, clock.now(), GateOutcome::Failed, Some(&e.to_string()))
                 .await?;
             out.failures
                 .push(format!("{pipeline} {}: {}", st.stage, e.explain()));

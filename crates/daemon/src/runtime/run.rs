@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::SystemClock;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::runtime::scheduler::{BoxFuture, Event, Scheduler, Sweeps, notify};
 use crate::runtime::sweep::{self, SweepSummary, Sweeper};
@@ -156,7 +156,7 @@ impl Sweeps for Live {
             }
             self.sweeper.concurrency = n.stop_concurrency;
             // Quiet sweeps are folded as long as they come within the new schedule's gap.
-            let interval = new.daemon.interval(chrono::Utc::now());
+            let interval = new.daemon.interval(self.sweeper.clock.now());
             let gap = interval * 2 + stopd_audit::coverage::MARGIN;
             if let Ok(gap) = gap.to_std()
                 && let Err(e) = self.sweeper.store.compact_quiet_sweeps(gap).await
@@ -167,7 +167,7 @@ impl Sweeps for Live {
                 &self.sweeper.store,
                 new,
                 "reload",
-                chrono::Utc::now(),
+                self.sweeper.clock.now(),
             )
             .await
             {
@@ -258,8 +258,14 @@ pub enum Ran {
     Once(Box<SweepSummary>),
 }
 
-/// `stopd run [--once] [--dry-run]`.
+/// `stopd run [--once] [--dry-run]`, on the system's clock.
 pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
+    run_on(cfg, once, dry_run, crate::clock::system()).await
+}
+
+/// `stopd run [--once] [--dry-run]` on `clock`: the scheduler, every sweep, and the lifecycle
+/// events (start, stop) tell time by it.
+pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) -> Result<Ran> {
     // Held until this function returns (and by the kernel until the process ends).
     let _lock = crate::runtime::lock::acquire(&cfg.daemon.database)?;
     let store = Store::open(&cfg.daemon.database).await?;
@@ -269,7 +275,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     let (tx, mut events) = mpsc::unbounded_channel();
     watch_signals(tx.clone())?;
 
-    let (resolved, left) = sweep::reconcile(&cores, &store).await?;
+    let (resolved, left) = sweep::reconcile(&cores, &store, &clock).await?;
     if resolved + left > 0 {
         tracing::info!(resolved, left, "pending stops from an earlier run");
     }
@@ -279,6 +285,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
             store: store.clone(),
             concurrency: cfg.daemon.stop_concurrency,
             draining: draining.clone(),
+            clock: SharedClock::clone(&clock),
         },
         core_cancel: core_cancel.clone(),
     };
@@ -294,20 +301,24 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
         tracing::warn!("{w}");
     }
 
-    crate::runtime::status::record_policy_load(&store, &cfg, "start", chrono::Utc::now()).await?;
+    crate::runtime::status::record_policy_load(&store, &cfg, "start", clock.now()).await?;
     // Notifications: delivered from the audit log by their own tasks (never by a sweep).
     let notify_stop = CancellationToken::new();
     // Targets are registered before anything is recorded: what the start finds (`unwatched`),
     // and the stops of a first `run --once`, go to a target configured with it (registered
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
-    crate::runtime::notify::register(&store, &cfg.notify, &SystemClock).await?;
+    crate::runtime::notify::register(&store, &cfg.notify, clock.as_ref()).await?;
     if once {
         return run_once(&cfg, &live, &mut events, dry_run, &store)
             .await
             .map(|s| Ran::Once(Box::new(s)));
     }
-    let deliveries =
-        crate::runtime::notify::spawn(&store, &cfg.notify, &notify_stop, crate::clock::system());
+    let deliveries = crate::runtime::notify::spawn(
+        &store,
+        &cfg.notify,
+        &notify_stop,
+        SharedClock::clone(&clock),
+    );
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
@@ -330,7 +341,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     };
     let started = store
         .record_start(
-            chrono::Utc::now(),
+            clock.now(),
             env!("CARGO_PKG_VERSION"),
             hash.as_deref(),
             &windows,
@@ -352,15 +363,15 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     }
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
-    let interval = cfg.daemon.interval(chrono::Utc::now());
+    let interval = cfg.daemon.interval(clock.now());
     let gap = interval * 2 + stopd_audit::coverage::MARGIN;
     store.compact_quiet_sweeps(gap.to_std()?).await?;
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {
+        let now = SharedClock::clone(&clock);
         d.clone()
-            .spawn_hourly(store.clone(), digests_stop.clone(), chrono::Utc::now);
+            .spawn_hourly(store.clone(), digests_stop.clone(), move || now.now());
     }
-    let clock: Arc<dyn crate::clock::Clock> = Arc::new(SystemClock);
     let metrics = match cfg.metrics {
         Some(addr) => {
             let listener = crate::runtime::metrics::bind(addr).await?;
@@ -385,7 +396,7 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
         NotifyState::Ready,
         NotifyState::Status("started; first sweep running"),
     ]);
-    let mut scheduler = Scheduler::new(Arc::new(cfg), live, clock, dry_run);
+    let mut scheduler = Scheduler::new(Arc::new(cfg), live, SharedClock::clone(&clock), dry_run);
     scheduler.metrics = metrics;
     scheduler.run(events).await;
     if let Err(e) = store.flush_sweep_run().await {
@@ -394,12 +405,12 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
     if let Err(e) = store.record_unrecorded().await {
         tracing::error!(error = %format!("{e:#}"), "outcomes of stops made could not be recorded; the next start resolves them");
     }
-    if let Err(e) = store.record_stop(chrono::Utc::now()).await {
+    if let Err(e) = store.record_stop(clock.now()).await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the clean stop in the audit log");
     }
     digests_stop.cancel();
     if let Some(d) = &digester {
-        d.write_logged(&store, chrono::Utc::now()).await;
+        d.write_logged(&store, clock.now()).await;
     }
     notify_stop.cancel();
     let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
@@ -464,7 +475,7 @@ async fn run_once(
             store,
             &cfg.notify,
             ONCE_NOTIFY_BOUND,
-            crate::clock::system(),
+            SharedClock::clone(&live.sweeper.clock),
         )
         .await;
     }

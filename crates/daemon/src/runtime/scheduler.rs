@@ -10,9 +10,9 @@
 //! keeps answering events and the watchdog.
 //!
 //! Everything outside comes in through [`Event`]s and the [`Sweeps`] trait, and time through a
-//! [`Clock`], so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
+//! [`Clock`](crate::clock::Clock), so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
 
-use crate::clock::Clock;
+use crate::clock::SharedClock;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -99,7 +99,7 @@ pub struct Scheduler<S: Sweeps> {
     /// Makes sweeps.
     pub sweeps: S,
     /// Time.
-    pub clock: Arc<dyn Clock>,
+    pub clock: SharedClock,
     /// `run --dry-run`.
     pub dry_run_flag: bool,
     /// The next schedule tick.
@@ -154,7 +154,7 @@ fn watchdog_interval() -> Option<Duration> {
 
 impl<S: Sweeps> Scheduler<S> {
     /// A scheduler; the first sweep runs as soon as [`Scheduler::run`] starts.
-    pub fn new(cfg: Arc<Config>, sweeps: S, clock: Arc<dyn Clock>, dry_run_flag: bool) -> Self {
+    pub fn new(cfg: Arc<Config>, sweeps: S, clock: SharedClock, dry_run_flag: bool) -> Self {
         Scheduler {
             cfg,
             sweeps,
@@ -454,6 +454,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::clock::Clock;
     use stopd_audit::SweepResult;
 
     /// Each sweep: when, and why.

@@ -1,11 +1,14 @@
 //! The `stopd` binary, run as users run it, against an in-process `stopd-emulator` over real
-//! HTTP, with real SQLite files. One test binary for the crate (link time on 2 cores).
+//! HTTP, with real SQLite files; and (`clocked`) the daemon's library in-process on a manual
+//! clock. One test binary for the crate (link time on 2 cores).
 
 mod accounts;
+mod adhoc_cli;
 mod audit;
 mod cli;
 mod cli_consistency;
 mod cli_help;
+mod clocked;
 mod common;
 mod config_cli;
 mod cost;
