@@ -18,6 +18,7 @@ pub mod demo;
 mod exempt;
 mod freeze;
 pub mod html;
+pub mod logging;
 pub mod man;
 pub mod output;
 mod plan;
@@ -237,7 +238,7 @@ pub fn main() -> ExitCode {
         INVOCATION.set(given).expect("set once");
     }
     // The demo prints its own story; its logs would only interleave.
-    crate::runtime::run::init_logging(if matches!(cli.command, Command::Demo(_)) {
+    logging::init_logging(if matches!(cli.command, Command::Demo(_)) {
         "warn"
     } else {
         "info"
@@ -355,7 +356,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 }
                 Command::Plan(a) => plan::run(&cfg, a, clock).await,
                 Command::Windows(a) => windows::run(&cfg, a, clock).await,
-                Command::Stop(a) => stop::run(&cfg, &a).await,
+                Command::Stop(a) => stop::run(&cfg, &a, clock).await,
                 Command::Report(a) => report::run(&cfg, a, clock).await,
                 Command::Verify(a) => verify::run(&cfg, &a, clock).await,
                 Command::Exempt(c) => exempt::run(&cfg, c, clock).await,

@@ -48,7 +48,11 @@ pub(super) struct StopArgs {
 }
 
 /// `stopd stop`.
-pub(super) async fn run(cfg: &Config, args: &StopArgs) -> Result<ExitCode> {
+pub(super) async fn run(
+    cfg: &Config,
+    args: &StopArgs,
+    clock: &dyn crate::clock::Clock,
+) -> Result<ExitCode> {
     let (pipeline, execution, abandon, reason) = (
         &*args.pipeline,
         &*args.execution,
@@ -69,7 +73,7 @@ pub(super) async fn run(cfg: &Config, args: &StopArgs) -> Result<ExitCode> {
     let done = sweep::execute(
         core,
         &store,
-        &crate::clock::SystemClock,
+        clock,
         None,
         Planned {
             pipeline: pipeline.into(),
