@@ -16,6 +16,7 @@ mod credentials;
 mod daemon;
 mod disk_full;
 mod gates;
+mod house;
 mod iam;
 mod metrics;
 mod notify;
