@@ -1,12 +1,9 @@
 //! Daemon lifecycle events: start, reload, clean stop, and an unclean stop found at the next
 //! start. Each is an audit record (chained).
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::{LifecycleEvent, ReloadResult, Store, chain, coverage, ts};
 use crate::vocabulary::sql_in;
@@ -15,13 +12,6 @@ use crate::vocabulary::sql_in;
 /// down for a month under an hourly freeze reports its last hundred windows, and says in the
 /// log how many more there were.
 pub const UNWATCHED_MAX: usize = 100;
-
-/// SHA-256 of the policy file's bytes, hex (`None` if it cannot be read).
-pub fn policy_hash(path: &Path) -> Option<String> {
-    std::fs::read(path)
-        .ok()
-        .map(|b| hex::encode(Sha256::digest(&b)))
-}
 
 /// One lifecycle event, as `report --events` prints it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -3,7 +3,7 @@
 //! measurement, run by hand (BENCHMARKS.md), not a test of behaviour:
 //!
 //! ```sh
-//! STOPD_SIM_DAYS=7 cargo test -p stopd --release --locked -- --ignored --nocapture audit_size
+//! STOPD_SIM_DAYS=7 cargo test -p stopd-audit --lib --release --locked -- --ignored --nocapture audit_size
 //! ```
 
 use std::time::Duration;

@@ -162,7 +162,7 @@ pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) ->
             d.planned.execution_id.clone(),
             d.planned.rule.clone(),
             d.planned.mode.as_str().into(),
-            d.outcome.clone(),
+            d.outcome.to_string(),
             now_status.map_or("?", |x| x.status).into(),
         ]);
     }

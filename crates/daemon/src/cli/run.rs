@@ -63,7 +63,7 @@ fn once(summary: &SweepSummary) -> (Vec<String>, ExitCode) {
                 "stopd: not final: {pipeline} {execution} ({}): {why}",
                 d.outcome
             ));
-        } else if d.outcome == "rejected" {
+        } else if d.outcome.is_rejection() {
             lines.push(format!(
                 "stopd: refused: {pipeline} {execution} (rejected): {why}"
             ));
@@ -103,7 +103,7 @@ mod tests {
                 escalate_after: None,
                 escalation_of: None,
             },
-            outcome: outcome.into(),
+            outcome: outcome.parse().unwrap(),
             is_final,
             attempts: 1,
             error: Some(error.into()),

@@ -102,7 +102,10 @@ pub(super) async fn run(
             .map(|e| format!(": {}", output::escape(&e)))
             .unwrap_or_default()
     ))?;
-    Ok(stop_exit_code(done.stop_id.is_some(), &done.outcome))
+    Ok(stop_exit_code(
+        done.stop_id.is_some(),
+        done.outcome.as_str(),
+    ))
 }
 
 /// A pipeline name and an execution id as CodePipeline's model has them (`PipelineName`:

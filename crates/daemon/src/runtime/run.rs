@@ -1,5 +1,5 @@
 //! `stopd run`: wiring the scheduler ([`crate::runtime::scheduler`]) to the world: signals, the
-//! database's change counter, the SDK client, systemd notification, logging.
+//! database's change counter, the SDK client, systemd notification (logging is set up by `crate::cli::logging`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,7 +238,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     // Lifecycle: the start (and an unclean stop of the run before, and the freeze windows that
     // began while no daemon ran: `unwatched`), audited before the first sweep; the clean stop
     // after the last.
-    let hash = stopd_audit::events::policy_hash(&cfg.path);
+    let hash = Some(cfg.policy_hash.clone());
     let policy = Arc::clone(&cfg.policy);
     let windows = move |from, to| {
         policy

@@ -309,7 +309,7 @@ impl<S: Sweeps> Scheduler<S> {
                 }
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
-                let hash = stopd_audit::events::policy_hash(&self.cfg.path);
+                let hash = Some(self.cfg.policy_hash.clone());
                 self.sweeps.reloaded(self.clock.now(), Ok(hash)).await;
                 // A good reload is enforced at once, not at the next tick.
                 self.sweep_now = Some("reload");

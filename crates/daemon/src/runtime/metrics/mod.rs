@@ -354,14 +354,14 @@ impl Metrics {
             self.stops
                 .get_or_create(&StopLabels {
                     rule: d.planned.rule.clone(),
-                    outcome: d.outcome.clone(),
+                    outcome: d.outcome.to_string(),
                 })
                 .inc();
             self.place_stops
                 .get_or_create(&PlaceOutcomeLabels {
                     account: d.account.clone(),
                     region: d.region.clone(),
-                    outcome: d.outcome.clone(),
+                    outcome: d.outcome.to_string(),
                 })
                 .inc();
         }

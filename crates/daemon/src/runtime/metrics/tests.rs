@@ -26,7 +26,7 @@ fn done(rule: &str, outcome: &str) -> Done {
             escalate_after: None,
             escalation_of: None,
         },
-        outcome: outcome.into(),
+        outcome: outcome.parse().unwrap(),
         is_final: outcome != "failed",
         attempts: 1,
         error: None,

@@ -44,8 +44,8 @@ pub struct Done {
     pub stop_id: Option<i64>,
     /// The plan.
     pub planned: Planned,
-    /// Outcome name (`dry_run` included).
-    pub outcome: String,
+    /// The outcome (`dry_run` included).
+    pub outcome: stopd_audit::Outcome,
     /// Whether the outcome is final.
     pub is_final: bool,
     /// Requests sent.
@@ -108,7 +108,7 @@ pub async fn execute(
             return Done {
                 stop_id: None,
                 planned: p,
-                outcome: "failed".into(),
+                outcome: stopd_audit::Outcome::Failed,
                 is_final: false,
                 attempts: 0,
                 error: Some(format!("{e:#}")),
@@ -196,7 +196,7 @@ pub async fn execute(
     Done {
         stop_id: Some(stop_id),
         planned: p,
-        outcome: row.outcome.to_string(),
+        outcome: row.outcome,
         is_final,
         attempts: row.attempts,
         error: row.error,

@@ -216,7 +216,7 @@ impl Sweeper {
                 s.result.error.is_none() && s.denied.is_none() && s.gate_failures == 0
             };
             let rest_ok =
-                panicked == 0 && done.iter().all(|d| d.is_final && d.outcome != "rejected");
+                panicked == 0 && done.iter().all(|d| d.is_final && !d.outcome.is_rejection());
             let place_ok = body
                 .as_ref()
                 .is_ok_and(|s| !s.blind && !s.cut_short && sound(s))

@@ -93,7 +93,7 @@ impl SweepSummary {
             && self.panicked == 0
             && self.audit_error.is_none()
             && self.denied.is_none()
-            && !self.done.iter().any(|d| d.outcome == "rejected")
+            && !self.done.iter().any(|d| d.outcome.is_rejection())
     }
 
     /// The first thing that made this sweep not [`SweepSummary::ok`], in words.
@@ -116,7 +116,7 @@ impl SweepSummary {
         if let Some(d) = self
             .done
             .iter()
-            .find(|d| !d.is_final || d.outcome == "rejected")
+            .find(|d| !d.is_final || d.outcome.is_rejection())
         {
             return Some(format!(
                 "stop of {} {} ended {}: {}",
