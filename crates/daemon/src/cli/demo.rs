@@ -136,7 +136,11 @@ pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) ->
         clock: crate::clock::system(),
     };
     let summary = sweeper
-        .sweep(Arc::clone(&cfg.policy), "demo", false)
+        .sweep(
+            Arc::clone(&cfg.policy),
+            stopd_audit::SweepTrigger::Demo,
+            false,
+        )
         .await?;
     let status = summary.status_line();
     writeln!(

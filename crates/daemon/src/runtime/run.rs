@@ -37,7 +37,7 @@ impl Sweeps for Live {
     fn sweep(
         &self,
         policy: Arc<Policy>,
-        trigger: &'static str,
+        trigger: stopd_audit::SweepTrigger,
         dry_run: bool,
     ) -> BoxFuture<'static, Result<SweepSummary>> {
         let sweeper = self.sweeper.clone();
@@ -343,7 +343,7 @@ async fn run_once(
 ) -> Result<SweepSummary> {
     let mut sweep = tokio::spawn(live.sweep(
         Arc::clone(&cfg.policy),
-        "once",
+        stopd_audit::SweepTrigger::Once,
         dry_run || cfg.daemon.dry_run,
     ));
     let joined = loop {

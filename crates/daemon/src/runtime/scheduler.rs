@@ -12,7 +12,6 @@
 //! Everything outside comes in through [`Event`]s and the [`Sweeps`] trait, and time through a
 //! [`Clock`](crate::clock::Clock), so the loop is tested under `tokio::time::pause` without signals, AWS or waits.
 
-use crate::clock::SharedClock;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,9 +20,12 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sd_notify::NotifyState;
+use stopd_audit::SweepTrigger;
 use stopd_rules::Policy;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::clock::SharedClock;
 
 use crate::config::{self, Config};
 use crate::runtime::sweep::{self, SweepSummary};
@@ -55,7 +57,7 @@ pub trait Sweeps: Send + Sync {
     fn sweep(
         &self,
         policy: Arc<Policy>,
-        trigger: &'static str,
+        trigger: SweepTrigger,
         dry_run: bool,
     ) -> BoxFuture<'static, Result<SweepSummary>>;
 
@@ -113,7 +115,7 @@ pub struct Scheduler<S: Sweeps> {
     /// The policy that sweep decided by (with the ad-hoc freezes then in force), for edges.
     last_policy: Option<Arc<Policy>>,
     /// Sweep as soon as none is running, for this reason (a reload, a database change).
-    sweep_now: Option<&'static str>,
+    sweep_now: Option<SweepTrigger>,
     /// Sweeps failed in a row.
     failures: u32,
     /// After a failure: no sweep before this instant.
@@ -165,7 +167,7 @@ impl<S: Sweeps> Scheduler<S> {
             next_escalation: None,
             last_decided: None,
             last_policy: None,
-            sweep_now: Some("startup"),
+            sweep_now: Some(SweepTrigger::Startup),
             failures: 0,
             retry_at: None,
             metrics: None,
@@ -208,7 +210,7 @@ impl<S: Sweeps> Scheduler<S> {
         }
     }
 
-    fn spawn_sweep(&self, trigger: &'static str) -> JoinHandle<Result<SweepSummary>> {
+    fn spawn_sweep(&self, trigger: SweepTrigger) -> JoinHandle<Result<SweepSummary>> {
         tokio::spawn(
             self.sweeps
                 .sweep(Arc::clone(&self.cfg.policy), trigger, self.dry_run()),
@@ -312,7 +314,7 @@ impl<S: Sweeps> Scheduler<S> {
                 let hash = Some(self.cfg.policy_hash.clone());
                 self.sweeps.reloaded(self.clock.now(), Ok(hash)).await;
                 // A good reload is enforced at once, not at the next tick.
-                self.sweep_now = Some("reload");
+                self.sweep_now = Some(SweepTrigger::Reload);
                 self.retry_at = None;
             }
             Err(e) => {
@@ -355,10 +357,12 @@ impl<S: Sweeps> Scheduler<S> {
                 let (target, why) = self.next_wake(now);
                 if target <= now {
                     let trigger = match why {
-                        Wake::Tick if now - target > chrono::Duration::seconds(2) => "catch-up",
-                        Wake::Tick => "schedule",
-                        Wake::Edge => "edge",
-                        Wake::Retry => "retry",
+                        Wake::Tick if now - target > chrono::Duration::seconds(2) => {
+                            SweepTrigger::CatchUp
+                        }
+                        Wake::Tick => SweepTrigger::Schedule,
+                        Wake::Edge => SweepTrigger::Edge,
+                        Wake::Retry => SweepTrigger::Retry,
                     };
                     if self.next_tick.is_some_and(|t| t <= now) {
                         self.next_tick = self.cfg.daemon.schedule.next_after(now, chrono_tz::UTC);
@@ -407,7 +411,7 @@ impl<S: Sweeps> Scheduler<S> {
                     Some(Event::Reload) => self.reload().await,
                     Some(Event::DatabaseChanged) => {
                         tracing::info!("the database changed (an exemption or freeze was added or lifted); sweeping now");
-                        self.sweep_now = Some("database-changed");
+                        self.sweep_now = Some(SweepTrigger::DatabaseChanged);
                     }
                     Some(Event::Shutdown(signal)) => {
                         if !shutting_down {
@@ -473,11 +477,11 @@ mod tests {
         fn sweep(
             &self,
             _policy: Arc<Policy>,
-            trigger: &'static str,
+            trigger: SweepTrigger,
             _dry_run: bool,
         ) -> BoxFuture<'static, Result<SweepSummary>> {
             let now = self.clock.now();
-            self.log.lock().unwrap().push((now, trigger));
+            self.log.lock().unwrap().push((now, trigger.as_str()));
             let fail = *self.fail.lock().unwrap();
             Box::pin(async move {
                 if fail {

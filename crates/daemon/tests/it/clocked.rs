@@ -182,7 +182,10 @@ impl Rig {
         self.set(at);
         let policy = Arc::clone(&self.cfg.policy);
         self.io()
-            .block_on(self.sweeper.sweep(policy, "schedule", false))
+            .block_on(
+                self.sweeper
+                    .sweep(policy, stopd_audit::SweepTrigger::Schedule, false),
+            )
             .unwrap()
     }
 
@@ -284,7 +287,7 @@ impl Sweeps for Bridge {
     fn sweep(
         &self,
         policy: Arc<Policy>,
-        trigger: &'static str,
+        trigger: stopd_audit::SweepTrigger,
         dry_run: bool,
     ) -> BoxFuture<'static, anyhow::Result<SweepSummary>> {
         let now = self.time.now();
@@ -297,7 +300,7 @@ impl Sweeps for Bridge {
                 .unwrap()
         });
         let ok = result.as_ref().is_ok_and(SweepSummary::ok);
-        self.log.lock().unwrap().push((now, trigger, ok));
+        self.log.lock().unwrap().push((now, trigger.as_str(), ok));
         Box::pin(async move { result })
     }
 

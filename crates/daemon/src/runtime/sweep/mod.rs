@@ -59,7 +59,7 @@ impl Sweeper {
     pub async fn sweep(
         &self,
         policy: Arc<Policy>,
-        trigger: &str,
+        trigger: stopd_audit::SweepTrigger,
         dry_run: bool,
     ) -> Result<SweepSummary> {
         let started = Instant::now();
@@ -75,10 +75,7 @@ impl Sweeper {
                 tracing::warn!(error = %format!("{e:#}"), "outcomes of earlier stops still cannot be recorded");
             }
         }
-        let sweep_id = self
-            .store
-            .begin_sweep(start_at, trigger.parse()?, dry_run)
-            .await?;
+        let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
         let (mut summary, done, panicked) = match self.inputs(&policy, start_at).await {
             Ok((effective, extra)) => {
                 self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run)
