@@ -101,19 +101,21 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Core {
     /// Discovery and stops over this client. `cancel` ends backoffs and attempts on shutdown.
-    /// The account is named `default`; the region is the client's.
+    /// The account is named `account` (the daemon names the ambient one `default`); the region is the
+    /// client's.
     pub fn new(
         client: Client,
         limiter: RateLimiter,
         config: CoreConfig,
         cancel: CancellationToken,
+        account: &str,
     ) -> Core {
         let region = client
             .config()
             .region()
             .map(ToString::to_string)
             .unwrap_or_default();
-        Core::new_at(client, limiter, config, cancel, "default", &region)
+        Core::new_at(client, limiter, config, cancel, account, &region)
     }
 
     /// [`Core::new`] for the account named `account` in `region`.
@@ -158,13 +160,6 @@ impl Core {
     /// "account NAME in REGION", for messages.
     pub fn place(&self) -> String {
         format!("account {} in {}", self.inner.account, self.inner.region)
-    }
-
-    /// Whether a record made in `account` and `region` belongs here (`None`: recorded before
-    /// accounts and regions were, in the ambient account).
-    pub fn owns(&self, account: Option<&str>, region: Option<&str>) -> bool {
-        account.unwrap_or("default") == &*self.inner.account
-            && region.is_none_or(|r| r == &*self.inner.region)
     }
 
     /// The tags discovery last read for a pipeline (empty if it read none).

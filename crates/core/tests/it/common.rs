@@ -64,7 +64,7 @@ pub async fn start_emulator(fixture: &str, emulator: EmulatorConfig, config: Cor
         min_rps: 100.0,
         ..LimiterConfig::default()
     });
-    let core = Core::new(client, limiter, config, cancel.clone());
+    let core = Core::new(client, limiter, config, cancel.clone(), "default");
     Env {
         emulator,
         _server: server,

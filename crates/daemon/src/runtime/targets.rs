@@ -70,6 +70,7 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
             RateLimiter::new(LimiterConfig::default()),
             core_config(cfg, 1, None),
             cancel,
+            stopd_audit::Place::DEFAULT_ACCOUNT,
         )];
     }
     let in_flight = Arc::new(tokio::sync::Semaphore::new(global_in_flight(cfg)));
@@ -106,6 +107,13 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         }
     }
     cores
+}
+
+/// Whether a record made in `account` and `region` belongs to `core` (`None`: recorded before
+/// accounts and regions were, in the ambient account).
+pub fn owns(core: &Core, account: Option<&str>, region: Option<&str>) -> bool {
+    stopd_audit::Place::account_or_default(account) == core.account()
+        && region.is_none_or(|r| r == core.region())
 }
 
 /// The engine of `account` (name) in `region`; with one pair, that one when neither is given.

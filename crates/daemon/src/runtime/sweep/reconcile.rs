@@ -24,7 +24,7 @@ pub async fn escalations(
 ) -> Result<Vec<Planned>> {
     let mut out = Vec::new();
     for due in store.escalations_due(now).await? {
-        if !core.owns(due.account.as_deref(), due.region.as_deref()) {
+        if !crate::runtime::targets::owns(core, due.account.as_deref(), due.region.as_deref()) {
             continue;
         }
         let still_stopping = stopping
@@ -69,10 +69,9 @@ pub async fn reconcile(
     loop {
         while tasks.len() < RECONCILE_CONCURRENCY {
             let Some(p) = pending.next() else { break };
-            let Some(core) = cores
-                .iter()
-                .find(|c| c.owns(p.account.as_deref(), p.region.as_deref()))
-            else {
+            let Some(core) = cores.iter().find(|c| {
+                crate::runtime::targets::owns(c, p.account.as_deref(), p.region.as_deref())
+            }) else {
                 tracing::warn!(stop_id = p.id, pipeline = %p.pipeline, account = p.account.as_deref().unwrap_or(stopd_audit::Place::DEFAULT_ACCOUNT),
                     region = p.region.as_deref().unwrap_or(""), "a pending stop's account and region are no longer configured: it stays pending");
                 left += 1;
