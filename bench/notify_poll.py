@@ -6,7 +6,7 @@
 Creates an audit database with the release `stopd` (all migrations: `stopd exempt add` on an
 empty file), fills it with N stops and their outcomes, every one already delivered to the
 target, one every 5 minutes up to now, and times the query a delivery round runs for stop
-outcomes (crates/daemon/src/notify.rs, `undelivered`) in three shapes: from the target's first
+outcomes (crates/daemon/src/runtime/notify/message.rs, `undelivered`) in three shapes: from the target's first
 day without the time index (what every poll read before the read indexes), from the first day
 with it (a task's first round, once per start), and from an hour before the newest record
 delivered or the last round that found nothing (every later round). The daemon's task polls
