@@ -12,7 +12,7 @@
 //! ([`crate::config::DaemonSettings::stale_after`]).
 //!
 //! Metrics take their slice of the configuration (the policy, and the `[daemon]` settings whose
-//! schedule judges staleness) and a clock; the listener is in [`http`].
+//! schedule judges staleness) and a clock; the listener is in `http.rs`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
