@@ -265,10 +265,16 @@ impl Policy {
                     Ok(w) => w,
                     Err(Held::Nothing) => return Verdict::Allow,
                     Err(Held::Grace(i)) => {
+                        let grace_end_ms = match self.rules[i].is_allow() {
+                            true => self.render(i, rules_now, now, ex).window.map_or(
+                                rules_now[i].grace_end_ms,
+                                |w| outside_state(&self.rules[i], w).grace_end_ms,
+                            ),
+                            false => rules_now[i].grace_end_ms,
+                        };
                         return Verdict::Grace {
                             rule: self.rules[i].name.clone(),
-                            until: DateTime::from_timestamp_millis(rules_now[i].grace_end_ms)
-                                .unwrap_or(now),
+                            until: DateTime::from_timestamp_millis(grace_end_ms).unwrap_or(now),
                         };
                     }
                     Err(Held::Rollback(i)) => {
@@ -283,7 +289,7 @@ impl Policy {
                     .filter(|e| e.selector.matches(ex.pipeline, ex.tags))
                     .peekable();
                 if matching.peek().is_none() {
-                    return Verdict::Stop(render(rule, &rules_now[winner], now, ex));
+                    return Verdict::Stop(self.render(winner, rules_now, now, ex));
                 }
                 let matching: Vec<&Exemption> = matching.copied().collect();
                 let covers =
@@ -297,14 +303,14 @@ impl Policy {
                     // stop it.
                     let skip = |i: usize| matching.iter().any(|e| covers(e, &self.rules[i].name));
                     if let Ok(w) = self.winner(now, ex, rules_now, &skip) {
-                        return Verdict::Stop(render(&self.rules[w], &rules_now[w], now, ex));
+                        return Verdict::Stop(self.render(w, rules_now, now, ex));
                     }
                     return Verdict::Exempt {
                         exemption: e.name.clone(),
                         rule: rule.name.clone(),
                     };
                 }
-                Verdict::Stop(render(rule, &rules_now[winner], now, ex))
+                Verdict::Stop(self.render(winner, rules_now, now, ex))
             })
             .collect()
     }
@@ -325,15 +331,25 @@ impl Policy {
         extra: &[Exemption],
     ) -> Vec<GateHold> {
         let mut out = Vec::new();
-        for rule in &self.rules {
+        for (i, rule) in self.rules.iter().enumerate() {
             let (Some(gate), Trigger::Freeze { schedule, .. }) = (&rule.gate, &rule.trigger) else {
                 continue;
             };
-            let Some(window) = schedule.window_at(now) else {
+            let Some(mut window) = schedule.window_at(now) else {
                 continue;
             };
             if !rule.selector.matches(pipeline, tags) {
                 continue;
+            }
+            if rule.is_allow() {
+                let window_of = |j: usize| match &self.rules[j].trigger {
+                    Trigger::Freeze { schedule, .. } => schedule.window_at(now),
+                    Trigger::Timeout { .. } => None,
+                };
+                match self.allow_window(i, pipeline, tags, &window_of) {
+                    Some(w) => window = w,
+                    None => continue,
+                }
             }
             let exempt = self.exemptions.iter().chain(extra).any(|e| {
                 e.active_at(now)
@@ -441,6 +457,19 @@ impl Policy {
             if !rule.selector.matches(ex.pipeline, ex.tags) {
                 continue;
             }
+            // An allow rule freezes a pipeline only while every allow rule selecting it is
+            // closed, since the last of them closed.
+            let in_grace = match &rule.trigger {
+                Trigger::Freeze { grace, .. } if rule.is_allow() => {
+                    let window_of = |j: usize| rules_now[j].window;
+                    let Some(w) = self.allow_window(i, ex.pipeline, ex.tags, &window_of) else {
+                        continue;
+                    };
+                    let opened = w.start.timestamp_millis();
+                    start_ms.is_none_or(|s| s < opened) && now < w.start + *grace
+                }
+                _ => in_grace,
+            };
             if in_grace {
                 if held == Held::Nothing {
                     held = Held::Grace(i);
@@ -611,7 +640,7 @@ fn instance(rule: &Rule, schedule: &Schedule, window: Window) -> WindowInstance 
         rule: rule.name.clone(),
         window,
         timezone: rule.timezone,
-        without_gap: matches!(schedule, Schedule::Recurring { .. })
+        without_gap: !matches!(schedule, Schedule::OneOff(_))
             && window.end - window.start >= MERGE_HORIZON,
     }
 }
@@ -621,17 +650,7 @@ fn rule_now(rule: &Rule, now: DateTime<Utc>) -> RuleNow {
         Trigger::Freeze { schedule, .. } => {
             let window = schedule.window_at(now);
             let (until, explain) = match window {
-                Some(w) => (
-                    rfc3339(w.end),
-                    format!(
-                        "freeze '{}' in force since {} ({}) until {}",
-                        rule.name,
-                        rfc3339(w.start),
-                        w.start.with_timezone(&rule.timezone).format("%a %H:%M %Z"),
-                        rfc3339(w.end),
-                    )
-                    .into(),
-                ),
+                Some(w) => (rfc3339(w.end), explain_window(rule, w).into()),
                 None => (String::new(), Arc::from("")),
             };
             let (start_or_max_ms, grace_end_ms) = match (window, &rule.trigger) {
@@ -659,6 +678,63 @@ fn rule_now(rule: &Rule, now: DateTime<Utc>) -> RuleNow {
             explain: format!("timeout '{}' of {}", rule.name, human_span(*max)).into(),
         },
     }
+}
+
+impl Policy {
+    /// The decision of rule `i` for this execution. An allow rule's window is the pipeline's
+    /// (where the gaps of every allow rule selecting it overlap), not only the rule's own.
+    fn render(
+        &self,
+        i: usize,
+        rules_now: &[RuleNow],
+        now: DateTime<Utc>,
+        ex: &ExecutionFacts<'_>,
+    ) -> Decision {
+        let (rule, state) = (&self.rules[i], &rules_now[i]);
+        if rule.is_allow() {
+            let window_of = |j: usize| rules_now[j].window;
+            let own = self.allow_window(i, ex.pipeline, ex.tags, &window_of);
+            if let Some(w) = own.filter(|w| Some(*w) != state.window) {
+                let narrower = outside_state(rule, w);
+                return render(rule, &narrower, now, ex);
+            }
+        }
+        render(rule, state, now, ex)
+    }
+}
+
+/// The state of an allow rule whose freeze over a pipeline is `w`.
+fn outside_state(rule: &Rule, w: Window) -> RuleNow {
+    let grace = match &rule.trigger {
+        Trigger::Freeze { grace, .. } => *grace,
+        Trigger::Timeout { .. } => Duration::zero(),
+    };
+    RuleNow {
+        window: Some(w),
+        start_or_max_ms: w.start.timestamp_millis(),
+        grace_end_ms: (w.start + grace).timestamp_millis(),
+        until: rfc3339(w.end),
+        max: String::new(),
+        explain: explain_window(rule, w).into(),
+    }
+}
+
+/// "freeze 'weekend' in force since ... until ...", or for an allow rule "outside allow
+/// 'office-hours' since ... until ...".
+fn explain_window(rule: &Rule, w: Window) -> String {
+    let what = if rule.is_allow() {
+        "outside allow"
+    } else {
+        "freeze"
+    };
+    let verb = if rule.is_allow() { "" } else { " in force" };
+    format!(
+        "{what} '{}'{verb} since {} ({}) until {}",
+        rule.name,
+        rfc3339(w.start),
+        w.start.with_timezone(&rule.timezone).format("%a %H:%M %Z"),
+        rfc3339(w.end),
+    )
 }
 
 fn render(rule: &Rule, state: &RuleNow, now: DateTime<Utc>, ex: &ExecutionFacts<'_>) -> Decision {

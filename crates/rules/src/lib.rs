@@ -1,8 +1,8 @@
 //! `stopd-rules`: the policy logic of stopd, and nothing else.
 //!
-//! Given a policy ([`PolicySpec`], as read from the `[defaults]`, `[[freeze]]`, `[[timeout]]`
-//! and `[[exempt]]` tables) this crate answers three questions, always for an instant passed in
-//! by the caller:
+//! Given a policy ([`PolicySpec`], as read from the `[defaults]`, `[[freeze]]`, `[[allow]]`,
+//! `[[timeout]]` and `[[exempt]]` tables) this crate answers three questions, always for an
+//! instant passed in by the caller:
 //!
 //! - **What must stop at T, and why?** [`Policy::decide`] returns a [`Verdict`] per execution:
 //!   stop (with the winning rule, mode, rendered reason and a human explanation), exempt, in
@@ -16,6 +16,7 @@
 //! repeated hours ([`cron`], [`zone`]).
 #![deny(missing_docs)]
 
+mod allow;
 pub mod cron;
 mod decide;
 mod policy;
@@ -29,6 +30,7 @@ pub mod zone;
 pub use decide::{
     Decider, Decision, ExecutionFacts, GateHold, Verdict, WindowInstance, human_span, rfc3339,
 };
+pub use allow::DEFAULT_ALLOW_REASON;
 pub use policy::{
     DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy, PolicyError,
     PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone, suggest_zone,
@@ -36,6 +38,6 @@ pub use policy::{
 pub use select::Place;
 pub use span::{MAX_SPAN, Span, SpanError};
 pub use spec::{
-    DefaultsSpec, ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec,
+    AllowSpec, DefaultsSpec, ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec,
 };
 pub use window::{EndCron, Merge, Schedule, Window};

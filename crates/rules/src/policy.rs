@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::allow::{DEFAULT_ALLOW_REASON, compile_allow};
 use crate::cron::CronExpr;
 use crate::select::{GlobError, Place, Selector};
 use crate::span::Span;
@@ -232,9 +233,9 @@ pub fn parse_time(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
 }
 
 /// Collects errors for one entry.
-struct Ctx<'a> {
-    rule: RuleRef,
-    errors: &'a mut Vec<PolicyError>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) rule: RuleRef,
+    pub(crate) errors: &'a mut Vec<PolicyError>,
 }
 
 impl Ctx<'_> {
@@ -382,6 +383,21 @@ impl Policy {
                 rules.push(rule);
             }
         }
+        let allow_reason = spec.defaults.reason.as_deref().unwrap_or(DEFAULT_ALLOW_REASON);
+        for (index, a) in spec.allow.iter().enumerate() {
+            let at = RuleRef {
+                table: Table::Allow,
+                index,
+            };
+            check_name(&a.name, at, &mut errors);
+            let mut ctx = Ctx {
+                rule: at,
+                errors: &mut errors,
+            };
+            if let Some(rule) = compile_allow(a, &mut ctx, default_tz, default_mode, allow_reason) {
+                rules.push(rule);
+            }
+        }
         for (index, t) in spec.timeout.iter().enumerate() {
             let at = RuleRef {
                 table: Table::Timeout,
@@ -414,7 +430,7 @@ impl Policy {
         if !errors.is_empty() {
             return Err(errors);
         }
-        // File order: the loader's order if given, else freezes then timeouts.
+        // File order: the loader's order if given, else freezes, allow rules, then timeouts.
         if !spec.file_order.is_empty() {
             let pos = |r: &Rule| {
                 spec.file_order
@@ -548,7 +564,7 @@ impl Policy {
     }
 }
 
-fn compile_freeze(
+pub(crate) fn compile_freeze(
     f: &FreezeSpec,
     ctx: &mut Ctx<'_>,
     default_tz: Tz,

@@ -1,4 +1,4 @@
-//! The policy as written: the `[defaults]`, `[[freeze]]`, `[[timeout]]` and `[[exempt]]` tables
+//! The policy as written: the `[defaults]`, `[[freeze]]`, `[[allow]]`, `[[timeout]]` and `[[exempt]]` tables
 //! of the policy file, before validation. Field names are a contract with users' files; every
 //! table rejects unknown keys. Values that serde cannot judge (cron text, zone names, local
 //! times, templates) stay strings here and are checked by [`crate::Policy::compile`], which names
@@ -109,6 +109,11 @@ pub struct FreezeSpec {
     pub gate_stages: Option<Vec<String>>,
 }
 
+/// One `[[allow]]` (Argo CD's allow windows): the same keys as a `[[freeze]]`, read the other
+/// way round. A pipeline that any allow rule selects is frozen whenever none of the windows of
+/// the allow rules that select it is open.
+pub type AllowSpec = FreezeSpec;
+
 /// One `[[timeout]]`: no execution may run longer than `max_duration`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +189,9 @@ pub struct PolicySpec {
     /// `[[freeze]]`, in file order.
     #[serde(default)]
     pub freeze: Vec<FreezeSpec>,
+    /// `[[allow]]`, in file order.
+    #[serde(default)]
+    pub allow: Vec<AllowSpec>,
     /// `[[timeout]]`, in file order.
     #[serde(default)]
     pub timeout: Vec<TimeoutSpec>,
@@ -191,7 +199,7 @@ pub struct PolicySpec {
     #[serde(default)]
     pub exempt: Vec<ExemptSpec>,
     /// Position of each rule in the file, for "first rule in file order": (table, index) in the
-    /// order they appear. Empty means every freeze before every timeout. Set by the loader,
+    /// order they appear. Empty means every freeze, then every allow rule, then every timeout. Set by the loader,
     /// which knows where each table starts; never read from the file.
     #[serde(skip)]
     pub file_order: Vec<RuleRef>,
@@ -207,6 +215,8 @@ pub enum Table {
     Freeze,
     /// `[[timeout]]`.
     Timeout,
+    /// `[[allow]]`.
+    Allow,
     /// `[[exempt]]`.
     Exempt,
     /// An ad-hoc freeze from the audit database (`stopd freeze add`), not from the file.
@@ -220,6 +230,7 @@ impl Table {
             Table::Defaults => "defaults",
             Table::Freeze => "freeze",
             Table::Timeout => "timeout",
+            Table::Allow => "allow",
             Table::Exempt => "exempt",
             Table::Adhoc => "adhoc",
         }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
+use crate::allow;
 use crate::cron::{CronExpr, partition};
 
 /// How far a merge follows overlapping instances, each way, before it stops. A rule whose
@@ -63,6 +64,10 @@ pub enum Schedule {
     },
     /// One window.
     OneOff(Window),
+    /// An allow rule's freeze: in force in the gaps between the windows of the inner schedule
+    /// (see [`crate::allow`]'s module documentation). A gap with no window before or after it
+    /// is reported reaching [`MERGE_HORIZON`] beyond the instant in question.
+    Outside(Arc<Schedule>),
 }
 
 /// The gaps of a recurring schedule, for merging without enumerating starts.
@@ -321,6 +326,7 @@ impl Schedule {
     pub fn window_at(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => w.contains(t).then_some(*w),
+            Schedule::Outside(inner) => allow::outside_window_at(inner, t),
             Schedule::Recurring {
                 cron,
                 tz,
@@ -531,7 +537,14 @@ impl Schedule {
     pub fn windows_from(&self, from: DateTime<Utc>) -> impl Iterator<Item = Window> + '_ {
         let mut cursor: Option<DateTime<Utc>> = None;
         let mut done = false;
+        let mut outside: Option<Box<dyn Iterator<Item = Window> + '_>> = match self {
+            Schedule::Outside(inner) => Some(Box::new(allow::outside_windows_from(inner, from))),
+            _ => None,
+        };
         std::iter::from_fn(move || {
+            if let Some(gaps) = outside.as_mut() {
+                return gaps.next();
+            }
             if done {
                 return None;
             }
@@ -556,6 +569,7 @@ impl Schedule {
     pub fn next_start_after(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => (w.start > t).then_some(*w),
+            Schedule::Outside(inner) => allow::outside_next_start_after(inner, t),
             Schedule::Recurring { .. } => {
                 // Starts up to the end of the window in force at t were merged into it.
                 let after = self.window_at(t).map_or(t, |w| w.end.max(t));

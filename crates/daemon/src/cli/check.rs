@@ -8,7 +8,7 @@ use anyhow::Result;
 use chrono::{Duration, Utc};
 use stopd_audit::Store;
 use stopd_rules::select::Selector;
-use stopd_rules::{Rule, Trigger, rfc3339};
+use stopd_rules::{Rule, Schedule, Trigger, rfc3339};
 
 use crate::cli::common::user;
 use crate::cli::output::{self, OutputArgs};
@@ -24,34 +24,39 @@ Examples:
   # Validate a policy before installing it
   stopd --config ./stopd.toml check";
 
+/// When a schedule's windows are, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h".
+fn schedule_words(schedule: &Schedule, tz: chrono_tz::Tz) -> String {
+    match schedule {
+        Schedule::Recurring {
+            cron,
+            end_cron: Some(end),
+            ..
+        } => format!(
+            "every \"{}\" until \"{}\" ({tz})",
+            cron.source(),
+            end.cron().source(),
+        ),
+        Schedule::Recurring { cron, duration, .. } => format!(
+            "every \"{}\" ({tz}) for {}",
+            cron.source(),
+            human(*duration)
+        ),
+        Schedule::OneOff(w) => format!(
+            "from {} to {} ({})",
+            rfc3339(w.start),
+            rfc3339(w.end),
+            human(w.end - w.start)
+        ),
+        // An allow rule: frozen outside its windows.
+        Schedule::Outside(inner) => format!("allowed {}; frozen otherwise", schedule_words(inner, tz)),
+    }
+}
+
 /// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h".
 fn describe(rule: &Rule) -> String {
     match &rule.trigger {
         Trigger::Freeze { schedule, grace } => {
-            let mut s = match schedule {
-                stopd_rules::Schedule::Recurring {
-                    cron,
-                    end_cron: Some(end),
-                    ..
-                } => format!(
-                    "every \"{}\" until \"{}\" ({})",
-                    cron.source(),
-                    end.cron().source(),
-                    rule.timezone
-                ),
-                stopd_rules::Schedule::Recurring { cron, duration, .. } => format!(
-                    "every \"{}\" ({}) for {}",
-                    cron.source(),
-                    rule.timezone,
-                    human(*duration)
-                ),
-                stopd_rules::Schedule::OneOff(w) => format!(
-                    "from {} to {} ({})",
-                    rfc3339(w.start),
-                    rfc3339(w.end),
-                    human(w.end - w.start)
-                ),
-            };
+            let mut s = schedule_words(schedule, rule.timezone);
             if !grace.is_zero() {
                 s.push_str(&format!(", grace {}", human(*grace)));
             }
@@ -147,7 +152,11 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     let esc = |s: &str| output::escape(s).into_owned();
     let width = OutputArgs::TABLE.width();
     let p = &cfg.policy;
-    let count = |k: stopd_rules::RuleKind| p.rules().iter().filter(|r| r.kind == k).count();
+    let count = |k: stopd_rules::RuleKind| {
+        let rules = p.rules().iter().filter(|r| r.kind == k && !r.is_allow());
+        rules.count()
+    };
+    let allow_rules = p.rules().iter().filter(|r| r.is_allow()).count();
     writeln!(out, "{}: OK", cfg.path.display())?;
     for w in &cfg.warnings {
         writeln!(
@@ -158,8 +167,12 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     }
     writeln!(
         out,
-        "  {} freeze rule(s), {} timeout rule(s), {} exemption(s)",
+        "  {} freeze rule(s), {}{} timeout rule(s), {} exemption(s)",
         count(stopd_rules::RuleKind::Freeze),
+        match allow_rules {
+            0 => String::new(),
+            n => format!("{n} allow rule(s), "),
+        },
         count(stopd_rules::RuleKind::Timeout),
         p.exemptions().len()
     )?;
@@ -238,7 +251,7 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     for r in p.rules() {
         let head = format!(
             "  {:<7} {:<name_width$}  {:<7}  ",
-            r.kind.as_str(),
+            if r.is_allow() { "allow" } else { r.kind.as_str() },
             esc(&r.name),
             r.mode.as_str(),
         );
@@ -311,13 +324,19 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     // rules, however dense their windows.
     let windows = p.windows_per_rule(now, now + Duration::days(366), 6);
     let mut edges: Vec<(chrono::DateTime<Utc>, &str, &str, chrono_tz::Tz)> = Vec::new();
+    let allow = |rule: &str| p.rule(rule).is_some_and(Rule::is_allow);
     for w in &windows {
+        // An allow rule's freeze starts when its window closes, and ends when one opens.
+        let (opens, closes) = match allow(&w.rule) {
+            true => ("closes", "opens "),
+            false => ("opens ", "closes"),
+        };
         if w.window.start > now {
-            edges.push((w.window.start, "opens ", &w.rule, w.timezone));
+            edges.push((w.window.start, opens, &w.rule, w.timezone));
         }
         // A freeze whose windows never leave a gap has no closing edge to show.
         if !w.without_gap {
-            edges.push((w.window.end, "closes", &w.rule, w.timezone));
+            edges.push((w.window.end, closes, &w.rule, w.timezone));
         }
     }
     edges.sort_by_key(|e| e.0);
@@ -348,17 +367,20 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
         writeln!(out, "{}", output::paragraph(&head, &line, &indent, width))?;
     }
     for w in &windows {
+        // An allow rule is in force while its windows are closed.
+        let rule = match allow(&w.rule) {
+            true => format!("outside {}", esc(&w.rule)),
+            false => esc(&w.rule),
+        };
         if w.window.contains(now) && w.without_gap {
             writeln!(
                 out,
-                "\nIn force now: {} (its windows leave no gap in the next 366 days)",
-                esc(&w.rule)
+                "\nIn force now: {rule} (its windows leave no gap in the next 366 days)",
             )?;
         } else if w.window.contains(now) {
             writeln!(
                 out,
-                "\nIn force now: {} until {}",
-                esc(&w.rule),
+                "\nIn force now: {rule} until {}",
                 rfc3339(w.window.end)
             )?;
         }

@@ -63,7 +63,7 @@ pub fn daemon_running(database: &Path) -> (bool, Option<u32>) {
 pub struct InForce {
     /// Rule name (`adhoc-ID` for an ad-hoc freeze).
     pub rule: String,
-    /// `freeze` or `timeout`.
+    /// `freeze`, `allow` (outside an `[[allow]]` rule's windows) or `timeout`.
     pub kind: &'static str,
     /// For a freeze: when its window ends (RFC 3339 UTC).
     pub until: Option<String>,
@@ -139,7 +139,8 @@ fn rules_in_force(policy: &Policy, now: DateTime<Utc>) -> Vec<InForce> {
                 .find(|w| w.rule == r.name && w.window.start <= now && now < w.window.end)
                 .map(|w| InForce {
                     rule: r.name.clone(),
-                    kind: "freeze",
+                    // An allow rule is in force while none of its windows is open.
+                    kind: if r.is_allow() { "allow" } else { "freeze" },
                     until: (!w.without_gap).then(|| ts(w.window.end)),
                 }),
             _ => None,

@@ -1,4 +1,5 @@
-//! `stopd windows`: the freeze windows in a span, in each rule's zone and in UTC. Needs no AWS.
+//! `stopd windows`: the freeze windows in a span, in each rule's zone and in UTC (for an
+//! `[[allow]]` rule, the time outside its windows, marked `outside`). Needs no AWS.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +53,10 @@ struct WindowRecord {
     duration: String,
     /// The freeze also holds new work at stage transitions.
     gate: bool,
+    /// With `[[allow]]` rules only (the output of other policies is unchanged): whether the
+    /// window is an allow rule's freeze, i.e. a time outside that rule's windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow: Option<bool>,
 }
 
 /// The most windows `stopd windows` lists at once.
@@ -105,6 +110,7 @@ pub(super) async fn run(cfg: &Config, args: WindowsArgs, clock: &dyn Clock) -> R
             last.unwrap_or_default()
         );
     }
+    let has_allow = policy.has_allow_rules();
     let rows: Vec<WindowRecord> = windows
         .into_iter()
         .map(|w| WindowRecord {
@@ -116,26 +122,31 @@ pub(super) async fn run(cfg: &Config, args: WindowsArgs, clock: &dyn Clock) -> R
             weekday: weekdays(w.window, w.timezone),
             duration: human(w.window.end - w.window.start),
             gate: policy.rule(&w.rule).is_some_and(|r| r.gate.is_some()),
+            allow: has_allow.then(|| policy.rule(&w.rule).is_some_and(|r| r.is_allow())),
             rule: w.rule,
         })
         .collect();
+    let mut names = vec![
+        "rule",
+        "start",
+        "end",
+        "timezone",
+        "start_local",
+        "end_local",
+        "weekday",
+        "duration",
+        "gate",
+    ];
+    if has_allow {
+        names.push("allow");
+    }
     let mut out = std::io::stdout().lock();
     output::write(
         &mut out,
         opts,
         &rows,
         Columns {
-            names: &[
-                "rule",
-                "start",
-                "end",
-                "timezone",
-                "start_local",
-                "end_local",
-                "weekday",
-                "duration",
-                "gate",
-            ],
+            names: &names,
             // The local times carry their UTC offset; the zone is the rule's (in --wide).
             wide_only: &["start", "end", "timezone", "gate"],
             whole: &["start_local", "end_local"],
@@ -153,6 +164,10 @@ pub(super) async fn run(cfg: &Config, args: WindowsArgs, clock: &dyn Clock) -> R
                 r.duration.clone(),
                 r.gate.to_string(),
             ]
+            .into_iter()
+            // An allow rule's window is the time outside its windows: said so in the table.
+            .chain(r.allow.map(|a| if a { "outside" } else { "" }.to_string()))
+            .collect()
         },
     )?;
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use stopd_rules::{DefaultsSpec, ExemptSpec, FreezeSpec, Policy, PolicySpec, TimeoutSpec};
+use stopd_rules::{
+    AllowSpec, DefaultsSpec, ExemptSpec, FreezeSpec, Policy, PolicySpec, TimeoutSpec,
+};
 use toml::Spanned;
 use toml::de::DeTable;
 
@@ -36,6 +38,8 @@ pub(super) struct FileSpec {
     pub(super) defaults: DefaultsSpec,
     #[serde(default)]
     pub(super) freeze: Vec<FreezeSpec>,
+    #[serde(default)]
+    pub(super) allow: Vec<AllowSpec>,
     #[serde(default)]
     pub(super) timeout: Vec<TimeoutSpec>,
     #[serde(default)]
@@ -138,6 +142,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         audit,
         defaults,
         freeze,
+        allow,
         timeout,
         exempt,
         metrics,
@@ -188,6 +193,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut spec = PolicySpec {
         defaults,
         freeze,
+        allow,
         timeout,
         exempt,
         file_order: Vec::new(),

@@ -1,6 +1,6 @@
 //! Where things are in the text of a policy file: byte spans of keys, table entries and policy
 //! locations (`freeze[2].cron`) in toml's spanned document, turned into 1-based lines and
-//! columns; and the file order of `[[freeze]]` and `[[timeout]]` entries.
+//! columns; and the file order of `[[freeze]]`, `[[allow]]` and `[[timeout]]` entries.
 
 use std::ops::Range;
 
@@ -119,10 +119,10 @@ fn value_at(v: &Spanned<DeValue<'_>>, at: usize, name: String) -> Option<String>
     }
 }
 
-/// The order in which `[[freeze]]` and `[[timeout]]` entries appear in the file.
+/// The order in which `[[freeze]]`, `[[allow]]` and `[[timeout]]` entries appear in the file.
 pub(super) fn file_order(root: &DeTable<'_>) -> Vec<RuleRef> {
     let mut found: Vec<(usize, RuleRef)> = Vec::new();
-    for table in [Table::Freeze, Table::Timeout] {
+    for table in [Table::Freeze, Table::Allow, Table::Timeout] {
         if let Some(v) = get(root, table.as_str())
             && let DeValue::Array(items) = v.get_ref()
         {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use stopd_rules::{DefaultsSpec, ExemptSpec, FreezeSpec, TimeoutSpec};
+use stopd_rules::{AllowSpec, DefaultsSpec, ExemptSpec, FreezeSpec, TimeoutSpec};
 
 use crate::config::daemon::DaemonSpec;
 use crate::config::load::daemon_section;
@@ -172,6 +172,7 @@ fn the_example_config_is_valid_and_complete() {
         ("audit", keys::<AuditSpec>()),
         ("defaults", keys::<DefaultsSpec>()),
         ("freeze", keys::<FreezeSpec>()),
+        ("allow", keys::<AllowSpec>()),
         ("timeout", keys::<TimeoutSpec>()),
         ("exempt", keys::<ExemptSpec>()),
         ("metrics", keys::<MetricsSpec>()),
@@ -179,6 +180,10 @@ fn the_example_config_is_valid_and_complete() {
         ("account", keys::<AccountSpec>()),
     ];
     for (table, keys) in tables {
+        assert!(
+            text.contains(&format!("[{table}]")),
+            "[{table}] is not in config/stopd.example.toml"
+        );
         for key in keys {
             let shown = text.lines().any(|l| {
                 let l = l.trim_start().trim_start_matches('#').trim_start();

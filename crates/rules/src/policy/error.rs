@@ -78,6 +78,11 @@ pub enum PolicyErrorKind {
         "a freeze is either recurring (cron + duration or end_cron) or one-off (start + end); {0}"
     )]
     FreezeShape(&'static str),
+    /// An allow rule that is neither recurring nor one-off, or both.
+    #[error(
+        "an allow rule is either recurring (cron + duration or end_cron) or one-off (start + end); {0}"
+    )]
+    AllowShape(&'static str),
     /// An empty `pipelines` list matches nothing.
     #[error("an empty list matches no pipeline; leave the key out to match all")]
     EmptyPipelines,

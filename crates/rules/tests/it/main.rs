@@ -1,5 +1,6 @@
 //! Integration tests of `stopd-rules`: one binary, modules by concern.
 
+mod allow;
 mod common;
 mod decisions;
 mod dst;

@@ -157,7 +157,7 @@ pub(crate) fn reference_fires(
 }
 
 /// The merged window containing `t`, from fires listed from well before `t`.
-fn reference_window(
+pub(crate) fn reference_window(
     fires: &[DateTime<Utc>],
     d: Duration,
     t: DateTime<Utc>,
