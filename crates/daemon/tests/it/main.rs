@@ -4,6 +4,7 @@
 
 mod accounts;
 mod adhoc_cli;
+mod allow;
 mod audit;
 mod cli;
 mod cli_consistency;
