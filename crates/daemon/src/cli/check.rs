@@ -420,6 +420,22 @@ mod tests {
         assert_eq!(place(&stopd_rules::Place::default()), "");
     }
 
+    /// An allow rule reads as the windows it allows, frozen otherwise.
+    #[test]
+    fn an_allow_rule_says_when_it_allows() {
+        let spec: stopd_rules::PolicySpec = toml::from_str(
+            "[[allow]]\nname = \"office-hours\"\ncron = \"0 9 * * MON-FRI\"\n\
+             duration = \"8h\"\ntimezone = \"Europe/Berlin\"\ngate = true\n",
+        )
+        .unwrap();
+        let policy = stopd_rules::Policy::compile(&spec).unwrap();
+        assert_eq!(
+            describe(&policy.rules()[0]),
+            "allowed every \"0 9 * * MON-FRI\" (Europe/Berlin) for 8 h; frozen otherwise; \
+             gates every stage after the first"
+        );
+    }
+
     /// A freeze that ends on a wall-clock `end_cron` reads as such, not as the length of its
     /// first window.
     #[test]

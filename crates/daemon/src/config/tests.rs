@@ -82,6 +82,65 @@ duration = \"1h\"
     );
 }
 
+/// `[[allow]]` entries are located like freezes: a name used by a freeze, a missing window, an
+/// unknown key; and they take their place in the file's order among the rules.
+#[test]
+fn allow_rules_are_located_and_ordered_in_the_file() {
+    let text = "\
+[[freeze]]
+name = \"x\"
+start = \"2026-12-19T00:00:00\"
+end = \"2027-01-04T09:00:00\"
+
+[[allow]]
+name = \"x\"
+cron = \"0 9 * * MON-FRI\"
+
+[[allow]]
+name = \"no-window\"
+";
+    let e = err(text);
+    let fields: Vec<_> = e
+        .problems
+        .iter()
+        .map(|p| (p.field.clone().unwrap(), p.line, p.column, p.message.clone()))
+        .collect();
+    assert_eq!(fields.len(), 3, "{e}");
+    let field = |name: &str| fields.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("{e}"));
+    let name = field("allow[0].name");
+    assert_eq!((name.1, name.2), (Some(7), Some(1)));
+    assert!(name.3.contains("already used by freeze[0]"), "{e}");
+    // cron without duration or end_cron: at the entry, in an allow rule's words.
+    let shape = field("allow[0].duration");
+    assert_eq!(shape.1, Some(6));
+    assert!(shape.3.starts_with("an allow rule is either recurring"), "{e}");
+    assert_eq!(field("allow[1]").1, Some(10));
+    let e = err("[[allow]]\nname = \"a\"\nmax_duration = \"2h\"\n");
+    assert_eq!((e.problems[0].line, e.problems[0].column), (Some(3), Some(1)));
+
+    // File order: the allow rule between the two freezes wins a tie over the second.
+    let text = "\
+[[freeze]]
+name = \"first\"
+start = \"2026-12-19T00:00:00\"
+end = \"2027-01-04T09:00:00\"
+pipelines = [\"other\"]
+
+[[allow]]
+name = \"office-hours\"
+cron = \"0 9 * * MON-FRI\"
+duration = \"8h\"
+
+[[freeze]]
+name = \"second\"
+cron = \"0 0 * * *\"
+duration = \"24h\"
+";
+    let c = parse(Path::new("x.toml"), text).unwrap();
+    let names: Vec<&str> = c.policy.rules().iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["first", "office-hours", "second"]);
+}
+
 /// Digests are signed: a directory without a key (or a key without a directory) is an
 /// error at the key's line, not a daemon that writes nothing.
 #[test]
