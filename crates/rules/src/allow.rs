@@ -14,8 +14,10 @@
 //! log's kinds are freeze, timeout and manual) under the allow rule's name.
 //!
 //! Window sources: whatever [`Schedule`] a `[[freeze]]` can have (cron with duration or
-//! `end_cron`, start/end) an allow rule can have, compiled by the same code; a new source (an ICS
-//! file) becomes available to both once the freeze compiler builds it.
+//! `end_cron`, start/end) an allow rule can have, compiled by the same code. A new source (an
+//! ICS file) becomes available to both once `compile_freeze` builds it; its gaps need only its
+//! `window_at` and `windows_from`, and an arm in `last_end_at_or_before` here (the match there
+//! is exhaustive, so the compiler asks for it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,10 +25,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::Policy;
 use crate::policy::{Ctx, PolicyErrorKind, Rule, Trigger, compile_freeze};
 use crate::spec::{AllowSpec, Mode};
 use crate::window::{MERGE_HORIZON, Schedule, Window};
-use crate::Policy;
 
 /// The reason template of an allow rule when neither the rule nor `[defaults]` sets one.
 pub const DEFAULT_ALLOW_REASON: &str = "outside {rule} until {until}";

@@ -266,10 +266,12 @@ impl Policy {
                     Err(Held::Nothing) => return Verdict::Allow,
                     Err(Held::Grace(i)) => {
                         let grace_end_ms = match self.rules[i].is_allow() {
-                            true => self.render(i, rules_now, now, ex).window.map_or(
-                                rules_now[i].grace_end_ms,
-                                |w| outside_state(&self.rules[i], w).grace_end_ms,
-                            ),
+                            true => self
+                                .render(i, rules_now, now, ex)
+                                .window
+                                .map_or(rules_now[i].grace_end_ms, |w| {
+                                    outside_state(&self.rules[i], w).grace_end_ms
+                                }),
                             false => rules_now[i].grace_end_ms,
                         };
                         return Verdict::Grace {

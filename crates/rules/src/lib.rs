@@ -27,10 +27,10 @@ pub mod template;
 pub mod window;
 pub mod zone;
 
+pub use allow::DEFAULT_ALLOW_REASON;
 pub use decide::{
     Decider, Decision, ExecutionFacts, GateHold, Verdict, WindowInstance, human_span, rfc3339,
 };
-pub use allow::DEFAULT_ALLOW_REASON;
 pub use policy::{
     DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy, PolicyError,
     PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone, suggest_zone,

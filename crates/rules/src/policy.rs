@@ -383,7 +383,11 @@ impl Policy {
                 rules.push(rule);
             }
         }
-        let allow_reason = spec.defaults.reason.as_deref().unwrap_or(DEFAULT_ALLOW_REASON);
+        let allow_reason = spec
+            .defaults
+            .reason
+            .as_deref()
+            .unwrap_or(DEFAULT_ALLOW_REASON);
         for (index, a) in spec.allow.iter().enumerate() {
             let at = RuleRef {
                 table: Table::Allow,

@@ -48,7 +48,9 @@ fn schedule_words(schedule: &Schedule, tz: chrono_tz::Tz) -> String {
             human(w.end - w.start)
         ),
         // An allow rule: frozen outside its windows.
-        Schedule::Outside(inner) => format!("allowed {}; frozen otherwise", schedule_words(inner, tz)),
+        Schedule::Outside(inner) => {
+            format!("allowed {}; frozen otherwise", schedule_words(inner, tz))
+        }
     }
 }
 
@@ -251,7 +253,11 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     for r in p.rules() {
         let head = format!(
             "  {:<7} {:<name_width$}  {:<7}  ",
-            if r.is_allow() { "allow" } else { r.kind.as_str() },
+            if r.is_allow() {
+                "allow"
+            } else {
+                r.kind.as_str()
+            },
             esc(&r.name),
             r.mode.as_str(),
         );

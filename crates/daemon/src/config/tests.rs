@@ -103,20 +103,38 @@ name = \"no-window\"
     let fields: Vec<_> = e
         .problems
         .iter()
-        .map(|p| (p.field.clone().unwrap(), p.line, p.column, p.message.clone()))
+        .map(|p| {
+            (
+                p.field.clone().unwrap(),
+                p.line,
+                p.column,
+                p.message.clone(),
+            )
+        })
         .collect();
     assert_eq!(fields.len(), 3, "{e}");
-    let field = |name: &str| fields.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("{e}"));
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f.0 == name)
+            .unwrap_or_else(|| panic!("{e}"))
+    };
     let name = field("allow[0].name");
     assert_eq!((name.1, name.2), (Some(7), Some(1)));
     assert!(name.3.contains("already used by freeze[0]"), "{e}");
     // cron without duration or end_cron: at the entry, in an allow rule's words.
     let shape = field("allow[0].duration");
     assert_eq!(shape.1, Some(6));
-    assert!(shape.3.starts_with("an allow rule is either recurring"), "{e}");
+    assert!(
+        shape.3.starts_with("an allow rule is either recurring"),
+        "{e}"
+    );
     assert_eq!(field("allow[1]").1, Some(10));
     let e = err("[[allow]]\nname = \"a\"\nmax_duration = \"2h\"\n");
-    assert_eq!((e.problems[0].line, e.problems[0].column), (Some(3), Some(1)));
+    assert_eq!(
+        (e.problems[0].line, e.problems[0].column),
+        (Some(3), Some(1))
+    );
 
     // File order: the allow rule between the two freezes wins a tie over the second.
     let text = "\

@@ -13,7 +13,12 @@ fn daily_at(t: chrono::DateTime<Utc>) -> String {
 
 #[tokio::test]
 async fn outside_the_allow_window_is_stopped_and_inside_is_not() {
-    let env = Env::new(&fleet(&[("prod-a", "prod"), ("prod-b", "prod"), ("dev-c", "dev")])).await;
+    let env = Env::new(&fleet(&[
+        ("prod-a", "prod"),
+        ("prod-b", "prod"),
+        ("dev-c", "dev"),
+    ]))
+    .await;
     let now = Utc::now();
     // office-hours opens in two hours (closed now, since 14 hours ago); on-call opened an hour
     // ago for four hours. Whole minutes, an hour from any edge.
@@ -50,7 +55,10 @@ pipelines = ["prod-b"]
     let check = text(&out.stdout);
     assert!(check.contains("2 allow rule(s)"), "{check}");
     assert!(
-        check.contains(&format!("allowed every \"{}\" (UTC) for 8 h", daily_at(opens))),
+        check.contains(&format!(
+            "allowed every \"{}\" (UTC) for 8 h",
+            daily_at(opens)
+        )),
         "{check}"
     );
 
@@ -76,7 +84,10 @@ pipelines = ["prod-b"]
         r["reason"],
         format!("outside office-hours until {opens_at}").as_str()
     );
-    assert_ne!(env.emulator.execution("prod-a", &a).unwrap().status, "InProgress");
+    assert_ne!(
+        env.emulator.execution("prod-a", &a).unwrap().status,
+        "InProgress"
+    );
     for (pipeline, id) in [("prod-b", &b), ("dev-c", &c)] {
         assert_eq!(
             env.emulator.execution(pipeline, id).unwrap().status,
@@ -86,7 +97,9 @@ pipelines = ["prod-b"]
     }
 
     // windows lists the time outside office-hours, marked as such.
-    let out = env.stopd(&["windows", "--days", "1", "--format", "json"]).await;
+    let out = env
+        .stopd(&["windows", "--days", "1", "--format", "json"])
+        .await;
     assert_ok(&out);
     let windows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     let office: Vec<&Value> = windows

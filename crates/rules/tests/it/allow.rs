@@ -40,12 +40,27 @@ fn verdict(p: &Policy, pipeline: &str, start: &str, at: &str) -> Verdict {
 fn outside_the_allow_window_stops_and_inside_does_not() {
     let p = policy(OFFICE);
     // Tuesday 2026-12-08 13:00 CET: the window is open.
-    let v = verdict(&p, "prod-web", "2026-12-08T11:00:00Z", "2026-12-08T12:00:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T11:00:00Z",
+        "2026-12-08T12:00:00Z",
+    );
     assert_eq!(v, Verdict::Allow);
     // Its last instant is open; 17:00 CET is closed.
-    let v = verdict(&p, "prod-web", "2026-12-08T11:00:00Z", "2026-12-08T15:59:59Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T11:00:00Z",
+        "2026-12-08T15:59:59Z",
+    );
     assert_eq!(v, Verdict::Allow);
-    let v = verdict(&p, "prod-web", "2026-12-08T16:00:00Z", "2026-12-08T16:00:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T16:00:00Z",
+        "2026-12-08T16:00:00Z",
+    );
     let d = stop(&v);
     assert_eq!(d.rule, "office-hours");
     // The audit log knows freezes, timeouts and manual stops: an allow rule's stop is a freeze.
@@ -67,14 +82,26 @@ fn outside_the_allow_window_stops_and_inside_does_not() {
         d.explanation()
     );
     // The weekend: frozen from Friday 17:00 to Monday 09:00.
-    let v = verdict(&p, "prod-web", "2026-12-12T10:00:00Z", "2026-12-12T10:00:00Z");
-    assert_eq!(stop(&v).reason, "outside office-hours until 2026-12-14T08:00:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-12T10:00:00Z",
+        "2026-12-12T10:00:00Z",
+    );
+    assert_eq!(
+        stop(&v).reason,
+        "outside office-hours until 2026-12-14T08:00:00Z"
+    );
 }
 
 #[test]
 fn a_pipeline_no_allow_rule_selects_is_never_frozen_by_one() {
     let p = policy(OFFICE);
-    for at in ["2026-12-08T03:00:00Z", "2026-12-12T10:00:00Z", "2026-12-08T12:00:00Z"] {
+    for at in [
+        "2026-12-08T03:00:00Z",
+        "2026-12-12T10:00:00Z",
+        "2026-12-08T12:00:00Z",
+    ] {
         assert_eq!(verdict(&p, "dev-web", at, at), Verdict::Allow, "{at}");
     }
 }
@@ -86,13 +113,28 @@ fn a_freeze_beats_an_allow_window_and_timeouts_stay_independent() {
          end = \"2026-12-09T00:00:00Z\"\n\n[[timeout]]\nname = \"two-hours\"\nmax_duration = \"2h\"\n"
     ));
     // Inside office hours, inside the freeze: the freeze stops it.
-    let v = verdict(&p, "prod-web", "2026-12-08T11:00:00Z", "2026-12-08T12:00:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T11:00:00Z",
+        "2026-12-08T12:00:00Z",
+    );
     assert_eq!(stop(&v).rule, "release");
     // Inside office hours, after the freeze, running too long: the timeout stops it.
-    let v = verdict(&p, "prod-web", "2026-12-09T08:00:00Z", "2026-12-09T10:00:01Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-09T08:00:00Z",
+        "2026-12-09T10:00:01Z",
+    );
     assert_eq!(stop(&v).rule, "two-hours");
     // Inside office hours, nothing else applies.
-    let v = verdict(&p, "prod-web", "2026-12-09T09:00:00Z", "2026-12-09T10:00:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-09T09:00:00Z",
+        "2026-12-09T10:00:00Z",
+    );
     assert_eq!(v, Verdict::Allow);
 }
 
@@ -167,7 +209,10 @@ mode = "abandon"
     assert_eq!(verdict(&p, "prod-web", at, at), Verdict::Allow);
     let v = verdict(&p, "prod-api", at, at);
     assert_eq!(stop(&v).rule, "mornings");
-    assert_eq!(stop(&v).reason, "outside mornings until 2026-12-09T08:00:00Z");
+    assert_eq!(
+        stop(&v).reason,
+        "outside mornings until 2026-12-09T08:00:00Z"
+    );
     // 12:30 CET: both are closed; abandon wins; the freeze lasts until the afternoon opens.
     let at = "2026-12-08T11:30:00Z";
     let v = verdict(&p, "prod-web", at, at);
@@ -200,7 +245,12 @@ mode = "abandon"
 fn grace_counts_from_when_the_allow_window_closed() {
     let p = policy(&format!("{OFFICE}grace = \"10m\"\n"));
     // Started inside office hours, still running at 17:05 CET.
-    let v = verdict(&p, "prod-web", "2026-12-08T15:55:00Z", "2026-12-08T16:05:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T15:55:00Z",
+        "2026-12-08T16:05:00Z",
+    );
     assert_eq!(
         v,
         Verdict::Grace {
@@ -208,10 +258,20 @@ fn grace_counts_from_when_the_allow_window_closed() {
             until: utc("2026-12-08T16:10:00Z")
         }
     );
-    let v = verdict(&p, "prod-web", "2026-12-08T15:55:00Z", "2026-12-08T16:10:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T15:55:00Z",
+        "2026-12-08T16:10:00Z",
+    );
     assert_eq!(stop(&v).rule, "office-hours");
     // Started while frozen: no grace.
-    let v = verdict(&p, "prod-web", "2026-12-08T16:01:00Z", "2026-12-08T16:05:00Z");
+    let v = verdict(
+        &p,
+        "prod-web",
+        "2026-12-08T16:01:00Z",
+        "2026-12-08T16:05:00Z",
+    );
     assert_eq!(stop(&v).rule, "office-hours");
 }
 
@@ -223,7 +283,10 @@ fn a_gating_allow_rule_holds_transitions_while_closed() {
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0].rule, "office-hours");
     assert_eq!(holds[0].until, utc("2026-12-09T08:00:00Z"));
-    assert_eq!(holds[0].reason, "outside office-hours until 2026-12-09T08:00:00Z");
+    assert_eq!(
+        holds[0].reason,
+        "outside office-hours until 2026-12-09T08:00:00Z"
+    );
     assert!(
         p.gates(utc("2026-12-08T12:00:00Z"), "prod-web", &none, &[])
             .is_empty()
@@ -279,8 +342,14 @@ fn a_one_off_allow_window_freezes_before_and_after() {
     );
     let at = "2026-12-08T19:00:00Z";
     let v = verdict(&p, "any", at, at);
-    assert_eq!(stop(&v).reason, "outside change-window until 2026-12-08T20:00:00Z");
-    assert_eq!(verdict(&p, "any", "2026-12-08T21:00:00Z", "2026-12-08T21:00:00Z"), Verdict::Allow);
+    assert_eq!(
+        stop(&v).reason,
+        "outside change-window until 2026-12-08T20:00:00Z"
+    );
+    assert_eq!(
+        verdict(&p, "any", "2026-12-08T21:00:00Z", "2026-12-08T21:00:00Z"),
+        Verdict::Allow
+    );
     let v = verdict(&p, "any", "2026-12-08T22:00:00Z", "2026-12-08T22:00:00Z");
     assert_eq!(stop(&v).rule, "change-window");
     let listed = p.windows(utc("2026-12-08T00:00:00Z"), utc("2026-12-10T00:00:00Z"));
@@ -323,7 +392,10 @@ fn office_hours_on_the_dst_change_day() {
         };
         let (day_before, day, night, opens) = (utc(day_before), utc(day), utc(night), utc(opens));
         assert!(!frozen_at(day_before), "{zone}: open on the day before");
-        assert!(frozen_at(day - Duration::seconds(1)), "{zone}: closed before 09:00");
+        assert!(
+            frozen_at(day - Duration::seconds(1)),
+            "{zone}: closed before 09:00"
+        );
         assert!(!frozen_at(day), "{zone}: open at 09:00 local");
         let listed = p.windows(night, night + Duration::seconds(1));
         assert_eq!(
@@ -342,9 +414,16 @@ fn office_hours_on_the_dst_change_day() {
 #[test]
 fn reasons_follow_the_rule_then_defaults_then_the_allow_default() {
     let at = "2026-12-08T20:00:00Z";
-    let p = policy(&format!("[defaults]\nreason = \"no changes: {{rule}}\"\n{OFFICE}"));
-    assert_eq!(stop(&verdict(&p, "prod-web", at, at)).reason, "no changes: office-hours");
-    let p = policy(&format!("{OFFICE}reason = \"{{kind}} {{rule}} until {{until}}\"\n"));
+    let p = policy(&format!(
+        "[defaults]\nreason = \"no changes: {{rule}}\"\n{OFFICE}"
+    ));
+    assert_eq!(
+        stop(&verdict(&p, "prod-web", at, at)).reason,
+        "no changes: office-hours"
+    );
+    let p = policy(&format!(
+        "{OFFICE}reason = \"{{kind}} {{rule}} until {{until}}\"\n"
+    ));
     assert_eq!(
         stop(&verdict(&p, "prod-web", at, at)).reason,
         "freeze office-hours until 2026-12-09T08:00:00Z"
@@ -362,7 +441,10 @@ fn allow_rules_are_validated_like_freezes() {
         "[[freeze]]\nname = \"x\"\nstart = \"2026-12-08T20:00:00Z\"\nend = \"2026-12-08T22:00:00Z\"\n\
          [[allow]]\nname = \"x\"\nstart = \"2026-12-08T20:00:00Z\"\nend = \"2026-12-08T22:00:00Z\"\n",
     );
-    assert_eq!(e, ["allow[0].name: name \"x\" is already used by freeze[0]"]);
+    assert_eq!(
+        e,
+        ["allow[0].name: name \"x\" is already used by freeze[0]"]
+    );
     let e = errors("[[allow]]\nname = \"a\"\npipelines = [\"prod-*\"]\n");
     assert_eq!(e.len(), 1);
     assert!(
@@ -370,11 +452,20 @@ fn allow_rules_are_validated_like_freezes() {
         "{e:?}"
     );
     let e = errors("[[allow]]\nname = \"a\"\ncron = \"0 9 * * MON-FRI\"\n");
-    assert!(e[0].starts_with("allow[0].duration: an allow rule"), "{e:?}");
-    let e = errors("[[allow]]\nname = \"a\"\ncron = \"0 9 * * MON-FRI\"\nduration = \"8h\"\ntimezone = \"Berlin\"\n");
-    assert!(e[0].starts_with("allow[0].timezone: unknown time zone"), "{e:?}");
+    assert!(
+        e[0].starts_with("allow[0].duration: an allow rule"),
+        "{e:?}"
+    );
+    let e = errors(
+        "[[allow]]\nname = \"a\"\ncron = \"0 9 * * MON-FRI\"\nduration = \"8h\"\ntimezone = \"Berlin\"\n",
+    );
+    assert!(
+        e[0].starts_with("allow[0].timezone: unknown time zone"),
+        "{e:?}"
+    );
     // The keys of a freeze, no others.
-    let bad: Result<PolicySpec, _> = toml::from_str("[[allow]]\nname = \"a\"\nmax_duration = \"2h\"\n");
+    let bad: Result<PolicySpec, _> =
+        toml::from_str("[[allow]]\nname = \"a\"\nmax_duration = \"2h\"\n");
     assert!(bad.is_err());
     // An allow rule is a freeze outside its windows.
     let p = policy(OFFICE);
