@@ -16,7 +16,6 @@
 //! repeated hours ([`cron`], [`zone`]).
 #![deny(missing_docs)]
 
-mod allow;
 pub mod cron;
 mod decide;
 mod policy;
@@ -27,13 +26,12 @@ pub mod template;
 pub mod window;
 pub mod zone;
 
-pub use allow::DEFAULT_ALLOW_REASON;
 pub use decide::{
     Decider, Decision, ExecutionFacts, GateHold, Verdict, WindowInstance, human_span, rfc3339,
 };
 pub use policy::{
-    DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy, PolicyError,
-    PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone, suggest_zone,
+    DEFAULT_ALLOW_REASON, DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy,
+    PolicyError, PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone, suggest_zone,
 };
 pub use select::Place;
 pub use span::{MAX_SPAN, Span, SpanError};

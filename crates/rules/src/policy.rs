@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::allow::{DEFAULT_ALLOW_REASON, compile_allow};
 use crate::cron::CronExpr;
 use crate::select::{GlobError, Place, Selector};
 use crate::span::Span;
@@ -15,8 +14,11 @@ use crate::template::Template;
 use crate::window::{Schedule, Window};
 use crate::zone::resolve_local;
 
+mod allow;
 mod error;
 
+pub use allow::DEFAULT_ALLOW_REASON;
+use allow::compile_allow;
 pub use error::{Location, PolicyError, PolicyErrorKind};
 
 /// The reason template used when neither the rule nor `[defaults]` sets one.

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::allow;
 use crate::cron::{CronExpr, partition};
+
+mod outside;
 
 /// How far a merge follows overlapping instances, each way, before it stops. A rule whose
 /// windows never leave a gap (daily, lasting 24 h or more) is in force without end; it is
@@ -65,7 +66,7 @@ pub enum Schedule {
     /// One window.
     OneOff(Window),
     /// An allow rule's freeze: in force in the gaps between the windows of the inner schedule
-    /// (see [`crate::allow`]'s module documentation). A gap with no window before or after it
+    /// (an `[[allow]]` rule's freeze). A gap with no window before or after it
     /// is reported reaching [`MERGE_HORIZON`] beyond the instant in question.
     Outside(Arc<Schedule>),
 }
@@ -326,7 +327,7 @@ impl Schedule {
     pub fn window_at(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => w.contains(t).then_some(*w),
-            Schedule::Outside(inner) => allow::outside_window_at(inner, t),
+            Schedule::Outside(inner) => outside::outside_window_at(inner, t),
             Schedule::Recurring {
                 cron,
                 tz,
@@ -538,7 +539,7 @@ impl Schedule {
         let mut cursor: Option<DateTime<Utc>> = None;
         let mut done = false;
         let mut outside: Option<Box<dyn Iterator<Item = Window> + '_>> = match self {
-            Schedule::Outside(inner) => Some(Box::new(allow::outside_windows_from(inner, from))),
+            Schedule::Outside(inner) => Some(Box::new(outside::outside_windows_from(inner, from))),
             _ => None,
         };
         std::iter::from_fn(move || {
@@ -569,7 +570,7 @@ impl Schedule {
     pub fn next_start_after(&self, t: DateTime<Utc>) -> Option<Window> {
         match self {
             Schedule::OneOff(w) => (w.start > t).then_some(*w),
-            Schedule::Outside(inner) => allow::outside_next_start_after(inner, t),
+            Schedule::Outside(inner) => outside::outside_next_start_after(inner, t),
             Schedule::Recurring { .. } => {
                 // Starts up to the end of the window in force at t were merged into it.
                 let after = self.window_at(t).map_or(t, |w| w.end.max(t));
