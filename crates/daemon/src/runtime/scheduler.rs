@@ -110,6 +110,9 @@ pub struct Scheduler<S: Sweeps> {
     known: Vec<stopd_core::ActiveExecution>,
     /// The next escalation deadline.
     next_escalation: Option<DateTime<Utc>>,
+    /// When the first exemption in force at the last sweep ends (as an edge: what it held
+    /// back is stopped then).
+    next_exemption_end: Option<DateTime<Utc>>,
     /// The instant the last sweep that decided anything decided at.
     last_decided: Option<DateTime<Utc>>,
     /// The policy that sweep decided by (with the ad-hoc freezes then in force), for edges.
@@ -165,6 +168,7 @@ impl<S: Sweeps> Scheduler<S> {
             next_tick: None,
             known: Vec::new(),
             next_escalation: None,
+            next_exemption_end: None,
             last_decided: None,
             last_policy: None,
             sweep_now: Some(SweepTrigger::Startup),
@@ -194,10 +198,10 @@ impl<S: Sweeps> Scheduler<S> {
         let since = self.last_decided.unwrap_or(now);
         let policy = self.last_policy.as_ref().unwrap_or(&self.cfg.policy);
         let edge = policy.next_transition(since, &facts);
-        let edge = match (edge, self.next_escalation) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let edge = [edge, self.next_escalation, self.next_exemption_end]
+            .into_iter()
+            .flatten()
+            .min();
         let (at, why) = match (self.next_tick, edge) {
             (Some(t), Some(e)) if e < t => (e, Wake::Edge),
             (Some(t), _) => (t, Wake::Tick),
@@ -232,6 +236,7 @@ impl<S: Sweeps> Scheduler<S> {
                     self.last_policy.clone_from(&summary.policy);
                 }
                 self.next_escalation = summary.next_escalation;
+                self.next_exemption_end = summary.next_exemption_end;
                 let line = summary.status_line();
                 notify(&[NotifyState::Status(&line)]);
                 // An interrupted sweep (a clean shutdown cut it short) is no failure.

@@ -465,6 +465,33 @@ fn the_scheduler_sweeps_at_an_escalation_deadline() {
     assert_eq!(modes, [("finish", t0()), ("abandon", t0() + mins(10))]);
 }
 
+/// An exemption that ends while its freeze is open is an edge too: the scheduler sweeps at its
+/// `until` and stops what it held back then, not at the next tick (an hour away here).
+#[test]
+fn the_scheduler_sweeps_when_an_exemption_ends() {
+    let until = t0() + mins(30);
+    let rig = Rig::new(
+        &fleet(&[("prod-web", "prod")]),
+        RARE,
+        &freeze(t0() - TimeDelta::hours(1), ""),
+    );
+    rig.io()
+        .block_on(rig.sweeper.store.add_exemption(
+            t0() - mins(1),
+            "prod-web",
+            until,
+            "hotfix",
+            "tester",
+            None,
+        ))
+        .unwrap();
+    let swept = rig.schedule(t0(), vec![Step::Wait(3000)]);
+    assert_eq!(swept, [(t0(), "startup", true), (until, "edge", true)]);
+    let stops = rig.stops();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(at(&stops[0]), until);
+}
+
 /// A decision gone stale: the machine sleeps through a window edge (the wall clock jumps, tokio's
 /// does not). The scheduler notices within one nap and sweeps at once, deciding by the time it
 /// is now, not by the stale instant.

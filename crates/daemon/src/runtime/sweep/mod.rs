@@ -76,8 +76,10 @@ impl Sweeper {
             }
         }
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
+        let mut exemption_ends = None;
         let (mut summary, done, panicked) = match self.inputs(&policy, start_at).await {
             Ok((effective, extra)) => {
+                exemption_ends = next_exemption_end(&effective, &extra, start_at);
                 self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run)
                     .await
             }
@@ -88,6 +90,7 @@ impl Sweeper {
         };
         summary.sweep_id = sweep_id;
         summary.panicked = panicked;
+        summary.next_exemption_end = exemption_ends;
         for d in &done {
             summary.calls.merge(&d.calls);
             if summary.audit_error.is_none()
@@ -593,4 +596,21 @@ impl Sweeper {
         });
         true
     }
+}
+
+/// The first instant after `now` at which an exemption in force (the policy's or a break-glass
+/// one) ends: from then on what it held back must be stopped, so the scheduler wakes there as
+/// at a window edge instead of waiting for the next tick.
+fn next_exemption_end(
+    policy: &Policy,
+    extra: &[stopd_rules::Exemption],
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    policy
+        .exemptions()
+        .iter()
+        .chain(extra)
+        .filter_map(|e| e.until)
+        .filter(|until| *until > now)
+        .min()
 }

@@ -49,6 +49,8 @@ pub struct SweepSummary {
     pub decided_at: DateTime<Utc>,
     /// The next escalation deadline after this sweep, for the scheduler.
     pub next_escalation: Option<DateTime<Utc>>,
+    /// When the first exemption in force ends, for the scheduler.
+    pub next_exemption_end: Option<DateTime<Utc>>,
     /// Transitions stopd holds closed after this sweep.
     pub gates_closed: usize,
     /// Gate actions that failed, and pipelines whose transitions could not be read.
