@@ -21,8 +21,8 @@ use chrono_tz::Tz;
 
 use crate::cron::{CronExpr, partition};
 
-mod outside;
 pub mod ics;
+mod outside;
 
 use ics::Calendar;
 

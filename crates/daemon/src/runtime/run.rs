@@ -161,6 +161,32 @@ fn watch_database(store: Store, tx: mpsc::UnboundedSender<Event>) {
     });
 }
 
+/// Sends [`Event::Reload`] when a calendar file of an `ics` rule changes, appears or goes away
+/// (its bytes are compared every second): the policy is read again, and a calendar that became
+/// unreadable or invalid is a refused reload, logged and audited, the last good windows staying
+/// in force. The files are those of the policy at start.
+fn watch_calendars(files: Vec<std::path::PathBuf>, tx: mpsc::UnboundedSender<Event>) {
+    if files.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut last = crate::config::calendars::fingerprint(&files);
+        let mut every = tokio::time::interval(WATCH_DATABASE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let now = crate::config::calendars::fingerprint(&files);
+            if now != last {
+                tracing::info!("a calendar file changed: reading the policy again");
+                if tx.send(Event::Reload).is_err() {
+                    break;
+                }
+                last = now;
+            }
+        }
+    });
+}
+
 /// How `stopd run` ended (the command line says what it means and picks the exit code).
 #[derive(Debug)]
 pub enum Ran {
@@ -225,6 +251,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             .await
             .map(|s| Ran::Once(Box::new(s)));
     }
+    watch_calendars(cfg.calendars.clone(), tx.clone());
     let deliveries = crate::runtime::notify::spawn(
         &store,
         &cfg.notify,
