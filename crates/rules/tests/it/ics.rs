@@ -408,3 +408,41 @@ proptest! {
         prop_assert_eq!(got, want, "{}", text);
     }
 }
+
+/// `ics` is a window source of its own: with `cron`, `start` or `end` it is an error naming the
+/// rule and the other key; a calendar the loader could not read is one naming `ics`.
+#[test]
+fn ics_is_exclusive_with_the_other_window_sources() {
+    use stopd_rules::{Policy, PolicyErrorKind, PolicySpec};
+    let cal = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:20270101T000000Z\r\nDURATION:PT1H\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    for (key, extra) in [
+        ("cron", "cron = \"0 9 * * *\"\nduration = \"1h\"\n"),
+        ("start", "start = \"2027-01-01T00:00:00Z\"\n"),
+        ("end", "end = \"2027-01-01T00:00:00Z\"\n"),
+    ] {
+        let mut spec: PolicySpec = toml::from_str(&format!(
+            "[[freeze]]\nname = \"cal\"\nics = \"x.ics\"\n{extra}"
+        ))
+        .unwrap();
+        spec.freeze[0].ics_text = Some(Ok(cal.to_string()));
+        let errors = Policy::compile(&spec).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            format!(
+                "freeze[0].{key}: ics is exclusive with cron, duration, end_cron, start and end; remove {key}"
+            )
+        );
+    }
+    let mut spec: PolicySpec =
+        toml::from_str("[[freeze]]\nname = \"cal\"\nics = \"x.ics\"\n").unwrap();
+    spec.freeze[0].ics_text = Some(Err("No such file or directory".into()));
+    let errors = Policy::compile(&spec).unwrap_err();
+    assert!(
+        matches!(errors[0].kind, PolicyErrorKind::IcsUnreadable { .. }),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].at.to_string(), "freeze[0].ics");
+    spec.freeze[0].ics_text = Some(Ok(cal.to_string()));
+    assert!(Policy::compile(&spec).is_ok());
+}
