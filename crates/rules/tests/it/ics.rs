@@ -446,3 +446,33 @@ fn ics_is_exclusive_with_the_other_window_sources() {
     spec.freeze[0].ics_text = Some(Ok(cal.to_string()));
     assert!(Policy::compile(&spec).is_ok());
 }
+
+/// An `[[allow]]` rule takes an `ics` source like a freeze: frozen outside the calendar's events.
+#[test]
+fn an_allow_rule_with_a_calendar_is_frozen_outside_its_events() {
+    use stopd_rules::{Policy, PolicySpec, Trigger};
+    let cal = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID=Europe/Berlin:20270104T090000\r\n\
+               DTEND;TZID=Europe/Berlin:20270104T170000\r\nRRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH\r\n\
+               END:VEVENT\r\nEND:VCALENDAR\r\n";
+    let mut spec: PolicySpec =
+        toml::from_str("[[allow]]\nname = \"office\"\nics = \"office.ics\"\n").unwrap();
+    spec.allow[0].ics_text = Some(Ok(cal.to_string()));
+    let p = Policy::compile(&spec).unwrap();
+    let Trigger::Freeze { schedule, .. } = &p.rules()[0].trigger else {
+        unreachable!()
+    };
+    let utc = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    // Monday 10:00 CET: allowed, not frozen; Monday 18:00 to Tuesday 09:00: frozen.
+    assert!(schedule.window_at(utc("2027-01-11T09:00:00Z")).is_none());
+    let w = schedule.window_at(utc("2027-01-11T20:00:00Z")).unwrap();
+    assert_eq!(
+        (w.start, w.end),
+        (utc("2027-01-11T16:00:00Z"), utc("2027-01-12T08:00:00Z"))
+    );
+    // Thursday 17:00 CET to Monday 09:00 CET: frozen over the weekend.
+    let w = schedule.window_at(utc("2027-01-16T12:00:00Z")).unwrap();
+    assert_eq!(
+        (w.start, w.end),
+        (utc("2027-01-14T16:00:00Z"), utc("2027-01-18T08:00:00Z"))
+    );
+}
