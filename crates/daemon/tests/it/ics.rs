@@ -91,6 +91,27 @@ pipelines = ["prod-c"]
         "{check}"
     );
 
+    // windows lists the calendar's windows under the rule's name.
+    let out = env.stopd(&["windows"]).await;
+    assert_ok(&out);
+    let windows = text(&out.stdout);
+    assert!(windows.contains("release-calendar"), "{windows}");
+    assert!(windows.contains("holiday"), "{windows}");
+    // Today's occurrence of the cancelled calendar is not listed; its next week's is.
+    let start_of = |rule: &str| -> Vec<String> {
+        let rows = windows
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(rule));
+        rows.map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect()
+    };
+    let today = start_of("release-calendar")[0].clone();
+    let cancelled = start_of("cancelled-calendar");
+    assert!(
+        !cancelled.contains(&today) && !cancelled.is_empty(),
+        "{windows}"
+    );
+
     assert_ok(&env.stopd(&["run", "--once"]).await);
     let records = env.report(&[]).await;
     let stopped: Vec<(&str, &str)> = records
