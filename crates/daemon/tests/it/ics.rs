@@ -150,3 +150,79 @@ async fn check_refuses_a_calendar_zone_that_is_not_iana_with_its_line() {
     assert!(err.contains("W. Europe Standard Time"), "{err}");
     assert!(err.contains("freeze[0].ics"), "{err}");
 }
+
+/// The daemon re-reads a calendar within two seconds of a change: an event added now is
+/// enforced; a calendar that then becomes invalid is a refused reload, logged, and the last
+/// good windows stay in force.
+#[tokio::test]
+async fn the_daemon_follows_a_changed_calendar_and_keeps_the_last_good_one() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    let file = env.dir.path().join("release.ics");
+    let event = |start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>| {
+        let fmt = |t: chrono::DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+        calendar(&format!(
+            "BEGIN:VEVENT\r\nUID:e\r\nDTSTART:{}\r\nDTEND:{}\r\nEND:VEVENT\r\n",
+            fmt(start),
+            fmt(end)
+        ))
+    };
+    let later = "2099-01-01T00:00:00Z".parse().unwrap();
+    std::fs::write(&file, event(later, later + Duration::hours(1))).unwrap();
+    env.write_config(
+        "schedule = \"*/2 * * * * *\"",
+        "[[freeze]]\nname = \"release-calendar\"\nics = \"release.ics\"\n",
+    );
+    let _first = active(&env, "prod-a");
+    let child = env.spawn(&["run"]);
+    let kill = |child: &std::process::Child| {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+    };
+    if !env.wait_for_first_listing().await {
+        kill(&child);
+        panic!("the start-up sweep ran");
+    }
+    assert_eq!(env.stop_calls(), 0);
+
+    // An event in force now: enforced without a signal.
+    let now = Utc::now();
+    std::fs::write(
+        &file,
+        event(now - Duration::hours(1), now + Duration::hours(1)),
+    )
+    .unwrap();
+    if !wait_for(std::time::Duration::from_secs(15), || env.stop_calls() == 1).await {
+        kill(&child);
+        panic!("the changed calendar was enforced");
+    }
+
+    // An invalid calendar: refused; the event stays in force for a new execution.
+    std::fs::write(&file, "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID=Nowhere/City:20270101T000000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").unwrap();
+    let refused = || {
+        let out = env
+            .command(&["report", "--events", "--format", "json"])
+            .output()
+            .unwrap();
+        let events: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        events
+            .iter()
+            .any(|e| e["event"] == "reload" && e["result"] == "refused")
+    };
+    if !wait_for(std::time::Duration::from_secs(15), refused).await {
+        kill(&child);
+        panic!("the invalid calendar was a refused reload");
+    }
+    env.emulator.start_execution("prod-a").unwrap();
+    if !wait_for(std::time::Duration::from_secs(15), || env.stop_calls() == 2).await {
+        kill(&child);
+        panic!("the last good calendar stayed in force");
+    }
+    signal(&child, "TERM");
+    let out = wait_exit(child, std::time::Duration::from_secs(30)).await;
+    let err = text(&out.stderr);
+    assert!(err.contains("a calendar file changed"), "{err}");
+    assert!(err.contains("reload refused"), "{err}");
+    assert!(err.contains("Nowhere/City"), "{err}");
+}
