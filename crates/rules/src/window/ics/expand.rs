@@ -8,7 +8,7 @@
 //! of day. DTSTART is always the first occurrence and counts towards COUNT. Each wall time
 //! becomes an instant with RFC 5545's DST rules ([`crate::zone::resolve_calendar`]).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Utc, Weekday};
 
@@ -407,7 +407,7 @@ fn excluded(s: &Stamp, ex: &[Stamp]) -> bool {
 /// Every event's windows (unmerged, unordered; empty ones left out).
 pub fn windows(events: &[Event]) -> Vec<Window> {
     // Overrides by (UID, instant of the occurrence they replace).
-    let mut overridden: BTreeMap<(&str, DateTime<Utc>), ()> = BTreeMap::new();
+    let mut overridden: BTreeSet<(&str, DateTime<Utc>)> = BTreeSet::new();
     let masters: Vec<&str> = events
         .iter()
         .filter(|e| e.recurrence_id.is_none())
@@ -415,10 +415,10 @@ pub fn windows(events: &[Event]) -> Vec<Window> {
         .collect();
     let mut out = Vec::new();
     for e in events {
-        if let (Some(id), Some(uid)) = (&e.recurrence_id, e.uid.as_deref()) {
-            if masters.contains(&uid) {
-                overridden.insert((uid, id.instant()), ());
-            }
+        if let (Some(id), Some(uid)) = (&e.recurrence_id, e.uid.as_deref())
+            && masters.contains(&uid)
+        {
+            overridden.insert((uid, id.instant()));
         }
     }
     for e in events {
@@ -442,10 +442,10 @@ pub fn windows(events: &[Event]) -> Vec<Window> {
                 if excluded(&s, &e.exdates) {
                     continue;
                 }
-                if let Some(uid) = e.uid.as_deref() {
-                    if overridden.contains_key(&(uid, s.instant())) {
-                        continue;
-                    }
+                if let Some(uid) = e.uid.as_deref()
+                    && overridden.contains(&(uid, s.instant()))
+                {
+                    continue;
                 }
             }
             let w = window(&s, e.length);
