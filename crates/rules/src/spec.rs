@@ -60,6 +60,14 @@ pub struct FreezeSpec {
     /// (in `timezone`, with the same DST rules as `cron`) strictly after its start.
     #[serde(default)]
     pub end_cron: Option<String>,
+    /// Windows from an iCalendar file (every VEVENT a window); exclusive with `cron`,
+    /// `duration`, `end_cron`, `start` and `end`. Floating and all-day times are in `timezone`.
+    #[serde(default)]
+    pub ics: Option<String>,
+    /// The text of the `ics` file (or why it could not be read), set by the loader, which does
+    /// the I/O; never read from the policy file.
+    #[serde(skip)]
+    pub ics_text: Option<Result<String, String>>,
     /// One-off: start, a local date-time in `timezone` or RFC 3339 with an offset.
     #[serde(default)]
     pub start: Option<String>,

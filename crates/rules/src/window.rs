@@ -21,7 +21,10 @@ use chrono_tz::Tz;
 
 use crate::cron::{CronExpr, partition};
 
+pub mod ics;
 mod outside;
+
+use ics::Calendar;
 
 /// How far a merge follows overlapping instances, each way, before it stops. A rule whose
 /// windows never leave a gap (daily, lasting 24 h or more) is in force without end; it is
@@ -69,6 +72,8 @@ pub enum Schedule {
     /// (an `[[allow]]` rule's freeze). A gap with no window before or after it
     /// is reported reaching [`MERGE_HORIZON`] beyond the instant in question.
     Outside(Arc<Schedule>),
+    /// The events of an iCalendar file (`ics`), expanded and merged.
+    Calendar(Arc<Calendar>),
 }
 
 /// The gaps of a recurring schedule, for merging without enumerating starts.
@@ -328,6 +333,7 @@ impl Schedule {
         match self {
             Schedule::OneOff(w) => w.contains(t).then_some(*w),
             Schedule::Outside(inner) => outside::outside_window_at(inner, t),
+            Schedule::Calendar(c) => c.window_at(t),
             Schedule::Recurring {
                 cron,
                 tz,
@@ -554,6 +560,8 @@ impl Schedule {
                     done = true;
                     (from < w.end).then_some(*w)
                 }
+                (Schedule::Calendar(c), None) => c.windows_from(from).next(),
+                (Schedule::Calendar(c), Some(at)) => c.windows_from(at).next(),
                 (_, None) => self.window_at(from).or_else(|| self.window_from(from)),
                 // Starts up to the end of the last window were merged into it.
                 (_, Some(c)) => self.window_from(c),
@@ -571,6 +579,7 @@ impl Schedule {
         match self {
             Schedule::OneOff(w) => (w.start > t).then_some(*w),
             Schedule::Outside(inner) => outside::outside_next_start_after(inner, t),
+            Schedule::Calendar(c) => c.windows_from(t).find(|w| w.start > t),
             Schedule::Recurring { .. } => {
                 // Starts up to the end of the window in force at t were merged into it.
                 let after = self.window_at(t).map_or(t, |w| w.end.max(t));

@@ -17,6 +17,26 @@ pub fn resolve_local(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     }
 }
 
+/// Maps a local wall-clock time in `tz` to one instant with the iCalendar rules (RFC 5545,
+/// 3.3.5), used for calendar (`ics`) times:
+/// - a time that exists once maps to it;
+/// - a time in a repeated hour maps to its **first** occurrence;
+/// - a time in a gap is read with the UTC offset **before** the gap (so it lands as far after
+///   the gap's end as it was after the gap's start: 02:30 in a 02:00-03:00 gap is 03:30).
+pub fn resolve_calendar(local: NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, second) => first.min(second).with_timezone(&Utc),
+        LocalResult::None => {
+            // A day before, read as UTC, is before the gap (offsets are within +-14 h and a gap
+            // lasts hours) and after the change before it (changes are months apart).
+            let before = tz.offset_from_utc_datetime(&(local - chrono::Duration::days(1)));
+            let offset = chrono::Offset::fix(&before).local_minus_utc();
+            (local - chrono::Duration::seconds(i64::from(offset))).and_utc()
+        }
+    }
+}
+
 /// The first instant whose wall time in `tz` is at or after `local`, for a `local` inside a gap:
 /// the instant the clocks jumped. Binary search on seconds; a gap never spans more than a day
 /// or two in the tz database (Samoa skipped one whole day in 2011).
@@ -65,6 +85,19 @@ mod tests {
         // New York, 2026-11-01: 01:30 happens at 05:30Z (EDT) and 06:30Z (EST).
         let t = resolve_local(local(2026, 11, 1, 1, 30), chrono_tz::America::New_York);
         assert_eq!(t.to_rfc3339(), "2026-11-01T05:30:00+00:00");
+    }
+
+    #[test]
+    fn calendar_gap_time_is_read_with_the_offset_before_the_gap() {
+        // Berlin, 2026-03-29: 02:00 CET -> 03:00 CEST; 02:30 at +01:00 is 01:30Z (03:30 CEST).
+        let t = resolve_calendar(local(2026, 3, 29, 2, 30), chrono_tz::Europe::Berlin);
+        assert_eq!(t.to_rfc3339(), "2026-03-29T01:30:00+00:00");
+        // Lord Howe: 02:15 at +10:30 is 15:45Z (02:45 +11:00).
+        let t = resolve_calendar(local(2026, 10, 4, 2, 15), chrono_tz::Australia::Lord_Howe);
+        assert_eq!(t.to_rfc3339(), "2026-10-03T15:45:00+00:00");
+        // Repeated: Berlin 2026-10-25 02:30 first at CEST (00:30Z).
+        let t = resolve_calendar(local(2026, 10, 25, 2, 30), chrono_tz::Europe::Berlin);
+        assert_eq!(t.to_rfc3339(), "2026-10-25T00:30:00+00:00");
     }
 
     #[test]

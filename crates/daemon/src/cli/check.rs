@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use stopd_audit::Store;
 use stopd_rules::select::Selector;
 use stopd_rules::{Rule, Schedule, Trigger, rfc3339};
@@ -25,7 +25,7 @@ Examples:
   stopd --config ./stopd.toml check";
 
 /// When a schedule's windows are, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h".
-fn schedule_words(schedule: &Schedule, tz: chrono_tz::Tz) -> String {
+fn schedule_words(schedule: &Schedule, tz: chrono_tz::Tz, now: DateTime<Utc>) -> String {
     match schedule {
         Schedule::Recurring {
             cron,
@@ -49,16 +49,38 @@ fn schedule_words(schedule: &Schedule, tz: chrono_tz::Tz) -> String {
         ),
         // An allow rule: frozen outside its windows.
         Schedule::Outside(inner) => {
-            format!("allowed {}; frozen otherwise", schedule_words(inner, tz))
+            format!(
+                "allowed {}; frozen otherwise",
+                schedule_words(inner, tz, now)
+            )
+        }
+        // A calendar: how many events, and its next window after `now`.
+        Schedule::Calendar(c) => {
+            let events = match c.events {
+                1 => "1 event".to_string(),
+                n => format!("{n} events"),
+            };
+            let next = match c.windows_from(now).next() {
+                Some(w) if w.start <= now => format!("in force until {}", rfc3339(w.end)),
+                Some(w) => format!(
+                    "next window from {} to {} ({})",
+                    rfc3339(w.start),
+                    rfc3339(w.end),
+                    human(w.end - w.start)
+                ),
+                None => "no window after now".to_string(),
+            };
+            format!("ics {}: {events}, {next} ({tz})", c.path)
         }
     }
 }
 
-/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h".
-fn describe(rule: &Rule) -> String {
+/// When a rule acts, in words: "every "0 18 * * FRI" (Europe/Berlin) for 2 d 14 h"; an `ics`
+/// rule with its next window after `now`.
+fn describe(rule: &Rule, now: DateTime<Utc>) -> String {
     match &rule.trigger {
         Trigger::Freeze { schedule, grace } => {
-            let mut s = schedule_words(schedule, rule.timezone);
+            let mut s = schedule_words(schedule, rule.timezone, now);
             if !grace.is_zero() {
                 s.push_str(&format!(", grace {}", human(*grace)));
             }
@@ -264,7 +286,7 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            output::paragraph(&head, &esc(&describe(r)), &indent, width)
+            output::paragraph(&head, &esc(&describe(r, clock.now())), &indent, width)
         )?;
         let pipelines = format!(
             "pipelines: {}{}{}",
@@ -329,7 +351,7 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     // Ten edges need at most six windows of a rule: the cost is bounded by the number of
     // rules, however dense their windows.
     let windows = p.windows_per_rule(now, now + Duration::days(366), 6);
-    let mut edges: Vec<(chrono::DateTime<Utc>, &str, &str, chrono_tz::Tz)> = Vec::new();
+    let mut edges: Vec<(DateTime<Utc>, &str, &str, chrono_tz::Tz)> = Vec::new();
     let allow = |rule: &str| p.rule(rule).is_some_and(Rule::is_allow);
     for w in &windows {
         // An allow rule's freeze starts when its window closes, and ends when one opens.
@@ -436,7 +458,7 @@ mod tests {
         .unwrap();
         let policy = stopd_rules::Policy::compile(&spec).unwrap();
         assert_eq!(
-            describe(&policy.rules()[0]),
+            describe(&policy.rules()[0], DateTime::UNIX_EPOCH),
             "allowed every \"0 9 * * MON-FRI\" (Europe/Berlin) for 8 h; frozen otherwise; \
              gates every stage after the first"
         );
@@ -453,7 +475,7 @@ mod tests {
         .unwrap();
         let policy = stopd_rules::Policy::compile(&spec).unwrap();
         assert_eq!(
-            describe(&policy.rules()[0]),
+            describe(&policy.rules()[0], DateTime::UNIX_EPOCH),
             "every \"0 18 * * FRI\" until \"0 6 * * MON\" (Europe/Berlin)"
         );
     }

@@ -121,6 +121,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
         accounts: Vec::new(),
         policy_error: Some(invalid),
         secret_keys: Vec::new(),
+        calendars: Vec::new(),
     })
 }
 

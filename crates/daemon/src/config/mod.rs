@@ -18,6 +18,7 @@ use stopd_rules::Policy;
 mod accounts;
 mod audit;
 mod aws;
+pub mod calendars;
 mod daemon;
 mod error;
 mod load;
@@ -80,6 +81,9 @@ pub struct Config {
     /// Where each key naming a secret (`audit.signing_key`, `notify[0].url_file`, ...) is in
     /// the file: line and column, for the errors of the secrets check (`stopd check`, `run`).
     pub secret_keys: Vec<(String, Option<usize>, Option<usize>)>,
+    /// The calendar files of `ics` rules, resolved, as read for `policy`: the daemon re-reads
+    /// the policy when one of them changes.
+    pub calendars: Vec<PathBuf>,
 }
 
 impl Config {

@@ -16,6 +16,7 @@ use toml::de::DeTable;
 use crate::config::accounts::{self, AccountSpec};
 use crate::config::audit::AuditSpec;
 use crate::config::aws::AwsSpec;
+use crate::config::calendars;
 use crate::config::daemon::{DaemonSettings, DaemonSpec};
 use crate::config::metrics::{self, MetricsSpec};
 use crate::config::notify::{self, NotifySpec};
@@ -201,6 +202,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     if let Some(d) = &at.doc {
         spec.file_order = file_order(d.get_ref());
     }
+    let mut calendars = calendars::read(path, &mut spec.freeze);
+    calendars.extend(calendars::read(path, &mut spec.allow));
     let policy = match Policy::compile(&spec) {
         Ok(p) => Some(p),
         Err(errors) => {
@@ -243,6 +246,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             accounts,
             policy_error: None,
             secret_keys,
+            calendars,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));

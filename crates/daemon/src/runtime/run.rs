@@ -31,6 +31,8 @@ struct Live {
     sweeper: Sweeper,
     /// Cancels in-flight API calls (after the shutdown bound).
     core_cancel: CancellationToken,
+    /// The calendar files the watcher compares (those of the policy in force).
+    calendars: CalendarFiles,
 }
 
 impl Sweeps for Live {
@@ -67,6 +69,9 @@ impl Sweeps for Live {
                 );
             }
             self.sweeper.concurrency = n.stop_concurrency;
+            if let Ok(mut files) = self.calendars.lock() {
+                files.clone_from(&new.calendars);
+            }
             // Quiet sweeps are folded as long as they come within the new schedule's gap.
             let interval = new.daemon.interval(self.sweeper.clock.now());
             let gap = interval * 2 + stopd_audit::coverage::MARGIN;
@@ -161,6 +166,39 @@ fn watch_database(store: Store, tx: mpsc::UnboundedSender<Event>) {
     });
 }
 
+/// The calendar files of the policy in force (`ics` rules), as the watcher reads them: set at
+/// start and by each good reload.
+type CalendarFiles = Arc<std::sync::Mutex<Vec<std::path::PathBuf>>>;
+
+/// Sends [`Event::Reload`] when a calendar file of an `ics` rule changes, appears or goes away
+/// (its bytes are compared every second): the policy is read again, and a calendar that became
+/// unreadable or invalid is a refused reload, logged and audited, the last good windows staying
+/// in force. The files are those of the policy in force (`files`, updated by good reloads).
+fn watch_calendars(files: CalendarFiles, tx: mpsc::UnboundedSender<Event>) {
+    let current = move || files.lock().map(|f| f.clone()).unwrap_or_default();
+    tokio::spawn(async move {
+        let mut watched = current();
+        let mut last = crate::config::calendars::fingerprint(&watched);
+        let mut every = tokio::time::interval(WATCH_DATABASE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let files = current();
+            let now = crate::config::calendars::fingerprint(&files);
+            if files != watched {
+                // A reload changed which files: what they hold now was just read.
+                watched = files;
+            } else if now != last {
+                tracing::info!("a calendar file changed: reading the policy again");
+                if tx.send(Event::Reload).is_err() {
+                    break;
+                }
+            }
+            last = now;
+        }
+    });
+}
+
 /// How `stopd run` ended (the command line says what it means and picks the exit code).
 #[derive(Debug)]
 pub enum Ran {
@@ -200,6 +238,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             clock: SharedClock::clone(&clock),
         },
         core_cancel: core_cancel.clone(),
+        calendars: Arc::new(std::sync::Mutex::new(cfg.calendars.clone())),
     };
     tracing::info!(
         config = %cfg.path.display(),
@@ -225,6 +264,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             .await
             .map(|s| Ran::Once(Box::new(s)));
     }
+    watch_calendars(Arc::clone(&live.calendars), tx.clone());
     let deliveries = crate::runtime::notify::spawn(
         &store,
         &cfg.notify,

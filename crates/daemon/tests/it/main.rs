@@ -19,6 +19,7 @@ mod disk_full;
 mod gates;
 mod house;
 mod iam;
+mod ics;
 mod metrics;
 mod notify;
 mod status;

@@ -83,6 +83,27 @@ pub enum PolicyErrorKind {
         "an allow rule is either recurring (cron + duration or end_cron) or one-off (start + end); {0}"
     )]
     AllowShape(&'static str),
+    /// `ics` with a key of another window source.
+    #[error("ics is exclusive with cron, duration, end_cron, start and end; remove {0}")]
+    IcsExclusive(&'static str),
+    /// The `ics` file could not be read (or the loader did not read it).
+    #[error("cannot read the calendar {path}: {error}")]
+    IcsUnreadable {
+        /// The path as written.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// The `ics` file is not a calendar stopd can read exactly.
+    #[error("calendar {path}:{line}: {message}")]
+    Ics {
+        /// The path as written.
+        path: String,
+        /// 1-based line in the calendar file.
+        line: usize,
+        /// What.
+        message: String,
+    },
     /// An empty `pipelines` list matches nothing.
     #[error("an empty list matches no pipeline; leave the key out to match all")]
     EmptyPipelines,

@@ -12,6 +12,7 @@ const OUTSIDE_LOOKAHEAD: chrono::Duration = chrono::Duration::days(200 * 366);
 fn last_end_at_or_before(inner: &Schedule, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match inner {
         Schedule::OneOff(w) => (w.end <= t).then_some(w.end),
+        Schedule::Calendar(c) => c.last_end_at_or_before(t),
         Schedule::Recurring { cron, tz, .. } => {
             // Ends never decrease with the start: the latest start's window ends last.
             let s = cron.prev_at_or_before(t, *tz)?;

@@ -6,5 +6,6 @@ mod decisions;
 mod dst;
 mod end_cron;
 mod extremes;
+mod ics;
 mod properties;
 mod validation;

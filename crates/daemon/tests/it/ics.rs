@@ -1,0 +1,228 @@
+//! `ics = "PATH"` windows through the binary: an execution during a calendar event is stopped,
+//! the audit row naming the rule; an occurrence cancelled by EXDATE stops nothing; an all-day
+//! event is in force all day in the rule's zone; `check` describes the rule and refuses a
+//! calendar it cannot read exactly, with its line.
+
+use chrono::{Datelike, Duration, Timelike, Utc};
+use chrono_tz::America::New_York;
+
+use crate::common::*;
+
+fn calendar(events: &str) -> String {
+    format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{events}END:VCALENDAR\r\n")
+}
+
+#[tokio::test]
+async fn an_ics_event_stops_and_an_exdated_occurrence_does_not() {
+    let env = Env::new(&fleet(&[
+        ("prod-a", "prod"),
+        ("prod-b", "prod"),
+        ("prod-c", "prod"),
+        ("dev-d", "dev"),
+    ]))
+    .await;
+    // A weekly event in New York time that began three weeks ago, in force now (from an hour
+    // ago to two hours from now on the wall clock, DST or not); the same with today's
+    // occurrence cancelled; an all-day event today (UTC).
+    let now = Utc::now().with_timezone(&New_York);
+    let start = (now - Duration::hours(1))
+        .with_second(0)
+        .unwrap()
+        .naive_local();
+    let first = start - Duration::weeks(3);
+    let day =
+        ["MO", "TU", "WE", "TH", "FR", "SA", "SU"][first.weekday().num_days_from_monday() as usize];
+    let fmt = |t: chrono::NaiveDateTime| t.format("%Y%m%dT%H%M%S").to_string();
+    let weekly = |uid: &str, extra: &str| {
+        format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART;TZID=America/New_York:{}\r\n\
+             DTEND;TZID=America/New_York:{}\r\nRRULE:FREQ=WEEKLY;BYDAY={day}\r\n{extra}END:VEVENT\r\n",
+            fmt(first),
+            fmt(first + Duration::hours(3)),
+        )
+    };
+    std::fs::write(
+        env.dir.path().join("release.ics"),
+        calendar(&weekly("r", "")),
+    )
+    .unwrap();
+    let exdate = format!("EXDATE;TZID=America/New_York:{}\r\n", fmt(start));
+    std::fs::write(
+        env.dir.path().join("cancelled.ics"),
+        calendar(&weekly("c", &exdate)),
+    )
+    .unwrap();
+    let today = Utc::now().date_naive();
+    let all_day = format!(
+        "BEGIN:VEVENT\r\nUID:h\r\nDTSTART;VALUE=DATE:{}\r\nEND:VEVENT\r\n",
+        today.format("%Y%m%d")
+    );
+    std::fs::write(env.dir.path().join("holiday.ics"), calendar(&all_day)).unwrap();
+    env.write_config(
+        "",
+        r#"
+[[freeze]]
+name = "release-calendar"
+ics = "release.ics"
+pipelines = ["prod-a"]
+
+[[freeze]]
+name = "cancelled-calendar"
+ics = "cancelled.ics"
+pipelines = ["prod-b"]
+
+[[freeze]]
+name = "holiday"
+ics = "holiday.ics"
+timezone = "UTC"
+pipelines = ["prod-c"]
+"#,
+    );
+    let a = active(&env, "prod-a");
+    let b = active(&env, "prod-b");
+    let c = active(&env, "prod-c");
+    let d = active(&env, "dev-d");
+
+    let out = env.stopd(&["check"]).await;
+    assert_ok(&out);
+    let check = text(&out.stdout);
+    assert!(
+        check.contains("ics release.ics: 1 event, in force until"),
+        "{check}"
+    );
+
+    // windows lists the calendar's windows under the rule's name.
+    let out = env.stopd(&["windows"]).await;
+    assert_ok(&out);
+    let windows = text(&out.stdout);
+    assert!(windows.contains("release-calendar"), "{windows}");
+    assert!(windows.contains("holiday"), "{windows}");
+    // Today's occurrence of the cancelled calendar is not listed; its next week's is.
+    let start_of = |rule: &str| -> Vec<String> {
+        let rows = windows
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(rule));
+        rows.map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect()
+    };
+    let today = start_of("release-calendar")[0].clone();
+    let cancelled = start_of("cancelled-calendar");
+    assert!(
+        !cancelled.contains(&today) && !cancelled.is_empty(),
+        "{windows}"
+    );
+
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let records = env.report(&[]).await;
+    let stopped: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["execution_id"].as_str().unwrap(),
+                r["rule"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        stopped.contains(&(a.as_str(), "release-calendar")),
+        "{records:?}"
+    );
+    assert!(stopped.contains(&(c.as_str(), "holiday")), "{records:?}");
+    assert_eq!(stopped.len(), 2, "{records:?}");
+    for (id, p) in [(&b, "prod-b"), (&d, "dev-d")] {
+        assert_eq!(env.emulator.execution(p, id).unwrap().status, "InProgress");
+    }
+}
+
+#[tokio::test]
+async fn check_refuses_a_calendar_zone_that_is_not_iana_with_its_line() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    let ics = calendar(
+        "BEGIN:VTIMEZONE\r\nTZID:W. Europe Standard Time\r\nEND:VTIMEZONE\r\n\
+         BEGIN:VEVENT\r\nDTSTART:20270101T000000Z\r\nDURATION:PT1H\r\nEND:VEVENT\r\n",
+    );
+    std::fs::write(env.dir.path().join("bad.ics"), ics).unwrap();
+    env.write_config("", "[[freeze]]\nname = \"cal\"\nics = \"bad.ics\"\n");
+    let out = env.stopd(&["check"]).await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stdout));
+    let err = text(&out.stderr) + &text(&out.stdout);
+    assert!(err.contains("calendar bad.ics:5:"), "{err}");
+    assert!(err.contains("W. Europe Standard Time"), "{err}");
+    assert!(err.contains("freeze[0].ics"), "{err}");
+}
+
+/// The daemon re-reads a calendar within two seconds of a change: an event added now is
+/// enforced; a calendar that then becomes invalid is a refused reload, logged, and the last
+/// good windows stay in force.
+#[tokio::test]
+async fn the_daemon_follows_a_changed_calendar_and_keeps_the_last_good_one() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    let file = env.dir.path().join("release.ics");
+    let event = |start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>| {
+        let fmt = |t: chrono::DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+        calendar(&format!(
+            "BEGIN:VEVENT\r\nUID:e\r\nDTSTART:{}\r\nDTEND:{}\r\nEND:VEVENT\r\n",
+            fmt(start),
+            fmt(end)
+        ))
+    };
+    let later = "2099-01-01T00:00:00Z".parse().unwrap();
+    std::fs::write(&file, event(later, later + Duration::hours(1))).unwrap();
+    env.write_config(
+        "schedule = \"*/2 * * * * *\"",
+        "[[freeze]]\nname = \"release-calendar\"\nics = \"release.ics\"\n",
+    );
+    let _first = active(&env, "prod-a");
+    let child = env.spawn(&["run"]);
+    let kill = |child: &std::process::Child| {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status();
+    };
+    if !env.wait_for_first_listing().await {
+        kill(&child);
+        panic!("the start-up sweep ran");
+    }
+    assert_eq!(env.stop_calls(), 0);
+
+    // An event in force now: enforced without a signal.
+    let now = Utc::now();
+    std::fs::write(
+        &file,
+        event(now - Duration::hours(1), now + Duration::hours(1)),
+    )
+    .unwrap();
+    if !wait_for(std::time::Duration::from_secs(15), || env.stop_calls() == 1).await {
+        kill(&child);
+        panic!("the changed calendar was enforced");
+    }
+
+    // An invalid calendar: refused; the event stays in force for a new execution.
+    std::fs::write(&file, "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART;TZID=Nowhere/City:20270101T000000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n").unwrap();
+    let refused = || {
+        let out = env
+            .command(&["report", "--events", "--format", "json"])
+            .output()
+            .unwrap();
+        let events: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        events
+            .iter()
+            .any(|e| e["event"] == "reload" && e["result"] == "refused")
+    };
+    if !wait_for(std::time::Duration::from_secs(15), refused).await {
+        kill(&child);
+        panic!("the invalid calendar was a refused reload");
+    }
+    env.emulator.start_execution("prod-a").unwrap();
+    if !wait_for(std::time::Duration::from_secs(15), || env.stop_calls() == 2).await {
+        kill(&child);
+        panic!("the last good calendar stayed in force");
+    }
+    signal(&child, "TERM");
+    let out = wait_exit(child, std::time::Duration::from_secs(30)).await;
+    let err = text(&out.stderr);
+    assert!(err.contains("a calendar file changed"), "{err}");
+    assert!(err.contains("reload refused"), "{err}");
+    assert!(err.contains("Nowhere/City"), "{err}");
+}
