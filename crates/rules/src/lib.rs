@@ -31,7 +31,8 @@ pub use decide::{
 };
 pub use policy::{
     DEFAULT_ALLOW_REASON, DEFAULT_REASON, Exemption, ExemptionSource, Gate, Location, Policy,
-    PolicyError, PolicyErrorKind, Rule, RuleKind, Trigger, parse_time, parse_zone, suggest_zone,
+    PolicyError, PolicyErrorKind, Rule, RuleKind, Trigger, Unreadable, parse_time, parse_zone,
+    suggest_zone,
 };
 pub use select::Place;
 pub use span::{MAX_SPAN, Span, SpanError};

@@ -18,10 +18,12 @@ use crate::zone::resolve_local;
 
 mod allow;
 mod error;
+mod unreadable;
 
 pub use allow::DEFAULT_ALLOW_REASON;
 use allow::compile_allow;
 pub use error::{Location, PolicyError, PolicyErrorKind};
+pub use unreadable::Unreadable;
 
 /// The reason template used when neither the rule nor `[defaults]` sets one.
 pub const DEFAULT_REASON: &str = "stopd: {rule}";
@@ -186,6 +188,9 @@ pub struct Policy {
     pub(crate) default_tz: Tz,
     /// `[defaults] mode`.
     pub(crate) default_mode: Mode,
+    /// Rules left out because their calendar cannot be read (see
+    /// [`Policy::compile_setting_aside_calendars`]); empty for [`Policy::compile`].
+    pub(crate) unreadable: Vec<Unreadable>,
 }
 
 /// Parses an IANA zone name.
@@ -328,6 +333,16 @@ impl Ctx<'_> {
 impl Policy {
     /// Validates a policy. Returns every problem found, not only the first.
     pub fn compile(spec: &PolicySpec) -> Result<Policy, Vec<PolicyError>> {
+        let (policy, errors) = Policy::compile_all(spec);
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Every rule that compiles, and every problem found (a rule with a problem is left out).
+    fn compile_all(spec: &PolicySpec) -> (Policy, Vec<PolicyError>) {
         let mut errors = Vec::new();
         let defaults_ref = RuleRef {
             table: Table::Defaults,
@@ -435,9 +450,6 @@ impl Policy {
             };
             exemptions.push(compile_exempt(e, &mut ctx, default_tz));
         }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
         // File order: the loader's order if given, else freezes, allow rules, then timeouts.
         if !spec.file_order.is_empty() {
             let pos = |r: &Rule| {
@@ -448,12 +460,14 @@ impl Policy {
             };
             rules.sort_by_key(|r| (pos(r), r.at));
         }
-        Ok(Policy {
+        let policy = Policy {
             rules,
             exemptions,
             default_tz,
             default_mode,
-        })
+            unreadable: Vec::new(),
+        };
+        (policy, errors)
     }
 
     /// This policy with ad-hoc freezes after the file's rules (`stopd freeze add`: they live
@@ -491,6 +505,7 @@ impl Policy {
             exemptions: self.exemptions.clone(),
             default_tz: self.default_tz,
             default_mode: self.default_mode,
+            unreadable: self.unreadable.clone(),
         })
     }
 
@@ -542,6 +557,7 @@ impl Policy {
                 .collect(),
             default_tz: self.default_tz,
             default_mode: self.default_mode,
+            unreadable: self.unreadable.clone(),
         }
     }
 

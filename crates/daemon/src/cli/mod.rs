@@ -345,6 +345,9 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                     }
                 }
                 cfg
+            } else if matches!(command, Command::Run(_)) {
+                // A calendar that cannot be read: its rule is set aside, each sweep fails.
+                config::load_for_run(&path)?
             } else {
                 config::load(&path)?
             };

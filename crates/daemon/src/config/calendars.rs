@@ -1,9 +1,20 @@
 //! The calendar files of `ics` rules: read when the policy is loaded (the rules crate does no
-//! I/O: it gets their text), and watched for changes by the daemon.
+//! I/O: it gets their text), and watched for changes by the daemon. A file that cannot be read
+//! or is invalid is refused by `check` and set aside by `run` ([`BadCalendars`]).
 
 use std::path::{Path, PathBuf};
 
 use stopd_rules::FreezeSpec;
+
+/// What loading a policy does with a calendar file that is missing or invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadCalendars {
+    /// The policy is refused, the calendar's line named (`check`, and every command but `run`).
+    Refuse,
+    /// The policy loads without that rule, listed in `Policy::unreadable` (`run`: the rule stops
+    /// nothing and gates nothing, every sweep fails naming it, the other rules are enforced).
+    SetAside,
+}
 
 /// Where an `ics` path points: a relative path is relative to the policy file's directory.
 pub fn resolve(policy: &Path, ics: &str) -> PathBuf {

@@ -10,15 +10,29 @@ use stopd_rules::{DefaultsSpec, Policy, PolicySpec};
 
 use crate::config::audit::AuditSpec;
 use crate::config::aws::AwsSpec;
+use crate::config::calendars::BadCalendars;
 use crate::config::daemon::{DEFAULT_SCHEDULE, DaemonSettings, DaemonSpec};
+use crate::config::parse::parse_with;
 use crate::config::spans::line_col;
-use crate::config::{Config, ConfigError, Problem, parse, policy_hash};
+use crate::config::{Config, ConfigError, Problem, policy_hash};
 
-/// Reads and validates the file at `path`.
+/// Reads and validates the file at `path`; a calendar that cannot be read is a problem.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, BadCalendars::Refuse)
+}
+
+/// Reads and validates the file at `path` for `run`: a rule whose calendar cannot be read is
+/// left out of the policy and listed in `Policy::unreadable` (each sweep fails naming it); the
+/// other rules load as [`load`] does.
+pub fn load_for_run(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, BadCalendars::SetAside)
+}
+
+/// [`load`] or [`load_for_run`].
+fn load_with(path: &Path, bad_calendars: BadCalendars) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::single(path, format!("cannot read the policy file: {e}")))?;
-    let mut cfg = parse(path, &text)?;
+    let mut cfg = parse_with(path, &text, bad_calendars)?;
     cfg.warnings.extend(file_warning(path));
     Ok(cfg)
 }

@@ -34,7 +34,7 @@ pub use audit::AuditSpec;
 pub use aws::AwsSpec;
 pub use daemon::{DEFAULT_DATABASE, DEFAULT_SCHEDULE, DaemonSettings, MAX_CONCURRENCY};
 pub use error::{ConfigError, Problem};
-pub use load::{load, load_for_database};
+pub use load::{load, load_for_database, load_for_run};
 pub use metrics::MetricsSpec;
 pub use notify::{EventKind, Format, NotifySpec, Target, UrlSource};
 pub use parse::parse;

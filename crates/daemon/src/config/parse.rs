@@ -16,7 +16,7 @@ use toml::de::DeTable;
 use crate::config::accounts::{self, AccountSpec};
 use crate::config::audit::AuditSpec;
 use crate::config::aws::AwsSpec;
-use crate::config::calendars;
+use crate::config::calendars::{self, BadCalendars};
 use crate::config::daemon::{DaemonSettings, DaemonSpec};
 use crate::config::metrics::{self, MetricsSpec};
 use crate::config::notify::{self, NotifySpec};
@@ -114,8 +114,19 @@ impl Locator<'_> {
     }
 }
 
-/// Validates `text` as if it were the file at `path`.
+/// Validates `text` as if it were the file at `path`; a calendar that cannot be read is a
+/// problem, as for `check`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, BadCalendars::Refuse)
+}
+
+/// [`parse`], with a calendar that cannot be read refused or set aside (`run`: its rule is left
+/// out of the policy, listed in [`Policy::unreadable`], and each sweep fails naming it).
+pub(super) fn parse_with(
+    path: &Path,
+    text: &str,
+    bad_calendars: BadCalendars,
+) -> Result<Config, ConfigError> {
     let at = Locator {
         text,
         doc: DeTable::parse(text).ok(),
@@ -204,7 +215,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let mut calendars = calendars::read(path, &mut spec.freeze);
     calendars.extend(calendars::read(path, &mut spec.allow));
-    let policy = match Policy::compile(&spec) {
+    let compiled = match bad_calendars {
+        BadCalendars::Refuse => Policy::compile(&spec),
+        BadCalendars::SetAside => Policy::compile_setting_aside_calendars(&spec),
+    };
+    let policy = match compiled {
         Ok(p) => Some(p),
         Err(errors) => {
             for e in errors {
@@ -224,6 +239,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     };
     if let Some(policy) = &policy {
+        warnings.extend(policy.unreadable().iter().map(ToString::to_string));
         warnings.extend(accounts::never_enforced(
             policy,
             &accounts,

@@ -278,13 +278,15 @@ impl<S: Sweeps> Scheduler<S> {
     }
 
     /// SIGHUP: a good file replaces the policy and is enforced at once; a bad one is logged
-    /// and the last good policy stays in force.
+    /// and the last good policy stays in force. A calendar that cannot be read does not make
+    /// the file bad: its rule is set aside (it stops nothing, never guessed from the last good
+    /// windows) and each sweep fails naming it until the file is fixed.
     async fn reload(&mut self) {
         notify(&[
             NotifyState::Reloading,
             NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading")),
         ]);
-        match config::load(&self.cfg.path) {
+        match config::load_for_run(&self.cfg.path) {
             Ok(mut new) => {
                 if new.daemon.database != self.cfg.daemon.database {
                     tracing::warn!(

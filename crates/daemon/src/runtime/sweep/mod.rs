@@ -115,6 +115,17 @@ impl Sweeper {
         if summary.result.error.is_none() && !summary.result.interrupted {
             summary.result.error = summary.problem();
         }
+        // A rule whose calendar cannot be read stopped nothing: the sweep fails, naming it.
+        if let Some(e) = unreadable(&policy) {
+            tracing::error!(sweep = sweep_id, error = %e, "sweep failed");
+            summary.failed = true;
+            summary.result.errors += 1;
+            summary.result.interrupted = false;
+            summary.result.error = Some(match summary.result.error.take() {
+                Some(other) => format!("{e}; {other}"),
+                None => e,
+            });
+        }
         if let Some(e) = &summary.audit_error {
             tracing::error!(sweep = sweep_id, error = %e, "the audit log could not be written: stops that could not be recorded first were not made");
         }
@@ -613,4 +624,15 @@ fn next_exemption_end(
         .filter_map(|e| e.until)
         .filter(|until| *until > now)
         .min()
+}
+
+/// Why the rules whose calendar cannot be read were not enforced, in one sentence naming each
+/// rule, calendar file, line and reason; none when every rule could be read.
+fn unreadable(policy: &Policy) -> Option<String> {
+    let rules: Vec<String> = policy
+        .unreadable()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    (!rules.is_empty()).then(|| rules.join("; "))
 }
