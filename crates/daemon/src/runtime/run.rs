@@ -171,9 +171,10 @@ fn watch_database(store: Store, tx: mpsc::UnboundedSender<Event>) {
 type CalendarFiles = Arc<std::sync::Mutex<Vec<std::path::PathBuf>>>;
 
 /// Sends [`Event::Reload`] when a calendar file of an `ics` rule changes, appears or goes away
-/// (its bytes are compared every second): the policy is read again, and a calendar that became
-/// unreadable or invalid is a refused reload, logged and audited, the last good windows staying
-/// in force. The files are those of the policy in force (`files`, updated by good reloads).
+/// (its bytes are compared every second): the policy is read again. A calendar that became
+/// unreadable or invalid is never guessed from its last good windows: its rule is set aside (it
+/// stops nothing) and each sweep fails naming it, until a change makes it readable again. The
+/// files are those of the policy in force (`files`, updated by good reloads).
 fn watch_calendars(files: CalendarFiles, tx: mpsc::UnboundedSender<Event>) {
     let current = move || files.lock().map(|f| f.clone()).unwrap_or_default();
     tokio::spawn(async move {

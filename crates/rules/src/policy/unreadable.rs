@@ -75,3 +75,83 @@ impl Policy {
         &self.unreadable
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::FreezeSpec;
+
+    fn calendar_rule(name: &str, text: Result<&str, &str>) -> FreezeSpec {
+        FreezeSpec {
+            name: name.into(),
+            ics: Some(format!("{name}.ics")),
+            ics_text: Some(text.map(String::from).map_err(String::from)),
+            ..FreezeSpec::default()
+        }
+    }
+
+    fn cron_rule(name: &str) -> FreezeSpec {
+        FreezeSpec {
+            name: name.into(),
+            cron: Some("* * * * *".into()),
+            duration: Some("1h".parse().unwrap()),
+            ..FreezeSpec::default()
+        }
+    }
+
+    const INVALID: &str = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n\
+        DTSTART;TZID=Nowhere/City:20270101T000000\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+
+    #[test]
+    fn a_rule_whose_calendar_cannot_be_read_is_set_aside_and_named() {
+        let spec = PolicySpec {
+            freeze: vec![
+                calendar_rule("missing", Err("No such file or directory")),
+                cron_rule("always"),
+            ],
+            allow: vec![calendar_rule("office", Ok(INVALID))],
+            ..PolicySpec::default()
+        };
+        // check refuses both calendars.
+        let errors = Policy::compile(&spec).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        // run: only the cron rule is in force (the allow rule freezes nothing either).
+        let policy = Policy::compile_setting_aside_calendars(&spec).unwrap();
+        let names: Vec<&str> = policy.rules().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["always"]);
+        let unreadable: Vec<String> = policy.unreadable().iter().map(|u| u.to_string()).collect();
+        assert_eq!(unreadable.len(), 2, "{unreadable:?}");
+        assert!(unreadable[0].contains("\"missing\""), "{unreadable:?}");
+        assert!(unreadable[0].contains("missing.ics"), "{unreadable:?}");
+        assert!(unreadable[1].contains("\"office\""), "{unreadable:?}");
+        assert!(unreadable[1].contains("office.ics:3"), "{unreadable:?}");
+        // What a place's or an ad-hoc policy decides by still says so.
+        assert_eq!(policy.for_place("a", "r").unreadable().len(), 2);
+        assert_eq!(
+            policy
+                .with_adhoc(&[cron_rule("adhoc")])
+                .unwrap()
+                .unreadable()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn any_other_problem_fails_the_policy_with_every_error() {
+        let mut bad = cron_rule("bad");
+        bad.cron = Some("not cron".into());
+        let spec = PolicySpec {
+            freeze: vec![calendar_rule("missing", Err("gone")), bad],
+            ..PolicySpec::default()
+        };
+        let errors = Policy::compile_setting_aside_calendars(&spec).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            Policy::compile(&PolicySpec::default())
+                .unwrap()
+                .unreadable()
+                .is_empty()
+        );
+    }
+}
