@@ -334,11 +334,7 @@ impl Policy {
     /// Validates a policy. Returns every problem found, not only the first.
     pub fn compile(spec: &PolicySpec) -> Result<Policy, Vec<PolicyError>> {
         let (policy, errors) = Policy::compile_all(spec);
-        if errors.is_empty() {
-            Ok(policy)
-        } else {
-            Err(errors)
-        }
+        errors.is_empty().then_some(policy).ok_or(errors)
     }
 
     /// Every rule that compiles, and every problem found (a rule with a problem is left out).
