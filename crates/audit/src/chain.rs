@@ -352,7 +352,7 @@ pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::E
 impl super::Store {
     /// The chain's head: its last sequence number and hash (0 and [`GENESIS`] when empty).
     pub async fn chain_head(&self) -> anyhow::Result<(i64, Hash)> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool()?.acquire().await?;
         Ok(head(&mut conn).await?)
     }
 
@@ -361,7 +361,7 @@ impl super::Store {
         Ok(
             sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = ?")
                 .bind(seq)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.pool()?)
                 .await?,
         )
     }

@@ -267,7 +267,7 @@ impl Store {
         ))
         .bind(ts(since))
         .bind(ts(until))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the sweep log")?;
         let mut spans = rows
@@ -291,7 +291,7 @@ impl Store {
         )
         .bind(ts(since))
         .bind(ts(until))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the sweep log")?;
         for run in runs {
@@ -330,7 +330,7 @@ impl Store {
                UNION ALL SELECT MIN(first_started_at) FROM sweep_run_open)",
             LifecycleEvent::Start
         ))
-        .fetch_one(self.pool())
+        .fetch_one(self.pool()?)
         .await
         .context("cannot read the sweep log")?;
         at.as_deref().map(parse_ts).transpose()
@@ -345,7 +345,7 @@ impl Store {
             "SELECT {LIFECYCLE_COLUMNS} FROM lifecycle_events WHERE at < ? ORDER BY at, id"
         ))
         .bind(ts(until))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the lifecycle events")?;
         rows.into_iter().map(Lifecycle::timed).collect()

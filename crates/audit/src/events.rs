@@ -300,7 +300,7 @@ impl Store {
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the lifecycle events")
     }
@@ -462,7 +462,7 @@ mod tests {
             .collect();
         assert_eq!(starts, ["05:00:00", "06:00:00"]);
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM unwatched_windows")
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(rows, 6);

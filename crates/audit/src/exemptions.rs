@@ -88,7 +88,7 @@ impl Store {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM exemptions WHERE id = ?)")
                 .bind(id)
-                .fetch_one(self.pool())
+                .fetch_one(self.pool()?)
                 .await?;
         if !exists {
             return Ok(Revocation::NoSuchExemption);
@@ -120,7 +120,7 @@ impl Store {
              FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
              ORDER BY e.id DESC"
         ))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read exemptions")
     }

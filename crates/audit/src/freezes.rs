@@ -261,7 +261,7 @@ impl Store {
         let rows: Vec<FreezeRow> = sqlx::query_as(&format!(
             "SELECT {FREEZE_COLUMNS} {SELECT} ORDER BY f.id DESC"
         ))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the ad-hoc freezes")?;
         rows.into_iter().map(FreezeRecord::try_from).collect()
@@ -297,7 +297,7 @@ impl Store {
              WHERE l.freeze_id IS NULL AND f.created_at <= ?1 AND f.until > ?1 ORDER BY f.id"
         ))
         .bind(ts(now))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the ad-hoc freezes")?;
         let out: Vec<FreezeRecord> = rows
@@ -351,7 +351,7 @@ mod tests {
             serde_json::json!("abandon")
         );
 
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.pool().unwrap().acquire().await.unwrap();
         sqlx::query("PRAGMA ignore_check_constraints = ON")
             .execute(&mut *conn)
             .await

@@ -127,7 +127,7 @@ impl Store {
         let rows: Vec<Row> = sqlx::query_as(&sql)
             .bind(account)
             .bind(region)
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await
             .context("cannot read the gate log")?;
         Ok(rows
@@ -153,7 +153,7 @@ impl Store {
             grouped = Place::account_sql("account"),
         );
         let rows: Vec<PlacedGate> = sqlx::query_as(&sql)
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await
             .context("cannot read the gate log")?;
         Ok(rows
@@ -238,7 +238,7 @@ impl Store {
             .bind(rule)
             .bind(place.0)
             .bind(place.1)
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await
             .context("cannot read the gate log")
     }

@@ -104,7 +104,7 @@ impl Source {
         sqlx::query_as(&self.query(columns, joins, filter))
             .bind(target)
             .bind(ts(since))
-            .fetch_all(store.pool())
+            .fetch_all(store.pool().unwrap())
             .await
             .with_context(|| format!("cannot read {} to notify", self.table()))
     }
@@ -213,12 +213,12 @@ impl Store {
         sqlx::query("INSERT OR IGNORE INTO notify_targets (target, since) VALUES (?, ?)")
             .bind(target)
             .bind(ts(now))
-            .execute(self.pool())
+            .execute(self.pool()?)
             .await
             .context("cannot register a [[notify]] target")?;
         let at: String = sqlx::query_scalar("SELECT since FROM notify_targets WHERE target = ?")
             .bind(target)
-            .fetch_one(self.pool())
+            .fetch_one(self.pool()?)
             .await
             .context("cannot read a [[notify]] target")?;
         parse_ts(&at)
@@ -393,7 +393,7 @@ impl Store {
     /// Deliveries recorded, to every target.
     pub async fn delivered_count(&self) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM notify_delivered")
-            .fetch_one(self.pool())
+            .fetch_one(self.pool()?)
             .await
             .context("cannot read the delivery log")
     }
@@ -413,7 +413,7 @@ mod tests {
                 "SELECT name FROM pragma_table_info('{}') WHERE pk > 0",
                 s.table()
             ))
-            .fetch_all(store.pool())
+            .fetch_all(store.pool().unwrap())
             .await
             .unwrap();
             assert_eq!(pk, [s.key()], "{s:?}");
@@ -421,7 +421,7 @@ mod tests {
             sqlx::query(&q)
                 .bind("chat")
                 .bind("2026-01-01T00:00:00.000Z")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap_or_else(|e| panic!("{s:?}: {e}\n{q}"));
         }

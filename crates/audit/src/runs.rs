@@ -131,7 +131,7 @@ impl Store {
                         (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_runs), \
                         (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_run_open))",
         )
-        .fetch_one(self.pool())
+        .fetch_one(self.pool()?)
         .await?;
         let mut runs = self.runs.lock().await;
         runs.gap = Some(chrono::Duration::from_std(gap)?);
@@ -181,7 +181,7 @@ impl Store {
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_runs \
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
         )
-        .fetch_one(self.pool())
+        .fetch_one(self.pool()?)
         .await
         .context("cannot read the sweep log")?;
         at.as_deref().map(super::parse_ts).transpose()
@@ -442,7 +442,7 @@ impl Store {
         sqlx::query_as(&format!(
             "SELECT {PLACE_SWEEP_COLUMNS} FROM place_sweeps ORDER BY account, region"
         ))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read each account's last sweep")
     }
@@ -513,14 +513,14 @@ mod tests {
 
         let whole: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, trigger FROM sweeps ORDER BY id")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap();
         assert_eq!(whole, [(1, "startup".into()), (22, "schedule".into())]);
         let runs: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT first_started_at, last_finished_at, sweeps, max_gap_ms FROM sweep_runs ORDER BY id",
         )
-        .fetch_all(store.pool())
+        .fetch_all(store.pool().unwrap())
         .await
         .unwrap();
         let at = |k: i64| ts(t0 + s(k));
@@ -597,7 +597,7 @@ mod tests {
                 .unwrap();
         }
         let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_runs")
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(runs, 0, "the run is still open");
@@ -626,12 +626,12 @@ mod tests {
             .unwrap();
         let runs: Vec<(String, i64)> =
             sqlx::query_as("SELECT last_finished_at, sweeps FROM sweep_runs")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap();
         assert_eq!(runs, [(ts(t0 + s(51)), 6)]);
         let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_run_open")
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(open, 0);

@@ -293,7 +293,7 @@ impl Store {
             "SELECT {PENDING_COLUMNS} FROM stops s \
              LEFT JOIN stop_outcomes o ON o.stop_id = s.id WHERE o.stop_id IS NULL ORDER BY s.id"
         ))
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await?)
     }
 
@@ -306,7 +306,7 @@ impl Store {
         );
         Ok(sqlx::query_as(&sql)
             .bind(ts(now))
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await?)
     }
 
@@ -315,7 +315,7 @@ impl Store {
         let sql = format!("SELECT MIN(s.escalate_at) {OPEN_ESCALATIONS} AND s.escalate_at > ?");
         let at: Option<String> = sqlx::query_scalar(&sql)
             .bind(ts(now))
-            .fetch_one(self.pool())
+            .fetch_one(self.pool()?)
             .await?;
         at.map(|s| parse_ts(&s)).transpose()
     }
@@ -328,7 +328,7 @@ impl Store {
         )
         .bind(execution_id)
         .bind(rule)
-        .fetch_one(self.pool())
+        .fetch_one(self.pool()?)
         .await?)
     }
 
@@ -353,7 +353,7 @@ impl Store {
             .bind(&f.outcome)
             .bind(&f.account)
             .bind(&f.region)
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await
             .context("cannot read the audit log")
     }
@@ -367,7 +367,7 @@ impl Store {
              UNION SELECT rule FROM exemptions WHERE rule IS NOT NULL \
              UNION SELECT rule FROM unwatched_windows UNION SELECT 'adhoc-' || id FROM freezes",
         )
-        .fetch_all(self.pool())
+        .fetch_all(self.pool()?)
         .await
         .context("cannot read the rule names of the audit log")
     }

@@ -252,7 +252,7 @@ impl Store {
         let rows: Vec<SweepRow> = sqlx::query_as(&sql)
             .bind(since.map(ts))
             .bind(until.map(ts))
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await
             .context("cannot read the sweep log")?;
         Ok(rows.into_iter().map(SweepRecord::from).collect())

@@ -34,7 +34,7 @@ impl Verification {
 impl Store {
     /// Recomputes the chain over the whole log.
     pub async fn verify(&self) -> Result<Verification> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.pool()?.acquire().await?;
         verify_conn(&mut conn)
             .await
             .context("cannot read the audit log to verify it")
@@ -272,7 +272,7 @@ mod tests {
         let v = store.verify().await.unwrap();
         assert!(v.intact(), "{:?}", v.problems);
         assert_eq!((v.records, v.head_seq), (8, 8));
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.pool().unwrap().acquire().await.unwrap();
         let (seq, hash) = chain::head(&mut conn).await.unwrap();
         assert_eq!((seq, hex::encode(hash)), (8, v.head_hash));
     }
@@ -386,7 +386,7 @@ mod tests {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
         )
-        .fetch_all(store.pool())
+        .fetch_all(store.pool().unwrap())
         .await
         .unwrap();
         for t in tables {

@@ -1,0 +1,260 @@
+//! The store on every backend ([`testdb::backends`]): SQLite always, PostgreSQL when
+//! `STOPD_TEST_POSTGRES` is set (always in CI), and what makes the two the same log: one schema,
+//! append-only tables, and SQLite's `quote()` spelled alike for the hash chain.
+
+use std::collections::BTreeSet;
+
+use chrono::{TimeZone, Utc};
+use sqlx::postgres::PgPool;
+
+use crate::testdb::{self, TestDb};
+use crate::{Backend, Store, chain};
+
+/// The PostgreSQL pool of a store opened on PostgreSQL.
+fn pg(store: &Store) -> &PgPool {
+    match store.backend() {
+        Backend::Postgres(pool) => pool,
+        Backend::Sqlite(_) => panic!("a SQLite store"),
+    }
+}
+
+async fn open(db: &TestDb) -> Store {
+    Store::open(db.location())
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e:#}", db.kind()))
+}
+
+#[tokio::test]
+async fn policy_loads_and_status_reads_round_trip_on_every_backend() {
+    for db in testdb::backends().await {
+        let store = open(&db).await;
+        let kind = db.kind();
+        assert!(store.last_policy_load().await.unwrap().is_none(), "{kind}");
+        let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+        store
+            .record_policy_load(at, "/etc/stopd/policy.toml", "abc123", "start")
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        store
+            .record_policy_load(at, "/etc/stopd/policy.toml", "def456", "reload")
+            .await
+            .unwrap();
+        // A trigger the vocabulary does not know is refused before anything is written.
+        assert!(
+            store
+                .record_policy_load(at, "p", "h", "sideways")
+                .await
+                .is_err()
+        );
+        let last = store.last_policy_load().await.unwrap().expect(kind);
+        assert_eq!(
+            (last.hash.as_str(), last.at.as_str()),
+            ("def456", "2026-12-04T09:30:00.000Z"),
+            "{kind}"
+        );
+        assert_eq!(store.pending_escalations().await.unwrap(), 0, "{kind}");
+        assert!(store.last_sweep().await.unwrap().is_none(), "{kind}");
+        assert!(store.last_quiet_sweep().await.unwrap().is_none(), "{kind}");
+        store.close().await;
+        // A reader sees what was written.
+        let reader = Store::open_read_only(db.location()).await.unwrap();
+        assert_eq!(
+            reader.last_policy_load().await.unwrap().expect(kind).hash,
+            "def456",
+            "{kind}"
+        );
+        reader.close().await;
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_migrate_one_fresh_postgres_database_at_once() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(Store::open(db.location())),
+        tokio::spawn(Store::open(db.location()))
+    );
+    let a = a.unwrap().expect("the first node opens");
+    let b = b.unwrap().expect("the second node opens");
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pg(&a))
+        .await
+        .unwrap();
+    let files = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations-postgres"
+    ))
+    .unwrap()
+    .count();
+    assert_eq!(usize::try_from(applied).unwrap(), files);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_reader_refuses_a_postgres_database_without_audit_tables() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let e = Store::open_read_only(db.location()).await.unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not a stopd audit database"),
+        "{e:#}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_server_is_named_by_host_and_port() {
+    // Port 1 on the loopback: nothing listens there.
+    let e = Store::open("postgres://stopd:secret@127.0.0.1:1/stopd")
+        .await
+        .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+}
+
+#[tokio::test]
+async fn every_audited_postgres_table_is_append_only() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let store = open(&db).await;
+    let pool = pg(&store);
+    sqlx::query(
+        "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES ('t', 'schedule', 0, 1)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    for sql in [
+        "UPDATE sweeps SET pid = 2",
+        "DELETE FROM sweeps",
+        "TRUNCATE sweeps CASCADE",
+    ] {
+        let e = sqlx::query(sql).execute(pool).await.unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    for table in chain::AUDITED.iter().chain(&["audit_chain"]) {
+        let triggers: Vec<String> = sqlx::query_scalar(
+            "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+             WHERE c.relname = $1 AND NOT t.tgisinternal ORDER BY 1",
+        )
+        .bind(table)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let want: Vec<String> = ["u", "d", "t"]
+            .iter()
+            .map(|s| format!("{table}_append_only_{s}"))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(triggers, want, "{table}");
+    }
+    store.close().await;
+}
+
+/// The tables and columns of each backend's schema.
+async fn columns_sqlite(store: &Store) -> BTreeSet<(String, String)> {
+    sqlx::query_as(
+        "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT IN ('_sqlx_migrations', 'sqlite_sequence', 'audit_chain_backfill')",
+    )
+    .fetch_all(store.pool().unwrap())
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+#[tokio::test]
+async fn the_postgres_schema_has_sqlite_s_tables_and_columns() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let lite = testdb::sqlite();
+    let sqlite = open(&lite).await;
+    let postgres = open(&db).await;
+    let want = columns_sqlite(&sqlite).await;
+    let got: BTreeSet<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(pg(&postgres))
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+    sqlite.close().await;
+    postgres.close().await;
+}
+
+#[tokio::test]
+async fn postgres_spells_each_value_as_sqlite_s_quote_does() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let lite = testdb::sqlite();
+    let sqlite = open(&lite).await;
+    let postgres = open(&db).await;
+    let texts = [
+        "",
+        "plain",
+        "it's",
+        "''",
+        "back\\slash",
+        "new\nline",
+        "ünïcödé ✓",
+        "2026-12-04T09:30:00.000Z",
+    ];
+    for t in texts {
+        let want: String = sqlx::query_scalar("SELECT quote($1)")
+            .bind(t)
+            .fetch_one(sqlite.pool().unwrap())
+            .await
+            .unwrap();
+        let got: String = sqlx::query_scalar("SELECT sqlite_quote($1::text)")
+            .bind(t)
+            .fetch_one(pg(&postgres))
+            .await
+            .unwrap();
+        assert_eq!(got, want, "{t:?}");
+    }
+    for n in [0_i64, 1, -1, 42, i64::MAX, i64::MIN] {
+        let want: String = sqlx::query_scalar("SELECT quote($1)")
+            .bind(n)
+            .fetch_one(sqlite.pool().unwrap())
+            .await
+            .unwrap();
+        let got: String = sqlx::query_scalar("SELECT sqlite_quote($1::bigint)")
+            .bind(n)
+            .fetch_one(pg(&postgres))
+            .await
+            .unwrap();
+        assert_eq!(got, want, "{n}");
+    }
+    for b in [vec![], vec![0_u8, 0xab, 0xff], vec![7; 32]] {
+        let want: String = sqlx::query_scalar("SELECT quote($1)")
+            .bind(&b)
+            .fetch_one(sqlite.pool().unwrap())
+            .await
+            .unwrap();
+        let got: String = sqlx::query_scalar("SELECT sqlite_quote($1::bytea)")
+            .bind(&b)
+            .fetch_one(pg(&postgres))
+            .await
+            .unwrap();
+        assert_eq!(got, want, "{b:?}");
+    }
+    let null: String = sqlx::query_scalar("SELECT sqlite_quote(NULL::text)")
+        .fetch_one(pg(&postgres))
+        .await
+        .unwrap();
+    assert_eq!(null, "NULL");
+    sqlite.close().await;
+    postgres.close().await;
+}
