@@ -68,7 +68,7 @@ struct PlacedGate {
 
 /// The columns of [`GateRecord`] (`gates g`, `gate_outcomes o`).
 pub(crate) const GATE_RECORD_COLUMNS: &str = "g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
-     COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) AS outcome, \
+     COALESCE(o.outcome, CASE WHEN g.dry_run = TRUE THEN 'dry_run' ELSE 'pending' END) AS outcome, \
      o.error, g.reason, g.account, g.region";
 
 /// One gate action, as `report --gates` prints it (text: the report's names, the outcome

@@ -281,12 +281,13 @@ impl Store {
             Location::Sqlite(path) => path,
             Location::Postgres(url) => {
                 let pool = open_postgres(&url).await?;
-                // Not yet: the group-commit writer on PostgreSQL (issue 28); until then its
-                // writes answer an error.
+                let (sender, rx) = mpsc::unbounded_channel();
+                let commits = Arc::new(AtomicU64::new(0));
+                tokio::spawn(writer::group_commit_pg(pool.clone(), rx, commits.clone()));
                 return Ok(Store::with_backend(
                     Backend::Postgres(pool),
-                    None,
-                    Arc::default(),
+                    Some(sender),
+                    commits,
                 ));
             }
         };

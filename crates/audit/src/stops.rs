@@ -14,7 +14,7 @@ use crate::{Mode, Outcome, Place, RuleKind, Store, parse_ts, ts};
 /// escalation deadline and were not escalated yet: the one definition behind "due now" and
 /// "next deadline".
 pub(crate) const OPEN_ESCALATIONS: &str = "FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
-     WHERE s.escalate_at IS NOT NULL AND s.dry_run = 0 \
+     WHERE s.escalate_at IS NOT NULL AND s.dry_run = FALSE \
        AND o.outcome IN ('stopped', 'already_stopping') \
        AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id)";
 
@@ -30,7 +30,7 @@ const ESCALATION_COLUMNS: &str = "s.id AS stop_id, s.pipeline, s.execution_id, s
 /// its recorded outcome, else `dry_run` for a dry-run decision, else `pending`.
 macro_rules! report_outcome {
     () => {
-        "COALESCE(o.outcome, CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END)"
+        "COALESCE(o.outcome, CASE WHEN s.dry_run = TRUE THEN 'dry_run' ELSE 'pending' END)"
     };
 }
 pub(crate) const REPORT_OUTCOME: &str = report_outcome!();
@@ -324,7 +324,7 @@ impl Store {
     /// are recorded once per execution and rule, not once per sweep).
     pub async fn dry_run_recorded(&self, execution_id: &str, rule: &str) -> Result<bool> {
         Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM stops WHERE execution_id = ? AND rule = ? AND dry_run = 1)",
+            "SELECT EXISTS (SELECT 1 FROM stops WHERE execution_id = ? AND rule = ? AND dry_run = TRUE)",
         )
         .bind(execution_id)
         .bind(rule)

@@ -124,7 +124,7 @@ async fn every_audited_postgres_table_is_append_only() {
     let store = open(&db).await;
     let pool = pg(&store);
     sqlx::query(
-        "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES ('t', 'schedule', 0, 1)",
+        "INSERT INTO sweeps (started_at, trigger, dry_run, pid) VALUES ('t', 'schedule', FALSE, 1)",
     )
     .execute(pool)
     .await
@@ -257,4 +257,131 @@ async fn postgres_spells_each_value_as_sqlite_s_quote_does() {
     assert_eq!(null, "NULL");
     sqlite.close().await;
     postgres.close().await;
+}
+
+fn intent<'a>(
+    pipeline: &'a str,
+    execution_id: &'a str,
+    at: chrono::DateTime<Utc>,
+) -> crate::Intent<'a> {
+    crate::Intent {
+        at,
+        sweep_id: None,
+        pipeline,
+        execution_id,
+        rule: "release-freeze",
+        rule_kind: crate::RuleKind::Freeze,
+        mode: crate::Mode::Finish,
+        reason: "it's frozen: \"release-freeze\"",
+        explanation: "window 09:00-17:00",
+        dry_run: false,
+        escalate_at: Some(at + chrono::Duration::minutes(10)),
+        escalation_of: None,
+        account: "111122223333",
+        region: "eu-west-1",
+    }
+}
+
+fn outcome(at: chrono::DateTime<Utc>, outcome: crate::Outcome) -> crate::OutcomeRow {
+    crate::OutcomeRow {
+        at,
+        outcome,
+        attempts: 2,
+        throttled: 1,
+        elapsed: std::time::Duration::from_millis(120),
+        error: None,
+        reconciled: false,
+    }
+}
+
+/// The same records, written on each backend: the same ids and the same chain head, hash for
+/// hash (the canonical bytes are the same on both).
+#[tokio::test]
+async fn stops_and_outcomes_chain_to_the_same_head_on_every_backend() {
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    let mut heads = Vec::new();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        let names: Vec<(String, String)> = (0..40)
+            .map(|n| (format!("pipe-{n}"), format!("exec-{n:04}")))
+            .collect();
+        // One at a time: ids and chain order are then the same on both.
+        for (n, (p, e)) in names.iter().enumerate() {
+            let id = store
+                .record_intent(&intent(p, e, at))
+                .await
+                .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+            assert_eq!(id, i64::try_from(n).unwrap() + 1, "{kind}");
+            let o = if n % 2 == 0 {
+                crate::Outcome::Stopped
+            } else {
+                crate::Outcome::AlreadyStopping
+            };
+            store.record_outcome(id, &outcome(at, o)).await.unwrap();
+        }
+        // A second outcome for a stop is refused alone.
+        let e = store
+            .record_outcome(1, &outcome(at, crate::Outcome::Failed))
+            .await
+            .unwrap_err();
+        assert!(crate::writer::refused_alone(&e), "{kind}: {e:#}");
+        assert_eq!(store.pending_escalations().await.unwrap(), 40, "{kind}");
+        let head = store.chain_head().await.unwrap();
+        assert_eq!(head.0, 80, "{kind}");
+        assert_eq!(
+            store.chain_hash_at(80).await.unwrap().as_deref(),
+            Some(head.1.as_slice()),
+            "{kind}"
+        );
+        heads.push((kind, hex::encode(head.1)));
+        store.close().await;
+    }
+    if let [(_, sqlite), (_, postgres)] = heads.as_slice() {
+        assert_eq!(sqlite, postgres, "one log, two backends, two heads");
+    }
+}
+
+/// Writes queued together share a transaction on every backend, and each is committed when
+/// answered.
+#[tokio::test]
+async fn concurrent_writes_are_group_committed_on_every_backend() {
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        let names: Vec<(String, String)> = (0..200)
+            .map(|n| (format!("pipe-{n}"), format!("exec-{n:04}")))
+            .collect();
+        let writes = names.iter().map(|(p, e)| {
+            let store = store.clone();
+            let (p, e) = (p.clone(), e.clone());
+            async move { store.record_intent(&intent(&p, &e, at)).await }
+        });
+        let ids: Vec<i64> = futures_join_all(writes).await;
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 200, "{kind}");
+        let commits = store.group_commits();
+        assert!(
+            commits < 20,
+            "{kind}: 200 intents took {commits} transactions"
+        );
+        assert_eq!(store.chain_head().await.unwrap().0, 200, "{kind}");
+        store.close().await;
+    }
+}
+
+/// Runs the futures at once (spawned), in order of their results.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<i64>
+where
+    F: Future<Output = anyhow::Result<i64>> + Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap().unwrap());
+    }
+    out
 }
