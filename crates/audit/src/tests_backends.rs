@@ -385,3 +385,101 @@ where
     }
     out
 }
+
+/// Writes `n` stops with their outcomes, one at a time.
+async fn stops_with_outcomes(store: &Store, n: usize) {
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    for k in 0..n {
+        let (p, e) = (format!("pipe-{k}"), format!("exec-{k:04}"));
+        let id = store.record_intent(&intent(&p, &e, at)).await.unwrap();
+        store
+            .record_outcome(id, &outcome(at, crate::Outcome::Stopped))
+            .await
+            .unwrap();
+    }
+}
+
+/// SQL run on the store's database from another connection, with its triggers off for that
+/// session only (`session_replication_role = replica`, as a superuser could): the way a
+/// tamperer gets past the append-only triggers without dropping them.
+async fn tamper_postgres(db: &TestDb, sql: &str) {
+    use sqlx::Connection as _;
+    let crate::Location::Postgres(url) = db.location() else {
+        panic!("not PostgreSQL")
+    };
+    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(&format!("SET session_replication_role = replica; {sql}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn verify_reads_the_same_head_on_every_backend() {
+    let mut heads = Vec::new();
+    for db in testdb::backends().await {
+        let store = open(&db).await;
+        stops_with_outcomes(&store, 5).await;
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{}: {:?}", db.kind(), v.problems);
+        assert_eq!((v.records, v.head_seq), (10, 10), "{}", db.kind());
+        assert_eq!(
+            v.head_hash,
+            hex::encode(store.chain_head().await.unwrap().1),
+            "{}",
+            db.kind()
+        );
+        heads.push(v.head_hash);
+        store.close().await;
+    }
+    heads.dedup();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+}
+
+#[tokio::test]
+async fn verify_finds_tampering_on_postgres() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "UPDATE stops SET reason = 'nothing to see' WHERE id = 3",
+            "record 5 (stops id 3) was altered",
+        ),
+        (
+            "DELETE FROM stop_outcomes WHERE stop_id = 2",
+            "record 4 (stop_outcomes id 2) was removed",
+        ),
+        (
+            "DELETE FROM audit_chain WHERE seq = 6",
+            "chain records 6..6 were removed",
+        ),
+        (
+            "INSERT INTO stops (at, pipeline, execution_id, rule, rule_kind, mode, reason, \
+             explanation, dry_run) VALUES ('t', 'p', 'e', 'r', 'freeze', 'finish', 'x', 'y', FALSE)",
+            "stops id 6 was inserted: it is in no chain record",
+        ),
+        (
+            "DROP TRIGGER stops_append_only_u ON stops",
+            "table stops has lost its append-only trigger (BEFORE UPDATE)",
+        ),
+        (
+            "ALTER TABLE gates DISABLE TRIGGER gates_append_only_d",
+            "table gates has lost its append-only trigger (BEFORE DELETE)",
+        ),
+    ];
+    for (sql, found) in cases {
+        let Some(db) = testdb::postgres().await else {
+            return;
+        };
+        let store = open(&db).await;
+        stops_with_outcomes(&store, 5).await;
+        assert!(store.verify().await.unwrap().intact());
+        tamper_postgres(&db, sql).await;
+        let v = store.verify().await.unwrap();
+        assert!(
+            v.problems.iter().any(|p| p.contains(found)),
+            "{sql}: {:?}",
+            v.problems
+        );
+        store.close().await;
+    }
+}
