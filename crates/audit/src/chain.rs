@@ -229,6 +229,24 @@ pub async fn link(
     Linker::default().link(conn, table, rowid).await
 }
 
+/// [`link`] on either backend's connection, for a query written once ([`crate::write_tx!`]).
+pub(crate) trait Chained {
+    /// Chains the record `table`/`rowid` just inserted, in the transaction that inserted it.
+    async fn link(&mut self, table: &'static str, rowid: i64) -> Result<Hash, sqlx::Error>;
+}
+
+impl Chained for SqliteConnection {
+    async fn link(&mut self, table: &'static str, rowid: i64) -> Result<Hash, sqlx::Error> {
+        Linker::default().link(self, table, rowid).await
+    }
+}
+
+impl Chained for PgConnection {
+    async fn link(&mut self, table: &'static str, rowid: i64) -> Result<Hash, sqlx::Error> {
+        Linker::default().link_pg(self, table, rowid).await
+    }
+}
+
 /// Chains many records in one transaction: the chain's head and each table's columns are read
 /// once, not once a record, and (with [`Linker::returning`] and [`Linker::link_returned`]) a
 /// record is chained from the values its INSERT returned, its chain rows written together by

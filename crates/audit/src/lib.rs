@@ -127,6 +127,25 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Runs `$body` with `$tx` a write transaction on the store's backend ([`Store::begin_write`]
+/// or [`Store::begin_write_pg`]): the record's INSERT, [`chain::Chained::link`] and the commit,
+/// written once.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match $store.backend() {
+            $crate::Backend::Sqlite(_) => {
+                let mut $tx = $store.begin_write().await?;
+                $body
+            }
+            $crate::Backend::Postgres(pool) => {
+                let mut $tx = $store.begin_write_pg(pool).await?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use write_tx;
+
 impl Store {
     /// A store over `backend`, its writer (if any) and its counters.
     pub(crate) fn with_backend(
@@ -204,6 +223,27 @@ impl Store {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .context("cannot begin an audit transaction")
+    }
+
+    /// [`Store::begin_write`] on PostgreSQL: a transaction that first takes `LOCK TABLE
+    /// audit_chain IN EXCLUSIVE MODE`, so that two writers (the daemon, `stopd exempt`, another
+    /// node) never read the same chain head; readers are not blocked.
+    pub(crate) async fn begin_write_pg(
+        &self,
+        pool: &PgPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        if self.writer.is_none() {
+            bail!("the audit database was opened read-only");
+        }
+        let mut tx = pool
+            .begin()
+            .await
+            .context("cannot begin an audit transaction")?;
+        sqlx::query("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .context("cannot begin an audit transaction")?;
+        Ok(tx)
     }
 
     /// Closes the pool, flushing nothing that is not already durable.

@@ -483,3 +483,130 @@ async fn verify_finds_tampering_on_postgres() {
         store.close().await;
     }
 }
+
+#[tokio::test]
+async fn exemptions_round_trip_and_chain_on_every_backend() {
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    let until = at + chrono::Duration::hours(2);
+    let mut heads = Vec::new();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        let a = store
+            .add_exemption(
+                at,
+                "prod-*",
+                until,
+                "hotfix",
+                "alice",
+                Some("release-freeze"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        let b = store
+            .add_exemption(at, "web", until, "it's urgent", "bob", None)
+            .await
+            .unwrap();
+        assert_eq!((a, b), (1, 2), "{kind}");
+        use crate::Revocation::*;
+        assert_eq!(
+            store
+                .revoke_exemption(a, at, "carol", Some("done"))
+                .await
+                .unwrap(),
+            Revoked,
+            "{kind}"
+        );
+        assert_eq!(
+            store.revoke_exemption(a, at, "carol", None).await.unwrap(),
+            AlreadyRevoked,
+            "{kind}"
+        );
+        assert_eq!(
+            store.revoke_exemption(99, at, "carol", None).await.unwrap(),
+            NoSuchExemption,
+            "{kind}"
+        );
+        let all = store.exemptions().await.unwrap();
+        assert_eq!(all.len(), 2, "{kind}");
+        assert_eq!(all[1].revoked_by.as_deref(), Some("carol"), "{kind}");
+        assert_eq!(all[1].revoke_reason.as_deref(), Some("done"), "{kind}");
+        assert_eq!(all[1].rule.as_deref(), Some("release-freeze"), "{kind}");
+        assert_eq!(all[0].reason, "it's urgent", "{kind}");
+        let active = store.active_exemptions(at).await.unwrap();
+        assert_eq!(active.len(), 1, "{kind}");
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{kind}: {:?}", v.problems);
+        assert_eq!(v.records, 3, "{kind}");
+        heads.push(v.head_hash);
+        store.close().await;
+    }
+    heads.dedup();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+}
+
+#[tokio::test]
+async fn ad_hoc_freezes_round_trip_and_chain_on_every_backend() {
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    let tags: std::collections::BTreeMap<String, String> =
+        [("team".to_owned(), "payments".to_owned())].into();
+    let mut heads = Vec::new();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        let new = |gate: bool, account: Option<&'static str>| crate::NewFreeze {
+            at,
+            until: at + chrono::Duration::hours(1),
+            pipeline: "prod-*",
+            exclude: Some("prod-docs"),
+            tags: &tags,
+            mode: stopd_rules::Mode::Abandon,
+            gate,
+            account,
+            region: None,
+            reason: "incident 42",
+            by: "alice",
+        };
+        let a = store
+            .add_freeze(&new(true, Some("1111*")))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        let b = store.add_freeze(&new(false, None)).await.unwrap();
+        assert_eq!((a, b), (1, 2), "{kind}");
+        let later = at + chrono::Duration::minutes(5);
+        assert!(matches!(
+            store
+                .lift_freeze(a, later, "resolved", "bob")
+                .await
+                .unwrap(),
+            crate::Lift::Lifted
+        ));
+        assert!(matches!(
+            store.lift_freeze(a, later, "again", "bob").await.unwrap(),
+            crate::Lift::AlreadyLifted { .. }
+        ));
+        assert!(matches!(
+            store.lift_freeze(9, later, "x", "bob").await.unwrap(),
+            crate::Lift::NoSuchFreeze
+        ));
+        let active = store.active_freezes(later).await.unwrap();
+        assert_eq!(
+            active.iter().map(|f| f.id).collect::<Vec<_>>(),
+            [b],
+            "{kind}"
+        );
+        assert!(!active[0].gate, "{kind}");
+        assert_eq!(active[0].tags, tags, "{kind}");
+        let all = store.freezes().await.unwrap();
+        assert_eq!(all.len(), 2, "{kind}");
+        assert!(all[1].gate, "{kind}");
+        assert_eq!(all[1].account.as_deref(), Some("1111*"), "{kind}");
+        assert_eq!(all[1].lifted_by.as_deref(), Some("bob"), "{kind}");
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{kind}: {:?}", v.problems);
+        heads.push(v.head_hash);
+        store.close().await;
+    }
+    heads.dedup();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+}
