@@ -610,3 +610,155 @@ async fn ad_hoc_freezes_round_trip_and_chain_on_every_backend() {
     heads.dedup();
     assert_eq!(heads.len(), 1, "{heads:?}");
 }
+
+#[tokio::test]
+async fn postgres_globs_as_sqlite_does() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let lite = testdb::sqlite();
+    let sqlite = open(&lite).await;
+    let postgres = open(&db).await;
+    let patterns = [
+        "*", "prod-*", "prod-?", "*-web", "[ab]*", "[^ab]*", "[a-c]x", "a.b", "a+b", "(x)", "[]]",
+        "[", "x[", "^a", "a$", "a\\b", "*.*", "", "PROD-*", "{a,b}", "a|b",
+    ];
+    let values = [
+        "prod-web",
+        "prod-1",
+        "prod-12",
+        "a-web",
+        "bx",
+        "cx",
+        "dx",
+        "a.b",
+        "axb",
+        "a+b",
+        "(x)",
+        "]",
+        "[",
+        "x[",
+        "^a",
+        "a$",
+        "a\\b",
+        "",
+        "PROD-web",
+        "{a,b}",
+        "a|b",
+        "line\nbreak",
+    ];
+    for p in patterns {
+        for v in values {
+            let want: bool = sqlx::query_scalar("SELECT glob($1, $2)")
+                .bind(p)
+                .bind(v)
+                .fetch_one(sqlite.pool().unwrap())
+                .await
+                .unwrap();
+            let got: bool = sqlx::query_scalar("SELECT glob($1, $2)")
+                .bind(p)
+                .bind(v)
+                .fetch_one(pg(&postgres))
+                .await
+                .unwrap_or_else(|e| panic!("{p:?} {v:?}: {e}"));
+            assert_eq!(got, want, "glob({p:?}, {v:?})");
+        }
+    }
+    sqlite.close().await;
+    postgres.close().await;
+}
+
+/// What every read of stops and gates answers, as JSON: the same on both backends.
+#[tokio::test]
+async fn stop_and_gate_reads_answer_alike_on_every_backend() {
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    let mut answers = Vec::new();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        // Three stops: one stopped, one with no outcome (pending), one dry run.
+        let a = store
+            .record_intent(&intent("prod-web", "e1", at))
+            .await
+            .unwrap();
+        store
+            .record_outcome(a, &outcome(at, crate::Outcome::Stopped))
+            .await
+            .unwrap();
+        store
+            .record_intent(&intent("prod-api", "e2", at))
+            .await
+            .unwrap();
+        let mut dry = intent("dev-web", "e3", at);
+        dry.dry_run = true;
+        dry.account = "default";
+        let c = store.record_intent(&dry).await.unwrap();
+        store
+            .record_outcome(c, &outcome(at, crate::Outcome::DryRun))
+            .await
+            .unwrap();
+        // Two gate actions on one transition, the second without an outcome yet.
+        let gate = |action| crate::NewGate {
+            account: "111122223333",
+            region: "eu-west-1",
+            pipeline: "prod-web",
+            stage: "Deploy",
+            rule: "release-freeze",
+            action,
+            reason: "frozen",
+        };
+        let g = store
+            .gate_intent(at, None, &gate(crate::GateAction::Disable), false)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        store
+            .gate_outcome(g, at, crate::GateOutcome::Done, None)
+            .await
+            .unwrap();
+        store
+            .gate_intent(
+                at + chrono::Duration::minutes(1),
+                None,
+                &gate(crate::GateAction::Enable),
+                false,
+            )
+            .await
+            .unwrap();
+        let due = at + chrono::Duration::minutes(11);
+        let filtered = crate::ReportFilter {
+            pipeline: Some("prod-*".into()),
+            account: Some("1111*".into()),
+            ..Default::default()
+        };
+        let answer = serde_json::json!({
+            "report": store.report(&crate::ReportFilter::default()).await.unwrap(),
+            "filtered": store.report(&filtered).await.unwrap(),
+            "pending": store.pending().await.unwrap().iter().map(|p| p.id).collect::<Vec<_>>(),
+            "due": store.escalations_due(due).await.unwrap().len(),
+            "next": store.next_escalation(at).await.unwrap(),
+            "dry": store.dry_run_recorded("e3", "release-freeze").await.unwrap(),
+            "not_dry": store.dry_run_recorded("e1", "release-freeze").await.unwrap(),
+            "rules": store.rule_names().await.unwrap(),
+            "gates": store.gate_records(None, None, Some("prod-*"), None, (Some("1111*"), None)).await.unwrap(),
+            "last": store.last_gates("111122223333", "eu-west-1").await.unwrap().len(),
+            "everywhere": store.last_gates_everywhere().await.unwrap().len(),
+        });
+        assert_eq!(
+            answer["filtered"].as_array().map(Vec::len),
+            Some(2),
+            "{kind}: {answer:#}"
+        );
+        assert_eq!(
+            answer["gates"].as_array().map(Vec::len),
+            Some(2),
+            "{kind}: {answer:#}"
+        );
+        assert_eq!(answer["dry"], true, "{kind}");
+        assert_eq!(answer["not_dry"], false, "{kind}");
+        answers.push(answer);
+        store.close().await;
+    }
+    if let [sqlite, postgres] = answers.as_slice() {
+        assert_eq!(sqlite, postgres);
+    }
+}
