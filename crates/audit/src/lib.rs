@@ -176,6 +176,15 @@ impl Store {
         &self.backend
     }
 
+    /// The function that answers the largest of its arguments: SQLite's scalar `MAX`,
+    /// PostgreSQL's `GREATEST`.
+    pub(crate) fn greatest(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "MAX",
+            Backend::Postgres(_) => "GREATEST",
+        }
+    }
+
     /// The SQLite pool, for a query not yet written for PostgreSQL: on PostgreSQL, an error
     /// naming what is missing rather than a wrong answer.
     pub(crate) fn pool(&self) -> Result<&SqlitePool> {

@@ -762,3 +762,103 @@ async fn stop_and_gate_reads_answer_alike_on_every_backend() {
         assert_eq!(sqlite, postgres);
     }
 }
+
+/// Sweeps written whole, quiet ones folded into runs, a held sweep written before its stop,
+/// and each place's last sweep: the same answers on both backends.
+#[tokio::test]
+async fn sweeps_and_runs_answer_alike_on_every_backend() {
+    use crate::SweepTrigger::*;
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 4, 9, 0, 0).unwrap();
+    let quiet = crate::SweepResult {
+        pipelines_seen: 10,
+        executions_seen: 3,
+        api_calls: 4,
+        ..Default::default()
+    };
+    let mut answers = Vec::new();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        store
+            .compact_quiet_sweeps(std::time::Duration::from_secs(65))
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        // A start-up sweep, kept whole.
+        let s = store.begin_sweep(t0, Startup, false).await.unwrap();
+        let d = std::time::Duration::from_millis(800);
+        store
+            .finish_sweep(s, t0 + chrono::Duration::seconds(1), d, &quiet)
+            .await
+            .unwrap();
+        // Five quiet scheduled sweeps: one run.
+        for k in 1..=5 {
+            let at = t0 + chrono::Duration::seconds(30 * k);
+            let id = store.begin_sweep(at, Schedule, false).await.unwrap();
+            store
+                .finish_sweep(id, at + chrono::Duration::seconds(1), d, &quiet)
+                .await
+                .unwrap();
+        }
+        // A scheduled sweep that stops something: its held row is written first.
+        let at = t0 + chrono::Duration::seconds(180);
+        let id = store.begin_sweep(at, Schedule, false).await.unwrap();
+        let mut i = intent("prod-web", "e1", at);
+        i.sweep_id = Some(id);
+        store.record_intent(&i).await.unwrap();
+        let busy = crate::SweepResult {
+            stops_decided: 1,
+            ..quiet.clone()
+        };
+        store
+            .finish_sweep(id, at + chrono::Duration::seconds(1), d, &busy)
+            .await
+            .unwrap();
+        // Two more quiet ones, left open, then flushed as at shutdown.
+        for k in 7..=8 {
+            let at = t0 + chrono::Duration::seconds(30 * k);
+            let id = store.begin_sweep(at, Schedule, false).await.unwrap();
+            store
+                .finish_sweep(id, at + chrono::Duration::seconds(1), d, &quiet)
+                .await
+                .unwrap();
+        }
+        let open_run = store.last_quiet_sweep().await.unwrap();
+        store.flush_sweep_run().await.unwrap();
+        let place = |account: &str, ok| crate::PlaceResult {
+            account: account.into(),
+            region: "eu-west-1".into(),
+            ok,
+            interrupted: false,
+            error: (!ok).then(|| "AccessDenied".to_owned()),
+        };
+        let end = t0 + chrono::Duration::seconds(300);
+        store
+            .record_places(
+                end,
+                &[place("b", true), place("A", false), place("a_", true)],
+            )
+            .await
+            .unwrap();
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{kind}: {:?}", v.problems);
+        let answer = serde_json::json!({
+            "sweeps": store.sweeps(None, None).await.unwrap(),
+            "last_good": store.last_good_sweep().await.unwrap(),
+            "open_run": open_run,
+            "last_sweep": store.last_sweep().await.unwrap().map(|s| s.finished_at),
+            "places": store.place_sweeps().await.unwrap(),
+            "head": v.head_hash,
+            "records": v.records,
+        });
+        assert_eq!(
+            answer["sweeps"].as_array().map(Vec::len),
+            Some(4),
+            "{kind}: {answer:#}"
+        );
+        answers.push(answer);
+        store.close().await;
+    }
+    if let [sqlite, postgres] = answers.as_slice() {
+        assert_eq!(sqlite, postgres);
+    }
+}
