@@ -862,3 +862,110 @@ async fn sweeps_and_runs_answer_alike_on_every_backend() {
         assert_eq!(sqlite, postgres);
     }
 }
+
+/// Starts, stops, an unclean stop, a window that began unwatched, coverage's reads and the
+/// notification outbox: the same answers on both backends.
+#[tokio::test]
+async fn lifecycle_coverage_and_outbox_answer_alike_on_every_backend() {
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 4, 8, 0, 0).unwrap();
+    let h = |n: i64| t0 + chrono::Duration::hours(n);
+    let windows = |from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>| {
+        let start = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
+        if from <= start && start < to {
+            vec![crate::events::StartedWindow {
+                rule: "release-freeze".into(),
+                start,
+                end: start + chrono::Duration::hours(8),
+            }]
+        } else {
+            Vec::new()
+        }
+    };
+    let mut answers = Vec::new();
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let store = open(&db).await;
+        let first = store
+            .record_start(t0, "1.0.0", Some("abc"), &windows)
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+        let s = store
+            .begin_sweep(t0, crate::SweepTrigger::Startup, false)
+            .await
+            .unwrap();
+        store
+            .finish_sweep(
+                s,
+                t0,
+                std::time::Duration::from_millis(5),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        store.record_reload(h(1), Ok(Some("def"))).await.unwrap();
+        store.record_reload(h(1), Err("line 3: bad")).await.unwrap();
+        store.record_stop(h(1)).await.unwrap();
+        // Down from 09:00 to 11:00: the 10:00 window began unwatched.
+        let second = store
+            .record_start(h(3), "1.0.1", Some("def"), &windows)
+            .await
+            .unwrap();
+        // No stop: the next start finds an unclean one.
+        let third = store
+            .record_start(h(5), "1.0.1", None, &windows)
+            .await
+            .unwrap();
+        assert!(
+            first.unclean.is_none() && second.unclean.is_none(),
+            "{kind}"
+        );
+        assert_eq!(second.unwatched.len(), 1, "{kind}");
+        assert!(third.unclean.is_some(), "{kind}");
+        store
+            .add_exemption(h(5), "prod-*", h(6), "hotfix", "alice", None)
+            .await
+            .unwrap();
+        let since = store.notify_since("ops", t0).await.unwrap();
+        let exemptions = store.pending_exemptions("ops", since).await.unwrap();
+        let unwatched = store.pending_unwatched("ops", since).await.unwrap();
+        assert_eq!((exemptions.len(), unwatched.len()), (1, 1), "{kind}");
+        let done = crate::outbox::Delivered {
+            at: crate::ts(h(5)),
+            source: crate::outbox::Source::Exemptions,
+            source_id: exemptions[0].source_id,
+            attempts: 1,
+        };
+        store.mark_delivered("ops", &[done.clone()]).await.unwrap();
+        // Again: a receipt recorded twice is one.
+        store.mark_delivered("ops", &[done]).await.unwrap();
+        assert_eq!(store.delivered_count().await.unwrap(), 1, "{kind}");
+        assert!(
+            store
+                .pending_exemptions("ops", since)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let v = store.verify().await.unwrap();
+        assert!(v.intact(), "{kind}: {:?}", v.problems);
+        let answer = format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{}",
+            (first, second, third),
+            store.events(None, None).await.unwrap(),
+            store.lifecycle(h(6)).await.unwrap(),
+            store.first_start().await.unwrap(),
+            store
+                .sweep_spans(t0, h(6), chrono::Duration::seconds(65))
+                .await
+                .unwrap(),
+            unwatched,
+            store.pending_unwatched("ops", since).await.unwrap(),
+            v.head_hash,
+        );
+        answers.push(answer);
+        store.close().await;
+    }
+    if let [sqlite, postgres] = answers.as_slice() {
+        assert_eq!(sqlite, postgres);
+    }
+}
