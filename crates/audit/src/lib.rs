@@ -56,6 +56,8 @@ mod testdb;
 mod tests;
 #[cfg(test)]
 mod tests_backends;
+#[cfg(test)]
+mod tests_records;
 mod verify;
 pub mod vocabulary;
 mod writer;
@@ -162,13 +164,25 @@ impl Store {
         }
     }
 
-    /// SQLite's `data_version`: changes when another connection (another process: `stopd
-    /// exempt`, `stopd freeze`) commits to the database, never for this store's own writes.
-    /// (SQLite: PostgreSQL would answer with LISTEN/NOTIFY or a counter row.)
+    /// A number that changes when another process (`stopd exempt`, `stopd freeze`) commits
+    /// an exemption, a revocation, a freeze or a lift, for the daemon to poll. SQLite: its
+    /// `data_version` (any commit of another connection, never this store's own). PostgreSQL:
+    /// the number of rows of those four tables, which only the command line writes
+    /// (append-only: the count only grows), so the daemon's own writes never move it (a
+    /// change makes the daemon re-read them).
     pub async fn data_version(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(self.pool()?)
-            .await?)
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(pool)
+                .await?),
+            Backend::Postgres(pool) => Ok(sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM exemptions) \
+                      + (SELECT COUNT(*) FROM exemption_revocations) \
+                      + (SELECT COUNT(*) FROM freezes) + (SELECT COUNT(*) FROM freeze_lifts)",
+            )
+            .fetch_one(pool)
+            .await?),
+        }
     }
 
     /// The backend, for [`on_pool!`] and per-backend queries.
