@@ -13,7 +13,7 @@
 //! Backends: [`Store`] holds a `Backend` enum (`Sqlite`, `Postgres`), not a `dyn Backend`
 //! trait object: every query stays a plain `async fn` (no boxed futures, no `async_trait`), and
 //! callers never see which one runs. A query whose SQL is the same on both is written once,
-//! inside [`on_pool!`], which type-checks it for each backend (placeholders are `$1`, `$2`, ...,
+//! inside `on_pool!`, which type-checks it for each backend (placeholders are `$1`, `$2`, ...,
 //! which SQLite reads too); one that differs has a `match` on the backend. A module not yet
 //! ported reaches SQLite through `Store::pool`, which answers an error on PostgreSQL
 //! ("not available on PostgreSQL yet") instead of a wrong result. SQLite-only spellings are
