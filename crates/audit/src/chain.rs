@@ -26,7 +26,8 @@
 //! neither [`AUDITED`] nor `NOT_AUDITED` (a list the tests keep).
 
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row, SqliteConnection};
 
 /// Every table whose rows are audit records, in the order the backfill of pre-chain rows
 /// takes them.
@@ -64,6 +65,53 @@ pub const NOT_AUDITED: &[&str] = &[
     // sweep log has every sweep's error.
     "place_sweeps",
 ];
+
+/// The integer key of an audited table: SQLite's rowid (each is its `INTEGER PRIMARY KEY`),
+/// and the `row_id` of its chain records on either backend.
+pub(crate) fn key(table: &str) -> &'static str {
+    match table {
+        "sweep_results" => "sweep_id",
+        "stop_outcomes" => "stop_id",
+        "exemption_revocations" => "exemption_id",
+        "freeze_lifts" => "freeze_id",
+        "gate_outcomes" => "gate_id",
+        _ => "id",
+    }
+}
+
+/// The columns of `table` on PostgreSQL, by name in byte order (as SQLite's `ORDER BY name`,
+/// whatever the database's collation).
+pub(crate) async fn columns_pg(
+    conn: &mut PgConnection,
+    table: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut cols: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1",
+    )
+    .bind(table)
+    .fetch_all(&mut *conn)
+    .await?;
+    cols.sort();
+    Ok(cols)
+}
+
+/// The chain's head on PostgreSQL (see [`head`]).
+pub(crate) async fn head_pg(conn: &mut PgConnection) -> Result<(i64, Hash), sqlx::Error> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        None => Ok((0, GENESIS)),
+        Some(r) => {
+            let seq: i64 = r.try_get("seq")?;
+            let bytes: Vec<u8> = r.try_get("hash")?;
+            let hash = Hash::try_from(bytes.as_slice())
+                .map_err(|_| sqlx::Error::Protocol(format!("chain record {seq}: bad hash")))?;
+            Ok((seq, hash))
+        }
+    }
+}
 
 /// The first record's previous hash.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -179,6 +227,24 @@ pub async fn link(
     rowid: i64,
 ) -> Result<Hash, sqlx::Error> {
     Linker::default().link(conn, table, rowid).await
+}
+
+/// [`link`] on either backend's connection, for a query written once ([`crate::write_tx!`]).
+pub(crate) trait Chained {
+    /// Chains the record `table`/`rowid` just inserted, in the transaction that inserted it.
+    async fn link(&mut self, table: &'static str, rowid: i64) -> Result<Hash, sqlx::Error>;
+}
+
+impl Chained for SqliteConnection {
+    async fn link(&mut self, table: &'static str, rowid: i64) -> Result<Hash, sqlx::Error> {
+        Linker::default().link(self, table, rowid).await
+    }
+}
+
+impl Chained for PgConnection {
+    async fn link(&mut self, table: &'static str, rowid: i64) -> Result<Hash, sqlx::Error> {
+        Linker::default().link_pg(self, table, rowid).await
+    }
 }
 
 /// Chains many records in one transaction: the chain's head and each table's columns are read
@@ -313,6 +379,100 @@ impl Linker {
     }
 }
 
+/// PostgreSQL: the same chain, the same canonical bytes (each column spelled by the migration's
+/// `sqlite_quote`, SQLite's `quote()`), written under `LOCK TABLE audit_chain IN EXCLUSIVE
+/// MODE` (taken by the caller, first in its transaction) where SQLite holds its write lock.
+impl Linker {
+    /// Chains a record at once from its key (as [`Linker::link`]).
+    pub async fn link_pg(
+        &mut self,
+        conn: &mut PgConnection,
+        table: &'static str,
+        rowid: i64,
+    ) -> Result<Hash, sqlx::Error> {
+        let returning = self.returning_pg(conn, table).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {returning} FROM \"{table}\" WHERE \"{}\" = $1",
+            key(table)
+        ))
+        .bind(rowid)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| sqlx::Error::Protocol(format!("no {table} row {rowid} to chain")))?;
+        self.link_returned_pg(conn, table, &row).await?;
+        let (_, hash) = self.head.expect("just linked");
+        self.flush_pg(conn).await?;
+        Ok(hash)
+    }
+
+    /// What an INSERT into `table` returns (see [`Linker::returning`]).
+    pub async fn returning_pg(
+        &mut self,
+        conn: &mut PgConnection,
+        table: &'static str,
+    ) -> Result<String, sqlx::Error> {
+        if !self.columns.contains_key(table) {
+            let cols = columns_pg(conn, table).await?;
+            let mut returning = format!("\"{}\" AS {ROWID}", key(table));
+            for c in &cols {
+                returning.push_str(&format!(", sqlite_quote(\"{c}\") AS \"{c}\""));
+            }
+            self.columns.insert(table, (cols, returning));
+        }
+        Ok(self.columns[table].1.clone())
+    }
+
+    /// Chains a record from the row its INSERT returned (see [`Linker::link_returned`]).
+    pub async fn link_returned_pg(
+        &mut self,
+        conn: &mut PgConnection,
+        table: &'static str,
+        row: &PgRow,
+    ) -> Result<i64, sqlx::Error> {
+        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
+        let (seq, previous) = match self.head {
+            Some(h) => h,
+            None => head_pg(conn).await?,
+        };
+        let seq = seq + 1;
+        let rowid: i64 = row.try_get(ROWID)?;
+        let cols = &self
+            .columns
+            .get(table)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("{table}: inserted without `returning`")))?
+            .0;
+        let values = cols
+            .iter()
+            .map(|c| row.try_get::<String, _>(c.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hash = next_hash(
+            &previous,
+            &canonical_bytes(seq, table, rowid, cols, &values),
+        );
+        self.pending.push((seq, table, rowid, hash));
+        self.head = Some((seq, hash));
+        Ok(rowid)
+    }
+
+    /// Writes the chain rows not yet written (see [`Linker::flush`]).
+    pub async fn flush_pg(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        for rows in self.pending.chunks(CHAIN_ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO audit_chain (seq, tbl, row_id, hash) ",
+            );
+            q.push_values(rows, |mut b, (seq, table, rowid, hash)| {
+                b.push_bind(*seq)
+                    .push_bind(*table)
+                    .push_bind(*rowid)
+                    .push_bind(hash.to_vec());
+            });
+            q.build().persistent(false).execute(&mut *conn).await?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
 /// Chains the rows written before the chain existed, once, right after the migration that made
 /// it (the `audit_chain_backfill` table says it is still to do; it is dropped here, in the same
 /// transaction).
@@ -352,17 +512,19 @@ pub(crate) async fn backfill(conn: &mut SqliteConnection) -> Result<u64, sqlx::E
 impl super::Store {
     /// The chain's head: its last sequence number and hash (0 and [`GENESIS`] when empty).
     pub async fn chain_head(&self) -> anyhow::Result<(i64, Hash)> {
-        let mut conn = self.pool().acquire().await?;
-        Ok(head(&mut conn).await?)
+        match self.backend() {
+            crate::Backend::Sqlite(pool) => Ok(head(&mut *pool.acquire().await?).await?),
+            crate::Backend::Postgres(pool) => Ok(head_pg(&mut *pool.acquire().await?).await?),
+        }
     }
 
     /// The stored hash of chain record `seq`, if there is one.
     pub async fn chain_hash_at(&self, seq: i64) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = ?")
-                .bind(seq)
-                .fetch_optional(self.pool())
-                .await?,
+        Ok(crate::on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT hash FROM audit_chain WHERE seq = $1"
         )
+        .bind(seq)
+        .fetch_optional(pool)
+        .await)?)
     }
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{LifecycleEvent, Store, SweepEnd, parse_ts, ts};
+use super::{LifecycleEvent, Store, SweepEnd, on_pool, parse_ts, ts};
 
 /// The margin after twice the schedule's interval.
 pub const MARGIN: Duration = Duration::seconds(5);
@@ -258,17 +258,19 @@ impl Store {
             last_finished_at: String,
             max_gap_ms: i64,
         }
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
             "SELECT w.started_at, r.finished_at, r.error, r.sweep_id AS result_id FROM sweeps w \
              LEFT JOIN sweep_results r ON r.sweep_id = w.id \
-             WHERE w.started_at >= ? AND w.started_at < ? \
+             WHERE w.started_at >= $1 AND w.started_at < $2 \
                AND (r.result IS NULL OR r.result <> '{}') ORDER BY w.started_at",
             SweepEnd::Interrupted
         ))
         .bind(ts(since))
         .bind(ts(until))
-        .fetch_all(self.pool())
+        .fetch_all(pool)
         .await
+        })
         .context("cannot read the sweep log")?;
         let mut spans = rows
             .into_iter()
@@ -283,16 +285,16 @@ impl Store {
         // Runs of quiet sweeps, the one a daemon has open included: one span each when no
         // sweep in it came later than the gap coverage allows (so it is watched throughout);
         // otherwise only its two ends count.
-        let runs: Vec<Run> = sqlx::query_as(
+        let runs: Vec<Run> = on_pool!(self, |pool| sqlx::query_as(
             "SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_runs \
-             WHERE last_finished_at >= ?1 AND first_started_at < ?2 \
+             WHERE last_finished_at >= $1 AND first_started_at < $2 \
              UNION ALL SELECT first_started_at, last_finished_at, max_gap_ms FROM sweep_run_open \
-             WHERE last_finished_at >= ?1 AND first_started_at < ?2",
+             WHERE last_finished_at >= $1 AND first_started_at < $2",
         )
         .bind(ts(since))
         .bind(ts(until))
-        .fetch_all(self.pool())
-        .await
+        .fetch_all(pool)
+        .await)
         .context("cannot read the sweep log")?;
         for run in runs {
             let (first, last) = (
@@ -322,16 +324,16 @@ impl Store {
     /// (whole or in a run, the open one included) when that is older; `None` when nothing
     /// ever started.
     pub async fn first_start(&self) -> Result<Option<DateTime<Utc>>> {
-        let at: Option<String> = sqlx::query_scalar(&format!(
+        let at: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(&format!(
             "SELECT MIN(t) FROM ( \
                SELECT MIN(at) AS t FROM lifecycle_events WHERE event = '{}' \
                UNION ALL SELECT MIN(started_at) FROM sweeps \
                UNION ALL SELECT MIN(first_started_at) FROM sweep_runs \
-               UNION ALL SELECT MIN(first_started_at) FROM sweep_run_open)",
+               UNION ALL SELECT MIN(first_started_at) FROM sweep_run_open) AS q",
             LifecycleEvent::Start
         ))
-        .fetch_one(self.pool())
-        .await
+        .fetch_one(pool)
+        .await)
         .context("cannot read the sweep log")?;
         at.as_deref().map(parse_ts).transpose()
     }
@@ -341,12 +343,12 @@ impl Store {
         &self,
         until: DateTime<Utc>,
     ) -> Result<Vec<(DateTime<Utc>, LifecycleEvent)>> {
-        let rows: Vec<Lifecycle> = sqlx::query_as(&format!(
-            "SELECT {LIFECYCLE_COLUMNS} FROM lifecycle_events WHERE at < ? ORDER BY at, id"
+        let rows: Vec<Lifecycle> = on_pool!(self, |pool| sqlx::query_as(&format!(
+            "SELECT {LIFECYCLE_COLUMNS} FROM lifecycle_events WHERE at < $1 ORDER BY at, id"
         ))
         .bind(ts(until))
-        .fetch_all(self.pool())
-        .await
+        .fetch_all(pool)
+        .await)
         .context("cannot read the lifecycle events")?;
         rows.into_iter().map(Lifecycle::timed).collect()
     }

@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{LifecycleEvent, ReloadResult, Store, chain, coverage, ts};
+use super::chain::Chained;
+use super::{LifecycleEvent, ReloadResult, Store, coverage, on_pool, ts, write_tx};
 use crate::vocabulary::sql_in;
 
 /// At most this many `unwatched` windows are recorded for one gap (the latest ones): a daemon
@@ -105,130 +106,130 @@ impl Store {
             pid: i64,
             at: String,
         }
-        let mut tx = self.begin_write().await?;
-        let bounds = sql_in(
-            [
-                LifecycleEvent::Start,
-                LifecycleEvent::Stop,
-                LifecycleEvent::UncleanStop,
-            ]
-            .iter()
-            .map(|e| e.as_str()),
-        );
-        let last: Option<Last> = sqlx::query_as(&format!(
-            "SELECT event, pid, at FROM lifecycle_events \
-             WHERE event IN {bounds} ORDER BY id DESC LIMIT 1"
-        ))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let mut unclean = None;
-        if let Some(Last {
-            event: LifecycleEvent::Start,
-            pid,
-            at: started,
-        }) = last
-        {
-            // Its last sign of life: its last event, or the last sweep it started or finished
-            // (a run it left open included).
-            let seen: String = sqlx::query_scalar(
-                "SELECT MAX(t) FROM ( \
-                   SELECT at AS t FROM lifecycle_events WHERE pid = ?1 AND at >= ?2 \
-                   UNION ALL SELECT started_at FROM sweeps WHERE pid = ?1 AND started_at >= ?2 \
-                   UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
-                     WHERE s.pid = ?1 AND s.started_at >= ?2 \
-                   UNION ALL SELECT last_finished_at FROM sweep_runs \
-                     WHERE pid = ?1 AND first_started_at >= ?2 \
-                   UNION ALL SELECT last_finished_at FROM sweep_run_open \
-                     WHERE pid = ?1 AND first_started_at >= ?2)",
-            )
-            .bind(pid)
-            .bind(&started)
-            .fetch_one(&mut *tx)
-            .await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO lifecycle_events (at, event, pid, detail) VALUES (?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&seen)
-            .bind(LifecycleEvent::UncleanStop)
-            .bind(pid)
-            .bind(format!(
-                "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
+        write_tx!(self, |tx| {
+            let bounds = sql_in(
+                [
+                    LifecycleEvent::Start,
+                    LifecycleEvent::Stop,
+                    LifecycleEvent::UncleanStop,
+                ]
+                .iter()
+                .map(|e| e.as_str()),
+            );
+            let last: Option<Last> = sqlx::query_as(&format!(
+                "SELECT event, pid, at FROM lifecycle_events \
+                 WHERE event IN {bounds} ORDER BY id DESC LIMIT 1"
             ))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let mut unclean = None;
+            if let Some(Last {
+                event: LifecycleEvent::Start,
+                pid,
+                at: started,
+            }) = last
+            {
+                // Its last sign of life: its last event, or the last sweep it started or finished
+                // (a run it left open included).
+                let seen: String = sqlx::query_scalar(
+                    "SELECT MAX(t) FROM ( \
+                       SELECT at AS t FROM lifecycle_events WHERE pid = $1 AND at >= $2 \
+                       UNION ALL SELECT started_at FROM sweeps WHERE pid = $1 AND started_at >= $2 \
+                       UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
+                         WHERE s.pid = $1 AND s.started_at >= $2 \
+                       UNION ALL SELECT last_finished_at FROM sweep_runs \
+                         WHERE pid = $1 AND first_started_at >= $2 \
+                       UNION ALL SELECT last_finished_at FROM sweep_run_open \
+                         WHERE pid = $1 AND first_started_at >= $2) AS q",
+                )
+                .bind(pid)
+                .bind(&started)
+                .fetch_one(&mut *tx)
+                .await?;
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO lifecycle_events (at, event, pid, detail) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(&seen)
+                .bind(LifecycleEvent::UncleanStop)
+                .bind(pid)
+                .bind(format!(
+                    "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
+                ))
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.link("lifecycle_events", id).await?;
+                unclean = Some(UncleanStop {
+                    pid,
+                    last_seen: seen,
+                });
+            }
+            // The gap this start ends, read from the lifecycle events as coverage reads them.
+            let events: Vec<coverage::Lifecycle> = sqlx::query_as(&format!(
+                "SELECT {} FROM lifecycle_events ORDER BY at, id",
+                coverage::LIFECYCLE_COLUMNS
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let events = events
+                .into_iter()
+                .map(coverage::Lifecycle::timed)
+                .collect::<Result<Vec<_>>>()?;
+            let gap = coverage::downtime_before(&events, at);
+            let start_id: i64 = sqlx::query_scalar(
+                "INSERT INTO lifecycle_events (at, event, pid, version, policy_hash) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(ts(at))
+            .bind(LifecycleEvent::Start)
+            .bind(i64::from(std::process::id()))
+            .bind(version)
+            .bind(policy_hash)
             .fetch_one(&mut *tx)
             .await?;
-            chain::link(&mut tx, "lifecycle_events", id).await?;
-            unclean = Some(UncleanStop {
-                pid,
-                last_seen: seen,
-            });
-        }
-        // The gap this start ends, read from the lifecycle events as coverage reads them.
-        let events: Vec<coverage::Lifecycle> = sqlx::query_as(&format!(
-            "SELECT {} FROM lifecycle_events ORDER BY at, id",
-            coverage::LIFECYCLE_COLUMNS
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        let events = events
-            .into_iter()
-            .map(coverage::Lifecycle::timed)
-            .collect::<Result<Vec<_>>>()?;
-        let gap = coverage::downtime_before(&events, at);
-        let start_id: i64 = sqlx::query_scalar(
-            "INSERT INTO lifecycle_events (at, event, pid, version, policy_hash) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(ts(at))
-        .bind(LifecycleEvent::Start)
-        .bind(i64::from(std::process::id()))
-        .bind(version)
-        .bind(policy_hash)
-        .fetch_one(&mut *tx)
-        .await?;
-        chain::link(&mut tx, "lifecycle_events", start_id).await?;
-        let mut started = Started {
-            unclean,
-            ..Started::default()
-        };
-        if let Some((from, to)) = gap {
-            let mut found: Vec<StartedWindow> = windows(from, to)
-                .into_iter()
-                .filter(|w| from <= w.start && w.start < to)
-                .collect();
-            found.sort_by(|a, b| (a.start, &a.rule).cmp(&(b.start, &b.rule)));
-            started.unwatched_left_out = found.len().saturating_sub(UNWATCHED_MAX);
-            for w in found.into_iter().skip(started.unwatched_left_out) {
-                let u = Unwatched {
-                    rule: w.rule,
-                    window_start: ts(w.start),
-                    window_end: ts(w.end),
-                    gap_from: ts(from),
-                    gap_to: ts(to),
-                };
-                // A window already reported (a clock that went back) is not reported again.
-                // SQLite: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING).
-                let id: Option<i64> = sqlx::query_scalar(
-                    "INSERT OR IGNORE INTO unwatched_windows \
-                     (found_at, start_event_id, rule, window_start, window_end, gap_from, gap_to) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(ts(at))
-                .bind(start_id)
-                .bind(&u.rule)
-                .bind(&u.window_start)
-                .bind(&u.window_end)
-                .bind(&u.gap_from)
-                .bind(&u.gap_to)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(id) = id {
-                    chain::link(&mut tx, "unwatched_windows", id).await?;
-                    started.unwatched.push(u);
+            tx.link("lifecycle_events", start_id).await?;
+            let mut started = Started {
+                unclean,
+                ..Started::default()
+            };
+            if let Some((from, to)) = gap {
+                let mut found: Vec<StartedWindow> = windows(from, to)
+                    .into_iter()
+                    .filter(|w| from <= w.start && w.start < to)
+                    .collect();
+                found.sort_by(|a, b| (a.start, &a.rule).cmp(&(b.start, &b.rule)));
+                started.unwatched_left_out = found.len().saturating_sub(UNWATCHED_MAX);
+                for w in found.into_iter().skip(started.unwatched_left_out) {
+                    let u = Unwatched {
+                        rule: w.rule,
+                        window_start: ts(w.start),
+                        window_end: ts(w.end),
+                        gap_from: ts(from),
+                        gap_to: ts(to),
+                    };
+                    // A window already reported (a clock that went back) is not reported again.
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO unwatched_windows \
+                         (found_at, start_event_id, rule, window_start, window_end, gap_from, gap_to) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+                    )
+                    .bind(ts(at))
+                    .bind(start_id)
+                    .bind(&u.rule)
+                    .bind(&u.window_start)
+                    .bind(&u.window_end)
+                    .bind(&u.gap_from)
+                    .bind(&u.gap_to)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(id) = id {
+                        tx.link("unwatched_windows", id).await?;
+                        started.unwatched.push(u);
+                    }
                 }
             }
-        }
-        tx.commit().await.context("cannot record the start")?;
-        Ok(started)
+            tx.commit().await.context("cannot record the start")?;
+            Ok(started)
+        })
     }
 
     /// Records a reload: `Ok(hash)` for a policy now in force, `Err(error)` for a refused one.
@@ -248,18 +249,19 @@ impl Store {
 
     /// Records a clean stop.
     pub async fn record_stop(&self, at: DateTime<Utc>) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO lifecycle_events (at, event, pid) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(ts(at))
-        .bind(LifecycleEvent::Stop)
-        .bind(i64::from(std::process::id()))
-        .fetch_one(&mut *tx)
-        .await?;
-        chain::link(&mut tx, "lifecycle_events", id).await?;
-        tx.commit().await.context("cannot record the stop")?;
-        Ok(())
+        write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO lifecycle_events (at, event, pid) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(ts(at))
+            .bind(LifecycleEvent::Stop)
+            .bind(i64::from(std::process::id()))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.link("lifecycle_events", id).await?;
+            tx.commit().await.context("cannot record the stop")?;
+            Ok(())
+        })
     }
 
     async fn record_event(
@@ -270,22 +272,23 @@ impl Store {
         hash: Option<&str>,
         detail: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO lifecycle_events (at, event, pid, policy_hash, result, detail) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(ts(at))
-        .bind(event)
-        .bind(i64::from(std::process::id()))
-        .bind(hash)
-        .bind(result)
-        .bind(detail)
-        .fetch_one(&mut *tx)
-        .await?;
-        chain::link(&mut tx, "lifecycle_events", id).await?;
-        tx.commit().await?;
-        Ok(())
+        write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO lifecycle_events (at, event, pid, policy_hash, result, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(ts(at))
+            .bind(event)
+            .bind(i64::from(std::process::id()))
+            .bind(hash)
+            .bind(result)
+            .bind(detail)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.link("lifecycle_events", id).await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Lifecycle events at or after `since` and before `until`, oldest first.
@@ -294,14 +297,14 @@ impl Store {
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<EventRecord>> {
-        sqlx::query_as(
+        on_pool!(self, |pool| sqlx::query_as(
             "SELECT id, at, event, pid, version, policy_hash, result, detail FROM lifecycle_events \
-             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at < ?2) ORDER BY at, id",
+             WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) ORDER BY at, id",
         )
         .bind(since.map(ts))
         .bind(until.map(ts))
-        .fetch_all(self.pool())
-        .await
+        .fetch_all(pool)
+        .await)
         .context("cannot read the lifecycle events")
     }
 }
@@ -462,7 +465,7 @@ mod tests {
             .collect();
         assert_eq!(starts, ["05:00:00", "06:00:00"]);
         let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM unwatched_windows")
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(rows, 6);

@@ -4,7 +4,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::{Store, chain, parse_ts, ts};
+use crate::chain::Chained;
+use crate::{Store, on_pool, parse_ts, ts, write_tx};
 
 /// What [`Store::revoke_exemption`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,22 +58,24 @@ impl Store {
         by: &str,
         rule: Option<&str>,
     ) -> Result<i64> {
-        let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by, rule) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(ts(at))
-        .bind(glob)
-        .bind(ts(until))
-        .bind(reason)
-        .bind(by)
-        .bind(rule)
-        .fetch_one(&mut *tx)
-        .await
-        .context("cannot record the exemption")?;
-        chain::link(&mut tx, "exemptions", id).await?;
-        tx.commit().await.context("cannot record the exemption")?;
+        let id: i64 = write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO exemptions (created_at, pipeline_glob, until, reason, created_by, rule) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(ts(at))
+            .bind(glob)
+            .bind(ts(until))
+            .bind(reason)
+            .bind(by)
+            .bind(rule)
+            .fetch_one(&mut *tx)
+            .await
+            .context("cannot record the exemption")?;
+            tx.link("exemptions", id).await?;
+            tx.commit().await.context("cannot record the exemption")?;
+            id
+        });
         Ok(id)
     }
 
@@ -85,44 +88,45 @@ impl Store {
         by: &str,
         reason: Option<&str>,
     ) -> Result<Revocation> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM exemptions WHERE id = ?)")
-                .bind(id)
-                .fetch_one(self.pool())
-                .await?;
+        let exists: bool = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM exemptions WHERE id = $1)"
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await)?;
         if !exists {
             return Ok(Revocation::NoSuchExemption);
         }
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "INSERT INTO exemption_revocations (exemption_id, at, revoked_by, reason) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (exemption_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(ts(at))
-        .bind(by)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .context("cannot record the revocation")?;
-        if done.rows_affected() == 0 {
-            return Ok(Revocation::AlreadyRevoked);
-        }
-        chain::link(&mut tx, "exemption_revocations", id).await?;
-        tx.commit().await.context("cannot record the revocation")?;
+        write_tx!(self, |tx| {
+            let done = sqlx::query(
+                "INSERT INTO exemption_revocations (exemption_id, at, revoked_by, reason) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (exemption_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(ts(at))
+            .bind(by)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .context("cannot record the revocation")?;
+            if done.rows_affected() == 0 {
+                return Ok(Revocation::AlreadyRevoked);
+            }
+            tx.link("exemption_revocations", id).await?;
+            tx.commit().await.context("cannot record the revocation")?;
+        });
         Ok(Revocation::Revoked)
     }
 
     /// Every exemption, newest first.
     pub async fn exemptions(&self) -> Result<Vec<ExemptionRecord>> {
-        sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {EXEMPTION_COLUMNS} \
              FROM exemptions e LEFT JOIN exemption_revocations r ON r.exemption_id = e.id \
              ORDER BY e.id DESC"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read exemptions")
+        );
+        on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)
+            .context("cannot read exemptions")
     }
 
     /// Exemptions not revoked and not expired at `now`, as the policy's type.

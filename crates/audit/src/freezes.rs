@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use stopd_rules::FreezeSpec;
 
-use crate::{Mode, Store, chain, parse_ts, ts};
+use crate::chain::Chained;
+use crate::{Mode, Store, on_pool, parse_ts, ts, write_tx};
 
 /// What [`Store::lift_freeze`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,28 +194,30 @@ impl Store {
         let tags = (!f.tags.is_empty())
             .then(|| serde_json::to_string(f.tags))
             .transpose()?;
-        let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO freezes (created_at, until, pipeline_glob, exclude_glob, tags, mode, gate, \
-             reason, created_by, account_glob, region_glob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING id",
-        )
-        .bind(ts(f.at))
-        .bind(ts(f.until))
-        .bind(f.pipeline)
-        .bind(f.exclude)
-        .bind(tags)
-        .bind(Mode::from(f.mode))
-        .bind(f.gate)
-        .bind(f.reason)
-        .bind(f.by)
-        .bind(f.account)
-        .bind(f.region)
-        .fetch_one(&mut *tx)
-        .await
-        .context("cannot record the freeze")?;
-        chain::link(&mut tx, "freezes", id).await?;
-        tx.commit().await.context("cannot record the freeze")?;
+        let id: i64 = write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO freezes (created_at, until, pipeline_glob, exclude_glob, tags, mode, \
+                 gate, reason, created_by, account_glob, region_glob) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            )
+            .bind(ts(f.at))
+            .bind(ts(f.until))
+            .bind(f.pipeline)
+            .bind(f.exclude)
+            .bind(&tags)
+            .bind(Mode::from(f.mode))
+            .bind(f.gate)
+            .bind(f.reason)
+            .bind(f.by)
+            .bind(f.account)
+            .bind(f.region)
+            .fetch_one(&mut *tx)
+            .await
+            .context("cannot record the freeze")?;
+            tx.link("freezes", id).await?;
+            tx.commit().await.context("cannot record the freeze")?;
+            id
+        });
         Ok(id)
     }
 
@@ -240,30 +243,29 @@ impl Store {
             "expired" => return Ok(Lift::Ended { until: f.until }),
             _ => {}
         }
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO freeze_lifts (freeze_id, at, reason, lifted_by) VALUES (?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(ts(at))
-        .bind(reason)
-        .bind(by)
-        .execute(&mut *tx)
-        .await
-        .context("cannot record the lift")?;
-        chain::link(&mut tx, "freeze_lifts", id).await?;
-        tx.commit().await.context("cannot record the lift")?;
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO freeze_lifts (freeze_id, at, reason, lifted_by) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(ts(at))
+            .bind(reason)
+            .bind(by)
+            .execute(&mut *tx)
+            .await
+            .context("cannot record the lift")?;
+            tx.link("freeze_lifts", id).await?;
+            tx.commit().await.context("cannot record the lift")?;
+        });
         Ok(Lift::Lifted)
     }
 
     /// Every ad-hoc freeze, newest first.
     pub async fn freezes(&self) -> Result<Vec<FreezeRecord>> {
-        let rows: Vec<FreezeRow> = sqlx::query_as(&format!(
-            "SELECT {FREEZE_COLUMNS} {SELECT} ORDER BY f.id DESC"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read the ad-hoc freezes")?;
+        let sql = format!("SELECT {FREEZE_COLUMNS} {SELECT} ORDER BY f.id DESC");
+        let rows: Vec<FreezeRow> =
+            on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)
+                .context("cannot read the ad-hoc freezes")?;
         rows.into_iter().map(FreezeRecord::try_from).collect()
     }
 
@@ -292,13 +294,15 @@ impl Store {
 
     /// The ad-hoc freezes in force at `now` (started, not ended, not lifted), oldest first.
     pub async fn active_freezes(&self, now: DateTime<Utc>) -> Result<Vec<FreezeRecord>> {
-        let rows: Vec<FreezeRow> = sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {FREEZE_COLUMNS} {SELECT} \
-             WHERE l.freeze_id IS NULL AND f.created_at <= ?1 AND f.until > ?1 ORDER BY f.id"
-        ))
-        .bind(ts(now))
-        .fetch_all(self.pool())
-        .await
+             WHERE l.freeze_id IS NULL AND f.created_at <= $1 AND f.until > $1 ORDER BY f.id"
+        );
+        let now = ts(now);
+        let rows: Vec<FreezeRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
+            .bind(&now)
+            .fetch_all(pool)
+            .await)
         .context("cannot read the ad-hoc freezes")?;
         let out: Vec<FreezeRecord> = rows
             .into_iter()
@@ -351,7 +355,7 @@ mod tests {
             serde_json::json!("abandon")
         );
 
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.pool().unwrap().acquire().await.unwrap();
         sqlx::query("PRAGMA ignore_check_constraints = ON")
             .execute(&mut *conn)
             .await

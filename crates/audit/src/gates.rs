@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::writer::{GateOutcomeRow, GateRow, Write};
-use crate::{GateAction, GateOutcome, Place, Store, ts};
+use crate::{GateAction, GateOutcome, Place, Store, on_pool, ts};
 
 /// A gate action about to be made.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +68,7 @@ struct PlacedGate {
 
 /// The columns of [`GateRecord`] (`gates g`, `gate_outcomes o`).
 pub(crate) const GATE_RECORD_COLUMNS: &str = "g.id, g.at, g.pipeline, g.stage, g.rule, g.action, \
-     COALESCE(o.outcome, CASE WHEN g.dry_run = 1 THEN 'dry_run' ELSE 'pending' END) AS outcome, \
+     COALESCE(o.outcome, CASE WHEN g.dry_run = TRUE THEN 'dry_run' ELSE 'pending' END) AS outcome, \
      o.error, g.reason, g.account, g.region";
 
 /// One gate action, as `report --gates` prints it (text: the report's names, the outcome
@@ -119,17 +119,17 @@ impl Store {
             "SELECT g.pipeline, g.stage, {LAST_GATE_COLUMNS} \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
              WHERE g.id IN (SELECT MAX(id) FROM gates \
-                            WHERE {account} = ?1 \
-                              AND (region IS NULL OR region = ?2) \
+                            WHERE {account} = $1 \
+                              AND (region IS NULL OR region = $2) \
                             GROUP BY pipeline, stage)",
             account = Place::account_sql("account"),
         );
-        let rows: Vec<Row> = sqlx::query_as(&sql)
+        let rows: Vec<Row> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(account)
             .bind(region)
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the gate log")?;
+            .fetch_all(pool)
+            .await)
+        .context("cannot read the gate log")?;
         Ok(rows
             .into_iter()
             .map(|r| ((r.pipeline, r.stage), r.last))
@@ -152,10 +152,9 @@ impl Store {
             account = Place::account_sql("g.account"),
             grouped = Place::account_sql("account"),
         );
-        let rows: Vec<PlacedGate> = sqlx::query_as(&sql)
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the gate log")?;
+        let rows: Vec<PlacedGate> =
+            on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)
+                .context("cannot read the gate log")?;
         Ok(rows
             .into_iter()
             .map(|r| (r.account, r.region, r.pipeline, r.stage, r.last))
@@ -224,22 +223,22 @@ impl Store {
         let sql = format!(
             "SELECT {GATE_RECORD_COLUMNS} \
              FROM gates g LEFT JOIN gate_outcomes o ON o.gate_id = g.id \
-             WHERE (?1 IS NULL OR g.at >= ?1) AND (?2 IS NULL OR g.at < ?2) \
-               AND (?3 IS NULL OR g.pipeline GLOB ?3) AND (?4 IS NULL OR g.rule = ?4) \
-               AND (?5 IS NULL OR {account} GLOB ?5) \
-               AND (?6 IS NULL OR COALESCE(g.region, '') GLOB ?6) \
+             WHERE ($1 IS NULL OR g.at >= $1) AND ($2 IS NULL OR g.at < $2) \
+               AND ($3 IS NULL OR glob($3, g.pipeline)) AND ($4 IS NULL OR g.rule = $4) \
+               AND ($5 IS NULL OR glob($5, {account})) \
+               AND ($6 IS NULL OR glob($6, COALESCE(g.region, ''))) \
              ORDER BY g.at, g.pipeline, g.stage, g.id",
             account = Place::account_sql("g.account"),
         );
-        sqlx::query_as(&sql)
+        on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(since.map(ts))
             .bind(until.map(ts))
             .bind(pipeline)
             .bind(rule)
             .bind(place.0)
             .bind(place.1)
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the gate log")
+            .fetch_all(pool)
+            .await)
+        .context("cannot read the gate log")
     }
 }

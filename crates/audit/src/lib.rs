@@ -10,11 +10,14 @@
 //! at once, never held back to wait for company. At a window edge with hundreds of stops in
 //! flight this turns two fsyncs per stop into a few per batch (see BENCHMARKS.md).
 //!
-//! Backends: [`Store`] holds a `Backend` enum (one variant, `Sqlite`, today), not a
-//! `dyn Backend` trait object: every query stays a plain `async fn` (no boxed futures, no
-//! `async_trait`), a second variant stops `Store::pool`'s match compiling until each query
-//! says what it does there, and callers never see which one runs. PostgreSQL is that variant;
-//! SQLite-only spellings are marked `SQLite:` where they need a PostgreSQL one.
+//! Backends: [`Store`] holds a `Backend` enum (`Sqlite`, `Postgres`), not a `dyn Backend`
+//! trait object: every query stays a plain `async fn` (no boxed futures, no `async_trait`), and
+//! callers never see which one runs. A query whose SQL is the same on both is written once,
+//! inside `on_pool!`, which type-checks it for each backend (placeholders are `$1`, `$2`, ...,
+//! which SQLite reads too); one that differs has a `match` on the backend. A module not yet
+//! ported reaches SQLite through `Store::pool`, which answers an error on PostgreSQL
+//! ("not available on PostgreSQL yet") instead of a wrong result. SQLite-only spellings are
+//! marked `SQLite:` where they need a PostgreSQL one.
 //!
 //! Modules by record family: [`open`](crate::Store::open) (open, migrate, pragmas, read-only),
 //! `writer` (group commit), `stops` (intents, outcomes, escalations, the report), `sweeps`,
@@ -27,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,7 +51,13 @@ mod status;
 mod stops;
 mod sweeps;
 #[cfg(test)]
+mod testdb;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_backends;
+#[cfg(test)]
+mod tests_records;
 mod verify;
 pub mod vocabulary;
 mod writer;
@@ -55,6 +65,7 @@ mod writer;
 pub use exemptions::{ExemptionRecord, Revocation};
 pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};
 pub use gates::{GateRecord, LastGate, NewGate};
+pub use open::Location;
 pub use place::Place;
 pub use runs::{PlaceResult, PlaceSweep};
 pub use status::{LastSweep, PolicyLoad};
@@ -101,7 +112,41 @@ pub struct Store {
 pub(crate) enum Backend {
     /// A SQLite file.
     Sqlite(SqlitePool),
+    /// A PostgreSQL database (`postgres://` URL).
+    Postgres(PgPool),
 }
+
+/// Runs `$body` with `$pool` bound to the store's pool, whichever the backend: a query written
+/// once and type-checked for each (a `FromRow` row, a bound value and a decoded column must
+/// exist on both).
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store.backend() {
+            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Runs `$body` with `$tx` a write transaction on the store's backend ([`Store::begin_write`]
+/// or [`Store::begin_write_pg`]): the record's INSERT, [`chain::Chained::link`] and the commit,
+/// written once.
+macro_rules! write_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match $store.backend() {
+            $crate::Backend::Sqlite(_) => {
+                let mut $tx = $store.begin_write().await?;
+                $body
+            }
+            $crate::Backend::Postgres(pool) => {
+                let mut $tx = $store.begin_write_pg(pool).await?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use write_tx;
 
 impl Store {
     /// A store over `backend`, its writer (if any) and its counters.
@@ -119,20 +164,49 @@ impl Store {
         }
     }
 
-    /// SQLite's `data_version`: changes when another connection (another process: `stopd
-    /// exempt`, `stopd freeze`) commits to the database, never for this store's own writes.
-    /// (SQLite: PostgreSQL would answer with LISTEN/NOTIFY or a counter row.)
+    /// A number that changes when another process (`stopd exempt`, `stopd freeze`) commits
+    /// an exemption, a revocation, a freeze or a lift, for the daemon to poll. SQLite: its
+    /// `data_version` (any commit of another connection, never this store's own). PostgreSQL:
+    /// the number of rows of those four tables, which only the command line writes
+    /// (append-only: the count only grows), so the daemon's own writes never move it (a
+    /// change makes the daemon re-read them).
     pub async fn data_version(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(self.pool())
-            .await?)
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(pool)
+                .await?),
+            Backend::Postgres(pool) => Ok(sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM exemptions) \
+                      + (SELECT COUNT(*) FROM exemption_revocations) \
+                      + (SELECT COUNT(*) FROM freezes) + (SELECT COUNT(*) FROM freeze_lifts)",
+            )
+            .fetch_one(pool)
+            .await?),
+        }
     }
 
-    /// The SQLite pool, for the store's modules. Every query goes through here: a second
-    /// backend turns this into a `match` in each caller's module, the compiler naming each.
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    /// The backend, for [`on_pool!`] and per-backend queries.
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The function that answers the largest of its arguments: SQLite's scalar `MAX`,
+    /// PostgreSQL's `GREATEST`.
+    pub(crate) fn greatest(&self) -> &'static str {
         match &self.backend {
-            Backend::Sqlite(pool) => pool,
+            Backend::Sqlite(_) => "MAX",
+            Backend::Postgres(_) => "GREATEST",
+        }
+    }
+
+    /// The SQLite pool, for a query not yet written for PostgreSQL: on PostgreSQL, an error
+    /// naming what is missing rather than a wrong answer.
+    pub(crate) fn pool(&self) -> Result<&SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(pool),
+            Backend::Postgres(_) => {
+                bail!("this audit operation is not available on PostgreSQL yet (issue 28)")
+            }
         }
     }
 
@@ -168,14 +242,35 @@ impl Store {
         }
         // SQLite: BEGIN IMMEDIATE takes the write lock at once (PostgreSQL: a plain BEGIN and
         // a lock on the chain head).
-        self.pool()
+        self.pool()?
             .begin_with("BEGIN IMMEDIATE")
             .await
             .context("cannot begin an audit transaction")
     }
 
+    /// [`Store::begin_write`] on PostgreSQL: a transaction that first takes `LOCK TABLE
+    /// audit_chain IN EXCLUSIVE MODE`, so that two writers (the daemon, `stopd exempt`, another
+    /// node) never read the same chain head; readers are not blocked.
+    pub(crate) async fn begin_write_pg(
+        &self,
+        pool: &PgPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        if self.writer.is_none() {
+            bail!("the audit database was opened read-only");
+        }
+        let mut tx = pool
+            .begin()
+            .await
+            .context("cannot begin an audit transaction")?;
+        sqlx::query("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .context("cannot begin an audit transaction")?;
+        Ok(tx)
+    }
+
     /// Closes the pool, flushing nothing that is not already durable.
     pub async fn close(&self) {
-        self.pool().close().await;
+        on_pool!(self, |pool| pool.close().await);
     }
 }

@@ -1,8 +1,10 @@
-//! Opening the database: create it whole (mode 0600, migrated under a temporary name, then
-//! linked into place), migrate it, set its pragmas, open it read-only. All of it SQLite: a
-//! PostgreSQL backend opens with a URL and migrates with its own migrator beside this.
+//! Opening the database: a [`Location`] is a SQLite path or a PostgreSQL URL. SQLite: create it
+//! whole (mode 0600, migrated under a temporary name, then linked into place), migrate it, set
+//! its pragmas, open it read-only. PostgreSQL: connect, and migrate with its own migrations
+//! (`migrations-postgres/`, not a translation of SQLite's) on a connection of its own.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -10,13 +12,149 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::mpsc;
 
 use crate::{Backend, Store, chain, writer};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// PostgreSQL's migrations: the same tables, constraints and append-only triggers as SQLite's.
+static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations-postgres");
+
+/// Where the audit log lives: a SQLite file, or a PostgreSQL database named by a
+/// `postgres://` or `postgresql://` URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created when missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database's URL (it may hold a password: [`Location`]'s `Display` and
+    /// `Debug` leave it out).
+    Postgres(String),
+}
+
+impl Location {
+    /// A URL with the scheme `postgres` or `postgresql` is PostgreSQL; anything else is a path.
+    pub fn parse(s: &str) -> Location {
+        let lower = s.get(..13).unwrap_or(s).to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Location::Postgres(s.to_owned())
+        } else {
+            Location::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Location {
+        Location::Sqlite(p.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(p: &PathBuf) -> Location {
+        Location::Sqlite(p.clone())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(p: PathBuf) -> Location {
+        Location::Sqlite(p)
+    }
+}
+
+impl From<&str> for Location {
+    fn from(s: &str) -> Location {
+        Location::parse(s)
+    }
+}
+
+impl fmt::Display for Location {
+    /// A path as it is; a URL as `postgres://HOST:PORT/DATABASE`, without user or password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(url) => match PgConnectOptions::from_str(url) {
+                Ok(o) => write!(
+                    f,
+                    "postgres://{}:{}/{}",
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or_default()
+                ),
+                Err(_) => f.write_str("postgres://(a URL that does not parse)"),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+/// A reader's PostgreSQL store: connected, not migrated, refused without audit tables.
+async fn open_postgres_read_only(url: &str) -> Result<Store> {
+    let shown = Location::Postgres(url.to_owned());
+    let options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the audit database at {}:{}",
+                options.get_host(),
+                options.get_port()
+            )
+        })?;
+    let tables: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'stops'")
+            .fetch_one(&pool)
+            .await
+            .with_context(|| format!("cannot read the audit database {shown}"))?;
+    if tables == 0 {
+        pool.close().await;
+        bail!("{shown} is not a stopd audit database (it has no audit tables)");
+    }
+    Ok(Store::with_backend(
+        Backend::Postgres(pool),
+        None,
+        Arc::default(),
+    ))
+}
+
+/// Connects to PostgreSQL and migrates. The migrator takes PostgreSQL's advisory lock, so two
+/// nodes starting at once migrate one after the other (the second finds nothing to do); it runs
+/// on a connection of its own, closed afterwards, so a lock a failed migration left behind goes
+/// with its session instead of back into the pool.
+async fn open_postgres(url: &str) -> Result<PgPool> {
+    let shown = Location::Postgres(url.to_owned());
+    let options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?;
+    let unreachable = || {
+        format!(
+            "cannot reach the audit database at {}:{}",
+            options.get_host(),
+            options.get_port()
+        )
+    };
+    let mut conn = PgConnection::connect_with(&options)
+        .await
+        .with_context(unreachable)?;
+    let migrated = PG_MIGRATOR.run_direct(&mut conn).await;
+    let _ = conn.close().await;
+    migrated.with_context(|| format!("cannot migrate the audit database {shown}"))?;
+    PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.clone())
+        .await
+        .with_context(unreachable)
+}
 
 /// Whether a connection going back to the pool is out of every transaction, by SQLite's own
 /// account and by sqlx's; if not, the pool closes it (closing rolls back whatever it held) and
@@ -135,7 +273,25 @@ impl Store {
     /// created 0700) and migrated under a temporary name, then linked into place, so a reader
     /// never sees half a schema and the audit log is never readable by the whole machine,
     /// whatever the process umask.
-    pub async fn open(path: &Path) -> Result<Store> {
+    ///
+    /// On PostgreSQL (a `postgres://` URL), connects and migrates (safe when several nodes
+    /// start at once).
+    pub async fn open(location: impl Into<Location>) -> Result<Store> {
+        let path = match location.into() {
+            Location::Sqlite(path) => path,
+            Location::Postgres(url) => {
+                let pool = open_postgres(&url).await?;
+                let (sender, rx) = mpsc::unbounded_channel();
+                let commits = Arc::new(AtomicU64::new(0));
+                tokio::spawn(writer::group_commit_pg(pool.clone(), rx, commits.clone()));
+                return Ok(Store::with_backend(
+                    Backend::Postgres(pool),
+                    Some(sender),
+                    commits,
+                ));
+            }
+        };
+        let path = path.as_path();
         if !path.exists() {
             create(path).await?;
         }
@@ -186,7 +342,15 @@ impl Store {
     }
 
     /// Opens an existing database for reading; works while the daemon writes.
-    pub async fn open_read_only(path: &Path) -> Result<Store> {
+    ///
+    /// On PostgreSQL, connects without migrating (a reader never changes the schema) and
+    /// refuses a database without audit tables.
+    pub async fn open_read_only(location: impl Into<Location>) -> Result<Store> {
+        let path = match location.into() {
+            Location::Sqlite(path) => path,
+            Location::Postgres(url) => return open_postgres_read_only(&url).await,
+        };
+        let path = path.as_path();
         if !path.exists() {
             bail!(
                 "no audit database at {} (it is created when the daemon first runs; see [daemon] database)",

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 
 use crate::vocabulary::sql_in;
-use crate::{GateAction, GateOutcome, Outcome, Place, Store, parse_ts, ts};
+use crate::{GateAction, GateOutcome, Outcome, Place, Store, on_pool, parse_ts, ts, write_tx};
 
 /// Rows read from one outbox at a time.
 pub const BATCH: i64 = 200;
@@ -78,9 +78,9 @@ impl Source {
         let (table, key, at) = (self.table(), self.key(), self.at());
         format!(
             "SELECT src.{key} AS source_id, src.{at} AS at, {columns} FROM {table} AS src {joins} \
-             WHERE src.{at} >= ?2 AND ({filter}) \
+             WHERE src.{at} >= $2 AND ({filter}) \
                AND NOT EXISTS (SELECT 1 FROM notify_delivered AS nd \
-                               WHERE nd.target = ?1 AND nd.source = '{table}' AND nd.source_id = src.{key}) \
+                               WHERE nd.target = $1 AND nd.source = '{table}' AND nd.source_id = src.{key}) \
              ORDER BY src.{at}, src.{key} LIMIT {BATCH}"
         )
     }
@@ -99,14 +99,18 @@ impl Source {
         filter: &str,
     ) -> Result<Vec<T>>
     where
-        T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
+        T: for<'r> sqlx::FromRow<'r, SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
     {
-        sqlx::query_as(&self.query(columns, joins, filter))
+        let sql = self.query(columns, joins, filter);
+        on_pool!(store, |pool| sqlx::query_as(&sql)
             .bind(target)
             .bind(ts(since))
-            .fetch_all(store.pool())
-            .await
-            .with_context(|| format!("cannot read {} to notify", self.table()))
+            .fetch_all(pool)
+            .await)
+        .with_context(|| format!("cannot read {} to notify", self.table()))
     }
 }
 
@@ -209,18 +213,22 @@ impl Store {
     /// Registers `target` (first seen at `now`: from then on) and returns the instant it
     /// starts from.
     pub async fn notify_since(&self, target: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
-        // SQLite: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING).
-        sqlx::query("INSERT OR IGNORE INTO notify_targets (target, since) VALUES (?, ?)")
-            .bind(target)
-            .bind(ts(now))
-            .execute(self.pool())
-            .await
-            .context("cannot register a [[notify]] target")?;
-        let at: String = sqlx::query_scalar("SELECT since FROM notify_targets WHERE target = ?")
-            .bind(target)
-            .fetch_one(self.pool())
-            .await
-            .context("cannot read a [[notify]] target")?;
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO notify_targets (target, since) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        )
+        .bind(target)
+        .bind(ts(now))
+        .execute(pool)
+        .await
+        .map(drop))
+        .context("cannot register a [[notify]] target")?;
+        let at: String = on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT since FROM notify_targets WHERE target = $1"
+        )
+        .bind(target)
+        .fetch_one(pool)
+        .await)
+        .context("cannot read a [[notify]] target")?;
         parse_ts(&at)
     }
 
@@ -369,33 +377,35 @@ impl Store {
         if done.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        for d in done {
-            // SQLite: INSERT OR IGNORE (PostgreSQL: ON CONFLICT DO NOTHING).
-            sqlx::query(
-                "INSERT OR IGNORE INTO notify_delivered (at, target, source, source_id, attempts) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&d.at)
-            .bind(target)
-            .bind(d.source.table())
-            .bind(d.source_id)
-            .bind(i64::from(d.attempts))
-            .execute(&mut *tx)
-            .await
-            .context("cannot record a notification as delivered")?;
-        }
-        tx.commit()
-            .await
-            .context("cannot record notifications as delivered")
+        write_tx!(self, |tx| {
+            for d in done {
+                sqlx::query(
+                    "INSERT INTO notify_delivered (at, target, source, source_id, attempts) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&d.at)
+                .bind(target)
+                .bind(d.source.table())
+                .bind(d.source_id)
+                .bind(i64::from(d.attempts))
+                .execute(&mut *tx)
+                .await
+                .context("cannot record a notification as delivered")?;
+            }
+            tx.commit()
+                .await
+                .context("cannot record notifications as delivered")
+        })
     }
 
     /// Deliveries recorded, to every target.
     pub async fn delivered_count(&self) -> Result<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM notify_delivered")
-            .fetch_one(self.pool())
-            .await
-            .context("cannot read the delivery log")
+        on_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notify_delivered"
+        )
+        .fetch_one(pool)
+        .await)
+        .context("cannot read the delivery log")
     }
 }
 
@@ -413,7 +423,7 @@ mod tests {
                 "SELECT name FROM pragma_table_info('{}') WHERE pk > 0",
                 s.table()
             ))
-            .fetch_all(store.pool())
+            .fetch_all(store.pool().unwrap())
             .await
             .unwrap();
             assert_eq!(pk, [s.key()], "{s:?}");
@@ -421,7 +431,7 @@ mod tests {
             sqlx::query(&q)
                 .bind("chat")
                 .bind("2026-01-01T00:00:00.000Z")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap_or_else(|e| panic!("{s:?}: {e}\n{q}"));
         }

@@ -20,7 +20,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{Store, SweepResult, SweepTrigger, chain, ts};
+use super::chain::Chained;
+use super::{Store, SweepResult, SweepTrigger, on_pool, ts, write_tx};
 
 /// A run is written when it is this old (what a kill can cost of proven coverage).
 pub const RUN_MAX: chrono::Duration = chrono::Duration::minutes(5);
@@ -83,24 +84,24 @@ const RUN_COLUMNS: &str = "pid, first_sweep_id, last_sweep_id, dry_run, first_st
     last_finished_at, sweeps, max_gap_ms, max_duration_ms, pipelines_seen, executions_seen, \
     api_calls, throttled";
 
-/// `q` with this process's run `o` bound as [`RUN_COLUMNS`] lists it.
-fn bind_run<'q>(
-    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    o: &Run,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    q.bind(i64::from(std::process::id()))
-        .bind(o.first_id)
-        .bind(o.last_id)
-        .bind(o.dry_run)
-        .bind(ts(o.first_started))
-        .bind(ts(o.last_finished))
-        .bind(o.sweeps)
-        .bind(o.max_gap_ms)
-        .bind(o.max_duration_ms)
-        .bind(o.pipelines_seen)
-        .bind(o.executions_seen)
-        .bind(o.api_calls)
-        .bind(o.throttled)
+/// Binds a run's columns, [`RUN_COLUMNS`] in order, to a query of either backend.
+macro_rules! bind_run {
+    ($q:expr, $o:expr) => {{
+        let o: &Run = $o;
+        $q.bind(i64::from(std::process::id()))
+            .bind(o.first_id)
+            .bind(o.last_id)
+            .bind(o.dry_run)
+            .bind(ts(o.first_started))
+            .bind(ts(o.last_finished))
+            .bind(o.sweeps)
+            .bind(o.max_gap_ms)
+            .bind(o.max_duration_ms)
+            .bind(o.pipelines_seen)
+            .bind(o.executions_seen)
+            .bind(o.api_calls)
+            .bind(o.throttled)
+    }};
 }
 
 /// How one account and region's part of a sweep went.
@@ -126,13 +127,13 @@ impl Store {
     pub async fn compact_quiet_sweeps(&self, gap: Duration) -> Result<()> {
         self.close_orphan_run().await?;
         // Ids folded into runs were never rows of `sweeps`: they are taken too.
-        let last: i64 = sqlx::query_scalar(
-            "SELECT MAX((SELECT COALESCE(MAX(id), 0) FROM sweeps), \
+        let sql = format!(
+            "SELECT {}((SELECT COALESCE(MAX(id), 0) FROM sweeps), \
                         (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_runs), \
                         (SELECT COALESCE(MAX(last_sweep_id), 0) FROM sweep_run_open))",
-        )
-        .fetch_one(self.pool())
-        .await?;
+            self.greatest()
+        );
+        let last: i64 = on_pool!(self, |pool| sqlx::query_scalar(&sql).fetch_one(pool).await)?;
         let mut runs = self.runs.lock().await;
         runs.gap = Some(chrono::Duration::from_std(gap)?);
         runs.last_id = runs.last_id.max(last);
@@ -146,27 +147,28 @@ impl Store {
         // With no run of ours open, any row is another process's, even one of our pid (a
         // reused pid: a container's pid 1); with one open, only rows of other pids are.
         let ours_open = self.runs.lock().await.open.is_some();
-        let mut tx = self.begin_write().await?;
         let sql = format!(
             "INSERT INTO sweep_runs ({RUN_COLUMNS}) SELECT {RUN_COLUMNS} \
-             FROM sweep_run_open WHERE NOT ? OR pid != ? RETURNING id"
+             FROM sweep_run_open WHERE NOT $1 OR pid != $2 RETURNING id"
         );
-        let id: Option<i64> = sqlx::query_scalar(&sql)
-            .bind(ours_open)
-            .bind(i64::from(std::process::id()))
-            .fetch_optional(&mut *tx)
-            .await
-            .context("cannot record the run of quiet sweeps a killed daemon left open")?;
-        let Some(id) = id else {
-            return Ok(());
-        };
-        chain::link(&mut tx, "sweep_runs", id).await?;
-        sqlx::query("DELETE FROM sweep_run_open")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit()
-            .await
-            .context("cannot record the run of quiet sweeps a killed daemon left open")?;
+        write_tx!(self, |tx| {
+            let id: Option<i64> = sqlx::query_scalar(&sql)
+                .bind(ours_open)
+                .bind(i64::from(std::process::id()))
+                .fetch_optional(&mut *tx)
+                .await
+                .context("cannot record the run of quiet sweeps a killed daemon left open")?;
+            let Some(id) = id else {
+                return Ok(());
+            };
+            tx.link("sweep_runs", id).await?;
+            sqlx::query("DELETE FROM sweep_run_open")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit()
+                .await
+                .context("cannot record the run of quiet sweeps a killed daemon left open")?;
+        });
         Ok(())
     }
 
@@ -174,16 +176,14 @@ impl Store {
     /// written whole without an error, a run of quiet sweeps, and the run still open. The one
     /// reading of "the last good sweep" for `status` (and what `/healthz` keeps in memory).
     pub async fn last_good_sweep(&self) -> Result<Option<DateTime<Utc>>> {
-        let at: Option<String> = sqlx::query_scalar(
-            "SELECT MAX(t) FROM ( \
+        const SQL: &str = "SELECT MAX(t) FROM ( \
                SELECT MAX(finished_at) AS t FROM sweep_results \
                WHERE error IS NULL AND errors = 0 AND result IS NULL \
                UNION ALL SELECT MAX(last_finished_at) FROM sweep_runs \
-               UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
-        )
-        .fetch_one(self.pool())
-        .await
-        .context("cannot read the sweep log")?;
+               UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open) AS q";
+        let at: Option<String> =
+            on_pool!(self, |pool| sqlx::query_scalar(SQL).fetch_one(pool).await)
+                .context("cannot read the sweep log")?;
         at.as_deref().map(super::parse_ts).transpose()
     }
 
@@ -233,20 +233,22 @@ impl Store {
             return Ok(false);
         };
         self.write_run(&mut runs).await?;
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(h.id)
-        .bind(ts(h.at))
-        .bind(h.trigger)
-        .bind(h.dry_run)
-        .bind(i64::from(std::process::id()))
-        .execute(&mut *tx)
-        .await
-        .context("cannot record the sweep start")?;
-        chain::link(&mut tx, "sweeps", h.id).await?;
-        tx.commit().await.context("cannot record the sweep start")?;
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(h.id)
+            .bind(ts(h.at))
+            .bind(h.trigger)
+            .bind(h.dry_run)
+            .bind(i64::from(std::process::id()))
+            .execute(&mut *tx)
+            .await
+            .context("cannot record the sweep start")?;
+            tx.link("sweeps", h.id).await?;
+            tx.commit().await.context("cannot record the sweep start")?;
+        });
         runs.held = None;
         Ok(true)
     }
@@ -323,19 +325,26 @@ impl Store {
 
     /// Replaces the open run's row in `sweep_run_open`.
     async fn save_open(&self, o: &Run) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        // SQLite: INSERT OR REPLACE (PostgreSQL: ON CONFLICT (slot) DO UPDATE).
+        // The one row, replaced (ON CONFLICT ... DO UPDATE: both backends).
+        let updates: Vec<String> = RUN_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
         let sql = format!(
-            "INSERT OR REPLACE INTO sweep_run_open (slot, {RUN_COLUMNS}) \
-             VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO sweep_run_open (slot, {RUN_COLUMNS}) \
+             VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (slot) DO UPDATE SET {}",
+            updates.join(", ")
         );
-        bind_run(sqlx::query(&sql), o)
-            .execute(&mut *tx)
-            .await
-            .context("cannot record the open run of quiet sweeps")?;
-        tx.commit()
-            .await
-            .context("cannot record the open run of quiet sweeps")?;
+        write_tx!(self, |tx| {
+            bind_run!(sqlx::query(&sql), o)
+                .execute(&mut *tx)
+                .await
+                .context("cannot record the open run of quiet sweeps")?;
+            tx.commit()
+                .await
+                .context("cannot record the open run of quiet sweeps")?;
+        });
         Ok(())
     }
 
@@ -344,24 +353,25 @@ impl Store {
         let Some(o) = runs.open.take() else {
             return Ok(());
         };
-        let mut tx = self.begin_write().await?;
         let sql = format!(
             "INSERT INTO sweep_runs ({RUN_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
         );
-        let id: i64 = bind_run(sqlx::query(&sql), &o)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|row| row.try_get("id"))
-            .context("cannot record a run of quiet sweeps")?;
-        chain::link(&mut tx, "sweep_runs", id).await?;
-        sqlx::query("DELETE FROM sweep_run_open")
-            .execute(&mut *tx)
-            .await
-            .context("cannot record a run of quiet sweeps")?;
-        tx.commit()
-            .await
-            .context("cannot record a run of quiet sweeps")?;
+        write_tx!(self, |tx| {
+            let id: i64 = bind_run!(sqlx::query(&sql), &o)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get("id"))
+                .context("cannot record a run of quiet sweeps")?;
+            tx.link("sweep_runs", id).await?;
+            sqlx::query("DELETE FROM sweep_run_open")
+                .execute(&mut *tx)
+                .await
+                .context("cannot record a run of quiet sweeps")?;
+            tx.commit()
+                .await
+                .context("cannot record a run of quiet sweeps")?;
+        });
         Ok(())
     }
 }
@@ -413,38 +423,37 @@ impl Store {
         if due.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        for p in due {
-            sqlx::query(
-                "INSERT INTO place_sweeps (account, region, at, ok, error, last_ok_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?4 THEN ?3 END) \
+        write_tx!(self, |tx| {
+            for p in &due {
+                sqlx::query(
+                    "INSERT INTO place_sweeps (account, region, at, ok, error, last_ok_at) \
+                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $4 THEN $3 END) \
                  ON CONFLICT (account, region) DO UPDATE SET at = excluded.at, ok = excluded.ok, \
                  error = excluded.error, \
                  last_ok_at = COALESCE(excluded.last_ok_at, place_sweeps.last_ok_at)",
-            )
-            .bind(&p.account)
-            .bind(&p.region)
-            .bind(ts(at))
-            .bind(p.ok)
-            .bind(&p.error)
-            .execute(&mut *tx)
-            .await
-            .context("cannot record an account's last sweep")?;
-        }
-        tx.commit()
-            .await
-            .context("cannot record an account's last sweep")?;
+                )
+                .bind(&p.account)
+                .bind(&p.region)
+                .bind(ts(at))
+                .bind(p.ok)
+                .bind(&p.error)
+                .execute(&mut *tx)
+                .await
+                .context("cannot record an account's last sweep")?;
+            }
+            tx.commit()
+                .await
+                .context("cannot record an account's last sweep")?;
+        });
         Ok(())
     }
 
     /// Each account and region's last sweep, by account and region.
     pub async fn place_sweeps(&self) -> Result<Vec<PlaceSweep>> {
-        sqlx::query_as(&format!(
-            "SELECT {PLACE_SWEEP_COLUMNS} FROM place_sweeps ORDER BY account, region"
-        ))
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read each account's last sweep")
+        let sql =
+            format!("SELECT {PLACE_SWEEP_COLUMNS} FROM place_sweeps ORDER BY account, region");
+        on_pool!(self, |pool| sqlx::query_as(&sql).fetch_all(pool).await)
+            .context("cannot read each account's last sweep")
     }
 }
 
@@ -513,14 +522,14 @@ mod tests {
 
         let whole: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, trigger FROM sweeps ORDER BY id")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap();
         assert_eq!(whole, [(1, "startup".into()), (22, "schedule".into())]);
         let runs: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT first_started_at, last_finished_at, sweeps, max_gap_ms FROM sweep_runs ORDER BY id",
         )
-        .fetch_all(store.pool())
+        .fetch_all(store.pool().unwrap())
         .await
         .unwrap();
         let at = |k: i64| ts(t0 + s(k));
@@ -597,7 +606,7 @@ mod tests {
                 .unwrap();
         }
         let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_runs")
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(runs, 0, "the run is still open");
@@ -626,12 +635,12 @@ mod tests {
             .unwrap();
         let runs: Vec<(String, i64)> =
             sqlx::query_as("SELECT last_finished_at, sweeps FROM sweep_runs")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap();
         assert_eq!(runs, [(ts(t0 + s(51)), 6)]);
         let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sweep_run_open")
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(open, 0);

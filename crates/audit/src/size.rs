@@ -48,15 +48,15 @@ async fn simulate(store: &Store, days: i64) -> (i64, i64) {
     }
     store.flush_sweep_run().await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
+        .execute(store.pool().unwrap())
         .await
         .unwrap();
     let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(store.pool())
+        .fetch_one(store.pool().unwrap())
         .await
         .unwrap();
     let size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(store.pool())
+        .fetch_one(store.pool().unwrap())
         .await
         .unwrap();
     (n, pages * size)

@@ -1,6 +1,6 @@
 //! Reads and writes behind `stopd status`, `/healthz` and the metrics' database gauges.
 
-use crate::{OPEN_ESCALATIONS, PolicyLoadTrigger, Store, ts};
+use crate::{OPEN_ESCALATIONS, PolicyLoadTrigger, Store, on_pool, ts};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
@@ -43,58 +43,52 @@ impl Store {
         trigger: &str,
     ) -> Result<()> {
         let trigger: PolicyLoadTrigger = trigger.parse()?;
-        sqlx::query(
-            "INSERT INTO policy_loads (at, pid, path, hash, trigger) VALUES (?, ?, ?, ?, ?)",
+        on_pool!(self, |pool| sqlx::query(
+            "INSERT INTO policy_loads (at, pid, path, hash, trigger) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(ts(at))
         .bind(i64::from(std::process::id()))
         .bind(path)
         .bind(hash)
         .bind(trigger)
-        .execute(self.pool())
+        .execute(pool)
         .await
+        .map(drop))
         .context("cannot record the policy in force")?;
         Ok(())
     }
 
     /// The policy put in force last.
     pub async fn last_policy_load(&self) -> Result<Option<PolicyLoad>> {
-        sqlx::query_as(&format!(
-            "SELECT {POLICY_LOAD_COLUMNS} FROM policy_loads ORDER BY id DESC LIMIT 1"
-        ))
-        .fetch_optional(self.pool())
-        .await
-        .context("cannot read the policy log")
+        let sql =
+            format!("SELECT {POLICY_LOAD_COLUMNS} FROM policy_loads ORDER BY id DESC LIMIT 1");
+        on_pool!(self, |pool| sqlx::query_as(&sql).fetch_optional(pool).await)
+            .context("cannot read the policy log")
     }
 
     /// Finish stops with an escalation deadline, not yet escalated.
     pub async fn pending_escalations(&self) -> Result<usize> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {OPEN_ESCALATIONS}"))
-            .fetch_one(self.pool())
-            .await
+        let sql = format!("SELECT COUNT(*) {OPEN_ESCALATIONS}");
+        let n: i64 = on_pool!(self, |pool| sqlx::query_scalar(&sql).fetch_one(pool).await)
             .context("cannot read escalation deadlines")?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// The newest sweep written whole.
     pub async fn last_sweep(&self) -> Result<Option<LastSweep>> {
-        sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {LAST_SWEEP_COLUMNS} FROM sweep_results r \
              ORDER BY r.finished_at DESC, r.sweep_id DESC LIMIT 1"
-        ))
-        .fetch_optional(self.pool())
-        .await
-        .context("cannot read the sweep log")
+        );
+        on_pool!(self, |pool| sqlx::query_as(&sql).fetch_optional(pool).await)
+            .context("cannot read the sweep log")
     }
 
     /// When the last sweep of a run of quiet sweeps finished (closed runs and the open one).
     pub async fn last_quiet_sweep(&self) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT MAX(t) FROM (SELECT MAX(last_finished_at) AS t FROM sweep_runs \
-             UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open)",
-        )
-        .fetch_one(self.pool())
-        .await
-        .context("cannot read the sweep log")
+        const SQL: &str = "SELECT MAX(t) FROM (SELECT MAX(last_finished_at) AS t FROM sweep_runs \
+             UNION ALL SELECT MAX(last_finished_at) FROM sweep_run_open) AS q";
+        on_pool!(self, |pool| sqlx::query_scalar(SQL).fetch_one(pool).await)
+            .context("cannot read the sweep log")
     }
 }

@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::writer::{IntentRow, Write, refused_alone};
-use crate::{Mode, Outcome, Place, RuleKind, Store, parse_ts, ts};
+use crate::{Mode, Outcome, Place, RuleKind, Store, on_pool, parse_ts, ts};
 
 /// Stop-and-wait stops the API accepted (`stopped`, `already_stopping`) that have an
 /// escalation deadline and were not escalated yet: the one definition behind "due now" and
 /// "next deadline".
 pub(crate) const OPEN_ESCALATIONS: &str = "FROM stops s JOIN stop_outcomes o ON o.stop_id = s.id \
-     WHERE s.escalate_at IS NOT NULL AND s.dry_run = 0 \
+     WHERE s.escalate_at IS NOT NULL AND s.dry_run = FALSE \
        AND o.outcome IN ('stopped', 'already_stopping') \
        AND NOT EXISTS (SELECT 1 FROM stops e WHERE e.escalation_of = s.id)";
 
@@ -30,7 +30,7 @@ const ESCALATION_COLUMNS: &str = "s.id AS stop_id, s.pipeline, s.execution_id, s
 /// its recorded outcome, else `dry_run` for a dry-run decision, else `pending`.
 macro_rules! report_outcome {
     () => {
-        "COALESCE(o.outcome, CASE WHEN s.dry_run = 1 THEN 'dry_run' ELSE 'pending' END)"
+        "COALESCE(o.outcome, CASE WHEN s.dry_run = TRUE THEN 'dry_run' ELSE 'pending' END)"
     };
 }
 pub(crate) const REPORT_OUTCOME: &str = report_outcome!();
@@ -132,7 +132,7 @@ const AUDIT_COLUMNS: &str = concat!(
     "s.id, s.at, s.pipeline, s.execution_id, s.rule, s.rule_kind, s.mode, s.reason, ",
     report_outcome!(),
     " AS outcome, COALESCE(o.attempts, 0) AS attempts, o.error, o.at AS completed_at, \
-     COALESCE(o.throttled, 0) AS throttled, COALESCE(o.reconciled, 0) AS reconciled, \
+     COALESCE(o.throttled, 0) AS throttled, COALESCE(o.reconciled, FALSE) AS reconciled, \
      s.escalation_of, s.sweep_id, s.explanation, s.account, s.region"
 );
 
@@ -289,47 +289,49 @@ impl Store {
 
     /// Stops recorded without an outcome.
     pub async fn pending(&self) -> Result<Vec<Pending>> {
-        Ok(sqlx::query_as(&format!(
+        Ok(on_pool!(self, |pool| sqlx::query_as(&format!(
             "SELECT {PENDING_COLUMNS} FROM stops s \
              LEFT JOIN stop_outcomes o ON o.stop_id = s.id WHERE o.stop_id IS NULL ORDER BY s.id"
         ))
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(pool)
+        .await)?)
     }
 
     /// Stop-and-wait stops accepted by the API whose escalation time has come and that were
     /// not escalated yet.
     pub async fn escalations_due(&self, now: DateTime<Utc>) -> Result<Vec<EscalationDue>> {
         let sql = format!(
-            "SELECT {ESCALATION_COLUMNS} {OPEN_ESCALATIONS} AND s.escalate_at <= ? \
+            "SELECT {ESCALATION_COLUMNS} {OPEN_ESCALATIONS} AND s.escalate_at <= $1 \
              ORDER BY s.escalate_at"
         );
-        Ok(sqlx::query_as(&sql)
+        Ok(on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(ts(now))
-            .fetch_all(self.pool())
-            .await?)
+            .fetch_all(pool)
+            .await)?)
     }
 
     /// The earliest escalation still to come after `now`, for the scheduler.
     pub async fn next_escalation(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let sql = format!("SELECT MIN(s.escalate_at) {OPEN_ESCALATIONS} AND s.escalate_at > ?");
-        let at: Option<String> = sqlx::query_scalar(&sql)
+        let sql = format!("SELECT MIN(s.escalate_at) {OPEN_ESCALATIONS} AND s.escalate_at > $1");
+        let at: Option<String> = on_pool!(self, |pool| sqlx::query_scalar(&sql)
             .bind(ts(now))
-            .fetch_one(self.pool())
-            .await?;
+            .fetch_one(pool)
+            .await)?;
         at.map(|s| parse_ts(&s)).transpose()
     }
 
     /// Whether a dry-run stop of this execution by this rule is already on record (dry runs
     /// are recorded once per execution and rule, not once per sweep).
     pub async fn dry_run_recorded(&self, execution_id: &str, rule: &str) -> Result<bool> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM stops WHERE execution_id = ? AND rule = ? AND dry_run = 1)",
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM stops WHERE execution_id = $1 AND rule = $2 AND dry_run = TRUE)",
         )
         .bind(execution_id)
         .bind(rule)
-        .fetch_one(self.pool())
-        .await?)
+        .fetch_one(pool)
+        .await
+        })?)
     }
 
     /// Audit records matching `f`, oldest first.
@@ -337,15 +339,15 @@ impl Store {
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} \
              FROM stops s LEFT JOIN stop_outcomes o ON o.stop_id = s.id \
-             WHERE (?1 IS NULL OR s.at >= ?1) AND (?2 IS NULL OR s.at < ?2) \
-               AND (?3 IS NULL OR s.pipeline GLOB ?3) AND (?4 IS NULL OR s.rule = ?4) \
-               AND (?5 IS NULL OR {REPORT_OUTCOME} = ?5) \
-               AND (?6 IS NULL OR {account} GLOB ?6) \
-               AND (?7 IS NULL OR COALESCE(s.region, '') GLOB ?7) \
+             WHERE ($1 IS NULL OR s.at >= $1) AND ($2 IS NULL OR s.at < $2) \
+               AND ($3 IS NULL OR glob($3, s.pipeline)) AND ($4 IS NULL OR s.rule = $4) \
+               AND ($5 IS NULL OR {REPORT_OUTCOME} = $5) \
+               AND ($6 IS NULL OR glob($6, {account})) \
+               AND ($7 IS NULL OR glob($7, COALESCE(s.region, ''))) \
              ORDER BY s.at, s.id",
             account = Place::account_sql("s.account"),
         );
-        sqlx::query_as(&sql)
+        on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(f.since.map(ts))
             .bind(f.until.map(ts))
             .bind(&f.pipeline)
@@ -353,22 +355,22 @@ impl Store {
             .bind(&f.outcome)
             .bind(&f.account)
             .bind(&f.region)
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the audit log")
+            .fetch_all(pool)
+            .await)
+        .context("cannot read the audit log")
     }
 
     /// Every rule name the audit log knows: of stops, gates, rule-limited exemptions,
     /// unwatched windows, and the ad-hoc freezes (`adhoc-ID`). A rule since renamed or removed
     /// from the policy is still one `report --rule` can ask for.
     pub async fn rule_names(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar(
+        on_pool!(self, |pool| sqlx::query_scalar(
             "SELECT rule FROM stops UNION SELECT rule FROM gates \
              UNION SELECT rule FROM exemptions WHERE rule IS NOT NULL \
              UNION SELECT rule FROM unwatched_windows UNION SELECT 'adhoc-' || id FROM freezes",
         )
-        .fetch_all(self.pool())
-        .await
+        .fetch_all(pool)
+        .await)
         .context("cannot read the rule names of the audit log")
     }
 }

@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::{Store, SweepEnd, SweepTrigger, SweepVerdict, chain, runs, ts};
+use crate::chain::Chained;
+use crate::{Store, SweepEnd, SweepTrigger, SweepVerdict, on_pool, runs, ts, write_tx};
 
 /// What a sweep saw and did.
 #[derive(Debug, Clone, Default)]
@@ -166,24 +167,29 @@ impl Store {
         };
         // Never an id a run of quiet sweeps holds (one sweep, one id: `report --sweeps` showed
         // a sweep and a run under one id when SQLite picked MAX(id) + 1 of `sweeps` alone).
-        let mut tx = self.begin_write().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) VALUES (MAX(?, \
+        // SQLite's scalar MAX is PostgreSQL's GREATEST.
+        let sql = format!(
+            "INSERT INTO sweeps (id, started_at, trigger, dry_run, pid) VALUES ({}($1, \
                (SELECT COALESCE(MAX(id), 0) + 1 FROM sweeps), \
                (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_runs), \
-               (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_run_open)), ?, ?, ?, ?) \
+               (SELECT COALESCE(MAX(last_sweep_id), 0) + 1 FROM sweep_run_open)), $2, $3, $4, $5) \
              RETURNING id",
-        )
-        .bind(least)
-        .bind(ts(at))
-        .bind(trigger)
-        .bind(dry_run)
-        .bind(i64::from(std::process::id()))
-        .fetch_one(&mut *tx)
-        .await
-        .context("cannot record the sweep start")?;
-        chain::link(&mut tx, "sweeps", id).await?;
-        tx.commit().await.context("cannot record the sweep start")?;
+            self.greatest()
+        );
+        let id: i64 = write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(&sql)
+                .bind(least)
+                .bind(ts(at))
+                .bind(trigger)
+                .bind(dry_run)
+                .bind(i64::from(std::process::id()))
+                .fetch_one(&mut *tx)
+                .await
+                .context("cannot record the sweep start")?;
+            tx.link("sweeps", id).await?;
+            tx.commit().await.context("cannot record the sweep start")?;
+            id
+        });
         self.saw_sweep_id(id).await;
         Ok(id)
     }
@@ -199,31 +205,32 @@ impl Store {
         if self.fold_sweep(id, at, duration, r).await? {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
-             pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, error, \
-             result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(ts(at))
-        .bind(duration.as_millis() as i64)
-        .bind(r.pipelines_seen as i64)
-        .bind(r.pipelines_in_scope as i64)
-        .bind(r.executions_seen as i64)
-        .bind(r.stops_decided as i64)
-        .bind(r.api_calls as i64)
-        .bind(r.throttled as i64)
-        .bind(r.errors as i64)
-        .bind(&r.error)
-        .bind(r.interrupted.then_some(SweepEnd::Interrupted))
-        .execute(&mut *tx)
-        .await
-        .context("cannot record the sweep result")?;
-        chain::link(&mut tx, "sweep_results", id).await?;
-        tx.commit()
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO sweep_results (sweep_id, finished_at, duration_ms, pipelines_seen, \
+                 pipelines_in_scope, executions_seen, stops_decided, api_calls, throttled, errors, \
+                 error, result) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(id)
+            .bind(ts(at))
+            .bind(duration.as_millis() as i64)
+            .bind(r.pipelines_seen as i64)
+            .bind(r.pipelines_in_scope as i64)
+            .bind(r.executions_seen as i64)
+            .bind(r.stops_decided as i64)
+            .bind(r.api_calls as i64)
+            .bind(r.throttled as i64)
+            .bind(r.errors as i64)
+            .bind(&r.error)
+            .bind(r.interrupted.then_some(SweepEnd::Interrupted))
+            .execute(&mut *tx)
             .await
             .context("cannot record the sweep result")?;
+            tx.link("sweep_results", id).await?;
+            tx.commit()
+                .await
+                .context("cannot record the sweep result")?;
+        });
         Ok(())
     }
 
@@ -239,22 +246,23 @@ impl Store {
                     r.pipelines_seen, r.executions_seen, r.stops_decided, r.api_calls, r.errors, \
                     r.error, r.throttled, 1 AS sweeps, r.result \
                FROM sweeps w LEFT JOIN sweep_results r ON r.sweep_id = w.id \
-               WHERE (?1 IS NULL OR w.started_at >= ?1) AND (?2 IS NULL OR w.started_at < ?2) \
+               WHERE ($1 IS NULL OR w.started_at >= $1) AND ($2 IS NULL OR w.started_at < $2) \
              UNION ALL \
                SELECT first_sweep_id, first_started_at, last_finished_at, '{schedule}', dry_run, \
                     max_duration_ms, pipelines_seen, executions_seen, 0, api_calls, 0, NULL, \
                     throttled, sweeps, NULL \
                FROM sweep_runs \
-               WHERE (?1 IS NULL OR first_started_at >= ?1) AND (?2 IS NULL OR first_started_at < ?2)) \
+               WHERE ($1 IS NULL OR first_started_at >= $1) AND ($2 IS NULL OR first_started_at < $2)) \
+               AS q \
              ORDER BY started_at, id",
             schedule = SweepTrigger::Schedule,
         );
-        let rows: Vec<SweepRow> = sqlx::query_as(&sql)
+        let rows: Vec<SweepRow> = on_pool!(self, |pool| sqlx::query_as(&sql)
             .bind(since.map(ts))
             .bind(until.map(ts))
-            .fetch_all(self.pool())
-            .await
-            .context("cannot read the sweep log")?;
+            .fetch_all(pool)
+            .await)
+        .context("cannot read the sweep log")?;
         Ok(rows.into_iter().map(SweepRecord::from).collect())
     }
 }

@@ -48,7 +48,7 @@ async fn count(path: &Path, table: &str) -> i64 {
     // A separate connection: what it sees is what was committed.
     let other = Store::open_read_only(path).await.unwrap();
     let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(other.pool())
+        .fetch_one(other.pool().unwrap())
         .await
         .unwrap();
     other.close().await;
@@ -80,7 +80,7 @@ async fn concurrent_writes_share_transactions_and_each_is_committed_when_answere
     for (id, n) in ids.iter().zip(&names) {
         let got: String = sqlx::query_scalar("SELECT execution_id FROM stops WHERE id = ?")
             .bind(id)
-            .fetch_one(store.pool())
+            .fetch_one(store.pool().unwrap())
             .await
             .unwrap();
         assert_eq!(&got, &n.1);

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{PgConnection, Row, SqliteConnection};
 
 use super::Store;
 use super::chain::{self, AUDITED, GENESIS, Hash};
@@ -34,19 +34,194 @@ impl Verification {
 impl Store {
     /// Recomputes the chain over the whole log.
     pub async fn verify(&self) -> Result<Verification> {
-        let mut conn = self.pool().acquire().await?;
-        verify_conn(&mut conn)
-            .await
-            .context("cannot read the audit log to verify it")
+        let verified = match self.backend() {
+            crate::Backend::Sqlite(pool) => {
+                verify_conn(&mut Conn::Sqlite(&mut *pool.acquire().await?)).await
+            }
+            crate::Backend::Postgres(pool) => {
+                // One snapshot for the whole walk: a record committed meanwhile is either in
+                // both the chain and its table, or in neither.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await?;
+                let v = verify_conn(&mut Conn::Postgres(&mut tx)).await;
+                tx.rollback().await?;
+                v
+            }
+        };
+        verified.context("cannot read the audit log to verify it")
     }
 }
 
-async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
-    let has_chain: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain'",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+/// The connection `verify` reads, and the few reads that are spelled per backend.
+enum Conn<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+impl Conn<'_> {
+    /// Whether the schema has `table`.
+    async fn has_table(&mut self, table: &str) -> Result<bool> {
+        let n: i64 = match self {
+            Conn::Sqlite(c) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+                )
+                .bind(table)
+                .fetch_one(&mut **c)
+                .await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1",
+                )
+                .bind(table)
+                .fetch_one(&mut **c)
+                .await?
+            }
+        };
+        Ok(n > 0)
+    }
+
+    /// Whether `table` refuses `op` (UPDATE or DELETE) with an append-only trigger.
+    async fn guarded(&mut self, table: &str, op: &str) -> Result<bool> {
+        match self {
+            Conn::Sqlite(c) => {
+                let sqls: Vec<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = $1",
+                )
+                .bind(table)
+                .fetch_all(&mut **c)
+                .await?;
+                Ok(sqls.iter().any(|s| {
+                    let s = s.to_ascii_uppercase();
+                    s.contains(&format!("BEFORE {op} ON")) && s.contains("RAISE(ABORT")
+                }))
+            }
+            Conn::Postgres(c) => {
+                // An enabled row trigger, BEFORE `op`, calling audit_append_only() (tgtype bits:
+                // 1 row, 2 before, 8 delete, 16 update).
+                let bit: i32 = if op == "DELETE" { 8 } else { 16 };
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                     JOIN pg_proc p ON p.oid = t.tgfoid \
+                     WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace \
+                       AND p.proname = 'audit_append_only' AND t.tgenabled <> 'D' \
+                       AND (t.tgtype::int & 3) = 3 AND (t.tgtype::int & $2) <> 0",
+                )
+                .bind(table)
+                .bind(bit)
+                .fetch_one(&mut **c)
+                .await?;
+                Ok(n > 0)
+            }
+        }
+    }
+
+    /// The columns of `table`, by name.
+    async fn columns(&mut self, table: &str) -> Result<Vec<String>> {
+        Ok(match self {
+            Conn::Sqlite(c) => chain::columns(c, table).await?,
+            Conn::Postgres(c) => chain::columns_pg(c, table).await?,
+        })
+    }
+
+    /// The chain records in order: seq, table, row id, stored hash.
+    async fn chain(&mut self) -> Result<Vec<(i64, String, i64, Vec<u8>)>> {
+        const SQL: &str = "SELECT seq, tbl, row_id, hash FROM audit_chain ORDER BY seq";
+        fn read<R: Row>(r: &R) -> Result<(i64, String, i64, Vec<u8>), sqlx::Error>
+        where
+            for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            for<'r> &'r str: sqlx::ColumnIndex<R>,
+        {
+            Ok((
+                r.try_get("seq")?,
+                r.try_get("tbl")?,
+                r.try_get("row_id")?,
+                r.try_get("hash")?,
+            ))
+        }
+        Ok(match self {
+            Conn::Sqlite(c) => sqlx::query(SQL)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(read)
+                .collect::<Result<_, _>>()?,
+            Conn::Postgres(c) => sqlx::query(SQL)
+                .fetch_all(&mut **c)
+                .await?
+                .iter()
+                .map(read)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// A record's canonical bytes (`None`: no such row).
+    async fn canonical(
+        &mut self,
+        seq: i64,
+        table: &str,
+        rowid: i64,
+        columns: &[String],
+    ) -> Result<Option<Vec<u8>>> {
+        match self {
+            Conn::Sqlite(c) => Ok(chain::canonical(c, seq, table, rowid, columns).await?),
+            Conn::Postgres(c) => {
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|c| format!("sqlite_quote(\"{c}\") AS \"{c}\""))
+                    .collect();
+                let sql = format!(
+                    "SELECT {} FROM \"{table}\" WHERE \"{}\" = $1",
+                    if cols.is_empty() {
+                        "1".to_owned()
+                    } else {
+                        cols.join(", ")
+                    },
+                    chain::key(table)
+                );
+                let Some(row) = sqlx::query(&sql)
+                    .bind(rowid)
+                    .fetch_optional(&mut **c)
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let values = columns
+                    .iter()
+                    .map(|c| row.try_get::<String, _>(c.as_str()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(chain::canonical_bytes(
+                    seq, table, rowid, columns, &values,
+                )))
+            }
+        }
+    }
+
+    /// The ids of `table`'s rows, in order.
+    async fn ids(&mut self, table: &str) -> Result<Vec<i64>> {
+        Ok(match self {
+            Conn::Sqlite(c) => {
+                sqlx::query_scalar(&format!("SELECT rowid FROM \"{table}\" ORDER BY rowid"))
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+            Conn::Postgres(c) => {
+                let key = chain::key(table);
+                sqlx::query_scalar(&format!("SELECT \"{key}\" FROM \"{table}\" ORDER BY 1"))
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+        })
+    }
+}
+
+async fn verify_conn(conn: &mut Conn<'_>) -> Result<Verification> {
+    let has_chain = i64::from(conn.has_table("audit_chain").await?);
     let mut v = Verification {
         records: 0,
         head_seq: 0,
@@ -60,12 +235,7 @@ async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
         );
         return Ok(v);
     }
-    let backfill: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_chain_backfill'",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if backfill > 0 {
+    if conn.has_table("audit_chain_backfill").await? {
         v.problems.push(
             "the records written before the chain are not chained yet: start the daemon once"
                 .into(),
@@ -76,18 +246,8 @@ async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
     // records, which come first).
     let mut unguarded = Vec::new();
     for table in AUDITED.iter().chain(&["audit_chain"]) {
-        let sqls: Vec<String> = sqlx::query_scalar(
-            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?",
-        )
-        .bind(*table)
-        .fetch_all(&mut *conn)
-        .await?;
         for op in ["UPDATE", "DELETE"] {
-            let guarded = sqls.iter().any(|s| {
-                let s = s.to_ascii_uppercase();
-                s.contains(&format!("BEFORE {op} ON")) && s.contains("RAISE(ABORT")
-            });
-            if !guarded {
+            if !conn.guarded(table, op).await? {
                 unguarded.push(format!(
                     "table {table} has lost its append-only trigger (BEFORE {op}): its rows may have been rewritten"
                 ));
@@ -98,20 +258,14 @@ async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
     // The chain, in order.
     let mut columns = Vec::new();
     for table in AUDITED {
-        columns.push(chain::columns(conn, table).await?);
+        columns.push(conn.columns(table).await?);
     }
-    let rows = sqlx::query("SELECT seq, tbl, row_id, hash FROM audit_chain ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = conn.chain().await?;
     let mut previous: Hash = GENESIS;
     let mut expected_seq = 1;
     let mut seen = HashSet::new();
     let mut broken = None;
-    for r in &rows {
-        let seq: i64 = r.get("seq");
-        let table: String = r.get("tbl");
-        let rowid: i64 = r.get("row_id");
-        let stored: Vec<u8> = r.get("hash");
+    for (seq, table, rowid, stored) in rows {
         let what = format!("record {seq} ({table} id {rowid})");
         v.records += 1;
         if broken.is_some() {
@@ -139,7 +293,7 @@ async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
             broken = Some(format!("{what} was chained twice"));
             continue;
         }
-        let Some(bytes) = chain::canonical(conn, seq, &table, rowid, &columns[k]).await? else {
+        let Some(bytes) = conn.canonical(seq, &table, rowid, &columns[k]).await? else {
             broken = Some(format!("{what} was removed"));
             continue;
         };
@@ -158,10 +312,7 @@ async fn verify_conn(conn: &mut SqliteConnection) -> Result<Verification> {
 
     // Rows that are in no chain record were inserted behind the log's back.
     for table in AUDITED {
-        let ids: Vec<i64> =
-            sqlx::query_scalar(&format!("SELECT rowid FROM \"{table}\" ORDER BY rowid"))
-                .fetch_all(&mut *conn)
-                .await?;
+        let ids = conn.ids(table).await?;
         if let Some(id) = ids
             .into_iter()
             .find(|id| !seen.contains(&((*table).to_owned(), *id)))
@@ -272,7 +423,7 @@ mod tests {
         let v = store.verify().await.unwrap();
         assert!(v.intact(), "{:?}", v.problems);
         assert_eq!((v.records, v.head_seq), (8, 8));
-        let mut conn = store.pool().acquire().await.unwrap();
+        let mut conn = store.pool().unwrap().acquire().await.unwrap();
         let (seq, hash) = chain::head(&mut conn).await.unwrap();
         assert_eq!((seq, hex::encode(hash)), (8, v.head_hash));
     }
@@ -386,7 +537,7 @@ mod tests {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
         )
-        .fetch_all(store.pool())
+        .fetch_all(store.pool().unwrap())
         .await
         .unwrap();
         for t in tables {

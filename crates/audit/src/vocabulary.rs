@@ -10,17 +10,17 @@
 //! [`RuleKind`] with `From` conversions both ways: the policy's value crosses into the audit's
 //! at the store's boundary, and the match in each `From` breaks the build when a side grows.
 //!
-//! SQLite only for now: the `sqlx` impls name `Sqlite`; a PostgreSQL backend adds the same
-//! three impls for `Postgres` (TEXT there too) in the macro below.
+//! The `sqlx` impls are written for `Sqlite` and `Postgres` (TEXT on both) in the macro below.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
-use sqlx::Sqlite;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Postgres, Sqlite};
 
 /// A name a vocabulary does not know (read from a row, or given by a caller).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +110,29 @@ macro_rules! vocabulary {
         impl<'r> sqlx::Decode<'r, Sqlite> for $name {
             fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
                 let text = <&str as sqlx::Decode<'r, Sqlite>>::decode(value)?;
+                Ok(text.parse::<$name>()?)
+            }
+        }
+
+        impl sqlx::Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                <str as sqlx::Type<Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &PgTypeInfo) -> bool {
+                <str as sqlx::Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, Postgres> for $name {
+            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+                <&str as sqlx::Encode<'q, Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, Postgres> for $name {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                let text = <&str as sqlx::Decode<'r, Postgres>>::decode(value)?;
                 Ok(text.parse::<$name>()?)
             }
         }
@@ -455,7 +478,7 @@ mod tests {
         let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
         let schema: Vec<(String, String)> =
             sqlx::query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().unwrap())
                 .await
                 .unwrap()
                 .iter()

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::SqlitePool;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{GateAction, GateOutcome, Mode, OutcomeRow, RuleKind, chain, ts};
@@ -67,29 +68,17 @@ pub(crate) struct IntentRow {
     pub region: String,
 }
 
-impl Write {
-    /// The audited table it writes to.
-    pub(crate) fn table(&self) -> &'static str {
-        match self {
-            Write::Intent(..) => "stops",
-            Write::Outcome(..) => "stop_outcomes",
-            Write::GateIntent(..) => "gates",
-            Write::GateOutcome(..) => "gate_outcomes",
-        }
-    }
-
-    /// Runs the statement inside the batch's transaction; returns the row as written:
-    /// `returning` is what [`chain::Linker::returning`] said for the table.
-    async fn apply(
-        &self,
-        conn: &mut SqliteConnection,
-        returning: &str,
-    ) -> Result<sqlx::sqlite::SqliteRow, sqlx::Error> {
-        match self {
+/// The INSERT of each write, written once for both backends (`$conn`: a SQLite or PostgreSQL
+/// connection; placeholders `$1`... read by both).
+macro_rules! apply {
+    ($self:expr, $conn:expr, $returning:expr) => {{
+        let returning = $returning;
+        let conn = $conn;
+        match $self {
             Write::Intent(i, _) => sqlx::query(&format!(
                 "INSERT INTO stops (at, sweep_id, pipeline, execution_id, rule, rule_kind, mode, reason, \
                  explanation, dry_run, escalate_at, escalation_of, account, region) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {returning}",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {returning}",
             ))
             .bind(&i.at)
             .bind(i.sweep_id)
@@ -109,7 +98,7 @@ impl Write {
             .await,
             Write::Outcome(stop_id, o, _) => sqlx::query(&format!(
                 "INSERT INTO stop_outcomes (stop_id, at, outcome, attempts, throttled, elapsed_ms, error, reconciled) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {returning}",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {returning}",
             ))
             .bind(stop_id)
             .bind(ts(o.at))
@@ -124,7 +113,7 @@ impl Write {
             Write::GateIntent(g, _) => sqlx::query(&format!(
                 "INSERT INTO gates (at, sweep_id, pipeline, stage, rule, action, reason, dry_run, \
                                     account, region) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {returning}",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {returning}",
             ))
             .bind(&g.at)
             .bind(g.sweep_id)
@@ -139,7 +128,7 @@ impl Write {
             .fetch_one(&mut *conn)
             .await,
             Write::GateOutcome(o, _) => sqlx::query(&format!(
-                "INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES (?, ?, ?, ?) \
+                "INSERT INTO gate_outcomes (gate_id, at, outcome, error) VALUES ($1, $2, $3, $4) \
                  RETURNING {returning}",
             ))
             .bind(o.gate_id)
@@ -149,9 +138,40 @@ impl Write {
             .fetch_one(&mut *conn)
             .await,
         }
+    }};
+}
+
+impl Write {
+    /// The audited table it writes to.
+    pub(crate) fn table(&self) -> &'static str {
+        match self {
+            Write::Intent(..) => "stops",
+            Write::Outcome(..) => "stop_outcomes",
+            Write::GateIntent(..) => "gates",
+            Write::GateOutcome(..) => "gate_outcomes",
+        }
     }
 
-    /// Answers the caller.
+    /// Runs the statement inside the batch's transaction; returns the row as written:
+    /// `returning` is what [`chain::Linker::returning`] said for the table.
+    /// Writes the record to SQLite, returning what `returning` asks for.
+    async fn apply(
+        &self,
+        conn: &mut SqliteConnection,
+        returning: &str,
+    ) -> Result<sqlx::sqlite::SqliteRow, sqlx::Error> {
+        apply!(self, conn, returning)
+    }
+
+    /// Writes the record to PostgreSQL, returning what `returning` asks for.
+    async fn apply_pg(
+        &self,
+        conn: &mut PgConnection,
+        returning: &str,
+    ) -> Result<PgRow, sqlx::Error> {
+        apply!(self, conn, returning)
+    }
+
     fn answer(self, result: Result<i64, String>) {
         // A caller that went away (its task was cancelled) is not told; the row stands.
         match self {
@@ -242,6 +262,82 @@ pub(crate) async fn group_commit(
     }
 }
 
+/// The group-commit writer on PostgreSQL: as [`group_commit`], one transaction a batch. The
+/// chain's head is serialized by `LOCK TABLE audit_chain IN EXCLUSIVE MODE`, first in the
+/// transaction (SQLite: BEGIN IMMEDIATE): a writer elsewhere (`stopd exempt`, another node)
+/// waits for the commit, readers do not. A statement refused by a constraint or a trigger
+/// aborts a PostgreSQL transaction, so each write runs under a savepoint and fails alone.
+pub(crate) async fn group_commit_pg(
+    pool: PgPool,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut conn = None;
+        let committed = async {
+            let conn = conn.insert(pool.acquire().await?);
+            let mut tx = conn.begin().await?;
+            sqlx::query("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await?;
+            let mut linker = chain::Linker::default();
+            for w in &batch {
+                let returning = linker.returning_pg(&mut tx, w.table()).await?;
+                sqlx::query("SAVEPOINT audit_write")
+                    .execute(&mut *tx)
+                    .await?;
+                match w.apply_pg(&mut tx, &returning).await {
+                    Ok(row) => {
+                        sqlx::query("RELEASE SAVEPOINT audit_write")
+                            .execute(&mut *tx)
+                            .await?;
+                        let rowid = linker.link_returned_pg(&mut tx, w.table(), &row).await?;
+                        results.push(Ok(rowid));
+                    }
+                    Err(e) if fails_alone_pg(&e) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT audit_write")
+                            .execute(&mut *tx)
+                            .await?;
+                        results.push(Err(e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            linker.flush_pg(&mut tx).await?;
+            tx.commit().await
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (w, r) in batch.drain(..).zip(results) {
+                    w.answer(r);
+                }
+            }
+            Err(e) => {
+                let e = format!("the audit transaction failed: {e}");
+                tracing::error!(writes = batch.len(), error = %e, "audit log write failed");
+                if let Some(c) = conn.as_mut() {
+                    c.close_on_drop();
+                }
+                for w in batch.drain(..) {
+                    w.answer(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a PostgreSQL statement failed on its own record: an integrity constraint (SQLSTATE
+/// class 23: unique, check, foreign key, not null) or the append-only trigger (23001).
+fn fails_alone_pg(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("23"))
+}
+
 /// Whether a failed statement leaves its transaction intact: SQLITE_CONSTRAINT (a key, a
 /// CHECK, or an append-only trigger's RAISE(ABORT)). SQLite: its result code (PostgreSQL
 /// names a constraint violation by SQLSTATE class 23).
@@ -257,5 +353,7 @@ fn fails_alone(e: &sqlx::Error) -> bool {
 /// an unknown stop), as the writer reports it, rather than with its transaction (a full disk).
 /// Such a write fails again however often it is tried.
 pub(crate) fn refused_alone(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("constraint failed")
+    // SQLite: "... constraint failed"; PostgreSQL: "... violates ... constraint".
+    let text = format!("{e:#}");
+    text.contains("constraint failed") || text.contains("violates")
 }
