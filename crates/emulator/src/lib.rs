@@ -246,10 +246,11 @@ mod layering {
     #[test]
     fn split_modules_import_one_way_inside() {
         let graph = graph();
-        let want: [(&str, &[&str]); 10] = [
+        let want: [(&str, &[&str]); 11] = [
             (
                 "api",
                 &[
+                    "api::calendars",
                     "api::executions",
                     "api::pipelines",
                     "api::request",
@@ -257,6 +258,7 @@ mod layering {
                     "api::transitions",
                 ],
             ),
+            ("api::calendars", &["api::request"]),
             ("api::executions", &["api::request"]),
             ("api::pipelines", &["api::request"]),
             ("api::request", &[]),
