@@ -58,6 +58,8 @@ pub struct ClientConfig {
     pub role: Option<RoleSpec>,
     /// Where AssumeRole goes (an emulator, a VPC endpoint); STS's regional endpoint otherwise.
     pub sts_endpoint_url: Option<String>,
+    /// Where SSM (Change Calendars) goes; `endpoint_url` otherwise, then SSM's regional one.
+    pub ssm_endpoint_url: Option<String>,
     /// An HTTP client to share (from [`http_client`]): one connection pool and one TLS
     /// configuration for every account and region, instead of one each (40 pairs each with
     /// their own came to ~1 MiB apiece).
@@ -135,6 +137,17 @@ pub async fn build_client(config: &ClientConfig) -> Client {
                 .expect("one region, one client")
         }
     }
+}
+
+/// The SSM client of the ambient credentials (Change Calendars' `GetCalendarState`): the same
+/// configuration as CodePipeline's, at `ssm_endpoint_url` or else `endpoint_url`.
+pub async fn build_ssm_client(config: &ClientConfig) -> aws_sdk_ssm::Client {
+    let http = config.http_client.clone().unwrap_or_else(http_client);
+    let endpoint = config
+        .ssm_endpoint_url
+        .as_ref()
+        .or(config.endpoint_url.as_ref());
+    aws_sdk_ssm::Client::new(&load(config, &http, endpoint).await)
 }
 
 /// Makes the clients of accounts reached through roles. The SDK configuration (and with it the

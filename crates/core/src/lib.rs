@@ -20,11 +20,13 @@ pub mod retry;
 mod simulation;
 mod types;
 
-pub use client::{ClientConfig, IDLE_TIMEOUT, RoleClients, RoleSpec, build_client, http_client};
+pub use client::{
+    ClientConfig, IDLE_TIMEOUT, RoleClients, RoleSpec, build_client, build_ssm_client, http_client,
+};
 pub use engine::{
-    Core, CoreConfig, ExecutionState, MAX_GATE_REASON_CHARS, MAX_PAGES, MAX_REASON_CHARS, Outcome,
-    StageGate, StopReport, StopRequest, cut_chars, gate_reason, valid_execution_id,
-    valid_pipeline_name,
+    CalendarAnswer, Core, CoreConfig, ExecutionState, MAX_GATE_REASON_CHARS, MAX_PAGES,
+    MAX_REASON_CHARS, Outcome, StageGate, StopReport, StopRequest, cut_chars, gate_reason,
+    valid_execution_id, valid_pipeline_name,
 };
 pub use error::{ApiError, ErrorKind, MAX_MESSAGE_CHARS, bound_message, iam_action};
 pub use ratelimit::{LimiterConfig, RateLimiter};

@@ -46,11 +46,12 @@ pub struct PipelineFailure {
     pub error: ApiError,
 }
 
-/// Every CodePipeline operation the engine calls: the names [`CallCounts`] counts by (the
+/// Every operation the engine calls (CodePipeline's, and SSM's GetCalendarState): the names [`CallCounts`] counts by (the
 /// daemon's metrics start each at 0, so that an alert sees the first throttle).
-pub const OPERATIONS: [&str; 9] = [
+pub const OPERATIONS: [&str; 10] = [
     "DisableStageTransition",
     "EnableStageTransition",
+    "GetCalendarState",
     "GetPipeline",
     "GetPipelineExecution",
     "GetPipelineState",

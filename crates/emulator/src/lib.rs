@@ -3,7 +3,8 @@
 //! It speaks the awsJson1_1 protocol of CodePipeline (API version 2015-07-09) for the operations
 //! stopd uses — ListPipelines, GetPipeline, GetPipelineState, ListPipelineExecutions,
 //! GetPipelineExecution, StartPipelineExecution, StopPipelineExecution, ListTagsForResource, and
-//! DisableStageTransition / EnableStageTransition — so that the official AWS SDKs and the AWS CLI
+//! DisableStageTransition / EnableStageTransition — and SSM's GetCalendarState (Change Calendars,
+//! `api::calendars`), so that the official AWS SDKs and the AWS CLI
 //! work against it unchanged. Like AWS it wants SigV4-signed requests ([`auth`]). Requests are validated
 //! against the published service model ([`model`]), executions move through their stages on the
 //! emulator's clock ([`clock`], [`state`]), faults are injected on request ([`faults`]), and every
@@ -49,8 +50,9 @@ mod layering {
 
     /// Every module of the library, by path, with its source (a module split into files is its
     /// `mod.rs`, its submodules their own files).
-    const MODULES: [(&str, &str); 19] = [
+    const MODULES: [(&str, &str); 20] = [
         ("api", include_str!("api/mod.rs")),
+        ("api::calendars", include_str!("api/calendars.rs")),
         ("api::executions", include_str!("api/executions.rs")),
         ("api::pipelines", include_str!("api/pipelines.rs")),
         ("api::request", include_str!("api/request.rs")),
@@ -244,10 +246,11 @@ mod layering {
     #[test]
     fn split_modules_import_one_way_inside() {
         let graph = graph();
-        let want: [(&str, &[&str]); 10] = [
+        let want: [(&str, &[&str]); 11] = [
             (
                 "api",
                 &[
+                    "api::calendars",
                     "api::executions",
                     "api::pipelines",
                     "api::request",
@@ -255,6 +258,7 @@ mod layering {
                     "api::transitions",
                 ],
             ),
+            ("api::calendars", &["api::request"]),
             ("api::executions", &["api::request"]),
             ("api::pipelines", &["api::request"]),
             ("api::request", &[]),

@@ -38,7 +38,9 @@ fn parse_fault(s: &str) -> Result<FaultRule, String> {
 /// POST expire-sessions; add ?account=ID&region=R to address one account's world, and
 /// GET calls?all=true for every world's calls. GET calls also says the most requests that were
 /// in flight at once (max_in_flight) and how many TCP connections carried API calls
-/// (connections), since the log was last cleared.
+/// (connections), since the log was last cleared. PUT calendars sets the SSM Change Calendars
+/// that GetCalendarState (X-Amz-Target AmazonSSM.GetCalendarState, same address) answers:
+/// {"NAME": [[from_ms, to_ms], ...]}, each a CLOSED interval on the emulator's clock.
 ///
 /// Many accounts (STS AssumeRole is served at the same address):
 ///

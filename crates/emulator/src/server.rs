@@ -1,5 +1,6 @@
 //! HTTP: the awsJson1_1 endpoint at `POST /` and the admin API under `/_emulator/`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -404,6 +405,13 @@ fn admin_route(
             json!({"ok": true})
         }
         ("GET", "health") => json!({"ok": true}),
+        ("PUT", "calendars") => {
+            // {"NAME": [[start_ms, end_ms], ...]}: each calendar's CLOSED intervals.
+            let calendars: BTreeMap<String, Vec<(i64, i64)>> = parse(body)?;
+            let n = calendars.len();
+            emulator.lock().calendars = calendars;
+            json!({"calendars": n})
+        }
         ("GET", "state") => state_json(emulator, query),
         ("POST", "seed") => {
             let fixture: Fixture = parse(body)?;

@@ -50,6 +50,8 @@ pub struct World {
     pub account: String,
     /// Whether API requests must carry a SigV4 `Authorization` header of the right shape.
     pub require_signature: bool,
+    /// SSM Change Calendars by name: their CLOSED intervals (epoch ms, end exclusive).
+    pub calendars: BTreeMap<String, Vec<(i64, i64)>>,
 }
 
 /// The world's generator: seeded like a fleet's, but on another ChaCha stream.
@@ -243,6 +245,7 @@ impl Emulator {
                 region: DEFAULT_REGION.to_string(),
                 account: DEFAULT_ACCOUNT.to_string(),
                 require_signature: config.require_signature,
+                calendars: BTreeMap::new(),
             })),
         }
     }

@@ -39,4 +39,5 @@ pub use span::{MAX_SPAN, Span, SpanError};
 pub use spec::{
     AllowSpec, DefaultsSpec, ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec,
 };
+pub use window::change_calendar::{CalendarState, ChangeCalendar};
 pub use window::{EndCron, Merge, Schedule, Window};

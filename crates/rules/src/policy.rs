@@ -2,7 +2,6 @@
 //! naming the table, index and key it is about.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -12,12 +11,12 @@ use crate::select::{GlobError, Place, Selector};
 use crate::span::Span;
 use crate::spec::{ExemptSpec, FreezeSpec, Mode, PolicySpec, RuleRef, Table, TimeoutSpec};
 use crate::template::Template;
-use crate::window::ics::Calendar;
 use crate::window::{Schedule, Window};
 use crate::zone::resolve_local;
 
 mod allow;
 mod error;
+mod sources;
 mod unreadable;
 
 pub use allow::DEFAULT_ALLOW_REASON;
@@ -584,36 +583,6 @@ impl Policy {
     }
 }
 
-/// The schedule of an `ics` freeze, from the text the loader read.
-fn ics_schedule(f: &FreezeSpec, ctx: &mut Ctx<'_>, tz: Tz) -> Option<Schedule> {
-    let path = f.ics.clone().unwrap_or_default();
-    let text = match &f.ics_text {
-        Some(Ok(text)) => text,
-        Some(Err(error)) => {
-            let error = error.clone();
-            ctx.err(Some("ics"), PolicyErrorKind::IcsUnreadable { path, error });
-            return None;
-        }
-        None => {
-            let error = "the file was not read".to_string();
-            ctx.err(Some("ics"), PolicyErrorKind::IcsUnreadable { path, error });
-            return None;
-        }
-    };
-    match Calendar::parse(&path, text, tz) {
-        Ok(c) => Some(Schedule::Calendar(Arc::new(c))),
-        Err(e) => {
-            let kind = PolicyErrorKind::Ics {
-                path,
-                line: e.line,
-                message: e.message,
-            };
-            ctx.err(Some("ics"), kind);
-            None
-        }
-    }
-}
-
 pub(crate) fn compile_freeze(
     f: &FreezeSpec,
     ctx: &mut Ctx<'_>,
@@ -627,21 +596,12 @@ pub(crate) fn compile_freeze(
         ctx.err(Some("end_cron"), PolicyErrorKind::FreezeShape(why));
         return None;
     }
-    if f.ics.is_some() {
-        let clash = [
-            ("cron", f.cron.is_some()),
-            ("duration", f.duration.is_some()),
-            ("end_cron", f.end_cron.is_some()),
-            ("start", f.start.is_some()),
-            ("end", f.end.is_some()),
-        ];
-        if let Some((key, _)) = clash.iter().find(|(_, set)| *set) {
-            ctx.err(Some(key), PolicyErrorKind::IcsExclusive(key));
-            return None;
-        }
+    if !sources::exclusive(f, ctx) {
+        return None;
     }
     let schedule = match (&f.cron, f.duration, &f.start, &f.end) {
-        _ if f.ics.is_some() => ics_schedule(f, ctx, tz)?,
+        _ if f.ics.is_some() => sources::ics_schedule(f, ctx, tz)?,
+        _ if f.change_calendar.is_some() => sources::change_calendar(f),
         (Some(cron), duration, None, None) => {
             let cron = CronExpr::parse(cron).map_err(|e| ctx.err(Some("cron"), e.into()));
             let end = f.end_cron.as_deref().map(CronExpr::parse);

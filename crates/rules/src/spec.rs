@@ -68,6 +68,10 @@ pub struct FreezeSpec {
     /// the I/O; never read from the policy file.
     #[serde(skip)]
     pub ics_text: Option<Result<String, String>>,
+    /// An AWS Systems Manager Change Calendar (a name or a document ARN): frozen while it is
+    /// CLOSED; exclusive with `cron`, `duration`, `end_cron`, `start`, `end` and `ics`.
+    #[serde(default)]
+    pub change_calendar: Option<String>,
     /// One-off: start, a local date-time in `timezone` or RFC 3339 with an offset.
     #[serde(default)]
     pub start: Option<String>,

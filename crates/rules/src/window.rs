@@ -21,9 +21,11 @@ use chrono_tz::Tz;
 
 use crate::cron::{CronExpr, partition};
 
+pub mod change_calendar;
 pub mod ics;
 mod outside;
 
+use change_calendar::ChangeCalendar;
 use ics::Calendar;
 
 /// How far a merge follows overlapping instances, each way, before it stops. A rule whose
@@ -74,6 +76,9 @@ pub enum Schedule {
     Outside(Arc<Schedule>),
     /// The events of an iCalendar file (`ics`), expanded and merged.
     Calendar(Arc<Calendar>),
+    /// An AWS Systems Manager Change Calendar: in force while it is CLOSED, as the daemon last
+    /// read it (`change_calendar`).
+    ChangeCalendar(Arc<ChangeCalendar>),
 }
 
 /// The gaps of a recurring schedule, for merging without enumerating starts.
@@ -334,6 +339,7 @@ impl Schedule {
             Schedule::OneOff(w) => w.contains(t).then_some(*w),
             Schedule::Outside(inner) => outside::outside_window_at(inner, t),
             Schedule::Calendar(c) => c.window_at(t),
+            Schedule::ChangeCalendar(c) => c.window_at(t),
             Schedule::Recurring {
                 cron,
                 tz,
@@ -562,6 +568,10 @@ impl Schedule {
                 }
                 (Schedule::Calendar(c), None) => c.windows_from(from).next(),
                 (Schedule::Calendar(c), Some(at)) => c.windows_from(at).next(),
+                (Schedule::ChangeCalendar(c), _) => {
+                    done = true;
+                    c.window().filter(|w| from < w.end)
+                }
                 (_, None) => self.window_at(from).or_else(|| self.window_from(from)),
                 // Starts up to the end of the last window were merged into it.
                 (_, Some(c)) => self.window_from(c),
@@ -580,6 +590,7 @@ impl Schedule {
             Schedule::OneOff(w) => (w.start > t).then_some(*w),
             Schedule::Outside(inner) => outside::outside_next_start_after(inner, t),
             Schedule::Calendar(c) => c.windows_from(t).find(|w| w.start > t),
+            Schedule::ChangeCalendar(c) => c.window().filter(|w| w.start > t),
             Schedule::Recurring { .. } => {
                 // Starts up to the end of the window in force at t were merged into it.
                 let after = self.window_at(t).map_or(t, |w| w.end.max(t));

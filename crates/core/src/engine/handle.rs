@@ -92,6 +92,8 @@ pub(super) struct Inner {
     pub(super) account: Arc<str>,
     /// The region the client calls.
     pub(super) region: Arc<str>,
+    /// The SSM client (Change Calendars), once given.
+    pub(super) ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
 }
 
 /// Locks a cache; a task that panicked holding it leaves nothing half-written that matters.
@@ -138,6 +140,7 @@ impl Core {
                 tags: Mutex::new(HashMap::new()),
                 account: Arc::from(account),
                 region: Arc::from(region),
+                ssm: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -3,6 +3,7 @@
 //!
 //! - `handle`: `Core` itself, its caches, and `call`, the one way a request goes out.
 //! - `discovery`: the executions of the pipelines in scope, read incrementally.
+//! - `calendar`: SSM Change Calendars' state.
 //! - `tags`: a pipeline's tags (ARN and tags cached).
 //! - `execution`: reads of one execution (status; status and stop reason).
 //! - `stop`: stopping one execution and classifying what happened.
@@ -13,6 +14,7 @@
 //! This module only declares and re-exports: the submodules import each other, never this
 //! module, so no import goes in a circle (`handle` and `pages`, `precheck` at the bottom).
 
+mod calendar;
 mod discovery;
 mod execution;
 mod gates;
@@ -22,6 +24,7 @@ mod precheck;
 mod stop;
 mod tags;
 
+pub use calendar::CalendarAnswer;
 pub use execution::ExecutionState;
 pub use gates::{MAX_GATE_REASON_CHARS, StageGate, gate_reason};
 pub use handle::{Core, CoreConfig};

@@ -72,6 +72,11 @@ fn schedule_words(schedule: &Schedule, tz: chrono_tz::Tz, now: DateTime<Utc>) ->
             };
             format!("ics {}: {events}, {next} ({tz})", c.path)
         }
+        // A Change Calendar: `check` makes no AWS call; the sweep asks it.
+        Schedule::ChangeCalendar(c) => format!(
+            "while the SSM Change Calendar {} is CLOSED (GetCalendarState, asked at each sweep; not asked by check)",
+            c.name()
+        ),
     }
 }
 

@@ -1,15 +1,17 @@
 //! `stopd windows`: the freeze windows in a span, in each rule's zone and in UTC (for an
-//! `[[allow]]` rule, the time outside its windows, marked `outside`). Needs no AWS.
+//! `[[allow]]` rule, the time outside its windows, marked `outside`). Needs no AWS, but for a
+//! Change Calendar (`change_calendar`): its state is asked now (GetCalendarState) and said on
+//! stderr with its next transition, a line per calendar; its CLOSED window is listed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use clap::Args;
 use serde::Serialize;
 use stopd_audit::Store;
-use stopd_rules::rfc3339;
+use stopd_rules::{CalendarState, rfc3339};
 
 use crate::cli::output::{self, Columns, OutputArgs};
 use crate::cli::time::{human, parse_instant};
@@ -82,7 +84,8 @@ pub(super) async fn run(cfg: &Config, args: WindowsArgs, clock: &dyn Clock) -> R
     } else {
         Arc::clone(&cfg.policy)
     };
-    let local = |t: chrono::DateTime<Utc>, tz: chrono_tz::Tz| {
+    let calendars_ok = calendar_lines(cfg, &policy, now).await;
+    let local = |t: DateTime<Utc>, tz: chrono_tz::Tz| {
         t.with_timezone(&tz)
             .format("%Y-%m-%dT%H:%M:%S%:z")
             .to_string()
@@ -170,5 +173,38 @@ pub(super) async fn run(cfg: &Config, args: WindowsArgs, clock: &dyn Clock) -> R
             .collect()
         },
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(if calendars_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Asks the policy's Change Calendars now and says each one's state and next transition on
+/// stderr; `false` if one cannot be read (the listing lacks its windows).
+async fn calendar_lines(cfg: &Config, policy: &stopd_rules::Policy, now: DateTime<Utc>) -> bool {
+    let calendars = policy.change_calendars();
+    if calendars.is_empty() {
+        return true;
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let cores = crate::runtime::targets::build(cfg, cancel).await;
+    let asked = crate::runtime::sweep::calendars::ask(policy, &cores, now).await;
+    for (rule, c) in &calendars {
+        let next = |n: Option<DateTime<Utc>>| n.map_or("none".to_string(), rfc3339);
+        let line = match c.state() {
+            CalendarState::Closed { next: n, .. } => {
+                format!("CLOSED, next transition {}", next(n))
+            }
+            CalendarState::Open { next: n, .. } => format!("OPEN, next transition {}", next(n)),
+            CalendarState::Unreadable(e) => format!("cannot be read: {e}"),
+            CalendarState::Unknown => "not asked".to_string(),
+        };
+        eprintln!(
+            "stopd: change calendar {} (rule {}): {line}",
+            c.name(),
+            rule.name
+        );
+    }
+    asked.error.is_none()
 }

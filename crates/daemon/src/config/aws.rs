@@ -18,6 +18,9 @@ pub struct AwsSpec {
     /// Where STS AssumeRole goes for `[[account]]` roles (an emulator, a VPC endpoint).
     #[serde(default)]
     pub sts_endpoint_url: Option<String>,
+    /// Where SSM goes (Change Calendars' GetCalendarState); `endpoint_url` otherwise.
+    #[serde(default)]
+    pub ssm_endpoint_url: Option<String>,
 }
 
 impl AwsSpec {
@@ -28,6 +31,7 @@ impl AwsSpec {
         for (key, url) in [
             ("endpoint_url", &self.endpoint_url),
             ("sts_endpoint_url", &self.sts_endpoint_url),
+            ("ssm_endpoint_url", &self.ssm_endpoint_url),
         ] {
             if let Some(url) = url {
                 match check_endpoint(url) {

@@ -113,6 +113,8 @@ pub struct Scheduler<S: Sweeps> {
     /// When the first exemption in force at the last sweep ends (as an edge: what it held
     /// back is stopped then).
     next_exemption_end: Option<DateTime<Utc>>,
+    /// The next transition of a Change Calendar (its `NextTransitionTime`).
+    next_calendar_transition: Option<DateTime<Utc>>,
     /// The instant the last sweep that decided anything decided at.
     last_decided: Option<DateTime<Utc>>,
     /// The policy that sweep decided by (with the ad-hoc freezes then in force), for edges.
@@ -169,6 +171,7 @@ impl<S: Sweeps> Scheduler<S> {
             known: Vec::new(),
             next_escalation: None,
             next_exemption_end: None,
+            next_calendar_transition: None,
             last_decided: None,
             last_policy: None,
             sweep_now: Some(SweepTrigger::Startup),
@@ -198,10 +201,15 @@ impl<S: Sweeps> Scheduler<S> {
         let since = self.last_decided.unwrap_or(now);
         let policy = self.last_policy.as_ref().unwrap_or(&self.cfg.policy);
         let edge = policy.next_transition(since, &facts);
-        let edge = [edge, self.next_escalation, self.next_exemption_end]
-            .into_iter()
-            .flatten()
-            .min();
+        let edge = [
+            edge,
+            self.next_escalation,
+            self.next_exemption_end,
+            self.next_calendar_transition,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let (at, why) = match (self.next_tick, edge) {
             (Some(t), Some(e)) if e < t => (e, Wake::Edge),
             (Some(t), _) => (t, Wake::Tick),
@@ -237,6 +245,7 @@ impl<S: Sweeps> Scheduler<S> {
                 }
                 self.next_escalation = summary.next_escalation;
                 self.next_exemption_end = summary.next_exemption_end;
+                self.next_calendar_transition = summary.next_calendar_transition;
                 let line = summary.status_line();
                 notify(&[NotifyState::Status(&line)]);
                 // An interrupted sweep (a clean shutdown cut it short) is no failure.

@@ -61,17 +61,23 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         endpoint_url: cfg.aws.endpoint_url.clone(),
         static_credentials: cfg.static_credentials.clone(),
         sts_endpoint_url: cfg.aws.sts_endpoint_url.clone(),
+        ssm_endpoint_url: cfg.aws.ssm_endpoint_url.clone(),
         ..ClientConfig::default()
     };
     if cfg.accounts.is_empty() {
         let client = stopd_core::build_client(&base).await;
-        return vec![Core::new(
+        let core = Core::new(
             client,
             RateLimiter::new(LimiterConfig::default()),
             core_config(cfg, 1, None),
             cancel,
             stopd_audit::Place::DEFAULT_ACCOUNT,
-        )];
+        );
+        // Change Calendars are asked with the ambient credentials (built only if a rule has one).
+        if !cfg.policy.change_calendars().is_empty() {
+            core.set_ssm(stopd_core::build_ssm_client(&base).await);
+        }
+        return vec![core];
     }
     let in_flight = Arc::new(tokio::sync::Semaphore::new(global_in_flight(cfg)));
     // One connection pool and TLS configuration for all of them, the SDK configuration loaded

@@ -492,6 +492,34 @@ fn the_scheduler_sweeps_when_an_exemption_ends() {
     assert_eq!(at(&stops[0]), until);
 }
 
+/// A Change Calendar's `NextTransitionTime` is an edge: OPEN at start-up with a CLOSED interval
+/// 20 minutes on, the scheduler sweeps when it closes (not at the next tick, a year away here)
+/// and stops then, naming the rule.
+#[test]
+fn the_scheduler_sweeps_at_a_change_calendars_next_transition() {
+    let closes = t0() + mins(20);
+    let rig = Rig::new(
+        &fleet(&[("prod-web", "prod")]),
+        RARE,
+        "[[freeze]]\nname = \"cc\"\nchange_calendar = \"prod-changes\"\npipelines = [\"prod-*\"]\n",
+    );
+    rig.emulator.lock().calendars = [(
+        "prod-changes".to_string(),
+        vec![(
+            closes.timestamp_millis(),
+            (closes + TimeDelta::hours(2)).timestamp_millis(),
+        )],
+    )]
+    .into_iter()
+    .collect();
+    let swept = rig.schedule(t0(), vec![Step::Wait(3000)]);
+    assert_eq!(swept, [(t0(), "startup", true), (closes, "edge", true)]);
+    let stops = rig.stops();
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(at(&stops[0]), closes);
+    assert_eq!(stops[0].rule, "cc");
+}
+
 /// A decision gone stale: the machine sleeps through a window edge (the wall clock jumps, tokio's
 /// does not). The scheduler notices within one nap and sweeps at once, deciding by the time it
 /// is now, not by the stale instant.

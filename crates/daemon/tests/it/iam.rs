@@ -23,9 +23,14 @@ fn granted() -> BTreeSet<String> {
         assert_eq!(statement["Effect"], "Allow");
         for action in statement["Action"].as_array().unwrap() {
             let a = action.as_str().unwrap();
+            // CodePipeline's operations, and SSM's GetCalendarState for Change Calendars.
             let op = a
                 .strip_prefix("codepipeline:")
-                .expect("only codepipeline actions");
+                .or_else(|| {
+                    a.strip_prefix("ssm:")
+                        .filter(|op| *op == "GetCalendarState")
+                })
+                .expect("only codepipeline actions and ssm:GetCalendarState");
             assert!(!op.contains('*'), "no wildcards: {a}");
             out.insert(op.to_string());
         }

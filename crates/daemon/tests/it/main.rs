@@ -6,6 +6,7 @@ mod accounts;
 mod adhoc_cli;
 mod allow;
 mod audit;
+mod change_calendar;
 mod cli;
 mod cli_consistency;
 mod cli_help;

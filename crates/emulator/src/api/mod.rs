@@ -9,6 +9,7 @@
 //! StartPipelineExecution), `stop` (StopPipelineExecution) and `transitions`
 //! (Disable/EnableStageTransition).
 
+mod calendars;
 mod executions;
 mod pipelines;
 mod request;
@@ -76,7 +77,10 @@ impl Emulator {
         body: &[u8],
     ) -> (Answer, Duration) {
         let operation = target
-            .and_then(|t| t.strip_prefix("CodePipeline_20150709."))
+            .and_then(|t| {
+                t.strip_prefix("CodePipeline_20150709.")
+                    .or_else(|| t.strip_prefix("AmazonSSM."))
+            })
             .unwrap_or(target.unwrap_or(""))
             .to_string();
         let parsed: Result<Value, _> = if body.iter().all(u8::is_ascii_whitespace) {
@@ -102,7 +106,9 @@ impl Emulator {
                 .and_then(|v| v.get("abandon")?.as_bool())
                 .unwrap_or(false)
         });
-        let signed = if w.require_signature {
+        let signed = if w.require_signature && target.is_some_and(|t| t.starts_with("AmazonSSM.")) {
+            crate::auth::check_for(auth, "ssm")
+        } else if w.require_signature {
             crate::auth::check(auth)
         } else {
             Ok(())
@@ -235,6 +241,13 @@ fn serve(
     operation: &str,
     parsed: Result<Value, serde_json::Error>,
 ) -> Answer {
+    if target == Some("AmazonSSM.GetCalendarState") {
+        let input = parsed.unwrap_or_default();
+        return match calendars::get_calendar_state(w, &input) {
+            Ok(v) => Answer::Ok(v),
+            Err(e) => Answer::Err(e),
+        };
+    }
     let known = target.is_some_and(|t| t.starts_with("CodePipeline_20150709."))
         && OPERATIONS.contains(&operation);
     if !known {

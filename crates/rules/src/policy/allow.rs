@@ -40,6 +40,13 @@ pub(crate) fn compile_allow(
     default_mode: Mode,
     default_reason: &str,
 ) -> Option<Rule> {
+    if a.change_calendar.is_some() {
+        ctx.err(
+            Some("change_calendar"),
+            PolicyErrorKind::ChangeCalendarInAllow,
+        );
+        return None;
+    }
     let before = ctx.errors.len();
     let rule = compile_freeze(a, ctx, default_tz, default_mode, default_reason);
     for e in &mut ctx.errors[before..] {

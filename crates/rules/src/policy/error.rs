@@ -86,6 +86,16 @@ pub enum PolicyErrorKind {
     /// `ics` with a key of another window source.
     #[error("ics is exclusive with cron, duration, end_cron, start and end; remove {0}")]
     IcsExclusive(&'static str),
+    /// `change_calendar` with a key of another window source.
+    #[error(
+        "change_calendar is exclusive with cron, duration, end_cron, start, end and ics; remove {0}"
+    )]
+    ChangeCalendarExclusive(&'static str),
+    /// `change_calendar` on an `[[allow]]` rule.
+    #[error(
+        "change_calendar is a [[freeze]] key: a Change Calendar already says when changes are allowed"
+    )]
+    ChangeCalendarInAllow,
     /// The `ics` file could not be read (or the loader did not read it).
     #[error("cannot read the calendar {path}: {error}")]
     IcsUnreadable {

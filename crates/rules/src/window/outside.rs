@@ -18,7 +18,7 @@ fn last_end_at_or_before(inner: &Schedule, t: DateTime<Utc>) -> Option<DateTime<
             let s = cron.prev_at_or_before(t, *tz)?;
             inner.window_at(s).map(|w| w.end).filter(|e| *e <= t)
         }
-        Schedule::Outside(_) => None,
+        Schedule::Outside(_) | Schedule::ChangeCalendar(_) => None,
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! The imports run one way: `summary` and `reconcile` use `execute`; this module uses all three.
 
+pub mod calendars;
 pub mod execute;
 pub mod reconcile;
 pub mod summary;
@@ -77,9 +78,11 @@ impl Sweeper {
         }
         let sweep_id = self.store.begin_sweep(start_at, trigger, dry_run).await?;
         let mut exemption_ends = None;
+        let mut asked = calendars::Asked::default();
         let (mut summary, done, panicked) = match self.inputs(&policy, start_at).await {
             Ok((effective, extra)) => {
                 exemption_ends = next_exemption_end(&effective, &extra, start_at);
+                asked = calendars::ask(&effective, &self.cores, start_at).await;
                 self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run)
                     .await
             }
@@ -91,6 +94,15 @@ impl Sweeper {
         summary.sweep_id = sweep_id;
         summary.panicked = panicked;
         summary.next_exemption_end = exemption_ends;
+        summary.next_calendar_transition = asked.next_transition;
+        summary.calls.merge(&asked.calls);
+        summary.calendar_failures = asked.failures;
+        if let Some(e) = asked.error {
+            summary.result.errors += asked.failures;
+            if summary.result.error.is_none() {
+                summary.result.error = Some(e);
+            }
+        }
         for d in &done {
             summary.calls.merge(&d.calls);
             if summary.audit_error.is_none()

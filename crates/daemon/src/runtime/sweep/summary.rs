@@ -51,6 +51,10 @@ pub struct SweepSummary {
     pub next_escalation: Option<DateTime<Utc>>,
     /// When the first exemption in force ends, for the scheduler.
     pub next_exemption_end: Option<DateTime<Utc>>,
+    /// Change Calendars that could not be read (their rules stopped nothing; the sweep failed).
+    pub calendar_failures: usize,
+    /// The next transition of a Change Calendar, for the scheduler.
+    pub next_calendar_transition: Option<DateTime<Utc>>,
     /// Transitions stopd holds closed after this sweep.
     pub gates_closed: usize,
     /// Gate actions that failed, and pipelines whose transitions could not be read.
@@ -90,6 +94,7 @@ impl SweepSummary {
             && self.done.iter().all(|d| d.is_final)
             && !self.failed
             && self.discovery_failures == 0
+            && self.calendar_failures == 0
             && self.blind_places.is_empty()
             && self.gate_failures == 0
             && self.panicked == 0
