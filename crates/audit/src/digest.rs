@@ -470,11 +470,16 @@ mod tests {
     async fn sweeps(store: &Store, n: usize) {
         for _ in 0..n {
             let id = store
-                .begin_sweep(Utc::now(), SweepTrigger::Schedule, false)
+                .begin_sweep(crate::testdb::tick(), SweepTrigger::Schedule, false)
                 .await
                 .unwrap();
             store
-                .finish_sweep(id, Utc::now(), Duration::ZERO, &Default::default())
+                .finish_sweep(
+                    id,
+                    crate::testdb::tick(),
+                    Duration::ZERO,
+                    &Default::default(),
+                )
                 .await
                 .unwrap();
         }
@@ -495,7 +500,7 @@ mod tests {
         let d = digester(&digests, &private);
         let path = tmp.path().join("audit.db");
         let store = Store::open(&path).await.unwrap();
-        let t0 = Utc::now();
+        let t0 = crate::testdb::tick();
         let mut names = Vec::new();
         for k in 0..3 {
             sweeps(&store, 2).await;
@@ -506,14 +511,21 @@ mod tests {
         assert_eq!(head, 12);
         let Checked {
             read: n, problems, ..
-        } = check(&store, &digests, &public, head, false, Utc::now())
-            .await
-            .unwrap();
+        } = check(
+            &store,
+            &digests,
+            &public,
+            head,
+            false,
+            crate::testdb::tick(),
+        )
+        .await
+        .unwrap();
         assert_eq!((n, problems.len()), (3, 0), "{problems:?}");
 
         // Another key: every signature is refused.
         let (_, other) = keys(tmp.path(), 2);
-        let problems = check(&store, &digests, &other, head, false, Utc::now())
+        let problems = check(&store, &digests, &other, head, false, crate::testdb::tick())
             .await
             .unwrap()
             .problems;
@@ -547,10 +559,17 @@ mod tests {
             v.problems.iter().all(|p| p.contains("append-only trigger")),
             "{v:?}"
         );
-        let problems = check(&cut, &digests, &public, v.head_seq, false, Utc::now())
-            .await
-            .unwrap()
-            .problems;
+        let problems = check(
+            &cut,
+            &digests,
+            &public,
+            v.head_seq,
+            false,
+            crate::testdb::tick(),
+        )
+        .await
+        .unwrap()
+        .problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with("the log was cut short"),
@@ -561,10 +580,17 @@ mod tests {
         // Rebuilt: a new log of the same length (its chain intact, its records not those).
         let rebuilt = Store::open(&tmp.path().join("rebuilt.db")).await.unwrap();
         sweeps(&rebuilt, 6).await;
-        let problems = check(&rebuilt, &digests, &public, 12, false, Utc::now())
-            .await
-            .unwrap()
-            .problems;
+        let problems = check(
+            &rebuilt,
+            &digests,
+            &public,
+            12,
+            false,
+            crate::testdb::tick(),
+        )
+        .await
+        .unwrap()
+        .problems;
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
             problems
@@ -575,10 +601,17 @@ mod tests {
 
         // A digest removed from the middle.
         std::fs::remove_file(&names[1]).unwrap();
-        let problems = check(&store, &digests, &public, head, false, Utc::now())
-            .await
-            .unwrap()
-            .problems;
+        let problems = check(
+            &store,
+            &digests,
+            &public,
+            head,
+            false,
+            crate::testdb::tick(),
+        )
+        .await
+        .unwrap()
+        .problems;
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("does not follow"), "{problems:?}");
     }
@@ -617,10 +650,10 @@ mod tests {
         sweeps(&store, 1).await;
         let digests = tmp.path().join("digests");
         digester(&digests, &private)
-            .write(&store, Utc::now())
+            .write(&store, crate::testdb::tick())
             .await
             .unwrap();
-        let c = check(&store, &digests, &public, 2, false, Utc::now())
+        let c = check(&store, &digests, &public, 2, false, crate::testdb::tick())
             .await
             .unwrap();
         assert_eq!((c.read, c.problems), (1, Vec::<String>::new()));
@@ -710,7 +743,7 @@ mod tests {
         let digests = tmp.path().join("digests");
         let d = digester(&digests, &private);
         let store = Store::open(&tmp.path().join("audit.db")).await.unwrap();
-        let t0 = Utc::now();
+        let t0 = crate::testdb::tick();
         let mut names = Vec::new();
         for k in 0..2 {
             sweeps(&store, 1).await;
@@ -722,14 +755,28 @@ mod tests {
         }
         sweeps(&store, 1).await; // two records after the newest digest
         let (head, _) = store.chain_head().await.unwrap();
-        let c = check(&store, &digests, &public, head, false, Utc::now())
-            .await
-            .unwrap();
+        let c = check(
+            &store,
+            &digests,
+            &public,
+            head,
+            false,
+            crate::testdb::tick(),
+        )
+        .await
+        .unwrap();
         assert_eq!((c.problems.len(), c.uncovered), (0, 2), "{:?}", c.problems);
         std::fs::remove_file(&names[0]).unwrap();
-        let c = check(&store, &digests, &public, head, false, Utc::now())
-            .await
-            .unwrap();
+        let c = check(
+            &store,
+            &digests,
+            &public,
+            head,
+            false,
+            crate::testdb::tick(),
+        )
+        .await
+        .unwrap();
         assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
         assert!(
             c.problems[0].contains("the oldest digest(s) were removed"),

@@ -721,7 +721,7 @@ mod tests {
             interrupted: false,
             error: (!ok).then(|| "denied".to_string()),
         };
-        let t0 = Utc::now();
+        let t0 = crate::testdb::tick();
         store.record_places(t0, &[place(true)]).await.unwrap();
         let at = |s: &Store| {
             let s = s.clone();

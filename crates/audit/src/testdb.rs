@@ -6,7 +6,10 @@
 //! needs PostgreSQL fails, never skips. Elsewhere, without the variable, the PostgreSQL variants
 //! are skipped with a note on stderr.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
@@ -84,11 +87,14 @@ fn with_database(url: &str, database: &str) -> String {
 pub(crate) async fn postgres() -> Option<TestDb> {
     static N: AtomicU64 = AtomicU64::new(0);
     let url = server()?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    // A salt per process (the standard library's random hasher keys), so that names stay apart
+    // across runs without reading the clock.
+    let salt = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        % 1_000_000_000;
     let name = format!(
-        "stopd_test_{}_{}_{nanos}",
+        "stopd_test_{}_{}_{salt}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
@@ -155,4 +161,12 @@ fn a_url_gets_another_database() {
         "postgres://u:p@h:5432/t1?sslmode=disable"
     );
     assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
+}
+
+/// Test time, never the clock's: a fixed instant (2026-12-04T00:00:00Z) that moves one
+/// millisecond at each reading, so records made one after another are ordered as the wall
+/// clock would order them, and every name made from a time (a digest file's) stays unique.
+pub(crate) fn tick() -> DateTime<Utc> {
+    static MS: AtomicI64 = AtomicI64::new(1_796_342_400_000);
+    DateTime::from_timestamp_millis(MS.fetch_add(1, Ordering::Relaxed)).unwrap_or_default()
 }

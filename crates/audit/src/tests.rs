@@ -2,8 +2,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::Utc;
 use sqlx::SqliteConnection;
+
+use crate::testdb::tick;
 
 use super::*;
 
@@ -13,7 +14,7 @@ fn intent(n: usize) -> (String, String) {
 
 fn row(stop_id_outcome: Outcome) -> OutcomeRow {
     OutcomeRow {
-        at: Utc::now(),
+        at: tick(),
         outcome: stop_id_outcome,
         attempts: 1,
         throttled: 0,
@@ -26,7 +27,7 @@ fn row(stop_id_outcome: Outcome) -> OutcomeRow {
 async fn record(store: &Store, names: &(String, String)) -> Result<i64> {
     store
         .record_intent(&Intent {
-            at: Utc::now(),
+            at: tick(),
             sweep_id: None,
             pipeline: &names.0,
             execution_id: &names.1,
@@ -275,7 +276,7 @@ async fn a_failed_commit_on_a_full_filesystem_leaves_the_pool_writable_once_ther
     let fs = SmallFs::mount(&dir.path().join("small"), "1m");
     let path = fs.0.join("audit.db");
     let store = Store::open(&path).await.unwrap();
-    let at = Utc::now();
+    let at = tick();
     store
         .begin_sweep(at, SweepTrigger::Schedule, false)
         .await

@@ -333,7 +333,6 @@ mod tests {
 
     use crate::{Mode, Outcome, RuleKind, SweepTrigger};
 
-    use chrono::Utc;
     use sqlx::Connection;
 
     use super::super::{Intent, OutcomeRow, SweepResult};
@@ -343,7 +342,7 @@ mod tests {
     /// outcome, an exemption and its revocation.
     async fn log(path: &Path) -> Store {
         let store = Store::open(path).await.unwrap();
-        let now = Utc::now();
+        let now = crate::testdb::tick();
         for k in 0..2 {
             let at = now + chrono::Duration::seconds(30 * k);
             let id = store
