@@ -41,6 +41,7 @@ pub mod events;
 mod exemptions;
 mod freezes;
 mod gates;
+pub mod lease;
 mod open;
 pub mod outbox;
 mod place;
@@ -105,6 +106,9 @@ pub struct Store {
     /// Outcomes of stops that were made but could not be written (a full disk): written again
     /// at each sweep ([`Store::record_unrecorded`]) so that the log heals without a restart.
     unrecorded: Arc<std::sync::Mutex<Vec<(i64, OutcomeRow)>>>,
+    /// Who may write stop intents, outcomes and gate actions ([`lease`]); shared with the
+    /// writer.
+    fence: lease::FenceCell,
 }
 
 /// The database behind a [`Store`]: one variant per kind of database (see the module doc).
@@ -161,6 +165,7 @@ impl Store {
             commits,
             runs: Arc::default(),
             unrecorded: Arc::default(),
+            fence: Arc::default(),
         }
     }
 

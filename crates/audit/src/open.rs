@@ -45,6 +45,81 @@ impl Location {
             Location::Sqlite(PathBuf::from(s))
         }
     }
+
+    /// The SQLite file, if it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Location::Sqlite(p) => Some(p),
+            Location::Postgres(_) => None,
+        }
+    }
+
+    /// Whether there may be an audit log to read: a SQLite file that exists, or any PostgreSQL
+    /// URL (whether it holds a log, opening it tells).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::Sqlite(p) => p.exists(),
+            Location::Postgres(_) => true,
+        }
+    }
+
+    /// Whether it is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
+
+    /// Why a PostgreSQL URL cannot name a database, if it cannot (`None` for SQLite): it must
+    /// parse, and name a host.
+    pub fn postgres_problem(&self) -> Option<String> {
+        let Location::Postgres(url) = self else {
+            return None;
+        };
+        let parsed = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return Some(format!("is not a PostgreSQL URL that parses ({e})")),
+        };
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Some(
+                "names no host: postgres://USER@HOST:PORT/DATABASE?sslmode=verify-full".into(),
+            );
+        }
+        PgConnectOptions::from_str(url)
+            .err()
+            .map(|e| format!("is not a PostgreSQL URL that parses ({e})"))
+    }
+
+    /// Whether a PostgreSQL URL carries a password.
+    pub fn has_password(&self) -> bool {
+        match self {
+            Location::Postgres(url) => url::Url::parse(url).is_ok_and(|u| u.password().is_some()),
+            Location::Sqlite(_) => false,
+        }
+    }
+
+    /// A PostgreSQL URL with `password` put in it (percent-encoded; [`Location`]'s `Display`
+    /// and `Debug` leave it out); a SQLite path, or a URL that does not parse, as it is.
+    #[must_use]
+    pub fn with_password(self, password: &str) -> Location {
+        match self {
+            Location::Postgres(url) => {
+                let Ok(mut u) = url::Url::parse(&url) else {
+                    return Location::Postgres(url);
+                };
+                if u.set_password(Some(password)).is_ok() {
+                    Location::Postgres(u.into())
+                } else {
+                    Location::Postgres(url)
+                }
+            }
+            sqlite @ Location::Sqlite(_) => sqlite,
+        }
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(l: &Location) -> Location {
+        l.clone()
+    }
 }
 
 impl From<&Path> for Location {
@@ -283,12 +358,15 @@ impl Store {
                 let pool = open_postgres(&url).await?;
                 let (sender, rx) = mpsc::unbounded_channel();
                 let commits = Arc::new(AtomicU64::new(0));
-                tokio::spawn(writer::group_commit_pg(pool.clone(), rx, commits.clone()));
-                return Ok(Store::with_backend(
-                    Backend::Postgres(pool),
+                let mut store = Store::with_backend(
+                    Backend::Postgres(pool.clone()),
                     Some(sender),
-                    commits,
-                ));
+                    commits.clone(),
+                );
+                let fence = crate::lease::FenceCell::default();
+                store.fence = Arc::clone(&fence);
+                tokio::spawn(writer::group_commit_pg(pool, rx, commits, fence));
+                return Ok(store);
             }
         };
         let path = path.as_path();

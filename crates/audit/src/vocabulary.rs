@@ -380,6 +380,8 @@ vocabulary! {
         Retry = "retry",
         /// `stopd demo`.
         Demo = "demo",
+        /// This node became the leader (PostgreSQL, `[ha]`): its first sweep, at once.
+        Takeover = "takeover",
     }
 }
 

@@ -267,21 +267,33 @@ pub(crate) async fn group_commit(
 /// transaction (SQLite: BEGIN IMMEDIATE): a writer elsewhere (`stopd exempt`, another node)
 /// waits for the commit, readers do not. A statement refused by a constraint or a trigger
 /// aborts a PostgreSQL transaction, so each write runs under a savepoint and fails alone.
+///
+/// Fencing ([`crate::lease`]): when the batch holds a stop intent, outcome or gate action and
+/// the store is fenced, the lease row is read `FOR SHARE` after the chain's lock and must still
+/// name this node and epoch; if not, the whole batch fails ("fenced"), and no caller calls AWS.
 pub(crate) async fn group_commit_pg(
     pool: PgPool,
     mut rx: mpsc::UnboundedReceiver<Write>,
     commits: Arc<AtomicU64>,
+    fence: crate::lease::FenceCell,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut results = Vec::with_capacity(batch.len());
         let mut conn = None;
-        let committed = async {
+        let committed: anyhow::Result<()> = async {
             let conn = conn.insert(pool.acquire().await?);
             let mut tx = conn.begin().await?;
             sqlx::query("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
+            let fence = fence
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if batch.iter().any(|w| crate::lease::fenced(w.table())) {
+                crate::lease::check_pg(&mut tx, &fence).await?;
+            }
             let mut linker = chain::Linker::default();
             for w in &batch {
                 let returning = linker.returning_pg(&mut tx, w.table()).await?;
@@ -302,11 +314,11 @@ pub(crate) async fn group_commit_pg(
                             .await?;
                         results.push(Err(e.to_string()));
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
             linker.flush_pg(&mut tx).await?;
-            tx.commit().await
+            Ok(tx.commit().await?)
         }
         .await;
         match committed {
@@ -317,7 +329,7 @@ pub(crate) async fn group_commit_pg(
                 }
             }
             Err(e) => {
-                let e = format!("the audit transaction failed: {e}");
+                let e = format!("the audit transaction failed: {e:#}");
                 tracing::error!(writes = batch.len(), error = %e, "audit log write failed");
                 if let Some(c) = conn.as_mut() {
                     c.close_on_drop();

@@ -121,7 +121,10 @@ where
     };
     loop {
         let pacing_from = Instant::now();
+        // A cancelled token (a shutdown's bound, a leader that lost its lease) starts no call:
+        // both selects look at it first (`biased`), so an attempt never goes out after it fired.
         let sent = tokio::select! {
+            biased;
             () = cancel.cancelled() => {
                 return done(Err(cancelled_error()), attempts, throttled, true, outcome_unknown);
             }
@@ -130,6 +133,7 @@ where
         paced += pacing_from.elapsed();
         attempts += 1;
         let outcome = tokio::select! {
+            biased;
             () = cancel.cancelled() => {
                 return done(Err(cancelled_error()), attempts, throttled, true, outcome_unknown);
             }

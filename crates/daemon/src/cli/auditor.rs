@@ -21,12 +21,12 @@ pub async fn verify(
     digests: Option<(&Path, &Path)>,
     now: DateTime<Utc>,
 ) -> Result<ExitCode> {
-    let store = Store::open_read_only(&cfg.daemon.database).await?;
+    let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?).await?;
     let checked = async {
         let mut v = store.verify().await?;
         let mut read = None;
         if let Some((dir, key)) = digests {
-            let running = crate::cli::status::daemon_running(&cfg.daemon.database).0;
+            let running = crate::cli::status::running(cfg, &store).await.0;
             let c = stopd_audit::digest::check(&store, dir, key, v.head_seq, running, now).await?;
             v.problems.extend(c.problems);
             read = Some((c.read, c.uncovered));

@@ -164,7 +164,7 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     let cfg = &cfg;
     // Ad-hoc freezes in force are part of what is enforced now (read before stdout is locked).
     let adhoc = if cfg.daemon.database.exists() {
-        match Store::open_read_only(&cfg.daemon.database).await {
+        match Store::open_read_only(secrets::database(cfg)?).await {
             Ok(store) => {
                 let r = store.active_freezes(clock.now()).await;
                 store.close().await;
@@ -208,7 +208,7 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
     let line = format!(
         "sweeps on \"{}\" (UTC) and at every window edge; audit log {}{}",
         cfg.daemon.schedule.source(),
-        cfg.daemon.database.display(),
+        cfg.daemon.database,
         if cfg.daemon.dry_run {
             "; DRY RUN: nothing will be stopped"
         } else {
@@ -419,14 +419,14 @@ pub(super) async fn run(cfg: Config, clock: &dyn Clock) -> Result<ExitCode> {
         }
     }
     drop(out);
-    if let Some(why) = database_not_writable(&cfg.daemon.database) {
+    if let Some(why) = cfg.daemon.database.path().and_then(database_not_writable) {
         eprintln!(
             "stopd: warning: the audit database {} is not writable by {}:\n  \
              {why}.\n  \
              `run`, `stop` and `exempt` will fail as this user; `report` needs read access.\n  \
              Run them as the service's user (sudo), or, for a local try, copy the policy and\n  \
              set [daemon] database = \"./stopd-audit.db\" in the copy.",
-            cfg.daemon.database.display(),
+            cfg.daemon.database,
             user()
         );
     }

@@ -154,7 +154,7 @@ pub(crate) async fn in_force(
         return Ok((Vec::new(), Arc::clone(&cfg.policy)));
     }
     let why = "cannot read break-glass exemptions and ad-hoc freezes for the preview";
-    let store = Store::open_read_only(&cfg.daemon.database)
+    let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?)
         .await
         .context(why)?;
     let extra = store.active_exemptions(now).await.context(why)?;

@@ -56,7 +56,8 @@ pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) ->
     }
     cfg.aws.endpoint_url = Some(server.endpoint_url());
     cfg.aws.sts_endpoint_url = Some(server.endpoint_url());
-    cfg.daemon.database = database.unwrap_or_else(|| tmp.path().join("audit.db"));
+    let db_path = database.unwrap_or_else(|| tmp.path().join("audit.db"));
+    cfg.daemon.database = stopd_audit::Location::Sqlite(db_path.clone());
     cfg.static_credentials = Some(("demo".into(), "demo".into()));
 
     let mut out = std::io::stdout().lock();
@@ -71,7 +72,7 @@ pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) ->
         server.endpoint_url()
     )?;
 
-    let store = Store::open(&cfg.daemon.database).await?;
+    let store = Store::open(&db_path).await?;
     let started = clock.now();
     let earlier = store.report(&ReportFilter::default()).await?.len();
     let cores = crate::runtime::targets::build(&cfg, CancellationToken::new()).await;
@@ -244,10 +245,10 @@ pub async fn demo(database: Option<PathBuf>, clock: &dyn crate::clock::Clock) ->
     } else {
         "\n  (config/demo.toml is in the stopd source tree: run these from its top\n  directory)"
     };
-    let kept = cfg.daemon.database.starts_with(tmp.path());
+    let kept = db_path.starts_with(tmp.path());
     let database = format!(
         "{}{}",
-        cfg.daemon.database.display(),
+        db_path.display(),
         if kept {
             " (temporary: deleted now; pass --database PATH to keep it)"
         } else {

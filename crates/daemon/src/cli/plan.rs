@@ -69,9 +69,14 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
     // Break-glass exemptions and ad-hoc freezes live in the database: no database yet means
     // none, but a database that cannot be read is an error, never a plan that silently leaves
     // them out.
-    let (extra, policy, held) = if cfg.daemon.database.exists() {
+    let on_disk = cfg
+        .daemon
+        .database
+        .path()
+        .is_none_or(std::path::Path::exists);
+    let (extra, policy, held) = if on_disk {
         let why = "cannot read break-glass exemptions and ad-hoc freezes, so no plan can be made";
-        let store = Store::open_read_only(&cfg.daemon.database)
+        let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?)
             .await
             .context(why)?;
         let extra = store.active_exemptions(at).await.context(why)?;

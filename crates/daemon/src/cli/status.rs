@@ -40,6 +40,19 @@ fn free_bytes(database: &Path) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
+/// Whether a `stopd run` is running on the database of `cfg`, and its pid: on SQLite, whether
+/// one holds the file's lock (and the pid its lock file records); on PostgreSQL, whether a node
+/// holds the leader's lease (and the pid the lease row records, on that node's host).
+pub async fn running(cfg: &Config, store: &Store) -> (bool, Option<u32>) {
+    match cfg.daemon.database.path() {
+        Some(path) => daemon_running(path),
+        None => match store.lease().await {
+            Ok(Some(lease)) if lease.held() => (true, u32::try_from(lease.pid).ok()),
+            _ => (false, None),
+        },
+    }
+}
+
 /// Whether a `stopd run` holds the lock of `database`, and the pid its lock file records.
 pub fn daemon_running(database: &Path) -> (bool, Option<u32>) {
     let path = crate::runtime::lock::lock_path(database);
@@ -120,6 +133,25 @@ pub struct Status {
     /// With `[[account]]`s: each configured account and region's last sweep (`at` empty:
     /// not swept yet).
     pub accounts: Vec<stopd_audit::PlaceSweep>,
+    /// PostgreSQL: leadership (DESIGN.md); absent on SQLite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<Ha>,
+}
+
+/// `status`'s `ha` object: the role and node of the node this configuration names, and the
+/// node that holds the lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ha {
+    /// `leader` when this configuration's node holds the lease now, else `standby`.
+    pub role: &'static str,
+    /// This configuration's node (`[ha] node`, or the host name).
+    pub node: String,
+    /// The lease's epoch (0: nobody ever led).
+    pub epoch: i64,
+    /// The node that holds the lease now (null: none, the lease expired).
+    pub leader: Option<String>,
+    /// When the lease ends unless renewed (RFC 3339 UTC).
+    pub lease_expires_at: Option<String>,
 }
 
 /// Rules of `policy` in force at `now`.
@@ -163,7 +195,34 @@ fn configured(cfg: &Config) -> Vec<(String, String)> {
 
 /// Reads the status of the daemon of `cfg` at `now`.
 pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
-    let (running, pid) = daemon_running(&cfg.daemon.database);
+    let store = if cfg.daemon.database.exists() {
+        Some(Store::open_read_only(crate::runtime::secrets::database(cfg)?).await?)
+    } else {
+        None
+    };
+    let (running, pid) = match (&store, cfg.daemon.database.path()) {
+        (_, Some(path)) => daemon_running(path),
+        (Some(store), None) => running(cfg, store).await,
+        (None, None) => (false, None),
+    };
+    let ha = match (&store, &cfg.ha) {
+        (Some(store), Some(ha)) => {
+            let lease = store.lease().await?;
+            let held = lease.as_ref().filter(|l| l.held());
+            Some(Ha {
+                role: if held.is_some_and(|l| l.holder == ha.node) {
+                    "leader"
+                } else {
+                    "standby"
+                },
+                node: ha.node.clone(),
+                epoch: lease.as_ref().map_or(0, |l| l.epoch),
+                leader: held.map(|l| l.holder.clone()),
+                lease_expires_at: lease.as_ref().map(|l| ts(l.expires_at())),
+            })
+        }
+        _ => None,
+    };
     let stale = cfg.daemon.stale_after(now);
     let on_disk = std::fs::read(&cfg.path)
         .map(|b| policy_hash(&b))
@@ -190,13 +249,9 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         gates_closed: Vec::new(),
         exemptions_active: Vec::new(),
         pending_escalations: 0,
-        database_free_bytes: free_bytes(&cfg.daemon.database),
+        database_free_bytes: cfg.daemon.database.path().and_then(free_bytes),
         accounts: Vec::new(),
-    };
-    let store = if cfg.daemon.database.exists() {
-        Some(Store::open_read_only(&cfg.daemon.database).await?)
-    } else {
-        None
+        ha,
     };
     let mut last_success = None;
     if let Some(store) = &store {
@@ -296,7 +351,9 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .filter(|e| e.active_at(now))
             .map(|e| e.name.clone()),
     );
-    status.problem = if !running {
+    status.problem = if !running && cfg.daemon.database.is_postgres() {
+        Some("no node holds the leader's lease: no `stopd run` leads on this database".into())
+    } else if !running {
         Some("no `stopd run` holds the database's lock: the daemon is not running".into())
     } else {
         match last_success {
@@ -310,13 +367,16 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
     };
     // A daemon that cannot write its audit log records no sweep and goes stale; name the cause
     // when it is a full disk (the database cannot say so itself: it cannot be written).
-    if let (true, Some(problem), Some(free)) =
-        (running, &status.problem, status.database_free_bytes)
-        && free < DISK_FULL_BELOW
+    if let (true, Some(problem), Some(free), Some(path)) = (
+        running,
+        &status.problem,
+        status.database_free_bytes,
+        cfg.daemon.database.path(),
+    ) && free < DISK_FULL_BELOW
     {
         status.problem = Some(format!(
             "disk full: {} has {free} bytes free, so the daemon cannot write its audit log ({problem})",
-            database_dir(&cfg.daemon.database).display()
+            database_dir(path).display()
         ));
     }
     status.healthy = status.problem.is_none();

@@ -75,7 +75,7 @@ pub(super) async fn run(cfg: &Config, args: WindowsArgs, clock: &dyn Clock) -> R
     let to = from + Duration::days(i64::from(days));
     // Ad-hoc freezes (`stopd freeze add`) are one-off windows named adhoc-ID.
     let policy = if cfg.daemon.database.exists() {
-        let store = Store::open_read_only(&cfg.daemon.database)
+        let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?)
             .await
             .context("cannot read the ad-hoc freezes")?;
         let freezes = store.freezes_between(from, to).await?;

@@ -3,7 +3,9 @@
 //! sweep compaction are all judged by.
 
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
+use stopd_audit::Location;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -27,7 +29,7 @@ pub(super) struct DaemonSpec {
     #[serde(default)]
     pub(super) schedule: Option<String>,
     #[serde(default)]
-    pub(super) database: Option<PathBuf>,
+    pub(super) database: Option<String>,
     #[serde(default)]
     pub(super) dry_run: Option<bool>,
     #[serde(default)]
@@ -47,8 +49,9 @@ pub(super) struct DaemonSpec {
 pub struct DaemonSettings {
     /// Sweep cadence (evaluated in UTC).
     pub schedule: CronExpr,
-    /// The audit database.
-    pub database: PathBuf,
+    /// The audit database: a SQLite file, or a PostgreSQL URL (without its password, which
+    /// [`crate::runtime::secrets::database`] adds when the store is opened).
+    pub database: Location,
     /// Decide and record, never call StopPipelineExecution.
     pub dry_run: bool,
     /// Stops in flight at once.
@@ -59,9 +62,8 @@ pub struct DaemonSettings {
     pub stop_deadline: Duration,
     /// On SIGTERM, how long in-flight stops may still run before they are cut short.
     pub shutdown_timeout: Duration,
-    /// The PostgreSQL backend's password (DESIGN.md): read and checked by `check` and `run`
-    /// (through systemd credentials first, as every secret file), unused until that backend
-    /// lands.
+    /// The PostgreSQL password's file (DESIGN.md): read through systemd credentials first, as
+    /// every secret file; without it, `PGPASSWORD` (or `~/.pgpass`) as libpq reads them.
     pub database_password_file: Option<PathBuf>,
 }
 
@@ -70,9 +72,7 @@ impl DaemonSettings {
     pub(super) fn new(spec: DaemonSpec, schedule: CronExpr) -> DaemonSettings {
         DaemonSettings {
             schedule,
-            database: spec
-                .database
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATABASE)),
+            database: Location::parse(spec.database.as_deref().unwrap_or(DEFAULT_DATABASE)),
             dry_run: spec.dry_run.unwrap_or(false),
             stop_concurrency: spec.stop_concurrency.unwrap_or(64),
             discovery_concurrency: spec.discovery_concurrency.unwrap_or(64),
@@ -140,17 +140,31 @@ impl DaemonSpec {
                 problems.push((key, format!("must be between 1 and {MAX_CONCURRENCY}")));
             }
         }
-        if let Some(problem) = self.database.as_deref().and_then(database_problem) {
-            problems.push(("database", problem));
+        let location = self.database.as_deref().map(Location::parse);
+        match &location {
+            Some(Location::Sqlite(path)) => {
+                if let Some(problem) = database_problem(path) {
+                    problems.push(("database", problem));
+                }
+            }
+            Some(url @ Location::Postgres(_)) => match url.postgres_problem() {
+                Some(problem) => problems.push(("database", problem)),
+                None if url.has_password() => warnings.push(format!(
+                    "[daemon] database: the URL of {url} holds a password; keep it out of the policy (database_password_file, PGPASSWORD or a systemd credential)"
+                )),
+                None => {}
+            },
+            None => {}
         }
         match &self.database_password_file {
             Some(p) if p.file_name().is_none() => {
                 problems.push(("database_password_file", "must name a file".into()));
             }
-            Some(_) => warnings.push(
-                "[daemon] database_password_file is read and checked, but unused: the audit database is SQLite until the PostgreSQL backend lands".into(),
+            Some(_) if !matches!(location, Some(Location::Postgres(_))) => warnings.push(
+                "[daemon] database_password_file is unused: the audit database is a SQLite file"
+                    .into(),
             ),
-            None => {}
+            _ => {}
         }
         (schedule, problems)
     }

@@ -94,11 +94,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
     };
     let schedule = CronExpr::parse(daemon.schedule.as_deref().unwrap_or(DEFAULT_SCHEDULE))
         .map_err(|e| unreadable(format!("[daemon] schedule does not read ({e})")))?;
-    if daemon
-        .database
-        .as_ref()
-        .is_some_and(|d| d.as_os_str().is_empty())
-    {
+    if daemon.database.as_ref().is_some_and(String::is_empty) {
         return Err(unreadable("[daemon] database is empty".into()));
     }
     let defaults_read = defaults.is_some();
@@ -124,6 +120,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         path: path.to_path_buf(),
         aws: AwsSpec::default(),
+        ha: None,
         daemon: DaemonSettings::new(daemon, schedule),
         audit: AuditSpec::default(),
         policy: Arc::new(policy.0),

@@ -21,6 +21,7 @@ mod aws;
 pub mod calendars;
 mod daemon;
 mod error;
+mod ha;
 mod load;
 pub mod metrics;
 pub mod notify;
@@ -34,6 +35,7 @@ pub use audit::AuditSpec;
 pub use aws::AwsSpec;
 pub use daemon::{DEFAULT_DATABASE, DEFAULT_SCHEDULE, DaemonSettings, MAX_CONCURRENCY};
 pub use error::{ConfigError, Problem};
+pub use ha::{DEFAULT_LEASE, HaSettings, MIN_LEASE, host_name};
 pub use load::{load, load_for_database, load_for_run};
 pub use metrics::MetricsSpec;
 pub use notify::{EventKind, Format, NotifySpec, Target, UrlSource};
@@ -57,6 +59,8 @@ pub struct Config {
     pub aws: AwsSpec,
     /// `[daemon]`.
     pub daemon: DaemonSettings,
+    /// Leadership by lease (`[ha]`, or its defaults): always on PostgreSQL, never on SQLite.
+    pub ha: Option<HaSettings>,
     /// `[audit]`.
     pub audit: AuditSpec,
     /// The compiled policy.

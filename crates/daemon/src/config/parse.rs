@@ -18,6 +18,7 @@ use crate::config::audit::AuditSpec;
 use crate::config::aws::AwsSpec;
 use crate::config::calendars::{self, BadCalendars};
 use crate::config::daemon::{DaemonSettings, DaemonSpec};
+use crate::config::ha::{HaSettings, HaSpec};
 use crate::config::metrics::{self, MetricsSpec};
 use crate::config::notify::{self, NotifySpec};
 use crate::config::spans::{
@@ -51,6 +52,42 @@ pub(super) struct FileSpec {
     pub(super) notify: Vec<NotifySpec>,
     #[serde(default)]
     pub(super) account: Vec<AccountSpec>,
+    #[serde(default)]
+    pub(super) ha: Option<HaSpec>,
+}
+
+/// `[ha]`, checked against `[daemon] database`: leadership by lease on PostgreSQL (with `[ha]`'s
+/// node and lease, or their defaults); none on SQLite, where `[ha]` is a configuration error.
+fn ha_settings(
+    daemon: &DaemonSpec,
+    ha: Option<&HaSpec>,
+    at: &Locator<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<HaSettings> {
+    let postgres = daemon
+        .database
+        .as_deref()
+        .is_some_and(|d| stopd_audit::Location::parse(d).is_postgres());
+    match ha {
+        Some(_) if !postgres => {
+            problems.push(at.table(
+                "ha",
+                "[ha] needs a PostgreSQL audit database ([daemon] database = \"postgres://...\"): \
+                 on SQLite one host runs one `stopd run`"
+                    .into(),
+            ));
+            None
+        }
+        Some(spec) => {
+            let found = spec.check();
+            let ok = found.is_empty();
+            for (key, message) in found {
+                problems.push(at.key("ha", key, message));
+            }
+            ok.then(|| spec.settings())
+        }
+        None => postgres.then(|| HaSpec::default().settings()),
+    }
 }
 
 /// Puts problems at their place in the text (when the text is a spanned TOML document).
@@ -98,6 +135,21 @@ impl Locator<'_> {
             line,
             column,
             field: Some(format!("{table}.{key}")),
+            message,
+        }
+    }
+
+    /// A problem with a whole table (at its header).
+    fn table(&self, table: &str, message: String) -> Problem {
+        let span = self
+            .doc
+            .as_ref()
+            .and_then(|d| key_span(d.get_ref(), &[table]));
+        let (line, column) = self.position(span);
+        Problem {
+            line,
+            column,
+            field: Some(table.to_owned()),
             message,
         }
     }
@@ -160,6 +212,7 @@ pub(super) fn parse_with(
         metrics,
         notify,
         account,
+        ha,
     } = file;
 
     let mut problems = Vec::new();
@@ -171,6 +224,7 @@ pub(super) fn parse_with(
     for (key, message) in daemon_problems {
         problems.push(at.key("daemon", key, message));
     }
+    let ha = ha_settings(&daemon, ha.as_ref(), &at, &mut problems);
     let mut warnings = Vec::new();
     for (key, message) in aws.check(&mut warnings) {
         problems.push(at.key("aws", key, message));
@@ -252,6 +306,7 @@ pub(super) fn parse_with(
             path: path.to_path_buf(),
             aws,
             daemon: DaemonSettings::new(daemon, schedule),
+            ha,
             audit,
             policy: Arc::new(policy),
             static_credentials: None,

@@ -26,7 +26,7 @@ fn daemon_table_of_a_file_that_is_not_toml_is_read_only_when_unambiguous() {
     assert_eq!(db("[[freeze]]\nname = \"x\n", 2), Ok(None));
     // The error is elsewhere: the table, alone.
     let text = "[daemon]\ndatabase = \"/srv/a.db\"\n\n[[freeze]]\nname = \"x\n";
-    assert_eq!(db(text, 5), Ok(Some(PathBuf::from("/srv/a.db"))));
+    assert_eq!(db(text, 5), Ok(Some("/srv/a.db".to_owned())));
     // The error is in it, or the table cannot be told apart: refused.
     let text = "[daemon]\ndatabase = \"/srv/a.db\n[[freeze]]\n";
     assert!(db(text, 2).unwrap_err().contains("in the [daemon] table"));
@@ -225,7 +225,10 @@ end = \"2027-01-04T09:00:00\"
 #[test]
 fn empty_file_is_a_valid_policy_with_defaults() {
     let c = parse(Path::new("x.toml"), "").unwrap();
-    assert_eq!(c.daemon.database, PathBuf::from(DEFAULT_DATABASE));
+    assert_eq!(
+        c.daemon.database,
+        stopd_audit::Location::Sqlite(PathBuf::from(DEFAULT_DATABASE))
+    );
     assert!(!c.daemon.dry_run);
     assert_eq!(c.daemon.schedule.source(), DEFAULT_SCHEDULE);
 }

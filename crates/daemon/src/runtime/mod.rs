@@ -3,6 +3,7 @@
 
 pub mod freezes;
 pub mod gates;
+pub mod leader;
 pub mod lock;
 pub mod memory;
 pub mod metrics;

@@ -33,6 +33,31 @@ struct Live {
     core_cancel: CancellationToken,
     /// The calendar files the watcher compares (those of the policy in force).
     calendars: CalendarFiles,
+    /// Notification deliveries while this node delivers (always on SQLite; on PostgreSQL
+    /// while it leads): their stop token and tasks.
+    deliveries: Option<(CancellationToken, tokio_util::task::TaskTracker)>,
+}
+
+impl Live {
+    /// Starts delivering the outbox of `cfg`'s targets (stopping deliveries already running).
+    fn deliver(&mut self, cfg: &Config) {
+        self.stop_delivering();
+        let stop = CancellationToken::new();
+        let tracker = crate::runtime::notify::spawn(
+            &self.sweeper.store,
+            &cfg.notify,
+            &stop,
+            SharedClock::clone(&self.sweeper.clock),
+        );
+        self.deliveries = Some((stop, tracker));
+    }
+
+    /// Stops delivering (what is being sent finishes; the rest waits in the outbox).
+    fn stop_delivering(&mut self) {
+        if let Some((stop, _)) = &self.deliveries {
+            stop.cancel();
+        }
+    }
 }
 
 impl Sweeps for Live {
@@ -115,6 +140,41 @@ impl Sweeps for Live {
                 tracing::error!(error = %format!("{e:#}"), "cannot record the reload in the audit log");
             }
         })
+    }
+
+    fn lead<'a>(&'a mut self, cfg: &'a Config, epoch: i64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // A new term: fresh tokens (the last term's were cancelled when it stepped down),
+            // and the engines built on them.
+            self.core_cancel = CancellationToken::new();
+            self.sweeper.draining = CancellationToken::new();
+            self.sweeper.cores =
+                Arc::new(crate::runtime::targets::build(cfg, self.core_cancel.clone()).await);
+            // Stops an earlier leader recorded but did not finish: resolved from the
+            // executions' status before this term decides anything.
+            match sweep::reconcile(
+                &self.sweeper.cores,
+                &self.sweeper.store,
+                &self.sweeper.clock,
+            )
+            .await
+            {
+                Ok((resolved, left)) if resolved + left > 0 => {
+                    tracing::info!(epoch, resolved, left, "pending stops of earlier epochs");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(epoch, error = %format!("{e:#}"), "cannot reconcile the pending stops of earlier epochs; the next start or takeover tries again");
+                }
+            }
+            self.deliver(cfg);
+        })
+    }
+
+    fn step_down(&mut self) {
+        self.sweeper.draining.cancel();
+        self.core_cancel.cancel();
+        self.stop_delivering();
     }
 
     fn drain(&self) {
@@ -217,20 +277,32 @@ pub async fn run(cfg: Config, once: bool, dry_run: bool) -> Result<Ran> {
 /// `stopd run [--once] [--dry-run]` on `clock`: the scheduler, every sweep, and the lifecycle
 /// events (start, stop) tell time by it.
 pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) -> Result<Ran> {
-    // Held until this function returns (and by the kernel until the process ends).
-    let _lock = crate::runtime::lock::acquire(&cfg.daemon.database)?;
-    let store = Store::open(&cfg.daemon.database).await?;
+    // SQLite: one `stopd run` per file, by its lock (held until this function returns, and by
+    // the kernel until the process ends). PostgreSQL: any number, one of which leads.
+    let _lock = match cfg.daemon.database.path() {
+        Some(path) => Some(crate::runtime::lock::acquire(path)?),
+        None => None,
+    };
+    let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
+    let leadership = cfg.ha.as_ref().map(crate::runtime::leader::Leadership::new);
+    if leadership.is_some() {
+        // Nothing fenced is written before this node holds the lease.
+        store.set_fence(stopd_audit::lease::Fence::Standby);
+    }
     let core_cancel = CancellationToken::new();
     let cores = crate::runtime::targets::build(&cfg, core_cancel.clone()).await;
     let draining = CancellationToken::new();
     let (tx, mut events) = mpsc::unbounded_channel();
     watch_signals(tx.clone())?;
 
-    let (resolved, left) = sweep::reconcile(&cores, &store, &clock).await?;
-    if resolved + left > 0 {
-        tracing::info!(resolved, left, "pending stops from an earlier run");
+    if leadership.is_none() {
+        // On PostgreSQL the leader does this when it takes the lease.
+        let (resolved, left) = sweep::reconcile(&cores, &store, &clock).await?;
+        if resolved + left > 0 {
+            tracing::info!(resolved, left, "pending stops from an earlier run");
+        }
     }
-    let live = Live {
+    let mut live = Live {
         sweeper: Sweeper {
             cores: Arc::new(cores),
             store: store.clone(),
@@ -240,10 +312,12 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         },
         core_cancel: core_cancel.clone(),
         calendars: Arc::new(std::sync::Mutex::new(cfg.calendars.clone())),
+        deliveries: None,
     };
     tracing::info!(
         config = %cfg.path.display(),
-        database = %cfg.daemon.database.display(),
+        database = %cfg.daemon.database,
+        node = cfg.ha.as_ref().map(|h| h.node.as_str()),
         rules = cfg.policy.rules().len(),
         dry_run = dry_run || cfg.daemon.dry_run,
         once,
@@ -261,17 +335,41 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
     crate::runtime::notify::register(&store, &cfg.notify, clock.as_ref()).await?;
     if once {
-        return run_once(&cfg, &live, &mut events, dry_run, &store)
-            .await
-            .map(|s| Ran::Once(Box::new(s)));
+        // On PostgreSQL `--once` sweeps only as the leader: it takes the lease, or refuses
+        // while another node holds it.
+        let campaign = match &leadership {
+            Some(me) => {
+                let epoch = crate::runtime::leader::take(&store, me, &clock).await?;
+                let (resolved, left) =
+                    sweep::reconcile(&live.sweeper.cores, &store, &clock).await?;
+                if resolved + left > 0 {
+                    tracing::info!(epoch, resolved, left, "pending stops of earlier epochs");
+                }
+                let stop = CancellationToken::new();
+                let task = crate::runtime::leader::spawn(
+                    store.clone(),
+                    Arc::clone(me),
+                    tx.clone(),
+                    SharedClock::clone(&clock),
+                    stop.clone(),
+                );
+                Some((stop, task))
+            }
+            None => None,
+        };
+        let ran = run_once(&cfg, &live, &mut events, dry_run, &store).await;
+        if let (Some((stop, task)), Some(me)) = (campaign, &leadership) {
+            stop.cancel();
+            let _ = task.await;
+            crate::runtime::leader::release(&store, me, &clock).await;
+        }
+        store.close().await;
+        return ran.map(|s| Ran::Once(Box::new(s)));
     }
     watch_calendars(Arc::clone(&live.calendars), tx.clone());
-    let deliveries = crate::runtime::notify::spawn(
-        &store,
-        &cfg.notify,
-        &notify_stop,
-        SharedClock::clone(&clock),
-    );
+    if leadership.is_none() {
+        live.deliver(&cfg);
+    }
 
     // Signed digests of the chain: now, every hour, and at shutdown (the key is read first: a
     // bad one stops the start before it is recorded).
@@ -328,35 +426,60 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     let metrics = match cfg.metrics {
         Some(addr) => {
             let listener = crate::runtime::metrics::bind(addr).await?;
-            let m = Arc::new(crate::runtime::metrics::Metrics::new(
-                &cfg.policy,
-                &cfg.daemon,
-                Arc::clone(&clock),
-            ));
+            let mut m =
+                crate::runtime::metrics::Metrics::new(&cfg.policy, &cfg.daemon, Arc::clone(&clock));
+            if let Some(me) = &leadership {
+                m = m.with_leadership(Arc::clone(me));
+            }
+            let m = Arc::new(m);
             m.start_places(live.sweeper.cores.iter().map(|c| (c.account(), c.region())));
             tokio::spawn(crate::runtime::metrics::serve(
                 listener,
                 Arc::clone(&m),
-                cfg.daemon.database.clone(),
+                crate::runtime::secrets::database(&cfg)?,
                 notify_stop.clone(),
             ));
             Some(m)
         }
         None => None,
     };
-    watch_database(store.clone(), tx);
-    notify(&[
-        NotifyState::Ready,
-        NotifyState::Status("started; first sweep running"),
-    ]);
-    let mut scheduler = Scheduler::new(Arc::new(cfg), live, SharedClock::clone(&clock), dry_run);
+    watch_database(store.clone(), tx.clone());
+    let campaign_stop = CancellationToken::new();
+    let mut scheduler = match &leadership {
+        Some(me) => {
+            notify(&[
+                NotifyState::Ready,
+                NotifyState::Status("started as a standby; reading the lease"),
+            ]);
+            let campaign = crate::runtime::leader::spawn(
+                store.clone(),
+                Arc::clone(me),
+                tx,
+                SharedClock::clone(&clock),
+                campaign_stop.clone(),
+            );
+            drop(campaign);
+            Scheduler::standby(Arc::new(cfg), live, SharedClock::clone(&clock), dry_run)
+        }
+        None => {
+            notify(&[
+                NotifyState::Ready,
+                NotifyState::Status("started; first sweep running"),
+            ]);
+            Scheduler::new(Arc::new(cfg), live, SharedClock::clone(&clock), dry_run)
+        }
+    };
     scheduler.metrics = metrics;
     scheduler.run(events).await;
+    campaign_stop.cancel();
     if let Err(e) = store.flush_sweep_run().await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the last run of quiet sweeps");
     }
     if let Err(e) = store.record_unrecorded().await {
         tracing::error!(error = %format!("{e:#}"), "outcomes of stops made could not be recorded; the next start resolves them");
+    }
+    if let Some(me) = &leadership {
+        crate::runtime::leader::release(&store, me, &clock).await;
     }
     if let Err(e) = store.record_stop(clock.now()).await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the clean stop in the audit log");
@@ -366,7 +489,11 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         d.write_logged(&store, clock.now()).await;
     }
     notify_stop.cancel();
-    let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, deliveries.wait()).await;
+    if let Some((stop, tracker)) = scheduler.sweeps.deliveries.take() {
+        stop.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(crate::runtime::notify::SHUTDOWN_BOUND, tracker.wait()).await;
+    }
     store.close().await;
     tracing::info!("stopd stopped");
     Ok(Ran::Daemon)
@@ -403,19 +530,18 @@ async fn run_once(
                         }
                     };
                 }
+                // The lease was lost mid-sweep (PostgreSQL): no call starts any more.
+                Some(Event::Standby) => {
+                    live.drain();
+                    live.cut_short();
+                }
                 // A reload has nothing to do in a single sweep.
                 Some(_) => {}
                 None => break sweep.await,
             },
         }
     };
-    let summary = match joined.context("the sweep task failed")? {
-        Ok(s) => s,
-        Err(e) => {
-            store.close().await;
-            return Err(e);
-        }
-    };
+    let summary = joined.context("the sweep task failed")??;
     let line = summary.status_line();
     if summary.ok() || summary.interrupted() {
         tracing::info!(sweep = summary.sweep_id, "{line}");
@@ -432,6 +558,5 @@ async fn run_once(
         )
         .await;
     }
-    store.close().await;
     Ok(summary)
 }

@@ -49,6 +49,11 @@ pub enum Event {
     /// Someone else changed the audit database (an exemption or ad-hoc freeze was added or
     /// lifted): decide again now.
     DatabaseChanged,
+    /// This node took the lease (PostgreSQL) at this epoch: reconcile what earlier epochs left
+    /// pending, and sweep at once.
+    Leading(i64),
+    /// This node lost the lease (or could not renew it in time): start no sweep and no call.
+    Standby,
 }
 
 /// What the loop needs from the world: sweeps, and a way to apply a new configuration.
@@ -78,6 +83,17 @@ pub trait Sweeps: Send + Sync {
     ) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
+
+    /// This node took the lease at `epoch` (PostgreSQL): set up for a new term (fresh cancel
+    /// tokens, pending intents and gates of earlier epochs reconciled, notifications
+    /// delivered). Nothing to do by default (SQLite: always the leader).
+    fn lead<'a>(&'a mut self, _cfg: &'a Config, _epoch: i64) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    /// This node no longer leads: in-flight calls are cut short, no new one starts, deliveries
+    /// stop. Nothing by default.
+    fn step_down(&mut self) {}
 
     /// Begins a shutdown: no new stop starts.
     fn drain(&self);
@@ -127,6 +143,8 @@ pub struct Scheduler<S: Sweeps> {
     retry_at: Option<DateTime<Utc>>,
     /// `[metrics]`: told of every sweep and reload.
     pub metrics: Option<Arc<crate::runtime::metrics::Metrics>>,
+    /// Whether this node sweeps: always on SQLite; on PostgreSQL while it holds the lease.
+    pub leading: bool,
 }
 
 impl<S: Sweeps> std::fmt::Debug for Scheduler<S> {
@@ -178,7 +196,17 @@ impl<S: Sweeps> Scheduler<S> {
             failures: 0,
             retry_at: None,
             metrics: None,
+            leading: true,
         }
+    }
+
+    /// A scheduler that does not lead yet (PostgreSQL): it sweeps once told
+    /// [`Event::Leading`].
+    pub fn standby(cfg: Arc<Config>, sweeps: S, clock: SharedClock, dry_run_flag: bool) -> Self {
+        let mut s = Scheduler::new(cfg, sweeps, clock, dry_run_flag);
+        s.leading = false;
+        s.sweep_now = None;
+        s
     }
 
     fn dry_run(&self) -> bool {
@@ -299,11 +327,17 @@ impl<S: Sweeps> Scheduler<S> {
             Ok(mut new) => {
                 if new.daemon.database != self.cfg.daemon.database {
                     tracing::warn!(
-                        old = %self.cfg.daemon.database.display(),
-                        new = %new.daemon.database.display(),
-                        "[daemon] database cannot change while running: the new path takes effect at the next restart"
+                        old = %self.cfg.daemon.database,
+                        new = %new.daemon.database,
+                        "[daemon] database cannot change while running: the new one takes effect at the next restart"
                     );
                     new.daemon.database = self.cfg.daemon.database.clone();
+                }
+                if new.ha != self.cfg.ha {
+                    tracing::warn!(
+                        "[ha] cannot change while running: the new node name or lease takes effect at the next restart"
+                    );
+                    new.ha.clone_from(&self.cfg.ha);
                 }
                 new.static_credentials
                     .clone_from(&self.cfg.static_credentials);
@@ -365,7 +399,7 @@ impl<S: Sweeps> Scheduler<S> {
             if self.next_tick.is_none() {
                 self.next_tick = self.cfg.daemon.schedule.next_after(now, chrono_tz::UTC);
             }
-            if running.is_none() && !shutting_down {
+            if running.is_none() && !shutting_down && self.leading {
                 if let Some(trigger) = self.sweep_now.take() {
                     running = Some(self.spawn_sweep(trigger));
                     continue;
@@ -388,7 +422,13 @@ impl<S: Sweeps> Scheduler<S> {
                 }
             }
             let (target, why) = self.next_wake(now);
-            let nap = (target - now).to_std().unwrap_or_default().min(MAX_NAP);
+            // A standby sweeps nothing: it naps until an event (it is told when it leads).
+            let nap = if self.leading {
+                (target - now).to_std().unwrap_or_default().min(MAX_NAP)
+            } else {
+                self.next_tick = None;
+                MAX_NAP
+            };
             tracing::debug!(next = %target, why = ?why, nap_ms = nap.as_millis() as u64, sweeping = running.is_some(), "scheduler");
             let shutdown_bound = async {
                 match shutdown_deadline {
@@ -426,8 +466,33 @@ impl<S: Sweeps> Scheduler<S> {
                 event = events.recv(), if events_open => match event {
                     Some(Event::Reload) => self.reload().await,
                     Some(Event::DatabaseChanged) => {
-                        tracing::info!("the database changed (an exemption or freeze was added or lifted); sweeping now");
-                        self.sweep_now = Some(SweepTrigger::DatabaseChanged);
+                        if self.leading {
+                            tracing::info!("the database changed (an exemption or freeze was added or lifted); sweeping now");
+                            self.sweep_now = Some(SweepTrigger::DatabaseChanged);
+                        }
+                    }
+                    Some(Event::Leading(epoch)) => {
+                        if !shutting_down {
+                            let cfg = Arc::clone(&self.cfg);
+                            self.sweeps.lead(&cfg, epoch).await;
+                            self.leading = true;
+                            self.failures = 0;
+                            self.retry_at = None;
+                            // What the last term knew may be stale: decide from a fresh sweep.
+                            self.last_decided = None;
+                            self.sweep_now = Some(SweepTrigger::Takeover);
+                            if let Some(m) = &self.metrics {
+                                m.set_leading(Some(epoch));
+                            }
+                        }
+                    }
+                    Some(Event::Standby) => {
+                        self.leading = false;
+                        self.sweep_now = None;
+                        self.sweeps.step_down();
+                        if let Some(m) = &self.metrics {
+                            m.set_leading(None);
+                        }
                     }
                     Some(Event::Shutdown(signal)) => {
                         if !shutting_down {

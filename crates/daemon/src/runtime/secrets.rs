@@ -66,6 +66,28 @@ pub fn read(path: &Path) -> Result<String, String> {
     })
 }
 
+/// The audit database to open: `[daemon] database`, with the password of
+/// `database_password_file` (its first line, read through systemd credentials first) when the
+/// database is PostgreSQL. Without that file, sqlx reads `PGPASSWORD` (or `~/.pgpass`) as libpq
+/// does. Every command that opens the store opens what this returns.
+pub fn database(cfg: &Config) -> anyhow::Result<stopd_audit::Location> {
+    let location = cfg.daemon.database.clone();
+    match &cfg.daemon.database_password_file {
+        Some(file) if location.is_postgres() => {
+            let text =
+                read(file).map_err(|e| anyhow::anyhow!("[daemon] database_password_file: {e}"))?;
+            let password = text.lines().next().unwrap_or("");
+            anyhow::ensure!(
+                !password.is_empty(),
+                "[daemon] database_password_file: {}: the first line is empty",
+                source(file).display()
+            );
+            Ok(location.with_password(password))
+        }
+        _ => Ok(location),
+    }
+}
+
 /// Secret files that users other than their owner may read (a signing key readable by others
 /// lets them sign digests of a rebuilt log): one warning each, naming the key, path and mode.
 pub fn warnings(cfg: &Config) -> Vec<String> {

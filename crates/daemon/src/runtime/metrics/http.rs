@@ -31,7 +31,7 @@ const MAX_CONNECTIONS: usize = 512;
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    database: std::path::PathBuf,
+    database: stopd_audit::Location,
     cancel: CancellationToken,
 ) {
     let store: Arc<tokio::sync::OnceCell<Store>> = Arc::default();
@@ -77,7 +77,7 @@ async fn answer(
     req: &Request<hyper::body::Incoming>,
     metrics: &Metrics,
     store: &tokio::sync::OnceCell<Store>,
-    database: &std::path::Path,
+    database: &stopd_audit::Location,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
@@ -96,7 +96,7 @@ async fn answer(
     match req.uri().path() {
         "/metrics" => {
             if let Ok(store) = store
-                .get_or_try_init(|| Store::open_read_only(database))
+                .get_or_try_init(|| Store::open_read_only(database.clone()))
                 .await
             {
                 metrics.refresh(store).await;

@@ -122,6 +122,9 @@ struct Health {
     policy: Option<Arc<Policy>>,
     /// Sweeps are stale after this long without a good one.
     stale_after: Duration,
+    /// PostgreSQL: this node's leadership (a standby is healthy while it can reach the
+    /// database; the leader as a lone daemon is).
+    leadership: Option<Arc<crate::runtime::leader::Leadership>>,
 }
 
 /// The daemon's metrics and health.
@@ -158,6 +161,10 @@ pub struct Metrics {
     place_last_success: Family<PlaceLabels, Gauge<f64, AtomicU64>>,
     /// `stopd_account_stops_total{account,region,outcome}`.
     place_stops: Family<PlaceOutcomeLabels, Counter>,
+    /// `stopd_leader`: 1 on the leader, 0 on a standby (registered on PostgreSQL only).
+    leader: Gauge,
+    /// `stopd_leader_epoch`: the lease's epoch as this node last saw it.
+    leader_epoch: Gauge,
     /// For `/healthz`.
     health: Mutex<Health>,
     /// Now, the scheduler's clock.
@@ -274,7 +281,10 @@ impl Metrics {
             place_sweeps,
             place_last_success,
             place_stops,
+            leader: Gauge::default(),
+            leader_epoch: Gauge::default(),
             health: Mutex::new(Health {
+                leadership: None,
                 last_success: None,
                 policy: Some(Arc::clone(policy)),
                 stale_after: daemon.stale_after(now),
@@ -283,6 +293,32 @@ impl Metrics {
         };
         m.start_at_zero(policy);
         m
+    }
+
+    /// On PostgreSQL: `stopd_leader` and `stopd_leader_epoch`, and `/healthz` judged by this
+    /// node's role (before the metrics are shared).
+    #[must_use]
+    pub fn with_leadership(mut self, leadership: Arc<crate::runtime::leader::Leadership>) -> Self {
+        self.registry.register(
+            "stopd_leader",
+            "1 on the node that leads (holds the lease), 0 on a standby",
+            self.leader.clone(),
+        );
+        self.registry.register(
+            "stopd_leader_epoch",
+            "The leader's lease epoch, as this node last saw it",
+            self.leader_epoch.clone(),
+        );
+        self.health().leadership = Some(leadership);
+        self
+    }
+
+    /// Told when this node takes the lease (`Some(epoch)`) or loses it.
+    pub fn set_leading(&self, epoch: Option<i64>) {
+        self.leader.set(i64::from(epoch.is_some()));
+        if let Some(e) = epoch {
+            self.leader_epoch.set(e);
+        }
     }
 
     /// Creates every series of a closed label vocabulary at 0 (the policy's rules by every
@@ -441,6 +477,20 @@ impl Metrics {
         if h.policy.is_none() {
             return Err("no policy loaded".into());
         }
+        if let Some(l) = &h.leadership {
+            let seen = l.seen();
+            if let Some(e) = &seen.database_error {
+                return Err(format!("the audit database cannot be reached: {e}"));
+            }
+            if seen.leading.is_none() {
+                return Ok(match &seen.leader {
+                    Some(leader) => {
+                        format!("ok: standby; {leader} leads (epoch {})", seen.epoch)
+                    }
+                    None => "ok: standby; no node leads yet (taking the lease)".into(),
+                });
+            }
+        }
         let limit = humantime::format_duration(h.stale_after);
         match h.last_success {
             None => Err(format!("no successful sweep yet (stale after {limit})")),
@@ -461,6 +511,12 @@ impl Metrics {
     /// Reads what lives in the audit database (exemptions, escalations, ad-hoc freezes).
     pub(super) async fn refresh(&self, store: &Store) {
         let now = self.clock.now();
+        let leadership = self.health().leadership.clone();
+        if let Some(l) = leadership {
+            let seen = l.seen();
+            self.leader.set(i64::from(seen.leading.is_some()));
+            self.leader_epoch.set(seen.epoch);
+        }
         let policy = self.health().policy.clone();
         match crate::runtime::status::database_gauges(store, policy.as_deref(), now).await {
             Ok(g) => {

@@ -272,7 +272,7 @@ async fn the_listener_serves_metrics_and_healthz() {
     tokio::spawn(serve(
         listener,
         Arc::clone(&m),
-        dir.path().join("none.db"),
+        dir.path().join("none.db").into(),
         cancel.clone(),
     ));
     let get = |path: &'static str| async move {
@@ -319,7 +319,7 @@ async fn healthz_answers_beside_hundreds_of_idle_connections() {
     tokio::spawn(serve(
         listener,
         Arc::clone(&m),
-        dir.path().join("none.db"),
+        dir.path().join("none.db").into(),
         cancel.clone(),
     ));
     let mut idle = Vec::new();

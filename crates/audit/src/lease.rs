@@ -1,0 +1,243 @@
+//! Leadership by lease, on PostgreSQL (DESIGN.md, "High availability (PostgreSQL)").
+//!
+//! One row (`leader_lease`): the node that leads, its epoch, and when its lease ends, by the
+//! database's clock (`now()`), so nodes with skewed clocks agree on who leads. A standby takes it
+//! over only once it has expired, with epoch + 1 ([`Store::acquire_lease`]); the leader renews
+//! it ([`Store::renew_lease`]) and gives it up when it stops cleanly ([`Store::release_lease`]).
+//! Each of these is one statement: the row lock PostgreSQL takes for the UPDATE serializes a
+//! renewal against a takeover.
+//!
+//! **Fencing.** A store told it leads ([`Store::set_fence`] with [`Fence::Leader`]) writes every
+//! stop intent, stop outcome and gate action in a transaction that first reads the lease row
+//! `FOR SHARE` and checks holder and epoch (`writer::group_commit_pg`): a takeover's UPDATE
+//! waits for that transaction, and once it has committed, the old leader's next write fails.
+//! The intent precedes the call, so a leader that was paused or cut off while another took over
+//! cannot record an intent, and never calls AWS. [`Fence::Standby`] refuses those writes without
+//! asking the database. No session-level advisory lock is involved: a pooled connection that is
+//! recycled takes nothing with it.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+
+use crate::{Backend, Store};
+
+/// Who may write fenced records (stop intents and outcomes, gate actions) through a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Fence {
+    /// Anyone: SQLite (one host, one process), and the commands (`stopd stop`, a person's act).
+    #[default]
+    Off,
+    /// The leader of `epoch`: each fenced transaction checks that the lease row still says so.
+    Leader {
+        /// This node.
+        node: String,
+        /// Its epoch.
+        epoch: i64,
+    },
+    /// Nobody: a node that does not lead (or has just stepped down).
+    Standby,
+}
+
+/// The fence a store and its writer share.
+pub(crate) type FenceCell = Arc<RwLock<Fence>>;
+
+/// The lease row as read, with the database's clock at the read.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Lease {
+    /// The node that holds (or last held) it.
+    pub holder: String,
+    /// Its epoch: 1 for the first leader, one more at each takeover.
+    pub epoch: i64,
+    /// The holder's process id (on its own host).
+    pub pid: i64,
+    /// When the holder took it (ms since the epoch, the database's clock).
+    pub acquired_ms: i64,
+    /// When it ends unless renewed (ms since the epoch, the database's clock).
+    pub expires_ms: i64,
+    /// The database's clock when this was read (ms since the epoch).
+    pub now_ms: i64,
+}
+
+impl Lease {
+    /// Whether a leader holds it now (by the database's clock).
+    pub fn held(&self) -> bool {
+        self.expires_ms > self.now_ms
+    }
+
+    /// When it ends unless renewed.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.expires_ms).unwrap_or_default()
+    }
+
+    /// When the holder took it.
+    pub fn acquired_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.acquired_ms).unwrap_or_default()
+    }
+}
+
+/// The lease row's columns as [`Lease`] reads them.
+const LEASE_COLUMNS: &str = "holder, epoch, pid, \
+    (extract(epoch FROM acquired_at) * 1000)::bigint AS acquired_ms, \
+    (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms, \
+    (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms";
+
+/// Whether a write of `table` is fenced (DESIGN.md: every intent, gate action and outcome).
+pub(crate) fn fenced(table: &str) -> bool {
+    matches!(table, "stops" | "stop_outcomes" | "gates" | "gate_outcomes")
+}
+
+/// Checks the fence inside a PostgreSQL write transaction (before its first fenced write):
+/// `Ok` when writing is allowed.
+pub(crate) async fn check_pg(conn: &mut sqlx::PgConnection, fence: &Fence) -> Result<()> {
+    match fence {
+        Fence::Off => Ok(()),
+        Fence::Standby => bail!(
+            "fenced: this node does not lead, so it records no stop or gate action (the leader does)"
+        ),
+        Fence::Leader { node, epoch } => {
+            let held: Option<i64> = sqlx::query_scalar(
+                "SELECT epoch FROM leader_lease WHERE id = 1 AND holder = $1 AND epoch = $2 FOR SHARE",
+            )
+            .bind(node)
+            .bind(epoch)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if held.is_none() {
+                bail!(
+                    "fenced: node {node:?} no longer holds the lease of epoch {epoch} (another node took over)"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+impl Store {
+    /// The PostgreSQL pool, or why leadership needs one.
+    fn lease_pool(&self) -> Result<&sqlx::PgPool> {
+        match self.backend() {
+            Backend::Postgres(pool) => Ok(pool),
+            Backend::Sqlite(_) => {
+                bail!("leadership by lease needs a PostgreSQL audit database (SQLite: one host)")
+            }
+        }
+    }
+
+    /// Sets who may write fenced records through this store (and its writer).
+    pub fn set_fence(&self, fence: Fence) {
+        *self
+            .fence
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fence;
+    }
+
+    /// The fence in force.
+    pub fn fence(&self) -> Fence {
+        self.fence
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the lease for `node` for `lease`, if nobody holds it (never held, or expired by the
+    /// database's clock): `Some(epoch)`, the new epoch. `None`: another node holds it.
+    pub async fn acquire_lease(
+        &self,
+        node: &str,
+        pid: u32,
+        lease: Duration,
+    ) -> Result<Option<i64>> {
+        let pool = self.lease_pool()?;
+        sqlx::query_scalar(
+            "INSERT INTO leader_lease AS l (id, holder, epoch, pid, acquired_at, renewed_at, expires_at) \
+             VALUES (1, $1, 1, $2, clock_timestamp(), clock_timestamp(), \
+                     clock_timestamp() + $3::float8 * interval '1 millisecond') \
+             ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, epoch = l.epoch + 1, \
+                 pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at, \
+                 renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at \
+             WHERE l.expires_at <= clock_timestamp() \
+             RETURNING epoch",
+        )
+        .bind(node)
+        .bind(i64::from(pid))
+        .bind(millis(lease))
+        .fetch_optional(pool)
+        .await
+        .context("cannot take the leader's lease")
+    }
+
+    /// Renews the lease of `node` at `epoch` for `lease` from now (the database's clock):
+    /// `true` when renewed, `false` when the lease is no longer this node's at this epoch.
+    pub async fn renew_lease(&self, node: &str, epoch: i64, lease: Duration) -> Result<bool> {
+        let pool = self.lease_pool()?;
+        let renewed = sqlx::query(
+            "UPDATE leader_lease SET renewed_at = clock_timestamp(), \
+                 expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
+             WHERE id = 1 AND holder = $1 AND epoch = $2",
+        )
+        .bind(node)
+        .bind(epoch)
+        .bind(millis(lease))
+        .execute(pool)
+        .await
+        .context("cannot renew the leader's lease")?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Gives up the lease of `node` at `epoch` (a clean stop): it expires now, and a standby
+    /// takes over at its next look instead of after the lease.
+    pub async fn release_lease(&self, node: &str, epoch: i64) -> Result<()> {
+        let pool = self.lease_pool()?;
+        sqlx::query(
+            "UPDATE leader_lease SET expires_at = clock_timestamp() \
+             WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()",
+        )
+        .bind(node)
+        .bind(epoch)
+        .execute(pool)
+        .await
+        .context("cannot give up the leader's lease")?;
+        Ok(())
+    }
+
+    /// The lease row (`None`: nobody ever led, or the database is SQLite).
+    pub async fn lease(&self) -> Result<Option<Lease>> {
+        let Backend::Postgres(pool) = self.backend() else {
+            return Ok(None);
+        };
+        sqlx::query_as(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leader_lease WHERE id = 1"
+        ))
+        .fetch_optional(pool)
+        .await
+        .context("cannot read the leader's lease")
+    }
+}
+
+/// A duration in whole milliseconds, as the SQL above multiplies an interval by.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+// Until the lifecycle events of leadership land (branch audit-ha): log only.
+impl Store {
+    /// Records that this node took the lease at `epoch`.
+    pub async fn record_leader_acquired(&self, _at: DateTime<Utc>, epoch: i64) -> Result<()> {
+        tracing::debug!(epoch, "leader_acquired (not recorded yet)");
+        Ok(())
+    }
+
+    /// Records that this node lost the lease of `epoch`, and why.
+    pub async fn record_leader_lost(
+        &self,
+        _at: DateTime<Utc>,
+        epoch: i64,
+        reason: &str,
+    ) -> Result<()> {
+        tracing::debug!(epoch, reason, "leader_lost (not recorded yet)");
+        Ok(())
+    }
+}

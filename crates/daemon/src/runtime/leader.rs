@@ -1,0 +1,368 @@
+//! Leadership on PostgreSQL (DESIGN.md, "High availability (PostgreSQL)"): which of the
+//! `stopd run` sharing one database sweeps, gates, escalates and delivers notifications.
+//!
+//! The campaign ([`spawn`]) is one task per node. Every lease/3 a standby tries to take the
+//! lease (the database grants it only once it has expired: [`Store::acquire_lease`]); the leader
+//! renews it. A leader keeps its own deadline by tokio's monotonic clock: the instant it sent
+//! its last good renewal, plus the lease, minus a margin. The database sets the lease's end from
+//! its own clock when the renewal reaches it, later than the send, so the deadline passes before
+//! any standby can take over. When the deadline passes without a renewal (the database is
+//! unreachable or slow), or a renewal finds the lease taken, the node steps down at once: the
+//! store is fenced ([`Fence::Standby`]: no intent, outcome or gate action is written), and the
+//! scheduler is told ([`Event::Standby`]) so that it starts no sweep and cuts in-flight calls
+//! short. A standby that takes over fences the store to its new epoch, records
+//! `leader_acquired`, and tells the scheduler ([`Event::Leading`]), which reconciles what
+//! earlier epochs left pending and sweeps at once.
+//!
+//! The state a node shows (`/metrics`, `/healthz`, the `STATUS=` line) is [`Seen`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use stopd_audit::Store;
+use stopd_audit::lease::Fence;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::HaSettings;
+use crate::runtime::scheduler::{Event, notify};
+
+/// What this node knows about leadership, as of its last look at the lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// This node's epoch while it leads.
+    pub leading: Option<i64>,
+    /// The epoch of the lease as last read (this node's or another's).
+    pub epoch: i64,
+    /// The node that holds the lease, if one does.
+    pub leader: Option<String>,
+    /// When the lease ends unless renewed, as last read.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Why the database could not be asked, while it cannot.
+    pub database_error: Option<String>,
+}
+
+/// This node's leadership, shared by the campaign, the scheduler's sweeps and `/metrics`.
+#[derive(Debug)]
+pub struct Leadership {
+    /// This node.
+    pub node: String,
+    /// The lease.
+    pub lease: Duration,
+    seen: Mutex<Seen>,
+    /// While leading: no call may start after this instant unless the lease was renewed.
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Leadership {
+    /// A standby named `ha.node`.
+    pub fn new(ha: &HaSettings) -> Arc<Leadership> {
+        Arc::new(Leadership {
+            node: ha.node.clone(),
+            lease: ha.lease,
+            seen: Mutex::default(),
+            deadline: Mutex::default(),
+        })
+    }
+
+    /// What this node knows now.
+    pub fn seen(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Seen)) {
+        f(&mut self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    fn set_deadline(&self, at: Option<Instant>) {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether this node may start a call now: it leads and its lease has not run out by its
+    /// own clock.
+    pub fn may_call(&self) -> bool {
+        self.seen().leading.is_some() && self.deadline().is_some_and(|d| Instant::now() < d)
+    }
+
+    /// The margin the leader keeps below its lease: a tenth of it, at least half a second.
+    pub fn margin(&self) -> Duration {
+        (self.lease / 10).max(Duration::from_millis(500))
+    }
+}
+
+/// Starts the campaign of `me` on `store` until `stop` fires. The scheduler hears each change
+/// of role on `events`.
+pub fn spawn(
+    store: Store,
+    me: Arc<Leadership>,
+    events: mpsc::UnboundedSender<Event>,
+    clock: SharedClock,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = me.lease / 3;
+        let pid = std::process::id();
+        loop {
+            let next = match me.seen().leading {
+                None => {
+                    stand_by(&store, &me, pid, &events, &clock).await;
+                    Instant::now() + every
+                }
+                Some(epoch) => {
+                    renew(&store, &me, epoch, &events, &clock).await;
+                    // A failed renewal is tried again soon, before the deadline passes.
+                    let soon = match me.seen().database_error {
+                        Some(_) => Instant::now() + every.min(Duration::from_millis(500)),
+                        None => Instant::now() + every,
+                    };
+                    match me.deadline() {
+                        Some(d) if me.seen().leading.is_some() => soon.min(d),
+                        _ => soon,
+                    }
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until(next) => {}
+            }
+        }
+    })
+}
+
+/// A standby's look at the lease: takes it if it has expired.
+async fn stand_by(
+    store: &Store,
+    me: &Leadership,
+    pid: u32,
+    events: &mpsc::UnboundedSender<Event>,
+    clock: &SharedClock,
+) {
+    let sent = Instant::now();
+    match store.acquire_lease(&me.node, pid, me.lease).await {
+        Ok(Some(epoch)) => {
+            became_leader(store, me, epoch, sent, clock).await;
+            let _ = events.send(Event::Leading(epoch));
+        }
+        Ok(None) => {
+            let was_down = me.seen().database_error.is_some();
+            read_lease(store, me).await;
+            let s = me.seen();
+            if was_down && s.database_error.is_none() {
+                tracing::info!(node = %me.node, "the audit database answers again");
+            }
+            if let Some(leader) = &s.leader {
+                notify(&[sd_notify::NotifyState::Status(&format!(
+                    "standby: {leader} leads (epoch {})",
+                    s.epoch
+                ))]);
+            }
+        }
+        Err(e) => database_lost(me, &e),
+    }
+}
+
+/// This node took the lease at `epoch` (asked at `sent`): fenced to its epoch, its deadline
+/// set, `leader_acquired` recorded.
+async fn became_leader(
+    store: &Store,
+    me: &Leadership,
+    epoch: i64,
+    sent: Instant,
+    clock: &SharedClock,
+) {
+    me.set_deadline(Some(sent + me.lease - me.margin()));
+    store.set_fence(Fence::Leader {
+        node: me.node.clone(),
+        epoch,
+    });
+    me.update(|s| {
+        s.leading = Some(epoch);
+        s.epoch = epoch;
+        s.leader = Some(me.node.clone());
+        s.database_error = None;
+    });
+    read_lease(store, me).await;
+    tracing::info!(node = %me.node, epoch, "this node leads now: sweeping at once");
+    notify(&[sd_notify::NotifyState::Status(&format!(
+        "leader (epoch {epoch}); sweeping"
+    ))]);
+    if let Err(e) = store.record_leader_acquired(clock.now(), epoch).await {
+        tracing::error!(error = %format!("{e:#}"), "cannot record leader_acquired in the audit log");
+    }
+}
+
+/// Takes the lease now or says who holds it (`run --once`: it sweeps only as the leader).
+pub async fn take(store: &Store, me: &Leadership, clock: &SharedClock) -> anyhow::Result<i64> {
+    let sent = Instant::now();
+    if let Some(epoch) = store
+        .acquire_lease(&me.node, std::process::id(), me.lease)
+        .await?
+    {
+        became_leader(store, me, epoch, sent, clock).await;
+        return Ok(epoch);
+    }
+    let holder = store.lease().await?.map_or_else(
+        || "another node".to_owned(),
+        |l| {
+            format!(
+                "node {:?} (epoch {}, its lease ends {})",
+                l.holder,
+                l.epoch,
+                stopd_audit::ts(l.expires_at())
+            )
+        },
+    );
+    anyhow::bail!(
+        "{holder} leads on this database: `run --once` sweeps only as the leader (the leader sweeps on its schedule; stop it first to sweep from here)"
+    )
+}
+
+/// Reads the lease into what this node shows.
+async fn read_lease(store: &Store, me: &Leadership) {
+    match store.lease().await {
+        Ok(lease) => me.update(|s| {
+            s.database_error = None;
+            if let Some(l) = lease {
+                s.epoch = l.epoch;
+                s.leader = l.held().then(|| l.holder.clone());
+                s.lease_expires_at = Some(l.expires_at());
+            }
+        }),
+        Err(e) => database_lost(me, &e),
+    }
+}
+
+/// The database did not answer: said loudly (ERROR, the `STATUS=` line, `/healthz`) once
+/// when it starts, and again when it answers.
+fn database_lost(me: &Leadership, e: &anyhow::Error) {
+    let text = format!("{e:#}");
+    let first = me.seen().database_error.is_none();
+    me.update(|s| s.database_error = Some(text.clone()));
+    if first {
+        tracing::error!(node = %me.node, error = %text, "the audit database cannot be reached; this node keeps trying");
+    }
+    notify(&[sd_notify::NotifyState::Status(&format!(
+        "FAILING: the audit database cannot be reached: {text}"
+    ))]);
+}
+
+/// The leader's renewal; steps down when the lease is lost or the deadline passes first.
+async fn renew(
+    store: &Store,
+    me: &Leadership,
+    epoch: i64,
+    events: &mpsc::UnboundedSender<Event>,
+    clock: &SharedClock,
+) {
+    let Some(deadline) = me.deadline() else {
+        return step_down(store, me, epoch, "no deadline", events, clock).await;
+    };
+    let sent = Instant::now();
+    match tokio::time::timeout_at(deadline, store.renew_lease(&me.node, epoch, me.lease)).await {
+        Ok(Ok(true)) => {
+            me.set_deadline(Some(sent + me.lease - me.margin()));
+            if me.seen().database_error.is_some() {
+                tracing::info!(node = %me.node, "the audit database answers again");
+            }
+            read_lease(store, me).await;
+        }
+        Ok(Ok(false)) => {
+            step_down(
+                store,
+                me,
+                epoch,
+                "another node took the lease over",
+                events,
+                clock,
+            )
+            .await;
+        }
+        Ok(Err(e)) => {
+            database_lost(me, &e);
+            if Instant::now() >= deadline {
+                let why = "the lease could not be renewed in time";
+                step_down(store, me, epoch, why, events, clock).await;
+            }
+        }
+        Err(_) => {
+            let why = "the lease could not be renewed in time (the database did not answer)";
+            step_down(store, me, epoch, why, events, clock).await;
+        }
+    }
+}
+
+/// Stops leading at once: fenced first (no intent, outcome or gate action can be written), then
+/// the scheduler told; `leader_lost` is recorded if the database answers.
+async fn step_down(
+    store: &Store,
+    me: &Leadership,
+    epoch: i64,
+    why: &str,
+    events: &mpsc::UnboundedSender<Event>,
+    clock: &SharedClock,
+) {
+    store.set_fence(Fence::Standby);
+    me.set_deadline(None);
+    me.update(|s| s.leading = None);
+    tracing::error!(node = %me.node, epoch, reason = why, "this node no longer leads: it starts no call and stands by");
+    notify(&[sd_notify::NotifyState::Status(&format!(
+        "standby: lost the lease of epoch {epoch} ({why})"
+    ))]);
+    let _ = events.send(Event::Standby);
+    let recorded = tokio::time::timeout(
+        me.lease / 3,
+        store.record_leader_lost(clock.now(), epoch, why),
+    )
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record leader_lost in the audit log");
+        }
+        Err(_) => tracing::warn!("cannot record leader_lost in the audit log: no answer"),
+    }
+}
+
+/// Gives up the lease at a clean stop, so a standby takes over at its next look.
+pub async fn release(store: &Store, me: &Leadership, clock: &SharedClock) {
+    let Some(epoch) = me.seen().leading else {
+        return;
+    };
+    store.set_fence(Fence::Standby);
+    me.set_deadline(None);
+    me.update(|s| s.leading = None);
+    if let Err(e) = store
+        .record_leader_lost(clock.now(), epoch, "a clean stop")
+        .await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "cannot record leader_lost in the audit log");
+    }
+    match store.release_lease(&me.node, epoch).await {
+        Ok(()) => {
+            tracing::info!(node = %me.node, epoch, "gave up the lease: a standby takes over at its next look")
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot give up the lease; a standby takes over when it expires")
+        }
+    }
+}
