@@ -241,3 +241,89 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdb::{self, tick};
+    use crate::tests_backends::intent;
+
+    /// The lease on a real PostgreSQL server: one holder at a time, epoch + 1 at each takeover,
+    /// a takeover only after expiry, and a fenced old leader that can no longer record an
+    /// intent (while the new one can, and a standby cannot).
+    #[tokio::test]
+    async fn one_leader_at_a_time_and_the_old_one_fenced_out() {
+        let Some(db) = testdb::postgres().await else {
+            return;
+        };
+        let a = Store::open(db.location()).await.unwrap();
+        let b = Store::open(db.location()).await.unwrap();
+        assert_eq!(a.lease().await.unwrap(), None);
+
+        // A takes it; B cannot while it lasts.
+        let long = Duration::from_secs(60);
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap(), Some(1));
+        assert_eq!(b.acquire_lease("b", 2, long).await.unwrap(), None);
+        let lease = b.lease().await.unwrap().unwrap();
+        assert_eq!((lease.holder.as_str(), lease.epoch, lease.pid), ("a", 1, 1));
+        assert!(lease.held());
+        a.set_fence(Fence::Leader {
+            node: "a".into(),
+            epoch: 1,
+        });
+        a.record_intent(&intent("p", "e1", tick())).await.unwrap();
+
+        // A's lease runs out (renewed for a millisecond); B takes over with epoch 2.
+        assert!(
+            a.renew_lease("a", 1, Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        let mut epoch = None;
+        for _ in 0..100 {
+            epoch = b.acquire_lease("b", 2, long).await.unwrap();
+            if epoch.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(epoch, Some(2));
+        b.set_fence(Fence::Leader {
+            node: "b".into(),
+            epoch: 2,
+        });
+
+        // A wakes: it can neither renew nor record an intent (so it never calls AWS).
+        assert!(!a.renew_lease("a", 1, long).await.unwrap());
+        let refused = a.record_intent(&intent("p", "e2", tick())).await;
+        let e = format!("{:#}", refused.unwrap_err());
+        assert!(e.contains("fenced"), "{e}");
+        b.record_intent(&intent("p", "e2", tick())).await.unwrap();
+        // A standby's store refuses without asking.
+        a.set_fence(Fence::Standby);
+        assert!(a.record_intent(&intent("p", "e3", tick())).await.is_err());
+        // The intent A could not write is not in the log; the chain is intact.
+        let report = b.report(&crate::ReportFilter::default()).await.unwrap();
+        let ids: Vec<&str> = report.iter().map(|r| r.execution_id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(!ids.contains(&"e3"));
+        assert!(b.verify().await.unwrap().problems.is_empty());
+
+        // A clean stop gives the lease up: the next standby takes it at once.
+        b.release_lease("b", 2).await.unwrap();
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap(), Some(3));
+    }
+
+    /// SQLite has no lease: leadership is refused with a clear error, and reading it is `None`.
+    #[tokio::test]
+    async fn sqlite_has_no_lease() {
+        let db = testdb::sqlite();
+        let s = Store::open(db.location()).await.unwrap();
+        assert_eq!(s.lease().await.unwrap(), None);
+        let e = s
+            .acquire_lease("a", 1, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("needs a PostgreSQL"), "{e:#}");
+    }
+}

@@ -18,6 +18,7 @@ mod credentials;
 mod daemon;
 mod disk_full;
 mod gates;
+mod ha;
 mod house;
 mod iam;
 mod ics;

@@ -1,0 +1,340 @@
+//! High availability on PostgreSQL, with real processes: two `stopd run` against the emulator
+//! and one database; the leader killed (-9) and paused (SIGSTOP/SIGCONT). What is asserted is
+//! the outcome (one leader, every execution in the freeze stopped exactly once, no call without
+//! its intent, the chain intact), never a latency: failover time is a benchmark
+//! (BENCHMARKS.md).
+//!
+//! The server is `STOPD_TEST_POSTGRES` (`.ci/run` starts one and sets it); each test makes a
+//! database of its own. In CI (`CI` set) a test that cannot reach it fails; elsewhere, without
+//! the variable, it is skipped with a note.
+
+use std::collections::HashMap;
+use std::process::Child;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use sqlx::Connection;
+
+use crate::common::{Env, assert_ok, fleet, rfc, signal, text, wait_exit, wait_for};
+
+/// A PostgreSQL database of this test's own, dropped at the end: its URL without a password
+/// (the password goes through `database_password_file`, as in production).
+struct Pg {
+    server: String,
+    name: String,
+    url: String,
+    password: String,
+}
+
+impl Pg {
+    async fn new() -> Option<Pg> {
+        let Ok(server) = std::env::var("STOPD_TEST_POSTGRES") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but STOPD_TEST_POSTGRES is not: the HA tests need PostgreSQL"
+            );
+            eprintln!("skipped: STOPD_TEST_POSTGRES is not set (no PostgreSQL server to test on)");
+            return None;
+        };
+        let mut conn = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server: {e}"));
+        let name = format!("stopd_ha_{}_{}", std::process::id(), rand_suffix());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(&server).unwrap();
+        let password = url.password().unwrap_or_default().to_owned();
+        url.set_password(None).unwrap();
+        url.set_path(&format!("/{name}"));
+        Some(Pg {
+            server,
+            name,
+            url: url.into(),
+            password,
+        })
+    }
+
+    async fn drop_database(&self) {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.server).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish() % 1_000_000
+}
+
+/// Writes the policy of node `node` (`stopd-NODE.toml`): the shared database, a 2 s lease,
+/// a sweep every 2 s (a paused leader wakes with a sweep overdue, and tries it), and a freeze
+/// in force now on every pipeline.
+fn write_node_config(env: &Env, pg: &Pg, node: &str) -> std::path::PathBuf {
+    let secret = env.dir.path().join("db-password");
+    std::fs::write(&secret, format!("{}\n", pg.password)).unwrap();
+    let now = Utc::now();
+    let text = format!(
+        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n\n\
+         [daemon]\ndatabase = \"{url}\"\ndatabase_password_file = \"{secret}\"\nschedule = \"*/2 * * * * *\"\n\n\
+         [ha]\nnode = \"{node}\"\nlease = \"2s\"\n\n\
+         [[freeze]]\nname = \"release\"\nstart = \"{start}\"\nend = \"{end}\"\nmode = \"abandon\"\n",
+        endpoint = env.server.endpoint_url(),
+        url = pg.url,
+        secret = secret.display(),
+        start = rfc(now - chrono::Duration::hours(1)),
+        end = rfc(now + chrono::Duration::hours(2)),
+    );
+    let path = env.dir.path().join(format!("stopd-{node}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn_node(env: &Env, config: &std::path::Path) -> Child {
+    env.command(&["run"])
+        .env("STOPD_CONFIG", config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("stopd starts")
+}
+
+async fn status(env: &Env, config: &std::path::Path) -> Value {
+    let mut c = env.command(&["status", "--format", "json"]);
+    c.env("STOPD_CONFIG", config);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    // Before the first node has migrated the database, status says it holds no audit log
+    // (and prints no JSON): read as null, and asked again.
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Waits until `config`'s status names `leader` as the node holding the lease.
+async fn wait_for_leader(env: &Env, config: &std::path::Path, leader: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(env, config).await;
+        if s["ha"]["leader"] == leader {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{leader} never led: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// StopPipelineExecution calls per execution id.
+fn stop_calls(env: &Env) -> HashMap<String, usize> {
+    let mut calls = HashMap::new();
+    for c in env.emulator.calls() {
+        if c.operation == "StopPipelineExecution"
+            && let Some(id) = c.execution_id
+        {
+            *calls.entry(id).or_default() += 1;
+        }
+    }
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_enforce_as_one_through_a_kill_and_a_pause() {
+    let Some(pg) = Pg::new().await else { return };
+    let env = Env::new(&fleet(&[
+        ("prod-web", "prod"),
+        ("prod-api", "prod"),
+        ("prod-db", "prod"),
+    ]))
+    .await;
+    let a = write_node_config(&env, &pg, "a");
+    let b = write_node_config(&env, &pg, "b");
+
+    // A starts first and leads (epoch 1); it stops the three executions in the freeze.
+    let node_a = spawn_node(&env, &a);
+    let s = wait_for_leader(&env, &a, "a").await;
+    assert_eq!(s["ha"]["role"], "leader", "{s}");
+    assert_eq!(s["ha"]["epoch"], 1, "{s}");
+    assert!(wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 3).await);
+
+    // B stands by: the status of B's configuration says so, and names A.
+    let node_b = spawn_node(&env, &b);
+    let s = status(&env, &b).await;
+    assert_eq!(s["ha"]["node"], "b", "{s}");
+    assert_eq!(s["ha"]["role"], "standby", "{s}");
+    assert_eq!(s["ha"]["leader"], "a", "{s}");
+
+    // A dies (kill -9: no clean stop, its lease left to expire). B takes over and stops what
+    // started meanwhile.
+    signal(&node_a, "KILL");
+    let _ = wait_exit(node_a, Duration::from_secs(10)).await;
+    env.emulator.start_execution("prod-web").unwrap();
+    env.emulator.start_execution("prod-api").unwrap();
+    let s = wait_for_leader(&env, &b, "b").await;
+    assert_eq!(s["ha"]["role"], "leader", "{s}");
+    assert_eq!(s["ha"]["epoch"], 2, "{s}");
+    assert!(
+        wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 5).await,
+        "{:?}",
+        stop_calls(&env)
+    );
+
+    // B is paused (a frozen VM): its lease expires, A comes back and takes over (epoch 3),
+    // and stops what started meanwhile. When B wakes it must not record or call anything.
+    signal(&node_b, "STOP");
+    let node_a = spawn_node(&env, &a);
+    let s = wait_for_leader(&env, &a, "a").await;
+    assert_eq!(s["ha"]["epoch"], 3, "{s}");
+    env.emulator.start_execution("prod-db").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 6).await,
+        "{:?}",
+        stop_calls(&env)
+    );
+    env.emulator.start_execution("prod-web").unwrap();
+    signal(&node_b, "CONT");
+    // The new execution is stopped once, by A (B's intent would be fenced out).
+    assert!(
+        wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 7).await,
+        "{:?}",
+        stop_calls(&env)
+    );
+    // B has woken, found its lease taken and stood by: A still leads.
+    let s = wait_for_leader(&env, &b, "a").await;
+    assert_eq!(s["ha"]["role"], "standby", "{s}");
+
+    let mut logs = Vec::new();
+    for node in [node_a, node_b] {
+        signal(&node, "TERM");
+        let out = wait_exit(node, Duration::from_secs(30)).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        logs.push(text(&out.stderr));
+    }
+    // B said, loudly, that it no longer led once it woke.
+    assert!(logs[1].contains("this node no longer leads"), "{}", logs[1]);
+
+    // Nothing doubled, nothing lost: one call per execution, each with exactly one intent and
+    // one outcome in the log.
+    let calls = stop_calls(&env);
+    assert!(calls.values().all(|&n| n == 1), "{calls:?}");
+    let mut c = env.command(&["report", "--format", "json"]);
+    c.env("STOPD_CONFIG", &a);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_ok(&out);
+    let report: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut recorded: HashMap<String, usize> = HashMap::new();
+    for r in &report {
+        assert_eq!(r["outcome"], "stopped", "{r}");
+        *recorded
+            .entry(r["execution_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(recorded.len(), 7, "{report:?}");
+    assert!(recorded.values().all(|&n| n == 1), "{recorded:?}");
+    assert!(calls.keys().all(|id| recorded.contains_key(id)));
+    let mut c = env.command(&["verify"]);
+    c.env("STOPD_CONFIG", &a);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_ok(&out);
+    pg.drop_database().await;
+}
+
+/// `run --once` on PostgreSQL sweeps only as the leader: beside a running leader it refuses
+/// (exit 1, naming the leader) and calls nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_refuses_beside_a_leader() {
+    let Some(pg) = Pg::new().await else { return };
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let a = write_node_config(&env, &pg, "a");
+    let b = write_node_config(&env, &pg, "b");
+    let node_a = spawn_node(&env, &a);
+    wait_for_leader(&env, &a, "a").await;
+    assert!(wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 1).await);
+    let mut c = env.command(&["run", "--once"]);
+    c.env("STOPD_CONFIG", &b);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("\"a\" (epoch 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    signal(&node_a, "TERM");
+    let out = wait_exit(node_a, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A gave up its lease when it stopped: `run --once` now leads for its sweep (epoch 2).
+    let mut c = env.command(&["run", "--once"]);
+    c.env("STOPD_CONFIG", &b);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_ok(&out);
+    let s = status(&env, &b).await;
+    assert_eq!(s["ha"]["epoch"], 2, "{s}");
+    assert_eq!(s["ha"]["leader"], Value::Null, "released at the end: {s}");
+    pg.drop_database().await;
+}
+
+/// `[ha]` with SQLite, and a PostgreSQL URL that does not parse, are configuration errors
+/// (78) naming the table or key; a database that cannot be reached at start is exit 1 naming
+/// host and port.
+#[tokio::test]
+async fn ha_configuration_errors_and_an_unreachable_database() {
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    env.write_config("", "[ha]\nnode = \"a\"\n");
+    let out = env.stopd(&["check"]).await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[ha] needs a PostgreSQL"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let path = env.config_path();
+    std::fs::write(
+        &path,
+        "[daemon]\ndatabase = \"postgres://stopd@db.internal:notaport/stopd\"\n",
+    )
+    .unwrap();
+    let out = env.stopd(&["check"]).await;
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("daemon.database"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(
+        &path,
+        format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[daemon]\ndatabase = \"postgres://stopd@127.0.0.1:1/stopd\"\n[ha]\nlease = \"2s\"\n",
+            env.server.endpoint_url()
+        ),
+    )
+    .unwrap();
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach the audit database at 127.0.0.1:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.stop_calls(), 0);
+}
