@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime
 
@@ -45,6 +46,30 @@ def span_s(text):
     if not m:
         sys.exit(f"bad span {text!r}: use e.g. 25ms or 1s")
     return float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+
+
+class Db:
+    """The few reads the harness makes of the audit log, on SQLite (a path) or PostgreSQL (a URL)."""
+
+    def __init__(self, where):
+        self.where = where
+        self.sqlite = None if where.startswith("postgres") else sqlite3.connect(where)
+
+    def execute(self, sql):
+        if self.sqlite is not None:
+            return self.sqlite.execute(sql)
+        out = subprocess.run(["psql", self.where, "-qtAF", "\t", "-c", sql], check=True, capture_output=True, text=True).stdout
+        return Rows([tuple(line.split("\t")) for line in out.splitlines() if line])
+
+    def close(self):
+        if self.sqlite is not None:
+            self.sqlite.close()
+
+
+class Rows(list):
+    def fetchone(self):
+        row = self[0] if self else (None,)
+        return tuple(int(v) if v.isdigit() else (v or None) for v in row)
 
 
 def admin(url, method, path, body=None):
@@ -215,7 +240,19 @@ def main():
                     help="the daemon's schedule (--enforcement/--idle); default: never during the run")
     ap.add_argument("--idle-seconds", type=float, default=10, help="how long --idle watches the daemon")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
+    ap.add_argument("--postgres", metavar="URL", default=None,
+                    help="keep stopd's audit log on PostgreSQL: a fresh database per run on this server "
+                         "(a role that may create databases), instead of a SQLite file")
     args = ap.parse_args()
+
+    def new_db(tmp, stem):
+        """A fresh audit database: a SQLite path, or (--postgres) a new PostgreSQL database's URL."""
+        if not args.postgres:
+            return os.path.join(tmp, f"{stem}-{time.time_ns()}.db")
+        name = f"stopd_bench_{os.getpid()}_{time.time_ns()}"
+        subprocess.run(["psql", args.postgres, "-qtAc", f"CREATE DATABASE {name}"], check=True, stdout=subprocess.DEVNULL)
+        parsed = urllib.parse.urlparse(args.postgres)
+        return urllib.parse.urlunparse(parsed._replace(path=f"/{name}"))
 
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "stopd", "-p", "stopd-emulator"], cwd=ROOT, check=True)
@@ -234,7 +271,7 @@ def main():
             if who == "stopd":
                 cfg = os.path.join(tmp, "stopd.toml")
                 with open(cfg, "w") as f:
-                    f.write(stopd_config(url, os.path.join(tmp, f"audit-{time.time_ns()}.db"), extra=args.daemon_setting))
+                    f.write(stopd_config(url, new_db(tmp, "audit"), extra=args.daemon_setting))
                 wall, out, err, rc, rss, cpu = measured([STOPD, "run", "--once"], stopd_env(cfg))
                 if rc != 0:
                     sys.exit(f"stopd exited {rc}: {err}")
@@ -299,7 +336,7 @@ def main():
                 hook = Receiver()
                 tail += f'\n[[notify]]\nname = "bench"\nurl = "{hook.url}"\nformat = "json"\nevents = ["stopped", "failed"]\n'
             with open(cfg, "w") as f:
-                dbpath = os.path.join(tmp, f"daemon-{time.time_ns()}.db")
+                dbpath = new_db(tmp, "daemon")
                 f.write(stopd_config(url, dbpath, start=start_s, extra=args.daemon_setting,
                                      end=end_s if args.gate else None, gate=args.gate,
                                      schedule=args.schedule, tail=tail))
@@ -335,7 +372,7 @@ def main():
                         at = [c["wall_ms"] for c in after if c["operation"] == op]
                         if at:
                             print(f"  {op}: {len(at)} calls, first {rel(min(at))}, last {rel(max(at))}")
-                    db = sqlite3.connect(dbpath)
+                    db = Db(dbpath)
                     # The emulator has answered every stop; wait for the log to have every outcome.
                     deadline = time.time() + 30
                     while (db.execute("SELECT COUNT(*) FROM stop_outcomes").fetchone()[0] < want
@@ -349,7 +386,7 @@ def main():
                           + ("; webhook configured" if hook else "; no webhook"))
                     if hook:
                         # Every outcome's notification, once, in the order the log recorded them.
-                        db = sqlite3.connect(dbpath)
+                        db = Db(dbpath)
                         order = [r[0] for r in db.execute(
                             "SELECT s.execution_id FROM stop_outcomes o JOIN stops s ON s.id = o.stop_id "
                             "WHERE o.outcome != 'dry_run' ORDER BY o.at, o.stop_id")]

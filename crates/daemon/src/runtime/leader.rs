@@ -102,12 +102,6 @@ impl Leadership {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether this node may start a call now: it leads and its lease has not run out by its
-    /// own clock.
-    pub fn may_call(&self) -> bool {
-        self.seen().leading.is_some() && self.deadline().is_some_and(|d| Instant::now() < d)
-    }
-
     /// The margin the leader keeps below its lease: a tenth of it, at least half a second.
     pub fn margin(&self) -> Duration {
         (self.lease / 10).max(Duration::from_millis(500))
