@@ -35,6 +35,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
+pub mod copy;
 pub mod coverage;
 pub mod digest;
 pub mod events;
@@ -50,18 +51,22 @@ mod size;
 mod status;
 mod stops;
 mod sweeps;
-#[cfg(test)]
-mod testdb;
+#[cfg(any(test, feature = "testdb"))]
+#[doc(hidden)]
+pub mod testdb;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_backends;
+#[cfg(test)]
+mod tests_copy;
 #[cfg(test)]
 mod tests_records;
 mod verify;
 pub mod vocabulary;
 mod writer;
 
+pub use copy::{Copied, copy};
 pub use exemptions::{ExemptionRecord, Revocation};
 pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};
 pub use gates::{GateRecord, LastGate, NewGate};

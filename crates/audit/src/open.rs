@@ -19,10 +19,10 @@ use tokio::sync::mpsc;
 
 use crate::{Backend, Store, chain, writer};
 
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// PostgreSQL's migrations: the same tables, constraints and append-only triggers as SQLite's.
-static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations-postgres");
+pub(crate) static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations-postgres");
 
 /// Where the audit log lives: a SQLite file, or a PostgreSQL database named by a
 /// `postgres://` or `postgresql://` URL.

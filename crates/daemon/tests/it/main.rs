@@ -13,6 +13,7 @@ mod cli_help;
 mod clocked;
 mod common;
 mod config_cli;
+mod copy;
 mod cost;
 mod credentials;
 mod daemon;
