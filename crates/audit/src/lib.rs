@@ -61,6 +61,8 @@ mod tests_backends;
 #[cfg(test)]
 mod tests_copy;
 #[cfg(test)]
+mod tests_nodes;
+#[cfg(test)]
 mod tests_records;
 mod verify;
 pub mod vocabulary;
@@ -110,6 +112,9 @@ pub struct Store {
     /// Outcomes of stops that were made but could not be written (a full disk): written again
     /// at each sweep ([`Store::record_unrecorded`]) so that the log heals without a restart.
     unrecorded: Arc<std::sync::Mutex<Vec<(i64, OutcomeRow)>>>,
+    /// The node this store records lifecycle events as ([`Store::set_node`]); `None` on a
+    /// single host. Shared by the store's clones.
+    node: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 /// The database behind a [`Store`]: one variant per kind of database (see the module doc).
@@ -166,6 +171,7 @@ impl Store {
             commits,
             runs: Arc::default(),
             unrecorded: Arc::default(),
+            node: Arc::default(),
         }
     }
 
@@ -188,6 +194,25 @@ impl Store {
             .fetch_one(pool)
             .await?),
         }
+    }
+
+    /// Names the node this store (and every clone of it) records lifecycle events as: each
+    /// start, reload, stop and leader event carries it, and a start's unclean-stop check looks
+    /// only at this node's own last start or stop. Unset (a single host, SQLite), they carry
+    /// none and see only the events that carry none.
+    pub fn set_node(&self, node: &str) {
+        *self
+            .node
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node.to_owned());
+    }
+
+    /// The node set with [`Store::set_node`].
+    pub fn node(&self) -> Option<String> {
+        self.node
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The backend, for [`on_pool!`] and per-backend queries.

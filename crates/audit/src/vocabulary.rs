@@ -416,6 +416,10 @@ vocabulary! {
         Stop = "stop",
         /// A start found the run before it never recorded a stop.
         UncleanStop = "unclean_stop",
+        /// This node took the lease: it is the leader, at the lease's epoch (PostgreSQL, `[ha]`).
+        LeaderAcquired = "leader_acquired",
+        /// This node gave the lease up or lost it (`detail` says why).
+        LeaderLost = "leader_lost",
     }
 }
 
