@@ -227,6 +227,9 @@ async fn create(path: &Path) -> Result<()> {
             .connect_with(Store::write_options(&tmp)?)
             .await?;
         MIGRATOR.run(&pool).await?;
+        // Without the free pages a migration that rebuilds a table leaves (a full disk is then
+        // found at the first write that needs a page, as before). (SQLite: VACUUM.)
+        sqlx::query("VACUUM").execute(&pool).await?;
         // Back to a single file before it is linked into place. (SQLite: wal_checkpoint.)
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&pool)

@@ -159,15 +159,6 @@ enum Command {
     /// built in), so it refuses --config.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
-    #[command(after_help = completions::COMPLETIONS_EXAMPLES)]
-    Completions(completions::CompletionsArgs),
-    /// Print the man page stopd(1) (roff) to stdout, or write every page to a directory.
-    ///
-    /// --dir writes stopd.1, a stopd-<command>.1 for each command and subcommand
-    /// (stopd-exempt-add.1) and stopd.toml.5, the policy file's page.
-    #[command(after_help = man::MAN_EXAMPLES)]
-    Man(man::ManArgs),
     /// Copy a whole audit log into an empty database (SQLite path or postgres:// URL), chain
     /// intact.
     ///
@@ -177,6 +168,15 @@ enum Command {
     /// and the head (sequence number and hash) `stopd verify` prints on the copy.
     #[command(after_help = copy::COPY_EXAMPLES)]
     Copy(copy::CopyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = completions::COMPLETIONS_EXAMPLES)]
+    Completions(completions::CompletionsArgs),
+    /// Print the man page stopd(1) (roff) to stdout, or write every page to a directory.
+    ///
+    /// --dir writes stopd.1, a stopd-<command>.1 for each command and subcommand
+    /// (stopd-exempt-add.1) and stopd.toml.5, the policy file's page.
+    #[command(after_help = man::MAN_EXAMPLES)]
+    Man(man::ManArgs),
 }
 
 #[derive(Debug, Args)]
