@@ -19,6 +19,7 @@ mod credentials;
 mod daemon;
 mod disk_full;
 mod gates;
+mod ha_audit;
 mod house;
 mod iam;
 mod ics;
