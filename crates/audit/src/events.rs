@@ -132,58 +132,67 @@ impl Store {
                 .iter()
                 .map(|e| e.as_str()),
             );
-            let last: Option<Last> = sqlx::query_as(&format!(
-                "SELECT event, pid, at FROM lifecycle_events \
-                 WHERE event IN {bounds} AND node IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1"
-            ))
-            .bind(&node)
-            .fetch_optional(&mut *tx)
-            .await?;
             let mut unclean = None;
-            if let Some(Last {
-                event: LifecycleEvent::Start,
-                pid,
-                at: started,
-            }) = last
-            {
-                // Its last sign of life: its last event (of this node: pids repeat across
-                // hosts), or the last sweep it started or finished (a run it left open
-                // included; sweeps name no node, only the leader sweeps).
-                let seen: String = sqlx::query_scalar(
-                    "SELECT MAX(t) FROM ( \
-                       SELECT at AS t FROM lifecycle_events \
-                         WHERE pid = $1 AND at >= $2 AND node IS NOT DISTINCT FROM $3 \
-                       UNION ALL SELECT started_at FROM sweeps WHERE pid = $1 AND started_at >= $2 \
-                       UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
-                         WHERE s.pid = $1 AND s.started_at >= $2 \
-                       UNION ALL SELECT last_finished_at FROM sweep_runs \
-                         WHERE pid = $1 AND first_started_at >= $2 \
-                       UNION ALL SELECT last_finished_at FROM sweep_run_open \
-                         WHERE pid = $1 AND first_started_at >= $2) AS q",
-                )
-                .bind(pid)
-                .bind(&started)
-                .bind(&node)
-                .fetch_one(&mut *tx)
-                .await?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO lifecycle_events (at, event, pid, detail, node) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                )
-                .bind(&seen)
-                .bind(LifecycleEvent::UncleanStop)
-                .bind(pid)
-                .bind(format!(
-                    "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
+            // This node's own runs; and, for a named node, a single host's run without a node
+            // left open (a log copied from a daemon that was then killed, or never stopped):
+            // nothing else would ever close it.
+            let owners: &[Option<&str>] = match node.as_deref() {
+                Some(n) => &[Some(n), None],
+                None => &[None],
+            };
+            for owner in owners {
+                let last: Option<Last> = sqlx::query_as(&format!(
+                    "SELECT event, pid, at FROM lifecycle_events \
+                     WHERE event IN {bounds} AND node IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1"
                 ))
-                .bind(&node)
-                .fetch_one(&mut *tx)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
                 .await?;
-                tx.link("lifecycle_events", id).await?;
-                unclean = Some(UncleanStop {
+                if let Some(Last {
+                    event: LifecycleEvent::Start,
                     pid,
-                    last_seen: seen,
-                });
+                    at: started,
+                }) = last
+                {
+                    // Its last sign of life: its last event (of this node: pids repeat across
+                    // hosts), or the last sweep it started or finished (a run it left open
+                    // included; sweeps name no node, only the leader sweeps).
+                    let seen: String = sqlx::query_scalar(
+                        "SELECT MAX(t) FROM ( \
+                           SELECT at AS t FROM lifecycle_events \
+                             WHERE pid = $1 AND at >= $2 AND node IS NOT DISTINCT FROM $3 \
+                           UNION ALL SELECT started_at FROM sweeps WHERE pid = $1 AND started_at >= $2 \
+                           UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
+                             WHERE s.pid = $1 AND s.started_at >= $2 \
+                           UNION ALL SELECT last_finished_at FROM sweep_runs \
+                             WHERE pid = $1 AND first_started_at >= $2 \
+                           UNION ALL SELECT last_finished_at FROM sweep_run_open \
+                             WHERE pid = $1 AND first_started_at >= $2) AS q",
+                    )
+                    .bind(pid)
+                    .bind(&started)
+                    .bind(owner)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO lifecycle_events (at, event, pid, detail, node) \
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    )
+                    .bind(&seen)
+                    .bind(LifecycleEvent::UncleanStop)
+                    .bind(pid)
+                    .bind(format!(
+                        "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
+                    ))
+                    .bind(owner)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.link("lifecycle_events", id).await?;
+                    unclean.get_or_insert(UncleanStop {
+                        pid,
+                        last_seen: seen,
+                    });
+                }
             }
             // The gap this start ends, read from the lifecycle events as coverage reads them.
             let events: Vec<coverage::Lifecycle> = sqlx::query_as(&format!(

@@ -107,10 +107,11 @@ async fn each_node_judges_only_its_own_last_run_and_records_its_leadership() {
     }
 }
 
-/// A store without a node sees only the events without one: a single host's log, whatever a
-/// node wrote.
+/// A store without a node judges the runs without one; a named node's start also closes a
+/// single host's run left open (a log copied from a daemon that was killed), which nothing
+/// else would ever close.
 #[tokio::test]
-async fn a_store_without_a_node_judges_the_runs_without_one() {
+async fn a_named_node_closes_a_single_hosts_run_left_open() {
     for db in testdb::backends().await {
         let kind = db.kind();
         let solo = open(&db).await;
@@ -118,16 +119,32 @@ async fn a_store_without_a_node_judges_the_runs_without_one() {
         node.set_node("host-a");
         let none = &|_, _| Vec::new();
         solo.record_start(at(0), "1.0", None, none).await.unwrap();
-        node.record_start(at(1), "1.0", None, none).await.unwrap();
-        let again = solo.record_start(at(2), "1.0", None, none).await.unwrap();
-        assert!(again.unclean.is_some(), "{kind}");
-        let events = solo.events(None, None).await.unwrap();
-        let unclean: Vec<_> = events
-            .iter()
+        let first = node.record_start(at(1), "1.0", None, none).await.unwrap();
+        assert_eq!(
+            first.unclean.map(|u| u.last_seen),
+            Some(crate::ts(at(0))),
+            "{kind}"
+        );
+        // host-a's own run, left open, is closed by its own next start.
+        let again = node.record_start(at(2), "1.0", None, none).await.unwrap();
+        assert_eq!(
+            again.unclean.map(|u| u.last_seen),
+            Some(crate::ts(at(1))),
+            "{kind}"
+        );
+        // The single host's run was closed already: nothing more to find.
+        let solo_again = solo.record_start(at(3), "1.0", None, none).await.unwrap();
+        assert!(solo_again.unclean.is_none(), "{kind}");
+        let unclean: Vec<Option<String>> = solo
+            .events(None, None)
+            .await
+            .unwrap()
+            .into_iter()
             .filter(|e| e.event == "unclean_stop")
+            .map(|e| e.node)
             .collect();
-        assert_eq!(unclean.len(), 1, "{kind}");
-        assert_eq!(unclean[0].node, None, "{kind}");
+        assert_eq!(unclean, [None, Some("host-a".to_owned())], "{kind}");
+        assert!(solo.verify().await.unwrap().intact(), "{kind}");
         solo.close().await;
         node.close().await;
     }
