@@ -106,6 +106,15 @@ pub async fn copy(from: &Location, to: &Location) -> Result<Copied> {
     refuse_if_not_empty(to).await?;
     let source = Store::open_read_only(from.clone()).await?;
     let copied = async {
+        // Before the target is made: a refused source leaves no trace.
+        match source.backend() {
+            Backend::Sqlite(pool) => {
+                same_schema(&mut Conn::Sqlite(&mut *pool.acquire().await?), from).await?;
+            }
+            Backend::Postgres(pool) => {
+                same_schema(&mut Conn::Postgres(&mut *pool.acquire().await?), from).await?;
+            }
+        }
         let target = Store::open(to.clone()).await?;
         let copied = copy_between(&source, &target, from, to).await;
         target.close().await;
@@ -241,7 +250,6 @@ async fn copy_rows(
     from: &Location,
     to: &Location,
 ) -> Result<Copied> {
-    same_schema(src, from).await?;
     refuse(to, first_rows(dst).await?)?;
     let (head_seq, head_hash) = head(src).await?;
     let mut tables = Vec::new();

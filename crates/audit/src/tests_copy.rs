@@ -378,6 +378,34 @@ async fn a_failed_copy_leaves_the_target_empty() {
     }
 }
 
+/// A source an older stopd wrote (a migration missing) is refused, naming the migration,
+/// before the target is made.
+#[tokio::test]
+async fn a_source_with_an_older_schema_is_refused() {
+    let source = testdb::sqlite();
+    let Location::Sqlite(path) = source.location() else {
+        unreachable!()
+    };
+    let mut c = crate::tests_nodes::older_sqlite(&path, "20261205100001").await;
+    chain::backfill(&mut c).await.unwrap();
+    c.close().await.unwrap();
+    let target = testdb::sqlite();
+    let e = format!(
+        "{:#}",
+        copy(&source.location(), &target.location())
+            .await
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("written by an older stopd") && e.contains("20261205100001"),
+        "{e}"
+    );
+    let Location::Sqlite(made) = target.location() else {
+        unreachable!()
+    };
+    assert!(!made.exists(), "a refused source made the target");
+}
+
 /// Every table of either schema is copied or named as left behind, and every audited table
 /// is copied: a table added by a migration without a decision fails here.
 #[tokio::test]

@@ -150,6 +150,24 @@ async fn a_named_node_closes_a_single_hosts_run_left_open() {
     }
 }
 
+/// A SQLite database at `path` migrated by the migrations before `version` alone, open.
+pub(crate) async fn older_sqlite(path: &std::path::Path, version: &str) -> sqlx::SqliteConnection {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    for f in std::fs::read_dir(&root).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < version {
+            std::fs::copy(&f, dir.path().join(name)).unwrap();
+        }
+    }
+    let older = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    let opts = Store::write_options(path).unwrap();
+    let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    older.run(&mut c).await.unwrap();
+    c
+}
+
 /// SQLite rebuilds lifecycle_events to widen its CHECK: a log chained before the migration
 /// (lifecycle events and an unwatched window referring to one) verifies after it with the same
 /// head, ids and rows kept.
@@ -159,20 +177,7 @@ async fn a_log_from_before_the_node_column_verifies_after_the_migration() {
     let Location::Sqlite(path) = db.location() else {
         unreachable!()
     };
-    // The migrations before this one, applied by a migrator of their own.
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-    for f in std::fs::read_dir(&root).unwrap() {
-        let f = f.unwrap().path();
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        if name.as_str() < "20261205100001" {
-            std::fs::copy(&f, dir.path().join(name)).unwrap();
-        }
-    }
-    let older = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
-    let opts = Store::write_options(&path).unwrap();
-    let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-    older.run(&mut c).await.unwrap();
+    let mut c = older_sqlite(&path, "20261205100001").await;
     chain::backfill(&mut c).await.unwrap();
     let mut tx = c.begin().await.unwrap();
     for (t, event) in [("09:00", "start"), ("09:10", "stop"), ("10:00", "start")] {
