@@ -378,6 +378,57 @@ async fn a_failed_copy_leaves_the_target_empty() {
     }
 }
 
+/// A copy is one snapshot of its source: records written while it runs (a daemon still
+/// writing) are either wholly in it, chain rows and all, or not at all, and it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_written_to_during_the_copy_is_copied_as_one_snapshot() {
+    for source in testdb::backends().await {
+        let kind = source.kind();
+        let store = open(&source).await;
+        fill(&store).await;
+        let writer = store.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let busy = tokio::spawn(async move {
+            let at = Utc.with_ymd_and_hms(2026, 12, 5, 8, 0, 0).unwrap();
+            let mut n = 0;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let e = format!("e{n}");
+                let id = writer
+                    .record_intent(&intent("prod-api", &e, at))
+                    .await
+                    .unwrap();
+                writer
+                    .record_outcome(id, &outcome(at, crate::Outcome::Stopped))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n
+        });
+        let target = testdb::sqlite();
+        let c = copied(&source, &target).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written = busy.await.unwrap();
+        assert!(written > 0, "{kind}: nothing was written during the copy");
+        let copy = Store::open_read_only(target.location()).await.unwrap();
+        let v = copy.verify().await.unwrap();
+        assert!(v.intact(), "{kind}: {:?}", v.problems);
+        assert_eq!(
+            (v.head_seq, &v.head_hash),
+            (c.head_seq, &c.head_hash),
+            "{kind}"
+        );
+        // The source went on past the snapshot, and the copy is a prefix of it.
+        let (seq, _) = store.chain_head().await.unwrap();
+        assert!(seq >= c.head_seq, "{kind}");
+        let at_snapshot = store.chain_hash_at(c.head_seq).await.unwrap().unwrap();
+        assert_eq!(hex::encode(at_snapshot), c.head_hash, "{kind}");
+        copy.close().await;
+        store.close().await;
+    }
+}
+
 /// A source an older stopd wrote (a migration missing) is refused, naming the migration,
 /// before the target is made.
 #[tokio::test]
