@@ -3,16 +3,24 @@
 //!
 //! - A sweep that finished without error **covers** from the margin (5 s) before it began to
 //!   `2 x schedule interval + 5 s` after it finished: the next sweep was due within that.
-//! - The daemon is **running** from each `start` to the next `stop` or `unclean_stop` (dated at
-//!   its last sign of life), or to now. Before the first lifecycle event ever recorded (a log
-//!   older than lifecycle events), running is not known and is not held against it.
+//! - A node is **running** from each of its `start`s to its next `stop` or `unclean_stop`
+//!   (dated at its last sign of life), or to now; the daemon is running while any node is (on
+//!   a single host: the one, whose events carry no node). Before the first lifecycle event ever
+//!   recorded (a log older than lifecycle events), running is not known and is not held
+//!   against it.
+//! - With leader election (`[ha]`, PostgreSQL), a **leadership term** runs from a node's
+//!   `leader_acquired` to its `leader_lost`, its `stop` or `unclean_stop`, or the next
+//!   `leader_acquired` of any node, whichever comes first. From the log's first leader event
+//!   on, time when some node runs but no term is open is **leaderless** (only the leader
+//!   sweeps). Before it (a single host, or a log moved to PostgreSQL with `stopd copy`) nothing
+//!   is leaderless.
 //! - Time before the audit log's **first start** (its first `start` event, or its first sweep
 //!   when that is older: a log from before lifecycle events, or of `run --once` alone) is not a
 //!   gap: stopd was not installed yet. It is reported apart, as `before_first_start`.
 //! - Inside a window, from the first start on, time that is not both covered and running is a
-//!   **gap**, cut where its cause changes: `not_running` (no daemon), else `sweep_failed` (a
-//!   sweep began in or just before it and failed or never finished), else `late` (no sweep
-//!   came in time).
+//!   **gap**, cut where its cause changes: `not_running` (no node running), else `no_leader`
+//!   (nodes running, none leading), else `sweep_failed` (a sweep began in or just before it
+//!   and failed or never finished), else `late` (no sweep came in time).
 //! - A sweep a clean shutdown interrupted (`result = 'interrupted'`) counts for neither: it
 //!   neither covers nor fails, and the time after the stop is `not_running`.
 
@@ -46,7 +54,7 @@ pub struct Gap {
     pub from: String,
     /// To, exclusive.
     pub to: String,
-    /// `not_running`, `sweep_failed` or `late`.
+    /// `not_running`, `no_leader`, `sweep_failed` or `late`.
     pub cause: &'static str,
 }
 
@@ -118,43 +126,94 @@ fn within(window: Span, spans: &[Span]) -> Vec<Span> {
         .collect()
 }
 
-/// When the daemon was running, from lifecycle events `(at, event)` in order; `None`: nothing
-/// is known (no event at all).
-pub fn running(
-    events: &[(DateTime<Utc>, LifecycleEvent)],
-    now: DateTime<Utc>,
-) -> Option<Vec<Span>> {
-    let first = events.first()?.0;
+/// A lifecycle event as coverage reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifeEvent {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What.
+    pub event: LifecycleEvent,
+    /// The node that recorded it (none on a single host).
+    pub node: Option<String>,
+}
+
+/// When the daemon was running (any node), from lifecycle events in order (of time, then
+/// id); `None`: nothing is known (no event at all).
+pub fn running(events: &[LifeEvent], now: DateTime<Utc>) -> Option<Vec<Span>> {
+    let first = events.first()?.at;
     // Before the first event: not known, so not held against it.
     let mut spans = vec![(DateTime::<Utc>::MIN_UTC, first)];
-    let mut since: Option<DateTime<Utc>> = None;
-    for (at, event) in events {
-        match event {
+    let mut since: std::collections::BTreeMap<Option<&str>, DateTime<Utc>> = Default::default();
+    for e in events {
+        let node = e.node.as_deref();
+        match e.event {
             LifecycleEvent::Start => {
-                since.get_or_insert(*at);
+                since.entry(node).or_insert(e.at);
             }
             LifecycleEvent::Stop | LifecycleEvent::UncleanStop => {
-                if let Some(s) = since.take() {
-                    spans.push((s, (*at).max(s)));
+                if let Some(s) = since.remove(&node) {
+                    spans.push((s, e.at.max(s)));
                 }
             }
-            LifecycleEvent::Reload => {}
+            LifecycleEvent::Reload
+            | LifecycleEvent::LeaderAcquired
+            | LifecycleEvent::LeaderLost => {}
         }
     }
-    if let Some(s) = since {
-        spans.push((s, now.max(s)));
-    }
+    spans.extend(since.into_values().map(|s| (s, now.max(s))));
     Some(merge(spans))
+}
+
+/// When some node was running but none leading (see the module docs), from the log's first
+/// leader event on; empty in a log without one.
+pub fn leaderless(events: &[LifeEvent], now: DateTime<Utc>) -> Vec<Span> {
+    let Some(from) = events
+        .iter()
+        .find(|e| {
+            matches!(
+                e.event,
+                LifecycleEvent::LeaderAcquired | LifecycleEvent::LeaderLost
+            )
+        })
+        .map(|e| e.at)
+    else {
+        return Vec::new();
+    };
+    let mut terms = Vec::new();
+    let mut open: Option<(Option<&str>, DateTime<Utc>)> = None;
+    for e in events {
+        let node = e.node.as_deref();
+        match e.event {
+            LifecycleEvent::LeaderAcquired => {
+                if let Some((_, s)) = open.take() {
+                    terms.push((s, e.at.max(s)));
+                }
+                open = Some((node, e.at));
+            }
+            LifecycleEvent::LeaderLost | LifecycleEvent::Stop | LifecycleEvent::UncleanStop => {
+                if let Some((_, s)) = open.take_if(|(n, _)| *n == node) {
+                    terms.push((s, e.at.max(s)));
+                }
+            }
+            LifecycleEvent::Start | LifecycleEvent::Reload => {}
+        }
+    }
+    if let Some((_, s)) = open {
+        terms.push((s, now.max(s)));
+    }
+    let terms = merge(terms);
+    let up = running(events, now).unwrap_or_default();
+    within((from, now.max(from)), &up)
+        .into_iter()
+        .flat_map(|s| minus(s, &terms))
+        .collect()
 }
 
 /// The time the daemon was not running that ends at `at` (a start): from the end of the run
 /// before it (its clean stop, or an unclean stop's last sign of life) to `at`, as
 /// [`running`] reads `events` (every lifecycle event before this start). `None` when nothing is
 /// known (no event at all) or the run before it reaches `at` (a clock that went back).
-pub fn downtime_before(
-    events: &[(DateTime<Utc>, LifecycleEvent)],
-    at: DateTime<Utc>,
-) -> Option<Span> {
+pub fn downtime_before(events: &[LifeEvent], at: DateTime<Utc>) -> Option<Span> {
     let up = running(events, at)?;
     minus((DateTime::<Utc>::MIN_UTC, at), &up)
         .pop()
@@ -162,12 +221,14 @@ pub fn downtime_before(
 }
 
 /// Coverage of `window` by `sweeps` while `running`, from `first_start` on (see the module
-/// docs; `DateTime::MAX_UTC` when nothing ever started).
+/// docs; `DateTime::MAX_UTC` when nothing ever started); `leaderless` ([`leaderless`]) names
+/// the gaps `no_leader`.
 pub fn cover(
     rule: &str,
     window: Span,
     sweeps: &[SweepSpan],
     running: Option<&[Span]>,
+    leaderless: &[Span],
     interval: Duration,
     first_start: DateTime<Utc>,
 ) -> WindowCoverage {
@@ -207,9 +268,12 @@ pub fn cover(
             .into_iter()
             .map(|s| (s, "not_running"))
             .collect();
-        for s in up {
-            pieces.extend(within(s, &failed).into_iter().map(|f| (f, "sweep_failed")));
-            pieces.extend(minus(s, &failed).into_iter().map(|l| (l, "late")));
+        for up in up {
+            pieces.extend(within(up, leaderless).into_iter().map(|s| (s, "no_leader")));
+            for s in minus(up, leaderless) {
+                pieces.extend(within(s, &failed).into_iter().map(|f| (f, "sweep_failed")));
+                pieces.extend(minus(s, &failed).into_iter().map(|l| (l, "late")));
+            }
         }
         pieces.sort_by_key(|(s, _)| *s);
         gaps.extend(pieces.into_iter().map(|((a, b), cause)| Gap {
@@ -338,11 +402,8 @@ impl Store {
         at.as_deref().map(parse_ts).transpose()
     }
 
-    /// Every lifecycle event before `until`, `(at, event)`, oldest first.
-    pub async fn lifecycle(
-        &self,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<(DateTime<Utc>, LifecycleEvent)>> {
+    /// Every lifecycle event before `until`, oldest first.
+    pub async fn lifecycle(&self, until: DateTime<Utc>) -> Result<Vec<LifeEvent>> {
         let rows: Vec<Lifecycle> = on_pool!(self, |pool| sqlx::query_as(&format!(
             "SELECT {LIFECYCLE_COLUMNS} FROM lifecycle_events WHERE at < $1 ORDER BY at, id"
         ))
@@ -355,19 +416,24 @@ impl Store {
 }
 
 /// The columns of a [`Lifecycle`] row (`lifecycle_events`).
-pub(crate) const LIFECYCLE_COLUMNS: &str = "at, event";
+pub(crate) const LIFECYCLE_COLUMNS: &str = "at, event, node";
 
-/// A lifecycle event's time and kind, as coverage reads them.
+/// A lifecycle event's time, kind and node, as coverage reads them.
 #[derive(sqlx::FromRow)]
 pub(crate) struct Lifecycle {
     at: String,
     event: LifecycleEvent,
+    node: Option<String>,
 }
 
 impl Lifecycle {
-    /// `(at, event)`, the time parsed.
-    pub(crate) fn timed(self) -> Result<(DateTime<Utc>, LifecycleEvent)> {
-        Ok((parse_ts(&self.at)?, self.event))
+    /// A [`LifeEvent`], the time parsed.
+    pub(crate) fn timed(self) -> Result<LifeEvent> {
+        Ok(LifeEvent {
+            at: parse_ts(&self.at)?,
+            event: self.event,
+            node: self.node,
+        })
     }
 }
 
@@ -385,6 +451,17 @@ mod tests {
             finished: Some(t(at) + Duration::seconds(1)),
             ok,
         }
+    }
+
+    /// Events `(time, event, node)`.
+    fn ev(v: &[(&str, &str, Option<&str>)]) -> Vec<LifeEvent> {
+        v.iter()
+            .map(|(a, e, n)| LifeEvent {
+                at: t(a),
+                event: e.parse().unwrap(),
+                node: n.map(str::to_owned),
+            })
+            .collect()
     }
 
     fn gaps(c: &WindowCoverage) -> Vec<(String, String, &'static str)> {
@@ -408,17 +485,18 @@ mod tests {
                 }
             }
         }
-        let events = vec![
-            (t("09:00:00"), LifecycleEvent::Start),
-            (t("10:08:01"), LifecycleEvent::UncleanStop),
-            (t("10:09:00"), LifecycleEvent::Start),
-        ];
+        let events = ev(&[
+            ("09:00:00", "start", None),
+            ("10:08:01", "unclean_stop", None),
+            ("10:09:00", "start", None),
+        ]);
         let run = running(&events, t("10:10:00")).unwrap();
         let c = cover(
             "r",
             (t("10:00:00"), t("10:10:00")),
             &sweeps,
             Some(&run),
+            &leaderless(&events, t("10:10:00")),
             Duration::seconds(30),
             DateTime::<Utc>::MIN_UTC,
         );
@@ -441,8 +519,8 @@ mod tests {
 
     #[test]
     fn downtime_before_a_start_runs_from_the_last_stop_or_sign_of_life() {
-        let ev = |v: &[(&str, &str)]| -> Vec<(DateTime<Utc>, LifecycleEvent)> {
-            v.iter().map(|(a, e)| (t(a), e.parse().unwrap())).collect()
+        let ev = |v: &[(&str, &str)]| -> Vec<LifeEvent> {
+            ev(&v.iter().map(|(a, e)| (*a, *e, None)).collect::<Vec<_>>())
         };
         assert_eq!(downtime_before(&[], t("10:00:00")), None);
         let clean = ev(&[("09:00:00", "start"), ("09:10:00", "stop")]);
@@ -476,6 +554,7 @@ mod tests {
             (t("10:00:00"), t("10:10:00")),
             &[sweep("09:59:50", true)],
             None,
+            &[],
             Duration::seconds(30),
             DateTime::<Utc>::MIN_UTC,
         );
@@ -484,7 +563,7 @@ mod tests {
     /// Before the first start: neither watched nor a gap, reported apart; the rest as before.
     #[test]
     fn time_before_the_first_start_is_reported_apart_not_as_a_gap() {
-        let events = vec![(t("10:05:00"), LifecycleEvent::Start)];
+        let events = ev(&[("10:05:00", "start", None)]);
         let run = running(&events, t("10:10:00")).unwrap();
         let sweeps = [sweep("10:05:01", true)];
         let window = (t("10:00:00"), t("10:10:00"));
@@ -493,6 +572,7 @@ mod tests {
             window,
             &sweeps,
             Some(&run),
+            &[],
             Duration::seconds(30),
             t("10:05:00"),
         );
@@ -513,10 +593,131 @@ mod tests {
         );
         // A window wholly before it: no gap at all; nothing ever started: the same.
         for first in [t("10:20:00"), DateTime::<Utc>::MAX_UTC] {
-            let c = cover("r", window, &[], None, Duration::seconds(30), first);
+            let c = cover("r", window, &[], None, &[], Duration::seconds(30), first);
             assert!(c.gaps.is_empty());
             assert_eq!(c.watched_seconds, 0.0);
             assert_eq!(c.before_first_start.unwrap().to, ts(t("10:10:00")));
         }
+    }
+
+    /// Two nodes: running while either runs; a start of one never ends the other's run.
+    #[test]
+    fn the_daemon_runs_while_any_node_runs() {
+        let events = ev(&[
+            ("09:00:00", "start", Some("a")),
+            ("09:10:00", "start", Some("b")),
+            ("09:20:00", "stop", Some("a")),
+            ("09:30:00", "start", Some("a")),
+            ("09:40:00", "unclean_stop", Some("b")),
+            ("09:45:00", "stop", Some("a")),
+            ("09:50:00", "start", Some("b")),
+        ]);
+        let run = running(&events, t("10:00:00")).unwrap();
+        assert_eq!(
+            run,
+            [
+                (DateTime::<Utc>::MIN_UTC, t("09:45:00")),
+                (t("09:50:00"), t("10:00:00"))
+            ]
+        );
+        assert_eq!(
+            downtime_before(&events[..6], t("09:50:00")),
+            Some((t("09:45:00"), t("09:50:00")))
+        );
+        // Node b starting while a runs: no downtime before it.
+        assert_eq!(downtime_before(&events[..1], t("09:10:00")), None);
+    }
+
+    /// Two nodes leading in turn: terms end at the leader's loss, stop or unclean stop, or at
+    /// another node's acquisition; time with nodes running and no term open is `no_leader`,
+    /// time with no node running `not_running`; before the first leader event, nothing is
+    /// leaderless.
+    #[test]
+    fn time_without_a_leader_is_a_no_leader_gap() {
+        let events = ev(&[
+            ("10:00:00", "start", Some("a")),
+            ("10:00:00", "start", Some("b")),
+            ("10:00:01", "leader_acquired", Some("a")),
+            // a loses the lease (a database hiccup); b takes it 20 s later.
+            ("10:02:00", "leader_lost", Some("a")),
+            ("10:02:20", "leader_acquired", Some("b")),
+            // b is killed (its last sign of life 10:04:00); a takes over at 10:04:18.
+            ("10:04:00", "unclean_stop", Some("b")),
+            ("10:04:18", "leader_acquired", Some("a")),
+            // a takes it again without losing it first (no gap), then stops cleanly.
+            ("10:05:00", "leader_acquired", Some("a")),
+            ("10:06:00", "stop", Some("a")),
+        ]);
+        let now = t("10:10:00");
+        let nl = leaderless(&events, now);
+        assert_eq!(
+            nl,
+            [
+                // (10:00:00 to 10:00:01: before the log's first leader event, not leaderless.)
+                (t("10:02:00"), t("10:02:20")),
+                (t("10:04:00"), t("10:04:18")),
+            ]
+        );
+        // The leader sweeps every 30 s while it leads (interval 30 s: covered 65 s after).
+        let mut sweeps = Vec::new();
+        for (from, to) in [
+            ("10:00:01", "10:02:00"),
+            ("10:02:20", "10:04:00"),
+            ("10:04:18", "10:06:00"),
+        ] {
+            let mut at = t(from);
+            while at < t(to) {
+                sweeps.push(SweepSpan {
+                    started: at,
+                    finished: Some(at),
+                    ok: true,
+                });
+                at += Duration::seconds(30);
+            }
+        }
+        let run = running(&events, now).unwrap();
+        let c = cover(
+            "r",
+            (t("10:00:00"), t("10:08:00")),
+            &sweeps,
+            Some(&run),
+            &nl,
+            Duration::seconds(30),
+            t("10:00:00"),
+        );
+        assert_eq!(
+            gaps(&c),
+            [("10:06:00".into(), "10:08:00".into(), "not_running"),],
+            "sweeps cover the short leaderless spans: only the stop is a gap"
+        );
+        // Without the sweeps that covered them, the leaderless spans are gaps of their own.
+        let sparse: Vec<SweepSpan> = sweeps
+            .iter()
+            .filter(|s| s.started < t("10:01:00") || s.started >= t("10:05:00"))
+            .cloned()
+            .collect();
+        let c = cover(
+            "r",
+            (t("10:00:00"), t("10:08:00")),
+            &sparse,
+            Some(&run),
+            &nl,
+            Duration::seconds(30),
+            t("10:00:00"),
+        );
+        assert_eq!(
+            gaps(&c),
+            [
+                ("10:01:36".into(), "10:02:00".into(), "late"),
+                ("10:02:00".into(), "10:02:20".into(), "no_leader"),
+                ("10:02:20".into(), "10:04:00".into(), "late"),
+                ("10:04:00".into(), "10:04:18".into(), "no_leader"),
+                ("10:04:18".into(), "10:05:13".into(), "late"),
+                ("10:06:00".into(), "10:08:00".into(), "not_running"),
+            ]
+        );
+        // A log without leader events (one host) has nothing leaderless.
+        let single = ev(&[("10:00:00", "start", None)]);
+        assert!(leaderless(&single, now).is_empty());
     }
 }

@@ -312,6 +312,8 @@ struct Run {
     to: Option<Result<DateTime<Utc>, DateTime<Utc>>>,
     /// Its pid.
     pid: i64,
+    /// Its node (pids repeat across hosts).
+    node: Option<String>,
 }
 
 /// The digests missing from what the daemon's runs promise: one within [`SLACK`] of each start,
@@ -342,12 +344,13 @@ fn lifecycle_gaps(
                 from: at,
                 to: None,
                 pid: e.pid,
+                node: e.node.clone(),
             }),
             "stop" | "unclean_stop" => {
                 if let Some(run) = runs
                     .iter_mut()
                     .rev()
-                    .find(|r| r.pid == e.pid && r.to.is_none())
+                    .find(|r| r.pid == e.pid && r.node == e.node && r.to.is_none())
                 {
                     run.to = Some(if e.event == "stop" { Ok(at) } else { Err(at) });
                 }
@@ -664,6 +667,8 @@ mod tests {
             id: 0,
             at: at.into(),
             event: event.into(),
+            node: None,
+            epoch: None,
             pid,
             version: None,
             policy_hash: None,

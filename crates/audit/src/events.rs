@@ -1,5 +1,6 @@
-//! Daemon lifecycle events: start, reload, clean stop, and an unclean stop found at the next
-//! start. Each is an audit record (chained).
+//! Daemon lifecycle events: start, reload, clean stop, an unclean stop found at the next start,
+//! and (with `[ha]`) leadership taken and lost. Each is an audit record (chained), and each
+//! carries the node that recorded it ([`Store::set_node`]; none on a single host).
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -21,8 +22,12 @@ pub struct EventRecord {
     pub id: i64,
     /// When (for `unclean_stop`: the last sign of life of that process).
     pub at: String,
-    /// `start`, `reload`, `stop` or `unclean_stop`.
+    /// `start`, `reload`, `stop`, `unclean_stop`, `leader_acquired` or `leader_lost`.
     pub event: String,
+    /// The node that recorded it (`[ha] node`); none on a single host.
+    pub node: Option<String>,
+    /// `leader_acquired` and `leader_lost`: the lease's epoch.
+    pub epoch: Option<i64>,
     /// The daemon's process id.
     pub pid: i64,
     /// `start`: the version of stopd.
@@ -31,8 +36,17 @@ pub struct EventRecord {
     pub policy_hash: Option<String>,
     /// `reload`: `ok` or `refused`.
     pub result: Option<String>,
-    /// A refused reload's error; an unclean stop's evidence.
+    /// A refused reload's error; an unclean stop's evidence; why leadership was lost.
     pub detail: Option<String>,
+}
+
+/// The optional columns of a lifecycle event.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    hash: Option<&'a str>,
+    result: Option<ReloadResult>,
+    detail: Option<&'a str>,
+    epoch: Option<i64>,
 }
 
 /// What a `start` found of the run before it.
@@ -86,8 +100,9 @@ pub struct Started {
 }
 
 impl Store {
-    /// Records a start. First, if the run before it never recorded a stop, an `unclean_stop`
-    /// at that run's last sign of life; then the start; then, in the same transaction, each
+    /// Records a start. First, if this node's run before it never recorded a stop, an
+    /// `unclean_stop` at that run's last sign of life (another node's runs are its own: a start
+    /// of node B never declares node A's running process unclean); then the start; then, in the same transaction, each
     /// window of `windows` that began while no daemon was running (from the end of the run
     /// before to `at`, as coverage counts it) as an `unwatched_windows` row, the outbox of the
     /// `unwatched` notification. One transaction: a start is recorded with everything it found,
@@ -106,6 +121,7 @@ impl Store {
             pid: i64,
             at: String,
         }
+        let node = self.node();
         write_tx!(self, |tx| {
             let bounds = sql_in(
                 [
@@ -116,52 +132,67 @@ impl Store {
                 .iter()
                 .map(|e| e.as_str()),
             );
-            let last: Option<Last> = sqlx::query_as(&format!(
-                "SELECT event, pid, at FROM lifecycle_events \
-                 WHERE event IN {bounds} ORDER BY id DESC LIMIT 1"
-            ))
-            .fetch_optional(&mut *tx)
-            .await?;
             let mut unclean = None;
-            if let Some(Last {
-                event: LifecycleEvent::Start,
-                pid,
-                at: started,
-            }) = last
-            {
-                // Its last sign of life: its last event, or the last sweep it started or finished
-                // (a run it left open included).
-                let seen: String = sqlx::query_scalar(
-                    "SELECT MAX(t) FROM ( \
-                       SELECT at AS t FROM lifecycle_events WHERE pid = $1 AND at >= $2 \
-                       UNION ALL SELECT started_at FROM sweeps WHERE pid = $1 AND started_at >= $2 \
-                       UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
-                         WHERE s.pid = $1 AND s.started_at >= $2 \
-                       UNION ALL SELECT last_finished_at FROM sweep_runs \
-                         WHERE pid = $1 AND first_started_at >= $2 \
-                       UNION ALL SELECT last_finished_at FROM sweep_run_open \
-                         WHERE pid = $1 AND first_started_at >= $2) AS q",
-                )
-                .bind(pid)
-                .bind(&started)
-                .fetch_one(&mut *tx)
-                .await?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO lifecycle_events (at, event, pid, detail) VALUES ($1, $2, $3, $4) RETURNING id",
-                )
-                .bind(&seen)
-                .bind(LifecycleEvent::UncleanStop)
-                .bind(pid)
-                .bind(format!(
-                    "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
+            // This node's own runs; and, for a named node, a single host's run without a node
+            // left open (a log copied from a daemon that was then killed, or never stopped):
+            // nothing else would ever close it.
+            let owners: &[Option<&str>] = match node.as_deref() {
+                Some(n) => &[Some(n), None],
+                None => &[None],
+            };
+            for owner in owners {
+                let last: Option<Last> = sqlx::query_as(&format!(
+                    "SELECT event, pid, at FROM lifecycle_events \
+                     WHERE event IN {bounds} AND node IS NOT DISTINCT FROM $1 ORDER BY id DESC LIMIT 1"
                 ))
-                .fetch_one(&mut *tx)
+                .bind(owner)
+                .fetch_optional(&mut *tx)
                 .await?;
-                tx.link("lifecycle_events", id).await?;
-                unclean = Some(UncleanStop {
+                if let Some(Last {
+                    event: LifecycleEvent::Start,
                     pid,
-                    last_seen: seen,
-                });
+                    at: started,
+                }) = last
+                {
+                    // Its last sign of life: its last event (of this node: pids repeat across
+                    // hosts), or the last sweep it started or finished (a run it left open
+                    // included; sweeps name no node, only the leader sweeps).
+                    let seen: String = sqlx::query_scalar(
+                        "SELECT MAX(t) FROM ( \
+                           SELECT at AS t FROM lifecycle_events \
+                             WHERE pid = $1 AND at >= $2 AND node IS NOT DISTINCT FROM $3 \
+                           UNION ALL SELECT started_at FROM sweeps WHERE pid = $1 AND started_at >= $2 \
+                           UNION ALL SELECT r.finished_at FROM sweep_results r JOIN sweeps s ON s.id = r.sweep_id \
+                             WHERE s.pid = $1 AND s.started_at >= $2 \
+                           UNION ALL SELECT last_finished_at FROM sweep_runs \
+                             WHERE pid = $1 AND first_started_at >= $2 \
+                           UNION ALL SELECT last_finished_at FROM sweep_run_open \
+                             WHERE pid = $1 AND first_started_at >= $2) AS q",
+                    )
+                    .bind(pid)
+                    .bind(&started)
+                    .bind(owner)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO lifecycle_events (at, event, pid, detail, node) \
+                         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    )
+                    .bind(&seen)
+                    .bind(LifecycleEvent::UncleanStop)
+                    .bind(pid)
+                    .bind(format!(
+                        "pid {pid}, started {started}, recorded no stop; last sign of life {seen}"
+                    ))
+                    .bind(owner)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.link("lifecycle_events", id).await?;
+                    unclean.get_or_insert(UncleanStop {
+                        pid,
+                        last_seen: seen,
+                    });
+                }
             }
             // The gap this start ends, read from the lifecycle events as coverage reads them.
             let events: Vec<coverage::Lifecycle> = sqlx::query_as(&format!(
@@ -176,14 +207,15 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?;
             let gap = coverage::downtime_before(&events, at);
             let start_id: i64 = sqlx::query_scalar(
-                "INSERT INTO lifecycle_events (at, event, pid, version, policy_hash) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                "INSERT INTO lifecycle_events (at, event, pid, version, policy_hash, node) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(ts(at))
             .bind(LifecycleEvent::Start)
             .bind(i64::from(std::process::id()))
             .bind(version)
             .bind(policy_hash)
+            .bind(&node)
             .fetch_one(&mut *tx)
             .await?;
             tx.link("lifecycle_events", start_id).await?;
@@ -242,47 +274,73 @@ impl Store {
             Ok(hash) => (ReloadResult::Ok, hash, None),
             Err(e) => (ReloadResult::Refused, None, Some(e)),
         };
-        self.record_event(at, LifecycleEvent::Reload, outcome, hash, detail)
+        let fields = Fields {
+            hash,
+            result: Some(outcome),
+            detail,
+            epoch: None,
+        };
+        self.record_event(at, LifecycleEvent::Reload, fields)
             .await
             .context("cannot record the reload")
     }
 
     /// Records a clean stop.
     pub async fn record_stop(&self, at: DateTime<Utc>) -> Result<()> {
-        write_tx!(self, |tx| {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO lifecycle_events (at, event, pid) VALUES ($1, $2, $3) RETURNING id",
-            )
-            .bind(ts(at))
-            .bind(LifecycleEvent::Stop)
-            .bind(i64::from(std::process::id()))
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.link("lifecycle_events", id).await?;
-            tx.commit().await.context("cannot record the stop")?;
-            Ok(())
-        })
+        self.record_event(at, LifecycleEvent::Stop, Fields::default())
+            .await
+            .context("cannot record the stop")
     }
 
+    /// Records that this node ([`Store::set_node`]) took the lease and leads at `epoch`.
+    pub async fn record_leader_acquired(&self, at: DateTime<Utc>, epoch: i64) -> Result<()> {
+        let fields = Fields {
+            epoch: Some(epoch),
+            ..Fields::default()
+        };
+        self.record_event(at, LifecycleEvent::LeaderAcquired, fields)
+            .await
+            .context("cannot record the leadership taken")
+    }
+
+    /// Records that this node gave up or lost the lease of `epoch`, and why.
+    pub async fn record_leader_lost(
+        &self,
+        at: DateTime<Utc>,
+        epoch: i64,
+        reason: &str,
+    ) -> Result<()> {
+        let fields = Fields {
+            epoch: Some(epoch),
+            detail: Some(reason),
+            ..Fields::default()
+        };
+        self.record_event(at, LifecycleEvent::LeaderLost, fields)
+            .await
+            .context("cannot record the leadership lost")
+    }
+
+    /// One lifecycle event of this process and node, chained.
     async fn record_event(
         &self,
         at: DateTime<Utc>,
         event: LifecycleEvent,
-        result: ReloadResult,
-        hash: Option<&str>,
-        detail: Option<&str>,
+        f: Fields<'_>,
     ) -> Result<()> {
+        let node = self.node();
         write_tx!(self, |tx| {
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO lifecycle_events (at, event, pid, policy_hash, result, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO lifecycle_events (at, event, pid, policy_hash, result, detail, node, epoch) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .bind(ts(at))
             .bind(event)
             .bind(i64::from(std::process::id()))
-            .bind(hash)
-            .bind(result)
-            .bind(detail)
+            .bind(f.hash)
+            .bind(f.result)
+            .bind(f.detail)
+            .bind(&node)
+            .bind(f.epoch)
             .fetch_one(&mut *tx)
             .await?;
             tx.link("lifecycle_events", id).await?;
@@ -298,7 +356,8 @@ impl Store {
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<EventRecord>> {
         on_pool!(self, |pool| sqlx::query_as(
-            "SELECT id, at, event, pid, version, policy_hash, result, detail FROM lifecycle_events \
+            "SELECT id, at, event, node, epoch, pid, version, policy_hash, result, detail \
+             FROM lifecycle_events \
              WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR at < $2) ORDER BY at, id",
         )
         .bind(since.map(ts))

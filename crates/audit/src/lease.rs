@@ -222,26 +222,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-// Until the lifecycle events of leadership land (branch audit-ha): log only.
-impl Store {
-    /// Records that this node took the lease at `epoch`.
-    pub async fn record_leader_acquired(&self, _at: DateTime<Utc>, epoch: i64) -> Result<()> {
-        tracing::debug!(epoch, "leader_acquired (not recorded yet)");
-        Ok(())
-    }
-
-    /// Records that this node lost the lease of `epoch`, and why.
-    pub async fn record_leader_lost(
-        &self,
-        _at: DateTime<Utc>,
-        epoch: i64,
-        reason: &str,
-    ) -> Result<()> {
-        tracing::debug!(epoch, reason, "leader_lost (not recorded yet)");
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

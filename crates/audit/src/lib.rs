@@ -35,6 +35,7 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 pub mod chain;
+pub mod copy;
 pub mod coverage;
 pub mod digest;
 pub mod events;
@@ -51,18 +52,24 @@ mod size;
 mod status;
 mod stops;
 mod sweeps;
-#[cfg(test)]
-mod testdb;
+#[cfg(any(test, feature = "testdb"))]
+#[doc(hidden)]
+pub mod testdb;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_backends;
+#[cfg(test)]
+mod tests_copy;
+#[cfg(test)]
+mod tests_nodes;
 #[cfg(test)]
 mod tests_records;
 mod verify;
 pub mod vocabulary;
 mod writer;
 
+pub use copy::{Copied, copy};
 pub use exemptions::{ExemptionRecord, Revocation};
 pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};
 pub use gates::{GateRecord, LastGate, NewGate};
@@ -109,6 +116,9 @@ pub struct Store {
     /// Who may write stop intents, outcomes and gate actions ([`lease`]); shared with the
     /// writer.
     fence: lease::FenceCell,
+    /// The node this store records lifecycle events as ([`Store::set_node`]); `None` on a
+    /// single host. Shared by the store's clones.
+    node: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 /// The database behind a [`Store`]: one variant per kind of database (see the module doc).
@@ -166,6 +176,7 @@ impl Store {
             runs: Arc::default(),
             unrecorded: Arc::default(),
             fence: Arc::default(),
+            node: Arc::default(),
         }
     }
 
@@ -188,6 +199,25 @@ impl Store {
             .fetch_one(pool)
             .await?),
         }
+    }
+
+    /// Names the node this store (and every clone of it) records lifecycle events as: each
+    /// start, reload, stop and leader event carries it, and a start's unclean-stop check looks
+    /// only at this node's own last start or stop. Unset (a single host, SQLite), they carry
+    /// none and see only the events that carry none.
+    pub fn set_node(&self, node: &str) {
+        *self
+            .node
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(node.to_owned());
+    }
+
+    /// The node set with [`Store::set_node`].
+    pub fn node(&self) -> Option<String> {
+        self.node
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The backend, for [`on_pool!`] and per-backend queries.

@@ -19,10 +19,10 @@ use tokio::sync::mpsc;
 
 use crate::{Backend, Store, chain, writer};
 
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// PostgreSQL's migrations: the same tables, constraints and append-only triggers as SQLite's.
-static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations-postgres");
+pub(crate) static PG_MIGRATOR: Migrator = sqlx::migrate!("../../migrations-postgres");
 
 /// Where the audit log lives: a SQLite file, or a PostgreSQL database named by a
 /// `postgres://` or `postgresql://` URL.
@@ -171,11 +171,28 @@ impl fmt::Debug for Location {
     }
 }
 
+/// How long a session of ours may sit idle inside a transaction before PostgreSQL ends it. Our
+/// transactions run their statements back to back, so only a process that stopped mid-way (a
+/// paused VM, a SIGSTOP, a partition) is ever idle in one: without this, a paused leader that
+/// held the chain's lock, or the lease row `FOR SHARE`, would block every other node's writes,
+/// and the takeover itself, for as long as it stayed paused. Its transaction is rolled back, so
+/// nothing it had not committed is written (and an intent not written is a call not made).
+const IDLE_IN_TRANSACTION: &str = "5s";
+
+/// Every PostgreSQL session's settings: [`IDLE_IN_TRANSACTION`], and a name in `pg_stat_activity`.
+fn session_options(options: PgConnectOptions) -> PgConnectOptions {
+    options
+        .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)])
+        .application_name("stopd")
+}
+
 /// A reader's PostgreSQL store: connected, not migrated, refused without audit tables.
 async fn open_postgres_read_only(url: &str) -> Result<Store> {
     let shown = Location::Postgres(url.to_owned());
-    let options = PgConnectOptions::from_str(url)
-        .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?;
+    let options = session_options(
+        PgConnectOptions::from_str(url)
+            .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?,
+    );
     let pool = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(options.clone())
@@ -209,8 +226,10 @@ async fn open_postgres_read_only(url: &str) -> Result<Store> {
 /// with its session instead of back into the pool.
 async fn open_postgres(url: &str) -> Result<PgPool> {
     let shown = Location::Postgres(url.to_owned());
-    let options = PgConnectOptions::from_str(url)
-        .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?;
+    let options = session_options(
+        PgConnectOptions::from_str(url)
+            .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?,
+    );
     let unreachable = || {
         format!(
             "cannot reach the audit database at {}:{}",
@@ -302,6 +321,9 @@ async fn create(path: &Path) -> Result<()> {
             .connect_with(Store::write_options(&tmp)?)
             .await?;
         MIGRATOR.run(&pool).await?;
+        // Without the free pages a migration that rebuilds a table leaves (a full disk is then
+        // found at the first write that needs a page, as before). (SQLite: VACUUM.)
+        sqlx::query("VACUUM").execute(&pool).await?;
         // Back to a single file before it is linked into place. (SQLite: wal_checkpoint.)
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&pool)

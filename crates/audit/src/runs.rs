@@ -565,6 +565,7 @@ mod tests {
             (t0, t0 + s(960)),
             &spans,
             None,
+            &[],
             chrono::Duration::seconds(30),
             DateTime::<Utc>::MIN_UTC,
         );
@@ -621,6 +622,7 @@ mod tests {
             (t0, t0 + s(60)),
             &spans,
             None,
+            &[],
             chrono::Duration::seconds(10),
             t0,
         );

@@ -4,7 +4,8 @@
 //! PostgreSQL database with a random name, dropped when the [`TestDb`] is), so tests run in
 //! parallel. In CI (`CI` set) the variable must be set and the server must answer: a test that
 //! needs PostgreSQL fails, never skips. Elsewhere, without the variable, the PostgreSQL variants
-//! are skipped with a note on stderr.
+//! are skipped with a note on stderr. The daemon's integration tests use it too (the
+//! `testdb` feature).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -17,10 +18,11 @@ use sqlx::postgres::PgConnection;
 use crate::Location;
 
 /// The variable naming the test server.
-pub(crate) const ENV: &str = "STOPD_TEST_POSTGRES";
+pub const ENV: &str = "STOPD_TEST_POSTGRES";
 
 /// A database for one test, removed with it.
-pub(crate) struct TestDb {
+#[derive(Debug)]
+pub struct TestDb {
     /// Where it is: open it with `Store::open(db.location())`.
     location: Location,
     /// The SQLite file's directory.
@@ -31,12 +33,12 @@ pub(crate) struct TestDb {
 
 impl TestDb {
     /// Where the database is.
-    pub(crate) fn location(&self) -> Location {
+    pub fn location(&self) -> Location {
         self.location.clone()
     }
 
     /// Which backend, for messages: `sqlite` or `postgres`.
-    pub(crate) fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self.location {
             Location::Sqlite(_) => "sqlite",
             Location::Postgres(_) => "postgres",
@@ -45,7 +47,7 @@ impl TestDb {
 }
 
 /// A fresh SQLite database (not yet created: `Store::open` creates it).
-pub(crate) fn sqlite() -> TestDb {
+pub fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("a temporary directory");
     TestDb {
         location: Location::Sqlite(dir.path().join("audit.db")),
@@ -84,7 +86,7 @@ fn with_database(url: &str, database: &str) -> String {
 
 /// A fresh PostgreSQL database, or `None` when the server is not configured (outside CI). A
 /// server that is configured but does not answer fails the test.
-pub(crate) async fn postgres() -> Option<TestDb> {
+pub async fn postgres() -> Option<TestDb> {
     static N: AtomicU64 = AtomicU64::new(0);
     let url = server()?;
     // A salt per process (the standard library's random hasher keys), so that names stay apart
@@ -114,7 +116,7 @@ pub(crate) async fn postgres() -> Option<TestDb> {
 }
 
 /// Every backend a store test runs on: SQLite, then PostgreSQL when configured.
-pub(crate) async fn backends() -> Vec<TestDb> {
+pub async fn backends() -> Vec<TestDb> {
     let mut all = vec![sqlite()];
     all.extend(postgres().await);
     all
@@ -166,7 +168,7 @@ fn a_url_gets_another_database() {
 /// Test time, never the clock's: a fixed instant (2026-12-04T00:00:00Z) that moves one
 /// millisecond at each reading, so records made one after another are ordered as the wall
 /// clock would order them, and every name made from a time (a digest file's) stays unique.
-pub(crate) fn tick() -> DateTime<Utc> {
+pub fn tick() -> DateTime<Utc> {
     static MS: AtomicI64 = AtomicI64::new(1_796_342_400_000);
     DateTime::from_timestamp_millis(MS.fetch_add(1, Ordering::Relaxed)).unwrap_or_default()
 }

@@ -54,15 +54,16 @@ impl Store {
     }
 }
 
-/// The connection `verify` reads, and the few reads that are spelled per backend.
-enum Conn<'a> {
+/// The connection `verify` reads, and the few reads that are spelled per backend (`copy`
+/// reads and writes through it too).
+pub(crate) enum Conn<'a> {
     Sqlite(&'a mut SqliteConnection),
     Postgres(&'a mut PgConnection),
 }
 
 impl Conn<'_> {
     /// Whether the schema has `table`.
-    async fn has_table(&mut self, table: &str) -> Result<bool> {
+    pub(crate) async fn has_table(&mut self, table: &str) -> Result<bool> {
         let n: i64 = match self {
             Conn::Sqlite(c) => {
                 sqlx::query_scalar(
@@ -220,7 +221,8 @@ impl Conn<'_> {
     }
 }
 
-async fn verify_conn(conn: &mut Conn<'_>) -> Result<Verification> {
+/// Recomputes the chain on `conn` (in the caller's transaction, if it holds one).
+pub(crate) async fn verify_conn(conn: &mut Conn<'_>) -> Result<Verification> {
     let has_chain = i64::from(conn.has_table("audit_chain").await?);
     let mut v = Verification {
         records: 0,

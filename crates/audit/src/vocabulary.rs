@@ -418,6 +418,10 @@ vocabulary! {
         Stop = "stop",
         /// A start found the run before it never recorded a stop.
         UncleanStop = "unclean_stop",
+        /// This node took the lease: it is the leader, at the lease's epoch (PostgreSQL, `[ha]`).
+        LeaderAcquired = "leader_acquired",
+        /// This node gave the lease up or lost it (`detail` says why).
+        LeaderLost = "leader_lost",
     }
 }
 
@@ -473,20 +477,9 @@ mod tests {
         all.iter().map(|v| name(*v).to_owned()).collect()
     }
 
-    /// Each enum is its column's CHECK: a name added on one side only fails here.
-    #[tokio::test]
-    async fn every_vocabulary_is_its_columns_check_constraint() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
-        let schema: Vec<(String, String)> =
-            sqlx::query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(store.pool().unwrap())
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| (r.get("name"), r.get("sql")))
-                .collect();
-        let cases = [
+    /// Every column that holds a vocabulary, and the names its enum has.
+    fn vocabulary_columns() -> Vec<(&'static str, &'static str, BTreeSet<String>)> {
+        vec![
             (
                 "stop_outcomes",
                 "outcome",
@@ -521,12 +514,80 @@ mod tests {
                 "trigger",
                 set(PolicyLoadTrigger::ALL, PolicyLoadTrigger::as_str),
             ),
-        ];
+        ]
+    }
+
+    /// Each enum is its column's CHECK: a name added on one side only fails here.
+    #[tokio::test]
+    async fn every_vocabulary_is_its_columns_check_constraint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+        let schema: Vec<(String, String)> =
+            sqlx::query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(store.pool().unwrap())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get("name"), r.get("sql")))
+                .collect();
+        let cases = vocabulary_columns();
         for (table, column, ours) in cases {
             assert_eq!(
                 check_set(&schema, table, column),
                 ours,
                 "{table}.{column}: the CHECK constraint and the enum disagree"
+            );
+        }
+        store.close().await;
+    }
+
+    /// Each enum is its column's CHECK on PostgreSQL too, read from `pg_constraint`; and every
+    /// CHECK there that names values is one of these columns.
+    #[tokio::test]
+    async fn every_vocabulary_is_its_columns_check_constraint_on_postgres() {
+        let Some(db) = crate::testdb::postgres().await else {
+            return;
+        };
+        let store = Store::open(db.location()).await.unwrap();
+        let crate::Backend::Postgres(pool) = store.backend() else {
+            unreachable!("a PostgreSQL store")
+        };
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT c.conrelid::regclass::text, a.attname::text, pg_get_constraintdef(c.oid) \
+             FROM pg_constraint c \
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
+             WHERE c.contype = 'c' AND c.connamespace = current_schema()::regnamespace \
+               AND cardinality(c.conkey) = 1",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let cases = vocabulary_columns();
+        for (table, column, ours) in &cases {
+            let defs: Vec<&String> = rows
+                .iter()
+                .filter(|(t, c, _)| t == table && c == column)
+                .map(|(_, _, d)| d)
+                .collect();
+            assert_eq!(
+                defs.len(),
+                1,
+                "{table}.{column}: CHECK constraints {defs:?}"
+            );
+            // `CHECK ((event = ANY (ARRAY['start'::text, ...])))`, or `= 'one'::text`.
+            let theirs: BTreeSet<String> = quoted(defs[0]).into_iter().map(str::to_owned).collect();
+            assert_eq!(
+                &theirs, ours,
+                "{table}.{column}: the CHECK constraint ({}) and the enum disagree",
+                defs[0]
+            );
+        }
+        for (table, column, def) in rows {
+            let names_values = def.contains('\'');
+            let known = cases.iter().any(|(t, c, _)| *t == table && *c == column);
+            assert!(
+                !names_values || known,
+                "{table}.{column} has a CHECK naming values ({def}) that no vocabulary enum holds: add it to vocabulary_columns"
             );
         }
         store.close().await;

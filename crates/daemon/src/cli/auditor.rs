@@ -83,13 +83,15 @@ pub async fn events(
                 "id",
                 "at",
                 "event",
+                "node",
+                "epoch",
                 "pid",
                 "version",
                 "policy_hash",
                 "result",
                 "detail",
             ],
-            wide_only: &["id", "version"],
+            wide_only: &["id", "version", "epoch"],
             whole: &["at"],
             to_the_minute: &[],
         },
@@ -98,6 +100,8 @@ pub async fn events(
                 r.id.to_string(),
                 r.at.clone(),
                 r.event.clone(),
+                opt(&r.node),
+                r.epoch.map(|e| e.to_string()).unwrap_or_default(),
                 r.pid.to_string(),
                 opt(&r.version),
                 opt(&r.policy_hash),
@@ -135,7 +139,9 @@ pub async fn coverage_rows(
     let interval = cfg.daemon.interval(now);
     let lead = interval * 2 + coverage::MARGIN;
     let sweeps = store.sweep_spans(since - lead, until, lead).await?;
-    let running = coverage::running(&store.lifecycle(until).await?, now);
+    let lifecycle = store.lifecycle(until).await?;
+    let running = coverage::running(&lifecycle, now);
+    let leaderless = coverage::leaderless(&lifecycle, now);
     let first_start = store
         .first_start()
         .await?
@@ -153,6 +159,7 @@ pub async fn coverage_rows(
                     span,
                     &sweeps,
                     running.as_deref(),
+                    &leaderless,
                     interval,
                     first_start,
                 )

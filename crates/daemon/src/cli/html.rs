@@ -303,13 +303,15 @@ pub async fn report(
             esc(s.error.as_deref().unwrap_or(""))
         );
     }
-    tables.push_str("</table><h2>Daemon lifecycle</h2><table id=\"events\"><tr><th>at</th><th>event</th><th>pid</th><th>policy hash</th><th>result</th><th>detail</th></tr>");
+    tables.push_str("</table><h2>Daemon lifecycle</h2><table id=\"events\"><tr><th>at</th><th>event</th><th>node</th><th>epoch</th><th>pid</th><th>policy hash</th><th>result</th><th>detail</th></tr>");
     for e in &events {
         let _ = write!(
             tables,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             show(&e.at),
             esc(&e.event),
+            esc(e.node.as_deref().unwrap_or("")),
+            e.epoch.map(|n| n.to_string()).unwrap_or_default(),
             e.pid,
             esc(e.policy_hash.as_deref().unwrap_or("")),
             esc(e.result.as_deref().unwrap_or("")),

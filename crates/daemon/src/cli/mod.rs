@@ -14,6 +14,7 @@ pub mod auditor;
 mod check;
 mod common;
 mod completions;
+mod copy;
 pub mod demo;
 mod exempt;
 mod freeze;
@@ -158,6 +159,15 @@ enum Command {
     /// built in), so it refuses --config.
     #[command(after_help = DEMO_EXAMPLES)]
     Demo(DemoArgs),
+    /// Copy a whole audit log into an empty database (SQLite path or postgres:// URL), chain
+    /// intact.
+    ///
+    /// Every row of every audit table, ids and hashes as they are, in one transaction on the
+    /// target that commits only when the copy verifies with the source's head. Refuses a
+    /// target that holds audit rows. Reads no policy file. Prints the rows copied per table
+    /// and the head (sequence number and hash) `stopd verify` prints on the copy.
+    #[command(after_help = copy::COPY_EXAMPLES)]
+    Copy(copy::CopyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = completions::COMPLETIONS_EXAMPLES)]
     Completions(completions::CompletionsArgs),
@@ -332,6 +342,8 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
         }
         Command::Completions(a) => completions::run(&a, Cli::command()),
         Command::Man(a) => man::run(&a, Cli::command()),
+        // Both databases are on the command line: no policy file is read, valid or not.
+        Command::Copy(a) => copy::run(&a).await,
         command => {
             let cfg = if needs_only_the_database(&command) {
                 let cfg = config::load_for_database(&path)?;
@@ -364,7 +376,7 @@ async fn dispatch(cli: Cli, config_source: Option<ValueSource>) -> anyhow::Resul
                 Command::Verify(a) => verify::run(&cfg, &a, clock).await,
                 Command::Exempt(c) => exempt::run(&cfg, c, clock).await,
                 Command::Freeze(c) => freeze::run(&cfg, c, clock).await,
-                Command::Demo(_) | Command::Completions(_) | Command::Man(_) => {
+                Command::Demo(_) | Command::Completions(_) | Command::Man(_) | Command::Copy(_) => {
                     unreachable!("handled above")
                 }
             }

@@ -66,12 +66,13 @@ pub(super) struct ReportArgs {
     #[arg(long)]
     sweeps: bool,
     /// The daemon's lifecycle instead: each start (version, pid, policy hash), reload (ok or
-    /// refused, new hash), clean stop, and unclean stop (found at the next start).
+    /// refused, new hash), clean stop, unclean stop (found at the next start), and with [ha]
+    /// leader_acquired and leader_lost (epoch; why it was lost), each with its node.
     #[arg(long, conflicts_with_all = ["sweeps", "pipeline", "rule", "outcome", "summary"])]
     events: bool,
     /// Coverage instead: for each freeze window in the span (default: the last 30 days; a
     /// window still open is cut at now), the time watched and each gap with its cause
-    /// (not_running, sweep_failed, late). --rule picks one rule's windows.
+    /// (not_running, no_leader, sweep_failed, late). --rule picks one rule's windows.
     #[arg(long, conflicts_with_all = ["sweeps", "events", "pipeline", "outcome", "summary"])]
     coverage: bool,
     /// With --coverage: exit 1 if any window has a gap (for a compliance job).

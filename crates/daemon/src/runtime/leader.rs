@@ -127,9 +127,7 @@ pub fn spawn(
                     let soon = Instant::now() + every;
                     match me.seen().expires {
                         // Just after the holder's lease runs out (by the database's clock).
-                        Some(at) if at > Instant::now() => {
-                            soon.min(at + Duration::from_millis(20))
-                        }
+                        Some(at) if at > Instant::now() => soon.min(at + Duration::from_millis(20)),
                         _ => soon,
                     }
                 }

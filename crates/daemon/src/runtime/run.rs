@@ -285,6 +285,11 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     };
     let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
     let leadership = cfg.ha.as_ref().map(crate::runtime::leader::Leadership::new);
+    if let Some(ha) = &cfg.ha {
+        // Lifecycle events say which node they are of (a start judges only its own node's
+        // last run).
+        store.set_node(&ha.node);
+    }
     if leadership.is_some() {
         // Nothing fenced is written before this node holds the lease.
         store.set_fence(stopd_audit::lease::Fence::Standby);
