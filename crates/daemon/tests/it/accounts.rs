@@ -13,7 +13,7 @@ const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
 /// Two accounts (`payments-prod`, `search-prod`) in two regions, each world running one
 /// pipeline named `web` (the same name everywhere: names are per account and region).
-async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
+pub(crate) async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
     let env = Env::new(r#"{"pipelines": []}"#).await;
     let regions: Vec<String> = REGIONS.iter().map(ToString::to_string).collect();
     let roles = env
@@ -31,7 +31,7 @@ async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
 }
 
 /// The policy file: both accounts in both regions, then `rules`.
-fn write(env: &Env, roles: &[String], daemon_extra: &str, rules: &str) {
+pub(crate) fn write(env: &Env, roles: &[String], daemon_extra: &str, rules: &str) {
     let url = env.server.endpoint_url();
     let text = format!(
         r#"[aws]
@@ -74,7 +74,7 @@ fn freeze(name: &str, selectors: &str) -> String {
     )
 }
 
-fn status_of(emulator: &Emulator, account: &str, region: &str) -> String {
+pub(crate) fn status_of(emulator: &Emulator, account: &str, region: &str) -> String {
     let w = emulator.world_of(account, region);
     w.executions("web").last().unwrap().status.to_string()
 }

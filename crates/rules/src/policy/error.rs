@@ -96,6 +96,9 @@ pub enum PolicyErrorKind {
         "change_calendar is a [[freeze]] key: a Change Calendar already says when changes are allowed"
     )]
     ChangeCalendarInAllow,
+    /// `change_calendar` that cannot name a calendar (empty, or an ARN not of a document).
+    #[error("change_calendar {0}")]
+    ChangeCalendarName(String),
     /// The `ics` file could not be read (or the loader did not read it).
     #[error("cannot read the calendar {path}: {error}")]
     IcsUnreadable {
