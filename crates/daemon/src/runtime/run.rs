@@ -104,6 +104,7 @@ impl Sweeps for Live {
         &self,
         at: chrono::DateTime<chrono::Utc>,
         result: Result<Option<String>, String>,
+        note: Option<String>,
     ) -> BoxFuture<'static, ()> {
         let store = self.sweeper.store.clone();
         Box::pin(async move {
@@ -111,7 +112,7 @@ impl Sweeps for Live {
                 .as_ref()
                 .map(Option::as_deref)
                 .map_err(String::as_str);
-            if let Err(e) = store.record_reload(at, result).await {
+            if let Err(e) = store.record_reload(at, result, note.as_deref()).await {
                 tracing::error!(error = %format!("{e:#}"), "cannot record the reload in the audit log");
             }
         })

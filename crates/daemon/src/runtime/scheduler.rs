@@ -69,12 +69,14 @@ pub trait Sweeps: Send + Sync {
         new: &'a Config,
     ) -> BoxFuture<'a, Vec<String>>;
 
-    /// Records a reload in the audit log: `Ok` with the hash of the policy now in force, or
-    /// `Err` with why it was refused. Recording nothing is the default (tests).
+    /// Records a reload in the audit log: `Ok` with the hash of the policy now in force (and
+    /// `note`, what of it is not enforced: rules whose calendar cannot be read), or `Err` with
+    /// why it was refused. Recording nothing is the default (tests).
     fn reloaded(
         &self,
         _at: DateTime<Utc>,
         _result: Result<Option<String>, String>,
+        _note: Option<String>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
@@ -328,7 +330,17 @@ impl<S: Sweeps> Scheduler<S> {
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
                 let hash = Some(self.cfg.policy_hash.clone());
-                self.sweeps.reloaded(self.clock.now(), Ok(hash)).await;
+                // In force, with the rules whose calendar cannot be read set aside: `ok`, and
+                // the detail names them (each sweep fails naming them too).
+                let set_aside: Vec<String> = self
+                    .cfg
+                    .policy
+                    .unreadable()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let note = (!set_aside.is_empty()).then(|| set_aside.join("; "));
+                self.sweeps.reloaded(self.clock.now(), Ok(hash), note).await;
                 // A good reload is enforced at once, not at the next tick.
                 self.sweep_now = Some(SweepTrigger::Reload);
                 self.retry_at = None;
@@ -339,7 +351,7 @@ impl<S: Sweeps> Scheduler<S> {
                 }
                 tracing::error!("reload refused, the previous policy stays in force:\n{e}");
                 self.sweeps
-                    .reloaded(self.clock.now(), Err(e.to_string()))
+                    .reloaded(self.clock.now(), Err(e.to_string()), None)
                     .await;
             }
         }
