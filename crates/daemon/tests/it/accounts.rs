@@ -387,4 +387,25 @@ async fn status_shows_each_accounts_last_sweep_and_its_error() {
             .all(|a| a["ok"] == true && a["last_ok_at"].is_string()),
         "{status}"
     );
+    // `--tz`: every time of the per-account table in that zone, the last good one too.
+    assert!(env.emulator.set_role_denied(&roles[1], true));
+    assert_eq!(env.stopd(&["run", "--once"]).await.status.code(), Some(1));
+    let out = env.stopd(&["status", "--tz", "Asia/Kolkata"]).await;
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("ACCOUNT"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for row in &rows {
+        assert!(row.contains("+05:30 ("), "{row}");
+        assert!(!row.contains("Z ("), "{row}");
+    }
+    let failed = rows
+        .iter()
+        .find(|l| l.starts_with("search-prod"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let last_ok = failed.split("(last ok ").nth(1).unwrap_or("");
+    assert!(last_ok.ends_with("+05:30)"), "{failed}");
 }
