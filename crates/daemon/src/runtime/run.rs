@@ -118,6 +118,14 @@ impl Sweeps for Live {
         })
     }
 
+    fn places(&self) -> Vec<(String, String)> {
+        self.sweeper
+            .cores
+            .iter()
+            .map(|c| (c.account().to_string(), c.region().to_string()))
+            .collect()
+    }
+
     fn drain(&self) {
         self.sweeper.draining.cancel();
     }

@@ -81,6 +81,12 @@ pub trait Sweeps: Send + Sync {
         Box::pin(async {})
     }
 
+    /// The accounts and regions enforced now, `(account, region)`: a reload that adds some
+    /// creates their metrics at 0. None by default (tests).
+    fn places(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Begins a shutdown: no new stop starts.
     fn drain(&self);
 
@@ -326,6 +332,9 @@ impl<S: Sweeps> Scheduler<S> {
                     .next_after(self.clock.now(), chrono_tz::UTC);
                 if let Some(m) = &self.metrics {
                     m.after_reload(Some((&new.policy, &new.daemon)));
+                    // Accounts and regions a reload added start at 0, as at start.
+                    let places = self.sweeps.places();
+                    m.start_places(places.iter().map(|(a, r)| (a.as_str(), r.as_str())));
                 }
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
