@@ -93,7 +93,7 @@ pub enum PolicyErrorKind {
     ChangeCalendarExclusive(&'static str),
     /// `change_calendar` on an `[[allow]]` rule.
     #[error(
-        "change_calendar is a [[freeze]] key: a Change Calendar already says when changes are allowed"
+        "change_calendar is a [[freeze]] key, not an [[allow]] one: a Change Calendar already says when changes are allowed (OPEN) and when not (CLOSED); write it as a [[freeze]], which freezes while it is CLOSED"
     )]
     ChangeCalendarInAllow,
     /// `change_calendar` that cannot name a calendar (empty, or an ARN not of a document).
