@@ -61,6 +61,9 @@ pub struct Fixture {
     pub calendars: Option<BTreeMap<String, Vec<ClosedFixture>>>,
 }
 
+/// SSM Change Calendars by name: their CLOSED intervals (epoch ms, end exclusive).
+pub type Calendars = BTreeMap<String, Vec<(Millis, Millis)>>;
+
 /// One CLOSED interval of a fixture calendar, relative to the emulator's clock when the fixture
 /// is loaded: exactly one of `started_ago` and `starts_in`, and how long it lasts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,10 +215,7 @@ impl Fixture {
 
     /// The calendars of this fixture at emulator time `now`: each name's CLOSED intervals
     /// (epoch ms, end exclusive), sorted; `None` if the fixture has no `calendars`.
-    pub fn build_calendars(
-        &self,
-        now: Millis,
-    ) -> Result<Option<BTreeMap<String, Vec<(Millis, Millis)>>>, FixtureError> {
+    pub fn build_calendars(&self, now: Millis) -> Result<Option<Calendars>, FixtureError> {
         let Some(calendars) = &self.calendars else {
             return Ok(None);
         };
