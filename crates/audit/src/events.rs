@@ -265,13 +265,17 @@ impl Store {
     }
 
     /// Records a reload: `Ok(hash)` for a policy now in force, `Err(error)` for a refused one.
+    /// `note` is the detail of a policy in force that does not enforce all of itself (rules set
+    /// aside because their calendar cannot be read): the reload is `ok`, since that file is
+    /// the policy in force, and the detail says what of it is not.
     pub async fn record_reload(
         &self,
         at: DateTime<Utc>,
         result: Result<Option<&str>, &str>,
+        note: Option<&str>,
     ) -> Result<()> {
         let (outcome, hash, detail) = match result {
-            Ok(hash) => (ReloadResult::Ok, hash, None),
+            Ok(hash) => (ReloadResult::Ok, hash, note),
             Err(e) => (ReloadResult::Refused, None, Some(e)),
         };
         let fields = Fields {
@@ -403,9 +407,12 @@ mod tests {
             .unclean
             .expect("an unclean stop");
         assert_eq!(unclean.last_seen, ts(t0 + m(2)));
-        store.record_reload(t0 + m(601), Err("bad")).await.unwrap();
         store
-            .record_reload(t0 + m(602), Ok(Some("bb")))
+            .record_reload(t0 + m(601), Err("bad"), None)
+            .await
+            .unwrap();
+        store
+            .record_reload(t0 + m(602), Ok(Some("bb")), None)
             .await
             .unwrap();
         store.record_stop(t0 + m(603)).await.unwrap();

@@ -367,8 +367,14 @@ async fn lifecycle_coverage_and_outbox_answer_alike_on_every_backend() {
             )
             .await
             .unwrap();
-        store.record_reload(h(1), Ok(Some("def"))).await.unwrap();
-        store.record_reload(h(1), Err("line 3: bad")).await.unwrap();
+        store
+            .record_reload(h(1), Ok(Some("def")), None)
+            .await
+            .unwrap();
+        store
+            .record_reload(h(1), Err("line 3: bad"), None)
+            .await
+            .unwrap();
         store.record_stop(h(1)).await.unwrap();
         // Down from 09:00 to 11:00: the 10:00 window began unwatched.
         let second = store

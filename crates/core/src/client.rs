@@ -152,8 +152,8 @@ pub async fn build_ssm_client(config: &ClientConfig) -> aws_sdk_ssm::Client {
 
 /// Makes the clients of accounts reached through roles. The SDK configuration (and with it the
 /// ambient credentials chain) is loaded twice in all (CodePipeline's and STS's), not twice per
-/// account and region; each account's role is assumed once for all of its regions (one
-/// provider, one identity cache), and every client shares one HTTP client.
+/// account and region; each account's role is assumed once for all of its regions and both
+/// services (one provider, one identity cache), and every client shares one HTTP client.
 #[derive(Debug, Clone)]
 pub struct RoleClients {
     /// CodePipeline's configuration.
@@ -161,6 +161,17 @@ pub struct RoleClients {
     /// STS's: AssumeRole is signed with the ambient credentials and sent to STS (or its
     /// override).
     sts: SdkConfig,
+    /// Where SSM goes when not where CodePipeline does (`ssm_endpoint_url`).
+    ssm_endpoint_url: Option<String>,
+}
+
+/// One account and region's clients: CodePipeline's, and SSM's when asked for.
+#[derive(Debug, Clone)]
+pub struct RoleClient {
+    /// CodePipeline.
+    pub codepipeline: Client,
+    /// SSM (Change Calendars), with the same credentials.
+    pub ssm: Option<aws_sdk_ssm::Client>,
 }
 
 impl RoleClients {
@@ -170,11 +181,28 @@ impl RoleClients {
         RoleClients {
             base: load(config, &http, config.endpoint_url.as_ref()).await,
             sts: load(config, &http, config.sts_endpoint_url.as_ref()).await,
+            ssm_endpoint_url: config.ssm_endpoint_url.clone(),
         }
     }
 
     /// One client per region, all acting in the role's account.
     pub async fn clients(&self, role: &RoleSpec, regions: &[String]) -> Vec<Client> {
+        self.clients_with_ssm(role, regions, false)
+            .await
+            .into_iter()
+            .map(|c| c.codepipeline)
+            .collect()
+    }
+
+    /// One CodePipeline client per region, and with `ssm` an SSM client beside each, all acting
+    /// in the role's account through one credentials provider and identity cache (the role is
+    /// assumed once for every region and both services).
+    pub async fn clients_with_ssm(
+        &self,
+        role: &RoleSpec,
+        regions: &[String],
+        ssm: bool,
+    ) -> Vec<RoleClient> {
         let mut provider = AssumeRoleProvider::builder(&role.role_arn)
             .session_name(&role.session_name)
             .configure(&self.sts);
@@ -193,7 +221,20 @@ impl RoleClients {
                 // `set_`, not `credentials_provider(..)`, which would wrap it in a new provider
                 // with a cache partition of its own: the regions would each assume the role.
                 conf.set_credentials_provider(Some(provider.clone()));
-                Client::from_conf(conf.build())
+                let ssm = ssm.then(|| {
+                    let mut conf = aws_sdk_ssm::config::Builder::from(&self.base)
+                        .region(Region::new(region.clone()))
+                        .identity_cache(cache.clone());
+                    if let Some(url) = &self.ssm_endpoint_url {
+                        conf = conf.endpoint_url(url);
+                    }
+                    conf.set_credentials_provider(Some(provider.clone()));
+                    aws_sdk_ssm::Client::from_conf(conf.build())
+                });
+                RoleClient {
+                    codepipeline: Client::from_conf(conf.build()),
+                    ssm,
+                }
             })
             .collect()
     }

@@ -21,7 +21,8 @@ mod simulation;
 mod types;
 
 pub use client::{
-    ClientConfig, IDLE_TIMEOUT, RoleClients, RoleSpec, build_client, build_ssm_client, http_client,
+    ClientConfig, IDLE_TIMEOUT, RoleClient, RoleClients, RoleSpec, build_client, build_ssm_client,
+    http_client,
 };
 pub use engine::{
     CalendarAnswer, Core, CoreConfig, ExecutionState, MAX_GATE_REASON_CHARS, MAX_PAGES,

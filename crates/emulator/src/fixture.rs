@@ -15,10 +15,18 @@
 //!         { "status": "InProgress", "started_ago": "12m" },
 //!         { "status": "Succeeded", "started_ago": "2h", "duration": "20m", "type": "STANDARD" },
 //!         { "id": "3f2a…", "status": "InProgress", "started_ago": "1m", "type": "ROLLBACK",
-//!           "trigger": "AutomatedRollback" } ] } ] }
+//!           "trigger": "AutomatedRollback" } ] } ],
+//!   "calendars": {                         // SSM Change Calendars (GetCalendarState)
+//!     "prod-changes": [                    // a calendar's name: its CLOSED intervals
+//!         { "started_ago": "1h", "duration": "3h" },
+//!         { "starts_in": "2d", "duration": "2d14h" } ] } }
 //! ```
 //!
-//! Executions are listed oldest first or in any order: they are sorted by start time.
+//! Executions are listed oldest first or in any order: they are sorted by start time. A
+//! calendar is OPEN but for its CLOSED intervals (each `started_ago` or `starts_in`, and a
+//! `duration`); `GetCalendarState` names the next start or end as `NextTransitionTime`. A
+//! fixture with `calendars` replaces the world's calendars (one without leaves them: the admin
+//! API's `PUT /_emulator/calendars` may have set them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -48,6 +56,28 @@ pub struct Fixture {
     /// The pipelines to create.
     #[serde(default)]
     pub pipelines: Vec<PipelineFixture>,
+    /// SSM Change Calendars by name: their CLOSED intervals.
+    #[serde(default)]
+    pub calendars: Option<BTreeMap<String, Vec<ClosedFixture>>>,
+}
+
+/// SSM Change Calendars by name: their CLOSED intervals (epoch ms, end exclusive).
+pub type Calendars = BTreeMap<String, Vec<(Millis, Millis)>>;
+
+/// One CLOSED interval of a fixture calendar, relative to the emulator's clock when the fixture
+/// is loaded: exactly one of `started_ago` and `starts_in`, and how long it lasts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedFixture {
+    /// It began this long before the fixture is loaded.
+    #[serde(default, with = "humantime_serde")]
+    pub started_ago: Option<Duration>,
+    /// It begins this long after the fixture is loaded.
+    #[serde(default, with = "humantime_serde")]
+    pub starts_in: Option<Duration>,
+    /// How long it is CLOSED.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
 }
 
 /// One pipeline of a fixture.
@@ -129,6 +159,14 @@ pub struct ExecutionFixture {
 /// A fixture that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
+    /// A calendar the service could not have.
+    #[error("calendar {calendar:?}: {message}")]
+    Calendar {
+        /// The calendar at fault.
+        calendar: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Not valid JSON for the format.
     #[error("fixture is not valid: {0}")]
     Parse(#[from] serde_json::Error),
@@ -173,6 +211,51 @@ impl Fixture {
     /// Parses a fixture from JSON.
     pub fn from_json(json: &str) -> Result<Fixture, FixtureError> {
         Ok(serde_json::from_str(json)?)
+    }
+
+    /// The calendars of this fixture at emulator time `now`: each name's CLOSED intervals
+    /// (epoch ms, end exclusive), sorted; `None` if the fixture has no `calendars`.
+    pub fn build_calendars(&self, now: Millis) -> Result<Option<Calendars>, FixtureError> {
+        let Some(calendars) = &self.calendars else {
+            return Ok(None);
+        };
+        let mut out = BTreeMap::new();
+        for (name, closed) in calendars {
+            let invalid = |message: String| FixtureError::Calendar {
+                calendar: name.clone(),
+                message,
+            };
+            // SSM's document names: 3 to 128 of a-z A-Z 0-9 _ - .
+            let valid = (3..=128).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !valid {
+                return Err(invalid(
+                    "a calendar name is 3 to 128 of a-z A-Z 0-9 _ - . (SSM's document names)"
+                        .into(),
+                ));
+            }
+            let mut spans = Vec::with_capacity(closed.len());
+            for (i, c) in closed.iter().enumerate() {
+                let start = match (c.started_ago, c.starts_in) {
+                    (Some(ago), None) => now - ago.as_millis() as Millis,
+                    (None, Some(later)) => now + later.as_millis() as Millis,
+                    _ => {
+                        return Err(invalid(format!(
+                            "interval {i}: give exactly one of started_ago and starts_in"
+                        )));
+                    }
+                };
+                if c.duration.is_zero() {
+                    return Err(invalid(format!("interval {i}: duration must be positive")));
+                }
+                spans.push((start, start + c.duration.as_millis() as Millis));
+            }
+            spans.sort_unstable();
+            out.insert(name.clone(), spans);
+        }
+        Ok(Some(out))
     }
 
     /// Builds the pipelines of this fixture at emulator time `now`.

@@ -40,7 +40,7 @@ pub mod world;
 pub use clock::{Clock, Millis};
 pub use error::ApiError;
 pub use faults::{Fault, FaultPlan, FaultRule, Latency, RateLimit};
-pub use fixture::{Fixture, FleetSpec};
+pub use fixture::{ClosedFixture, Fixture, FixtureError, FleetSpec};
 pub use server::ServerHandle;
 pub use world::{CallRecord, Emulator, EmulatorConfig, ExecutionView, InFlight};
 

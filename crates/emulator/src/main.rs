@@ -40,7 +40,8 @@ fn parse_fault(s: &str) -> Result<FaultRule, String> {
 /// in flight at once (max_in_flight) and how many TCP connections carried API calls
 /// (connections), since the log was last cleared. PUT calendars sets the SSM Change Calendars
 /// that GetCalendarState (X-Amz-Target AmazonSSM.GetCalendarState, same address) answers:
-/// {"NAME": [[from_ms, to_ms], ...]}, each a CLOSED interval on the emulator's clock.
+/// {"NAME": [[from_ms, to_ms], ...]}, each a CLOSED interval on the emulator's clock; a
+/// fixture's "calendars" set them too (see the crate docs).
 ///
 /// Many accounts (STS AssumeRole is served at the same address):
 ///

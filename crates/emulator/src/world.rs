@@ -256,11 +256,13 @@ impl Emulator {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces all pipelines with those of the fixture. An execution id given twice is refused.
+    /// Replaces all pipelines with those of the fixture (and the calendars, if it has any). An
+    /// execution id given twice is refused.
     pub fn seed(&self, fixture: &Fixture) -> Result<usize, FixtureError> {
         let mut w = self.lock();
         let now = w.clock.now();
         let mut pipelines = fixture.build(now, &mut w.rng)?;
+        let calendars = fixture.build_calendars(now)?;
         let mut ids = HashSet::new();
         for p in &pipelines {
             for e in &p.executions {
@@ -275,6 +277,9 @@ impl Emulator {
         let n = pipelines.len();
         w.ids = ids;
         w.pipelines = pipelines.drain(..).map(|p| (p.name.clone(), p)).collect();
+        if let Some(calendars) = calendars {
+            w.calendars = calendars;
+        }
         Ok(n)
     }
 

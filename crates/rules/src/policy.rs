@@ -535,14 +535,15 @@ impl Policy {
     }
 
     /// The rules and exemptions that apply in this account (by name) and region, in the same
-    /// order: what a sweep of that (account, region) decides by.
+    /// order: what a sweep of that (account, region) decides by (a Change Calendar seen from
+    /// that place: [`ChangeCalendar::at_place`](crate::ChangeCalendar::at_place)).
     pub fn for_place(&self, account: &str, region: &str) -> Policy {
         Policy {
             rules: self
                 .rules
                 .iter()
                 .filter(|r| r.place.matches(account, region))
-                .cloned()
+                .map(|r| r.at_place(account, region))
                 .collect(),
             exemptions: self
                 .exemptions

@@ -84,4 +84,19 @@ impl Core {
     pub fn set_ssm(&self, client: aws_sdk_ssm::Client) {
         let _ = self.inner.ssm.set(client);
     }
+
+    /// Whether this account and region has an SSM client.
+    pub fn has_ssm(&self) -> bool {
+        self.inner.ssm.get().is_some()
+    }
+
+    /// Says which AWS account (12-digit id) this engine acts in; the first one given stays.
+    pub fn set_account_id(&self, id: &str) {
+        let _ = self.inner.account_id.set(id.to_string());
+    }
+
+    /// The AWS account id this engine acts in, when known (an `[[account]]`'s role's).
+    pub fn account_id(&self) -> Option<&str> {
+        self.inner.account_id.get().map(String::as_str)
+    }
 }

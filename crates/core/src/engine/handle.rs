@@ -94,6 +94,9 @@ pub(super) struct Inner {
     pub(super) region: Arc<str>,
     /// The SSM client (Change Calendars), once given.
     pub(super) ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
+    /// The account's 12-digit id, when known (an assumed role's): a Change Calendar's ARN
+    /// names the account it is asked in by it.
+    pub(super) account_id: std::sync::OnceLock<String>,
 }
 
 /// Locks a cache; a task that panicked holding it leaves nothing half-written that matters.
@@ -141,6 +144,7 @@ impl Core {
                 account: Arc::from(account),
                 region: Arc::from(region),
                 ssm: std::sync::OnceLock::new(),
+                account_id: std::sync::OnceLock::new(),
             }),
         }
     }

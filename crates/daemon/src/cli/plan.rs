@@ -91,6 +91,21 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
     };
     let cores = crate::runtime::targets::build(cfg, CancellationToken::new()).await;
     let many = cores.len() > 1;
+    // Change Calendars are asked now, as a sweep asks them (at a hypothetical --at their state
+    // is not known: their rules stop nothing in that plan, and say so).
+    let (mut calendar_note, mut calendar_failed) = (None, false);
+    if !policy.change_calendars().is_empty() {
+        if hypothetical {
+            calendar_note = Some(
+                "  change calendars are not asked for a time other than now: their rules stop nothing in this plan"
+                    .to_string(),
+            );
+        } else {
+            let asked = sweep::calendars::ask(&policy, &cores, now).await;
+            calendar_failed = asked.error.is_some();
+            calendar_note = asked.error.map(|e| format!("  {}", output::escape(&e)));
+        }
+    }
     // Each account and region read at once.
     let mut set = tokio::task::JoinSet::new();
     for (i, core) in cores.iter().enumerate() {
@@ -112,7 +127,7 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
     places.sort_by_key(|(i, ..)| *i);
 
     let mut rows: Vec<PlanRecord> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = calendar_note.into_iter().collect();
     let mut gated: Vec<String> = Vec::new();
     let (mut seen, mut in_scope, mut running, mut failures, mut blind) = (0, 0, 0, 0, 0);
     for (i, policy, found) in places {
@@ -229,7 +244,14 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
                 continue;
             }
             let covered = !policy.gates(at, p, &core.tags_of(p), &extra).is_empty();
-            if g.ours() && !covered {
+            if g.ours() && !covered && policy.cannot_judge(&g.rule) {
+                gated.push(format!(
+                    "  gate stays closed: {place}{} {} (held for {}, whose calendar cannot be read)",
+                    output::escape(p),
+                    output::escape(stage),
+                    g.rule
+                ));
+            } else if g.ours() && !covered {
                 gated.push(format!(
                     "  gate would open: {place}{} {} (held for {}, which no longer covers it)",
                     output::escape(p),
@@ -329,7 +351,7 @@ pub(super) async fn run(cfg: &Config, args: PlanArgs, clock: &dyn Clock) -> Resu
             }
         }
     }
-    Ok(if failures == 0 && blind == 0 {
+    Ok(if failures == 0 && blind == 0 && !calendar_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

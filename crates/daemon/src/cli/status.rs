@@ -396,7 +396,7 @@ pub async fn command(
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         print!("{}", render(&s, tz));
-        print!("{}", render_accounts(&s.accounts, now));
+        print!("{}", render_accounts(&s.accounts, now, tz));
     }
     Ok(if s.healthy {
         ExitCode::SUCCESS
@@ -530,9 +530,18 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
     out
 }
 
-/// With `[[account]]`s: one line per account and region, its last sweep and how it went.
-fn render_accounts(places: &[stopd_audit::PlaceSweep], now: DateTime<Utc>) -> String {
+/// With `[[account]]`s: one line per account and region, its last sweep and how it went;
+/// times in `tz` when given, as in [`render`].
+fn render_accounts(
+    places: &[stopd_audit::PlaceSweep],
+    now: DateTime<Utc>,
+    tz: Option<chrono_tz::Tz>,
+) -> String {
     use crate::cli::output::escape;
+    let at = |t: &str| {
+        tz.and_then(|tz| crate::cli::output::in_zone(t, tz))
+            .unwrap_or_else(|| t.to_string())
+    };
     if places.is_empty() {
         return String::new();
     }
@@ -556,7 +565,7 @@ fn render_accounts(places: &[stopd_audit::PlaceSweep], now: DateTime<Utc>) -> St
         let when = match parse_ts(&p.at) {
             Ok(t) if !p.at.is_empty() => format!(
                 "{} ({} ago)",
-                p.at,
+                at(&p.at),
                 crate::cli::time::human((now - t).max(chrono::Duration::zero()))
             ),
             _ => "never".to_string(),
@@ -568,7 +577,7 @@ fn render_accounts(places: &[stopd_audit::PlaceSweep], now: DateTime<Utc>) -> St
         } else {
             let mut r = format!("FAILED: {}", escape(p.error.as_deref().unwrap_or("")));
             r.push_str(&match &p.last_ok_at {
-                Some(t) => format!(" (last ok {t})"),
+                Some(t) => format!(" (last ok {})", at(t)),
                 None => " (never ok)".into(),
             });
             r

@@ -190,9 +190,10 @@ async fn calendar_lines(cfg: &Config, policy: &stopd_rules::Policy, now: DateTim
     let cancel = tokio_util::sync::CancellationToken::new();
     let cores = crate::runtime::targets::build(cfg, cancel).await;
     let asked = crate::runtime::sweep::calendars::ask(policy, &cores, now).await;
+    let many = cores.len() > 1;
     for (rule, c) in &calendars {
         let next = |n: Option<DateTime<Utc>>| n.map_or("none".to_string(), rfc3339);
-        let line = match c.state() {
+        let words = |state: CalendarState| match state {
             CalendarState::Closed { next: n, .. } => {
                 format!("CLOSED, next transition {}", next(n))
             }
@@ -200,11 +201,33 @@ async fn calendar_lines(cfg: &Config, policy: &stopd_rules::Policy, now: DateTim
             CalendarState::Unreadable(e) => format!("cannot be read: {e}"),
             CalendarState::Unknown => "not asked".to_string(),
         };
-        eprintln!(
-            "stopd: change calendar {} (rule {}): {line}",
-            c.name(),
-            rule.name
-        );
+        let states = c.states_by_place();
+        if states.is_empty() {
+            eprintln!(
+                "stopd: change calendar {} (rule {}): {}",
+                output::escape(c.name()),
+                output::escape(&rule.name),
+                words(CalendarState::Unknown)
+            );
+        }
+        // A name is asked in each place its rule selects: a line each (with [[account]]s).
+        for ((account, region), state) in states {
+            let place = if many && !account.is_empty() {
+                format!(
+                    ", account {} in {}",
+                    output::escape(&account),
+                    output::escape(&region)
+                )
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "stopd: change calendar {} (rule {}{place}): {}",
+                output::escape(c.name()),
+                output::escape(&rule.name),
+                words(state)
+            );
+        }
     }
     asked.error.is_none()
 }

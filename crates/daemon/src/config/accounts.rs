@@ -23,6 +23,16 @@ pub struct AccountSpec {
     pub regions: Option<Vec<String>>,
 }
 
+impl AccountSpec {
+    /// The account's 12-digit id, from its role ARN (`arn:aws:iam::ID:role/NAME`).
+    pub fn account_id(&self) -> Option<&str> {
+        self.role_arn
+            .split(':')
+            .nth(4)
+            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
+    }
+}
+
 /// The most `[[account]]` x region pairs one daemon enforces in.
 pub const MAX_PAIRS: usize = 1_000;
 
@@ -128,6 +138,47 @@ pub(super) fn check(
     let too_many = (pairs > MAX_PAIRS)
         .then(|| format!("{pairs} account and region pairs; at most {MAX_PAIRS}"));
     (problems, too_many)
+}
+
+/// With `[[account]]`s, a Change Calendar named by its document ARN is asked in the ARN's
+/// account, through that account's role: an ARN of an account no `[[account]]` is is refused,
+/// `(index into freeze, why)`. A config error rather than a sweep failure: the ARN is known when
+/// the file is read, no credentials of that account exist to ask it with, and it could never
+/// be read, so `check` says so with its line before the daemon runs (a sweep failure would only
+/// say it at run time, every sweep, with the rule stopping nothing). Without `[[account]]` the
+/// ambient account's id is not known without a call: the ARN is asked with the ambient
+/// credentials, as SSM allows for a calendar shared with that account.
+pub(super) fn calendar_accounts(
+    freeze: &[stopd_rules::FreezeSpec],
+    accounts: &[AccountSpec],
+) -> Vec<(usize, String)> {
+    if accounts.is_empty() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    for (index, f) in freeze.iter().enumerate() {
+        let Some(name) = &f.change_calendar else {
+            continue;
+        };
+        let calendar = stopd_rules::ChangeCalendar::new(name);
+        let Some(id) = calendar.arn_account() else {
+            continue;
+        };
+        if !accounts.iter().any(|a| a.account_id() == Some(id)) {
+            problems.push((
+                index,
+                format!(
+                    "the calendar's account {id} is not an [[account]] here (configured: {}): stopd asks a calendar in its own account, through that account's role; add an [[account]] whose role_arn is in {id}, or name a calendar of a configured account",
+                    accounts
+                        .iter()
+                        .map(|a| format!("{} = {}", a.name, a.account_id().unwrap_or("?")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 /// A rule limited to accounts or regions none of the configured pairs has is never enforced:

@@ -267,6 +267,9 @@ pub(super) fn parse_with(
     if let Some(d) = &at.doc {
         spec.file_order = file_order(d.get_ref());
     }
+    for (index, message) in accounts::calendar_accounts(&spec.freeze, &accounts) {
+        problems.push(at.entry("freeze", index, "change_calendar", message));
+    }
     let mut calendars = calendars::read(path, &mut spec.freeze);
     calendars.extend(calendars::read(path, &mut spec.allow));
     let compiled = match bad_calendars {

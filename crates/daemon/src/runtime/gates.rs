@@ -12,6 +12,10 @@
 //! A person's hold stays theirs: a transition already disabled when the window opens is
 //! recorded `already_disabled` and never enabled by stopd; one whose disabled reason someone
 //! changed while stopd held it is recorded `left_alone` and is theirs from then on.
+//!
+//! A transition stopd holds for a rule that cannot be judged now (its `ics` file or Change
+//! Calendar cannot be read: [`Policy::cannot_judge`]) stays closed, unrecorded, until the
+//! calendar can be read again: releasing it would be a guess as much as closing one would.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -273,6 +277,20 @@ async fn pipeline_gates(
                 .as_ref()
                 .is_some_and(|p| p.ours() || p.outcome == "pending")
         {
+            continue;
+        }
+        // Held by a rule that cannot be judged now (its calendar cannot be read): left closed,
+        // never released on a guess, until the calendar can be read again.
+        if want.is_none()
+            && let Some(p) = prev
+                .as_ref()
+                .filter(|p| p.ours() && policy.cannot_judge(&p.rule))
+        {
+            tracing::warn!(pipeline, stage = %st.stage, rule = %p.rule, "gate kept closed: its rule's calendar cannot be read");
+            out.closed_now += 1;
+            for id in &st.waiting {
+                out.held.insert((pipeline.to_string(), id.clone()));
+            }
             continue;
         }
         let (core, store, clock, pipeline) = (

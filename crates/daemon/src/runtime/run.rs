@@ -129,6 +129,7 @@ impl Sweeps for Live {
         &self,
         at: chrono::DateTime<chrono::Utc>,
         result: Result<Option<String>, String>,
+        note: Option<String>,
     ) -> BoxFuture<'static, ()> {
         let store = self.sweeper.store.clone();
         Box::pin(async move {
@@ -136,7 +137,7 @@ impl Sweeps for Live {
                 .as_ref()
                 .map(Option::as_deref)
                 .map_err(String::as_str);
-            if let Err(e) = store.record_reload(at, result).await {
+            if let Err(e) = store.record_reload(at, result, note.as_deref()).await {
                 tracing::error!(error = %format!("{e:#}"), "cannot record the reload in the audit log");
             }
         })
@@ -175,6 +176,14 @@ impl Sweeps for Live {
         self.sweeper.draining.cancel();
         self.core_cancel.cancel();
         self.stop_delivering();
+    }
+
+    fn places(&self) -> Vec<(String, String)> {
+        self.sweeper
+            .cores
+            .iter()
+            .map(|c| (c.account().to_string(), c.region().to_string()))
+            .collect()
     }
 
     fn drain(&self) {

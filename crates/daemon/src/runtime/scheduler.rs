@@ -74,12 +74,14 @@ pub trait Sweeps: Send + Sync {
         new: &'a Config,
     ) -> BoxFuture<'a, Vec<String>>;
 
-    /// Records a reload in the audit log: `Ok` with the hash of the policy now in force, or
-    /// `Err` with why it was refused. Recording nothing is the default (tests).
+    /// Records a reload in the audit log: `Ok` with the hash of the policy now in force (and
+    /// `note`, what of it is not enforced: rules whose calendar cannot be read), or `Err` with
+    /// why it was refused. Recording nothing is the default (tests).
     fn reloaded(
         &self,
         _at: DateTime<Utc>,
         _result: Result<Option<String>, String>,
+        _note: Option<String>,
     ) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
@@ -94,6 +96,12 @@ pub trait Sweeps: Send + Sync {
     /// This node no longer leads: in-flight calls are cut short, no new one starts, deliveries
     /// stop. Nothing by default.
     fn step_down(&mut self) {}
+
+    /// The accounts and regions enforced now, `(account, region)`: a reload that adds some
+    /// creates their metrics at 0. None by default (tests).
+    fn places(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 
     /// Begins a shutdown: no new stop starts.
     fn drain(&self);
@@ -358,11 +366,24 @@ impl<S: Sweeps> Scheduler<S> {
                     .next_after(self.clock.now(), chrono_tz::UTC);
                 if let Some(m) = &self.metrics {
                     m.after_reload(Some((&new.policy, &new.daemon)));
+                    // Accounts and regions a reload added start at 0, as at start.
+                    let places = self.sweeps.places();
+                    m.start_places(places.iter().map(|(a, r)| (a.as_str(), r.as_str())));
                 }
                 self.cfg = Arc::new(new);
                 self.last_policy = None;
                 let hash = Some(self.cfg.policy_hash.clone());
-                self.sweeps.reloaded(self.clock.now(), Ok(hash)).await;
+                // In force, with the rules whose calendar cannot be read set aside: `ok`, and
+                // the detail names them (each sweep fails naming them too).
+                let set_aside: Vec<String> = self
+                    .cfg
+                    .policy
+                    .unreadable()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let note = (!set_aside.is_empty()).then(|| set_aside.join("; "));
+                self.sweeps.reloaded(self.clock.now(), Ok(hash), note).await;
                 // A good reload is enforced at once, not at the next tick.
                 self.sweep_now = Some(SweepTrigger::Reload);
                 self.retry_at = None;
@@ -373,7 +394,7 @@ impl<S: Sweeps> Scheduler<S> {
                 }
                 tracing::error!("reload refused, the previous policy stays in force:\n{e}");
                 self.sweeps
-                    .reloaded(self.clock.now(), Err(e.to_string()))
+                    .reloaded(self.clock.now(), Err(e.to_string()), None)
                     .await;
             }
         }

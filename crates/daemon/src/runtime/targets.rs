@@ -4,7 +4,10 @@
 //! in `[aws] region` (or the SDK's default chain's). With `[[account]]` tables, one pair per
 //! account and region: each assumes its account's role (the SDK's `AssumeRoleProvider`, sessions
 //! renewed before they expire), keeps its own rate limiter (CodePipeline throttles per account
-//! and region) and discovery memory; all of them share one bound on requests in flight.
+//! and region) and discovery memory; all of them share one bound on requests in flight. When a
+//! rule names a Change Calendar, each pair also gets an SSM client with the same credentials
+//! (the ambient ones, or its account's role) and knows its account's id (from the role ARN), by
+//! which a calendar's document ARN is asked in its own account.
 
 use std::sync::Arc;
 
@@ -64,6 +67,7 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
         ssm_endpoint_url: cfg.aws.ssm_endpoint_url.clone(),
         ..ClientConfig::default()
     };
+    let calendars = !cfg.policy.change_calendars().is_empty();
     if cfg.accounts.is_empty() {
         let client = stopd_core::build_client(&base).await;
         let core = Core::new(
@@ -74,7 +78,7 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
             stopd_audit::Place::DEFAULT_ACCOUNT,
         );
         // Change Calendars are asked with the ambient credentials (built only if a rule has one).
-        if !cfg.policy.change_calendars().is_empty() {
+        if calendars {
             core.set_ssm(stopd_core::build_ssm_client(&base).await);
         }
         return vec![core];
@@ -100,16 +104,25 @@ pub async fn build(cfg: &Config, cancel: CancellationToken) -> Vec<Core> {
             external_id: a.external_id.clone(),
             session_name: SESSION_NAME.into(),
         };
-        let clients = factory.clients(&role, &regions).await;
+        // Change Calendars are asked in each account and region through its own role, the same
+        // credentials as its CodePipeline calls (SSM clients only if a rule names a calendar).
+        let clients = factory.clients_with_ssm(&role, &regions, calendars).await;
         for (client, region) in clients.into_iter().zip(&regions) {
-            cores.push(Core::new_at(
-                client,
+            let core = Core::new_at(
+                client.codepipeline,
                 RateLimiter::new(LimiterConfig::default()),
                 core_config(cfg, pairs, Some(Arc::clone(&in_flight))),
                 cancel.clone(),
                 &a.name,
                 region,
-            ));
+            );
+            if let Some(ssm) = client.ssm {
+                core.set_ssm(ssm);
+            }
+            if let Some(id) = a.account_id() {
+                core.set_account_id(id);
+            }
+            cores.push(core);
         }
     }
     cores

@@ -13,7 +13,7 @@ const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
 /// Two accounts (`payments-prod`, `search-prod`) in two regions, each world running one
 /// pipeline named `web` (the same name everywhere: names are per account and region).
-async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
+pub(crate) async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
     let env = Env::new(r#"{"pipelines": []}"#).await;
     let regions: Vec<String> = REGIONS.iter().map(ToString::to_string).collect();
     let roles = env
@@ -31,7 +31,7 @@ async fn two_accounts(session: Option<Duration>) -> (Env, Vec<String>) {
 }
 
 /// The policy file: both accounts in both regions, then `rules`.
-fn write(env: &Env, roles: &[String], daemon_extra: &str, rules: &str) {
+pub(crate) fn write(env: &Env, roles: &[String], daemon_extra: &str, rules: &str) {
     let url = env.server.endpoint_url();
     let text = format!(
         r#"[aws]
@@ -74,7 +74,7 @@ fn freeze(name: &str, selectors: &str) -> String {
     )
 }
 
-fn status_of(emulator: &Emulator, account: &str, region: &str) -> String {
+pub(crate) fn status_of(emulator: &Emulator, account: &str, region: &str) -> String {
     let w = emulator.world_of(account, region);
     w.executions("web").last().unwrap().status.to_string()
 }
@@ -387,4 +387,25 @@ async fn status_shows_each_accounts_last_sweep_and_its_error() {
             .all(|a| a["ok"] == true && a["last_ok_at"].is_string()),
         "{status}"
     );
+    // `--tz`: every time of the per-account table in that zone, the last good one too.
+    assert!(env.emulator.set_role_denied(&roles[1], true));
+    assert_eq!(env.stopd(&["run", "--once"]).await.status.code(), Some(1));
+    let out = env.stopd(&["status", "--tz", "Asia/Kolkata"]).await;
+    let table = text(&out.stdout);
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("ACCOUNT"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for row in &rows {
+        assert!(row.contains("+05:30 ("), "{row}");
+        assert!(!row.contains("Z ("), "{row}");
+    }
+    let failed = rows
+        .iter()
+        .find(|l| l.starts_with("search-prod"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let last_ok = failed.split("(last ok ").nth(1).unwrap_or("");
+    assert!(last_ok.ends_with("+05:30)"), "{failed}");
 }

@@ -1,5 +1,6 @@
 //! `[[allow]]` windows through the binary: an execution outside its allow window is stopped,
-//! the audit row naming the allow rule; one inside is not.
+//! the audit row naming the allow rule; one inside is not; a freeze in force inside an open
+//! allow window still stops (freezes beat allows).
 
 use chrono::{Duration, Timelike, Utc};
 use serde_json::Value;
@@ -108,4 +109,60 @@ pipelines = ["prod-b"]
         .collect();
     assert_eq!(office[0]["end"], opens_at.as_str(), "{windows:?}");
     assert!(windows.iter().all(|w| w["allow"] == true), "{windows:?}");
+}
+
+#[tokio::test]
+async fn a_freeze_in_force_inside_an_open_allow_window_stops_and_names_the_freeze() {
+    let env = Env::new(&fleet(&[("prod-a", "prod"), ("prod-b", "prod")])).await;
+    let now = Utc::now();
+    // office-hours opened an hour ago for eight hours over both pipelines; a one-off freeze of
+    // prod-a is in force now, inside that allow window.
+    let opened = (now - Duration::hours(1)).with_second(0).unwrap();
+    env.write_config(
+        "",
+        &format!(
+            r#"
+[[allow]]
+name = "office-hours"
+cron = "{}"
+duration = "8h"
+pipelines = ["prod-*"]
+
+[[freeze]]
+name = "incident"
+start = "{}"
+end = "{}"
+pipelines = ["prod-a"]
+"#,
+            daily_at(opened),
+            rfc(now - Duration::minutes(30)),
+            rfc(now + Duration::hours(2)),
+        ),
+    );
+    let a = active(&env, "prod-a");
+    let b = active(&env, "prod-b");
+
+    let out = env.stopd(&["plan", "--format", "json"]).await;
+    assert_ok(&out);
+    let plan: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let planned: Vec<(&str, &str)> = plan
+        .iter()
+        .map(|p| (p["pipeline"].as_str().unwrap(), p["rule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(planned, [("prod-a", "incident")], "{plan:?}");
+
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let records = env.report(&[]).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["execution_id"], a.as_str());
+    assert_eq!(records[0]["rule"], "incident", "the freeze beats the allow");
+    assert_ne!(
+        env.emulator.execution("prod-a", &a).unwrap().status,
+        "InProgress"
+    );
+    assert_eq!(
+        env.emulator.execution("prod-b", &b).unwrap().status,
+        "InProgress",
+        "inside its allow window, no freeze: it runs"
+    );
 }

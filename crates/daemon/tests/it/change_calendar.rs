@@ -153,3 +153,31 @@ async fn change_calendar_is_exclusive_with_other_window_sources() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn change_calendar_in_an_allow_rule_is_a_configuration_error_with_its_line() {
+    let env = Env::new(&fleet(&[("prod-a", "prod")])).await;
+    env.write_config(
+        "",
+        "[[allow]]\nname = \"office\"\nchange_calendar = \"prod\"\npipelines = [\"prod-*\"]\n",
+    );
+    let line = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("change_calendar"))
+        .unwrap()
+        + 1;
+    for command in [&["check"][..], &["run", "--once"]] {
+        let out = env.stopd(command).await;
+        assert_eq!(out.status.code(), Some(78), "{command:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!(":{line}:"))
+                && err.contains("allow[0].change_calendar")
+                && err.contains("change_calendar is a [[freeze]] key, not an [[allow]] one")
+                && err.contains("write it as a [[freeze]]"),
+            "{command:?}: {err}"
+        );
+    }
+    assert_eq!(env.stop_calls(), 0);
+}

@@ -379,3 +379,107 @@ async fn gates_close_while_the_fleet_is_still_being_listed() {
         assert!(!transitions(&env, n)[1].1, "{n}");
     }
 }
+
+/// Transitions disabled now, by stage.
+fn closed(env: &Env) -> Vec<String> {
+    transitions(env, "prod-web")
+        .into_iter()
+        .filter(|(_, enabled, _)| !enabled)
+        .map(|(stage, ..)| stage)
+        .collect()
+}
+
+/// A gate held closed by a rule whose calendar then cannot be read (an `ics` file that became
+/// invalid, a Change Calendar that answers an error) stays closed: releasing it would be a
+/// guess. Readable again and no longer in force, it is released.
+#[tokio::test]
+async fn a_gate_held_by_a_rule_whose_calendar_cannot_be_read_is_not_released_on_a_guess() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    let file = env.dir.path().join("release.ics");
+    let now = chrono::Utc::now();
+    let ics = |from: chrono::DateTime<chrono::Utc>, zone: &str| {
+        let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+        let dtstart = if zone.is_empty() {
+            format!("DTSTART:{}", at(from))
+        } else {
+            format!("DTSTART;TZID={zone}:{}", from.format("%Y%m%dT%H%M%S"))
+        };
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:r\r\n{dtstart}\r\nDTEND:{}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            at(from + chrono::Duration::hours(3))
+        )
+    };
+    std::fs::write(&file, ics(now - chrono::Duration::hours(1), "")).unwrap();
+    env.write_config(
+        "",
+        "[[freeze]]\nname = \"release\"\nics = \"release.ics\"\npipelines = [\"prod-*\"]\ngate = true\n",
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(closed(&env), ["Build", "Deploy"]);
+    let log = gate_log(&env).await.len();
+
+    // The file becomes invalid: the sweep fails naming it, and the gates stay closed.
+    std::fs::write(&file, ics(now - chrono::Duration::hours(1), "Nowhere/City")).unwrap();
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("release.ics"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(closed(&env), ["Build", "Deploy"], "not released on a guess");
+    assert_eq!(
+        gate_log(&env).await.len(),
+        log,
+        "nothing done, nothing recorded"
+    );
+
+    // Readable again, its event over: released.
+    std::fs::write(&file, ics(now - chrono::Duration::hours(5), "")).unwrap();
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(closed(&env).is_empty(), "{:?}", closed(&env));
+}
+
+#[tokio::test]
+async fn a_gate_held_by_a_change_calendar_that_cannot_be_read_is_not_released_on_a_guess() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    let set = |closed_now: bool| {
+        let mut w = env.emulator.lock();
+        let now = w.clock.now();
+        let span = if closed_now {
+            (now - 3_600_000, now + 3_600_000)
+        } else {
+            (now + 3_600_000, now + 7_200_000)
+        };
+        w.calendars = [("prod-changes".to_string(), vec![span])].into();
+    };
+    set(true);
+    env.write_config(
+        "",
+        "[[freeze]]\nname = \"cc\"\nchange_calendar = \"prod-changes\"\npipelines = [\"prod-*\"]\ngate = true\n",
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert_eq!(closed(&env), ["Build", "Deploy"]);
+    let log = gate_log(&env).await.len();
+
+    // The calendar answers an error (deleted): the sweep fails, the gates stay closed, and
+    // plan says they stay closed.
+    env.emulator.lock().calendars.clear();
+    let plan = env.stopd(&["plan"]).await;
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan.stderr));
+    let said = text(&plan.stdout);
+    assert!(
+        said.contains("change calendar prod-changes cannot be read")
+            && said.contains("gate stays closed: prod-web Build (held for cc"),
+        "{said}"
+    );
+    let out = env.stopd(&["run", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(closed(&env), ["Build", "Deploy"], "not released on a guess");
+    assert_eq!(gate_log(&env).await.len(), log);
+
+    // OPEN: released.
+    set(false);
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    assert!(closed(&env).is_empty(), "{:?}", closed(&env));
+}

@@ -239,7 +239,8 @@ pipelines = ["prod-b"]
 /// The daemon re-reads a calendar within two seconds of a change: an event added now is
 /// enforced; a calendar that then becomes invalid is never guessed from its last good windows:
 /// its rule stops nothing while every sweep fails naming it (`report --sweeps`, `status`), and
-/// the cron rule still stops; fixed, it is enforced again and sweeps are good again.
+/// the cron rule still stops; fixed, it is enforced again and sweeps are good again. Each
+/// reload is recorded `ok`, the broken one's detail naming the rule set aside.
 #[tokio::test]
 async fn the_daemon_follows_a_changed_calendar_and_never_guesses_a_broken_one() {
     let env = Env::new(&fleet(&[("prod-a", "prod"), ("prod-b", "prod")])).await;
@@ -351,4 +352,22 @@ pipelines = ["prod-b"]
     let err = text(&out.stderr);
     assert!(err.contains("a calendar file changed"), "{err}");
     assert!(err.contains("Nowhere/City"), "{err}");
+    // The audit log: the reload that read the broken calendar is `ok` (that file is the policy
+    // in force) and its detail names the rule set aside; the one that read it fixed has none.
+    let out = env.stopd(&["report", "--events", "--format", "json"]).await;
+    assert_ok(&out);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let reloads: Vec<&serde_json::Value> = rows.iter().filter(|r| r["event"] == "reload").collect();
+    assert!(reloads.iter().all(|r| r["result"] == "ok"), "{reloads:?}");
+    assert!(
+        reloads.iter().any(|r| r["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"release-calendar\" stops nothing")
+                && d.contains("release.ics:11"))),
+        "{reloads:?}"
+    );
+    assert!(
+        reloads.last().is_some_and(|r| r["detail"].is_null()),
+        "{reloads:?}"
+    );
 }

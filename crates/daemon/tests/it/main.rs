@@ -7,6 +7,7 @@ mod adhoc_cli;
 mod allow;
 mod audit;
 mod change_calendar;
+mod change_calendar_accounts;
 mod cli;
 mod cli_consistency;
 mod cli_help;

@@ -122,3 +122,59 @@ async fn every_closed_label_set_is_scraped_at_zero_before_the_first_failure() {
     signal(&child, "TERM");
     assert_ok(&wait_exit(child, Duration::from_secs(10)).await);
 }
+
+/// Accounts and regions that a reload adds (`[[account]]`) are exported at 0 too, as those of
+/// the start are: `increase()` sees their first failure.
+#[tokio::test]
+async fn accounts_a_reload_adds_are_scraped_at_zero() {
+    let (env, roles) = crate::accounts::two_accounts(None).await;
+    let port = free_port();
+    let url = env.server.endpoint_url();
+    let account = |name: &str, role: &str| {
+        format!(
+            "[[account]]\nname = \"{name}\"\nrole_arn = \"{role}\"\nexternal_id = \"stopd-ext\"\nregions = [\"eu-west-1\", \"us-east-1\"]\n"
+        )
+    };
+    let write = |accounts: &str| {
+        std::fs::write(
+            env.config_path(),
+            format!(
+                "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{url}\"\nsts_endpoint_url = \"{url}\"\n\n\
+                 [daemon]\ndatabase = \"{}\"\n{RARE}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{accounts}",
+                env.db().display()
+            ),
+        )
+        .unwrap();
+    };
+    write(&account("payments-prod", &roles[0]));
+    let child = env.spawn(&["run"]);
+    let ok_sweep = "stopd_sweeps_total{result=\"ok\"} 1";
+    let text = scrape_until(port, |t| t.contains(ok_sweep)).await;
+    assert!(text.contains(ok_sweep), "the start-up sweep: {text}");
+    let added = |region: &str| {
+        format!(
+            "stopd_account_sweeps_total{{account=\"search-prod\",region=\"{region}\",result=\"failed\"}} 0"
+        )
+    };
+    assert!(!text.contains("search-prod"), "{text}");
+
+    write(&format!(
+        "{}\n{}",
+        account("payments-prod", &roles[0]),
+        account("search-prod", &roles[1])
+    ));
+    signal(&child, "HUP");
+    let reloaded = "stopd_policy_reloads_total{result=\"ok\"} 1";
+    let text = scrape_until(port, |t| t.contains(reloaded)).await;
+    assert!(text.contains(reloaded), "{text}");
+    for region in ["eu-west-1", "us-east-1"] {
+        let want = added(region);
+        assert!(text.lines().any(|l| l == want), "no {want} in\n{text}");
+        let stops = format!(
+            "stopd_account_stops_total{{account=\"search-prod\",region=\"{region}\",outcome=\"failed\"}} 0"
+        );
+        assert!(text.lines().any(|l| l == stops), "no {stops} in\n{text}");
+    }
+    signal(&child, "TERM");
+    assert_ok(&wait_exit(child, Duration::from_secs(10)).await);
+}

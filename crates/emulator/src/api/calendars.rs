@@ -1,7 +1,9 @@
 //! SSM `GetCalendarState` (awsJson1_1, `X-Amz-Target: AmazonSSM.GetCalendarState`), served at
 //! the same endpoint as CodePipeline: each calendar of the world is OPEN but for its CLOSED
 //! intervals, on the emulator's clock. An unknown calendar is answered as SSM answers a
-//! document that does not exist (`InvalidDocument`).
+//! document that does not exist (`InvalidDocument`), and so is a document ARN of another
+//! account (documents shared across accounts are not modelled: a calendar is read in its own
+//! account) or of a region other than the one the request was signed for.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ fn iso(ms: i64) -> String {
 
 /// `GetCalendarState` of the calendars named (all of them must be known): CLOSED if one is
 /// closed at the instant asked (now by default), with the next instant any of them changes.
-pub fn get_calendar_state(world: &World, input: &Value) -> ApiResult {
+pub fn get_calendar_state(world: &World, input: &Value, signed_region: Option<&str>) -> ApiResult {
     let names: Vec<&str> = input
         .get("CalendarNames")
         .and_then(Value::as_array)
@@ -40,9 +42,16 @@ pub fn get_calendar_state(world: &World, input: &Value) -> ApiResult {
     let mut closed = false;
     let mut next: Option<i64> = None;
     for name in names {
-        // A document ARN names the calendar by its last segment.
+        // A document ARN names the calendar by its last segment, in its account and region.
         let key = name.rsplit('/').next().unwrap_or(name);
-        let Some(intervals) = world.calendars.get(key) else {
+        let elsewhere = name.strip_prefix("arn:").is_some_and(|rest| {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let (region, account) = (parts.get(2).copied(), parts.get(3).copied());
+            account != Some(world.account.as_str())
+                || signed_region.is_some_and(|r| region != Some(r))
+        });
+        let known = world.calendars.get(key).filter(|_| !elsewhere);
+        let Some(intervals) = known else {
             return Err(ApiError::bad_request(
                 "InvalidDocument",
                 format!("Document {name} does not exist."),

@@ -113,6 +113,9 @@ impl Emulator {
         } else {
             Ok(())
         };
+        // The region the request was signed for (a calendar's ARN must name it).
+        let signed_region =
+            crate::auth::credential_scope(&auth).map(|(_, region)| region.to_string());
         let World { faults, rng, .. } = &mut *w;
         let mut delay = faults.latency(rng);
         // AWS authenticates before it throttles: an unsigned call is refused, not counted.
@@ -150,14 +153,14 @@ impl Emulator {
                 }),
                 Some(Fault::Delay { delay_ms }) => {
                     delay += Duration::from_millis(delay_ms);
-                    serve(&mut w, target, &operation, parsed)
+                    serve(&mut w, target, &operation, parsed, signed_region.as_deref())
                 }
                 Some(Fault::RepeatNextToken) => {
                     let sent = parsed
                         .as_ref()
                         .ok()
                         .and_then(|v| v.get("nextToken")?.as_str().map(str::to_string));
-                    match serve(&mut w, target, &operation, parsed) {
+                    match serve(&mut w, target, &operation, parsed, signed_region.as_deref()) {
                         Answer::Ok(mut v) if v.get("nextToken").is_some() => {
                             if let Some(sent) = sent {
                                 v["nextToken"] = Value::String(sent);
@@ -168,7 +171,7 @@ impl Emulator {
                     }
                 }
                 Some(Fault::DuplicateEntries { copies }) => {
-                    match serve(&mut w, target, &operation, parsed) {
+                    match serve(&mut w, target, &operation, parsed, signed_region.as_deref()) {
                         Answer::Ok(mut v) => {
                             for key in ["pipelines", "pipelineExecutionSummaries", "tags"] {
                                 if let Some(Value::Array(items)) = v.get_mut(key) {
@@ -185,7 +188,7 @@ impl Emulator {
                         other => other,
                     }
                 }
-                None => serve(&mut w, target, &operation, parsed),
+                None => serve(&mut w, target, &operation, parsed, signed_region.as_deref()),
             }
         };
         let (status, error) = match &answer {
@@ -240,10 +243,11 @@ fn serve(
     target: Option<&str>,
     operation: &str,
     parsed: Result<Value, serde_json::Error>,
+    signed_region: Option<&str>,
 ) -> Answer {
     if target == Some("AmazonSSM.GetCalendarState") {
         let input = parsed.unwrap_or_default();
-        return match calendars::get_calendar_state(w, &input) {
+        return match calendars::get_calendar_state(w, &input, signed_region) {
             Ok(v) => Answer::Ok(v),
             Err(e) => Answer::Err(e),
         };

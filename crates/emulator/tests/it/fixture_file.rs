@@ -18,4 +18,12 @@ async fn example_fixture_loads_with_its_running_executions() {
     names.sort();
     assert_eq!(names, ["prod-api", "prod-batch", "prod-web", "prod-web"]);
     assert!(active.iter().any(|(_, e)| e.execution_type == "ROLLBACK"));
+    // Its Change Calendar: CLOSED since an hour before it was loaded, for three hours.
+    let now = env.emulator.now();
+    let calendars = env.emulator.lock().calendars.clone();
+    assert_eq!(
+        calendars["prod-changes"][0],
+        (now - 3_600_000, now + 7_200_000)
+    );
+    assert_eq!(calendars["prod-changes"].len(), 2);
 }

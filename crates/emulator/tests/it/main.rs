@@ -1,6 +1,7 @@
 //! Integration tests of `stopd-emulator`: one binary, modules by concern.
 
 mod accounts;
+mod calendars;
 mod common;
 mod fixture_file;
 mod identity;

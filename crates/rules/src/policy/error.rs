@@ -93,9 +93,12 @@ pub enum PolicyErrorKind {
     ChangeCalendarExclusive(&'static str),
     /// `change_calendar` on an `[[allow]]` rule.
     #[error(
-        "change_calendar is a [[freeze]] key: a Change Calendar already says when changes are allowed"
+        "change_calendar is a [[freeze]] key, not an [[allow]] one: a Change Calendar already says when changes are allowed (OPEN) and when not (CLOSED); write it as a [[freeze]], which freezes while it is CLOSED"
     )]
     ChangeCalendarInAllow,
+    /// `change_calendar` that cannot name a calendar (empty, or an ARN not of a document).
+    #[error("change_calendar {0}")]
+    ChangeCalendarName(String),
     /// The `ics` file could not be read (or the loader did not read it).
     #[error("cannot read the calendar {path}: {error}")]
     IcsUnreadable {

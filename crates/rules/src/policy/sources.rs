@@ -8,12 +8,19 @@ use chrono_tz::Tz;
 use super::{Ctx, Policy, PolicyErrorKind, Rule, Trigger};
 use crate::spec::FreezeSpec;
 use crate::window::Schedule;
-use crate::window::change_calendar::ChangeCalendar;
+use crate::window::change_calendar::{ChangeCalendar, invalid_name};
 use crate::window::ics::Calendar;
 
 /// Whether the rule's window-source keys go together (errors recorded otherwise).
 pub(super) fn exclusive(f: &FreezeSpec, ctx: &mut Ctx<'_>) -> bool {
-    if f.change_calendar.is_some() {
+    if let Some(name) = &f.change_calendar {
+        if let Some(why) = invalid_name(name) {
+            ctx.err(
+                Some("change_calendar"),
+                PolicyErrorKind::ChangeCalendarName(why),
+            );
+            return false;
+        }
         let clash = [
             ("cron", f.cron.is_some()),
             ("duration", f.duration.is_some()),
@@ -93,5 +100,21 @@ impl Policy {
                 _ => None,
             })
             .collect()
+    }
+}
+
+impl Rule {
+    /// The rule as `account` in `region` decides by it: a Change Calendar seen from that place
+    /// (its own state for a name, the ARN's one state), everything else as it is.
+    pub(super) fn at_place(&self, account: &str, region: &str) -> Rule {
+        let mut rule = self.clone();
+        if let Trigger::Freeze {
+            schedule: Schedule::ChangeCalendar(c),
+            ..
+        } = &mut rule.trigger
+        {
+            *c = Arc::new(c.at_place(account, region));
+        }
+        rule
     }
 }

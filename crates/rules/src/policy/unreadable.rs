@@ -5,8 +5,10 @@
 
 use std::fmt;
 
-use super::{Location, Policy, PolicyError, PolicyErrorKind};
+use super::{Location, Policy, PolicyError, PolicyErrorKind, Trigger};
 use crate::spec::{PolicySpec, Table};
+use crate::window::Schedule;
+use crate::window::change_calendar::CalendarState;
 
 /// A rule left out of a policy because its calendar cannot be read, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,27 @@ impl Policy {
     /// [`Policy::compile_setting_aside_calendars`]).
     pub fn unreadable(&self) -> &[Unreadable] {
         &self.unreadable
+    }
+
+    /// Whether the rule named `rule` cannot be judged now: set aside because its calendar file
+    /// cannot be read, or a Change Calendar rule whose calendar could not be read (or was not
+    /// asked) where this policy decides. Such a rule stops nothing, and what it holds (a gate
+    /// it closed) is not released either: either would be a guess.
+    pub fn cannot_judge(&self, rule: &str) -> bool {
+        self.unreadable.iter().any(|u| u.rule == rule)
+            || self.rules.iter().any(|r| {
+                r.name == rule
+                    && matches!(
+                        &r.trigger,
+                        Trigger::Freeze {
+                            schedule: Schedule::ChangeCalendar(c),
+                            ..
+                        } if matches!(
+                            c.state(),
+                            CalendarState::Unreadable(_) | CalendarState::Unknown
+                        )
+                    )
+            })
     }
 }
 
@@ -153,5 +176,38 @@ mod tests {
                 .unreadable()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_rule_that_cannot_be_read_cannot_be_judged_and_the_others_can() {
+        let spec = PolicySpec {
+            freeze: vec![
+                calendar_rule("missing", Err("No such file or directory")),
+                cron_rule("always"),
+                FreezeSpec {
+                    name: "cc".into(),
+                    change_calendar: Some("prod-changes".into()),
+                    ..FreezeSpec::default()
+                },
+            ],
+            ..PolicySpec::default()
+        };
+        let policy = Policy::compile_setting_aside_calendars(&spec).unwrap();
+        assert!(policy.cannot_judge("missing"));
+        assert!(!policy.cannot_judge("always"));
+        assert!(!policy.cannot_judge("removed-long-ago"));
+        // A Change Calendar: not asked yet, or unreadable, here; OPEN or CLOSED can be judged.
+        let here = policy.for_place("a", "r");
+        assert!(here.cannot_judge("cc"));
+        let (_, c) = policy.change_calendars().pop().unwrap();
+        let t = "2027-01-01T00:00:00Z".parse().unwrap();
+        c.set_state_at("a", "r", CalendarState::Open { at: t, next: None });
+        assert!(!here.cannot_judge("cc"));
+        assert!(
+            policy.for_place("b", "r").cannot_judge("cc"),
+            "not asked there"
+        );
+        c.set_state_at("a", "r", CalendarState::Unreadable("denied".into()));
+        assert!(here.cannot_judge("cc"));
     }
 }

@@ -193,9 +193,11 @@ impl Sweeper {
         // One bound on stops in flight for the whole sweep, every account's.
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let many = self.cores.len() > 1;
+        // A Change Calendar's answer is per place: each place decides by its own view of it.
+        let per_place = effective.selects_places() || !effective.change_calendars().is_empty();
         let mut set = JoinSet::new();
         for core in self.cores.iter() {
-            let policy = if effective.selects_places() {
+            let policy = if per_place {
                 Arc::new(effective.for_place(core.account(), core.region()))
             } else {
                 Arc::clone(effective)
