@@ -21,17 +21,20 @@ pub enum Source {
     ExemptionRevocations,
     SweepResults,
     UnwatchedWindows,
+    /// `leader_acquired` lifecycle events (PostgreSQL, `[ha]`): `leader_changed`.
+    LeaderChanges,
 }
 
 impl Source {
     /// Every outbox.
-    pub const ALL: [Source; 6] = [
+    pub const ALL: [Source; 7] = [
         Source::StopOutcomes,
         Source::GateOutcomes,
         Source::Exemptions,
         Source::ExemptionRevocations,
         Source::SweepResults,
         Source::UnwatchedWindows,
+        Source::LeaderChanges,
     ];
 
     /// The table (`notify_delivered.source`).
@@ -43,6 +46,7 @@ impl Source {
             Source::ExemptionRevocations => "exemption_revocations",
             Source::SweepResults => "sweep_results",
             Source::UnwatchedWindows => "unwatched_windows",
+            Source::LeaderChanges => "lifecycle_events",
         }
     }
 
@@ -53,7 +57,7 @@ impl Source {
             Source::GateOutcomes => "gate_id",
             Source::ExemptionRevocations => "exemption_id",
             Source::SweepResults => "sweep_id",
-            Source::Exemptions | Source::UnwatchedWindows => "id",
+            Source::Exemptions | Source::UnwatchedWindows | Source::LeaderChanges => "id",
         }
     }
 
@@ -63,7 +67,10 @@ impl Source {
             Source::Exemptions => "created_at",
             Source::SweepResults => "finished_at",
             Source::UnwatchedWindows => "found_at",
-            Source::StopOutcomes | Source::GateOutcomes | Source::ExemptionRevocations => "at",
+            Source::StopOutcomes
+            | Source::GateOutcomes
+            | Source::ExemptionRevocations
+            | Source::LeaderChanges => "at",
         }
     }
 
@@ -184,6 +191,17 @@ pub struct UnwatchedEvent {
     pub window_end: String,
     pub gap_from: String,
     pub gap_to: String,
+}
+
+/// A node that took the lead (a `leader_acquired` lifecycle event), to notify.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeaderChangeEvent {
+    pub source_id: i64,
+    pub at: String,
+    /// The node that leads now.
+    pub node: Option<String>,
+    /// Its epoch.
+    pub epoch: Option<i64>,
 }
 
 /// One delivery the receiver acknowledged, to record.
@@ -368,6 +386,24 @@ impl Store {
                  src.window_end AS window_end, src.gap_from AS gap_from, src.gap_to AS gap_to",
                 "",
                 "TRUE",
+            )
+            .await
+    }
+
+    /// Nodes that took the lead (`leader_changed`).
+    pub async fn pending_leader_changes(
+        &self,
+        target: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<LeaderChangeEvent>> {
+        Source::LeaderChanges
+            .pending(
+                self,
+                target,
+                since,
+                "src.node AS node, src.epoch AS epoch",
+                "",
+                "src.event = 'leader_acquired'",
             )
             .await
     }

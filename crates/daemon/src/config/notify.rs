@@ -23,6 +23,8 @@ pub enum EventKind {
     SweepFailed,
     /// A freeze window started while the daemon was not running, found at the next start.
     Unwatched,
+    /// Another node took the lead (PostgreSQL, `[ha]`).
+    LeaderChanged,
 }
 
 impl EventKind {
@@ -35,6 +37,7 @@ impl EventKind {
             EventKind::Exemption => "exemption",
             EventKind::SweepFailed => "sweep_failed",
             EventKind::Unwatched => "unwatched",
+            EventKind::LeaderChanged => "leader_changed",
         }
     }
 }
@@ -161,6 +164,7 @@ pub fn check_specs(specs: &[NotifySpec]) -> (Vec<Target>, Vec<(usize, &'static s
                 EventKind::Exemption,
                 EventKind::SweepFailed,
                 EventKind::Unwatched,
+                EventKind::LeaderChanged,
             ]
         });
         if let Some(url) = url {

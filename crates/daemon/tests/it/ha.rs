@@ -81,6 +81,11 @@ fn rand_suffix() -> u64 {
 /// a sweep every 2 s (a paused leader wakes with a sweep overdue, and tries it), and a freeze
 /// in force now on every pipeline.
 fn write_node_config(env: &Env, pg: &Pg, node: &str) -> std::path::PathBuf {
+    write_node_config_with(env, pg, node, "")
+}
+
+/// [`write_node_config`] with `tail` appended (a `[[notify]]` table).
+fn write_node_config_with(env: &Env, pg: &Pg, node: &str, tail: &str) -> std::path::PathBuf {
     let secret = env.dir.path().join("db-password");
     std::fs::write(&secret, format!("{}\n", pg.password)).unwrap();
     let now = Utc::now();
@@ -88,7 +93,7 @@ fn write_node_config(env: &Env, pg: &Pg, node: &str) -> std::path::PathBuf {
         "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n\n\
          [daemon]\ndatabase = \"{url}\"\ndatabase_password_file = \"{secret}\"\nschedule = \"*/2 * * * * *\"\n\n\
          [ha]\nnode = \"{node}\"\nlease = \"2s\"\n\n\
-         [[freeze]]\nname = \"release\"\nstart = \"{start}\"\nend = \"{end}\"\nmode = \"abandon\"\n",
+         [[freeze]]\nname = \"release\"\nstart = \"{start}\"\nend = \"{end}\"\nmode = \"abandon\"\n{tail}",
         endpoint = env.server.endpoint_url(),
         url = pg.url,
         secret = secret.display(),
@@ -158,8 +163,14 @@ async fn two_nodes_enforce_as_one_through_a_kill_and_a_pause() {
         ("prod-db", "prod"),
     ]))
     .await;
-    let a = write_node_config(&env, &pg, "a");
-    let b = write_node_config(&env, &pg, "b");
+    // Both nodes notify one receiver: only the leader delivers, and a takeover is announced.
+    let hook = crate::notify::Receiver::start(false).await;
+    let notify = format!(
+        "[[notify]]\nname = \"ops\"\nurl = \"{}\"\nevents = [\"stopped\", \"leader_changed\"]\n",
+        hook.url()
+    );
+    let a = write_node_config_with(&env, &pg, "a", &notify);
+    let b = write_node_config_with(&env, &pg, "b", &notify);
 
     // A starts first and leads (epoch 1); it stops the three executions in the freeze.
     let node_a = spawn_node(&env, &a);
@@ -214,6 +225,15 @@ async fn two_nodes_enforce_as_one_through_a_kill_and_a_pause() {
     let s = wait_for_leader(&env, &b, "a").await;
     assert_eq!(s["ha"]["role"], "standby", "{s}");
 
+    // Every stop is notified by the node that leads now (what a node killed or paused left in
+    // the outbox included), before the nodes are stopped.
+    assert!(
+        wait_for(Duration::from_secs(20), || hook.events("stopped").len()
+            >= 7)
+        .await,
+        "{:?}",
+        hook.events("stopped")
+    );
     let mut logs = Vec::new();
     for node in [node_a, node_b] {
         signal(&node, "TERM");
@@ -223,6 +243,36 @@ async fn two_nodes_enforce_as_one_through_a_kill_and_a_pause() {
     }
     // B said, loudly, that it no longer led once it woke.
     assert!(logs[1].contains("this node no longer leads"), "{}", logs[1]);
+
+    // Each takeover announced once, by the node that took the lead (a, b, a: epochs 1 to 3),
+    // and each stop notified exactly once whichever node made it.
+    let leaders: Vec<(String, i64)> = hook
+        .events("leader_changed")
+        .iter()
+        .map(|e| {
+            (
+                e["node"].as_str().unwrap().to_owned(),
+                e["epoch"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        leaders,
+        [("a".into(), 1), ("b".into(), 2), ("a".into(), 3)],
+        "{leaders:?}"
+    );
+    let mut notified: Vec<String> = hook
+        .events("stopped")
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap().to_owned())
+        .collect();
+    notified.sort();
+    notified.dedup();
+    assert_eq!(
+        notified.len(),
+        hook.events("stopped").len(),
+        "a stop notified twice"
+    );
 
     // Nothing doubled, nothing lost: one call per execution, each with exactly one intent and
     // one outcome in the log.

@@ -30,6 +30,9 @@ pub struct Event {
     /// `unwatched`: the window, and the time no daemon was running in which it began.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub unwatched: Option<UnwatchedFacts>,
+    /// `leader_changed`: the node that leads now, and its epoch.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderFacts>,
     /// Stops and gate actions: the account (`[[account]] name`, `default` for the ambient
     /// credentials' account) and region they were made in.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +72,13 @@ impl Event {
                         lines.push(format!("*{k}:* `{}`", slack_escape(v)));
                     }
                 }
+                if let Some(l) = &self.leader {
+                    lines.push(format!(
+                        "*Node:* `{}` (epoch {})",
+                        slack_escape(&l.node),
+                        l.epoch
+                    ));
+                }
                 if let Some(u) = &self.unwatched {
                     lines.push(format!("*Window:* {} to {}", u.window_start, u.window_end));
                     lines.push(format!("*Not running:* {} to {}", u.gap_from, u.gap_to));
@@ -82,6 +92,15 @@ impl Event {
             }
         }
     }
+}
+
+/// What a `leader_changed` event says besides the common fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaderFacts {
+    /// The node that took the lead.
+    pub node: String,
+    /// Its lease's epoch.
+    pub epoch: i64,
 }
 
 /// What an `unwatched` event says besides the common fields (RFC 3339 UTC each).
@@ -165,6 +184,7 @@ pub async fn undelivered(
             outcome: Some(r.outcome.to_string()),
             message,
             unwatched: None,
+            leader: None,
             account: Some(r.account),
             region: r.region,
             source: Source::StopOutcomes,
@@ -195,6 +215,7 @@ pub async fn undelivered(
                 outcome: Some(r.outcome.to_string()),
                 message,
                 unwatched: None,
+                leader: None,
                 account: Some(r.account),
                 region: r.region,
                 source: Source::GateOutcomes,
@@ -220,6 +241,7 @@ pub async fn undelivered(
                 rule: r.rule,
                 outcome: Some("added".into()),
                 unwatched: None,
+                leader: None,
                 account: None,
                 region: None,
                 source: Source::Exemptions,
@@ -239,6 +261,7 @@ pub async fn undelivered(
                 rule: r.rule,
                 outcome: Some("revoked".into()),
                 unwatched: None,
+                leader: None,
                 account: None,
                 region: None,
                 source: Source::ExemptionRevocations,
@@ -257,6 +280,7 @@ pub async fn undelivered(
                 outcome: Some("failed".into()),
                 message: format!("a sweep failed: {}", r.error),
                 unwatched: None,
+                leader: None,
                 account: None,
                 region: None,
                 source: Source::SweepResults,
@@ -301,9 +325,33 @@ pub async fn undelivered(
                 outcome: Some(outcome.into()),
                 message,
                 unwatched: Some(u),
+                leader: None,
                 account: None,
                 region: None,
                 source: Source::UnwatchedWindows,
+                source_id: r.source_id,
+            });
+        }
+    }
+    if wants(EventKind::LeaderChanged) {
+        for r in store.pending_leader_changes(name, since).await? {
+            let node = r.node.unwrap_or_else(|| "a node".into());
+            let epoch = r.epoch.unwrap_or_default();
+            out.push(Event {
+                event: "leader_changed",
+                at: r.at,
+                pipeline: None,
+                execution_id: None,
+                rule: None,
+                outcome: Some("leading".into()),
+                message: format!(
+                    "{node} leads now (epoch {epoch}): it sweeps, gates and notifies; the other nodes stand by"
+                ),
+                unwatched: None,
+                leader: Some(LeaderFacts { node, epoch }),
+                account: None,
+                region: None,
+                source: Source::LeaderChanges,
                 source_id: r.source_id,
             });
         }

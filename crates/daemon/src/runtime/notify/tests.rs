@@ -37,6 +37,7 @@ fn event() -> Event {
         outcome: Some("stopped".into()),
         message: "stopped prod-web execution 1b2c3d4e-0000-4000-8000-000000000001 (stopped, rule weekend): Weekend change freeze until 2026-12-21T08:00:00Z".into(),
         unwatched: None,
+        leader: None,
         account: None,
         region: None,
         source: Source::StopOutcomes,
