@@ -167,8 +167,14 @@ pub(crate) async fn fill(store: &Store) {
         .record_places(h(1), &[place("a", true), place("b", false)])
         .await
         .unwrap();
-    store.record_reload(h(1), Ok(Some("def"))).await.unwrap();
-    store.record_reload(h(1), Err("line 3: bad")).await.unwrap();
+    store
+        .record_reload(h(1), Ok(Some("def")), None)
+        .await
+        .unwrap();
+    store
+        .record_reload(h(1), Err("line 3: bad"), None)
+        .await
+        .unwrap();
     store.record_stop(h(1)).await.unwrap();
     // Down 09:00 to 11:00 (the 10:00 window began unwatched), then killed (no stop).
     store

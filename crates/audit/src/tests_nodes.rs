@@ -43,7 +43,7 @@ async fn each_node_judges_only_its_own_last_run_and_records_its_leadership() {
             .await
             .unwrap();
         b.record_leader_acquired(at(3), 2).await.unwrap();
-        b.record_reload(at(4), Ok(Some("bb"))).await.unwrap();
+        b.record_reload(at(4), Ok(Some("bb")), None).await.unwrap();
         // a starts again without having stopped: its own run was unclean, not b's.
         let started = a
             .record_start(at(5), "1.0", Some("bb"), none)

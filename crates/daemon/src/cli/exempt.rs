@@ -182,7 +182,7 @@ async fn add(cfg: &Config, a: &ExemptAddArgs, clock: &dyn Clock) -> Result<ExitC
         a.yes,
         "exempt them",
     )?;
-    let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open(crate::runtime::secrets::database(cfg)?).await?;
     let id = store
         .add_exemption(now, glob, until, reason, &user(), rule)
         .await?;
@@ -199,7 +199,7 @@ async fn add(cfg: &Config, a: &ExemptAddArgs, clock: &dyn Clock) -> Result<ExitC
 
 /// `stopd exempt list`.
 async fn list(cfg: &Config, opts: OutputArgs, clock: &dyn Clock) -> Result<ExitCode> {
-    let store = Store::open_read_only(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?).await?;
     let rows = store.exemptions().await?;
     let now = stopd_audit::ts(clock.now());
     let mut out = std::io::stdout().lock();
@@ -262,7 +262,7 @@ async fn revoke(
     if reason.is_some_and(|r| r.trim().is_empty()) {
         return Err(UsageError("--reason must say why the exemption is revoked".into()).into());
     }
-    let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open(crate::runtime::secrets::database(cfg)?).await?;
     let done = store
         .revoke_exemption(id, clock.now(), &user(), reason)
         .await?;

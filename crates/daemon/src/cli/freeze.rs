@@ -289,7 +289,7 @@ async fn add(cfg: &Config, a: &FreezeAddArgs, clock: &dyn Clock) -> Result<ExitC
         a.yes,
         "freeze",
     )?;
-    let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open(crate::runtime::secrets::database(cfg)?).await?;
     let id = store.add_freeze(&new).await?;
     store.close().await;
     say(format_args!(
@@ -329,7 +329,7 @@ fn configured_places(cfg: &Config) -> Vec<(String, String)> {
 
 /// `stopd freeze list`.
 async fn list(cfg: &Config, opts: OutputArgs, clock: &dyn Clock) -> Result<ExitCode> {
-    let store = Store::open_read_only(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?).await?;
     let rows = store.freezes().await?;
     store.close().await;
     let now = clock.now();
@@ -389,7 +389,7 @@ async fn lift(cfg: &Config, id: i64, reason: &str, clock: &dyn Clock) -> Result<
     if reason.trim().is_empty() {
         return Err(UsageError("--reason must say why the freeze is lifted early".into()).into());
     }
-    let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open(crate::runtime::secrets::database(cfg)?).await?;
     match store.lift_freeze(id, clock.now(), reason, &user()).await? {
         Lift::Lifted => {}
         // Refusals (exit 2), as `exempt revoke`'s: nothing is recorded.

@@ -139,7 +139,7 @@ pub(super) async fn run(cfg: &Config, args: ReportArgs, clock: &dyn Clock) -> Re
             .refusing("report --coverage and --format html need the freeze windows of the policy")
             .into());
     }
-    let store = Store::open_read_only(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open_read_only(crate::runtime::secrets::database(cfg)?).await?;
     if let Some(rule) = q.rule.as_deref() {
         // A rule of the policy, or one the log knows (since renamed or removed), or `manual`.
         let logged = store.rule_names().await?;

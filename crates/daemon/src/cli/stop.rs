@@ -68,7 +68,7 @@ pub(super) async fn run(
     check_stop_target(pipeline, execution)?;
     let cores = crate::runtime::targets::build(cfg, CancellationToken::new()).await;
     let core = crate::runtime::targets::pick(&cores, place.0, place.1).map_err(UsageError)?;
-    let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
+    let store = Store::open(crate::runtime::secrets::database(cfg)?).await?;
     let mode = if abandon { Mode::Abandon } else { Mode::Finish };
     let done = sweep::execute(
         core,

@@ -81,6 +81,12 @@ impl Leadership {
             .clone()
     }
 
+    /// Sets what this node knows (tests of what `/healthz` and `/metrics` show).
+    #[cfg(test)]
+    pub(crate) fn pretend(&self, seen: Seen) {
+        self.update(|s| *s = seen);
+    }
+
     fn update(&self, f: impl FnOnce(&mut Seen)) {
         f(&mut self
             .seen

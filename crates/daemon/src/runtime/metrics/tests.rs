@@ -261,6 +261,57 @@ fn healthz_turns_503_when_sweeps_stop_succeeding() {
     assert!(m.healthy().is_ok());
 }
 
+/// PostgreSQL: a standby is healthy without sweeping and says who leads; `stopd_leader` and
+/// `stopd_leader_epoch` follow the role; a database that cannot be reached is a 503 whatever
+/// the role; the leader is judged by its sweeps, as a lone daemon is.
+#[test]
+fn leadership_in_healthz_and_metrics() {
+    use crate::runtime::leader::{Leadership, Seen};
+    let (clock, m) = setup();
+    let me = Leadership::new(&crate::config::HaSettings {
+        node: "b".into(),
+        lease: Duration::from_secs(15),
+    });
+    let m = m.with_leadership(Arc::clone(&me));
+    assert_eq!(
+        m.healthy().unwrap(),
+        "ok: standby; no node leads yet (taking the lease)"
+    );
+    me.pretend(Seen {
+        epoch: 4,
+        leader: Some("a".into()),
+        ..Seen::default()
+    });
+    assert_eq!(m.healthy().unwrap(), "ok: standby; a leads (epoch 4)");
+    m.set_leading(None);
+    let text = m.encode();
+    assert_eq!(line(&text, "stopd_leader "), "stopd_leader 0");
+    me.pretend(Seen {
+        database_error: Some("connection refused".into()),
+        ..Seen::default()
+    });
+    let e = m.healthy().unwrap_err();
+    assert!(e.contains("cannot be reached: connection refused"), "{e}");
+    // It leads (epoch 5): no good sweep yet is unhealthy, then it is judged by its sweeps.
+    me.pretend(Seen {
+        leading: Some(5),
+        epoch: 5,
+        leader: Some("b".into()),
+        ..Seen::default()
+    });
+    m.set_leading(Some(5));
+    let text = m.encode();
+    assert_eq!(line(&text, "stopd_leader "), "stopd_leader 1");
+    assert_eq!(line(&text, "stopd_leader_epoch "), "stopd_leader_epoch 5");
+    assert!(m.healthy().unwrap_err().contains("no successful sweep yet"));
+    let good = SweepSummary {
+        decided_at: clock.now(),
+        ..SweepSummary::default()
+    };
+    m.after_sweep(Some(&good), Duration::from_millis(10));
+    assert!(m.healthy().is_ok());
+}
+
 #[tokio::test]
 async fn the_listener_serves_metrics_and_healthz() {
     let (_clock, m) = setup();
