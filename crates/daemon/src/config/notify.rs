@@ -200,6 +200,6 @@ mod tests {
         let (t, p) = check_specs(&[spec(Some("https://hooks.invalid/T0/secret"), None)]);
         assert!(p.is_empty());
         assert!(!format!("{t:?}").contains("secret"), "{t:?}");
-        assert_eq!(t[0].events.len(), 6);
+        assert_eq!(t[0].events.len(), 7);
     }
 }
