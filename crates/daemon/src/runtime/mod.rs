@@ -4,6 +4,7 @@
 pub mod freezes;
 pub mod gates;
 pub mod leader;
+pub mod leadership;
 pub mod lock;
 pub mod memory;
 pub mod metrics;

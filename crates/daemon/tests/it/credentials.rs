@@ -79,7 +79,7 @@ async fn secrets_are_read_from_the_credentials_directory_first() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("OK"), "{stdout}");
     assert!(
-        stdout.contains("database_password_file is read and checked, but unused"),
+        stdout.contains("database_password_file is unused: the audit database is a SQLite file"),
         "{stdout}"
     );
     assert!(!stdout.contains("s3cret"), "a secret printed: {stdout}");

@@ -388,3 +388,117 @@ async fn ha_configuration_errors_and_an_unreachable_database() {
     );
     assert_eq!(env.stop_calls(), 0);
 }
+
+/// A TCP proxy in front of the PostgreSQL server that the test can take down (every connection
+/// dropped, new ones refused) and bring back: the database restarted under a running node.
+struct Proxy {
+    port: u16,
+    to: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(to: &str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut p = Proxy {
+            port,
+            to: to.to_owned(),
+            task: None,
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let to = self.to.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = to.clone();
+                conns.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Every connection dropped, and the port closed (a connection is refused).
+    fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    /// Listening again on the same port.
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener);
+    }
+}
+
+/// The database goes away under a running leader and comes back: the leader steps down (it
+/// cannot renew), says so loudly, keeps trying, and leads again once the database answers;
+/// what started meanwhile is stopped then. Nothing is stopped while no node leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_lost_and_back_under_a_running_leader() {
+    let Some(pg) = Pg::new().await else { return };
+    let server = url::Url::parse(&pg.url).unwrap();
+    let mut proxy = Proxy::start(&format!(
+        "{}:{}",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432)
+    ))
+    .await;
+    let mut through = server.clone();
+    through.set_port(Some(proxy.port)).unwrap();
+    let proxied = Pg {
+        server: pg.server.clone(),
+        name: pg.name.clone(),
+        url: through.into(),
+        password: pg.password.clone(),
+    };
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let a = write_node_config(&env, &proxied, "a");
+    let node_a = spawn_node(&env, &a);
+    wait_for_leader(&env, &a, "a").await;
+    assert!(wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 1).await);
+
+    proxy.down();
+    env.emulator.start_execution("prod-web").unwrap();
+    // Longer than the lease (2 s) and a few sweeps (every 2 s): nothing can be recorded, so
+    // nothing is stopped.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(stop_calls(&env).len(), 1, "{:?}", stop_calls(&env));
+
+    proxy.up().await;
+    // The lease is taken again (epoch 2) and the execution that started meanwhile stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&env, &a).await;
+        if s["ha"]["leader"] == "a" && s["ha"]["epoch"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never led again: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 2).await,
+        "{:?}",
+        stop_calls(&env)
+    );
+    signal(&node_a, "TERM");
+    let out = wait_exit(node_a, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = text(&out.stderr);
+    assert!(log.contains("this node no longer leads"), "{log}");
+    assert!(log.contains("cannot be reached"), "{log}");
+    pg.drop_database().await;
+}

@@ -124,7 +124,7 @@ struct Health {
     stale_after: Duration,
     /// PostgreSQL: this node's leadership (a standby is healthy while it can reach the
     /// database; the leader as a lone daemon is).
-    leadership: Option<Arc<crate::runtime::leader::Leadership>>,
+    leadership: Option<Arc<crate::runtime::leadership::Leadership>>,
 }
 
 /// The daemon's metrics and health.
@@ -298,7 +298,10 @@ impl Metrics {
     /// On PostgreSQL: `stopd_leader` and `stopd_leader_epoch`, and `/healthz` judged by this
     /// node's role (before the metrics are shared).
     #[must_use]
-    pub fn with_leadership(mut self, leadership: Arc<crate::runtime::leader::Leadership>) -> Self {
+    pub fn with_leadership(
+        mut self,
+        leadership: Arc<crate::runtime::leadership::Leadership>,
+    ) -> Self {
         self.registry.register(
             "stopd_leader",
             "1 on the node that leads (holds the lease), 0 on a standby",

@@ -266,7 +266,7 @@ fn healthz_turns_503_when_sweeps_stop_succeeding() {
 /// the role; the leader is judged by its sweeps, as a lone daemon is.
 #[test]
 fn leadership_in_healthz_and_metrics() {
-    use crate::runtime::leader::{Leadership, Seen};
+    use crate::runtime::leadership::{Leadership, Seen};
     let (clock, m) = setup();
     let me = Leadership::new(&crate::config::HaSettings {
         node: "b".into(),
