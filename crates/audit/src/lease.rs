@@ -89,30 +89,47 @@ pub(crate) fn fenced(table: &str) -> bool {
     matches!(table, "stops" | "stop_outcomes" | "gates" | "gate_outcomes")
 }
 
-/// Checks the fence inside a PostgreSQL write transaction (before its first fenced write):
-/// `Ok` when writing is allowed.
-pub(crate) async fn check_pg(conn: &mut sqlx::PgConnection, fence: &Fence) -> Result<()> {
-    match fence {
-        Fence::Off => Ok(()),
-        Fence::Standby => bail!(
-            "fenced: this node does not lead, so it records no stop or gate action (the leader does)"
-        ),
-        Fence::Leader { node, epoch } => {
-            let held: Option<i64> = sqlx::query_scalar(
-                "SELECT epoch FROM leader_lease WHERE id = 1 AND holder = $1 AND epoch = $2 FOR SHARE",
-            )
-            .bind(node)
-            .bind(epoch)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if held.is_none() {
-                bail!(
-                    "fenced: node {node:?} no longer holds the lease of epoch {epoch} (another node took over)"
-                );
-            }
-            Ok(())
-        }
+/// Why a standby's store writes no fenced record.
+pub(crate) fn standby_refuses() -> anyhow::Error {
+    anyhow::anyhow!(
+        "fenced: this node does not lead, so it records no stop or gate action (the leader does)"
+    )
+}
+
+/// Checks the fence inside a PostgreSQL write transaction, after the chain's lock and before
+/// its first fenced write, and reads the chain's head in the same statement (one round trip,
+/// for the group-commit writer): the lease row is read `FOR SHARE` and must still name this
+/// node and epoch (a takeover's UPDATE then waits for the transaction). `Err` when the fence
+/// refuses (a standby without asking); else the chain's head.
+pub(crate) async fn check_and_head_pg(
+    conn: &mut sqlx::PgConnection,
+    fence: &Fence,
+) -> Result<(i64, crate::chain::Hash)> {
+    use sqlx::Row as _;
+    let (node, epoch) = match fence {
+        Fence::Off => return Ok(crate::chain::head_pg(conn).await?),
+        Fence::Standby => return Err(standby_refuses()),
+        Fence::Leader { node, epoch } => (node, epoch),
+    };
+    let row = sqlx::query(
+        "SELECT h.seq, h.hash, l.epoch AS leads FROM (SELECT 1) AS one \
+         LEFT JOIN (SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1) AS h ON true \
+         LEFT JOIN (SELECT epoch FROM leader_lease WHERE id = 1 AND holder = $1 AND epoch = $2 \
+                    FOR SHARE) AS l ON true",
+    )
+    .bind(node)
+    .bind(epoch)
+    .fetch_one(&mut *conn)
+    .await?;
+    if row.try_get::<Option<i64>, _>("leads")?.is_none() {
+        bail!(
+            "fenced: node {node:?} no longer holds the lease of epoch {epoch} (another node took over)"
+        );
     }
+    Ok(crate::chain::head_of(
+        row.try_get("seq")?,
+        row.try_get("hash")?,
+    )?)
 }
 
 impl Store {

@@ -1,0 +1,409 @@
+//! The group-commit writer on PostgreSQL: a batch in a few round trips to the server, whatever
+//! its size (issue 28: a database 5 ms away must not cost 5 ms per record).
+//!
+//! A batch is one transaction of, in the normal case:
+//!
+//! 1. `BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE` (one simple query);
+//! 2. the chain's head and, when the store is fenced, the lease row `FOR SHARE`
+//!    ([`crate::lease::check_and_head_pg`], one statement);
+//! 3. one INSERT per table the batch writes to (`stops`, `gates`, `stop_outcomes`,
+//!    `gate_outcomes`: usually one or two), its rows' values bound as arrays and unnested, so the
+//!    statement is the same for every batch size and stays prepared;
+//! 4. the chain rows, one INSERT ([`chain::Linker::flush_pg`]);
+//! 5. `COMMIT`.
+//!
+//! Each table's columns are read once per writer, not once per batch. The records are chained in
+//! the batch's order from the rows their INSERTs returned, exactly as one INSERT a record would
+//! chain them.
+//!
+//! A statement refused by a constraint aborts a PostgreSQL transaction, and a multi-row INSERT
+//! is refused as a whole. So when one fails on a constraint (SQLSTATE class 23: a second outcome
+//! for one stop, an unknown stop id), the batch is rolled back and written again the slow way:
+//! one INSERT a write, each under a savepoint, so that only the offending write fails (the
+//! identity values the first attempt drew are not reused: ids then have a gap, as PostgreSQL's
+//! sequences always may). Anything else fails the batch as one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
+use sqlx::query::Query;
+use sqlx::{Connection, PgConnection, Postgres, Row};
+use tokio::sync::mpsc;
+
+use super::{MAX_BATCH, Write};
+use crate::chain;
+use crate::lease::{self, Fence, FenceCell};
+
+/// The tables the writer writes to, in the order a batch inserts them (a record before any
+/// outcome that could name it).
+const TABLES: [&str; 4] = ["stops", "gates", "stop_outcomes", "gate_outcomes"];
+
+/// The columns a batch binds for `table`, in binding order, with their PostgreSQL types (each
+/// bound as an array of that type). The table's key is bound when the write names it (an
+/// outcome's stop or gate); else it is drawn from the table's identity sequence.
+fn bound_columns(table: &str) -> &'static [(&'static str, &'static str)] {
+    match table {
+        "stops" => &[
+            ("at", "text"),
+            ("sweep_id", "int8"),
+            ("pipeline", "text"),
+            ("execution_id", "text"),
+            ("rule", "text"),
+            ("rule_kind", "text"),
+            ("mode", "text"),
+            ("reason", "text"),
+            ("explanation", "text"),
+            ("dry_run", "bool"),
+            ("escalate_at", "text"),
+            ("escalation_of", "int8"),
+            ("account", "text"),
+            ("region", "text"),
+        ],
+        "stop_outcomes" => &[
+            ("stop_id", "int8"),
+            ("at", "text"),
+            ("outcome", "text"),
+            ("attempts", "int8"),
+            ("throttled", "int8"),
+            ("elapsed_ms", "int8"),
+            ("error", "text"),
+            ("reconciled", "bool"),
+        ],
+        "gates" => &[
+            ("at", "text"),
+            ("sweep_id", "int8"),
+            ("pipeline", "text"),
+            ("stage", "text"),
+            ("rule", "text"),
+            ("action", "text"),
+            ("reason", "text"),
+            ("dry_run", "bool"),
+            ("account", "text"),
+            ("region", "text"),
+        ],
+        "gate_outcomes" => &[
+            ("gate_id", "int8"),
+            ("at", "text"),
+            ("outcome", "text"),
+            ("error", "text"),
+        ],
+        _ => &[],
+    }
+}
+
+/// The name of a row's place in its batch (1, 2, ...), as the INSERT returns it.
+const ORD: &str = "batch_ord";
+
+/// The INSERT of a batch's rows of `table` (`returning`: [`chain::Linker::returning_pg`]):
+/// the arrays unnested with their ordinality; the rows' keys drawn first (or bound), so that
+/// each returned row is matched to its write by its place in the batch, not by the order
+/// PostgreSQL happens to return rows in. `table` and the columns are ours, never user input.
+fn batch_sql(table: &str, returning: &str) -> String {
+    let cols = bound_columns(table);
+    let key = chain::key(table);
+    let names: Vec<String> = cols.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+    let names = names.join(", ");
+    let arrays: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(k, (_, ty))| format!("${}::{ty}[]", k + 1))
+        .collect();
+    let arrays = arrays.join(", ");
+    let (drawn, key_col) = if cols.iter().any(|(c, _)| *c == key) {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(
+                "nextval((SELECT pg_get_serial_sequence('\"{table}\"', '{key}'))) AS \"{key}\", "
+            ),
+            format!("\"{key}\", "),
+        )
+    };
+    format!(
+        "WITH src AS MATERIALIZED (\
+            SELECT {drawn}u.* FROM unnest({arrays}) WITH ORDINALITY AS u({names}, {ORD})), \
+         ins AS (\
+            INSERT INTO \"{table}\" ({key_col}{names}) SELECT {key_col}{names} FROM src \
+            RETURNING {returning}) \
+         SELECT ins.*, src.{ORD} FROM ins JOIN src ON src.\"{key}\" = ins.{rowid}",
+        rowid = chain::ROWID,
+    )
+}
+
+/// Every value of one column of `writes` (all of one variant), in batch order.
+macro_rules! column {
+    ($writes:expr, $variant:pat => $value:expr) => {
+        $writes
+            .iter()
+            .filter_map(|w| match w {
+                $variant => Some($value),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+}
+
+/// Binds the arrays of [`bound_columns`] for `writes`, all of `table`.
+fn bind_rows<'q>(
+    q: Query<'q, Postgres, PgArguments>,
+    table: &str,
+    writes: &[&'q Write],
+) -> Query<'q, Postgres, PgArguments> {
+    match table {
+        "stops" => q
+            .bind(column!(writes, Write::Intent(i, _) => i.at.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.sweep_id))
+            .bind(column!(writes, Write::Intent(i, _) => i.pipeline.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.execution_id.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.rule.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.rule_kind.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.mode.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.reason.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.explanation.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.dry_run))
+            .bind(column!(writes, Write::Intent(i, _) => i.escalate_at.as_deref()))
+            .bind(column!(writes, Write::Intent(i, _) => i.escalation_of))
+            .bind(column!(writes, Write::Intent(i, _) => i.account.as_str()))
+            .bind(column!(writes, Write::Intent(i, _) => i.region.as_str())),
+        "stop_outcomes" => q
+            .bind(column!(writes, Write::Outcome(id, _, _) => *id))
+            .bind(column!(writes, Write::Outcome(_, o, _) => crate::ts(o.at)))
+            .bind(column!(writes, Write::Outcome(_, o, _) => o.outcome.as_str()))
+            .bind(column!(writes, Write::Outcome(_, o, _) => i64::from(o.attempts)))
+            .bind(column!(writes, Write::Outcome(_, o, _) => i64::from(o.throttled)))
+            .bind(column!(writes, Write::Outcome(_, o, _) =>
+                i64::try_from(o.elapsed.as_millis()).unwrap_or(i64::MAX)))
+            .bind(column!(writes, Write::Outcome(_, o, _) => o.error.as_deref()))
+            .bind(column!(writes, Write::Outcome(_, o, _) => o.reconciled)),
+        "gates" => q
+            .bind(column!(writes, Write::GateIntent(g, _) => g.at.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.sweep_id))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.pipeline.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.stage.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.rule.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.action.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.reason.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.dry_run))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.account.as_str()))
+            .bind(column!(writes, Write::GateIntent(g, _) => g.region.as_str())),
+        "gate_outcomes" => q
+            .bind(column!(writes, Write::GateOutcome(o, _) => o.gate_id))
+            .bind(column!(writes, Write::GateOutcome(o, _) => crate::ts(o.at)))
+            .bind(column!(writes, Write::GateOutcome(o, _) => o.outcome.as_str()))
+            .bind(column!(writes, Write::GateOutcome(o, _) => o.error.as_deref())),
+        _ => q,
+    }
+}
+
+/// What a writer keeps from one batch to the next: the chain's linker (with each table's
+/// columns) and each table's batch INSERT.
+#[derive(Default)]
+struct PgWriter {
+    linker: chain::Linker,
+    sql: HashMap<&'static str, String>,
+}
+
+/// A batch's result: each write's id, or why it alone was refused.
+type Results = Vec<Result<i64, String>>;
+
+impl PgWriter {
+    /// Begins a batch's transaction: the chain's lock, then its head and the fence.
+    async fn begin<'c>(
+        &mut self,
+        conn: &'c mut PgConnection,
+        batch: &[Write],
+        fence: &Fence,
+    ) -> anyhow::Result<sqlx::Transaction<'c, Postgres>> {
+        // One round trip: sqlx sends a custom BEGIN as a simple query, which may hold two.
+        let mut tx = conn
+            .begin_with("BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE")
+            .await?;
+        let head = if batch.iter().any(|w| lease::fenced(w.table())) {
+            lease::check_and_head_pg(&mut tx, fence).await?
+        } else {
+            chain::head_pg(&mut tx).await?
+        };
+        self.linker.restart(head);
+        Ok(tx)
+    }
+
+    /// Inserts `writes` (all of `table`) in one statement; returns their rows in their order.
+    async fn insert(
+        &mut self,
+        conn: &mut PgConnection,
+        table: &'static str,
+        writes: &[&Write],
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        if !self.sql.contains_key(table) {
+            let returning = self.linker.returning_pg(conn, table).await?;
+            self.sql.insert(table, batch_sql(table, &returning));
+        }
+        let q = bind_rows(sqlx::query(&self.sql[table]), table, writes);
+        let returned = q.fetch_all(&mut *conn).await?;
+        let mut rows: Vec<Option<PgRow>> = (0..writes.len()).map(|_| None).collect();
+        for row in returned {
+            let ord: i64 = row.try_get(ORD)?;
+            let slot = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|k| rows.get_mut(k))
+                .filter(|s| s.is_none())
+                .ok_or_else(|| sqlx::Error::Protocol(format!("{table}: row {ord} returned twice")))?;
+            *slot = Some(row);
+        }
+        rows.into_iter()
+            .enumerate()
+            .map(|(k, r)| {
+                r.ok_or_else(|| sqlx::Error::Protocol(format!("{table}: row {} not returned", k + 1)))
+            })
+            .collect()
+    }
+
+    /// The batch in one transaction, one INSERT a table. `None`: a write was refused by a
+    /// constraint (nothing of the batch is written; the transaction is rolled back when
+    /// dropped, by sqlx, ahead of the connection's next statement).
+    async fn fast(
+        &mut self,
+        conn: &mut PgConnection,
+        batch: &[Write],
+        fence: &Fence,
+    ) -> anyhow::Result<Option<Results>> {
+        let mut tx = self.begin(conn, batch, fence).await?;
+        let mut rows: Vec<Option<PgRow>> = (0..batch.len()).map(|_| None).collect();
+        for table in TABLES {
+            let (places, writes): (Vec<usize>, Vec<&Write>) = batch
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.table() == table)
+                .unzip();
+            if writes.is_empty() {
+                continue;
+            }
+            match self.insert(&mut tx, table, &writes).await {
+                Ok(returned) => {
+                    for (k, row) in places.into_iter().zip(returned) {
+                        rows[k] = Some(row);
+                    }
+                }
+                Err(e) if fails_alone_pg(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Chained in the batch's order, as the slow way chains them.
+        let mut results = Vec::with_capacity(batch.len());
+        for (w, row) in batch.iter().zip(rows) {
+            let row = row.ok_or_else(|| anyhow::anyhow!("{}: a write not inserted", w.table()))?;
+            let rowid = self.linker.link_returned_pg(&mut tx, w.table(), &row).await?;
+            results.push(Ok(rowid));
+        }
+        self.linker.flush_pg(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(results))
+    }
+
+    /// The batch in one transaction, one INSERT a write, each under a savepoint: a write
+    /// refused by a constraint fails alone.
+    async fn slow(
+        &mut self,
+        conn: &mut PgConnection,
+        batch: &[Write],
+        fence: &Fence,
+    ) -> anyhow::Result<Results> {
+        let mut tx = self.begin(conn, batch, fence).await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for w in batch {
+            sqlx::query("SAVEPOINT audit_write")
+                .execute(&mut *tx)
+                .await?;
+            match self.insert(&mut tx, w.table(), &[w]).await {
+                Ok(mut rows) => {
+                    sqlx::query("RELEASE SAVEPOINT audit_write")
+                        .execute(&mut *tx)
+                        .await?;
+                    let row = rows.pop().ok_or_else(|| {
+                        anyhow::anyhow!("{}: a write not inserted", w.table())
+                    })?;
+                    let rowid = self.linker.link_returned_pg(&mut tx, w.table(), &row).await?;
+                    results.push(Ok(rowid));
+                }
+                Err(e) if fails_alone_pg(&e) => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT audit_write")
+                        .execute(&mut *tx)
+                        .await?;
+                    results.push(Err(e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.linker.flush_pg(&mut tx).await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+}
+
+/// The group-commit writer on PostgreSQL: as [`super::group_commit`], one transaction a batch
+/// (see the module's documentation for its statements). The chain's head is serialized by
+/// `LOCK TABLE audit_chain IN EXCLUSIVE MODE`, first in the transaction (SQLite: BEGIN
+/// IMMEDIATE): a writer elsewhere (`stopd exempt`, another node) waits for the commit, readers
+/// do not.
+///
+/// Fencing ([`crate::lease`]): when the batch holds a stop intent, outcome or gate action and
+/// the store is fenced, the lease row is read `FOR SHARE` after the chain's lock and must still
+/// name this node and epoch; if not, the whole batch fails ("fenced"), and no caller calls AWS.
+/// A standby's store refuses the batch without asking the database.
+pub(crate) async fn group_commit_pg(
+    pool: PgPool,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    commits: Arc<AtomicU64>,
+    fence: FenceCell,
+) {
+    let mut writer = PgWriter::default();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let fence = fence
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut conn = None;
+        let committed: anyhow::Result<Results> = async {
+            if fence == Fence::Standby && batch.iter().any(|w| lease::fenced(w.table())) {
+                return Err(lease::standby_refuses());
+            }
+            let conn = conn.insert(pool.acquire().await?);
+            match writer.fast(conn, &batch, &fence).await? {
+                Some(results) => Ok(results),
+                None => writer.slow(conn, &batch, &fence).await,
+            }
+        }
+        .await;
+        match committed {
+            Ok(results) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (w, r) in batch.drain(..).zip(results) {
+                    w.answer(r);
+                }
+            }
+            Err(e) => {
+                // Every caller hears "not written", so no call is made on the strength of it;
+                // nothing of the batch was committed. The connection is not used again.
+                let e = format!("the audit transaction failed: {e:#}");
+                tracing::error!(writes = batch.len(), error = %e, "audit log write failed");
+                if let Some(c) = conn.as_mut() {
+                    c.close_on_drop();
+                }
+                for w in batch.drain(..) {
+                    w.answer(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a PostgreSQL statement failed on its own record: an integrity constraint (SQLSTATE
+/// class 23: unique, check, foreign key, not null) or the append-only trigger (23001).
+fn fails_alone_pg(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c.starts_with("23"))
+}
