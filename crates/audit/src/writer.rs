@@ -14,7 +14,7 @@ use crate::{GateAction, GateOutcome, Mode, OutcomeRow, RuleKind, chain, ts};
 
 mod pg;
 
-pub(crate) use pg::group_commit_pg;
+pub(crate) use pg::{BEGIN_PG, group_commit_pg};
 
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 512;

@@ -36,6 +36,11 @@ use super::{MAX_BATCH, Write};
 use crate::chain;
 use crate::lease::{self, Fence, FenceCell};
 
+/// A write transaction's start on PostgreSQL: the chain's lock first (SQLite: BEGIN
+/// IMMEDIATE), in one round trip (sqlx sends a custom BEGIN as one simple query, which may
+/// hold two statements).
+pub(crate) const BEGIN_PG: &str = "BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE";
+
 /// The tables the writer writes to, in the order a batch inserts them (a record before any
 /// outcome that could name it).
 const TABLES: [&str; 4] = ["stops", "gates", "stop_outcomes", "gate_outcomes"];
@@ -216,10 +221,7 @@ impl PgWriter {
         batch: &[Write],
         fence: &Fence,
     ) -> anyhow::Result<sqlx::Transaction<'c, Postgres>> {
-        // One round trip: sqlx sends a custom BEGIN as a simple query, which may hold two.
-        let mut tx = conn
-            .begin_with("BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE")
-            .await?;
+        let mut tx = conn.begin_with(BEGIN_PG).await?;
         let head = if batch.iter().any(|w| lease::fenced(w.table())) {
             lease::check_and_head_pg(&mut tx, fence).await?
         } else {
@@ -249,13 +251,17 @@ impl PgWriter {
                 .ok()
                 .and_then(|k| rows.get_mut(k))
                 .filter(|s| s.is_none())
-                .ok_or_else(|| sqlx::Error::Protocol(format!("{table}: row {ord} returned twice")))?;
+                .ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("{table}: row {ord} returned twice"))
+                })?;
             *slot = Some(row);
         }
         rows.into_iter()
             .enumerate()
             .map(|(k, r)| {
-                r.ok_or_else(|| sqlx::Error::Protocol(format!("{table}: row {} not returned", k + 1)))
+                r.ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("{table}: row {} not returned", k + 1))
+                })
             })
             .collect()
     }
@@ -294,7 +300,10 @@ impl PgWriter {
         let mut results = Vec::with_capacity(batch.len());
         for (w, row) in batch.iter().zip(rows) {
             let row = row.ok_or_else(|| anyhow::anyhow!("{}: a write not inserted", w.table()))?;
-            let rowid = self.linker.link_returned_pg(&mut tx, w.table(), &row).await?;
+            let rowid = self
+                .linker
+                .link_returned_pg(&mut tx, w.table(), &row)
+                .await?;
             results.push(Ok(rowid));
         }
         self.linker.flush_pg(&mut tx).await?;
@@ -321,10 +330,13 @@ impl PgWriter {
                     sqlx::query("RELEASE SAVEPOINT audit_write")
                         .execute(&mut *tx)
                         .await?;
-                    let row = rows.pop().ok_or_else(|| {
-                        anyhow::anyhow!("{}: a write not inserted", w.table())
-                    })?;
-                    let rowid = self.linker.link_returned_pg(&mut tx, w.table(), &row).await?;
+                    let row = rows
+                        .pop()
+                        .ok_or_else(|| anyhow::anyhow!("{}: a write not inserted", w.table()))?;
+                    let rowid = self
+                        .linker
+                        .link_returned_pg(&mut tx, w.table(), &row)
+                        .await?;
                     results.push(Ok(rowid));
                 }
                 Err(e) if fails_alone_pg(&e) => {
