@@ -485,6 +485,29 @@ impl Linker {
         Ok(())
     }
 
+    /// The chain rows not yet written as one INSERT with their values spelled out (every one
+    /// is ours: integers, a table name of [`AUDITED`], a hash in hex), ending in `;`, for a
+    /// simple query that also commits (one round trip); they count as written from here on.
+    /// Empty when there is none.
+    pub(crate) fn take_pending_sql_pg(&mut self) -> String {
+        use std::fmt::Write as _;
+        if self.pending.is_empty() {
+            return String::new();
+        }
+        let mut sql = String::from("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES ");
+        for (k, (seq, table, rowid, hash)) in self.pending.drain(..).enumerate() {
+            debug_assert!(table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            let sep = if k == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}({seq}, '{table}', {rowid}, decode('{}', 'hex'))",
+                hex::encode(hash)
+            );
+        }
+        sql.push_str("; ");
+        sql
+    }
+
     /// Starts the next transaction of a writer that keeps its `Linker` (and so each table's
     /// columns: the schema does not change under a running writer) from one transaction to the
     /// next: `head` is the chain's head, read under the chain's lock in that transaction.

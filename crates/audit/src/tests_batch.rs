@@ -272,3 +272,46 @@ async fn the_fence_refuses_a_whole_batch() {
     assert!(intact(&store).await);
     store.close().await;
 }
+
+/// On PostgreSQL the writer keeps its connection from one batch to the next: when the server
+/// has closed it meanwhile (a restart, an administrator), the next batch is written on a new
+/// one, not failed (nothing of it had been sent).
+#[tokio::test]
+async fn the_writer_reconnects_when_its_idle_connection_was_closed() {
+    use sqlx::Connection as _;
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 30, 0).unwrap();
+    let store = open(&db).await;
+    let first = store.record_intent(&intent("p0", "e0", at)).await.unwrap();
+    let crate::Location::Postgres(url) = db.location() else {
+        unreachable!()
+    };
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        !killed.is_empty() && killed.iter().all(|k| *k),
+        "{killed:?}"
+    );
+    admin.close().await.unwrap();
+    let (second, o) = tokio::join!(
+        async { store.record_intent(&intent("p1", "e1", at)).await },
+        async {
+            store
+                .record_outcome(first, &outcome(at, Outcome::Stopped))
+                .await
+        },
+    );
+    assert!(second.unwrap() > first);
+    o.unwrap();
+    assert_eq!(store.chain_head().await.unwrap().0, 3);
+    assert!(intact(&store).await);
+    store.close().await;
+}

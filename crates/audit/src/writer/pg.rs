@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::query::Query;
-use sqlx::{Connection, PgConnection, Postgres, Row};
+use sqlx::{Connection, Executor, PgConnection, Postgres, Row};
 use tokio::sync::mpsc;
 
 use super::{MAX_BATCH, Write};
@@ -202,33 +202,91 @@ fn bind_rows<'q>(
     }
 }
 
-/// What a writer keeps from one batch to the next: the chain's linker (with each table's
-/// columns) and each table's batch INSERT.
+/// What a writer keeps from one batch to the next: its connection, the chain's linker (with
+/// each table's columns) and each table's batch INSERT.
+///
+/// The connection is the writer's own, taken out of the pool (`detach`): the pool tests a
+/// connection with a round trip when it lends it and again when it gets it back, and each
+/// connection prepares each statement once, so a batch on a pooled connection cost up to four
+/// more round trips. The writer's transactions are begun and committed by simple queries it
+/// sends itself (BEGIN with the lock and the head, the chain rows with COMMIT), not by sqlx's
+/// `Transaction`; so on any failure, and if the writer is dropped mid-batch, the connection
+/// is dropped, which closes it: the server rolls back whatever it held.
 #[derive(Default)]
 struct PgWriter {
+    conn: Option<PgConnection>,
     linker: chain::Linker,
     sql: HashMap<&'static str, String>,
+    /// Whether the batch's transaction has begun (so something of it may have run).
+    began: bool,
 }
 
 /// A batch's result: each write's id, or why it alone was refused.
 type Results = Vec<Result<i64, String>>;
 
 impl PgWriter {
-    /// Begins a batch's transaction: the chain's lock, then its head and the fence.
-    async fn begin<'c>(
+    /// Writes a batch and commits it; on failure the connection is gone (nothing of the batch
+    /// was committed). A connection kept from an earlier batch that fails before the batch
+    /// began (the server restarted, or closed it while idle) is replaced once.
+    async fn write(
         &mut self,
-        conn: &'c mut PgConnection,
+        pool: &PgPool,
         batch: &[Write],
         fence: &Fence,
-    ) -> anyhow::Result<sqlx::Transaction<'c, Postgres>> {
-        let mut tx = conn.begin_with(BEGIN_PG).await?;
-        let head = if batch.iter().any(|w| lease::fenced(w.table())) {
-            lease::check_and_head_pg(&mut tx, fence).await?
+    ) -> anyhow::Result<Results> {
+        // A standby refuses without asking the database.
+        let leader = if batch.iter().any(|w| lease::fenced(w.table())) {
+            lease::leader(fence)?
         } else {
-            chain::head_pg(&mut tx).await?
+            None
         };
-        self.linker.restart(head);
-        Ok(tx)
+        loop {
+            let kept = self.conn.is_some();
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => pool.acquire().await?.detach(),
+            };
+            self.began = false;
+            let written = match self.fast(&mut conn, batch, leader).await {
+                Ok(Some(results)) => Ok(results),
+                Ok(None) => self.slow(&mut conn, batch, leader).await,
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(results) => {
+                    self.conn = Some(conn);
+                    return Ok(results);
+                }
+                Err(e) if kept && !self.began => {
+                    tracing::debug!(error = %format!("{e:#}"), "the audit writer's connection failed; reconnecting");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Begins a batch's transaction in one round trip: BEGIN, the chain's lock, its head and
+    /// the fence ([`lease::head_and_fence_sql`]).
+    async fn begin(
+        &mut self,
+        conn: &mut PgConnection,
+        leader: Option<(&str, i64)>,
+    ) -> anyhow::Result<()> {
+        let sql = format!("{BEGIN_PG}; {}", lease::head_and_fence_sql(leader));
+        let rows = conn.fetch_all(sql.as_str()).await?;
+        self.began = true;
+        let row = rows
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no chain head read"))?;
+        self.linker.restart(lease::head_if_leading(row, leader)?);
+        Ok(())
+    }
+
+    /// Writes the chain rows and commits, in one round trip.
+    async fn commit(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let sql = self.linker.take_pending_sql_pg() + "COMMIT";
+        conn.execute(sql.as_str()).await?;
+        Ok(())
     }
 
     /// Inserts `writes` (all of `table`) in one statement; returns their rows in their order.
@@ -267,15 +325,14 @@ impl PgWriter {
     }
 
     /// The batch in one transaction, one INSERT a table. `None`: a write was refused by a
-    /// constraint (nothing of the batch is written; the transaction is rolled back when
-    /// dropped, by sqlx, ahead of the connection's next statement).
+    /// constraint; nothing of the batch is written (the transaction is rolled back).
     async fn fast(
         &mut self,
         conn: &mut PgConnection,
         batch: &[Write],
-        fence: &Fence,
+        leader: Option<(&str, i64)>,
     ) -> anyhow::Result<Option<Results>> {
-        let mut tx = self.begin(conn, batch, fence).await?;
+        self.begin(conn, leader).await?;
         let mut rows: Vec<Option<PgRow>> = (0..batch.len()).map(|_| None).collect();
         for table in TABLES {
             let (places, writes): (Vec<usize>, Vec<&Write>) = batch
@@ -286,13 +343,16 @@ impl PgWriter {
             if writes.is_empty() {
                 continue;
             }
-            match self.insert(&mut tx, table, &writes).await {
+            match self.insert(conn, table, &writes).await {
                 Ok(returned) => {
                     for (k, row) in places.into_iter().zip(returned) {
                         rows[k] = Some(row);
                     }
                 }
-                Err(e) if fails_alone_pg(&e) => return Ok(None),
+                Err(e) if fails_alone_pg(&e) => {
+                    conn.execute("ROLLBACK").await?;
+                    return Ok(None);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -300,14 +360,10 @@ impl PgWriter {
         let mut results = Vec::with_capacity(batch.len());
         for (w, row) in batch.iter().zip(rows) {
             let row = row.ok_or_else(|| anyhow::anyhow!("{}: a write not inserted", w.table()))?;
-            let rowid = self
-                .linker
-                .link_returned_pg(&mut tx, w.table(), &row)
-                .await?;
+            let rowid = self.linker.link_returned_pg(conn, w.table(), &row).await?;
             results.push(Ok(rowid));
         }
-        self.linker.flush_pg(&mut tx).await?;
-        tx.commit().await?;
+        self.commit(conn).await?;
         Ok(Some(results))
     }
 
@@ -317,39 +373,29 @@ impl PgWriter {
         &mut self,
         conn: &mut PgConnection,
         batch: &[Write],
-        fence: &Fence,
+        leader: Option<(&str, i64)>,
     ) -> anyhow::Result<Results> {
-        let mut tx = self.begin(conn, batch, fence).await?;
+        self.begin(conn, leader).await?;
         let mut results = Vec::with_capacity(batch.len());
         for w in batch {
-            sqlx::query("SAVEPOINT audit_write")
-                .execute(&mut *tx)
-                .await?;
-            match self.insert(&mut tx, w.table(), &[w]).await {
+            conn.execute("SAVEPOINT audit_write").await?;
+            match self.insert(conn, w.table(), &[w]).await {
                 Ok(mut rows) => {
-                    sqlx::query("RELEASE SAVEPOINT audit_write")
-                        .execute(&mut *tx)
-                        .await?;
+                    conn.execute("RELEASE SAVEPOINT audit_write").await?;
                     let row = rows
                         .pop()
                         .ok_or_else(|| anyhow::anyhow!("{}: a write not inserted", w.table()))?;
-                    let rowid = self
-                        .linker
-                        .link_returned_pg(&mut tx, w.table(), &row)
-                        .await?;
+                    let rowid = self.linker.link_returned_pg(conn, w.table(), &row).await?;
                     results.push(Ok(rowid));
                 }
                 Err(e) if fails_alone_pg(&e) => {
-                    sqlx::query("ROLLBACK TO SAVEPOINT audit_write")
-                        .execute(&mut *tx)
-                        .await?;
+                    conn.execute("ROLLBACK TO SAVEPOINT audit_write").await?;
                     results.push(Err(e.to_string()));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        self.linker.flush_pg(&mut tx).await?;
-        tx.commit().await?;
+        self.commit(conn).await?;
         Ok(results)
     }
 }
@@ -377,19 +423,7 @@ pub(crate) async fn group_commit_pg(
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let mut conn = None;
-        let committed: anyhow::Result<Results> = async {
-            if fence == Fence::Standby && batch.iter().any(|w| lease::fenced(w.table())) {
-                return Err(lease::standby_refuses());
-            }
-            let conn = conn.insert(pool.acquire().await?);
-            match writer.fast(conn, &batch, &fence).await? {
-                Some(results) => Ok(results),
-                None => writer.slow(conn, &batch, &fence).await,
-            }
-        }
-        .await;
-        match committed {
+        match writer.write(&pool, &batch, &fence).await {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (w, r) in batch.drain(..).zip(results) {
@@ -398,17 +432,17 @@ pub(crate) async fn group_commit_pg(
             }
             Err(e) => {
                 // Every caller hears "not written", so no call is made on the strength of it;
-                // nothing of the batch was committed. The connection is not used again.
+                // nothing of the batch was committed, and its connection is closed.
                 let e = format!("the audit transaction failed: {e:#}");
                 tracing::error!(writes = batch.len(), error = %e, "audit log write failed");
-                if let Some(c) = conn.as_mut() {
-                    c.close_on_drop();
-                }
                 for w in batch.drain(..) {
                     w.answer(Err(e.clone()));
                 }
             }
         }
+    }
+    if let Some(conn) = writer.conn.take() {
+        let _ = conn.close().await;
     }
 }
 
