@@ -283,7 +283,9 @@ impl PgWriter {
                 Err(e) => {
                     // The connection is dropped (closed), and any transaction it held with it.
                     self.next = None;
-                    if !(kept && !self.began) {
+                    // Once more on a new connection only if the kept one failed before
+                    // anything of the batch ran.
+                    if !kept || self.began {
                         return Err(e);
                     }
                     tracing::debug!(error = %format!("{e:#}"), "the audit writer's connection failed; reconnecting");
