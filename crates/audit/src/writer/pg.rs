@@ -3,14 +3,15 @@
 //!
 //! A batch is one transaction of, in the normal case:
 //!
-//! 1. `BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE` (one simple query);
-//! 2. the chain's head and, when the store is fenced, the lease row `FOR SHARE`
-//!    ([`crate::lease::check_and_head_pg`], one statement);
-//! 3. one INSERT per table the batch writes to (`stops`, `gates`, `stop_outcomes`,
-//!    `gate_outcomes`: usually one or two), its rows' values bound as arrays and unnested, so the
+//! 1. `BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE; SELECT` the chain's head and, when the
+//!    store is fenced, the lease row `FOR SHARE` ([`crate::lease::head_and_fence_sql`]): one
+//!    simple query, one round trip;
+//! 2. one INSERT per table the batch writes to (`stops`, `gates`, `stop_outcomes`,
+//!    `gate_outcomes`: usually one), its rows' values bound as arrays and unnested, so the
 //!    statement is the same for every batch size and stays prepared;
-//! 4. the chain rows, one INSERT ([`chain::Linker::flush_pg`]);
-//! 5. `COMMIT`.
+//! 3. the chain rows ([`chain::Linker::take_pending_sql_pg`]) and `COMMIT`, one simple query;
+//!    when writes are already queued, the same query begins the next batch's transaction
+//!    (step 1), so a busy writer's batch of one table costs two round trips.
 //!
 //! Each table's columns are read once per writer, not once per batch. The records are chained in
 //! the batch's order from the rows their INSERTs returned, exactly as one INSERT a record would
