@@ -103,13 +103,19 @@ pub(crate) async fn head_pg(conn: &mut PgConnection) -> Result<(i64, Hash), sqlx
         .await?;
     match row {
         None => Ok((0, GENESIS)),
-        Some(r) => {
-            let seq: i64 = r.try_get("seq")?;
-            let bytes: Vec<u8> = r.try_get("hash")?;
+        Some(r) => head_of(r.try_get("seq")?, r.try_get("hash")?),
+    }
+}
+
+/// The chain's head from its last record's `seq` and `hash` as read (`None`: an empty chain).
+pub(crate) fn head_of(seq: Option<i64>, hash: Option<Vec<u8>>) -> Result<(i64, Hash), sqlx::Error> {
+    match (seq, hash) {
+        (Some(seq), Some(bytes)) => {
             let hash = Hash::try_from(bytes.as_slice())
                 .map_err(|_| sqlx::Error::Protocol(format!("chain record {seq}: bad hash")))?;
             Ok((seq, hash))
         }
+        _ => Ok((0, GENESIS)),
     }
 }
 
@@ -148,7 +154,7 @@ pub(crate) fn select_quoted(table: &str, columns: &[String]) -> String {
 }
 
 /// The name a `RETURNING` list gives the row's id (every other column keeps its own name).
-const ROWID: &str = "chain_rowid";
+pub(crate) const ROWID: &str = "chain_rowid";
 
 /// The canonical bytes of a record, from its quoted column values (`None`: no such row).
 pub(crate) async fn canonical(
@@ -454,22 +460,60 @@ impl Linker {
         Ok(rowid)
     }
 
-    /// Writes the chain rows not yet written (see [`Linker::flush`]).
+    /// Writes the chain rows not yet written (see [`Linker::flush`]): one statement, whatever
+    /// their number (arrays unnested: the same SQL each time, prepared once a connection, one
+    /// round trip to the server).
     pub async fn flush_pg(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        for rows in self.pending.chunks(CHAIN_ROWS_PER_INSERT) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO audit_chain (seq, tbl, row_id, hash) ",
-            );
-            q.push_values(rows, |mut b, (seq, table, rowid, hash)| {
-                b.push_bind(*seq)
-                    .push_bind(*table)
-                    .push_bind(*rowid)
-                    .push_bind(hash.to_vec());
-            });
-            q.build().persistent(false).execute(&mut *conn).await?;
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        let seqs: Vec<i64> = self.pending.iter().map(|p| p.0).collect();
+        let tables: Vec<&str> = self.pending.iter().map(|p| p.1).collect();
+        let rowids: Vec<i64> = self.pending.iter().map(|p| p.2).collect();
+        let hashes: Vec<&[u8]> = self.pending.iter().map(|p| p.3.as_slice()).collect();
+        sqlx::query(
+            "INSERT INTO audit_chain (seq, tbl, row_id, hash) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::int8[], $4::bytea[])",
+        )
+        .bind(seqs)
+        .bind(tables)
+        .bind(rowids)
+        .bind(hashes)
+        .execute(&mut *conn)
+        .await?;
         self.pending.clear();
         Ok(())
+    }
+
+    /// The chain rows not yet written as one INSERT with their values spelled out (every one
+    /// is ours: integers, a table name of [`AUDITED`], a hash in hex), ending in `;`, for a
+    /// simple query that also commits (one round trip); they count as written from here on.
+    /// Empty when there is none.
+    pub(crate) fn take_pending_sql_pg(&mut self) -> String {
+        use std::fmt::Write as _;
+        if self.pending.is_empty() {
+            return String::new();
+        }
+        let mut sql = String::from("INSERT INTO audit_chain (seq, tbl, row_id, hash) VALUES ");
+        for (k, (seq, table, rowid, hash)) in self.pending.drain(..).enumerate() {
+            debug_assert!(table.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            let sep = if k == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}({seq}, '{table}', {rowid}, decode('{}', 'hex'))",
+                hex::encode(hash)
+            );
+        }
+        sql.push_str("; ");
+        sql
+    }
+
+    /// Starts the next transaction of a writer that keeps its `Linker` (and so each table's
+    /// columns: the schema does not change under a running writer) from one transaction to the
+    /// next: `head` is the chain's head, read under the chain's lock in that transaction.
+    pub(crate) fn restart(&mut self, head: (i64, Hash)) {
+        self.head = Some(head);
+        self.pending.clear();
     }
 }
 

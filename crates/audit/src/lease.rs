@@ -89,30 +89,64 @@ pub(crate) fn fenced(table: &str) -> bool {
     matches!(table, "stops" | "stop_outcomes" | "gates" | "gate_outcomes")
 }
 
-/// Checks the fence inside a PostgreSQL write transaction (before its first fenced write):
-/// `Ok` when writing is allowed.
-pub(crate) async fn check_pg(conn: &mut sqlx::PgConnection, fence: &Fence) -> Result<()> {
+/// Why a standby's store writes no fenced record.
+pub(crate) fn standby_refuses() -> anyhow::Error {
+    anyhow::anyhow!(
+        "fenced: this node does not lead, so it records no stop or gate action (the leader does)"
+    )
+}
+
+/// The node and epoch a fenced write transaction must find in the lease row: `None` when the
+/// fence is off (or the transaction writes nothing fenced); `Err` for a standby, which writes
+/// no fenced record and asks the database nothing.
+pub(crate) fn leader(fence: &Fence) -> Result<Option<(&str, i64)>> {
     match fence {
-        Fence::Off => Ok(()),
-        Fence::Standby => bail!(
-            "fenced: this node does not lead, so it records no stop or gate action (the leader does)"
-        ),
-        Fence::Leader { node, epoch } => {
-            let held: Option<i64> = sqlx::query_scalar(
-                "SELECT epoch FROM leader_lease WHERE id = 1 AND holder = $1 AND epoch = $2 FOR SHARE",
-            )
-            .bind(node)
-            .bind(epoch)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if held.is_none() {
-                bail!(
-                    "fenced: node {node:?} no longer holds the lease of epoch {epoch} (another node took over)"
-                );
-            }
-            Ok(())
-        }
+        Fence::Off => Ok(None),
+        Fence::Standby => Err(standby_refuses()),
+        Fence::Leader { node, epoch } => Ok(Some((node.as_str(), *epoch))),
     }
+}
+
+/// The statement that reads, inside a write transaction that holds the chain's lock, the
+/// chain's head (`seq`, `hash`) and, for a fenced transaction, the lease row `FOR SHARE`
+/// (`leads`: its epoch if it still names this node and epoch, else NULL): a takeover's UPDATE
+/// of the lease then waits for the transaction. Its values are spelled out (the node in hex),
+/// so that it can share a simple query, and a round trip, with BEGIN and the lock.
+pub(crate) fn head_and_fence_sql(leader: Option<(&str, i64)>) -> String {
+    let lease = match leader {
+        None => "(SELECT NULL::int8 AS epoch) AS l".to_owned(),
+        Some((node, epoch)) => format!(
+            "(SELECT epoch FROM leader_lease WHERE id = 1 \
+               AND holder = convert_from(decode('{}', 'hex'), 'UTF8') AND epoch = {epoch} \
+               FOR SHARE) AS l",
+            hex::encode(node)
+        ),
+    };
+    format!(
+        "SELECT h.seq, h.hash, l.epoch AS leads FROM (SELECT 1) AS one \
+         LEFT JOIN (SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1) AS h ON true \
+         LEFT JOIN {lease} ON true"
+    )
+}
+
+/// The chain's head from the row [`head_and_fence_sql`] read, if the fence lets the
+/// transaction write: `Err` ("fenced") when the lease no longer names this node and epoch.
+pub(crate) fn head_if_leading(
+    row: &sqlx::postgres::PgRow,
+    leader: Option<(&str, i64)>,
+) -> Result<(i64, crate::chain::Hash)> {
+    use sqlx::Row as _;
+    if let Some((node, epoch)) = leader
+        && row.try_get::<Option<i64>, _>("leads")?.is_none()
+    {
+        bail!(
+            "fenced: node {node:?} no longer holds the lease of epoch {epoch} (another node took over)"
+        );
+    }
+    Ok(crate::chain::head_of(
+        row.try_get("seq")?,
+        row.try_get("hash")?,
+    )?)
 }
 
 impl Store {

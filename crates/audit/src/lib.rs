@@ -60,6 +60,8 @@ mod tests;
 #[cfg(test)]
 mod tests_backends;
 #[cfg(test)]
+mod tests_batch;
+#[cfg(test)]
 mod tests_copy;
 #[cfg(test)]
 mod tests_nodes;
@@ -293,15 +295,9 @@ impl Store {
         if self.writer.is_none() {
             bail!("the audit database was opened read-only");
         }
-        let mut tx = pool
-            .begin()
+        pool.begin_with(writer::BEGIN_PG)
             .await
-            .context("cannot begin an audit transaction")?;
-        sqlx::query("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await
-            .context("cannot begin an audit transaction")?;
-        Ok(tx)
+            .context("cannot begin an audit transaction")
     }
 
     /// Closes the pool, flushing nothing that is not already durable.

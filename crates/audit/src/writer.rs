@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgRow};
 use sqlx::sqlite::SqlitePool;
-use sqlx::{Connection, PgConnection, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{GateAction, GateOutcome, Mode, OutcomeRow, RuleKind, chain, ts};
+
+mod pg;
+
+pub(crate) use pg::{BEGIN_PG, group_commit_pg};
 
 /// At most this many writes share one transaction.
 const MAX_BATCH: usize = 512;
@@ -68,8 +71,8 @@ pub(crate) struct IntentRow {
     pub region: String,
 }
 
-/// The INSERT of each write, written once for both backends (`$conn`: a SQLite or PostgreSQL
-/// connection; placeholders `$1`... read by both).
+/// The INSERT of each write on SQLite, one row a statement (PostgreSQL inserts a batch's rows of
+/// one table in one statement: [`pg`]).
 macro_rules! apply {
     ($self:expr, $conn:expr, $returning:expr) => {{
         let returning = $returning;
@@ -154,21 +157,11 @@ impl Write {
 
     /// Runs the statement inside the batch's transaction; returns the row as written:
     /// `returning` is what [`chain::Linker::returning`] said for the table.
-    /// Writes the record to SQLite, returning what `returning` asks for.
     async fn apply(
         &self,
         conn: &mut SqliteConnection,
         returning: &str,
     ) -> Result<sqlx::sqlite::SqliteRow, sqlx::Error> {
-        apply!(self, conn, returning)
-    }
-
-    /// Writes the record to PostgreSQL, returning what `returning` asks for.
-    async fn apply_pg(
-        &self,
-        conn: &mut PgConnection,
-        returning: &str,
-    ) -> Result<PgRow, sqlx::Error> {
         apply!(self, conn, returning)
     }
 
@@ -260,94 +253,6 @@ pub(crate) async fn group_commit(
             }
         }
     }
-}
-
-/// The group-commit writer on PostgreSQL: as [`group_commit`], one transaction a batch. The
-/// chain's head is serialized by `LOCK TABLE audit_chain IN EXCLUSIVE MODE`, first in the
-/// transaction (SQLite: BEGIN IMMEDIATE): a writer elsewhere (`stopd exempt`, another node)
-/// waits for the commit, readers do not. A statement refused by a constraint or a trigger
-/// aborts a PostgreSQL transaction, so each write runs under a savepoint and fails alone.
-///
-/// Fencing ([`crate::lease`]): when the batch holds a stop intent, outcome or gate action and
-/// the store is fenced, the lease row is read `FOR SHARE` after the chain's lock and must still
-/// name this node and epoch; if not, the whole batch fails ("fenced"), and no caller calls AWS.
-pub(crate) async fn group_commit_pg(
-    pool: PgPool,
-    mut rx: mpsc::UnboundedReceiver<Write>,
-    commits: Arc<AtomicU64>,
-    fence: crate::lease::FenceCell,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut results = Vec::with_capacity(batch.len());
-        let mut conn = None;
-        let committed: anyhow::Result<()> = async {
-            let conn = conn.insert(pool.acquire().await?);
-            let mut tx = conn.begin().await?;
-            sqlx::query("LOCK TABLE audit_chain IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-            let fence = fence
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            if batch.iter().any(|w| crate::lease::fenced(w.table())) {
-                crate::lease::check_pg(&mut tx, &fence).await?;
-            }
-            let mut linker = chain::Linker::default();
-            for w in &batch {
-                let returning = linker.returning_pg(&mut tx, w.table()).await?;
-                sqlx::query("SAVEPOINT audit_write")
-                    .execute(&mut *tx)
-                    .await?;
-                match w.apply_pg(&mut tx, &returning).await {
-                    Ok(row) => {
-                        sqlx::query("RELEASE SAVEPOINT audit_write")
-                            .execute(&mut *tx)
-                            .await?;
-                        let rowid = linker.link_returned_pg(&mut tx, w.table(), &row).await?;
-                        results.push(Ok(rowid));
-                    }
-                    Err(e) if fails_alone_pg(&e) => {
-                        sqlx::query("ROLLBACK TO SAVEPOINT audit_write")
-                            .execute(&mut *tx)
-                            .await?;
-                        results.push(Err(e.to_string()));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            linker.flush_pg(&mut tx).await?;
-            Ok(tx.commit().await?)
-        }
-        .await;
-        match committed {
-            Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                for (w, r) in batch.drain(..).zip(results) {
-                    w.answer(r);
-                }
-            }
-            Err(e) => {
-                let e = format!("the audit transaction failed: {e:#}");
-                tracing::error!(writes = batch.len(), error = %e, "audit log write failed");
-                if let Some(c) = conn.as_mut() {
-                    c.close_on_drop();
-                }
-                for w in batch.drain(..) {
-                    w.answer(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// Whether a PostgreSQL statement failed on its own record: an integrity constraint (SQLSTATE
-/// class 23: unique, check, foreign key, not null) or the append-only trigger (23001).
-fn fails_alone_pg(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c.starts_with("23"))
 }
 
 /// Whether a failed statement leaves its transaction intact: SQLITE_CONSTRAINT (a key, a
