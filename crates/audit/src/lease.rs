@@ -178,14 +178,24 @@ impl Store {
 
     /// Takes the lease for `node` for `lease`, if nobody holds it (never held, or expired by the
     /// database's clock): `Some(epoch)`, the new epoch. `None`: another node holds it.
+    ///
+    /// Also returns when the statement was sent (after a connection was had): the leader counts
+    /// its lease from then, by its own monotonic clock, never from before a wait for a
+    /// connection (which once had a node that waited 2.7 s take the lease already expired by
+    /// its own count).
     pub async fn acquire_lease(
         &self,
         node: &str,
         pid: u32,
         lease: Duration,
-    ) -> Result<Option<i64>> {
-        let pool = self.lease_pool()?;
-        sqlx::query_scalar(
+    ) -> Result<(Option<i64>, tokio::time::Instant)> {
+        let mut conn = self
+            .lease_pool()?
+            .acquire()
+            .await
+            .context("cannot take the leader's lease")?;
+        let sent = tokio::time::Instant::now();
+        let epoch = sqlx::query_scalar(
             "INSERT INTO leader_lease AS l (id, holder, epoch, pid, acquired_at, renewed_at, expires_at) \
              VALUES (1, $1, 1, $2, clock_timestamp(), clock_timestamp(), \
                      clock_timestamp() + $3::float8 * interval '1 millisecond') \
@@ -198,15 +208,27 @@ impl Store {
         .bind(node)
         .bind(i64::from(pid))
         .bind(millis(lease))
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
-        .context("cannot take the leader's lease")
+        .context("cannot take the leader's lease")?;
+        Ok((epoch, sent))
     }
 
     /// Renews the lease of `node` at `epoch` for `lease` from now (the database's clock):
     /// `true` when renewed, `false` when the lease is no longer this node's at this epoch.
-    pub async fn renew_lease(&self, node: &str, epoch: i64, lease: Duration) -> Result<bool> {
-        let pool = self.lease_pool()?;
+    /// Also returns when the statement was sent (see [`Store::acquire_lease`]).
+    pub async fn renew_lease(
+        &self,
+        node: &str,
+        epoch: i64,
+        lease: Duration,
+    ) -> Result<(bool, tokio::time::Instant)> {
+        let mut conn = self
+            .lease_pool()?
+            .acquire()
+            .await
+            .context("cannot renew the leader's lease")?;
+        let sent = tokio::time::Instant::now();
         let renewed = sqlx::query(
             "UPDATE leader_lease SET renewed_at = clock_timestamp(), \
                  expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
@@ -215,10 +237,10 @@ impl Store {
         .bind(node)
         .bind(epoch)
         .bind(millis(lease))
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .context("cannot renew the leader's lease")?;
-        Ok(renewed.rows_affected() == 1)
+        Ok((renewed.rows_affected() == 1, sent))
     }
 
     /// Gives up the lease of `node` at `epoch` (a clean stop): it expires now, and a standby
@@ -276,8 +298,8 @@ mod tests {
 
         // A takes it; B cannot while it lasts.
         let long = Duration::from_secs(60);
-        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap(), Some(1));
-        assert_eq!(b.acquire_lease("b", 2, long).await.unwrap(), None);
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(1));
+        assert_eq!(b.acquire_lease("b", 2, long).await.unwrap().0, None);
         let lease = b.lease().await.unwrap().unwrap();
         assert_eq!((lease.holder.as_str(), lease.epoch, lease.pid), ("a", 1, 1));
         assert!(lease.held());
@@ -292,10 +314,11 @@ mod tests {
             a.renew_lease("a", 1, Duration::from_millis(1))
                 .await
                 .unwrap()
+                .0
         );
         let mut epoch = None;
         for _ in 0..100 {
-            epoch = b.acquire_lease("b", 2, long).await.unwrap();
+            epoch = b.acquire_lease("b", 2, long).await.unwrap().0;
             if epoch.is_some() {
                 break;
             }
@@ -308,7 +331,7 @@ mod tests {
         });
 
         // A wakes: it can neither renew nor record an intent (so it never calls AWS).
-        assert!(!a.renew_lease("a", 1, long).await.unwrap());
+        assert!(!a.renew_lease("a", 1, long).await.unwrap().0);
         let refused = a.record_intent(&intent("p", "e2", tick())).await;
         let e = format!("{:#}", refused.unwrap_err());
         assert!(e.contains("fenced"), "{e}");
@@ -325,7 +348,7 @@ mod tests {
 
         // A clean stop gives the lease up: the next standby takes it at once.
         b.release_lease("b", 2).await.unwrap();
-        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap(), Some(3));
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(3));
     }
 
     /// SQLite has no lease: leadership is refused with a clear error, and reading it is `None`.

@@ -215,7 +215,7 @@ async fn the_fence_refuses_a_whole_batch() {
     let store = open(&db).await;
     let stop = store.record_intent(&intent("p0", "e0", at)).await.unwrap();
     let lease = std::time::Duration::from_secs(60);
-    assert_eq!(store.acquire_lease("a", 1, lease).await.unwrap(), Some(1));
+    assert_eq!(store.acquire_lease("a", 1, lease).await.unwrap().0, Some(1));
     let head = store.chain_head().await.unwrap();
     let stale = [
         Fence::Leader {

@@ -620,7 +620,7 @@ mod tests {
         };
         let store = Store::open(db.location()).await.unwrap();
         let lease = Duration::from_secs(60);
-        assert_eq!(store.acquire_lease("a", 1, lease).await.unwrap(), Some(1));
+        assert_eq!(store.acquire_lease("a", 1, lease).await.unwrap().0, Some(1));
         let a1 = Fence::Leader {
             node: "a".into(),
             epoch: 1,

@@ -82,13 +82,22 @@ async fn stand_by(
     events: &mpsc::UnboundedSender<Event>,
     clock: &SharedClock,
 ) {
-    let sent = Instant::now();
-    match store.acquire_lease(&me.node, pid, me.lease).await {
-        Ok(Some(epoch)) => {
+    // A database that does not answer within a look's interval is said to be unreachable (the
+    // pool would wait much longer for a connection).
+    let asked = tokio::time::timeout(me.lease / 3, store.acquire_lease(&me.node, pid, me.lease))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "no answer from the audit database within {}",
+                humantime::format_duration(me.lease / 3)
+            ))
+        });
+    match asked {
+        Ok((Some(epoch), sent)) => {
             became_leader(store, me, epoch, sent, clock).await;
             let _ = events.send(Event::Leading(epoch));
         }
-        Ok(None) => {
+        Ok((None, _)) => {
             let was_down = me.seen().database_error.is_some();
             read_lease(store, me).await;
             let s = me.seen();
@@ -138,8 +147,7 @@ async fn became_leader(
 
 /// Takes the lease now or says who holds it (`run --once`: it sweeps only as the leader).
 pub async fn take(store: &Store, me: &Leadership, clock: &SharedClock) -> anyhow::Result<i64> {
-    let sent = Instant::now();
-    if let Some(epoch) = store
+    if let (Some(epoch), sent) = store
         .acquire_lease(&me.node, std::process::id(), me.lease)
         .await?
     {
@@ -205,16 +213,15 @@ async fn renew(
     let Some(deadline) = me.deadline() else {
         return step_down(store, me, epoch, "no deadline", events, clock).await;
     };
-    let sent = Instant::now();
     match tokio::time::timeout_at(deadline, store.renew_lease(&me.node, epoch, me.lease)).await {
-        Ok(Ok(true)) => {
+        Ok(Ok((true, sent))) => {
             me.set_deadline(Some(sent + me.lease - me.margin()));
             if me.seen().database_error.is_some() {
                 tracing::info!(node = %me.node, "the audit database answers again");
             }
             read_lease(store, me).await;
         }
-        Ok(Ok(false)) => {
+        Ok(Ok((false, _))) => {
             step_down(
                 store,
                 me,
@@ -234,6 +241,10 @@ async fn renew(
         }
         Err(_) => {
             let why = "the lease could not be renewed in time (the database did not answer)";
+            database_lost(
+                me,
+                &anyhow::anyhow!("no answer to the lease's renewal in time"),
+            );
             step_down(store, me, epoch, why, events, clock).await;
         }
     }
