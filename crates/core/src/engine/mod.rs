@@ -25,7 +25,7 @@ mod stop;
 mod tags;
 
 pub use calendar::CalendarAnswer;
-pub use execution::ExecutionState;
+pub use execution::{ExecutionRead, ExecutionState};
 pub use gates::{MAX_GATE_REASON_CHARS, StageGate, gate_reason};
 pub use handle::{Core, CoreConfig};
 pub use pages::MAX_PAGES;

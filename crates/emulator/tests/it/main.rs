@@ -9,3 +9,4 @@ mod listing;
 mod modes;
 mod protocol;
 mod sdk;
+mod sqs;
