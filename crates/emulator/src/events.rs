@@ -63,13 +63,14 @@ pub struct FeedStats {
     pub duplicated: u64,
 }
 
-/// One world's memory of what it published: the status last published for each execution that
-/// has not ended, and the instant from which new executions are announced.
+/// One world's memory of what it published: the status last published for each execution
+/// announced (an ended one stays, or it would be news again), and the instant from which new
+/// executions are announced.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
     /// Executions created before this were there when the feed began (history, not news).
     pub since: Millis,
-    /// The last status published per execution not yet published as ended.
+    /// The last status published per execution.
     pub status: HashMap<Uuid, ExecStatus>,
 }
 
@@ -166,11 +167,7 @@ pub fn observe(
                     trigger: e.trigger.as_str(),
                 });
             }
-            if e.status.is_final() {
-                published.status.remove(&e.id);
-            } else {
-                published.status.insert(e.id, e.status);
-            }
+            published.status.insert(e.id, e.status);
         }
     }
     out.sort_by_key(|c| c.at);
@@ -268,7 +265,8 @@ mod tests {
             states(&observe(&mut w, &mut published, 9_000, B)),
             [("STOPPING", 4_000), ("STOPPED", 4_000)]
         );
-        assert!(published.status.is_empty());
+        // Ended is ended: never announced again.
+        assert!(observe(&mut w, &mut published, 10_000, B).is_empty());
     }
 
     #[test]

@@ -594,10 +594,7 @@ impl Drop for InFlight {
 impl Emulator {
     /// Creates an empty queue (of the root account) if there is none of that name.
     pub fn create_queue(&self, name: &str) {
-        self.lock()
-            .queues
-            .entry(name.to_string())
-            .or_default();
+        self.lock().queues.entry(name.to_string()).or_default();
     }
 
     /// Publishes every world's execution state changes from now on to `feed.queue` (created if

@@ -18,6 +18,7 @@ use crate::config::audit::AuditSpec;
 use crate::config::aws::AwsSpec;
 use crate::config::calendars::{self, BadCalendars};
 use crate::config::daemon::{DaemonSettings, DaemonSpec};
+use crate::config::events::{self, EventsSpec};
 use crate::config::metrics::{self, MetricsSpec};
 use crate::config::notify::{self, NotifySpec};
 use crate::config::spans::{
@@ -51,6 +52,8 @@ pub(super) struct FileSpec {
     pub(super) notify: Vec<NotifySpec>,
     #[serde(default)]
     pub(super) account: Vec<AccountSpec>,
+    #[serde(default)]
+    pub(super) events: Option<EventsSpec>,
 }
 
 /// Puts problems at their place in the text (when the text is a spanned TOML document).
@@ -160,6 +163,7 @@ pub(super) fn parse_with(
         metrics,
         notify,
         account,
+        events,
     } = file;
 
     let mut problems = Vec::new();
@@ -193,6 +197,14 @@ pub(super) fn parse_with(
         Ok(addr) => addr,
         Err((key, message)) => {
             problems.push(at.key("metrics", key, message));
+            None
+        }
+    };
+    let events = match events.as_ref().map(events::check_spec) {
+        None => None,
+        Some(Ok(settings)) => Some(settings),
+        Some(Err((key, message))) => {
+            problems.push(at.key("events", key, message));
             None
         }
     };
@@ -263,6 +275,7 @@ pub(super) fn parse_with(
             policy_error: None,
             secret_keys,
             calendars,
+            events,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));

@@ -33,6 +33,8 @@ struct Live {
     core_cancel: CancellationToken,
     /// The calendar files the watcher compares (those of the policy in force).
     calendars: CalendarFiles,
+    /// With `[events]`: the consumer's policy and engines, kept current.
+    events: Option<crate::runtime::events::Feed>,
 }
 
 impl Sweeps for Live {
@@ -69,6 +71,9 @@ impl Sweeps for Live {
                 );
             }
             self.sweeper.concurrency = n.stop_concurrency;
+            if let Some(feed) = &self.events {
+                feed.update(new, &self.sweeper.cores);
+            }
             if let Ok(mut files) = self.calendars.lock() {
                 files.clone_from(&new.calendars);
             }
@@ -230,7 +235,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     if resolved + left > 0 {
         tracing::info!(resolved, left, "pending stops from an earlier run");
     }
-    let live = Live {
+    let mut live = Live {
         sweeper: Sweeper {
             cores: Arc::new(cores),
             store: store.clone(),
@@ -240,6 +245,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         },
         core_cancel: core_cancel.clone(),
         calendars: Arc::new(std::sync::Mutex::new(cfg.calendars.clone())),
+        events: None,
     };
     tracing::info!(
         config = %cfg.path.display(),
@@ -328,11 +334,12 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     let metrics = match cfg.metrics {
         Some(addr) => {
             let listener = crate::runtime::metrics::bind(addr).await?;
-            let m = Arc::new(crate::runtime::metrics::Metrics::new(
-                &cfg.policy,
-                &cfg.daemon,
-                Arc::clone(&clock),
-            ));
+            let mut m =
+                crate::runtime::metrics::Metrics::new(&cfg.policy, &cfg.daemon, Arc::clone(&clock));
+            if cfg.events.is_some() {
+                m = m.with_events();
+            }
+            let m = Arc::new(m);
             m.start_places(live.sweeper.cores.iter().map(|c| (c.account(), c.region())));
             tokio::spawn(crate::runtime::metrics::serve(
                 listener,
@@ -345,6 +352,24 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         None => None,
     };
     watch_database(store.clone(), tx);
+    // Event-driven enforcement: the consumer runs beside the scheduler until shutdown.
+    let consuming = CancellationToken::new();
+    let consumer_bound = cfg.daemon.shutdown_timeout;
+    let consumer =
+        match crate::runtime::events::prepare(&cfg, &live.sweeper.cores, &store, &clock, dry_run)
+            .await
+        {
+            Some((feed, consumer)) => {
+                live.events = Some(feed);
+                let consumer = crate::runtime::events::Consumer {
+                    metrics: metrics.clone(),
+                    ..consumer
+                };
+                let cancel = consuming.clone();
+                Some(tokio::spawn(async move { consumer.run(cancel).await }))
+            }
+            None => None,
+        };
     notify(&[
         NotifyState::Ready,
         NotifyState::Status("started; first sweep running"),
@@ -352,6 +377,10 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     let mut scheduler = Scheduler::new(Arc::new(cfg), live, SharedClock::clone(&clock), dry_run);
     scheduler.metrics = metrics;
     scheduler.run(events).await;
+    consuming.cancel();
+    if let Some(c) = consumer {
+        let _ = tokio::time::timeout(consumer_bound, c).await;
+    }
     if let Err(e) = store.flush_sweep_run().await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the last run of quiet sweeps");
     }

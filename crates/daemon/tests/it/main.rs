@@ -17,6 +17,7 @@ mod cost;
 mod credentials;
 mod daemon;
 mod disk_full;
+mod events;
 mod gates;
 mod house;
 mod iam;

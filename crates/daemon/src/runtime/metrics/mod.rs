@@ -33,6 +33,7 @@ use crate::config::DaemonSettings;
 use crate::runtime::sweep::SweepSummary;
 use stopd_audit::Store;
 
+pub mod events;
 mod http;
 #[cfg(test)]
 mod tests;
@@ -158,6 +159,8 @@ pub struct Metrics {
     place_last_success: Family<PlaceLabels, Gauge<f64, AtomicU64>>,
     /// `stopd_account_stops_total{account,region,outcome}`.
     place_stops: Family<PlaceOutcomeLabels, Counter>,
+    /// The event consumer's (with `[events]`: [`Metrics::with_events`]).
+    pub events: events::EventMetrics,
     /// For `/healthz`.
     health: Mutex<Health>,
     /// Now, the scheduler's clock.
@@ -274,6 +277,7 @@ impl Metrics {
             place_sweeps,
             place_last_success,
             place_stops,
+            events: events::EventMetrics::default(),
             health: Mutex::new(Health {
                 last_success: None,
                 policy: Some(Arc::clone(policy)),
@@ -434,9 +438,20 @@ impl Metrics {
         }
     }
 
+    /// With `[events]`: the consumer's series, and `/healthz` unhealthy while the queue
+    /// cannot be read (before the metrics are shared).
+    #[must_use]
+    pub fn with_events(mut self) -> Self {
+        self.events = events::EventMetrics::register(&mut self.registry);
+        self
+    }
+
     /// `/healthz`: `Ok` while healthy, else the reason.
     pub fn healthy(&self) -> Result<String, String> {
         let now = self.clock.now();
+        if let Some(e) = self.events.problem() {
+            return Err(format!("the event queue cannot be read: {e}"));
+        }
         let h = self.health();
         if h.policy.is_none() {
             return Err("no policy loaded".into());
