@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 pub mod chain;
 pub mod coverage;
 pub mod digest;
+mod event_queue;
 pub mod events;
 mod exemptions;
 mod freezes;
@@ -62,6 +63,7 @@ mod verify;
 pub mod vocabulary;
 mod writer;
 
+pub use event_queue::EventQueueState;
 pub use exemptions::{ExemptionRecord, Revocation};
 pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};
 pub use gates::{GateRecord, LastGate, NewGate};

@@ -127,6 +127,18 @@ async fn an_execution_started_during_a_freeze_is_stopped_from_its_event_with_an_
     assert_eq!(rec[0]["rule"], "change-freeze");
     assert_eq!(rec[0]["outcome"], "stopped");
     assert_eq!(rec[0]["mode"], "abandon");
+    // `status` says events were flowing.
+    let events = status_events(&env).await;
+    assert!(events["last_received_at"].is_string(), "{events}");
+    assert!(events["error"].is_null(), "{events}");
+    assert_eq!(events["queue_url"], queue_url(&env));
+}
+
+/// `stopd status --format json`'s `events`.
+async fn status_events(env: &Env) -> serde_json::Value {
+    let out = env.stopd(&["status", "--format", "json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+    status["events"].clone()
 }
 
 #[tokio::test]
@@ -283,5 +295,12 @@ async fn a_queue_that_cannot_be_read_is_an_error_and_a_health_problem_while_swee
     assert!(
         stderr.contains("ERROR") && stderr.contains("the event queue cannot be read"),
         "{stderr}"
+    );
+    let events = status_events(&env).await;
+    assert!(
+        events["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sqs:ReceiveMessage")),
+        "{events}"
     );
 }

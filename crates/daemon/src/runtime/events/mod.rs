@@ -94,55 +94,96 @@ impl Consumer {
     pub async fn run(&self, cancel: CancellationToken) {
         tracing::info!(queue = %self.queue.url(), "consuming execution events");
         let mut backoff = FIRST_BACKOFF;
-        let mut failing = false;
-        let mut depth_at: Option<tokio::time::Instant> = None;
+        // What `status` was last told: the error, and when.
+        let mut recorded: Option<(Option<String>, tokio::time::Instant)> = None;
+        let mut last_received = None;
+        let mut received_unrecorded = false;
         loop {
             let got = tokio::select! {
                 () = cancel.cancelled() => break,
                 got = self.queue.receive(MAX_BATCH, MAX_WAIT, self.visibility) => got,
             };
-            match got {
+            let error = match got {
                 Err(e) => {
                     let text = e.explain();
-                    tracing::error!(queue = %self.queue.url(), error = %text,
+                    tracing::error!(queue = %self.queue.url(), error = %text, iam_action = %e.iam_action(),
                         "the event queue cannot be read: executions are enforced by the sweeps alone until it can");
-                    if let Some(m) = &self.metrics {
-                        m.events.queue_error(Some(text));
-                    }
-                    failing = true;
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    Some(text)
                 }
                 Ok(messages) => {
-                    if failing {
+                    if recorded.as_ref().is_some_and(|(e, _)| e.is_some()) {
                         tracing::info!(queue = %self.queue.url(), "the event queue can be read again");
-                        failing = false;
                     }
                     backoff = FIRST_BACKOFF;
-                    if let Some(m) = &self.metrics {
-                        m.events.queue_error(None);
-                        if !messages.is_empty() {
-                            m.events.received(self.clock.now());
-                        }
-                    }
                     if !messages.is_empty() {
+                        let now = self.clock.now();
+                        last_received = Some(now);
+                        received_unrecorded |= recorded
+                            .as_ref()
+                            .is_none_or(|(_, at)| at.elapsed() >= DEPTH_EVERY);
+                        if let Some(m) = &self.metrics {
+                            m.events.received(now);
+                        }
                         let batch = self.batch(messages).await;
                         tracing::debug!(?batch, "events decided");
                     }
-                    if self.metrics.is_some() && depth_at.is_none_or(|t| t.elapsed() >= DEPTH_EVERY)
-                    {
-                        depth_at = Some(tokio::time::Instant::now());
-                        if let (Ok(n), Some(m)) = (self.queue.depth().await, &self.metrics) {
-                            m.events.depth(n);
-                        }
-                    }
+                    None
                 }
+            };
+            if let Some(m) = &self.metrics {
+                m.events.queue_error(error.clone());
+            }
+            // `status` is told when the queue's readability changes, when messages come after
+            // a quiet minute, and otherwise once every DEPTH_EVERY (with the depth).
+            let due = match &recorded {
+                None => true,
+                Some((was, at)) => {
+                    *was != error || received_unrecorded || at.elapsed() >= DEPTH_EVERY
+                }
+            };
+            if due {
+                self.record(last_received, error.as_deref()).await;
+                recorded = Some((error.clone(), tokio::time::Instant::now()));
+                received_unrecorded = false;
+            }
+            if error.is_some() {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
         tracing::info!(queue = %self.queue.url(), "no longer consuming execution events");
+    }
+
+    /// Tells `stopd status` (through the audit database) and the metrics how the queue is:
+    /// the last message received, its depth (asked now, when it can be read), the error.
+    async fn record(
+        &self,
+        last_received: Option<chrono::DateTime<chrono::Utc>>,
+        error: Option<&str>,
+    ) {
+        let depth = match error {
+            Some(_) => None,
+            None => self.queue.depth().await.ok(),
+        };
+        if let (Some(n), Some(m)) = (depth, &self.metrics) {
+            m.events.depth(n);
+        }
+        if let Err(e) = self
+            .store
+            .record_event_queue(
+                self.queue.url(),
+                self.clock.now(),
+                last_received,
+                depth,
+                error,
+            )
+            .await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record the event queue's state for `stopd status`");
+        }
     }
 
     /// Decides one batch and deletes what was decided; returns what became of it.
