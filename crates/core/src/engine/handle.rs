@@ -69,6 +69,15 @@ pub struct Core {
     pub(super) inner: Arc<Inner>,
 }
 
+/// What events said of one pipeline since it was last listed (`known`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Heard {
+    /// Executions announced and re-read InProgress, by id.
+    pub(super) running: HashMap<String, ActiveExecution>,
+    /// Executions that ended, are stopping, or were stopped by stopd.
+    pub(super) gone: std::collections::HashSet<String>,
+}
+
 /// Tags of one pipeline and when they were fetched.
 pub(super) type CachedTags = (Instant, Arc<BTreeMap<String, String>>);
 
@@ -94,6 +103,8 @@ pub(super) struct Inner {
     pub(super) region: Arc<str>,
     /// The SSM client (Change Calendars), once given.
     pub(super) ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
+    /// What events said since each pipeline was last listed (see `known`).
+    pub(super) heard: Mutex<HashMap<String, Heard>>,
 }
 
 /// Locks a cache; a task that panicked holding it leaves nothing half-written that matters.
@@ -141,6 +152,7 @@ impl Core {
                 account: Arc::from(account),
                 region: Arc::from(region),
                 ssm: std::sync::OnceLock::new(),
+                heard: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -6,6 +6,8 @@
 //! - `calendar`: SSM Change Calendars' state.
 //! - `tags`: a pipeline's tags (ARN and tags cached).
 //! - `execution`: reads of one execution (status; status and stop reason).
+//! - `known`: the executions in progress this engine knows of (the last listing, and events
+//!   since), for stopping first at a window edge.
 //! - `stop`: stopping one execution and classifying what happened.
 //! - `gates`: stages' inbound transitions, read and set.
 //! - `pages`: `nextToken` paging with its bounds.
@@ -19,6 +21,7 @@ mod discovery;
 mod execution;
 mod gates;
 mod handle;
+mod known;
 mod pages;
 mod precheck;
 mod stop;

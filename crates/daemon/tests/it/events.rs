@@ -304,3 +304,65 @@ async fn a_queue_that_cannot_be_read_is_an_error_and_a_health_problem_while_swee
         "{events}"
     );
 }
+
+/// Issue 29: at a window edge the executions stopd already knows of (its last listing, and
+/// events since) are stopped first; the fleet is listed after, to reconcile. Every call takes
+/// 1 s, so a stop that waited for the edge's listing would come after the pipeline's
+/// ListPipelineExecutions.
+#[tokio::test]
+async fn at_a_window_edge_the_known_executions_are_stopped_before_the_fleet_is_listed() {
+    let env = Env::new(&fleet(&[
+        ("prod-a", "prod"),
+        ("prod-b", "prod"),
+        ("dev-c", "dev"),
+    ]))
+    .await;
+    env.emulator
+        .set_faults(stopd_emulator::FaultPlan::latency(Duration::from_secs(1)));
+    let now = chrono::Utc::now();
+    let edge = now + chrono::TimeDelta::seconds(6)
+        - chrono::TimeDelta::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+    let rules = format!(
+        "[[freeze]]\nname = \"f\"\nstart = \"{}\"\nend = \"2100-01-01T00:00:00Z\"\npipelines = [\"prod-*\"]\n",
+        rfc(edge)
+    );
+    env.write_config(HOURLY, &rules);
+    let child = env.spawn(&["run"]);
+    // Two stops, and two sweeps' listings of both prod pipelines (dev-c is out of scope).
+    let done = wait_for(Duration::from_secs(30), || {
+        env.stop_calls() >= 2
+            && env
+                .emulator
+                .calls()
+                .iter()
+                .filter(|c| c.operation == "ListPipelineExecutions")
+                .count()
+                >= 4
+    })
+    .await;
+    let out = stop(child).await;
+    assert!(done, "{}", text(&out.stderr));
+    let calls = env.emulator.calls();
+    for pipeline in ["prod-a", "prod-b"] {
+        let of = |op: &str| {
+            calls
+                .iter()
+                .filter(|c| c.operation == op && c.pipeline.as_deref() == Some(pipeline))
+                .map(|c| c.seq)
+                .collect::<Vec<_>>()
+        };
+        let (stops, listings) = (of("StopPipelineExecution"), of("ListPipelineExecutions"));
+        assert_eq!(stops.len(), 1, "{pipeline} stopped once");
+        assert_eq!(
+            listings.iter().filter(|&&l| l < stops[0]).count(),
+            1,
+            "{pipeline}: only the start-up sweep listed its executions before its stop ({listings:?}, stop {})",
+            stops[0]
+        );
+        assert!(
+            listings.iter().any(|&l| l > stops[0]),
+            "{pipeline}: the edge's sweep listed it after, to reconcile"
+        );
+    }
+    assert_eq!(env.stop_calls(), 2);
+}

@@ -107,15 +107,17 @@ pub async fn decide(
     event: &ExecutionEvent,
     calls: &mut CallCounts,
 ) -> Result<Handled, String> {
-    if !event.state.may_run() {
-        return Ok(Handled::Ignored("ended"));
-    }
     let Some(core) = inputs
         .routes
         .route(&inputs.cores, &event.account, &event.region)
     else {
         return Ok(Handled::UnknownAccount);
     };
+    if !event.state.may_run() {
+        // Stopping or ended: no longer in progress (the edge's first stops skip it).
+        core.note_gone(&event.pipeline, &event.execution_id);
+        return Ok(Handled::Ignored("ended"));
+    }
     let policy = if effective.selects_places() {
         Arc::new(effective.for_place(core.account(), core.region()))
     } else {
@@ -142,6 +144,7 @@ pub async fn decide(
         Err(e) => return Err(e.explain()),
     };
     if read.active != Some(ActiveStatus::InProgress) {
+        core.note_gone(&event.pipeline, &event.execution_id);
         return Ok(Handled::Ignored("not running"));
     }
     let tags = if policy.uses_tags() {
@@ -161,6 +164,8 @@ pub async fn decide(
         stop_reason: None,
         tags,
     };
+    // Known in progress from now on: a window edge stops it first.
+    core.note_running(execution.clone());
     let now = clock.now();
     let decider = policy.decider(now);
     let (planned, _) = plan(&decider, now, std::slice::from_ref(&execution), extra);

@@ -152,6 +152,13 @@ pub async fn execute(
             error = Some(note.clone());
         }
         calls = report.calls.clone();
+        if matches!(
+            report.outcome,
+            Outcome::Stopped | Outcome::AlreadyStopping | Outcome::NotStoppable
+        ) {
+            // Stopping or ended: no longer an execution in progress to stop at an edge.
+            core.note_gone(&p.pipeline, &p.execution_id);
+        }
         if report.cancelled {
             error = Some(match error {
                 Some(e) => format!("cut short by shutdown; last error: {e}"),
@@ -296,6 +303,13 @@ impl InFlight {
     /// Takes out the tasks that have finished.
     pub(super) fn reap(&mut self) {
         while let Some(joined) = self.tasks.try_join_next() {
+            self.collect(joined);
+        }
+    }
+
+    /// Waits for every stop launched so far (their results are kept for [`InFlight::drain`]).
+    pub(super) async fn settle(&mut self) {
+        while let Some(joined) = self.tasks.join_next().await {
             self.collect(joined);
         }
     }
