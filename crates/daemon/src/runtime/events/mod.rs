@@ -66,6 +66,31 @@ pub struct Consumer {
     pub visibility: Duration,
 }
 
+/// What became of one message: the `result` of `stopd_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// A stop was decided and made.
+    Acted,
+    /// Nothing to do (ended, out of scope, not running, allowed, a duplicate, foreign).
+    Ignored,
+    /// Not an event.
+    Malformed,
+    /// Of an account and region not configured.
+    UnknownAccount,
+}
+
+impl Fate {
+    /// The metric's label (one of `metrics::events::EVENT_RESULTS`).
+    fn label(self) -> &'static str {
+        match self {
+            Fate::Acted => "acted",
+            Fate::Ignored => "ignored",
+            Fate::Malformed => "malformed",
+            Fate::UnknownAccount => "unknown_account",
+        }
+    }
+}
+
 /// What one batch came to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -195,7 +220,7 @@ impl Consumer {
             ..Batch::default()
         };
         let mut delete = Vec::new();
-        let mut results: Vec<(&'static str, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
+        let mut results: Vec<(Fate, Option<chrono::DateTime<chrono::Utc>>)> = Vec::new();
         let mut to_decide = Vec::new();
         // One decision per execution per batch, however often the batch repeats its events
         // (a duplicate delivery, or STARTED and RESUMED together).
@@ -204,17 +229,17 @@ impl Consumer {
             match message::parse(&m.body) {
                 Message::Malformed(why) => {
                     tracing::warn!(message = %m.id, reason = %why, "a message on the event queue is not an event: deleted");
-                    results.push(("malformed", None));
+                    results.push((Fate::Malformed, None));
                     delete.push(m.handle);
                 }
                 Message::Foreign => {
                     tracing::debug!(message = %m.id, "an event of another kind: deleted");
-                    results.push(("ignored", None));
+                    results.push((Fate::Ignored, None));
                     delete.push(m.handle);
                 }
                 Message::Execution(e) => {
                     if e.state.may_run() && !seen.insert(e.execution_id.clone()) {
-                        results.push(("ignored", Some(e.time)));
+                        results.push((Fate::Ignored, Some(e.time)));
                         delete.push(m.handle);
                         continue;
                     }
@@ -276,15 +301,15 @@ impl Consumer {
             match handled {
                 Ok(h) => {
                     let result = match &h {
-                        Handled::Acted => "acted",
+                        Handled::Acted => Fate::Acted,
                         Handled::Ignored(why) => {
                             tracing::debug!(pipeline = %e.pipeline, execution = %e.execution_id, reason = why, "event: nothing to do");
-                            "ignored"
+                            Fate::Ignored
                         }
                         Handled::UnknownAccount => {
                             tracing::warn!(account = %e.account, region = %e.region, pipeline = %e.pipeline,
                                 "an event of an account and region stopd is not configured for: deleted");
-                            "unknown_account"
+                            Fate::UnknownAccount
                         }
                     };
                     results.push((result, Some(e.time)));
@@ -299,14 +324,14 @@ impl Consumer {
         }
         let decided_at = self.clock.now();
         for (result, time) in &results {
-            match *result {
-                "acted" => out.acted += 1,
-                "malformed" => out.malformed += 1,
-                "unknown_account" => out.unknown_account += 1,
-                _ => out.ignored += 1,
+            match result {
+                Fate::Acted => out.acted += 1,
+                Fate::Malformed => out.malformed += 1,
+                Fate::UnknownAccount => out.unknown_account += 1,
+                Fate::Ignored => out.ignored += 1,
             }
             if let Some(m) = &self.metrics {
-                m.events.count(result);
+                m.events.count(result.label());
                 if let Some(t) = time {
                     m.events
                         .lag((decided_at - *t).num_milliseconds() as f64 / 1e3);
