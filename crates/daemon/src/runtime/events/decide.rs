@@ -1,8 +1,8 @@
 //! One execution event, decided as a sweep decides: routed to its account and region, the
 //! execution re-read (events are triggers, never truth), the rules in force asked (the file's,
 //! ad-hoc freezes, exemptions, grace, rollbacks spared) through the sweep's own
-//! [`plan`](crate::runtime::sweep::plan), and a stop made through the one path every stop
-//! takes ([`execute`](crate::runtime::sweep::execute)): intent recorded, call, outcome recorded.
+//! `sweep::plan`, and a stop made through the one path every stop takes (`sweep::execute`):
+//! intent recorded, call, outcome recorded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
