@@ -105,6 +105,9 @@ pub(super) struct Inner {
     pub(super) ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
     /// What events said since each pipeline was last listed (see `known`).
     pub(super) heard: Mutex<HashMap<String, Heard>>,
+    /// Executions a stop was claimed for, and when (see `known`): the sweep and the event
+    /// consumer never both stop one.
+    pub(super) claims: Mutex<HashMap<String, Instant>>,
 }
 
 /// Locks a cache; a task that panicked holding it leaves nothing half-written that matters.
@@ -153,6 +156,7 @@ impl Core {
                 region: Arc::from(region),
                 ssm: std::sync::OnceLock::new(),
                 heard: Mutex::new(HashMap::new()),
+                claims: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -8,11 +8,40 @@
 //! (a finished execution's stop is answered `not_stoppable`, which is done, not an error).
 
 use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::handle::{Core, lock};
 use crate::types::{ActiveExecution, ActiveStatus};
 
+/// How long a claimed stop holds off another path's stop of the same execution: longer than a
+/// stop takes, and than a listing that saw it InProgress just before takes to decide.
+pub const CLAIM_TTL: Duration = Duration::from_secs(60);
+
 impl Core {
+    /// Claims the stop of an execution for the caller: `false` if another path (a sweep, the
+    /// event consumer) claimed it within [`CLAIM_TTL`], so that it is stopped once, not once
+    /// per path that saw it running.
+    pub fn claim_stop(&self, execution_id: &str) -> bool {
+        let mut claims = lock(&self.inner.claims);
+        if claims.len() > 1_024 {
+            claims.retain(|_, at| at.elapsed() < CLAIM_TTL);
+        }
+        match claims.get(execution_id) {
+            Some(at) if at.elapsed() < CLAIM_TTL => false,
+            _ => {
+                claims.insert(execution_id.to_string(), Instant::now());
+                true
+            }
+        }
+    }
+
+    /// Gives a claim back (the stop did not happen: another path may try).
+    pub fn release_stop(&self, execution_id: &str) {
+        lock(&self.inner.claims).remove(execution_id);
+    }
+
     /// The executions in progress this engine knows of now (InProgress only).
     pub fn known_in_progress(&self) -> Vec<ActiveExecution> {
         let heard = lock(&self.inner.heard);

@@ -456,3 +456,15 @@ async fn the_known_executions_are_the_last_listing_and_events_since() {
     env.core.discover(&|_| true, false).await;
     assert_eq!(ids(env.core.known_in_progress()), listed);
 }
+
+/// A stop is claimed once: the sweep and the event consumer never both stop an execution; a
+/// claim given back (the stop did not happen) can be taken again.
+#[tokio::test]
+async fn a_stop_is_claimed_once_until_given_back() {
+    let env = start(&fleet_fixture(1)).await;
+    assert!(env.core.claim_stop("e1"));
+    assert!(!env.core.claim_stop("e1"), "claimed by the other path");
+    assert!(env.core.claim_stop("e2"), "another execution");
+    env.core.release_stop("e1");
+    assert!(env.core.claim_stop("e1"));
+}

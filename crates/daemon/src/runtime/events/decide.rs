@@ -186,6 +186,10 @@ pub async fn decide(
     {
         return Ok(Handled::Ignored("dry run already recorded"));
     }
+    // A sweep that listed it running may be stopping it already: once, not twice.
+    if !inputs.dry_run && !core.claim_stop(&p.execution_id) {
+        return Ok(Handled::Ignored("being stopped already"));
+    }
     let done = execute(core, store, clock, None, p, inputs.dry_run).await;
     calls.merge(&done.calls);
     match (done.stop_id, done.audit_error) {

@@ -105,6 +105,7 @@ pub async fn execute(
         Err(e) => {
             tracing::error!(pipeline = %p.pipeline, execution = %p.execution_id, error = %format!("{e:#}"),
                 "not stopping: the stop could not be recorded first");
+            core.release_stop(&p.execution_id);
             return Done {
                 stop_id: None,
                 planned: p,
@@ -158,6 +159,9 @@ pub async fn execute(
         ) {
             // Stopping or ended: no longer an execution in progress to stop at an edge.
             core.note_gone(&p.pipeline, &p.execution_id);
+        } else {
+            // Not stopped: the next sweep, or event, may try again.
+            core.release_stop(&p.execution_id);
         }
         if report.cancelled {
             error = Some(match error {

@@ -387,6 +387,9 @@ impl Sweeper {
                 {
                     continue;
                 }
+                if !dry_run && !core.claim_stop(&p.execution_id) {
+                    continue;
+                }
                 launched.insert((p.pipeline.clone(), p.execution_id.clone()));
                 decided += 1;
                 if !self
@@ -466,6 +469,10 @@ impl Sweeper {
                             if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
                                 continue;
                             }
+                            // The event consumer may be stopping it already: once, not twice.
+                            if !dry_run && !core.claim_stop(&p.execution_id) {
+                                continue;
+                            }
                             if dry_run
                                 && self
                                     .store
@@ -498,6 +505,7 @@ impl Sweeper {
                             if g.held.contains(&p.execution_id) {
                                 tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
                                     "held at a closed gate: not stopped; it proceeds when the gate opens");
+                                core.release_stop(&p.execution_id);
                                 continue;
                             }
                             decided += 1;
