@@ -64,6 +64,11 @@ pub const NOT_AUDITED: &[&str] = &[
     // The last sweep of each account and region, replaced in place (`status`); the chained
     // sweep log has every sweep's error.
     "place_sweeps",
+    // The event consumer's view of its queue (`status`); the stops events led to are chained.
+    "event_queue",
+    // Leadership's lease (PostgreSQL), updated in place at each renewal; what leadership did is
+    // chained as lifecycle events.
+    "leader_lease",
 ];
 
 /// The integer key of an audited table: SQLite's rowid (each is its `INTEGER PRIMARY KEY`),

@@ -54,10 +54,15 @@ pub const TABLES: &[&str] = &[
 
 /// Tables of the schema `copy` leaves behind: the migrator's own, and the chain's one-off
 /// backfill marker (a source that still has it is refused: its schema is not this version's),
-/// and the leader's lease (state, not a record: a copy's nodes start a lease of their own).
+/// the leader's lease (state, not a record: a copy's nodes start a lease of their own), and the
+/// event consumer's view of its queue (state the next consumer writes again).
 #[cfg(test)]
-pub(crate) const NOT_COPIED: &[&str] =
-    &["_sqlx_migrations", "audit_chain_backfill", "leader_lease"];
+pub(crate) const NOT_COPIED: &[&str] = &[
+    "_sqlx_migrations",
+    "audit_chain_backfill",
+    "leader_lease",
+    "event_queue",
+];
 
 /// Rows read from the source per statement.
 const PAGE: i64 = 1000;

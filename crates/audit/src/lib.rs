@@ -38,6 +38,7 @@ pub mod chain;
 pub mod copy;
 pub mod coverage;
 pub mod digest;
+mod event_queue;
 pub mod events;
 mod exemptions;
 mod freezes;
@@ -72,6 +73,7 @@ pub mod vocabulary;
 mod writer;
 
 pub use copy::{Copied, copy};
+pub use event_queue::EventQueueState;
 pub use exemptions::{ExemptionRecord, Revocation};
 pub use freezes::{FreezeRecord, Lift, NewFreeze, rule_name};
 pub use gates::{GateRecord, LastGate, NewGate};

@@ -60,6 +60,8 @@ pub struct ClientConfig {
     pub sts_endpoint_url: Option<String>,
     /// Where SSM (Change Calendars) goes; `endpoint_url` otherwise, then SSM's regional one.
     pub ssm_endpoint_url: Option<String>,
+    /// Where SQS (the event queue) goes; `endpoint_url` otherwise, then SQS's regional one.
+    pub sqs_endpoint_url: Option<String>,
     /// An HTTP client to share (from [`http_client`]): one connection pool and one TLS
     /// configuration for every account and region, instead of one each (40 pairs each with
     /// their own came to ~1 MiB apiece).
@@ -148,6 +150,23 @@ pub async fn build_ssm_client(config: &ClientConfig) -> aws_sdk_ssm::Client {
         .as_ref()
         .or(config.endpoint_url.as_ref());
     aws_sdk_ssm::Client::new(&load(config, &http, endpoint).await)
+}
+
+/// The SQS client of the ambient credentials (the event queue): the same configuration as
+/// CodePipeline's, at `sqs_endpoint_url` or else `endpoint_url`, in `region` (the queue's, from
+/// its URL) when given.
+pub async fn build_sqs_client(config: &ClientConfig, region: Option<&str>) -> aws_sdk_sqs::Client {
+    let http = config.http_client.clone().unwrap_or_else(http_client);
+    let endpoint = config
+        .sqs_endpoint_url
+        .as_ref()
+        .or(config.endpoint_url.as_ref());
+    let base = load(config, &http, endpoint).await;
+    let mut conf = aws_sdk_sqs::config::Builder::from(&base);
+    if let Some(r) = region {
+        conf = conf.region(Region::new(r.to_string()));
+    }
+    aws_sdk_sqs::Client::from_conf(conf.build())
 }
 
 /// Makes the clients of accounts reached through roles. The SDK configuration (and with it the

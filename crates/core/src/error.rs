@@ -165,9 +165,20 @@ fn assume_role_refused(text: &str) -> bool {
         .any(|needle| text.contains(needle))
 }
 
-/// The IAM action of a CodePipeline operation.
+/// The IAM action of an operation stopd calls (CodePipeline's, SQS's for the event queue,
+/// SSM's GetCalendarState).
 pub fn iam_action(operation: &str) -> String {
-    format!("codepipeline:{operation}")
+    match operation {
+        // A batch is authorised as its single-message action.
+        "DeleteMessageBatch" => "sqs:DeleteMessage".into(),
+        "ReceiveMessage"
+        | "DeleteMessage"
+        | "GetQueueAttributes"
+        | "ChangeMessageVisibility"
+        | "GetQueueUrl" => format!("sqs:{operation}"),
+        "GetCalendarState" => format!("ssm:{operation}"),
+        _ => format!("codepipeline:{operation}"),
+    }
 }
 
 impl ApiError {

@@ -14,6 +14,7 @@
 pub mod client;
 mod engine;
 pub mod error;
+pub mod queue;
 pub mod ratelimit;
 pub mod retry;
 #[cfg(test)]
@@ -21,13 +22,13 @@ mod simulation;
 mod types;
 
 pub use client::{
-    ClientConfig, IDLE_TIMEOUT, RoleClient, RoleClients, RoleSpec, build_client, build_ssm_client,
-    http_client,
+    ClientConfig, IDLE_TIMEOUT, RoleClient, RoleClients, RoleSpec, build_client, build_sqs_client,
+    build_ssm_client, http_client,
 };
 pub use engine::{
-    CalendarAnswer, Core, CoreConfig, ExecutionState, MAX_GATE_REASON_CHARS, MAX_PAGES,
-    MAX_REASON_CHARS, Outcome, StageGate, StopReport, StopRequest, cut_chars, gate_reason,
-    valid_execution_id, valid_pipeline_name,
+    CalendarAnswer, Core, CoreConfig, ExecutionRead, ExecutionState, MAX_GATE_REASON_CHARS,
+    MAX_PAGES, MAX_REASON_CHARS, Outcome, StageGate, StopReport, StopRequest, cut_chars,
+    gate_reason, valid_execution_id, valid_pipeline_name,
 };
 pub use error::{ApiError, ErrorKind, MAX_MESSAGE_CHARS, bound_message, iam_action};
 pub use ratelimit::{LimiterConfig, RateLimiter};

@@ -263,6 +263,37 @@ impl Faults {
         (!take(&mut self.buckets, key, limit)).then_some(Fault::Throttling)
     }
 
+    /// The fault (if any) of a rule that names `operation`: for services other than
+    /// CodePipeline (SQS), which neither rules for every operation nor CodePipeline's rate
+    /// limits touch.
+    pub fn decide_named(&mut self, operation: &str, rng: &mut impl Rng) -> Option<Fault> {
+        let named = self
+            .plan
+            .rules
+            .iter()
+            .any(|r| r.operation.as_deref() == Some(operation));
+        if !named {
+            return None;
+        }
+        for rule in &mut self.plan.rules {
+            if rule.operation.as_deref() != Some(operation)
+                || rule.times.is_some_and(|t| rule.hits >= t)
+            {
+                continue;
+            }
+            rule.seen += 1;
+            if rule.every.is_some_and(|n| n > 1 && rule.seen % n != 0) {
+                continue;
+            }
+            if rule.probability.is_some_and(|p| rng.random::<f64>() >= p) {
+                continue;
+            }
+            rule.hits += 1;
+            return Some(rule.fault);
+        }
+        None
+    }
+
     /// The latency to add to one call.
     pub fn latency(&self, rng: &mut impl Rng) -> Duration {
         let l = self.plan.latency;

@@ -116,6 +116,10 @@ struct Args {
     /// very short time"); --time-scale shortens it in real time like everything else.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     abandon_settle: Duration,
+    /// Publish every execution state change, as EventBridge would, to this SQS queue (created;
+    /// its URL is http://LISTEN/ACCOUNT/NAME). Faults: POST /_emulator/events.
+    #[arg(long, value_name = "NAME")]
+    events_queue: Option<String>,
 }
 
 #[tokio::main]
@@ -204,6 +208,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    if let Some(queue) = &args.events_queue {
+        emulator.enable_events(stopd_emulator::events::EventFeed {
+            queue: queue.clone(),
+            ..Default::default()
+        });
     }
     let server = emulator
         .serve(args.listen)

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::Answer;
+use crate::api::{Answer, SqsAnswer};
 use crate::auth::AuthHeaders;
 use crate::faults::FaultPlan;
 use crate::fixture::{Fixture, FleetSpec};
@@ -81,6 +81,7 @@ impl Emulator {
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<ServerHandle> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        self.lock().endpoint = format!("http://{addr}");
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let emulator = self.clone();
@@ -186,6 +187,40 @@ async fn handle(emulator: Emulator, req: Request<Incoming>) -> HttpResult {
     }
     // The root counts every request in flight (all accounts); a world its own.
     let _in_flight = emulator.begin_request();
+    if let Some(target) = target.as_deref().filter(|t| t.starts_with("AmazonSQS.")) {
+        // Queues are the root account's: a central queue serves every account.
+        let answer = match emulator.handle_sqs(target, auth, &body) {
+            SqsAnswer::Done(answer, delay) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                answer
+            }
+            // Long polling: look again every LONG_POLL_TICK until a message is visible or the
+            // wait is over (on the emulator's clock, or in real time for a manual one).
+            SqsAnswer::Wait(waiting) => {
+                let started = tokio::time::Instant::now();
+                loop {
+                    tokio::time::sleep(LONG_POLL_TICK).await;
+                    let last = started.elapsed() >= waiting.wait;
+                    if let Some(answer) = emulator.receive_again(&waiting, last) {
+                        break answer;
+                    }
+                }
+            }
+        };
+        let query_error = match &answer {
+            Answer::Err(e) => crate::api::sqs::query_error(e.code),
+            _ => None,
+        };
+        return respond(answer, "application/x-amz-json-1.0").map(|mut r| {
+            if let Some(q) = query_error {
+                r.headers_mut()
+                    .insert("x-amzn-query-error", HeaderValue::from_static(q));
+            }
+            r
+        });
+    }
     let world = match crate::sts::route(&emulator, &auth) {
         Ok(w) => w,
         Err(e) => {
@@ -201,12 +236,16 @@ async fn handle(emulator: Emulator, req: Request<Incoming>) -> HttpResult {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    respond(answer, "application/x-amz-json-1.1")
+}
+
+/// How often a long poll looks for messages again (real time).
+const LONG_POLL_TICK: Duration = Duration::from_millis(20);
+
+/// The HTTP answer of an [`Answer`].
+fn respond(answer: Answer, content_type: &'static str) -> HttpResult {
     match answer {
-        Answer::Ok(v) => Ok(json_response(
-            StatusCode::OK,
-            &v,
-            "application/x-amz-json-1.1",
-        )),
+        Answer::Ok(v) => Ok(json_response(StatusCode::OK, &v, content_type)),
         Answer::Err(e) => Ok(error_response(
             StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
             e.code,
@@ -315,6 +354,12 @@ fn default_history() -> usize {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct QueueRequest {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RoleChange {
     role_arn: String,
     denied: bool,
@@ -405,6 +450,44 @@ fn admin_route(
             json!({"ok": true})
         }
         ("GET", "health") => json!({"ok": true}),
+        ("POST", "queues") => {
+            // {"name": "stopd-events"}: an empty queue of the root account.
+            let q: QueueRequest = parse(body)?;
+            root.create_queue(&q.name);
+            json!({"queue": q.name})
+        }
+        ("GET", "queues") => {
+            let w = root.lock();
+            let now = w.clock.now();
+            let queues: BTreeMap<&String, Value> = w
+                .queues
+                .iter()
+                .map(|(name, q)| {
+                    let d = q.depth(now);
+                    (
+                        name,
+                        json!({"visible": d.visible, "in_flight": d.in_flight,
+                        "delayed": d.delayed, "stats": q.stats}),
+                    )
+                })
+                .collect();
+            json!({"queues": queues})
+        }
+        ("POST", "events") => {
+            // The feed: {"queue": "stopd-events", "loss": 0.05, "duplicate": 0.1,
+            // "delay": "1s", "jitter": "2s", "reorder": true}.
+            let feed: crate::events::EventFeed = parse(body)?;
+            root.enable_events(feed);
+            serde_json::to_value(root.feed()).unwrap_or_default()
+        }
+        ("GET", "events") => {
+            root.publish_events();
+            serde_json::to_value(root.feed()).unwrap_or_default()
+        }
+        ("DELETE", "events") => {
+            root.disable_events();
+            json!({"ok": true})
+        }
         ("PUT", "calendars") => {
             // {"NAME": [[start_ms, end_ms], ...]}: each calendar's CLOSED intervals.
             let calendars: BTreeMap<String, Vec<(i64, i64)>> = parse(body)?;

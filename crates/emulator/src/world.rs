@@ -12,10 +12,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::clock::{Clock, Millis};
+use crate::events::{EventFeed, Published};
 use crate::faults::{FaultPlan, FaultRule, Faults};
 use crate::fixture::{
     DEFAULT_ACCOUNT, DEFAULT_REGION, Fixture, FixtureError, FleetSpec, generate_fleet, random_uuid,
 };
+use crate::queue::Queues;
 use crate::state::{Behaviour, Execution, Pipeline};
 
 /// Everything the emulator knows, guarded by one lock.
@@ -52,6 +54,14 @@ pub struct World {
     pub require_signature: bool,
     /// SSM Change Calendars by name: their CLOSED intervals (epoch ms, end exclusive).
     pub calendars: BTreeMap<String, Vec<(i64, i64)>>,
+    /// SQS queues by name (the root account's serve every account: a central queue).
+    pub queues: Queues,
+    /// Where execution state changes are published (the root's setting covers every world).
+    pub feed: Option<EventFeed>,
+    /// What this world has published (kept while a feed is on).
+    pub published: Option<Published>,
+    /// The base URL the server is reached at (`QueueUrl`s start with it).
+    pub endpoint: String,
 }
 
 /// The world's generator: seeded like a fleet's, but on another ChaCha stream.
@@ -246,6 +256,10 @@ impl Emulator {
                 account: DEFAULT_ACCOUNT.to_string(),
                 require_signature: config.require_signature,
                 calendars: BTreeMap::new(),
+                queues: Queues::new(),
+                feed: None,
+                published: None,
+                endpoint: "http://127.0.0.1".to_string(),
             })),
         }
     }
@@ -578,5 +592,114 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let mut w = self.0.lock();
         w.in_flight = w.in_flight.saturating_sub(1);
+    }
+}
+
+/// The event feed and the queues (see [`crate::events`] and [`crate::queue`]).
+impl Emulator {
+    /// Creates an empty queue (of the root account) if there is none of that name.
+    pub fn create_queue(&self, name: &str) {
+        self.lock().queues.entry(name.to_string()).or_default();
+    }
+
+    /// Publishes every world's execution state changes from now on to `feed.queue` (created if
+    /// missing); what already ran is history, not news.
+    pub fn enable_events(&self, feed: EventFeed) {
+        self.create_queue(&feed.queue);
+        for (_, world) in std::iter::once((Default::default(), self.clone())).chain(self.children())
+        {
+            let mut w = world.lock();
+            let (now, behaviour) = (w.clock.now(), w.behaviour);
+            w.published = Some(Published::snapshot(&mut w.pipelines, now, behaviour));
+        }
+        self.lock().feed = Some(feed);
+    }
+
+    /// Stops publishing (the queue and its messages stay).
+    pub fn disable_events(&self) {
+        self.lock().feed = None;
+    }
+
+    /// The feed's settings and counters, if it is on.
+    pub fn feed(&self) -> Option<EventFeed> {
+        self.lock().feed.clone()
+    }
+
+    /// The approximate counts of a queue now.
+    pub fn queue_depth(&self, name: &str) -> Option<crate::queue::Depth> {
+        let w = self.lock();
+        let now = w.clock.now();
+        w.queues.get(name).map(|q| q.depth(now))
+    }
+
+    /// Finds what changed in every world since the last look and puts each change on the
+    /// feed's queue as EventBridge would (with the feed's faults); returns how many messages
+    /// were put. Called whenever the queue is read, so nothing is later than a read that could
+    /// have seen it.
+    pub fn publish_events(&self) -> usize {
+        if self.lock().feed.is_none() {
+            return 0;
+        }
+        let mut changes = Vec::new();
+        for (_, world) in std::iter::once((Default::default(), self.clone())).chain(self.children())
+        {
+            let mut w = world.lock();
+            let (now, behaviour) = (w.clock.now(), w.behaviour);
+            let World {
+                pipelines,
+                published,
+                account,
+                region,
+                ..
+            } = &mut *w;
+            let published =
+                published.get_or_insert_with(|| Published::snapshot(pipelines, now, behaviour));
+            let found = crate::events::observe(pipelines, published, now, behaviour);
+            changes.extend(
+                found
+                    .into_iter()
+                    .map(|c| (c, account.clone(), region.clone())),
+            );
+        }
+        if changes.is_empty() {
+            return 0;
+        }
+        let mut w = self.lock();
+        let World {
+            feed, queues, rng, ..
+        } = &mut *w;
+        let Some(feed) = feed.as_mut() else {
+            return 0;
+        };
+        let mut put = 0;
+        for (change, account, region) in changes {
+            feed.stats.changes += 1;
+            if rand::Rng::random::<f64>(rng) < feed.loss {
+                feed.stats.lost += 1;
+                continue;
+            }
+            let Some(queue) = queues.get_mut(&feed.queue) else {
+                feed.stats.lost += 1;
+                continue;
+            };
+            // EventBridge sends a duplicate with the same event id.
+            let event_id = random_uuid(rng);
+            let body = crate::events::envelope(&change, event_id, &account, &region);
+            let copies = if rand::Rng::random::<f64>(rng) < feed.duplicate {
+                feed.stats.duplicated += 1;
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let jitter = feed.jitter.mul_f64(rand::Rng::random::<f64>(rng));
+                let late = (feed.delay + jitter).as_millis() as Millis;
+                let message_id = random_uuid(rng).to_string();
+                queue.send(message_id, body.clone(), change.at, change.at + late);
+                feed.stats.delivered += 1;
+                put += 1;
+            }
+        }
+        put
     }
 }

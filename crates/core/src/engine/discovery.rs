@@ -288,6 +288,8 @@ impl Core {
             (Some(m), false) => m.full_scan_at,
             _ => Instant::now(),
         };
+        // The listing is the truth: what events said of this pipeline is superseded.
+        self.listed(name);
         lock(&self.inner.memory).insert(
             name.to_string(),
             Memory {

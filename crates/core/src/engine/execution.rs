@@ -6,7 +6,7 @@ use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 use super::handle::Core;
 use super::pages::ExecutionPages;
 use crate::error::{ApiError, ErrorKind};
-use crate::types::CallCounts;
+use crate::types::{ActiveStatus, CallCounts};
 
 /// At most this many executions that were active at the last sweep, and are older than what a
 /// sweep paged through, are checked one by one with GetPipelineExecution; more, and paging on
@@ -33,7 +33,77 @@ impl ExecutionState {
     }
 }
 
+/// What GetPipelineExecution says of one execution ([`Core::read_execution`]). Its answer has
+/// no start time: an event's `start-time` (or a listing) gives that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRead {
+    /// InProgress or Stopping; `None` once it ended (or in a status stopd never acts on).
+    pub active: Option<ActiveStatus>,
+    /// `executionType` is ROLLBACK.
+    pub rollback: bool,
+    /// `trigger.triggerType`.
+    pub trigger: Option<String>,
+}
+
 impl Core {
+    /// GetPipelineExecution of one execution: status, whether it is a rollback, its trigger
+    /// (the event consumer re-reads each execution an event names: events are triggers, not
+    /// truth).
+    pub async fn read_execution(
+        &self,
+        pipeline: &str,
+        id: &str,
+        calls: &mut CallCounts,
+    ) -> Result<ExecutionRead, ApiError> {
+        let client = &self.inner.client;
+        let policy = self.inner.config.discovery_retry;
+        let got = self
+            .call("GetPipelineExecution", &policy, calls, || {
+                let req = client
+                    .get_pipeline_execution()
+                    .pipeline_name(pipeline)
+                    .pipeline_execution_id(id);
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| ApiError::from_sdk("GetPipelineExecution", e))
+                }
+            })
+            .await
+            .result?;
+        let e = got.pipeline_execution();
+        let status = e
+            .and_then(|e| e.status().cloned())
+            .ok_or_else(|| ApiError {
+                operation: "GetPipelineExecution",
+                kind: ErrorKind::BadResponse,
+                code: None,
+                message: "the answer has no status".into(),
+            })?;
+        Ok(ExecutionRead {
+            active: match status {
+                PipelineExecutionStatus::InProgress => Some(ActiveStatus::InProgress),
+                PipelineExecutionStatus::Stopping => Some(ActiveStatus::Stopping),
+                _ => None,
+            },
+            rollback: e.and_then(|e| e.execution_type())
+                == Some(&aws_sdk_codepipeline::types::ExecutionType::Rollback),
+            trigger: e
+                .and_then(|e| e.trigger())
+                .and_then(|t| t.trigger_type())
+                .map(|t| t.as_str().to_string()),
+        })
+    }
+
+    /// The tags of a pipeline (cached for `CoreConfig::tag_ttl`, as discovery reads them).
+    pub async fn pipeline_tags(
+        &self,
+        pipeline: &str,
+        calls: &mut CallCounts,
+    ) -> Result<std::sync::Arc<std::collections::BTreeMap<String, String>>, ApiError> {
+        self.tags(pipeline, calls).await
+    }
+
     /// GetPipelineExecution's status of one execution (e.g. `Stopped`), with retries. Used to
     /// resolve stops left pending by a crash, and to watch escalations.
     pub async fn get_execution_status(

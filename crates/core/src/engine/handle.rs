@@ -69,6 +69,15 @@ pub struct Core {
     pub(super) inner: Arc<Inner>,
 }
 
+/// What events said of one pipeline since it was last listed (`known`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Heard {
+    /// Executions announced and re-read InProgress, by id.
+    pub(super) running: HashMap<String, ActiveExecution>,
+    /// Executions that ended, are stopping, or were stopped by stopd.
+    pub(super) gone: std::collections::HashSet<String>,
+}
+
 /// Tags of one pipeline and when they were fetched.
 pub(super) type CachedTags = (Instant, Arc<BTreeMap<String, String>>);
 
@@ -97,6 +106,11 @@ pub(super) struct Inner {
     /// The account's 12-digit id, when known (an assumed role's): a Change Calendar's ARN
     /// names the account it is asked in by it.
     pub(super) account_id: std::sync::OnceLock<String>,
+    /// What events said since each pipeline was last listed (see `known`).
+    pub(super) heard: Mutex<HashMap<String, Heard>>,
+    /// Executions a stop was claimed for, and when (see `known`): the sweep and the event
+    /// consumer never both stop one.
+    pub(super) claims: Mutex<HashMap<String, Instant>>,
 }
 
 /// Locks a cache; a task that panicked holding it leaves nothing half-written that matters.
@@ -145,6 +159,8 @@ impl Core {
                 region: Arc::from(region),
                 ssm: std::sync::OnceLock::new(),
                 account_id: std::sync::OnceLock::new(),
+                heard: Mutex::new(HashMap::new()),
+                claims: Mutex::new(HashMap::new()),
             }),
         }
     }

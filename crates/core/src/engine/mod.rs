@@ -6,6 +6,8 @@
 //! - `calendar`: SSM Change Calendars' state.
 //! - `tags`: a pipeline's tags (ARN and tags cached).
 //! - `execution`: reads of one execution (status; status and stop reason).
+//! - `known`: the executions in progress this engine knows of (the last listing, and events
+//!   since), for stopping first at a window edge.
 //! - `stop`: stopping one execution and classifying what happened.
 //! - `gates`: stages' inbound transitions, read and set.
 //! - `pages`: `nextToken` paging with its bounds.
@@ -19,13 +21,14 @@ mod discovery;
 mod execution;
 mod gates;
 mod handle;
+mod known;
 mod pages;
 mod precheck;
 mod stop;
 mod tags;
 
 pub use calendar::CalendarAnswer;
-pub use execution::ExecutionState;
+pub use execution::{ExecutionRead, ExecutionState};
 pub use gates::{MAX_GATE_REASON_CHARS, StageGate, gate_reason};
 pub use handle::{Core, CoreConfig};
 pub use pages::MAX_PAGES;

@@ -424,3 +424,47 @@ async fn a_burst_of_calls_reuses_its_connections() {
          connects while a connection is being given back)"
     );
 }
+
+/// Issue 29: the executions in progress an engine knows of without a call: its last listing's,
+/// plus what events announced since, less what ended; a new listing replaces what events said.
+#[tokio::test]
+async fn the_known_executions_are_the_last_listing_and_events_since() {
+    let env = start(&fleet_fixture(3)).await;
+    assert!(
+        env.core.known_in_progress().is_empty(),
+        "nothing listed yet"
+    );
+    let found = env.core.discover(&|_| true, false).await;
+    let ids = |v: Vec<stopd_core::ActiveExecution>| -> BTreeSet<String> {
+        v.into_iter().map(|e| e.execution_id).collect()
+    };
+    let listed = ids(found.executions.clone());
+    assert_eq!(listed.len(), 3);
+    assert_eq!(ids(env.core.known_in_progress()), listed);
+    // An event says one ended; another announces a new one.
+    let first = found.executions[0].clone();
+    env.core.note_gone(&first.pipeline, &first.execution_id);
+    let new = stopd_core::ActiveExecution {
+        execution_id: "00000000-0000-4000-8000-000000000001".into(),
+        ..found.executions[1].clone()
+    };
+    env.core.note_running(new.clone());
+    let known = ids(env.core.known_in_progress());
+    assert!(!known.contains(&first.execution_id) && known.contains(&new.execution_id));
+    assert_eq!(known.len(), 3);
+    // A listing is the truth again: the made-up execution is gone, the listed one is back.
+    env.core.discover(&|_| true, false).await;
+    assert_eq!(ids(env.core.known_in_progress()), listed);
+}
+
+/// A stop is claimed once: the sweep and the event consumer never both stop an execution; a
+/// claim given back (the stop did not happen) can be taken again.
+#[tokio::test]
+async fn a_stop_is_claimed_once_until_given_back() {
+    let env = start(&fleet_fixture(1)).await;
+    assert!(env.core.claim_stop("e1"));
+    assert!(!env.core.claim_stop("e1"), "claimed by the other path");
+    assert!(env.core.claim_stop("e2"), "another execution");
+    env.core.release_stop("e1");
+    assert!(env.core.claim_stop("e1"));
+}

@@ -136,6 +136,10 @@ pub struct Status {
     /// PostgreSQL: leadership (DESIGN.md); absent on SQLite.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ha: Option<Ha>,
+    /// With `[events]`: the consumer's view of its queue (the last message received, the
+    /// queue's depth, why it cannot be read), as the daemon last recorded it (at most a minute
+    /// old while all goes well); `null` before the daemon recorded any.
+    pub events: Option<stopd_audit::EventQueueState>,
 }
 
 /// `status`'s `ha` object: the role and node of the node this configuration names, and the
@@ -252,6 +256,7 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
         database_free_bytes: cfg.daemon.database.path().and_then(free_bytes),
         accounts: Vec::new(),
         ha,
+        events: None,
     };
     let mut last_success = None;
     if let Some(store) = &store {
@@ -320,6 +325,13 @@ pub async fn read(cfg: &Config, now: DateTime<Utc>) -> Result<Status> {
             .map(|e| e.name)
             .collect();
         status.pending_escalations = store.pending_escalations().await?;
+        if let Some(e) = &cfg.events {
+            status.events = store
+                .event_queues()
+                .await?
+                .into_iter()
+                .find(|q| q.queue_url == e.queue_url);
+        }
         if !cfg.accounts.is_empty() {
             let swept = store.place_sweeps().await?;
             status.accounts = configured(cfg)
@@ -397,6 +409,9 @@ pub async fn command(
     } else {
         print!("{}", render(&s, tz));
         print!("{}", render_accounts(&s.accounts, now, tz));
+        if cfg.events.is_some() {
+            print!("{}", render_events(s.events.as_ref(), now));
+        }
     }
     Ok(if s.healthy {
         ExitCode::SUCCESS
@@ -585,6 +600,39 @@ fn render_accounts(
         out.push_str(&format!(
             "{:<wa$}  {:<wr$}  {when:<32}  {result}\n",
             p.account, p.region
+        ));
+    }
+    out
+}
+
+/// With `[events]`: whether events are flowing (the last message received, the queue's depth)
+/// or why the queue cannot be read.
+fn render_events(q: Option<&stopd_audit::EventQueueState>, now: DateTime<Utc>) -> String {
+    use crate::cli::output::escape;
+    let ago = |t: &str| match parse_ts(t) {
+        Ok(at) => format!(
+            "{t} ({} ago)",
+            crate::cli::time::human((now - at).max(chrono::Duration::zero()))
+        ),
+        Err(_) => t.to_string(),
+    };
+    let Some(q) = q else {
+        return "\nevents: nothing recorded yet (the daemon records its queue's state within a minute of its start)\n".into();
+    };
+    let mut out = format!("\nevents: {}\n", escape(&q.queue_url));
+    out.push_str(&format!(
+        "  last event received: {}\n",
+        q.last_received_at.as_deref().map_or("none yet".into(), ago)
+    ));
+    out.push_str(&format!(
+        "  queue depth: {} (as of {})\n",
+        q.depth.map_or("unknown".into(), |d| d.to_string()),
+        ago(&q.at)
+    ));
+    if let Some(e) = &q.error {
+        out.push_str(&format!(
+            "  FAILING: the queue cannot be read: {}\n",
+            escape(e)
         ));
     }
     out

@@ -1,4 +1,4 @@
-//! `[aws]`: where the CodePipeline (and STS) API is reached.
+//! `[aws]`: where the CodePipeline (and STS, SSM, SQS) APIs are reached.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,9 @@ pub struct AwsSpec {
     /// Where SSM goes (Change Calendars' GetCalendarState); `endpoint_url` otherwise.
     #[serde(default)]
     pub ssm_endpoint_url: Option<String>,
+    /// Where SQS goes (the `[events]` queue); `endpoint_url` otherwise.
+    #[serde(default)]
+    pub sqs_endpoint_url: Option<String>,
 }
 
 impl AwsSpec {
@@ -32,6 +35,7 @@ impl AwsSpec {
             ("endpoint_url", &self.endpoint_url),
             ("sts_endpoint_url", &self.sts_endpoint_url),
             ("ssm_endpoint_url", &self.ssm_endpoint_url),
+            ("sqs_endpoint_url", &self.sqs_endpoint_url),
         ] {
             if let Some(url) = url {
                 match check_endpoint(url) {

@@ -133,6 +133,7 @@ pub fn load_for_database(path: &Path) -> Result<Config, ConfigError> {
         policy_error: Some(invalid),
         secret_keys: Vec::new(),
         calendars: Vec::new(),
+        events: None,
     })
 }
 

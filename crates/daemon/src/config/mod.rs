@@ -1,5 +1,5 @@
 //! The policy file: parse, validate, and say exactly where a problem is. A leaf: it owns every
-//! spec type (`[daemon]`, `[aws]`, `[audit]`, `[[account]]`, `[metrics]`, `[[notify]]`, and the
+//! spec type (`[daemon]`, `[aws]`, `[audit]`, `[[account]]`, `[metrics]`, `[[notify]]`, `[events]`, and the
 //! policy tables through `stopd_rules`) and hands each subsystem its slice; it imports nothing
 //! of what it configures.
 //!
@@ -21,6 +21,7 @@ mod aws;
 pub mod calendars;
 mod daemon;
 mod error;
+pub mod events;
 mod ha;
 mod load;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub use audit::AuditSpec;
 pub use aws::AwsSpec;
 pub use daemon::{DEFAULT_DATABASE, DEFAULT_SCHEDULE, DaemonSettings, MAX_CONCURRENCY};
 pub use error::{ConfigError, Problem};
+pub use events::{EventsSettings, EventsSpec};
 pub use ha::{DEFAULT_LEASE, HaSettings, MIN_LEASE, host_name};
 pub use load::{load, load_for_database, load_for_run};
 pub use metrics::MetricsSpec;
@@ -88,6 +90,8 @@ pub struct Config {
     /// The calendar files of `ics` rules, resolved, as read for `policy`: the daemon re-reads
     /// the policy when one of them changes.
     pub calendars: Vec<PathBuf>,
+    /// `[events]`: the event queue the leader long-polls; none when absent.
+    pub events: Option<EventsSettings>,
 }
 
 impl Config {

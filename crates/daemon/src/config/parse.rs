@@ -18,6 +18,7 @@ use crate::config::audit::AuditSpec;
 use crate::config::aws::AwsSpec;
 use crate::config::calendars::{self, BadCalendars};
 use crate::config::daemon::{DaemonSettings, DaemonSpec};
+use crate::config::events::{self, EventsSpec};
 use crate::config::ha::{HaSettings, HaSpec};
 use crate::config::metrics::{self, MetricsSpec};
 use crate::config::notify::{self, NotifySpec};
@@ -54,6 +55,7 @@ pub(super) struct FileSpec {
     pub(super) account: Vec<AccountSpec>,
     #[serde(default)]
     pub(super) ha: Option<HaSpec>,
+    pub(super) events: Option<EventsSpec>,
 }
 
 /// `[ha]`, checked against `[daemon] database`: leadership by lease on PostgreSQL (with `[ha]`'s
@@ -213,6 +215,7 @@ pub(super) fn parse_with(
         notify,
         account,
         ha,
+        events,
     } = file;
 
     let mut problems = Vec::new();
@@ -247,6 +250,14 @@ pub(super) fn parse_with(
         Ok(addr) => addr,
         Err((key, message)) => {
             problems.push(at.key("metrics", key, message));
+            None
+        }
+    };
+    let events = match events.as_ref().map(events::check_spec) {
+        None => None,
+        Some(Ok(settings)) => Some(settings),
+        Some(Err((key, message))) => {
+            problems.push(at.key("events", key, message));
             None
         }
     };
@@ -321,6 +332,7 @@ pub(super) fn parse_with(
             policy_error: None,
             secret_keys,
             calendars,
+            events,
         }),
         _ => {
             problems.sort_by_key(|p| (p.line.unwrap_or(usize::MAX), p.column));

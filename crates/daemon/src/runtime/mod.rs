@@ -1,6 +1,7 @@
-//! What the daemon does while it runs: the scheduler and its sweeps, gates, accounts and
-//! regions, ad-hoc freezes, metrics, notification delivery, the instance lock.
+//! What the daemon does while it runs: the scheduler and its sweeps, the event consumer,
+//! gates, accounts and regions, ad-hoc freezes, metrics, notification delivery, the instance lock.
 
+pub mod events;
 pub mod freezes;
 pub mod gates;
 pub mod leader;

@@ -25,6 +25,9 @@ const WATCH_DATABASE_EVERY: Duration = Duration::from_secs(1);
 /// `run --once` delivers pending notifications for at most this long before it exits.
 const ONCE_NOTIFY_BOUND: Duration = Duration::from_secs(10);
 
+/// A running event consumer: its stop token and task.
+type Consuming = (CancellationToken, tokio::task::JoinHandle<()>);
+
 /// The real [`Sweeps`]: sweeps against CodePipeline, recorded in the audit log.
 struct Live {
     /// Discovery, stops, audit.
@@ -36,6 +39,11 @@ struct Live {
     /// Notification deliveries while this node delivers (always on SQLite; on PostgreSQL
     /// while it leads): their stop token and tasks.
     deliveries: Option<(CancellationToken, tokio_util::task::TaskTracker)>,
+    /// With `[events]`: the consumer's policy and engines, kept current.
+    events: Option<crate::runtime::events::Feed>,
+    /// With `[events]`: the consumer (not started), and while it consumes (always on SQLite;
+    /// on PostgreSQL while this node leads) its stop token and task.
+    consumer: Option<(crate::runtime::events::Consumer, Option<Consuming>)>,
 }
 
 impl Live {
@@ -50,6 +58,25 @@ impl Live {
             SharedClock::clone(&self.sweeper.clock),
         );
         self.deliveries = Some((stop, tracker));
+    }
+
+    /// Starts consuming execution events (`[events]`), unless already.
+    fn consume(&mut self) {
+        if let Some((consumer, running @ None)) = &mut self.consumer {
+            let cancel = CancellationToken::new();
+            let c = consumer.clone();
+            let stop = cancel.clone();
+            *running = Some((cancel, tokio::spawn(async move { c.run(stop).await })));
+        }
+    }
+
+    /// Stops consuming events: the batch being decided finishes; what is left stays on the
+    /// queue for the next consumer. Returns the task, to wait for.
+    fn stop_consuming(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let (_, running) = self.consumer.as_mut()?;
+        let (cancel, task) = running.take()?;
+        cancel.cancel();
+        Some(task)
     }
 
     /// Stops delivering (what is being sent finishes; the rest waits in the outbox).
@@ -94,6 +121,9 @@ impl Sweeps for Live {
                 );
             }
             self.sweeper.concurrency = n.stop_concurrency;
+            if let Some(feed) = &self.events {
+                feed.update(new, &self.sweeper.cores);
+            }
             if let Ok(mut files) = self.calendars.lock() {
                 files.clone_from(&new.calendars);
             }
@@ -168,7 +198,12 @@ impl Sweeps for Live {
                     tracing::error!(epoch, error = %format!("{e:#}"), "cannot reconcile the pending stops of earlier epochs; the next start or takeover tries again");
                 }
             }
+            // The consumer decides with this term's engines (the last term's are cancelled).
+            if let Some(feed) = &self.events {
+                feed.update(cfg, &self.sweeper.cores);
+            }
             self.deliver(cfg);
+            self.consume();
         })
     }
 
@@ -176,6 +211,8 @@ impl Sweeps for Live {
         self.sweeper.draining.cancel();
         self.core_cancel.cancel();
         self.stop_delivering();
+        // Its task ends by itself once its batch is done (its calls were just cut short).
+        drop(self.stop_consuming());
     }
 
     fn places(&self) -> Vec<(String, String)> {
@@ -327,6 +364,8 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         core_cancel: core_cancel.clone(),
         calendars: Arc::new(std::sync::Mutex::new(cfg.calendars.clone())),
         deliveries: None,
+        events: None,
+        consumer: None,
     };
     tracing::info!(
         config = %cfg.path.display(),
@@ -445,6 +484,9 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             if let Some(me) = &leadership {
                 m = m.with_leadership(Arc::clone(me));
             }
+            if cfg.events.is_some() {
+                m = m.with_events();
+            }
             let m = Arc::new(m);
             m.start_places(live.sweeper.cores.iter().map(|c| (c.account(), c.region())));
             tokio::spawn(crate::runtime::metrics::serve(
@@ -458,6 +500,22 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         None => None,
     };
     watch_database(store.clone(), tx.clone());
+    // Event-driven enforcement: the consumer runs beside the scheduler (on PostgreSQL while
+    // this node leads: `Sweeps::lead` starts it, `step_down` stops it).
+    let consumer_bound = cfg.daemon.shutdown_timeout;
+    if let Some((feed, consumer)) =
+        crate::runtime::events::prepare(&cfg, &live.sweeper.cores, &store, &clock, dry_run).await
+    {
+        live.events = Some(feed);
+        let consumer = crate::runtime::events::Consumer {
+            metrics: metrics.clone(),
+            ..consumer
+        };
+        live.consumer = Some((consumer, None));
+        if leadership.is_none() {
+            live.consume();
+        }
+    }
     let campaign_stop = CancellationToken::new();
     let mut scheduler = match &leadership {
         Some(me) => {
@@ -486,6 +544,9 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     scheduler.metrics = metrics;
     scheduler.run(events).await;
     campaign_stop.cancel();
+    if let Some(task) = scheduler.sweeps.stop_consuming() {
+        let _ = tokio::time::timeout(consumer_bound, task).await;
+    }
     if let Err(e) = store.flush_sweep_run().await {
         tracing::error!(error = %format!("{e:#}"), "cannot record the last run of quiet sweeps");
     }

@@ -19,6 +19,7 @@ mod cost;
 mod credentials;
 mod daemon;
 mod disk_full;
+mod events;
 mod gates;
 mod ha;
 mod ha_audit;

@@ -13,6 +13,7 @@ mod calendars;
 mod executions;
 mod pipelines;
 mod request;
+pub mod sqs;
 mod stop;
 mod transitions;
 
@@ -42,6 +43,27 @@ pub const OPERATIONS: [&str; 10] = [
     "EnableStageTransition",
 ];
 
+/// What an SQS request comes to: an answer (after a delay), or a long poll that found nothing
+/// yet ([`Emulator::receive_again`] until it does or its wait is over).
+#[derive(Debug)]
+pub enum SqsAnswer {
+    /// Answer after this delay.
+    Done(Answer, Duration),
+    /// A ReceiveMessage waiting for messages.
+    Wait(Waiting),
+}
+
+/// A long poll under way.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// What was asked.
+    request: sqs::ReceiveRequest,
+    /// Emulator time at which it answers with no messages.
+    until_ms: crate::clock::Millis,
+    /// The same wait in real time (a manual clock may never reach `until_ms`).
+    pub wait: Duration,
+}
+
 /// What an API request comes to before it is answered.
 #[derive(Debug)]
 pub enum Answer {
@@ -66,6 +88,74 @@ impl Emulator {
             .as_str()
             .unwrap_or_default()
             .to_string())
+    }
+
+    /// Handles one SQS request (`X-Amz-Target: AmazonSQS.*`) against the root's queues, after
+    /// publishing the execution state changes not yet published. Faults apply only through
+    /// rules that name the SQS operation (`ReceiveMessage`, ...).
+    pub fn handle_sqs(&self, target: &str, auth: AuthHeaders<'_>, body: &[u8]) -> SqsAnswer {
+        let operation = target
+            .strip_prefix("AmazonSQS.")
+            .unwrap_or(target)
+            .to_string();
+        if matches!(operation.as_str(), "ReceiveMessage" | "GetQueueAttributes") {
+            self.publish_events();
+        }
+        let parsed: Result<Value, _> = serde_json::from_slice(body);
+        let mut w = self.lock();
+        let signed = if w.require_signature {
+            crate::auth::check_for(auth, "sqs")
+        } else {
+            Ok(())
+        };
+        let World { faults, rng, .. } = &mut *w;
+        let mut delay = faults.latency(rng);
+        let fault = match &signed {
+            Ok(()) => faults.decide_named(&operation, rng),
+            Err(_) => None,
+        };
+        let mut waiting = None;
+        let answer = match (signed, fault) {
+            (Err(e), _) => Answer::Err(e),
+            (Ok(()), Some(Fault::Drop)) => Answer::Drop,
+            (Ok(()), Some(Fault::Delay { delay_ms })) => {
+                delay += Duration::from_millis(delay_ms);
+                serve_sqs(&mut w, &operation, parsed, &mut waiting)
+            }
+            (Ok(()), Some(f)) => Answer::Err(sqs_fault(f, &operation, &w)),
+            (Ok(()), None) => serve_sqs(&mut w, &operation, parsed, &mut waiting),
+        };
+        let (status, error) = match &answer {
+            Answer::Ok(_) => (200, None),
+            Answer::Err(e) => (e.status, Some(e.code.to_string())),
+            Answer::Drop => (0, None),
+        };
+        let record = CallRecord {
+            seq: w.calls.len() as u64,
+            at_ms: w.clock.now(),
+            wall_ms: crate::clock::system_now(),
+            operation,
+            pipeline: None,
+            execution_id: None,
+            status,
+            error,
+            abandon: None,
+        };
+        w.calls.push(record);
+        match waiting {
+            Some(wait) => SqsAnswer::Wait(wait),
+            None => SqsAnswer::Done(answer, delay),
+        }
+    }
+
+    /// A long poll's next look: the messages now visible, or (with `last`, or once its
+    /// emulated wait is over) the empty answer; `None` while it should wait on.
+    pub fn receive_again(&self, waiting: &Waiting, last: bool) -> Option<Answer> {
+        self.publish_events();
+        let mut w = self.lock();
+        let got = receive(&mut w, &waiting.request);
+        (!got.is_empty() || last || w.clock.now() >= waiting.until_ms)
+            .then(|| Answer::Ok(sqs::messages_json(&got)))
     }
 
     /// Handles one API request: target operation and body bytes in, answer and extra delay out.
@@ -234,6 +324,97 @@ fn identity_fault(fault: Fault, operation: &str, pipeline: Option<&str>, w: &Wor
             status: 403,
             code: "UnrecognizedClientException",
             message: "The security token included in the request is invalid.".into(),
+        },
+    }
+}
+
+/// Receives for a ReceiveMessage request (in random order if the feed reorders).
+fn receive(w: &mut World, r: &sqs::ReceiveRequest) -> Vec<crate::queue::Received> {
+    let now = w.clock.now();
+    let World {
+        queues, rng, feed, ..
+    } = w;
+    let shuffle = feed.as_ref().is_some_and(|f| f.reorder);
+    let Some(q) = queues.get_mut(&r.queue) else {
+        return Vec::new();
+    };
+    let visibility = r.visibility_ms.unwrap_or(q.visibility_ms);
+    q.receive(now, r.max, visibility, shuffle.then_some(rng))
+}
+
+/// One SQS operation; a ReceiveMessage that finds nothing and may wait sets `waiting`.
+fn serve_sqs(
+    w: &mut World,
+    operation: &str,
+    parsed: Result<Value, serde_json::Error>,
+    waiting: &mut Option<Waiting>,
+) -> Answer {
+    let input = match parsed {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return Answer::Err(ApiError::bad_request(
+                "SerializationException",
+                "Start of structure or map expected",
+            ));
+        }
+    };
+    if !sqs::OPERATIONS.contains(&operation) {
+        return Answer::Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("Unknown operation AmazonSQS.{operation}"),
+        ));
+    }
+    if operation == "ReceiveMessage" {
+        let request = match sqs::receive_request(w, &input) {
+            Ok(r) => r,
+            Err(e) => return Answer::Err(e),
+        };
+        let got = receive(w, &request);
+        if got.is_empty() && request.wait_seconds > 0 {
+            let wait = Duration::from_secs(request.wait_seconds);
+            *waiting = Some(Waiting {
+                until_ms: w.clock.now() + wait.as_millis() as crate::clock::Millis,
+                request,
+                wait,
+            });
+        }
+        return Answer::Ok(sqs::messages_json(&got));
+    }
+    let id = crate::fixture::random_uuid(&mut w.rng).to_string();
+    match sqs::serve(w, operation, &input, id) {
+        Ok(v) => Answer::Ok(v),
+        Err(e) => Answer::Err(e),
+    }
+}
+
+/// An injected fault on an SQS call, as SQS words it.
+fn sqs_fault(fault: Fault, operation: &str, w: &World) -> ApiError {
+    match fault {
+        Fault::AccessDenied => ApiError {
+            status: 403,
+            code: "AccessDeniedException",
+            message: format!(
+                "User: arn:aws:iam::{}:user/stopd is not authorized to perform: sqs:{} on resource: arn:aws:sqs:{}:{}:* because no identity-based policy allows the sqs:{} action",
+                w.account,
+                operation.to_lowercase(),
+                w.region,
+                w.account,
+                operation.to_lowercase()
+            ),
+        },
+        Fault::ExpiredToken | Fault::UnrecognizedClient => {
+            identity_fault(fault, operation, None, w)
+        }
+        Fault::Throttling => ApiError::bad_request("RequestThrottled", "Rate exceeded"),
+        Fault::Http503 => ApiError {
+            status: 503,
+            code: "ServiceUnavailable",
+            message: "Service unavailable (injected)".into(),
+        },
+        _ => ApiError {
+            status: 500,
+            code: "InternalError",
+            message: "We encountered an internal error. Please try again. (injected)".into(),
         },
     }
 }

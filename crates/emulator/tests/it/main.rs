@@ -10,3 +10,4 @@ mod listing;
 mod modes;
 mod protocol;
 mod sdk;
+mod sqs;

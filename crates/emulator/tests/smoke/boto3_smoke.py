@@ -4,6 +4,7 @@
 Usage: boto3_smoke.py http://127.0.0.1:PORT   (the emulator seeded with --fleet 150)
 Exits non-zero, with the failing check, if boto3 cannot tell the emulator from the service.
 """
+import json
 import sys
 
 import boto3
@@ -78,4 +79,31 @@ except (cp.exceptions.ValidationException, botocore.exceptions.ParamValidationEr
 new = cp.start_pipeline_execution(name=name)["pipelineExecutionId"]
 assert len(new) == 36
 
-print(f"boto3 smoke: ok ({len(names)} pipelines, {len(active)} running, stop/duplicate/upgrade/not-stoppable checked)")
+# The event queue (--events-queue stopd-events): SQS's JSON protocol as boto3 speaks it (it
+# checks MD5OfBody), with the EventBridge event of the execution just started.
+sqs = boto3.client(
+    "sqs",
+    endpoint_url=endpoint,
+    region_name="us-east-1",
+    aws_access_key_id="AKIDEXAMPLE",
+    aws_secret_access_key="secret",
+    config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1}),
+)
+queue_url = sqs.get_queue_url(QueueName="stopd-events")["QueueUrl"]
+got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5)
+events = [json.loads(m["Body"]) for m in got.get("Messages", [])]
+started = [e for e in events if e["detail"]["execution-id"] == new and e["detail"]["state"] == "STARTED"]
+assert started and started[0]["detail-type"] == "CodePipeline Pipeline Execution State Change", events
+sqs.delete_message_batch(
+    QueueUrl=queue_url,
+    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got["Messages"])],
+)
+depth = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+assert "ApproximateNumberOfMessages" in depth["Attributes"], depth
+try:
+    sqs.get_queue_url(QueueName="no-such-queue")
+    raise AssertionError("unknown queue")
+except sqs.exceptions.QueueDoesNotExist:
+    pass
+
+print(f"boto3 smoke: ok ({len(names)} pipelines, {len(active)} running, stop/duplicate/upgrade/not-stoppable and the event queue checked)")

@@ -6,7 +6,7 @@ set -euo pipefail
 bin=${1:?usage: run_smoke.sh PATH/TO/stopd-emulator}
 here=$(cd "$(dirname "$0")" && pwd)
 log=$(mktemp)
-"$bin" --listen 127.0.0.1:0 --fleet 150 --seed 5 >"$log" 2>&1 &
+"$bin" --listen 127.0.0.1:0 --fleet 150 --seed 5 --events-queue stopd-events >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 100); do

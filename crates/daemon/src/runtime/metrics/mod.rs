@@ -33,6 +33,7 @@ use crate::config::DaemonSettings;
 use crate::runtime::sweep::SweepSummary;
 use stopd_audit::Store;
 
+pub mod events;
 mod http;
 #[cfg(test)]
 mod tests;
@@ -165,6 +166,8 @@ pub struct Metrics {
     leader: Gauge,
     /// `stopd_leader_epoch`: the lease's epoch as this node last saw it.
     leader_epoch: Gauge,
+    /// The event consumer's (with `[events]`: [`Metrics::with_events`]).
+    pub events: events::EventMetrics,
     /// For `/healthz`.
     health: Mutex<Health>,
     /// Now, the scheduler's clock.
@@ -283,6 +286,7 @@ impl Metrics {
             place_stops,
             leader: Gauge::default(),
             leader_epoch: Gauge::default(),
+            events: events::EventMetrics::default(),
             health: Mutex::new(Health {
                 leadership: None,
                 last_success: None,
@@ -473,9 +477,20 @@ impl Metrics {
         }
     }
 
+    /// With `[events]`: the consumer's series, and `/healthz` unhealthy while the queue
+    /// cannot be read (before the metrics are shared).
+    #[must_use]
+    pub fn with_events(mut self) -> Self {
+        self.events = events::EventMetrics::register(&mut self.registry);
+        self
+    }
+
     /// `/healthz`: `Ok` while healthy, else the reason.
     pub fn healthy(&self) -> Result<String, String> {
         let now = self.clock.now();
+        if let Some(e) = self.events.problem() {
+            return Err(format!("the event queue cannot be read: {e}"));
+        }
         let h = self.health();
         if h.policy.is_none() {
             return Err("no policy loaded".into());

@@ -105,6 +105,7 @@ pub async fn execute(
         Err(e) => {
             tracing::error!(pipeline = %p.pipeline, execution = %p.execution_id, error = %format!("{e:#}"),
                 "not stopping: the stop could not be recorded first");
+            core.release_stop(&p.execution_id);
             return Done {
                 stop_id: None,
                 planned: p,
@@ -152,6 +153,16 @@ pub async fn execute(
             error = Some(note.clone());
         }
         calls = report.calls.clone();
+        if matches!(
+            report.outcome,
+            Outcome::Stopped | Outcome::AlreadyStopping | Outcome::NotStoppable
+        ) {
+            // Stopping or ended: no longer an execution in progress to stop at an edge.
+            core.note_gone(&p.pipeline, &p.execution_id);
+        } else {
+            // Not stopped: the next sweep, or event, may try again.
+            core.release_stop(&p.execution_id);
+        }
         if report.cancelled {
             error = Some(match error {
                 Some(e) => format!("cut short by shutdown; last error: {e}"),
@@ -296,6 +307,13 @@ impl InFlight {
     /// Takes out the tasks that have finished.
     pub(super) fn reap(&mut self) {
         while let Some(joined) = self.tasks.try_join_next() {
+            self.collect(joined);
+        }
+    }
+
+    /// Waits for every stop launched so far (their results are kept for [`InFlight::drain`]).
+    pub(super) async fn settle(&mut self) {
+        while let Some(joined) = self.tasks.join_next().await {
             self.collect(joined);
         }
     }

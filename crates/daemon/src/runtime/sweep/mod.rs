@@ -83,7 +83,13 @@ impl Sweeper {
             Ok((effective, extra)) => {
                 exemption_ends = next_exemption_end(&effective, &extra, start_at);
                 asked = calendars::ask(&effective, &self.cores, start_at).await;
-                self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run)
+                // At a window edge the executions already known are stopped first, and the
+                // fleet is listed to reconcile.
+                let known_first = matches!(
+                    trigger,
+                    stopd_audit::SweepTrigger::Edge | stopd_audit::SweepTrigger::CatchUp
+                );
+                self.sweep_places(&effective, &extra, sweep_id, start_at, dry_run, known_first)
                     .await
             }
             Err(e) => {
@@ -189,6 +195,7 @@ impl Sweeper {
         sweep_id: i64,
         start_at: DateTime<Utc>,
         dry_run: bool,
+        known_first: bool,
     ) -> (SweepSummary, Vec<Done>, usize) {
         // One bound on stops in flight for the whole sweep, every account's.
         let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
@@ -212,7 +219,14 @@ impl Sweeper {
                 let mut tasks = InFlight::default();
                 let body = me
                     .sweep_body(
-                        &core, &policy, &extra, &semaphore, sweep_id, start_at, dry_run, &mut tasks,
+                        &core,
+                        &policy,
+                        &extra,
+                        &semaphore,
+                        sweep_id,
+                        start_at,
+                        (dry_run, known_first),
+                        &mut tasks,
                     )
                     .await;
                 // Stops in flight always finish and are recorded, whatever else failed.
@@ -329,7 +343,7 @@ impl Sweeper {
         semaphore: &Arc<Semaphore>,
         sweep_id: i64,
         start_at: DateTime<Utc>,
-        dry_run: bool,
+        (dry_run, known_first): (bool, bool),
         tasks: &mut InFlight,
     ) -> Result<SweepSummary> {
         let commits_before = self.store.group_commits();
@@ -352,6 +366,43 @@ impl Sweeper {
         // The rules' state, made once and remade only when a window edge passes mid-sweep
         // (remaking it for each pipeline cost 50 µs a pipeline at 50 rules).
         let mut decider = policy.decider(start_at);
+        if known_first {
+            // At a window edge the executions in progress already known (the last listing,
+            // and events since) are stopped first, with every stop slot; the fleet is listed
+            // once they are done, to reconcile, and stops nothing twice (`launched`).
+            let known: Vec<ActiveExecution> = core
+                .known_in_progress()
+                .into_iter()
+                .filter(|e| scope(&e.pipeline))
+                .collect();
+            let (planned, _) = plan(&decider, start_at, &known, extra);
+            for p in planned {
+                // A gating freeze's stops wait for their pipeline's gates: the listing's.
+                if gating && policy.rule(&p.rule).is_some_and(|r| r.gate.is_some()) {
+                    continue;
+                }
+                if dry_run
+                    && self
+                        .store
+                        .dry_run_recorded(&p.execution_id, &p.rule)
+                        .await?
+                {
+                    continue;
+                }
+                if !dry_run && !core.claim_stop(&p.execution_id) {
+                    continue;
+                }
+                launched.insert((p.pipeline.clone(), p.execution_id.clone()));
+                decided += 1;
+                if !self
+                    .launch(core, semaphore, tasks, sweep_id, p, dry_run)
+                    .await
+                {
+                    skipped += 1;
+                }
+            }
+            tasks.settle().await;
+        }
         // A shutdown drops discovery (a throttled listing may take minutes); the gates
         // started finish and are recorded, and no new one starts.
         let discovery = async {
@@ -420,6 +471,10 @@ impl Sweeper {
                             if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
                                 continue;
                             }
+                            // The event consumer may be stopping it already: once, not twice.
+                            if !dry_run && !core.claim_stop(&p.execution_id) {
+                                continue;
+                            }
                             if dry_run
                                 && self
                                     .store
@@ -452,6 +507,7 @@ impl Sweeper {
                             if g.held.contains(&p.execution_id) {
                                 tracing::info!(pipeline = %p.pipeline, execution = %p.execution_id, rule = %p.rule,
                                     "held at a closed gate: not stopped; it proceeds when the gate opens");
+                                core.release_stop(&p.execution_id);
                                 continue;
                             }
                             decided += 1;
