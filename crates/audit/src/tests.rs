@@ -215,11 +215,12 @@ fn fill(dir: &Path) -> std::path::PathBuf {
 /// an error (so no stop is made on its strength), and the writer works again by itself once
 /// there is room. Seen before the fix: after the first failed commit every later write was
 /// answered "committed" and lost, even after space was freed. A real filesystem that runs
-/// out of space (a 1 MiB tmpfs: mounting needs root, as CI has).
+/// out of space (a 2 MiB tmpfs, since the schema alone, created and vacuumed, nearly fills
+/// 1 MiB; mounting needs root, as CI has).
 #[tokio::test]
 async fn a_really_full_filesystem_loses_no_answered_write_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = SmallFs::mount(&dir.path().join("small"), "1m");
+    let fs = SmallFs::mount(&dir.path().join("small"), "2m");
     let path = fs.0.join("audit.db");
     let store = Store::open(&path).await.unwrap();
     let first = record(&store, &intent(0)).await.unwrap();
@@ -273,7 +274,7 @@ async fn a_really_full_filesystem_loses_no_answered_write_and_recovers() {
 #[tokio::test]
 async fn a_failed_commit_on_a_full_filesystem_leaves_the_pool_writable_once_there_is_room() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = SmallFs::mount(&dir.path().join("small"), "1m");
+    let fs = SmallFs::mount(&dir.path().join("small"), "2m");
     let path = fs.0.join("audit.db");
     let store = Store::open(&path).await.unwrap();
     let at = tick();
