@@ -21,7 +21,7 @@ pub const CLAIM_TTL: Duration = Duration::from_secs(60);
 
 impl Core {
     /// Claims the stop of an execution for the caller: `false` if another path (a sweep, the
-    /// event consumer) claimed it within [`CLAIM_TTL`], so that it is stopped once, not once
+    /// event consumer) claimed it within `CLAIM_TTL` (a minute), so that it is stopped once, not once
     /// per path that saw it running.
     pub fn claim_stop(&self, execution_id: &str) -> bool {
         let mut claims = lock(&self.inner.claims);
