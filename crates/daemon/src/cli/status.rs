@@ -449,6 +449,30 @@ fn render(s: &Status, tz: Option<chrono_tz::Tz>) -> String {
             (false, _) => "NOT RUNNING".into(),
         },
     );
+    if let Some(ha) = &s.ha {
+        let until = ha.lease_expires_at.as_deref().map(at).unwrap_or_default();
+        line(
+            "leadership",
+            match &ha.leader {
+                Some(l) if *l == ha.node => format!(
+                    "{} leads (epoch {}, lease until {until})",
+                    escape(&ha.node),
+                    ha.epoch
+                ),
+                Some(l) => format!(
+                    "{} stands by; {} leads (epoch {})",
+                    escape(&ha.node),
+                    escape(l),
+                    ha.epoch
+                ),
+                None => format!(
+                    "{} stands by; NO NODE LEADS (epoch {})",
+                    escape(&ha.node),
+                    ha.epoch
+                ),
+            },
+        );
+    }
     line(
         "health",
         match &s.problem {

@@ -185,6 +185,16 @@ async fn two_nodes_enforce_as_one_through_a_kill_and_a_pause() {
     assert_eq!(s["ha"]["node"], "b", "{s}");
     assert_eq!(s["ha"]["role"], "standby", "{s}");
     assert_eq!(s["ha"]["leader"], "a", "{s}");
+    let mut c = env.command(&["status"]);
+    c.env("STOPD_CONFIG", &b);
+    let table = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        text(&table.stdout).contains("b stands by; a leads (epoch 1)"),
+        "{}",
+        text(&table.stdout)
+    );
 
     // A dies (kill -9: no clean stop, its lease left to expire). B takes over and stops what
     // started meanwhile.
