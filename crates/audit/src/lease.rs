@@ -118,7 +118,7 @@ pub(crate) fn head_and_fence_sql(leader: Option<(&str, i64)>) -> String {
         Some((node, epoch)) => format!(
             "(SELECT epoch FROM leader_lease WHERE id = 1 \
                AND holder = convert_from(decode('{}', 'hex'), 'UTF8') AND epoch = {epoch} \
-               FOR SHARE) AS l",
+               AND expires_at > clock_timestamp() FOR SHARE) AS l",
             hex::encode(node)
         ),
     };
@@ -166,6 +166,32 @@ impl Store {
             .fence
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fence;
+    }
+
+    /// Sets the instant after which no call may start unless the lease was renewed (the
+    /// campaign's deadline, by this node's monotonic clock).
+    pub fn set_call_deadline(&self, at: Option<tokio::time::Instant>) {
+        *self
+            .call_deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    /// Whether an AWS call recorded through this store may start now: always without a fence
+    /// (SQLite, the commands); never on a standby; on a leader only before its deadline. The
+    /// sweep, the gates and the event consumer ask right before each call, after the intent's
+    /// commit: a leader paused between the two, whose lease another node took meanwhile, wakes
+    /// past its deadline and does not call (the fence alone guards the write, not the call).
+    pub fn may_call(&self) -> bool {
+        match self.fence() {
+            Fence::Off => true,
+            Fence::Standby => false,
+            Fence::Leader { .. } => self
+                .call_deadline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .is_some_and(|d| tokio::time::Instant::now() < d),
+        }
     }
 
     /// The fence in force.
@@ -349,6 +375,29 @@ mod tests {
         // A clean stop gives the lease up: the next standby takes it at once.
         b.release_lease("b", 2).await.unwrap();
         assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(3));
+    }
+
+    /// A call may start through a store without a fence (SQLite, the commands); never on a
+    /// standby; on a leader only before its deadline (a paused leader wakes past it).
+    #[tokio::test]
+    async fn calls_stop_at_the_leaders_deadline() {
+        let db = testdb::sqlite();
+        let s = Store::open(db.location()).await.unwrap();
+        // The clock stands still from here (opened first: the pool's waits are timed).
+        tokio::time::pause();
+        assert!(s.may_call());
+        s.set_fence(Fence::Leader {
+            node: "a".into(),
+            epoch: 1,
+        });
+        assert!(!s.may_call(), "a leader without a deadline");
+        s.set_call_deadline(Some(tokio::time::Instant::now() + Duration::from_secs(10)));
+        assert!(s.may_call());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!s.may_call(), "past its deadline");
+        s.set_call_deadline(Some(tokio::time::Instant::now() + Duration::from_secs(10)));
+        s.set_fence(Fence::Standby);
+        assert!(!s.may_call(), "a standby");
     }
 
     /// SQLite has no lease: leadership is refused with a clear error, and reading it is `None`.

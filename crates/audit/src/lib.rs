@@ -120,6 +120,8 @@ pub struct Store {
     /// Who may write stop intents, outcomes and gate actions ([`lease`]); shared with the
     /// writer.
     fence: lease::FenceCell,
+    /// While this node leads: no AWS call may start after this instant ([`Store::may_call`]).
+    call_deadline: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
     /// The node this store records lifecycle events as ([`Store::set_node`]); `None` on a
     /// single host. Shared by the store's clones.
     node: Arc<std::sync::RwLock<Option<String>>>,
@@ -180,6 +182,7 @@ impl Store {
             runs: Arc::default(),
             unrecorded: Arc::default(),
             fence: Arc::default(),
+            call_deadline: Arc::default(),
             node: Arc::default(),
         }
     }

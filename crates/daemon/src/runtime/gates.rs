@@ -470,6 +470,13 @@ async fn close(
         return Ok(false);
     }
     let id = store.gate_intent(now, sweep_id, &a.row(), false).await?;
+    if !store.may_call() {
+        // This node's lease ran out after the intent: no call (the next leader reconciles).
+        anyhow::bail!(
+            "{pipeline} {}: not closed: this node no longer leads",
+            st.stage
+        );
+    }
     match core
         .set_inbound_transition(pipeline, &st.stage, Some(reason), &mut out.calls)
         .await
@@ -540,6 +547,12 @@ async fn open(
             .gate_outcome(id, clock.now(), GateOutcome::DryRun, None)
             .await?;
         return Ok(());
+    }
+    if !store.may_call() {
+        anyhow::bail!(
+            "{pipeline} {}: not opened: this node no longer leads",
+            st.stage
+        );
     }
     match core
         .set_inbound_transition(pipeline, &st.stage, None, &mut out.calls)

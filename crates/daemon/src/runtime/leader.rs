@@ -140,7 +140,13 @@ async fn became_leader(
     notify(&[sd_notify::NotifyState::Status(&format!(
         "leader (epoch {epoch}); sweeping"
     ))]);
-    if let Err(e) = store.record_leader_acquired(clock.now(), epoch).await {
+    let recorded = tokio::time::timeout(
+        me.lease / 3,
+        store.record_leader_acquired(clock.now(), epoch),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in time")));
+    if let Err(e) = recorded {
         tracing::error!(error = %format!("{e:#}"), "cannot record leader_acquired in the audit log");
     }
 }
@@ -173,7 +179,12 @@ pub async fn take(store: &Store, me: &Leadership, clock: &SharedClock) -> anyhow
 /// Reads the lease into what this node shows.
 async fn read_lease(store: &Store, me: &Leadership) {
     let asked = Instant::now();
-    match store.lease().await {
+    // Bounded: a half-open connection must not hold the campaign (a leader would then never
+    // step down on time, a standby never take over).
+    let read = tokio::time::timeout(me.lease / 3, store.lease())
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer to reading the lease in time")));
+    match read {
         Ok(lease) => me.update(|s| {
             s.database_error = None;
             if let Some(l) = lease {

@@ -40,6 +40,8 @@ pub struct Leadership {
     seen: Mutex<Seen>,
     /// While leading: no call may start after this instant unless the lease was renewed.
     deadline: Mutex<Option<Instant>>,
+    /// The store whose calls the deadline bounds ([`stopd_audit::Store::may_call`]).
+    store: std::sync::OnceLock<stopd_audit::Store>,
 }
 
 impl Leadership {
@@ -50,7 +52,13 @@ impl Leadership {
             lease: ha.lease,
             seen: Mutex::default(),
             deadline: Mutex::default(),
+            store: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Bounds the calls made through `store` by this node's deadline.
+    pub fn bind(&self, store: &stopd_audit::Store) {
+        let _ = self.store.set(store.clone());
     }
 
     /// What this node knows now.
@@ -75,6 +83,9 @@ impl Leadership {
     }
 
     pub(crate) fn set_deadline(&self, at: Option<Instant>) {
+        if let Some(store) = self.store.get() {
+            store.set_call_deadline(at);
+        }
         *self
             .deadline
             .lock()

@@ -331,6 +331,10 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     };
     let store = Store::open(crate::runtime::secrets::database(&cfg)?).await?;
     let leadership = cfg.ha.as_ref().map(crate::runtime::leader::Leadership::new);
+    if let Some(me) = &leadership {
+        // Every call made through this store waits for nothing past this node's deadline.
+        me.bind(&store);
+    }
     if let Some(ha) = &cfg.ha {
         // Lifecycle events say which node they are of (a start judges only its own node's
         // last run).
@@ -393,11 +397,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         let campaign = match &leadership {
             Some(me) => {
                 let epoch = crate::runtime::leader::take(&store, me, &clock).await?;
-                let (resolved, left) =
-                    sweep::reconcile(&live.sweeper.cores, &store, &clock).await?;
-                if resolved + left > 0 {
-                    tracing::info!(epoch, resolved, left, "pending stops of earlier epochs");
-                }
+                // Renewed from now on, so that a long reconcile or sweep keeps its lease.
                 let stop = CancellationToken::new();
                 let task = crate::runtime::leader::spawn(
                     store.clone(),
@@ -406,12 +406,23 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
                     SharedClock::clone(&clock),
                     stop.clone(),
                 );
-                Some((stop, task))
+                Some((epoch, stop, task))
             }
             None => None,
         };
-        let ran = run_once(&cfg, &live, &mut events, dry_run, &store).await;
-        if let (Some((stop, task)), Some(me)) = (campaign, &leadership) {
+        let ran = async {
+            if let Some((epoch, ..)) = &campaign {
+                let (resolved, left) =
+                    sweep::reconcile(&live.sweeper.cores, &store, &clock).await?;
+                if resolved + left > 0 {
+                    tracing::info!(epoch, resolved, left, "pending stops of earlier epochs");
+                }
+            }
+            run_once(&cfg, &live, &mut events, dry_run, &store).await
+        }
+        .await;
+        // The lease is given up on every path, so that the daemons take over at once.
+        if let (Some((_, stop, task)), Some(me)) = (campaign, &leadership) {
             stop.cancel();
             let _ = task.await;
             crate::runtime::leader::release(&store, me, &clock).await;

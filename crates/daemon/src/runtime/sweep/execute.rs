@@ -136,6 +136,24 @@ pub async fn execute(
             },
             true,
         )
+    } else if !store.may_call() {
+        // Recorded, but this node's lease ran out meanwhile (a pause, a slow database): no
+        // call. The intent stays pending; the next leader resolves it from the execution.
+        let why = "not called: this node no longer leads (its lease ran out after the intent was recorded); the leader resolves it";
+        tracing::warn!(pipeline = %p.pipeline, execution = %p.execution_id, "{why}");
+        return Done {
+            stop_id: Some(stop_id),
+            planned: p,
+            outcome: stopd_audit::Outcome::Failed,
+            is_final: false,
+            attempts: 0,
+            error: Some(why.into()),
+            denied: None,
+            calls: CallCounts::default(),
+            audit_error: None,
+            account: core.account().to_string(),
+            region: core.region().to_string(),
+        };
     } else {
         let report = core
             .stop(&StopRequest {
