@@ -220,6 +220,9 @@ impl Store {
             .acquire()
             .await
             .context("cannot take the leader's lease")?;
+        let mut tx = bounded(&mut conn, lease)
+            .await
+            .context("cannot take the leader's lease")?;
         let sent = tokio::time::Instant::now();
         let epoch = sqlx::query_scalar(
             "INSERT INTO leader_lease AS l (id, holder, epoch, pid, acquired_at, renewed_at, expires_at) \
@@ -234,9 +237,12 @@ impl Store {
         .bind(node)
         .bind(i64::from(pid))
         .bind(millis(lease))
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await
         .context("cannot take the leader's lease")?;
+        tx.commit()
+            .await
+            .context("cannot take the leader's lease")?;
         Ok((epoch, sent))
     }
 
@@ -254,6 +260,9 @@ impl Store {
             .acquire()
             .await
             .context("cannot renew the leader's lease")?;
+        let mut tx = bounded(&mut conn, lease)
+            .await
+            .context("cannot renew the leader's lease")?;
         let sent = tokio::time::Instant::now();
         let renewed = sqlx::query(
             "UPDATE leader_lease SET renewed_at = clock_timestamp(), \
@@ -263,9 +272,12 @@ impl Store {
         .bind(node)
         .bind(epoch)
         .bind(millis(lease))
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await
         .context("cannot renew the leader's lease")?;
+        tx.commit()
+            .await
+            .context("cannot renew the leader's lease")?;
         Ok((renewed.rows_affected() == 1, sent))
     }
 
@@ -297,6 +309,24 @@ impl Store {
         .await
         .context("cannot read the leader's lease")
     }
+}
+
+/// A transaction whose statements wait at most lease/6 (at least 100 ms) for a row lock. A
+/// takeover or renewal queued behind a paused node's lock (held until PostgreSQL ends that idle
+/// transaction) is then given up by the server too, before the caller's own timeout (lease/3)
+/// gives up on it: it never commits after this node stopped waiting for it, which would leave
+/// a lease held by a node that believes it stands by.
+async fn bounded(
+    conn: &mut sqlx::PgConnection,
+    lease: Duration,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut tx = conn.begin().await?;
+    let wait = millis(lease / 6).max(100);
+    sqlx::query(&format!("SET LOCAL lock_timeout = {wait}"))
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// A duration in whole milliseconds, as the SQL above multiplies an interval by.
