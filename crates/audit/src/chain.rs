@@ -319,10 +319,23 @@ impl Linker {
         table: &'static str,
         row: &sqlx::sqlite::SqliteRow,
     ) -> Result<i64, sqlx::Error> {
-        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
-        let (seq, previous) = self.head(conn).await?;
-        let seq = seq + 1;
+        let head = self.head(conn).await?;
         let rowid: i64 = row.try_get(ROWID)?;
+        self.link_values(table, head, rowid, |c| row.try_get(c))
+    }
+
+    /// Chains the record `table`/`rowid` after `head` (`(seq, hash)`), its values read by column
+    /// name with `value` from the row its INSERT returned (either backend's): the chain row is
+    /// written by the next flush.
+    fn link_values(
+        &mut self,
+        table: &'static str,
+        (seq, previous): (i64, Hash),
+        rowid: i64,
+        value: impl Fn(&str) -> Result<String, sqlx::Error>,
+    ) -> Result<i64, sqlx::Error> {
+        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
+        let seq = seq + 1;
         let cols = &self
             .columns
             .get(table)
@@ -330,7 +343,7 @@ impl Linker {
             .0;
         let values = cols
             .iter()
-            .map(|c| row.try_get::<String, _>(c.as_str()))
+            .map(|c| value(c))
             .collect::<Result<Vec<_>, _>>()?;
         let hash = next_hash(
             &previous,
@@ -440,29 +453,12 @@ impl Linker {
         table: &'static str,
         row: &PgRow,
     ) -> Result<i64, sqlx::Error> {
-        debug_assert!(AUDITED.contains(&table), "{table} is not in AUDITED");
-        let (seq, previous) = match self.head {
+        let head = match self.head {
             Some(h) => h,
             None => head_pg(conn).await?,
         };
-        let seq = seq + 1;
         let rowid: i64 = row.try_get(ROWID)?;
-        let cols = &self
-            .columns
-            .get(table)
-            .ok_or_else(|| sqlx::Error::Protocol(format!("{table}: inserted without `returning`")))?
-            .0;
-        let values = cols
-            .iter()
-            .map(|c| row.try_get::<String, _>(c.as_str()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let hash = next_hash(
-            &previous,
-            &canonical_bytes(seq, table, rowid, cols, &values),
-        );
-        self.pending.push((seq, table, rowid, hash));
-        self.head = Some((seq, hash));
-        Ok(rowid)
+        self.link_values(table, head, rowid, |c| row.try_get(c))
     }
 
     /// Writes the chain rows not yet written (see [`Linker::flush`]): one statement, whatever

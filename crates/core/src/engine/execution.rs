@@ -1,7 +1,7 @@
 //! Reads of one execution: its status (GetPipelineExecution), and its status with the stop
 //! reason (only ListPipelineExecutions' summaries carry `stopTrigger`).
 
-use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+use aws_sdk_codepipeline::types::{PipelineExecution, PipelineExecutionStatus};
 
 use super::handle::Core;
 use super::pages::ExecutionPages;
@@ -46,15 +46,14 @@ pub struct ExecutionRead {
 }
 
 impl Core {
-    /// GetPipelineExecution of one execution: status, whether it is a rollback, its trigger
-    /// (the event consumer re-reads each execution an event names: events are triggers, not
-    /// truth).
-    pub async fn read_execution(
+    /// GetPipelineExecution of one execution, with retries: its status (an answer without one is
+    /// an error) and the execution.
+    async fn get_execution(
         &self,
         pipeline: &str,
         id: &str,
         calls: &mut CallCounts,
-    ) -> Result<ExecutionRead, ApiError> {
+    ) -> Result<(PipelineExecutionStatus, PipelineExecution), ApiError> {
         let client = &self.inner.client;
         let policy = self.inner.config.discovery_retry;
         let got = self
@@ -71,25 +70,36 @@ impl Core {
             })
             .await
             .result?;
-        let e = got.pipeline_execution();
-        let status = e
-            .and_then(|e| e.status().cloned())
+        got.pipeline_execution
+            .and_then(|e| Some((e.status().cloned()?, e)))
             .ok_or_else(|| ApiError {
                 operation: "GetPipelineExecution",
                 kind: ErrorKind::BadResponse,
                 code: None,
                 message: "the answer has no status".into(),
-            })?;
+            })
+    }
+
+    /// GetPipelineExecution of one execution: status, whether it is a rollback, its trigger
+    /// (the event consumer re-reads each execution an event names: events are triggers, not
+    /// truth).
+    pub async fn read_execution(
+        &self,
+        pipeline: &str,
+        id: &str,
+        calls: &mut CallCounts,
+    ) -> Result<ExecutionRead, ApiError> {
+        let (status, e) = self.get_execution(pipeline, id, calls).await?;
         Ok(ExecutionRead {
             active: match status {
                 PipelineExecutionStatus::InProgress => Some(ActiveStatus::InProgress),
                 PipelineExecutionStatus::Stopping => Some(ActiveStatus::Stopping),
                 _ => None,
             },
-            rollback: e.and_then(|e| e.execution_type())
+            rollback: e.execution_type()
                 == Some(&aws_sdk_codepipeline::types::ExecutionType::Rollback),
             trigger: e
-                .and_then(|e| e.trigger())
+                .trigger()
                 .and_then(|t| t.trigger_type())
                 .map(|t| t.as_str().to_string()),
         })
@@ -112,30 +122,7 @@ impl Core {
         id: &str,
         calls: &mut CallCounts,
     ) -> Result<PipelineExecutionStatus, ApiError> {
-        let client = &self.inner.client;
-        let policy = self.inner.config.discovery_retry;
-        let got = self
-            .call("GetPipelineExecution", &policy, calls, || {
-                let req = client
-                    .get_pipeline_execution()
-                    .pipeline_name(pipeline)
-                    .pipeline_execution_id(id);
-                async move {
-                    req.send()
-                        .await
-                        .map_err(|e| ApiError::from_sdk("GetPipelineExecution", e))
-                }
-            })
-            .await
-            .result?;
-        got.pipeline_execution()
-            .and_then(|e| e.status().cloned())
-            .ok_or_else(|| ApiError {
-                operation: "GetPipelineExecution",
-                kind: ErrorKind::BadResponse,
-                code: None,
-                message: "the answer has no status".into(),
-            })
+        Ok(self.get_execution(pipeline, id, calls).await?.0)
     }
 
     /// Status and `stopTrigger.reason` of one execution. Only the listing's summaries carry

@@ -84,14 +84,7 @@ async fn stand_by(
 ) {
     // A database that does not answer within a look's interval is said to be unreachable (the
     // pool would wait much longer for a connection).
-    let asked = tokio::time::timeout(me.lease / 3, store.acquire_lease(&me.node, pid, me.lease))
-        .await
-        .unwrap_or_else(|_| {
-            Err(anyhow::anyhow!(
-                "no answer from the audit database within {}",
-                humantime::format_duration(me.lease / 3)
-            ))
-        });
+    let asked = bounded(me, store.acquire_lease(&me.node, pid, me.lease)).await;
     match asked {
         Ok((Some(epoch), sent)) => {
             became_leader(store, me, epoch, sent, clock).await;
@@ -140,13 +133,7 @@ async fn became_leader(
     notify(&[sd_notify::NotifyState::Status(&format!(
         "leader (epoch {epoch}); sweeping"
     ))]);
-    let recorded = tokio::time::timeout(
-        me.lease / 3,
-        store.record_leader_acquired(clock.now(), epoch),
-    )
-    .await
-    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in time")));
-    if let Err(e) = recorded {
+    if let Err(e) = bounded(me, store.record_leader_acquired(clock.now(), epoch)).await {
         tracing::error!(error = %format!("{e:#}"), "cannot record leader_acquired in the audit log");
     }
 }
@@ -179,12 +166,7 @@ pub async fn take(store: &Store, me: &Leadership, clock: &SharedClock) -> anyhow
 /// Reads the lease into what this node shows.
 async fn read_lease(store: &Store, me: &Leadership) {
     let asked = Instant::now();
-    // Bounded: a half-open connection must not hold the campaign (a leader would then never
-    // step down on time, a standby never take over).
-    let read = tokio::time::timeout(me.lease / 3, store.lease())
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer to reading the lease in time")));
-    match read {
+    match bounded(me, store.lease()).await {
         Ok(lease) => me.update(|s| {
             s.database_error = None;
             if let Some(l) = lease {
@@ -279,18 +261,27 @@ async fn step_down(
         "standby: lost the lease of epoch {epoch} ({why})"
     ))]);
     let _ = events.send(Event::Standby);
-    let recorded = tokio::time::timeout(
-        me.lease / 3,
-        store.record_leader_lost(clock.now(), epoch, why),
-    )
-    .await;
-    match recorded {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot record leader_lost in the audit log");
-        }
-        Err(_) => tracing::warn!("cannot record leader_lost in the audit log: no answer"),
+    if let Err(e) = bounded(me, store.record_leader_lost(clock.now(), epoch, why)).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot record leader_lost in the audit log");
     }
+}
+
+/// `call`, given up after a third of the lease (an error saying so): a half-open connection
+/// must not hold the campaign (a leader would never step down on time, a standby never take
+/// over).
+async fn bounded<T>(
+    me: &Leadership,
+    call: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let within = me.lease / 3;
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "no answer from the audit database within {}",
+                humantime::format_duration(within)
+            ))
+        })
 }
 
 /// Gives up the lease at a clean stop, so a standby takes over at its next look.
