@@ -157,7 +157,9 @@ pub fn running(events: &[LifeEvent], now: DateTime<Utc>) -> Option<Vec<Span>> {
             }
             LifecycleEvent::Reload
             | LifecycleEvent::LeaderAcquired
-            | LifecycleEvent::LeaderLost => {}
+            | LifecycleEvent::LeaderLost
+            | LifecycleEvent::EventsFailed
+            | LifecycleEvent::EventsResumed => {}
         }
     }
     spans.extend(since.into_values().map(|s| (s, now.max(s))));
@@ -195,7 +197,10 @@ pub fn leaderless(events: &[LifeEvent], now: DateTime<Utc>) -> Vec<Span> {
                     terms.push((s, e.at.max(s)));
                 }
             }
-            LifecycleEvent::Start | LifecycleEvent::Reload => {}
+            LifecycleEvent::Start
+            | LifecycleEvent::Reload
+            | LifecycleEvent::EventsFailed
+            | LifecycleEvent::EventsResumed => {}
         }
     }
     if let Some((_, s)) = open {

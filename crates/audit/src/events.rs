@@ -1,5 +1,6 @@
 //! Daemon lifecycle events: start, reload, clean stop, an unclean stop found at the next start,
-//! and (with `[ha]`) leadership taken and lost. Each is an audit record (chained), and each
+//! (with `[ha]`) leadership taken and lost, and (with `[events]`) the event queue found
+//! unreadable and readable again. Each is an audit record (chained), and each
 //! carries the node that recorded it ([`Store::set_node`]; none on a single host).
 
 use anyhow::{Context, Result};
@@ -22,7 +23,8 @@ pub struct EventRecord {
     pub id: i64,
     /// When (for `unclean_stop`: the last sign of life of that process).
     pub at: String,
-    /// `start`, `reload`, `stop`, `unclean_stop`, `leader_acquired` or `leader_lost`.
+    /// `start`, `reload`, `stop`, `unclean_stop`, `leader_acquired`, `leader_lost`,
+    /// `events_failed` or `events_resumed`.
     pub event: String,
     /// The node that recorded it (`[ha] node`); none on a single host.
     pub node: Option<String>,
@@ -36,7 +38,8 @@ pub struct EventRecord {
     pub policy_hash: Option<String>,
     /// `reload`: `ok` or `refused`.
     pub result: Option<String>,
-    /// A refused reload's error; an unclean stop's evidence; why leadership was lost.
+    /// A refused reload's error; an unclean stop's evidence; why leadership was lost; the event
+    /// queue and why it cannot be read (`events_failed`), or that it can again.
     pub detail: Option<String>,
 }
 
@@ -322,6 +325,64 @@ impl Store {
         self.record_event(at, LifecycleEvent::LeaderLost, fields)
             .await
             .context("cannot record the leadership lost")
+    }
+
+    /// Records a change in whether the event queue `queue_url` can be read, judged against the
+    /// lifecycle log rather than the caller's memory: with `error` (it cannot), an
+    /// `events_failed` (detail: `QUEUE cannot be read: ERROR`) unless the latest
+    /// `events_failed`/`events_resumed` of any node is already an `events_failed`; without (it
+    /// can), an `events_resumed` (detail: `QUEUE can be read again`) if the latest is an
+    /// `events_failed`. So an outage is one record (and one notification) however many polls
+    /// fail, daemons restart or leaders change. The read and the write are one transaction
+    /// under the log's write lock: two nodes never both record one change. Returns the event
+    /// recorded, if any.
+    pub async fn record_events_state(
+        &self,
+        at: DateTime<Utc>,
+        queue_url: &str,
+        error: Option<&str>,
+    ) -> Result<Option<LifecycleEvent>> {
+        let node = self.node();
+        let kinds = sql_in(
+            [LifecycleEvent::EventsFailed, LifecycleEvent::EventsResumed]
+                .iter()
+                .map(|e| e.as_str()),
+        );
+        write_tx!(self, |tx| {
+            let latest: Option<LifecycleEvent> = sqlx::query_scalar(&format!(
+                "SELECT event FROM lifecycle_events WHERE event IN {kinds} ORDER BY id DESC LIMIT 1"
+            ))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let failed = latest == Some(LifecycleEvent::EventsFailed);
+            let (event, detail) = match error {
+                Some(e) if !failed => (
+                    LifecycleEvent::EventsFailed,
+                    format!("{queue_url} cannot be read: {e}"),
+                ),
+                None if failed => (
+                    LifecycleEvent::EventsResumed,
+                    format!("{queue_url} can be read again"),
+                ),
+                _ => return Ok(None),
+            };
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO lifecycle_events (at, event, pid, detail, node) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(ts(at))
+            .bind(event)
+            .bind(i64::from(std::process::id()))
+            .bind(&detail)
+            .bind(&node)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.link("lifecycle_events", id).await?;
+            tx.commit()
+                .await
+                .context("cannot record the event queue's state")?;
+            Ok(Some(event))
+        })
     }
 
     /// One lifecycle event of this process and node, chained.

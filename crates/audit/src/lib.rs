@@ -65,6 +65,8 @@ mod tests_batch;
 #[cfg(test)]
 mod tests_copy;
 #[cfg(test)]
+mod tests_events_queue;
+#[cfg(test)]
 mod tests_nodes;
 #[cfg(test)]
 mod tests_records;

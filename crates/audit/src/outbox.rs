@@ -23,11 +23,13 @@ pub enum Source {
     UnwatchedWindows,
     /// `leader_acquired` lifecycle events (PostgreSQL, `[ha]`): `leader_changed`.
     LeaderChanges,
+    /// `events_failed` lifecycle events (`[events]`): `events_failed`.
+    EventsFailures,
 }
 
 impl Source {
     /// Every outbox.
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 8] = [
         Source::StopOutcomes,
         Source::GateOutcomes,
         Source::Exemptions,
@@ -35,9 +37,11 @@ impl Source {
         Source::SweepResults,
         Source::UnwatchedWindows,
         Source::LeaderChanges,
+        Source::EventsFailures,
     ];
 
-    /// The table (`notify_delivered.source`).
+    /// The table (`notify_delivered.source`). Two outboxes may share one (`lifecycle_events`,
+    /// filtered by event): a row is one event whichever outbox reads it.
     pub fn table(self) -> &'static str {
         match self {
             Source::StopOutcomes => "stop_outcomes",
@@ -46,7 +50,7 @@ impl Source {
             Source::ExemptionRevocations => "exemption_revocations",
             Source::SweepResults => "sweep_results",
             Source::UnwatchedWindows => "unwatched_windows",
-            Source::LeaderChanges => "lifecycle_events",
+            Source::LeaderChanges | Source::EventsFailures => "lifecycle_events",
         }
     }
 
@@ -57,7 +61,10 @@ impl Source {
             Source::GateOutcomes => "gate_id",
             Source::ExemptionRevocations => "exemption_id",
             Source::SweepResults => "sweep_id",
-            Source::Exemptions | Source::UnwatchedWindows | Source::LeaderChanges => "id",
+            Source::Exemptions
+            | Source::UnwatchedWindows
+            | Source::LeaderChanges
+            | Source::EventsFailures => "id",
         }
     }
 
@@ -70,7 +77,8 @@ impl Source {
             Source::StopOutcomes
             | Source::GateOutcomes
             | Source::ExemptionRevocations
-            | Source::LeaderChanges => "at",
+            | Source::LeaderChanges
+            | Source::EventsFailures => "at",
         }
     }
 
@@ -202,6 +210,15 @@ pub struct LeaderChangeEvent {
     pub node: Option<String>,
     /// Its epoch.
     pub epoch: Option<i64>,
+}
+
+/// The event queue found unreadable (an `events_failed` lifecycle event), to notify.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventsFailureEvent {
+    pub source_id: i64,
+    pub at: String,
+    /// `QUEUE cannot be read: ERROR`.
+    pub detail: Option<String>,
 }
 
 /// One delivery the receiver acknowledged, to record.
@@ -404,6 +421,25 @@ impl Store {
                 "src.node AS node, src.epoch AS epoch",
                 "",
                 "src.event = 'leader_acquired'",
+            )
+            .await
+    }
+
+    /// The event queue found unreadable (`events_failed`): one per outage, since the consumer
+    /// records the change, not each failed poll.
+    pub async fn pending_events_failures(
+        &self,
+        target: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<EventsFailureEvent>> {
+        Source::EventsFailures
+            .pending(
+                self,
+                target,
+                since,
+                "src.detail AS detail",
+                "",
+                &format!("src.event = '{}'", crate::LifecycleEvent::EventsFailed),
             )
             .await
     }

@@ -422,6 +422,11 @@ vocabulary! {
         LeaderAcquired = "leader_acquired",
         /// This node gave the lease up or lost it (`detail` says why).
         LeaderLost = "leader_lost",
+        /// The event queue (`[events]`) could not be read, after it could (or first): `detail`
+        /// names the queue and the error. Recorded once per outage, whichever node saw it.
+        EventsFailed = "events_failed",
+        /// The event queue can be read again after an `events_failed`.
+        EventsResumed = "events_resumed",
     }
 }
 
