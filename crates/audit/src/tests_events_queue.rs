@@ -5,8 +5,8 @@
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::Connection;
 
-use crate::tests_backends::open;
 use crate::testdb;
+use crate::tests_backends::open;
 use crate::{LifecycleEvent, Location, Store, chain};
 
 fn at(minute: i64) -> DateTime<Utc> {
@@ -79,7 +79,10 @@ async fn an_outage_is_one_events_failed_and_one_events_resumed_whoever_sees_it()
         let (t2, t7) = (crate::ts(at(2)), crate::ts(at(7)));
         assert_eq!(
             got,
-            [(t2.as_str(), failed.as_deref()), (t7.as_str(), failed.as_deref())],
+            [
+                (t2.as_str(), failed.as_deref()),
+                (t7.as_str(), failed.as_deref())
+            ],
             "{kind}"
         );
         a.mark_delivered(

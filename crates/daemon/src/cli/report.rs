@@ -66,8 +66,10 @@ pub(super) struct ReportArgs {
     #[arg(long)]
     sweeps: bool,
     /// The daemon's lifecycle instead: each start (version, pid, policy hash), reload (ok or
-    /// refused, new hash), clean stop, unclean stop (found at the next start), and with [ha]
-    /// leader_acquired and leader_lost (epoch; why it was lost), each with its node.
+    /// refused, new hash), clean stop, unclean stop (found at the next start), with [ha]
+    /// leader_acquired and leader_lost (epoch; why it was lost), and with [events]
+    /// events_failed and events_resumed (the queue could not be read, and why; it can again),
+    /// each with its node.
     #[arg(long, conflicts_with_all = ["sweeps", "pipeline", "rule", "outcome", "summary"])]
     events: bool,
     /// Coverage instead: for each freeze window in the span (default: the last 30 days; a

@@ -25,6 +25,8 @@ pub enum EventKind {
     Unwatched,
     /// Another node took the lead (PostgreSQL, `[ha]`).
     LeaderChanged,
+    /// The event queue (`[events]`) cannot be read, after it could (once per outage).
+    EventsFailed,
 }
 
 impl EventKind {
@@ -38,6 +40,7 @@ impl EventKind {
             EventKind::SweepFailed => "sweep_failed",
             EventKind::Unwatched => "unwatched",
             EventKind::LeaderChanged => "leader_changed",
+            EventKind::EventsFailed => "events_failed",
         }
     }
 }
@@ -165,6 +168,7 @@ pub fn check_specs(specs: &[NotifySpec]) -> (Vec<Target>, Vec<(usize, &'static s
                 EventKind::SweepFailed,
                 EventKind::Unwatched,
                 EventKind::LeaderChanged,
+                EventKind::EventsFailed,
             ]
         });
         if let Some(url) = url {
@@ -200,6 +204,6 @@ mod tests {
         let (t, p) = check_specs(&[spec(Some("https://hooks.invalid/T0/secret"), None)]);
         assert!(p.is_empty());
         assert!(!format!("{t:?}").contains("secret"), "{t:?}");
-        assert_eq!(t[0].events.len(), 7);
+        assert_eq!(t[0].events.len(), 8);
     }
 }

@@ -366,3 +366,123 @@ async fn at_a_window_edge_the_known_executions_are_stopped_before_the_fleet_is_l
     }
     assert_eq!(env.stop_calls(), 2);
 }
+
+/// The lifecycle events of the audit log named `events_failed` or `events_resumed`, with their
+/// detail, read while the daemon may be running.
+async fn queue_events(env: &Env) -> Vec<(String, Option<String>)> {
+    let store = stopd_audit::Store::open_read_only(env.db()).await.unwrap();
+    let events = store.events(None, None).await.unwrap();
+    store.close().await;
+    events
+        .into_iter()
+        .filter(|e| e.event.starts_with("events_"))
+        .map(|e| (e.event, e.detail))
+        .collect()
+}
+
+/// ReceiveMessage calls answered with an error, from call `from` on.
+fn failed_receives(env: &Env, from: u64) -> usize {
+    env.emulator
+        .calls_since(from)
+        .iter()
+        .filter(|c| c.operation == "ReceiveMessage" && c.status != 200)
+        .count()
+}
+
+/// Issue 29: an unreadable queue is one `events_failed` (one notification, by default) however
+/// many polls fail and however often the daemon restarts against it, while the sweeps go on;
+/// readable again, one `events_resumed`, and no second notification.
+#[tokio::test]
+async fn an_unreadable_queue_is_recorded_and_notified_once_across_polls_and_restarts() {
+    let hook = crate::notify::Receiver::start(false).await;
+    // No `events` list: `events_failed` is among the defaults.
+    let notify = format!("[[notify]]\nname = \"hook\"\nurl = \"{}\"\n", hook.url());
+    let env = start(
+        EventFeed::default(),
+        "schedule = \"*/1 * * * * *\"",
+        &notify,
+    )
+    .await;
+    env.emulator
+        .add_fault(FaultRule::new(Some("ReceiveMessage"), Fault::AccessDenied));
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await);
+    let id = env.emulator.start_execution("prod-web").unwrap();
+    // The sweep stops what the events cannot; the outage is notified; polls keep failing.
+    let done = wait_for(Duration::from_secs(30), || {
+        status_of(&env, "prod-web", &id) != "InProgress"
+            && !hook.events("events_failed").is_empty()
+            && failed_receives(&env, 0) >= 3
+    })
+    .await;
+    let out = stop(child).await;
+    let stderr = text(&out.stderr);
+    assert!(
+        done,
+        "stopped by the sweep, notified, polled again: {stderr}"
+    );
+    let url = queue_url(&env);
+    let recorded = queue_events(&env).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let (event, detail) = &recorded[0];
+    assert_eq!(event, "events_failed");
+    let detail = detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.starts_with(&format!("{url} cannot be read: "))
+            && detail.contains("sqs:ReceiveMessage"),
+        "{detail}"
+    );
+    let posted = hook.events("events_failed");
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(
+        posted[0]["message"],
+        format!(
+            "the event queue {detail}; executions are enforced by the periodic sweeps alone until it can"
+        )
+    );
+
+    // Restarted against the queue, still unreadable: nothing new is recorded or sent.
+    let from = env.emulator.calls().len() as u64;
+    let listings = env.listings();
+    let child = env.spawn(&["run"]);
+    let polled = wait_for(Duration::from_secs(30), || {
+        failed_receives(&env, from) >= 2 && env.listings() > listings + 1
+    })
+    .await;
+    assert_eq!(queue_events(&env).await.len(), 1, "no second events_failed");
+
+    // Readable again: an event (of a pipeline out of scope) ends the long poll at once.
+    env.emulator
+        .set_faults(stopd_emulator::FaultPlan::default());
+    let dev = env.emulator.start_execution("dev-web").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let recorded = loop {
+        let recorded = queue_events(&env).await;
+        if recorded.len() >= 2 || std::time::Instant::now() > deadline {
+            break recorded;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let resumed = recorded.len() >= 2;
+    let out = stop(child).await;
+    let stderr = text(&out.stderr);
+    assert!(polled, "the restarted daemon polled and swept: {stderr}");
+    assert!(resumed, "events_resumed recorded: {recorded:?}\n{stderr}");
+    let kinds: Vec<&str> = recorded.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(kinds, ["events_failed", "events_resumed"]);
+    assert_eq!(
+        recorded[1].1.as_deref(),
+        Some(format!("{url} can be read again").as_str())
+    );
+    assert_eq!(
+        status_of(&env, "dev-web", &dev),
+        "InProgress",
+        "out of scope"
+    );
+    assert_eq!(
+        hook.events("events_failed").len(),
+        1,
+        "one notification per outage"
+    );
+    assert!(hook.events("events_resumed").is_empty());
+}

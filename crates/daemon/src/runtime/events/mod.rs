@@ -8,7 +8,9 @@
 //! again is harmless: the execution is then Stopping, and nothing is done). A malformed,
 //! foreign, stale or unknown-account message is deleted and counted, never fatal. A queue that
 //! cannot be read is an ERROR and a health problem (`/healthz`), retried with backoff; the
-//! sweeps go on.
+//! sweeps go on. The change is recorded once in the lifecycle log (`events_failed`, which is
+//! notified, and `events_resumed`), judged against the log, not the process: a daemon restarted
+//! in a loop against a broken queue, or a new leader, records (and notifies) nothing new.
 //!
 //! The consumer is a task that runs until its `CancellationToken` fires, and can be started
 //! again (leadership: only the leader consumes).
@@ -123,6 +125,10 @@ impl Consumer {
         let mut recorded: Option<(Option<String>, tokio::time::Instant)> = None;
         let mut last_received = None;
         let mut received_unrecorded = false;
+        // Whether the lifecycle log says the queue cannot be read (`events_failed` latest), as
+        // last read or written; `None` until then. The log, not this, decides: a restart or a
+        // new leader starts from `None` and finds an outage already recorded.
+        let mut logged_failed: Option<bool> = None;
         loop {
             let got = tokio::select! {
                 () = cancel.cancelled() => break,
@@ -158,6 +164,12 @@ impl Consumer {
             if let Some(m) = &self.metrics {
                 m.events.queue_error(error.clone());
             }
+            if logged_failed != Some(error.is_some()) {
+                logged_failed = self
+                    .record_readability(error.as_deref())
+                    .await
+                    .or(logged_failed);
+            }
             // `status` is told when the queue's readability changes, when messages come after
             // a quiet minute, and otherwise once every DEPTH_EVERY (with the depth).
             let due = match &recorded {
@@ -180,6 +192,31 @@ impl Consumer {
             }
         }
         tracing::info!(queue = %self.queue.url(), "no longer consuming execution events");
+    }
+
+    /// Records in the lifecycle log that the queue cannot be read (`events_failed`, the outbox
+    /// of the `events_failed` notification) or can again (`events_resumed`), if the log's
+    /// latest says otherwise (of any node: one record per outage, whatever restarts and leader
+    /// changes). Returns whether the log now says it cannot; `None` (a WARN) when that could
+    /// not be recorded: the next poll tries again.
+    async fn record_readability(&self, error: Option<&str>) -> Option<bool> {
+        match self
+            .store
+            .record_events_state(self.clock.now(), self.queue.url(), error)
+            .await
+        {
+            Ok(recorded) => {
+                if let Some(event) = recorded {
+                    tracing::debug!(queue = %self.queue.url(), %event, "recorded in the lifecycle log");
+                }
+                Some(error.is_some())
+            }
+            Err(e) => {
+                tracing::warn!(queue = %self.queue.url(), error = %format!("{e:#}"),
+                    "cannot record the event queue's readability in the audit log (events_failed, events_resumed): tried again at the next poll");
+                None
+            }
+        }
     }
 
     /// Tells `stopd status` (through the audit database) and the metrics how the queue is:

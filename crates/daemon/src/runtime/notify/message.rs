@@ -356,6 +356,28 @@ pub async fn undelivered(
             });
         }
     }
+    if wants(EventKind::EventsFailed) {
+        for r in store.pending_events_failures(name, since).await? {
+            let detail = r.detail.unwrap_or_else(|| "cannot be read".into());
+            out.push(Event {
+                event: EventKind::EventsFailed.as_str(),
+                at: r.at,
+                pipeline: None,
+                execution_id: None,
+                rule: None,
+                outcome: Some("failed".into()),
+                message: format!(
+                    "the event queue {detail}; executions are enforced by the periodic sweeps alone until it can"
+                ),
+                unwatched: None,
+                leader: None,
+                account: None,
+                region: None,
+                source: Source::EventsFailures,
+                source_id: r.source_id,
+            });
+        }
+    }
     out.sort_by(|a, b| {
         (&a.at, a.source.table(), a.source_id).cmp(&(&b.at, b.source.table(), b.source_id))
     });

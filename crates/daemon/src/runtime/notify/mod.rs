@@ -4,7 +4,9 @@
 //! sent: a stop's outcome (`stopped`, `failed`), a gate's outcome (`gate`), an exemption added
 //! or revoked (`exemption`), a sweep result that turned the daemon from good to failing
 //! (`sweep_failed`), a freeze window that a start found had begun while no daemon was running
-//! (`unwatched`: an `unwatched_windows` row, written with that start). A delivery task per target reads the rows it has not received yet
+//! (`unwatched`: an `unwatched_windows` row, written with that start), a node taking the lead
+//! (`leader_changed`: a `leader_acquired` lifecycle event), the event queue found unreadable
+//! (`events_failed`: the lifecycle event of that name, recorded once an outage). A delivery task per target reads the rows it has not received yet
 //! (`notify_delivered`), oldest first, posts each one, and records it received only after the
 //! receiver answered 2xx. So a notification is "written in the same transaction as the record
 //! that causes it" in the strongest sense (it is that record), a kill -9 between a stop and its

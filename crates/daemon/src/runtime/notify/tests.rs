@@ -516,3 +516,63 @@ async fn a_receiver_that_is_down_leaves_drain_within_its_bound() {
     );
     assert!(got.lock().await.is_empty());
 }
+
+/// An outage of the event queue is one `events_failed`, worded with the queue and the error,
+/// in both formats; its end (`events_resumed`) is not notified, and neither is anything a
+/// target did not ask for.
+#[tokio::test]
+async fn an_event_queue_outage_is_one_notification_naming_the_queue_and_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("audit.db")).await.unwrap();
+    let target = chat_target(
+        "http://127.0.0.1:9/hook".into(),
+        vec![EventKind::EventsFailed],
+    );
+    since(&store, "chat", t0()).await.unwrap();
+    let queue = "https://sqs.eu-west-1.amazonaws.com/111122223333/stopd-events";
+    let s = chrono::TimeDelta::seconds;
+    for (k, error) in [
+        (1, Some("AccessDenied")),
+        (2, Some("AccessDenied")),
+        (3, None),
+    ] {
+        store
+            .record_events_state(t0() + s(k), queue, error)
+            .await
+            .unwrap();
+    }
+    let pending = undelivered(&store, &target, t0() - LOOKBACK).await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let e = &pending[0];
+    assert_eq!(
+        (e.event, e.source),
+        ("events_failed", Source::EventsFailures)
+    );
+    assert_eq!(
+        e.message,
+        format!(
+            "the event queue {queue} cannot be read: AccessDenied; executions are enforced by \
+             the periodic sweeps alone until it can"
+        )
+    );
+    let json = e.payload(Format::Json);
+    assert_eq!(json["outcome"], "failed");
+    assert_eq!(json["message"], e.message.as_str());
+    let slack = e.payload(Format::Slack);
+    assert!(
+        slack["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("stopd: events_failed: the event queue https://")),
+        "{slack}"
+    );
+    let others = chat_target(
+        "http://127.0.0.1:9/hook".into(),
+        vec![EventKind::SweepFailed, EventKind::LeaderChanged],
+    );
+    assert!(
+        undelivered(&store, &others, t0() - LOOKBACK)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
