@@ -209,9 +209,16 @@ def main():
             print(f"| calls after the edge (throttled) | {sum(len(c) for c in pairs.values()):,} ({throttled:,}) |")
             if floor is not None:
                 print(f"| floor: (busiest pair's answered calls - burst) / rate | {floor:.2f} s |")
+            # The stops alone: with the known set they go first, before the reconciling listing.
+            stop_floor = None
+            if args.rate_limit:
+                per_pair = collections.Counter((c["account"], c["region"]) for c in stops)
+                stop_floor = max(max(0, n - args.burst) / args.rate_limit for n in per_pair.values())
+                print(f"| stop floor: (busiest pair's stops - burst) / rate | {stop_floor:.2f} s |")
             if last is not None:
                 took = (last - edge_ms) / 1000
-                print(f"| edge to the last stop answered | {took:.2f} s" + (f" (**{took / floor:.2f}x** the floor) |" if floor else " |"))
+                print(f"| edge to the last stop answered | {took:.2f} s" + (f" (**{took / floor:.2f}x** the floor" if floor else "")
+                      + (f", **{took / stop_floor:.2f}x** the stop floor) |" if stop_floor else ") |" if floor else " |"))
             if hwm is not None:
                 print(f"| daemon peak RSS (VmHWM) | {hwm:.1f} MiB |")
     finally:

@@ -31,7 +31,7 @@ pub use engine::{
     gate_reason, valid_execution_id, valid_pipeline_name,
 };
 pub use error::{ApiError, ErrorKind, MAX_MESSAGE_CHARS, bound_message, iam_action};
-pub use ratelimit::{LimiterConfig, RateLimiter};
+pub use ratelimit::{LimiterConfig, RateLimiter, Scope as PaceScope};
 pub use retry::RetryPolicy;
 pub use types::{
     ActiveExecution, ActiveStatus, CallCounts, Discovered, OPERATIONS, PipelineFailure,

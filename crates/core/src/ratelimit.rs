@@ -1,8 +1,19 @@
-//! A client-side request-rate limiter per operation that learns the service's limit, and tells
-//! throttles caused by our rate from throttles that come whatever the rate.
+//! A client-side request-rate limiter per service (or per operation) that learns the service's
+//! limit, and tells throttles caused by our rate from throttles that come whatever the rate.
 //!
-//! AWS publishes no request-rate quota for CodePipeline, and throttling is per operation. So each
-//! operation starts unpaced, and stays unpaced until a window of answers blames the rate: unpaced
+//! **What one pace covers** ([`Scope`]). AWS publishes no request-rate quota for CodePipeline.
+//! One [`RateLimiter`] serves one account and region; by default ([`Scope::Service`]) it keeps
+//! one pace for all of a service's operations (every CodePipeline call, and apart from them
+//! every SSM call), as the AWS SDKs' own adaptive retry mode keeps one token bucket per client:
+//! when the service's bucket is shared by its operations (as users report of CodePipeline, and
+//! as the emulator's `--rate-limit-scope account` does), a pace per operation sees the other
+//! operations' throttles as its own, and at a window edge, where listings and stops go together,
+//! each cut the other's pace (issue 29 measured 3.7x the floor over 40 accounts and regions).
+//! When the service limits each operation apart, one pace for all costs the operation that is
+//! not throttled its share (see BENCHMARKS.md, "Many accounts and regions"); [`Scope::Operation`]
+//! keeps a pace per operation.
+//!
+//! Each pace starts unpaced, and stays unpaced until a window of answers blames the rate: unpaced
 //! is judged as a pace of [`LimiterConfig::max_rps`], so a window served below the baseline is
 //! cut (to what was sent × served share) and verified like any pace, and one served under a
 //! quarter of it (callers sending as fast as they can into a limit) is paced at once, at a
@@ -70,6 +81,38 @@ pub struct LimiterConfig {
     pub increase: f64,
     /// Requests that may be sent at once after an idle spell.
     pub burst: f64,
+    /// What one pace covers.
+    pub scope: Scope,
+}
+
+/// What one pace covers: the requests that share a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// One pace for every operation of a service ([`service_of`]): CodePipeline's, and apart
+    /// from them SSM's.
+    #[default]
+    Service,
+    /// One pace per operation.
+    Operation,
+}
+
+/// The service an operation belongs to: `ssm` for Change Calendars (`GetCalendarState`),
+/// `codepipeline` for everything else this limiter paces.
+pub fn service_of(operation: &'static str) -> &'static str {
+    match operation {
+        "GetCalendarState" => "ssm",
+        _ => "codepipeline",
+    }
+}
+
+impl Scope {
+    /// The bucket `operation` is paced in.
+    fn bucket(self, operation: &'static str) -> &'static str {
+        match self {
+            Scope::Service => service_of(operation),
+            Scope::Operation => operation,
+        }
+    }
 }
 
 impl Default for LimiterConfig {
@@ -80,6 +123,7 @@ impl Default for LimiterConfig {
             max_rps: 10_000.0,
             increase: 0.05,
             burst: 1.0,
+            scope: Scope::Service,
         }
     }
 }
@@ -310,9 +354,9 @@ impl Bucket {
         }
         if new > rate {
             self.rate = (new < c.max_rps).then_some(new);
-            tracing::trace!(operation = op, rps = new, served = share, "pace raised");
+            tracing::trace!(pace = op, rps = new, served = share, "pace raised");
         }
-        tracing::trace!(operation = op, rps = rate, served = share, answers = w.answers, busy = ?w.busy, baseline = self.baseline, "window judged");
+        tracing::trace!(pace = op, rps = rate, served = share, answers = w.answers, busy = ?w.busy, baseline = self.baseline, "window judged");
         self.restart(now, new > rate);
     }
 
@@ -350,7 +394,7 @@ impl Bucket {
         self.rate = Some(new);
         self.restart(now, true);
         tracing::debug!(
-            operation = op,
+            pace = op,
             from = rate,
             rps = new,
             served = reference.share(),
@@ -386,12 +430,7 @@ impl Bucket {
             self.phase = Phase::Steady;
             self.ceiling = Some(before);
             self.growth = c.increase;
-            tracing::debug!(
-                operation = op,
-                rps = rate,
-                served = f2,
-                "the cut helped: kept"
-            );
+            tracing::debug!(pace = op, rps = rate, served = f2, "the cut helped: kept");
             // This window also judges the new pace.
             self.judge(c, op, now, rate);
         } else if z < 0.0 || (checks >= 1 && z < 1.0) || last || w.busy >= VERIFY_BUDGET {
@@ -401,7 +440,7 @@ impl Bucket {
             self.baseline = if z < 1.0 { pooled } else { f2 }.clamp(0.05, 1.0);
             self.restart(now, true);
             tracing::debug!(
-                operation = op,
+                pace = op,
                 rps = before,
                 baseline = self.baseline,
                 "throttling does not follow the rate: pace restored"
@@ -416,12 +455,12 @@ impl Bucket {
     }
 }
 
-/// Per-operation adaptive token buckets.
+/// Adaptive token buckets, one per service or per operation ([`LimiterConfig::scope`]).
 #[derive(Debug)]
 pub struct RateLimiter {
     /// Tuning.
     config: LimiterConfig,
-    /// Buckets by operation name.
+    /// Buckets by service or operation name.
     buckets: Mutex<HashMap<&'static str, Bucket>>,
 }
 
@@ -439,11 +478,12 @@ impl RateLimiter {
         RateLimiter::new(LimiterConfig::default())
     }
 
+    /// Runs `f` on the bucket of `op` (the key in logs is the bucket's).
     fn with<R>(&self, op: &'static str, f: impl FnOnce(&mut Bucket, &LimiterConfig) -> R) -> R {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let config = self.config;
         let bucket = buckets
-            .entry(op)
+            .entry(config.scope.bucket(op))
             .or_insert_with(|| Bucket::new(&config, Instant::now()));
         f(bucket, &config)
     }
@@ -480,15 +520,15 @@ impl RateLimiter {
 
     /// Records that a request of `op` let through at `sent` was throttled.
     pub fn on_throttle(&self, op: &'static str, sent: Instant) {
-        self.with(op, |b, c| b.answer(c, op, sent, true));
+        self.with(op, |b, c| b.answer(c, c.scope.bucket(op), sent, true));
     }
 
     /// Records that a request of `op` let through at `sent` was served.
     pub fn on_success(&self, op: &'static str, sent: Instant) {
-        self.with(op, |b, c| b.answer(c, op, sent, false));
+        self.with(op, |b, c| b.answer(c, c.scope.bucket(op), sent, false));
     }
 
-    /// The current pace of `op` (`None`: unpaced).
+    /// The current pace of `op`'s bucket (`None`: unpaced).
     pub fn rate(&self, op: &'static str) -> Option<f64> {
         self.with(op, |b, _| b.rate)
     }
@@ -548,7 +588,8 @@ mod tests {
             }
         }
         assert_eq!(l.rate("Op"), Some(rate));
-        // Operations are independent.
-        assert_eq!(l.rate("Other"), None);
+        // Every operation of the service is paced with it; another service's are not.
+        assert_eq!(l.rate("StopPipelineExecution"), Some(rate));
+        assert_eq!(l.rate("GetCalendarState"), None);
     }
 }

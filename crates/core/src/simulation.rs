@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ErrorKind};
-use crate::ratelimit::{LimiterConfig, RateLimiter};
+use crate::ratelimit::{LimiterConfig, RateLimiter, Scope};
 use crate::retry::{RetryPolicy, retry};
 
 /// The service, simulated: a token bucket (its rate limit, per operation) and throttles that
@@ -307,18 +307,35 @@ async fn a_real_limit_behind_a_random_half_keeps_the_pace_near_it() {
     }
 }
 
+/// The service's rate limit in a simulated sweep.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// None.
+    Off,
+    /// This many calls a second for each operation (a bucket each, as the emulator's
+    /// `--rate-limit-scope operation`).
+    PerOperation(f64),
+    /// This many calls a second for every operation together (one bucket, as the emulator's
+    /// `--rate-limit-scope account`).
+    Shared(f64),
+}
+
 /// A sweep, simulated: `calls` calls of `ops` operations in turn, made by 64 callers through
-/// [`retry`] with the default policy, against a service that answers in
-/// 25 ms, throttles every `every`-th call of any operation (0: none; one counter, as the
-/// emulator's `every`) and serves each operation at most `limit` a second (burst 5). The
-/// virtual time it took, and the slowest pace any operation had.
+/// [`retry`] with the default policy and a limiter paced per `scope`, against a service that
+/// answers in 25 ms, throttles every `every`-th call of any operation (0: none; one counter, as
+/// the emulator's `every`) and serves at most `limit` (burst 5). The virtual time it took, and
+/// the slowest pace any operation had.
 async fn sweep(
     every: u64,
-    limit: Option<f64>,
+    limit: Limit,
+    scope: Scope,
     ops: &[&'static str],
     calls: u64,
 ) -> (Duration, f64) {
-    let limiter = Arc::new(RateLimiter::unlimited());
+    let limiter = Arc::new(RateLimiter::new(LimiterConfig {
+        scope,
+        ..LimiterConfig::default()
+    }));
     let counter = Arc::new(AtomicU64::new(0));
     let buckets = Arc::new(Mutex::new(HashMap::<&str, (f64, Instant)>::new()));
     let jobs = Arc::new(AtomicU64::new(0));
@@ -346,10 +363,15 @@ async fn sweep(
                 let r = retry(&RetryPolicy::default(), &limiter, op, &cancel, || {
                     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                     let mut throttled = every > 0 && n.is_multiple_of(every);
-                    if let (false, Some(limit)) = (throttled, limit) {
+                    let bucket = match limit {
+                        Limit::Off => None,
+                        Limit::PerOperation(rps) => Some((op, rps)),
+                        Limit::Shared(rps) => Some(("*", rps)),
+                    };
+                    if let (false, Some((bucket, limit))) = (throttled, bucket) {
                         let now = Instant::now();
                         let mut b = buckets.lock().unwrap();
-                        let (tokens, refilled) = b.entry(op).or_insert((5.0, now));
+                        let (tokens, refilled) = b.entry(bucket).or_insert((5.0, now));
                         *tokens = (*tokens + now.duration_since(*refilled).as_secs_f64() * limit)
                             .min(5.0);
                         *refilled = now;
@@ -391,8 +413,8 @@ async fn sweep(
 #[tokio::test(start_paused = true)]
 async fn every_other_call_throttled_costs_a_few_clean_runs_not_a_hundred() {
     for ops in [&["Op"][..], &["List", "Stop"][..]] {
-        let (clean, _) = sweep(0, None, ops, 300).await;
-        let (throttled, slowest) = sweep(2, None, ops, 300).await;
+        let (clean, _) = sweep(0, Limit::Off, Scope::Service, ops, 300).await;
+        let (throttled, slowest) = sweep(2, Limit::Off, Scope::Service, ops, 300).await;
         eprintln!(
             "{ops:?}: clean {clean:?}, every other throttled {throttled:?}, slowest pace {slowest}"
         );
@@ -415,15 +437,17 @@ async fn every_other_call_throttled_costs_a_few_clean_runs_not_a_hundred() {
     }
 }
 
-/// (f) Every other call throttled behind a real limit (10/s per operation): within twice the
-/// floor the limit alone sets (the bench measured 6.7 times the limit alone).
+/// (f) Every other call throttled behind a real limit (10/s per operation), paced per
+/// operation: within twice the floor the limit alone sets (the bench measured 6.7 times the
+/// limit alone).
 #[tokio::test(start_paused = true)]
 async fn every_other_call_throttled_under_a_limit_stays_within_twice_the_floor() {
     for ops in [&["Op"][..], &["List", "Stop"][..]] {
         // 300 calls at 10/s per operation.
         let floor = Duration::from_secs_f64(300.0 / 10.0 / ops.len() as f64);
-        let (alone, _) = sweep(0, Some(10.0), ops, 300).await;
-        let (throttled, _) = sweep(2, Some(10.0), ops, 300).await;
+        let limit = Limit::PerOperation(10.0);
+        let (alone, _) = sweep(0, limit, Scope::Operation, ops, 300).await;
+        let (throttled, _) = sweep(2, limit, Scope::Operation, ops, 300).await;
         eprintln!(
             "{ops:?}: floor {floor:?}, limit alone {alone:?}, every other throttled {throttled:?}"
         );
@@ -436,4 +460,35 @@ async fn every_other_call_throttled_under_a_limit_stays_within_twice_the_floor()
             "{ops:?}: {throttled:?} against a floor of {floor:?}"
         );
     }
+}
+
+/// (g) Issue 29: two operations drawing on one bucket of the service (20/s for both, as the
+/// emulator's `--rate-limit-scope account`, and as users report CodePipeline throttles), 600
+/// calls: one pace for the service comes within 1.3 times the floor; a pace per operation
+/// sees the other operation's throttles as its own. And when the service limits each
+/// operation apart (10/s each), one pace for both costs at most twice the floor.
+#[tokio::test(start_paused = true)]
+async fn one_pace_per_service_uses_a_limit_its_operations_share() {
+    let ops = &["ListPipelineExecutions", "StopPipelineExecution"][..];
+    // 600 calls at 20/s, less the burst of 5.
+    let floor = Duration::from_secs_f64(595.0 / 20.0);
+    let (service, _) = sweep(0, Limit::Shared(20.0), Scope::Service, ops, 600).await;
+    let (operation, _) = sweep(0, Limit::Shared(20.0), Scope::Operation, ops, 600).await;
+    let (apart, _) = sweep(0, Limit::PerOperation(10.0), Scope::Service, ops, 600).await;
+    eprintln!(
+        "floor {floor:?}: one pace {service:?}, a pace per operation {operation:?}; limits apart, one pace {apart:?}"
+    );
+    assert!(
+        service.as_secs_f64() <= floor.as_secs_f64() * 1.3,
+        "one pace: {service:?} against a floor of {floor:?}"
+    );
+    assert!(
+        service < operation,
+        "one pace {service:?}, a pace per operation {operation:?}"
+    );
+    // 300 calls of each at 10/s each: the floor is the same 30 s.
+    assert!(
+        apart.as_secs_f64() <= floor.as_secs_f64() * 2.0,
+        "limits apart, one pace: {apart:?} against a floor of {floor:?}"
+    );
 }

@@ -21,15 +21,19 @@ use crate::config::Config;
 /// The session name stopd's calls carry in CloudTrail in every assumed account.
 pub const SESSION_NAME: &str = "stopd";
 
-/// Pipelines one account and region reads at once when there are `pairs` of them:
-/// `discovery_concurrency` is shared, each pair getting twice its share, at least 4 (and at
-/// most all of it). Reads beyond the shared bound on requests in flight would only wait, each
-/// holding a task and a request in memory: at 40 pairs x 64, 2,560 of them came to ~45 MiB.
-/// Four at once already outrun one account and region's rate limit at AWS's latencies.
-pub fn discovery_per_pair(discovery_concurrency: usize, pairs: usize) -> usize {
-    (2 * discovery_concurrency)
+/// What one account and region may use of a bound shared by `pairs` of them (pipelines read
+/// at once, `discovery_concurrency`; stops under way at once, `stop_concurrency`): twice its
+/// share, at least 4 (and at most all of it). Reads beyond the shared bound on requests in
+/// flight would only wait, each holding a task and a request in memory: at 40 pairs x 64, 2,560
+/// of them came to ~45 MiB. Four at once already outrun one account and region's rate limit at
+/// AWS's latencies. Stops are bounded per pair for another reason: a stop holds its slot while
+/// it waits for its pair's pace and backs off from throttles, so under one bound for every pair
+/// the slowest pair's stops held most slots and the others waited (issue 29: a window edge over
+/// 40 pairs took 3.7x the floor).
+pub fn per_pair(total: usize, pairs: usize) -> usize {
+    (2 * total)
         .div_ceil(pairs.max(1))
-        .clamp(4.min(discovery_concurrency), discovery_concurrency)
+        .clamp(4.min(total), total)
 }
 
 /// The engine's tuning from `[daemon]`, for one of `pairs` accounts and regions.
@@ -39,7 +43,7 @@ fn core_config(
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
 ) -> CoreConfig {
     CoreConfig {
-        concurrency: discovery_per_pair(cfg.daemon.discovery_concurrency, pairs),
+        concurrency: per_pair(cfg.daemon.discovery_concurrency, pairs),
         stop_retry: RetryPolicy {
             deadline: cfg.daemon.stop_deadline,
             ..RetryPolicy::default()
@@ -169,12 +173,12 @@ mod tests {
 
     #[test]
     fn discovery_concurrency_is_shared_by_the_pairs() {
-        assert_eq!(discovery_per_pair(64, 1), 64);
-        assert_eq!(discovery_per_pair(64, 2), 64);
-        assert_eq!(discovery_per_pair(64, 10), 13);
-        assert_eq!(discovery_per_pair(64, 40), 4);
-        assert_eq!(discovery_per_pair(64, 1_000), 4);
-        assert_eq!(discovery_per_pair(2, 40), 2, "never more than configured");
-        assert_eq!(discovery_per_pair(1, 3), 1);
+        assert_eq!(per_pair(64, 1), 64);
+        assert_eq!(per_pair(64, 2), 64);
+        assert_eq!(per_pair(64, 10), 13);
+        assert_eq!(per_pair(64, 40), 4);
+        assert_eq!(per_pair(64, 1_000), 4);
+        assert_eq!(per_pair(2, 40), 2, "never more than configured");
+        assert_eq!(per_pair(1, 3), 1);
     }
 }

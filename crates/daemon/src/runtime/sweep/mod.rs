@@ -197,8 +197,11 @@ impl Sweeper {
         dry_run: bool,
         known_first: bool,
     ) -> (SweepSummary, Vec<Done>, usize) {
-        // One bound on stops in flight for the whole sweep, every account's.
-        let semaphore = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        // Stops under way at once, per account and region: a stop holds its slot while it
+        // waits for its pair's pace, so one bound for every pair let the slowest pair's stops
+        // hold the others back (`targets::per_pair`; requests in flight are bounded for all
+        // pairs together by the engines' shared bound).
+        let slots = crate::runtime::targets::per_pair(self.concurrency.max(1), self.cores.len());
         let many = self.cores.len() > 1;
         // A Change Calendar's answer is per place: each place decides by its own view of it.
         let per_place = effective.selects_places() || !effective.change_calendars().is_empty();
@@ -213,7 +216,7 @@ impl Sweeper {
                 self.clone(),
                 core.clone(),
                 Arc::clone(extra),
-                Arc::clone(&semaphore),
+                Arc::new(Semaphore::new(slots)),
             );
             set.spawn(async move {
                 let mut tasks = InFlight::default();
