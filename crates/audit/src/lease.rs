@@ -96,6 +96,22 @@ pub(crate) fn standby_refuses() -> anyhow::Error {
     )
 }
 
+/// Why a write (or a call) of the term of epoch `term` may not be made under `fence`: the term
+/// is over once the fence is not that epoch's leader (a standby, or a later term of this same
+/// node after a quick lose-and-retake). `None`: it may (or the handle belongs to no term).
+pub(crate) fn term_refuses(term: Option<i64>, fence: &Fence) -> Option<anyhow::Error> {
+    let term = term?;
+    match fence {
+        Fence::Leader { epoch, .. } if *epoch == term => None,
+        Fence::Leader { epoch, .. } => Some(anyhow::anyhow!(
+            "fenced: the term of epoch {term} is over (this node leads epoch {epoch} now): its work records no stop or gate action"
+        )),
+        Fence::Standby | Fence::Off => Some(anyhow::anyhow!(
+            "fenced: the term of epoch {term} is over (this node does not lead): its work records no stop or gate action"
+        )),
+    }
+}
+
 /// The node and epoch a fenced write transaction must find in the lease row: `None` when the
 /// fence is off (or the transaction writes nothing fenced); `Err` for a standby, which writes
 /// no fenced record and asks the database nothing.
@@ -177,13 +193,37 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 
+    /// A handle of this store for the work of this node's term of `epoch` (the sweeps, gates,
+    /// reconciliation and event consumer of that term): its stop intents, outcomes and gate
+    /// actions are written, and its calls allowed ([`Store::may_call`]), only while the fence
+    /// is the leader of that very epoch. After a quick lose-and-retake, a sweep begun under
+    /// epoch N is refused under epoch N + 1 of the same node: the writer checks the write's
+    /// epoch against the fence it commits under, and the transaction checks that fence against
+    /// the lease row. Everything else is shared with `self` (the pool, the writer, the fence).
+    #[must_use]
+    pub fn for_term(&self, epoch: i64) -> Store {
+        let mut s = self.clone();
+        s.term = Some(epoch);
+        s
+    }
+
+    /// The epoch of the term this handle works for ([`Store::for_term`]).
+    pub fn term(&self) -> Option<i64> {
+        self.term
+    }
+
     /// Whether an AWS call recorded through this store may start now: always without a fence
-    /// (SQLite, the commands); never on a standby; on a leader only before its deadline. The
+    /// (SQLite, the commands); never on a standby; on a leader only before its deadline, and,
+    /// through a handle of a term ([`Store::for_term`]), only while that term lasts. The
     /// sweep, the gates and the event consumer ask right before each call, after the intent's
     /// commit: a leader paused between the two, whose lease another node took meanwhile, wakes
     /// past its deadline and does not call (the fence alone guards the write, not the call).
     pub fn may_call(&self) -> bool {
-        match self.fence() {
+        let fence = self.fence();
+        if term_refuses(self.term, &fence).is_some() {
+            return false;
+        }
+        match fence {
             Fence::Off => true,
             Fence::Standby => false,
             Fence::Leader { .. } => self
@@ -405,6 +445,82 @@ mod tests {
         // A clean stop gives the lease up: the next standby takes it at once.
         b.release_lease("b", 2).await.unwrap();
         assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(3));
+    }
+
+    /// A handle of a term ([`Store::for_term`]) writes and calls only under its own epoch: after
+    /// a quick lose-and-retake by the same node (epoch 1, then 2), the work of epoch 1 can no
+    /// longer record an intent or call, even though the fence (and the lease row) now name this
+    /// very node; the work of epoch 2 can. The writer checks the write's epoch against the
+    /// fence it commits under, so a write queued under epoch 1 and committed after the retake
+    /// is refused too.
+    #[tokio::test]
+    async fn a_terms_work_ends_with_its_epoch() {
+        let Some(db) = testdb::postgres().await else {
+            return;
+        };
+        let a = Store::open(db.location()).await.unwrap();
+        let long = Duration::from_secs(60);
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(1));
+        let leads = |epoch| Fence::Leader {
+            node: "a".into(),
+            epoch,
+        };
+        a.set_fence(leads(1));
+        a.set_call_deadline(Some(tokio::time::Instant::now() + long));
+        let first = a.for_term(1);
+        assert_eq!(first.term(), Some(1));
+        first
+            .record_intent(&intent("p", "e1", tick()))
+            .await
+            .unwrap();
+        assert!(first.may_call());
+
+        // A write of epoch 1 is queued; before the writer takes it, the node loses the lease
+        // and takes it again (epoch 2).
+        let e2 = intent("p", "e2", tick());
+        let mut queued = std::pin::pin!(first.record_intent(&e2));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(queued.as_mut().poll(&mut cx).is_pending(), "queued");
+        a.set_fence(Fence::Standby);
+        assert!(
+            a.renew_lease("a", 1, Duration::from_millis(1))
+                .await
+                .unwrap()
+                .0
+        );
+        let mut epoch = None;
+        for _ in 0..100 {
+            epoch = a.acquire_lease("a", 1, long).await.unwrap().0;
+            if epoch.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(epoch, Some(2));
+        a.set_fence(leads(2));
+        let e = format!("{:#}", queued.await.unwrap_err());
+        assert!(e.contains("the term of epoch 1 is over"), "{e}");
+
+        // Epoch 1's work can neither write nor call; epoch 2's can.
+        let e = format!(
+            "{:#}",
+            first
+                .record_intent(&intent("p", "e3", tick()))
+                .await
+                .unwrap_err()
+        );
+        assert!(e.contains("the term of epoch 1 is over"), "{e}");
+        assert!(!first.may_call(), "epoch 1's work calls under epoch 2");
+        let second = a.for_term(2);
+        second
+            .record_intent(&intent("p", "e4", tick()))
+            .await
+            .unwrap();
+        assert!(second.may_call());
+        let report = a.report(&crate::ReportFilter::default()).await.unwrap();
+        let ids: Vec<&str> = report.iter().map(|r| r.execution_id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e4"]);
+        assert!(a.verify().await.unwrap().problems.is_empty());
     }
 
     /// A call may start through a store without a fence (SQLite, the commands); never on a

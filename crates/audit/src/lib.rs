@@ -89,7 +89,7 @@ pub use vocabulary::{
 };
 
 pub(crate) use stops::OPEN_ESCALATIONS;
-use writer::Write;
+use writer::{Queued, Write};
 
 /// RFC 3339 UTC with milliseconds: the audit log's time format.
 pub fn ts(t: DateTime<Utc>) -> String {
@@ -109,7 +109,7 @@ pub struct Store {
     /// The database, and which kind it is.
     backend: Backend,
     /// The group-commit writer (none for a read-only store).
-    writer: Option<mpsc::UnboundedSender<Write>>,
+    writer: Option<mpsc::UnboundedSender<Queued>>,
     /// Transactions the writer committed (for tests and the curious).
     commits: Arc<AtomicU64>,
     /// Quiet sweeps held back and folded into runs ([`runs`]); off unless the daemon asks.
@@ -122,6 +122,10 @@ pub struct Store {
     fence: lease::FenceCell,
     /// While this node leads: no AWS call may start after this instant ([`Store::may_call`]).
     call_deadline: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The epoch of the leader's term this handle works for ([`Store::for_term`]): its fenced
+    /// writes and its calls are refused once the fence is another epoch's. Not shared by
+    /// clones made with `for_term`; `None` for the daemon's own handle and the commands.
+    term: Option<i64>,
     /// The node this store records lifecycle events as ([`Store::set_node`]); `None` on a
     /// single host. Shared by the store's clones.
     node: Arc<std::sync::RwLock<Option<String>>>,
@@ -172,7 +176,7 @@ impl Store {
     /// A store over `backend`, its writer (if any) and its counters.
     pub(crate) fn with_backend(
         backend: Backend,
-        writer: Option<mpsc::UnboundedSender<Write>>,
+        writer: Option<mpsc::UnboundedSender<Queued>>,
         commits: Arc<AtomicU64>,
     ) -> Store {
         Store {
@@ -183,6 +187,7 @@ impl Store {
             unrecorded: Arc::default(),
             fence: Arc::default(),
             call_deadline: Arc::default(),
+            term: None,
             node: Arc::default(),
         }
     }
@@ -265,9 +270,17 @@ impl Store {
         let Some(writer) = &self.writer else {
             bail!("the audit database was opened read-only");
         };
+        // A term that is over writes nothing (the writer checks again against the fence it
+        // commits under: PostgreSQL).
+        if let Some(e) = lease::term_refuses(self.term, &self.fence()) {
+            return Err(e);
+        }
         let (tx, rx) = oneshot::channel();
         writer
-            .send(make(tx))
+            .send(Queued {
+                term: self.term,
+                write: make(tx),
+            })
             .map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?;
         match rx.await {
             Ok(r) => r.map_err(|e| anyhow::anyhow!(e)),

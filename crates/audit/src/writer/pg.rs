@@ -33,7 +33,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row};
 use tokio::sync::mpsc;
 
-use super::{MAX_BATCH, Write};
+use super::{MAX_BATCH, Queued, Write};
 use crate::chain;
 use crate::lease::{self, Fence, FenceCell};
 
@@ -475,19 +475,20 @@ impl PgWriter {
 /// A standby's store refuses the batch without asking the database.
 pub(crate) async fn group_commit_pg(
     pool: PgPool,
-    mut rx: mpsc::UnboundedReceiver<Write>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     commits: Arc<AtomicU64>,
     fence_cell: FenceCell,
 ) {
     let mut writer = PgWriter::default();
+    let mut queued = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
         // Writes sent in the same instant by tasks that are ready to run join this batch (one
         // yield: no write waits for company, but a burst is not split at its first write).
         tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH {
+        while queued.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(w) => batch.push(w),
+                Ok(w) => queued.push(w),
                 Err(_) => break,
             }
         }
@@ -495,6 +496,18 @@ pub(crate) async fn group_commit_pg(
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        // A write of a term that is over (its epoch is not this fence's) is refused alone; the
+        // rest are written under this fence, which the transaction checks against the lease
+        // row: a write of epoch N commits only while the lease is still at epoch N.
+        for q in queued.drain(..) {
+            match lease::term_refuses(q.term, &fence) {
+                Some(e) => q.write.answer(Err(format!("{e:#}"))),
+                None => batch.push(q.write),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let ahead = || {
             if rx.is_empty() {
                 return None;
