@@ -174,7 +174,7 @@ impl fmt::Debug for Location {
 /// How long a session of ours may sit idle inside a transaction before PostgreSQL ends it. Our
 /// transactions run their statements back to back, so only a process that stopped mid-way (a
 /// paused VM, a SIGSTOP, a partition) is ever idle in one: without this, a paused leader that
-/// held the chain's lock, or the lease row `FOR SHARE`, would block every other node's writes,
+/// held the chain's lock, or the lease row `FOR KEY SHARE`, would block every other node's writes,
 /// and the takeover itself, for as long as it stayed paused. Its transaction is rolled back, so
 /// nothing it had not committed is written (and an intent not written is a call not made).
 const IDLE_IN_TRANSACTION: &str = "5s";

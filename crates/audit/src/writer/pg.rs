@@ -4,7 +4,7 @@
 //! A batch is one transaction of, in the normal case:
 //!
 //! 1. `BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE; SELECT` the chain's head and, when the
-//!    store is fenced, the lease row `FOR SHARE` ([`crate::lease::head_and_fence_sql`]): one
+//!    store is fenced, the lease row `FOR KEY SHARE` ([`crate::lease::head_and_fence_sql`]): one
 //!    simple query, one round trip;
 //! 2. one INSERT per table the batch writes to (`stops`, `gates`, `stop_outcomes`,
 //!    `gate_outcomes`: usually one), its rows' values bound as arrays and unnested, so the
@@ -470,7 +470,7 @@ impl PgWriter {
 /// do not.
 ///
 /// Fencing ([`crate::lease`]): when the batch holds a stop intent, outcome or gate action and
-/// the store is fenced, the lease row is read `FOR SHARE` after the chain's lock and must still
+/// the store is fenced, the lease row is read `FOR KEY SHARE` after the chain's lock and must still
 /// name this node and epoch; if not, the whole batch fails ("fenced"), and no caller calls AWS.
 /// A standby's store refuses the batch without asking the database.
 pub(crate) async fn group_commit_pg(
