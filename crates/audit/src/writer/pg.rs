@@ -42,6 +42,14 @@ use crate::lease::{self, Fence, FenceCell};
 /// hold two statements).
 pub(crate) const BEGIN_PG: &str = "BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE";
 
+/// How long a batch may take, from its connection to its COMMIT's answer, before the writer
+/// gives up on it and closes its connection: each statement is bounded by the server
+/// (`statement_timeout`, [`crate::open::STATEMENT_TIMEOUT`]), and a batch is a few statements;
+/// this bounds what the server cannot, a connection gone half-open. Its writers hear "not
+/// written", as when a COMMIT's answer is lost (an intent not known to be written is a call
+/// not made; it stays pending if it was, and the next leader or start resolves it).
+const BATCH_BOUND: std::time::Duration = crate::open::STATEMENT_TIMEOUT.saturating_mul(2);
+
 /// The tables the writer writes to, in the order a batch inserts them (a record before any
 /// outcome that could name it).
 const TABLES: [&str; 4] = ["stops", "gates", "stop_outcomes", "gate_outcomes"];
@@ -521,7 +529,21 @@ pub(crate) async fn group_commit_pg(
                 Fence::Standby => None,
             }
         };
-        match writer.write(&pool, &batch, &fence, &ahead).await {
+        // A connection that went half-open mid-batch (a database failover, a partition) would
+        // otherwise hold every intent forever: sqlx sets no TCP keepalive on its sockets, and
+        // the server's statement_timeout cannot answer through a dead connection.
+        let written = tokio::time::timeout(BATCH_BOUND, writer.write(&pool, &batch, &fence, &ahead))
+            .await
+            .unwrap_or_else(|_| {
+                // Dropped with the batch's future: the connection (closed), and whatever it held.
+                writer.conn = None;
+                writer.next = None;
+                Err(anyhow::anyhow!(
+                    "no answer from the audit database within {} s (the connection is closed; the batch is not written)",
+                    BATCH_BOUND.as_secs()
+                ))
+            });
+        match written {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (w, r) in batch.drain(..).zip(results) {
