@@ -91,6 +91,15 @@ pub use vocabulary::{
 pub(crate) use stops::OPEN_ESCALATIONS;
 use writer::{Queued, Write};
 
+/// How long one statement of ours may run on the server before the server cancels it
+/// (`statement_timeout`): a statement stuck behind a lock, or on a server that has stopped
+/// making progress, fails instead of holding a sweep, the writer, or a command forever. Ours
+/// take milliseconds; the lease's own statements wait at most lease/6 for its row
+/// (`lease::bounded`). Set on every session by `open::session_options`; the migrations run
+/// without it (one may rebuild a large table, and a node waits for another's migration under
+/// the advisory lock).
+pub(crate) const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// RFC 3339 UTC with milliseconds: the audit log's time format.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::mpsc;
 
-use crate::{Backend, Store, chain, writer};
+use crate::{Backend, STATEMENT_TIMEOUT, Store, chain, writer};
 
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
@@ -178,14 +178,6 @@ impl fmt::Debug for Location {
 /// and the takeover itself, for as long as it stayed paused. Its transaction is rolled back, so
 /// nothing it had not committed is written (and an intent not written is a call not made).
 const IDLE_IN_TRANSACTION: &str = "5s";
-
-/// How long one statement of ours may run on the server before the server cancels it
-/// (`statement_timeout`): a statement stuck behind a lock, or on a server that has stopped
-/// making progress, fails instead of holding a sweep, the writer, or a command forever. Ours
-/// take milliseconds; the lease's own statements wait at most lease/6 for its row
-/// (`lease::bounded`). The migrations run without it (one may rebuild a large table, and a node
-/// waits for another's migration under the advisory lock).
-pub(crate) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The server's side of a connection whose client vanished (a partitioned or killed node, a
 /// dropped NAT mapping): TCP keepalives after 10 s idle, every 5 s, 3 unanswered probes; and

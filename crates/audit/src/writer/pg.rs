@@ -44,11 +44,11 @@ pub(crate) const BEGIN_PG: &str = "BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MO
 
 /// How long a batch may take, from its connection to its COMMIT's answer, before the writer
 /// gives up on it and closes its connection: each statement is bounded by the server
-/// (`statement_timeout`, [`crate::open::STATEMENT_TIMEOUT`]), and a batch is a few statements;
+/// (`statement_timeout`, [`crate::STATEMENT_TIMEOUT`]), and a batch is a few statements;
 /// this bounds what the server cannot, a connection gone half-open. Its writers hear "not
 /// written", as when a COMMIT's answer is lost (an intent not known to be written is a call
 /// not made; it stays pending if it was, and the next leader or start resolves it).
-const BATCH_BOUND: std::time::Duration = crate::open::STATEMENT_TIMEOUT.saturating_mul(2);
+const BATCH_BOUND: std::time::Duration = crate::STATEMENT_TIMEOUT.saturating_mul(2);
 
 /// The tables the writer writes to, in the order a batch inserts them (a record before any
 /// outcome that could name it).
