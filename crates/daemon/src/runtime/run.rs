@@ -411,13 +411,34 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         tracing::warn!("{w}");
     }
 
-    crate::runtime::status::record_policy_load(&store, &cfg, "start", clock.now()).await?;
+    // A node of a cluster whose database blips now stands by and tries again; anything else
+    // exits 1 (`starting`). A shutdown meanwhile ends the start: nothing was recorded to close.
+    let mut starting =
+        crate::runtime::starting::Starting::new(leadership.is_some() && !once, &mut events);
+    macro_rules! at_start {
+        ($what:expr, $call:expr) => {
+            match starting.call($what, || $call).await? {
+                Some(v) => v,
+                None => {
+                    store.close().await;
+                    return Ok(Ran::Daemon);
+                }
+            }
+        };
+    }
+    at_start!(
+        "record the policy's load",
+        crate::runtime::status::record_policy_load(&store, &cfg, "start", clock.now())
+    );
     // Notifications: delivered from the audit log by their own tasks (never by a sweep).
     let notify_stop = CancellationToken::new();
     // Targets are registered before anything is recorded: what the start finds (`unwatched`),
     // and the stops of a first `run --once`, go to a target configured with it (registered
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
-    crate::runtime::notify::register(&store, &cfg.notify, clock.as_ref()).await?;
+    at_start!(
+        "register the notification targets",
+        crate::runtime::notify::register(&store, &cfg.notify, clock.as_ref())
+    );
     if once {
         // On PostgreSQL `--once` sweeps only as the leader: it takes the lease, or refuses
         // while another node holds it.
@@ -490,14 +511,15 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             })
             .collect()
     };
-    let started = store
-        .record_start(
+    let started = at_start!(
+        "record the start",
+        store.record_start(
             clock.now(),
             env!("CARGO_PKG_VERSION"),
             hash.as_deref(),
             &windows,
         )
-        .await?;
+    );
     if let Some(u) = &started.unclean {
         tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
     }
@@ -515,8 +537,10 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
     let interval = cfg.daemon.interval(clock.now());
-    let gap = interval * 2 + stopd_audit::coverage::MARGIN;
-    store.compact_quiet_sweeps(gap.to_std()?).await?;
+    let gap = (interval * 2 + stopd_audit::coverage::MARGIN).to_std()?;
+    at_start!("set up sweep compaction", store.compact_quiet_sweeps(gap));
+    // Signals that came while the start was retried go to the scheduler.
+    starting.hand_over(&tx);
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {
         let now = SharedClock::clone(&clock);
