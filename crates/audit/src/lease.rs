@@ -13,6 +13,11 @@
 //! committed, the old leader's next write fails. The renewal, an UPDATE of non-key columns
 //! (`FOR NO KEY UPDATE`), does not conflict with `FOR KEY SHARE`: a busy writer, which holds the
 //! row back to back (it begins its next batch at each COMMIT), never holds it up.
+//!
+//! **Terms.** The work of one term (the sweeps, gates and event consumer of epoch N) writes and
+//! calls through a handle of its epoch ([`Store::for_term`]): once the fence is another epoch's,
+//! even a later one of this same node after a quick lose-and-retake, its writes are refused and
+//! [`Store::may_call`] says no.
 //! The intent precedes the call, so a leader that was paused or cut off while another took over
 //! cannot record an intent, and never calls AWS. [`Fence::Standby`] refuses those writes without
 //! asking the database. No session-level advisory lock is involved: a pooled connection that is

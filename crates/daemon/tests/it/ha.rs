@@ -573,7 +573,10 @@ async fn a_node_started_in_a_database_blip_stands_by_and_tries_again() {
     let out = wait_exit(node, Duration::from_secs(30)).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let log = text(&out.stderr);
-    assert!(log.contains("cannot record the start while starting"), "{log}");
+    assert!(
+        log.contains("cannot record the start while starting"),
+        "{log}"
+    );
     assert!(log.contains("this node stands by and tries again"), "{log}");
     pg.drop_database().await;
 }
