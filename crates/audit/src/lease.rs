@@ -4,13 +4,20 @@
 //! database's clock (`now()`), so nodes with skewed clocks agree on who leads. A standby takes it
 //! over only once it has expired, with epoch + 1 ([`Store::acquire_lease`]); the leader renews
 //! it ([`Store::renew_lease`]) and gives it up when it stops cleanly ([`Store::release_lease`]).
-//! Each of these is one statement: the row lock PostgreSQL takes for the UPDATE serializes a
-//! renewal against a takeover.
+//! The row lock PostgreSQL takes for the UPDATE serializes a renewal against a takeover.
 //!
 //! **Fencing.** A store told it leads ([`Store::set_fence`] with [`Fence::Leader`]) writes every
 //! stop intent, stop outcome and gate action in a transaction that first reads the lease row
-//! `FOR SHARE` and checks holder and epoch (`writer::group_commit_pg`): a takeover's UPDATE
-//! waits for that transaction, and once it has committed, the old leader's next write fails.
+//! `FOR KEY SHARE` and checks holder and epoch (`writer::group_commit_pg`): a takeover locks
+//! the expired row `FOR UPDATE` first, which waits for that transaction, and once it has
+//! committed, the old leader's next write fails. The renewal, an UPDATE of non-key columns
+//! (`FOR NO KEY UPDATE`), does not conflict with `FOR KEY SHARE`: a busy writer, which holds the
+//! row back to back (it begins its next batch at each COMMIT), never holds it up.
+//!
+//! **Terms.** The work of one term (the sweeps, gates and event consumer of epoch N) writes and
+//! calls through a handle of its epoch ([`Store::for_term`]): once the fence is another epoch's,
+//! even a later one of this same node after a quick lose-and-retake, its writes are refused and
+//! [`Store::may_call`] says no.
 //! The intent precedes the call, so a leader that was paused or cut off while another took over
 //! cannot record an intent, and never calls AWS. [`Fence::Standby`] refuses those writes without
 //! asking the database. No session-level advisory lock is involved: a pooled connection that is
@@ -96,6 +103,22 @@ pub(crate) fn standby_refuses() -> anyhow::Error {
     )
 }
 
+/// Why a write (or a call) of the term of epoch `term` may not be made under `fence`: the term
+/// is over once the fence is not that epoch's leader (a standby, or a later term of this same
+/// node after a quick lose-and-retake). `None`: it may (or the handle belongs to no term).
+pub(crate) fn term_refuses(term: Option<i64>, fence: &Fence) -> Option<anyhow::Error> {
+    let term = term?;
+    match fence {
+        Fence::Leader { epoch, .. } if *epoch == term => None,
+        Fence::Leader { epoch, .. } => Some(anyhow::anyhow!(
+            "fenced: the term of epoch {term} is over (this node leads epoch {epoch} now): its work records no stop or gate action"
+        )),
+        Fence::Standby | Fence::Off => Some(anyhow::anyhow!(
+            "fenced: the term of epoch {term} is over (this node does not lead): its work records no stop or gate action"
+        )),
+    }
+}
+
 /// The node and epoch a fenced write transaction must find in the lease row: `None` when the
 /// fence is off (or the transaction writes nothing fenced); `Err` for a standby, which writes
 /// no fenced record and asks the database nothing.
@@ -108,9 +131,12 @@ pub(crate) fn leader(fence: &Fence) -> Result<Option<(&str, i64)>> {
 }
 
 /// The statement that reads, inside a write transaction that holds the chain's lock, the
-/// chain's head (`seq`, `hash`) and, for a fenced transaction, the lease row `FOR SHARE`
-/// (`leads`: its epoch if it still names this node and epoch, else NULL): a takeover's UPDATE
-/// of the lease then waits for the transaction. Its values are spelled out (the node in hex),
+/// chain's head (`seq`, `hash`) and, for a fenced transaction, the lease row `FOR KEY SHARE`
+/// (`leads`: its epoch if it still names this node and epoch, else NULL): a takeover, which
+/// locks the row `FOR UPDATE` first ([`Store::acquire_lease`]), then waits for the
+/// transaction, while the leader's renewal, an UPDATE of non-key columns (`FOR NO KEY UPDATE`,
+/// which `FOR KEY SHARE` does not conflict with), never does: a busy writer that holds the row
+/// back to back cannot starve it. Its values are spelled out (the node in hex),
 /// so that it can share a simple query, and a round trip, with BEGIN and the lock.
 pub(crate) fn head_and_fence_sql(leader: Option<(&str, i64)>) -> String {
     let lease = match leader {
@@ -118,7 +144,7 @@ pub(crate) fn head_and_fence_sql(leader: Option<(&str, i64)>) -> String {
         Some((node, epoch)) => format!(
             "(SELECT epoch FROM leader_lease WHERE id = 1 \
                AND holder = convert_from(decode('{}', 'hex'), 'UTF8') AND epoch = {epoch} \
-               AND expires_at > clock_timestamp() FOR SHARE) AS l",
+               AND expires_at > clock_timestamp() FOR KEY SHARE) AS l",
             hex::encode(node)
         ),
     };
@@ -177,13 +203,37 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 
+    /// A handle of this store for the work of this node's term of `epoch` (the sweeps, gates,
+    /// reconciliation and event consumer of that term): its stop intents, outcomes and gate
+    /// actions are written, and its calls allowed ([`Store::may_call`]), only while the fence
+    /// is the leader of that very epoch. After a quick lose-and-retake, a sweep begun under
+    /// epoch N is refused under epoch N + 1 of the same node: the writer checks the write's
+    /// epoch against the fence it commits under, and the transaction checks that fence against
+    /// the lease row. Everything else is shared with `self` (the pool, the writer, the fence).
+    #[must_use]
+    pub fn for_term(&self, epoch: i64) -> Store {
+        let mut s = self.clone();
+        s.term = Some(epoch);
+        s
+    }
+
+    /// The epoch of the term this handle works for ([`Store::for_term`]).
+    pub fn term(&self) -> Option<i64> {
+        self.term
+    }
+
     /// Whether an AWS call recorded through this store may start now: always without a fence
-    /// (SQLite, the commands); never on a standby; on a leader only before its deadline. The
+    /// (SQLite, the commands); never on a standby; on a leader only before its deadline, and,
+    /// through a handle of a term ([`Store::for_term`]), only while that term lasts. The
     /// sweep, the gates and the event consumer ask right before each call, after the intent's
     /// commit: a leader paused between the two, whose lease another node took meanwhile, wakes
     /// past its deadline and does not call (the fence alone guards the write, not the call).
     pub fn may_call(&self) -> bool {
-        match self.fence() {
+        let fence = self.fence();
+        if term_refuses(self.term, &fence).is_some() {
+            return false;
+        }
+        match fence {
             Fence::Off => true,
             Fence::Standby => false,
             Fence::Leader { .. } => self
@@ -224,22 +274,40 @@ impl Store {
             .await
             .context("cannot take the leader's lease")?;
         let sent = tokio::time::Instant::now();
-        let epoch = sqlx::query_scalar(
-            "INSERT INTO leader_lease AS l (id, holder, epoch, pid, acquired_at, renewed_at, expires_at) \
-             VALUES (1, $1, 1, $2, clock_timestamp(), clock_timestamp(), \
-                     clock_timestamp() + $3::float8 * interval '1 millisecond') \
-             ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, epoch = l.epoch + 1, \
-                 pid = EXCLUDED.pid, acquired_at = EXCLUDED.acquired_at, \
-                 renewed_at = EXCLUDED.renewed_at, expires_at = EXCLUDED.expires_at \
-             WHERE l.expires_at <= clock_timestamp() \
-             RETURNING epoch",
+        // An expired lease is locked FOR UPDATE before it is taken over: that waits for a
+        // fenced write transaction of the old epoch (which holds the row FOR KEY SHARE), so
+        // once the takeover commits, none of it can. Only an expired one: a standby's look at
+        // a held lease waits for nothing. (The UPDATE alone changes no key column, and would
+        // take only FOR NO KEY UPDATE, which FOR KEY SHARE does not hold up.)
+        let expired: Option<i16> = sqlx::query_scalar(
+            "SELECT id FROM leader_lease WHERE id = 1 AND expires_at <= clock_timestamp() \
+             FOR UPDATE",
         )
-        .bind(node)
-        .bind(i64::from(pid))
-        .bind(millis(lease))
         .fetch_optional(&mut *tx)
         .await
         .context("cannot take the leader's lease")?;
+        let sql = if expired.is_some() {
+            // Ours to take: locked, and expired by the latest version of the row.
+            "UPDATE leader_lease SET holder = $1, epoch = epoch + 1, pid = $2, \
+                 acquired_at = clock_timestamp(), renewed_at = clock_timestamp(), \
+                 expires_at = clock_timestamp() + $3::float8 * interval '1 millisecond' \
+             WHERE id = 1 AND expires_at <= clock_timestamp() \
+             RETURNING epoch"
+        } else {
+            // Never held (the first leader), or held: a held row is left as it is.
+            "INSERT INTO leader_lease (id, holder, epoch, pid, acquired_at, renewed_at, expires_at) \
+             VALUES (1, $1, 1, $2, clock_timestamp(), clock_timestamp(), \
+                     clock_timestamp() + $3::float8 * interval '1 millisecond') \
+             ON CONFLICT (id) DO NOTHING \
+             RETURNING epoch"
+        };
+        let epoch = sqlx::query_scalar(sql)
+            .bind(node)
+            .bind(i64::from(pid))
+            .bind(millis(lease))
+            .fetch_optional(&mut *tx)
+            .await
+            .context("cannot take the leader's lease")?;
         tx.commit()
             .await
             .context("cannot take the leader's lease")?;
@@ -405,6 +473,150 @@ mod tests {
         // A clean stop gives the lease up: the next standby takes it at once.
         b.release_lease("b", 2).await.unwrap();
         assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(3));
+    }
+
+    /// A handle of a term ([`Store::for_term`]) writes and calls only under its own epoch: after
+    /// a quick lose-and-retake by the same node (epoch 1, then 2), the work of epoch 1 can no
+    /// longer record an intent or call, even though the fence (and the lease row) now name this
+    /// very node; the work of epoch 2 can. The writer checks the write's epoch against the
+    /// fence it commits under, so a write queued under epoch 1 and committed after the retake
+    /// is refused too.
+    #[tokio::test]
+    async fn a_terms_work_ends_with_its_epoch() {
+        let Some(db) = testdb::postgres().await else {
+            return;
+        };
+        let a = Store::open(db.location()).await.unwrap();
+        let long = Duration::from_secs(60);
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(1));
+        let leads = |epoch| Fence::Leader {
+            node: "a".into(),
+            epoch,
+        };
+        a.set_fence(leads(1));
+        a.set_call_deadline(Some(tokio::time::Instant::now() + long));
+        let first = a.for_term(1);
+        assert_eq!(first.term(), Some(1));
+        first
+            .record_intent(&intent("p", "e1", tick()))
+            .await
+            .unwrap();
+        assert!(first.may_call());
+
+        // A write of epoch 1 is queued; before the writer takes it, the node loses the lease
+        // and takes it again (epoch 2).
+        let e2 = intent("p", "e2", tick());
+        let mut queued = std::pin::pin!(first.record_intent(&e2));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(queued.as_mut().poll(&mut cx).is_pending(), "queued");
+        a.set_fence(Fence::Standby);
+        assert!(
+            a.renew_lease("a", 1, Duration::from_millis(1))
+                .await
+                .unwrap()
+                .0
+        );
+        let mut epoch = None;
+        for _ in 0..100 {
+            epoch = a.acquire_lease("a", 1, long).await.unwrap().0;
+            if epoch.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(epoch, Some(2));
+        a.set_fence(leads(2));
+        let e = format!("{:#}", queued.await.unwrap_err());
+        assert!(e.contains("the term of epoch 1 is over"), "{e}");
+
+        // Epoch 1's work can neither write nor call; epoch 2's can.
+        let e = format!(
+            "{:#}",
+            first
+                .record_intent(&intent("p", "e3", tick()))
+                .await
+                .unwrap_err()
+        );
+        assert!(e.contains("the term of epoch 1 is over"), "{e}");
+        assert!(!first.may_call(), "epoch 1's work calls under epoch 2");
+        let second = a.for_term(2);
+        second
+            .record_intent(&intent("p", "e4", tick()))
+            .await
+            .unwrap();
+        assert!(second.may_call());
+        let report = a.report(&crate::ReportFilter::default()).await.unwrap();
+        let ids: Vec<&str> = report.iter().map(|r| r.execution_id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e4"]);
+        assert!(a.verify().await.unwrap().problems.is_empty());
+    }
+
+    /// A writer holding the fence (a busy writer begins its next batch at each COMMIT, so it
+    /// may hold the lease row back to back) never holds up the leader's renewal, while a
+    /// takeover still waits for the fenced transaction: once the takeover commits, nothing of
+    /// the old epoch can.
+    #[tokio::test]
+    async fn renewal_never_waits_on_the_fence_but_a_takeover_does() {
+        use sqlx::{Acquire as _, Executor as _};
+        let Some(db) = testdb::postgres().await else {
+            return;
+        };
+        let a = Store::open(db.location()).await.unwrap();
+        let b = Store::open(db.location()).await.unwrap();
+        let long = Duration::from_secs(60);
+        assert_eq!(a.acquire_lease("a", 1, long).await.unwrap().0, Some(1));
+
+        // A's writer begins a fenced transaction, as `group_commit_pg` does, and holds it (the
+        // server would end it after 5 s idle: not here).
+        let mut writer = a.lease_pool().unwrap().acquire().await.unwrap();
+        let sql = format!(
+            "{}; SET LOCAL idle_in_transaction_session_timeout = 0; {}",
+            crate::writer::BEGIN_PG,
+            head_and_fence_sql(Some(("a", 1)))
+        );
+        let rows = writer.fetch_all(sql.as_str()).await.unwrap();
+        head_if_leading(&rows[0], Some(("a", 1))).unwrap();
+
+        // The renewal goes through at once (else it waits lease/6, 10 s here, and fails).
+        let (renewed, _) = a.renew_lease("a", 1, long).await.unwrap();
+        assert!(renewed);
+        // The lease runs out; B's takeover waits for the fenced transaction.
+        assert!(
+            a.renew_lease("a", 1, Duration::from_millis(1))
+                .await
+                .unwrap()
+                .0
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let takeover = tokio::spawn({
+            let b = b.clone();
+            async move { b.acquire_lease("b", 2, long).await }
+        });
+        let mut waits = a.lease_pool().unwrap().acquire().await.unwrap();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(waits.acquire().await.unwrap())
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                !takeover.is_finished(),
+                "the takeover did not wait for the fence: {:?}",
+                takeover.await
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!takeover.is_finished());
+        // The fenced transaction commits (its write stands); then the takeover does.
+        writer.execute("COMMIT").await.unwrap();
+        assert_eq!(takeover.await.unwrap().unwrap().0, Some(2));
+        let lease = a.lease().await.unwrap().unwrap();
+        assert_eq!((lease.holder.as_str(), lease.epoch), ("b", 2));
     }
 
     /// A call may start through a store without a fence (SQLite, the commands); never on a

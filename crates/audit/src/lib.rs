@@ -91,7 +91,16 @@ pub use vocabulary::{
 };
 
 pub(crate) use stops::OPEN_ESCALATIONS;
-use writer::Write;
+use writer::{Queued, Write};
+
+/// How long one statement of ours may run on the server before the server cancels it
+/// (`statement_timeout`): a statement stuck behind a lock, or on a server that has stopped
+/// making progress, fails instead of holding a sweep, the writer, or a command forever. Ours
+/// take milliseconds; the lease's own statements wait at most lease/6 for its row
+/// (`lease::bounded`). Set on every session by `open::session_options`; the migrations run
+/// without it (one may rebuild a large table, and a node waits for another's migration under
+/// the advisory lock).
+pub(crate) const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// RFC 3339 UTC with milliseconds: the audit log's time format.
 pub fn ts(t: DateTime<Utc>) -> String {
@@ -111,7 +120,7 @@ pub struct Store {
     /// The database, and which kind it is.
     backend: Backend,
     /// The group-commit writer (none for a read-only store).
-    writer: Option<mpsc::UnboundedSender<Write>>,
+    writer: Option<mpsc::UnboundedSender<Queued>>,
     /// Transactions the writer committed (for tests and the curious).
     commits: Arc<AtomicU64>,
     /// Quiet sweeps held back and folded into runs ([`runs`]); off unless the daemon asks.
@@ -124,6 +133,10 @@ pub struct Store {
     fence: lease::FenceCell,
     /// While this node leads: no AWS call may start after this instant ([`Store::may_call`]).
     call_deadline: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    /// The epoch of the leader's term this handle works for ([`Store::for_term`]): its fenced
+    /// writes and its calls are refused once the fence is another epoch's. Not shared by
+    /// clones made with `for_term`; `None` for the daemon's own handle and the commands.
+    term: Option<i64>,
     /// The node this store records lifecycle events as ([`Store::set_node`]); `None` on a
     /// single host. Shared by the store's clones.
     node: Arc<std::sync::RwLock<Option<String>>>,
@@ -174,7 +187,7 @@ impl Store {
     /// A store over `backend`, its writer (if any) and its counters.
     pub(crate) fn with_backend(
         backend: Backend,
-        writer: Option<mpsc::UnboundedSender<Write>>,
+        writer: Option<mpsc::UnboundedSender<Queued>>,
         commits: Arc<AtomicU64>,
     ) -> Store {
         Store {
@@ -185,6 +198,7 @@ impl Store {
             unrecorded: Arc::default(),
             fence: Arc::default(),
             call_deadline: Arc::default(),
+            term: None,
             node: Arc::default(),
         }
     }
@@ -267,9 +281,17 @@ impl Store {
         let Some(writer) = &self.writer else {
             bail!("the audit database was opened read-only");
         };
+        // A term that is over writes nothing (the writer checks again against the fence it
+        // commits under: PostgreSQL).
+        if let Some(e) = lease::term_refuses(self.term, &self.fence()) {
+            return Err(e);
+        }
         let (tx, rx) = oneshot::channel();
         writer
-            .send(make(tx))
+            .send(Queued {
+                term: self.term,
+                write: make(tx),
+            })
             .map_err(|_| anyhow::anyhow!("the audit writer has stopped"))?;
         match rx.await {
             Ok(r) => r.map_err(|e| anyhow::anyhow!(e)),

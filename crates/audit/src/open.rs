@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::mpsc;
 
-use crate::{Backend, Store, chain, writer};
+use crate::{Backend, STATEMENT_TIMEOUT, Store, chain, writer};
 
 pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
@@ -174,16 +174,42 @@ impl fmt::Debug for Location {
 /// How long a session of ours may sit idle inside a transaction before PostgreSQL ends it. Our
 /// transactions run their statements back to back, so only a process that stopped mid-way (a
 /// paused VM, a SIGSTOP, a partition) is ever idle in one: without this, a paused leader that
-/// held the chain's lock, or the lease row `FOR SHARE`, would block every other node's writes,
+/// held the chain's lock, or the lease row `FOR KEY SHARE`, would block every other node's writes,
 /// and the takeover itself, for as long as it stayed paused. Its transaction is rolled back, so
 /// nothing it had not committed is written (and an intent not written is a call not made).
 const IDLE_IN_TRANSACTION: &str = "5s";
 
-/// Every PostgreSQL session's settings: [`IDLE_IN_TRANSACTION`], and a name in `pg_stat_activity`.
-fn session_options(options: PgConnectOptions) -> PgConnectOptions {
-    options
-        .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)])
-        .application_name("stopd")
+/// The server's side of a connection whose client vanished (a partitioned or killed node, a
+/// dropped NAT mapping): TCP keepalives after 10 s idle, every 5 s, 3 unanswered probes; and
+/// `tcp_user_timeout`, data sent and unacknowledged for 30 s. Without them the server notices
+/// only after the kernel's retransmissions (about 15 minutes on Linux), while the session holds
+/// what it locked (the chain's lock, the lease row): every other node's writes, and a
+/// takeover, would wait that long. sqlx opens its own sockets and sets no keepalive on the
+/// client's side (nor reads libpq's `keepalives*` parameters: sqlx issue 3540); the client is
+/// bounded by stopd's own timeouts instead (ARCHITECTURE.md, "Sessions").
+const KEEPALIVES: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
+
+/// Every PostgreSQL session's settings: [`IDLE_IN_TRANSACTION`], [`STATEMENT_TIMEOUT`] (unless
+/// `migrating`), [`KEEPALIVES`], and a name in `pg_stat_activity`. A setting the URL already
+/// gives (`?options=-c%20statement_timeout%3D60s`) is left to it.
+fn session_options(options: PgConnectOptions, migrating: bool) -> PgConnectOptions {
+    let statement_timeout = format!("{}s", STATEMENT_TIMEOUT.as_secs());
+    let mut settings = vec![("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)];
+    if !migrating {
+        settings.push(("statement_timeout", statement_timeout.as_str()));
+    }
+    settings.extend(KEEPALIVES);
+    let given = options.get_options().unwrap_or_default().to_owned();
+    let ours: Vec<_> = settings
+        .into_iter()
+        .filter(|(key, _)| !given.contains(key))
+        .collect();
+    options.options(ours).application_name("stopd")
 }
 
 /// A reader's PostgreSQL store: connected, not migrated, refused without audit tables.
@@ -192,9 +218,11 @@ async fn open_postgres_read_only(url: &str) -> Result<Store> {
     let options = session_options(
         PgConnectOptions::from_str(url)
             .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?,
+        false,
     );
     let pool = PgPoolOptions::new()
         .max_connections(2)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await
         .with_context(|| {
@@ -220,16 +248,21 @@ async fn open_postgres_read_only(url: &str) -> Result<Store> {
     ))
 }
 
+/// How long taking a pooled connection may last, its test included: the pool pings an idle
+/// connection before lending it, so one that died while idle (half-open) is found out within
+/// this bound and closed (that call fails; the next opens a fresh connection) rather than
+/// handed over to wait on it. sqlx's default, said here.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Connects to PostgreSQL and migrates. The migrator takes PostgreSQL's advisory lock, so two
 /// nodes starting at once migrate one after the other (the second finds nothing to do); it runs
 /// on a connection of its own, closed afterwards, so a lock a failed migration left behind goes
 /// with its session instead of back into the pool.
 async fn open_postgres(url: &str) -> Result<PgPool> {
     let shown = Location::Postgres(url.to_owned());
-    let options = session_options(
-        PgConnectOptions::from_str(url)
-            .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?,
-    );
+    let given = PgConnectOptions::from_str(url)
+        .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?;
+    let options = session_options(given.clone(), false);
     let unreachable = || {
         format!(
             "cannot reach the audit database at {}:{}",
@@ -237,7 +270,7 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
             options.get_port()
         )
     };
-    let mut conn = PgConnection::connect_with(&options)
+    let mut conn = PgConnection::connect_with(&session_options(given, true))
         .await
         .with_context(unreachable)?;
     let migrated = PG_MIGRATOR.run_direct(&mut conn).await;
@@ -245,6 +278,7 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
     migrated.with_context(|| format!("cannot migrate the audit database {shown}"))?;
     PgPoolOptions::new()
         .max_connections(8)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await
         .with_context(unreachable)

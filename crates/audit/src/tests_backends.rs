@@ -105,6 +105,59 @@ async fn a_reader_refuses_a_postgres_database_without_audit_tables() {
     );
 }
 
+/// Every PostgreSQL session of ours is bounded by the server: a statement by
+/// `statement_timeout`, a vanished client by TCP keepalives and `tcp_user_timeout`, an idle
+/// transaction by `idle_in_transaction_session_timeout`, for the writer's store and a reader's
+/// alike; a setting the URL gives wins (and the server enforces it).
+#[tokio::test]
+async fn postgres_sessions_are_bounded_and_the_url_may_say_otherwise() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let writer = open(&db).await;
+    let reader = Store::open_read_only(db.location()).await.unwrap();
+    for store in [&writer, &reader] {
+        let row: (String, String, bool, String, String, String, String) = sqlx::query_as(
+            "SELECT current_setting('statement_timeout'), \
+                    current_setting('idle_in_transaction_session_timeout'), \
+                    inet_server_addr() IS NULL, \
+                    current_setting('tcp_keepalives_idle'), \
+                    current_setting('tcp_keepalives_interval'), \
+                    current_setting('tcp_keepalives_count'), \
+                    current_setting('tcp_user_timeout')",
+        )
+        .fetch_one(pg(store))
+        .await
+        .unwrap();
+        assert_eq!((row.0.as_str(), row.1.as_str()), ("30s", "5s"));
+        let keepalives = [row.3, row.4, row.5, row.6];
+        // In seconds, and milliseconds, without a unit; a Unix socket has none (0).
+        let expected = if row.2 {
+            ["0", "0", "0", "0"]
+        } else {
+            ["10", "5", "3", "30000"]
+        };
+        assert_eq!(keepalives, expected);
+    }
+    let crate::Location::Postgres(url) = db.location() else {
+        unreachable!("a PostgreSQL database")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let shorter = Store::open(format!("{url}{sep}options=-c%20statement_timeout%3D200ms").as_str())
+        .await
+        .unwrap();
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(pg(&shorter))
+        .await
+        .unwrap();
+    assert_eq!(timeout, "200ms");
+    let e = sqlx::query("SELECT pg_sleep(5)")
+        .execute(pg(&shorter))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("statement timeout"), "{e}");
+}
+
 #[tokio::test]
 async fn an_unreachable_postgres_server_is_named_by_host_and_port() {
     // Port 1 on the loopback: nothing listens there.

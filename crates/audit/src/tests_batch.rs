@@ -5,10 +5,15 @@
 //! Each batch is queued with `tokio::join!` on the test's single-threaded runtime: every write
 //! is sent before the writer task runs, so they share one transaction, in the order written.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{TimeZone, Utc};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::lease::Fence;
-use crate::testdb;
+use crate::testdb::{self, tick};
 use crate::tests_backends::{intent, open, outcome};
 use crate::{GateAction, GateOutcome, NewGate, Outcome, ReportFilter, Store};
 
@@ -314,4 +319,88 @@ async fn the_writer_reconnects_when_its_idle_connection_was_closed() {
     assert_eq!(store.chain_head().await.unwrap().0, 3);
     assert!(intact(&store).await);
     store.close().await;
+}
+
+/// A TCP proxy to `server` whose connections go silent, both ways, once `silent` is set: a
+/// connection gone half-open (a database failover, a partition), with nothing to reset it.
+async fn proxy(server: (String, u16), silent: Arc<AtomicBool>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(server.clone()).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (ur, uw) = upstream.into_split();
+            tokio::spawn(pump(cr, uw, Arc::clone(&silent)));
+            tokio::spawn(pump(ur, cw, Arc::clone(&silent)));
+        }
+    });
+    addr
+}
+
+/// Copies `from` to `to`, dropping what comes while `silent` is set.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, silent: Arc<AtomicBool>) {
+    let mut buf = vec![0; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        if !silent.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A connection that goes half-open under the PostgreSQL writer mid-write does not hold the
+/// write forever: the batch is given up (its writer hears "not written", so no call is made),
+/// the connection closed, and the next write goes through on a fresh one. (sqlx sets no TCP
+/// keepalive, and the server's statement_timeout cannot answer through a dead connection.)
+#[tokio::test]
+async fn a_half_open_connection_does_not_hold_a_write_forever() {
+    let Some(db) = testdb::postgres().await else {
+        return;
+    };
+    let crate::Location::Postgres(url) = db.location() else {
+        unreachable!("a PostgreSQL database")
+    };
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let server = (options.get_host().to_owned(), options.get_port());
+    let silent = Arc::default();
+    let through = proxy(server.clone(), Arc::clone(&silent)).await;
+    let url = url.replacen(
+        &format!("{}:{}", server.0, server.1),
+        &through.to_string(),
+        1,
+    );
+    assert!(url.contains(&through.to_string()), "{url}");
+    let store = Store::open(url.as_str()).await.unwrap();
+    store
+        .record_intent(&intent("p", "e1", tick()))
+        .await
+        .unwrap();
+
+    // From here the clock is tokio's, paused: it moves on only when every task waits.
+    tokio::time::pause();
+    silent.store(true, Ordering::SeqCst);
+    let written = tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        store.record_intent(&intent("p", "e2", tick())),
+    )
+    .await
+    .expect("the write is given up, not held forever");
+    let e = format!("{:#}", written.unwrap_err());
+    assert!(e.contains("no answer from the audit database"), "{e}");
+    silent.store(false, Ordering::SeqCst);
+    tokio::time::resume();
+    store
+        .record_intent(&intent("p", "e3", tick()))
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .report(&ReportFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.execution_id)
+        .collect();
+    assert_eq!(ids, ["e1", "e3"]);
 }

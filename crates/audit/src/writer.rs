@@ -29,6 +29,16 @@ pub(crate) enum Write {
     GateOutcome(GateOutcomeRow, oneshot::Sender<Result<(), String>>),
 }
 
+/// A write as queued for the writer: with the epoch of the leader's term it was made in
+/// ([`crate::Store::for_term`]), if any. The writer refuses a write of a term that is over
+/// (its epoch is not the fence's): a sweep begun under epoch N never writes under epoch N + 1.
+pub(crate) struct Queued {
+    /// The term the write belongs to (`None`: whatever the fence is).
+    pub term: Option<i64>,
+    /// The write.
+    pub write: Write,
+}
+
 /// A gate action's outcome (`gate_outcomes`).
 #[derive(Debug)]
 pub(crate) struct GateOutcomeRow {
@@ -165,7 +175,7 @@ impl Write {
         apply!(self, conn, returning)
     }
 
-    fn answer(self, result: Result<i64, String>) {
+    pub(crate) fn answer(self, result: Result<i64, String>) {
         // A caller that went away (its task was cancelled) is not told; the row stands.
         match self {
             Write::Intent(_, tx) => {
@@ -185,11 +195,15 @@ impl Write {
 /// in one transaction, answers each. Ends when every [`Store`] handle is gone.
 pub(crate) async fn group_commit(
     pool: SqlitePool,
-    mut rx: mpsc::UnboundedReceiver<Write>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     commits: Arc<AtomicU64>,
 ) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
+        // SQLite has no fence (one host): a write's term was checked when it was queued
+        // ([`crate::Store::write`]).
+        batch.extend(queued.drain(..).map(|q| q.write));
         let mut results = Vec::with_capacity(batch.len());
         let mut conn = None;
         let committed = async {

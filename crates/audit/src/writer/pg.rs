@@ -4,7 +4,7 @@
 //! A batch is one transaction of, in the normal case:
 //!
 //! 1. `BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE; SELECT` the chain's head and, when the
-//!    store is fenced, the lease row `FOR SHARE` ([`crate::lease::head_and_fence_sql`]): one
+//!    store is fenced, the lease row `FOR KEY SHARE` ([`crate::lease::head_and_fence_sql`]): one
 //!    simple query, one round trip;
 //! 2. one INSERT per table the batch writes to (`stops`, `gates`, `stop_outcomes`,
 //!    `gate_outcomes`: usually one), its rows' values bound as arrays and unnested, so the
@@ -33,7 +33,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row};
 use tokio::sync::mpsc;
 
-use super::{MAX_BATCH, Write};
+use super::{MAX_BATCH, Queued, Write};
 use crate::chain;
 use crate::lease::{self, Fence, FenceCell};
 
@@ -41,6 +41,14 @@ use crate::lease::{self, Fence, FenceCell};
 /// IMMEDIATE), in one round trip (sqlx sends a custom BEGIN as one simple query, which may
 /// hold two statements).
 pub(crate) const BEGIN_PG: &str = "BEGIN; LOCK TABLE audit_chain IN EXCLUSIVE MODE";
+
+/// How long a batch may take, from its connection to its COMMIT's answer, before the writer
+/// gives up on it and closes its connection: each statement is bounded by the server
+/// (`statement_timeout`, [`crate::STATEMENT_TIMEOUT`]), and a batch is a few statements;
+/// this bounds what the server cannot, a connection gone half-open. Its writers hear "not
+/// written", as when a COMMIT's answer is lost (an intent not known to be written is a call
+/// not made; it stays pending if it was, and the next leader or start resolves it).
+const BATCH_BOUND: std::time::Duration = crate::STATEMENT_TIMEOUT.saturating_mul(2);
 
 /// The tables the writer writes to, in the order a batch inserts them (a record before any
 /// outcome that could name it).
@@ -470,24 +478,25 @@ impl PgWriter {
 /// do not.
 ///
 /// Fencing ([`crate::lease`]): when the batch holds a stop intent, outcome or gate action and
-/// the store is fenced, the lease row is read `FOR SHARE` after the chain's lock and must still
+/// the store is fenced, the lease row is read `FOR KEY SHARE` after the chain's lock and must still
 /// name this node and epoch; if not, the whole batch fails ("fenced"), and no caller calls AWS.
 /// A standby's store refuses the batch without asking the database.
 pub(crate) async fn group_commit_pg(
     pool: PgPool,
-    mut rx: mpsc::UnboundedReceiver<Write>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     commits: Arc<AtomicU64>,
     fence_cell: FenceCell,
 ) {
     let mut writer = PgWriter::default();
+    let mut queued = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
         // Writes sent in the same instant by tasks that are ready to run join this batch (one
         // yield: no write waits for company, but a burst is not split at its first write).
         tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH {
+        while queued.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(w) => batch.push(w),
+                Ok(w) => queued.push(w),
                 Err(_) => break,
             }
         }
@@ -495,6 +504,18 @@ pub(crate) async fn group_commit_pg(
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        // A write of a term that is over (its epoch is not this fence's) is refused alone; the
+        // rest are written under this fence, which the transaction checks against the lease
+        // row: a write of epoch N commits only while the lease is still at epoch N.
+        for q in queued.drain(..) {
+            match lease::term_refuses(q.term, &fence) {
+                Some(e) => q.write.answer(Err(format!("{e:#}"))),
+                None => batch.push(q.write),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let ahead = || {
             if rx.is_empty() {
                 return None;
@@ -508,7 +529,21 @@ pub(crate) async fn group_commit_pg(
                 Fence::Standby => None,
             }
         };
-        match writer.write(&pool, &batch, &fence, &ahead).await {
+        // A connection that went half-open mid-batch (a database failover, a partition) would
+        // otherwise hold every intent forever: sqlx sets no TCP keepalive on its sockets, and
+        // the server's statement_timeout cannot answer through a dead connection.
+        let written = tokio::time::timeout(BATCH_BOUND, writer.write(&pool, &batch, &fence, &ahead))
+            .await
+            .unwrap_or_else(|_| {
+                // Dropped with the batch's future: the connection (closed), and whatever it held.
+                writer.conn = None;
+                writer.next = None;
+                Err(anyhow::anyhow!(
+                    "no answer from the audit database within {} s (the connection is closed; the batch is not written)",
+                    BATCH_BOUND.as_secs()
+                ))
+            });
+        match written {
             Ok(results) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 for (w, r) in batch.drain(..).zip(results) {

@@ -8,11 +8,16 @@
 //! its own clock when the renewal reaches it, later than the send, so the deadline passes before
 //! any standby can take over. When the deadline passes without a renewal (the database is
 //! unreachable or slow), or a renewal finds the lease taken, the node steps down at once: the
-//! store is fenced ([`Fence::Standby`]: no intent, outcome or gate action is written), and the
-//! scheduler is told ([`Event::Standby`]) so that it starts no sweep and cuts in-flight calls
-//! short. A standby that takes over fences the store to its new epoch, records
-//! `leader_acquired`, and tells the scheduler ([`Event::Leading`]), which reconciles what
-//! earlier epochs left pending and sweeps at once.
+//! store is fenced ([`Fence::Standby`]: no intent, outcome or gate action is written), the
+//! term's token is cancelled by the campaign itself ([`Leadership::end_term`]: in-flight calls
+//! are cut short, no stop starts, the consumer and deliveries stop, even while the scheduler
+//! is busy with a takeover's setup or a reload), and the scheduler is told ([`Event::Standby`])
+//! so that it starts no sweep. A standby that takes over begins a term (a fresh token), fences
+//! the store to its new epoch, records `leader_acquired`, and tells the scheduler
+//! ([`Event::Leading`]), which reconciles what earlier epochs left pending and sweeps at once.
+//! The term's work writes and calls through a store handle of its epoch
+//! ([`Store::for_term`]): after a quick lose-and-retake, a sweep of epoch N can neither write
+//! nor call under epoch N + 1.
 //!
 //! The state a node shows (`/metrics`, `/healthz`, the `STATUS=` line) is [`Seen`].
 
@@ -118,6 +123,7 @@ async fn became_leader(
     clock: &SharedClock,
 ) {
     me.set_deadline(Some(sent + me.lease - me.margin()));
+    me.begin_term(epoch);
     store.set_fence(Fence::Leader {
         node: me.node.clone(),
         epoch,
@@ -255,6 +261,9 @@ async fn step_down(
 ) {
     store.set_fence(Fence::Standby);
     me.set_deadline(None);
+    // The term's work ends now, whatever the scheduler is busy with (a takeover's setup, a
+    // reload): it would hear `Event::Standby` only when it next reads its queue.
+    me.end_term();
     me.update(|s| s.leading = None);
     tracing::error!(node = %me.node, epoch, reason = why, "this node no longer leads: it starts no call and stands by");
     notify(&[sd_notify::NotifyState::Status(&format!(
@@ -291,6 +300,7 @@ pub async fn release(store: &Store, me: &Leadership, clock: &SharedClock) {
     };
     store.set_fence(Fence::Standby);
     me.set_deadline(None);
+    me.end_term();
     me.update(|s| s.leading = None);
     if let Err(e) = store
         .record_leader_lost(clock.now(), epoch, "a clean stop")
@@ -305,5 +315,76 @@ pub async fn release(store: &Store, me: &Leadership, clock: &SharedClock) {
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "cannot give up the lease; a standby takes over when it expires")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HaSettings;
+
+    /// Losing the lease ends the term at once, by the campaign itself: its token fires and its
+    /// store handle may call no more, though nobody reads the scheduler's queue (a scheduler
+    /// busy with a takeover's setup or a reload hears `Event::Standby` only later).
+    #[tokio::test]
+    async fn losing_the_lease_ends_the_term_without_the_scheduler() {
+        let Some(db) = stopd_audit::testdb::postgres().await else {
+            return;
+        };
+        let store = Store::open(db.location()).await.unwrap();
+        let other = Store::open(db.location()).await.unwrap();
+        let me = Leadership::new(&HaSettings {
+            node: "a".into(),
+            lease: Duration::from_secs(3),
+        });
+        me.bind(&store);
+        // The scheduler's queue, never read.
+        let (events, _queue) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let campaign = spawn(
+            store.clone(),
+            Arc::clone(&me),
+            events,
+            crate::clock::system(),
+            stop.clone(),
+        );
+        within("a leads", async {
+            while me.seen().leading.is_none() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let epoch = me.seen().leading.unwrap();
+        let term = me.term(epoch);
+        let work = store.for_term(epoch);
+        assert!(!term.is_cancelled());
+        assert!(work.may_call());
+
+        // Node b takes the lease over (a's lease ended behind its back).
+        let long = Duration::from_secs(60);
+        within("b takes over", async {
+            loop {
+                other.release_lease("a", epoch).await.unwrap();
+                if other.acquire_lease("b", 2, long).await.unwrap().0.is_some() {
+                    return;
+                }
+            }
+        })
+        .await;
+
+        // a's next renewal finds it taken: the term ends, with nobody at the queue.
+        within("the term ends", term.cancelled()).await;
+        assert!(!work.may_call());
+        assert!(me.term(epoch).is_cancelled(), "an ended term's token");
+        assert_eq!(store.fence(), Fence::Standby);
+        stop.cancel();
+        campaign.await.unwrap();
+    }
+
+    /// Waits for `what` (a bound, not a timed assert: it only keeps a broken build from hanging).
+    async fn within(what: &str, done: impl Future<Output = ()>) {
+        tokio::time::timeout(Duration::from_secs(30), done)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not within 30 s"));
     }
 }

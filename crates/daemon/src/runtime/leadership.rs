@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::HaSettings;
 
@@ -42,6 +43,10 @@ pub struct Leadership {
     deadline: Mutex<Option<Instant>>,
     /// The store whose calls the deadline bounds ([`stopd_audit::Store::may_call`]).
     store: std::sync::OnceLock<stopd_audit::Store>,
+    /// While leading: the epoch of this term and its token, which the campaign cancels itself
+    /// the moment the lease is lost (the term's engines, sweeps, consumer and deliveries are
+    /// built on children of it), never through the scheduler's queue.
+    term: Mutex<Option<(i64, CancellationToken)>>,
 }
 
 impl Leadership {
@@ -53,7 +58,52 @@ impl Leadership {
             seen: Mutex::default(),
             deadline: Mutex::default(),
             store: std::sync::OnceLock::new(),
+            term: Mutex::default(),
         })
+    }
+
+    /// Begins the term of `epoch` (the lease was just taken): a fresh token; a term still
+    /// open is ended first.
+    pub(crate) fn begin_term(&self, epoch: i64) {
+        let mut term = self
+            .term
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, token)) = term.take() {
+            token.cancel();
+        }
+        *term = Some((epoch, CancellationToken::new()));
+    }
+
+    /// Ends the term in force, if any: its token fires at once (in-flight calls of its
+    /// engines are cut, its sweeps start no stop, its consumer and deliveries stop).
+    pub(crate) fn end_term(&self) {
+        let ended = self
+            .term
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((_, token)) = ended {
+            token.cancel();
+        }
+    }
+
+    /// The token of the term of `epoch`: the live one while that term lasts; an already
+    /// cancelled one once it is over (lost, or followed by another before its work was set
+    /// up), so that nothing built on it runs.
+    pub fn term(&self, epoch: i64) -> CancellationToken {
+        match &*self
+            .term
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((e, token)) if *e == epoch => token.clone(),
+            _ => {
+                let over = CancellationToken::new();
+                over.cancel();
+                over
+            }
+        }
     }
 
     /// Bounds the calls made through `store` by this node's deadline.

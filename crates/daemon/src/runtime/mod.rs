@@ -13,6 +13,7 @@ pub mod notify;
 pub mod run;
 pub mod scheduler;
 pub mod secrets;
+pub mod starting;
 pub mod status;
 pub mod sweep;
 pub mod targets;

@@ -44,13 +44,19 @@ struct Live {
     /// With `[events]`: the consumer (not started), and while it consumes (always on SQLite;
     /// on PostgreSQL while this node leads) its stop token and task.
     consumer: Option<(crate::runtime::events::Consumer, Option<Consuming>)>,
+    /// PostgreSQL: this node's leadership, whose campaign ends each term itself.
+    leadership: Option<Arc<crate::runtime::leader::Leadership>>,
+    /// The token of the term in force (SQLite: one that never fires): the engines, sweeps,
+    /// consumer and deliveries of a term are built on children of it, so that the campaign,
+    /// cancelling it the moment the lease is lost, stops them all without the scheduler.
+    term: CancellationToken,
 }
 
 impl Live {
     /// Starts delivering the outbox of `cfg`'s targets (stopping deliveries already running).
     fn deliver(&mut self, cfg: &Config) {
         self.stop_delivering();
-        let stop = CancellationToken::new();
+        let stop = self.term.child_token();
         let tracker = crate::runtime::notify::spawn(
             &self.sweeper.store,
             &cfg.notify,
@@ -63,8 +69,10 @@ impl Live {
     /// Starts consuming execution events (`[events]`), unless already.
     fn consume(&mut self) {
         if let Some((consumer, running @ None)) = &mut self.consumer {
-            let cancel = CancellationToken::new();
-            let c = consumer.clone();
+            let cancel = self.term.child_token();
+            let mut c = consumer.clone();
+            // It records and calls as this term's work (a handle of its epoch on PostgreSQL).
+            c.store = self.sweeper.store.clone();
             let stop = cancel.clone();
             *running = Some((cancel, tokio::spawn(async move { c.run(stop).await })));
         }
@@ -175,10 +183,27 @@ impl Sweeps for Live {
 
     fn lead<'a>(&'a mut self, cfg: &'a Config, epoch: i64) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            // A new term: fresh tokens (the last term's were cancelled when it stepped down),
-            // and the engines built on them.
-            self.core_cancel = CancellationToken::new();
-            self.sweeper.draining = CancellationToken::new();
+            // A new term: tokens that are children of the term's, which the campaign cancels
+            // itself the moment the lease is lost (the last term's were, when it stepped down),
+            // the engines built on them, and a store handle of this epoch: whatever of this
+            // term still runs after a quick lose-and-retake writes and calls nothing under the
+            // next epoch.
+            self.term = match &self.leadership {
+                Some(me) => me.term(epoch),
+                None => CancellationToken::new(),
+            };
+            self.core_cancel.cancel();
+            self.core_cancel = self.term.child_token();
+            self.sweeper.draining = self.term.child_token();
+            self.sweeper.store = self.sweeper.store.for_term(epoch);
+            if self.term.is_cancelled() {
+                // Lost before it was set up (the scheduler hears `Standby` next).
+                tracing::warn!(
+                    epoch,
+                    "the term of epoch {epoch} ended before it was set up: nothing of it runs"
+                );
+                return;
+            }
             self.sweeper.cores =
                 Arc::new(crate::runtime::targets::build(cfg, self.core_cancel.clone()).await);
             // Stops an earlier leader recorded but did not finish: resolved from the
@@ -370,6 +395,8 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         deliveries: None,
         events: None,
         consumer: None,
+        leadership: leadership.clone(),
+        term: CancellationToken::new(),
     };
     tracing::info!(
         config = %cfg.path.display(),
@@ -384,19 +411,49 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         tracing::warn!("{w}");
     }
 
-    crate::runtime::status::record_policy_load(&store, &cfg, "start", clock.now()).await?;
+    // A node of a cluster whose database blips now stands by and tries again; anything else
+    // exits 1 (`starting`). A shutdown meanwhile ends the start: nothing was recorded to close.
+    let mut starting =
+        crate::runtime::starting::Starting::new(leadership.is_some() && !once, &mut events);
+    macro_rules! at_start {
+        ($what:expr, $call:expr) => {
+            match starting.call($what, || $call).await? {
+                Some(v) => v,
+                None => {
+                    store.close().await;
+                    return Ok(Ran::Daemon);
+                }
+            }
+        };
+    }
+    at_start!(
+        "record the policy's load",
+        crate::runtime::status::record_policy_load(&store, &cfg, "start", clock.now())
+    );
     // Notifications: delivered from the audit log by their own tasks (never by a sweep).
     let notify_stop = CancellationToken::new();
     // Targets are registered before anything is recorded: what the start finds (`unwatched`),
     // and the stops of a first `run --once`, go to a target configured with it (registered
     // only when `--once` delivered, after its sweep, a new target never heard of that sweep).
-    crate::runtime::notify::register(&store, &cfg.notify, clock.as_ref()).await?;
+    at_start!(
+        "register the notification targets",
+        crate::runtime::notify::register(&store, &cfg.notify, clock.as_ref())
+    );
     if once {
         // On PostgreSQL `--once` sweeps only as the leader: it takes the lease, or refuses
         // while another node holds it.
         let campaign = match &leadership {
             Some(me) => {
                 let epoch = crate::runtime::leader::take(&store, me, &clock).await?;
+                // This term's work: a store handle of its epoch, and its calls cut and its
+                // stops refused the moment the campaign loses the lease.
+                live.sweeper.store = store.for_term(epoch);
+                let (term, cut, drain) = (me.term(epoch), core_cancel.clone(), draining.clone());
+                tokio::spawn(async move {
+                    term.cancelled().await;
+                    drain.cancel();
+                    cut.cancel();
+                });
                 // Renewed from now on, so that a long reconcile or sweep keeps its lease.
                 let stop = CancellationToken::new();
                 let task = crate::runtime::leader::spawn(
@@ -413,7 +470,7 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
         let ran = async {
             if let Some((epoch, ..)) = &campaign {
                 let (resolved, left) =
-                    sweep::reconcile(&live.sweeper.cores, &store, &clock).await?;
+                    sweep::reconcile(&live.sweeper.cores, &live.sweeper.store, &clock).await?;
                 if resolved + left > 0 {
                     tracing::info!(epoch, resolved, left, "pending stops of earlier epochs");
                 }
@@ -454,14 +511,15 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             })
             .collect()
     };
-    let started = store
-        .record_start(
+    let started = at_start!(
+        "record the start",
+        store.record_start(
             clock.now(),
             env!("CARGO_PKG_VERSION"),
             hash.as_deref(),
             &windows,
         )
-        .await?;
+    );
     if let Some(u) = &started.unclean {
         tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
     }
@@ -479,8 +537,10 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
     // Quiet scheduled sweeps are folded into runs (the 50 MB a year of DESIGN.md), as long as
     // each comes within the gap coverage counts as watched.
     let interval = cfg.daemon.interval(clock.now());
-    let gap = interval * 2 + stopd_audit::coverage::MARGIN;
-    store.compact_quiet_sweeps(gap.to_std()?).await?;
+    let gap = (interval * 2 + stopd_audit::coverage::MARGIN).to_std()?;
+    at_start!("set up sweep compaction", store.compact_quiet_sweeps(gap));
+    // Signals that came while the start was retried go to the scheduler.
+    starting.hand_over(&tx);
     let digests_stop = CancellationToken::new();
     if let Some(d) = &digester {
         let now = SharedClock::clone(&clock);

@@ -515,3 +515,68 @@ async fn the_database_lost_and_back_under_a_running_leader() {
     assert!(log.contains("cannot be reached"), "{log}");
     pg.drop_database().await;
 }
+
+/// A node whose database fails right after it connected (its start cannot be recorded: a
+/// managed database's failover, a restart) stands by and tries again with backoff, instead of
+/// exiting 1; once the database takes writes again it records its start, leads, and enforces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_in_a_database_blip_stands_by_and_tries_again() {
+    let Some(pg) = Pg::new().await else { return };
+    let mut url = url::Url::parse(&pg.server).unwrap();
+    url.set_path(&format!("/{}", pg.name));
+    let store = stopd_audit::Store::open(url.as_str()).await.unwrap();
+    store.close().await;
+    // Every `start` record fails (as on a database that went away after the connect); a
+    // sequence, which a rollback does not undo, counts the tries.
+    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
+    for sql in [
+        "CREATE SEQUENCE blips",
+        "CREATE FUNCTION blip() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM nextval('blips'); RAISE EXCEPTION 'the database blipped'; END $$",
+        "CREATE TRIGGER blip BEFORE INSERT ON lifecycle_events \
+         FOR EACH STATEMENT EXECUTE FUNCTION blip()",
+    ] {
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+    }
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let a = write_node_config(&env, &pg, "a");
+    let mut node = spawn_node(&env, &a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tries: i64 =
+            sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM blips")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert!(
+            node.try_wait().unwrap().is_none(),
+            "the node exited after {tries} tries"
+        );
+        if tries >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{tries} tries");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing is enforced before the start is on record.
+    assert_eq!(stop_calls(&env).len(), 0);
+
+    // The database takes writes again: the node starts, leads and stops the execution.
+    sqlx::query("DROP TRIGGER blip ON lifecycle_events")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    wait_for_leader(&env, &a, "a").await;
+    assert!(wait_for(Duration::from_secs(20), || stop_calls(&env).len() == 1).await);
+    signal(&node, "TERM");
+    let out = wait_exit(node, Duration::from_secs(30)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("cannot record the start while starting"),
+        "{log}"
+    );
+    assert!(log.contains("this node stands by and tries again"), "{log}");
+    pg.drop_database().await;
+}
