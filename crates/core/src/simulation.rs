@@ -464,9 +464,11 @@ async fn every_other_call_throttled_under_a_limit_stays_within_twice_the_floor()
 
 /// (g) Issue 29: two operations drawing on one bucket of the service (20/s for both, as the
 /// emulator's `--rate-limit-scope account`, and as users report CodePipeline throttles), 600
-/// calls: one pace for the service comes within 1.3 times the floor; a pace per operation
-/// sees the other operation's throttles as its own. And when the service limits each
-/// operation apart (10/s each), one pace for both costs at most twice the floor.
+/// calls: one pace for the service comes within 1.3 times the floor. And when the service
+/// limits each operation apart (10/s each), one pace for both costs at most twice the floor.
+/// (Here, where the two operations alternate evenly, a pace per operation reaches the floor
+/// too; at a window edge, where stops crowd out listings, it did not: `bench/accounts.py`,
+/// BENCHMARKS.md.)
 #[tokio::test(start_paused = true)]
 async fn one_pace_per_service_uses_a_limit_its_operations_share() {
     let ops = &["ListPipelineExecutions", "StopPipelineExecution"][..];
@@ -483,8 +485,8 @@ async fn one_pace_per_service_uses_a_limit_its_operations_share() {
         "one pace: {service:?} against a floor of {floor:?}"
     );
     assert!(
-        service < operation,
-        "one pace {service:?}, a pace per operation {operation:?}"
+        operation.as_secs_f64() <= floor.as_secs_f64() * 1.3,
+        "a pace per operation: {operation:?} against a floor of {floor:?}"
     );
     // 300 calls of each at 10/s each: the floor is the same 30 s.
     assert!(
