@@ -611,7 +611,10 @@ async fn a_node_whose_start_fails_for_good_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let log = text(&out.stderr);
     assert!(log.contains("the database blipped"), "{log}");
-    assert!(!log.contains("this node stands by and tries again"), "{log}");
+    assert!(
+        !log.contains("this node stands by and tries again"),
+        "{log}"
+    );
     let tries: i64 = sqlx::query_scalar("SELECT last_value FROM blips")
         .fetch_one(&mut conn)
         .await
