@@ -330,10 +330,13 @@ impl Store {
     /// Records a change in whether the event queue `queue_url` can be read, judged against the
     /// lifecycle log rather than the caller's memory: with `error` (it cannot), an
     /// `events_failed` (detail: `QUEUE cannot be read: ERROR`) unless the latest
-    /// `events_failed`/`events_resumed` of any node is already an `events_failed`; without (it
-    /// can), an `events_resumed` (detail: `QUEUE can be read again`) if the latest is an
-    /// `events_failed`. So an outage is one record (and one notification) however many polls
-    /// fail, daemons restart or leaders change. The read and the write are one transaction
+    /// `events_failed`/`events_resumed` of this queue, of any node, is already an
+    /// `events_failed`; without (it can), an `events_resumed` (detail: `QUEUE can be read
+    /// again`) if the latest is an `events_failed`. So an outage is one record (and one
+    /// notification) however many polls fail, daemons restart or leaders change; and another
+    /// queue's outage (a `queue_url` changed by a reload) neither hides nor ends this one's.
+    /// The queue is the detail's start, `QUEUE ` (compared as a prefix, not with `LIKE`,
+    /// whose wildcards a URL may hold). The read and the write are one transaction
     /// under the log's write lock: two nodes never both record one change. Returns the event
     /// recorded, if any.
     pub async fn record_events_state(
@@ -350,8 +353,10 @@ impl Store {
         );
         write_tx!(self, |tx| {
             let latest: Option<LifecycleEvent> = sqlx::query_scalar(&format!(
-                "SELECT event FROM lifecycle_events WHERE event IN {kinds} ORDER BY id DESC LIMIT 1"
+                "SELECT event FROM lifecycle_events WHERE event IN {kinds} \
+                 AND substr(detail, 1, length($1) + 1) = $1 || ' ' ORDER BY id DESC LIMIT 1"
             ))
+            .bind(queue_url)
             .fetch_optional(&mut *tx)
             .await?;
             let failed = latest == Some(LifecycleEvent::EventsFailed);
