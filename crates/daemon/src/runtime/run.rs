@@ -521,15 +521,16 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             })
             .collect()
     };
-    let started = at_start!(
-        "record the start",
-        store.record_start(
-            clock.now(),
-            env!("CARGO_PKG_VERSION"),
-            hash.as_deref(),
-            &windows,
-        )
-    );
+    // A try after the first may find the start a lost answer left on record: done then.
+    let tried = std::cell::Cell::new(false);
+    let started = at_start!("record the start", {
+        let again = tried.replace(true);
+        let version = env!("CARGO_PKG_VERSION");
+        store.record_start_try(clock.now(), version, hash.as_deref(), &windows, again)
+    });
+    if started.already_recorded {
+        tracing::info!("the start was on record already (the answer to an earlier try was lost)");
+    }
     if let Some(u) = &started.unclean {
         tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
     }
