@@ -100,6 +100,10 @@ pub struct Started {
     pub unwatched: Vec<Unwatched>,
     /// Windows that began in that gap beyond [`UNWATCHED_MAX`], not recorded.
     pub unwatched_left_out: usize,
+    /// [`Store::record_start_try`] (again) found this process's start already recorded (an earlier
+    /// try committed, and its answer was lost): nothing was recorded now, and the fields
+    /// above are empty (what that try found is in the log).
+    pub already_recorded: bool,
 }
 
 impl Store {
@@ -116,6 +120,25 @@ impl Store {
         version: &str,
         policy_hash: Option<&str>,
         windows: WindowsStarting<'_>,
+    ) -> Result<Started> {
+        self.record_start_try(at, version, policy_hash, windows, false)
+            .await
+    }
+
+    /// [`Store::record_start`], `again` when a try before failed: if that try's COMMIT went
+    /// through and only its answer was lost, this node's last start is this process's own
+    /// (same node and pid): the start is on record, and nothing is recorded again
+    /// ([`Started::already_recorded`]; a plain `record_start` would take it for a run before
+    /// that never stopped, and record an `unclean_stop` of this very process). Only on a
+    /// retry: on a first try, a last start of the same pid is another process's (pids repeat:
+    /// a container's daemon is often pid 1).
+    pub async fn record_start_try(
+        &self,
+        at: DateTime<Utc>,
+        version: &str,
+        policy_hash: Option<&str>,
+        windows: WindowsStarting<'_>,
+        again: bool,
     ) -> Result<Started> {
         /// The last start or stop, by name.
         #[derive(sqlx::FromRow)]
@@ -151,6 +174,17 @@ impl Store {
                 .bind(owner)
                 .fetch_optional(&mut *tx)
                 .await?;
+                let own = i64::from(std::process::id());
+                if again
+                    && *owner == node.as_deref()
+                    && matches!(&last, Some(l) if l.event == LifecycleEvent::Start && l.pid == own)
+                {
+                    // This process's start, committed by the try before: done.
+                    return Ok(Started {
+                        already_recorded: true,
+                        ..Started::default()
+                    });
+                }
                 if let Some(Last {
                     event: LifecycleEvent::Start,
                     pid,
@@ -330,10 +364,13 @@ impl Store {
     /// Records a change in whether the event queue `queue_url` can be read, judged against the
     /// lifecycle log rather than the caller's memory: with `error` (it cannot), an
     /// `events_failed` (detail: `QUEUE cannot be read: ERROR`) unless the latest
-    /// `events_failed`/`events_resumed` of any node is already an `events_failed`; without (it
-    /// can), an `events_resumed` (detail: `QUEUE can be read again`) if the latest is an
-    /// `events_failed`. So an outage is one record (and one notification) however many polls
-    /// fail, daemons restart or leaders change. The read and the write are one transaction
+    /// `events_failed`/`events_resumed` of this queue, of any node, is already an
+    /// `events_failed`; without (it can), an `events_resumed` (detail: `QUEUE can be read
+    /// again`) if the latest is an `events_failed`. So an outage is one record (and one
+    /// notification) however many polls fail, daemons restart or leaders change; and another
+    /// queue's outage (a `queue_url` changed by a reload) neither hides nor ends this one's.
+    /// The queue is the detail's start, `QUEUE ` (compared as a prefix, not with `LIKE`,
+    /// whose wildcards a URL may hold). The read and the write are one transaction
     /// under the log's write lock: two nodes never both record one change. Returns the event
     /// recorded, if any.
     pub async fn record_events_state(
@@ -350,8 +387,10 @@ impl Store {
         );
         write_tx!(self, |tx| {
             let latest: Option<LifecycleEvent> = sqlx::query_scalar(&format!(
-                "SELECT event FROM lifecycle_events WHERE event IN {kinds} ORDER BY id DESC LIMIT 1"
+                "SELECT event FROM lifecycle_events WHERE event IN {kinds} \
+                 AND substr(detail, 1, length($1) + 1) = $1 || ' ' ORDER BY id DESC LIMIT 1"
             ))
+            .bind(queue_url)
             .fetch_optional(&mut *tx)
             .await?;
             let failed = latest == Some(LifecycleEvent::EventsFailed);

@@ -70,6 +70,7 @@ mod tests_events_queue;
 mod tests_nodes;
 #[cfg(test)]
 mod tests_records;
+mod transient;
 mod verify;
 pub mod vocabulary;
 mod writer;
@@ -85,6 +86,7 @@ pub use runs::{PlaceResult, PlaceSweep};
 pub use status::{LastSweep, PolicyLoad};
 pub use stops::{AuditRecord, EscalationDue, Intent, OutcomeRow, Pending, ReportFilter};
 pub use sweeps::{SweepRecord, SweepResult, sweep_result};
+pub use transient::is_transient;
 pub use vocabulary::{
     GateAction, GateOutcome, LifecycleEvent, Mode, Outcome, PolicyLoadTrigger, ReloadResult,
     ReportOutcome, RuleKind, SweepEnd, SweepTrigger, SweepVerdict, UnknownName,

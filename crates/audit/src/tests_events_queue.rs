@@ -298,3 +298,51 @@ async fn a_postgres_log_from_before_the_queue_events_verifies_after_the_migratio
     after_migration(&store, v0.head_hash, "postgres").await;
     store.close().await;
 }
+
+/// The state is per queue: queue A failed (and is still failing), then queue B fails: B
+/// records its own `events_failed`; B read again ends B's outage, not A's. A URL with `LIKE`'s
+/// wildcards (`_`, `%`) and one that is another's prefix are told apart.
+#[tokio::test]
+async fn each_queue_has_its_own_outage() {
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let s = open(&db).await;
+        let a = "https://sqs.eu-west-1.amazonaws.com/111122223333/stopd_events";
+        let b = "https://sqs.eu-west-1.amazonaws.com/111122223333/stopd%events";
+        let prefix = "https://sqs.eu-west-1.amazonaws.com/111122223333/stopd";
+        let steps = [
+            (
+                1,
+                a,
+                Some("AccessDenied"),
+                Some(LifecycleEvent::EventsFailed),
+            ),
+            (
+                2,
+                b,
+                Some("QueueDoesNotExist"),
+                Some(LifecycleEvent::EventsFailed),
+            ),
+            (
+                3,
+                prefix,
+                Some("AccessDenied"),
+                Some(LifecycleEvent::EventsFailed),
+            ),
+            (4, a, Some("AccessDenied"), None),
+            (5, b, None, Some(LifecycleEvent::EventsResumed)),
+            (6, a, Some("AccessDenied"), None),
+            (7, prefix, None, Some(LifecycleEvent::EventsResumed)),
+            (8, a, None, Some(LifecycleEvent::EventsResumed)),
+            (9, b, None, None),
+        ];
+        for (minute, queue, error, want) in steps {
+            let got = s
+                .record_events_state(at(minute), queue, error)
+                .await
+                .unwrap_or_else(|e| panic!("{kind}: {e:#}"));
+            assert_eq!(got, want, "{kind}: minute {minute}");
+        }
+        s.close().await;
+    }
+}

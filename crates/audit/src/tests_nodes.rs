@@ -230,3 +230,49 @@ async fn a_log_from_before_the_node_column_verifies_after_the_migration() {
     assert!(store.verify().await.unwrap().intact());
     store.close().await;
 }
+
+/// A start tried again after a try whose COMMIT went through but whose answer was lost finds
+/// this process's own start (same node, same pid) and records nothing: no `unclean_stop` of
+/// itself, no second start. A first try that finds a start of the same pid still judges it
+/// unclean (pids repeat across hosts' boots and containers), and a retry with nothing of its
+/// own on record records the start.
+#[tokio::test]
+async fn a_start_retried_after_a_lost_commit_answer_is_not_recorded_twice() {
+    for db in testdb::backends().await {
+        let kind = db.kind();
+        let a = open(&db).await;
+        a.set_node("host-a");
+        let none = &|_, _| Vec::new();
+        let started = a
+            .record_start_try(at(0), "1.0", None, none, true)
+            .await
+            .unwrap();
+        assert!(!started.already_recorded, "{kind}: nothing on record yet");
+        let again = a
+            .record_start_try(at(1), "1.0", None, none, true)
+            .await
+            .unwrap();
+        assert!(again.already_recorded, "{kind}: {again:?}");
+        assert!(again.unclean.is_none(), "{kind}");
+        let kinds = |events: Vec<crate::events::EventRecord>| -> Vec<String> {
+            events.into_iter().map(|e| e.event).collect()
+        };
+        assert_eq!(
+            kinds(a.events(None, None).await.unwrap()),
+            ["start"],
+            "{kind}"
+        );
+        // A first try finding a start of this pid: another process's (a reused pid), unclean.
+        let first = a
+            .record_start_try(at(2), "1.0", None, none, false)
+            .await
+            .unwrap();
+        assert!(first.unclean.is_some(), "{kind}: {first:?}");
+        assert_eq!(
+            kinds(a.events(None, None).await.unwrap()),
+            ["start", "unclean_stop", "start"],
+            "{kind}"
+        );
+        a.close().await;
+    }
+}

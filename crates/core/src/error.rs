@@ -249,7 +249,10 @@ pub fn classify(code: Option<&str>, status: u16) -> ErrorKind {
             "ThrottlingException"
             | "Throttling"
             | "TooManyRequestsException"
-            | "RequestLimitExceeded",
+            | "RequestLimitExceeded"
+            // SQS's (a 400): ReceiveMessage throttled, or its queue's KMS key.
+            | "RequestThrottled"
+            | "KmsThrottled",
         ) => ErrorKind::Throttled,
         Some("ConflictException") => ErrorKind::Conflict,
         Some("DuplicatedStopRequestException") => ErrorKind::DuplicatedStop,
@@ -337,6 +340,19 @@ mod tests {
         assert_eq!(
             classify(Some("ExpiredTokenException"), 400),
             ErrorKind::ExpiredToken
+        );
+        // SQS: a throttle is retried, a queue that does not exist is not.
+        assert_eq!(
+            classify(Some("RequestThrottled"), 400),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            classify(Some("AWS.SimpleQueueService.NonExistentQueue"), 400),
+            ErrorKind::Rejected
+        );
+        assert_eq!(
+            classify(Some("QueueDoesNotExist"), 400),
+            ErrorKind::Rejected
         );
         assert!(!ErrorKind::Denied.is_retryable());
         assert!(ErrorKind::Server.is_retryable());

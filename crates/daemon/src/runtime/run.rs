@@ -181,7 +181,7 @@ impl Sweeps for Live {
         })
     }
 
-    fn lead<'a>(&'a mut self, cfg: &'a Config, epoch: i64) -> BoxFuture<'a, ()> {
+    fn lead<'a>(&'a mut self, cfg: &'a Config, epoch: i64) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             // A new term: tokens that are children of the term's, which the campaign cancels
             // itself the moment the lease is lost (the last term's were, when it stepped down),
@@ -202,7 +202,7 @@ impl Sweeps for Live {
                     epoch,
                     "the term of epoch {epoch} ended before it was set up: nothing of it runs"
                 );
-                return;
+                return false;
             }
             self.sweeper.cores =
                 Arc::new(crate::runtime::targets::build(cfg, self.core_cancel.clone()).await);
@@ -229,6 +229,16 @@ impl Sweeps for Live {
             }
             self.deliver(cfg);
             self.consume();
+            // Lost while it was being set up (a slow reconcile): what started stops at the
+            // `Standby` that follows.
+            let live = !self.term.is_cancelled();
+            if !live {
+                tracing::warn!(
+                    epoch,
+                    "the term of epoch {epoch} ended while it was being set up: this node does not lead"
+                );
+            }
+            live
         })
     }
 
@@ -511,15 +521,16 @@ pub async fn run_on(cfg: Config, once: bool, dry_run: bool, clock: SharedClock) 
             })
             .collect()
     };
-    let started = at_start!(
-        "record the start",
-        store.record_start(
-            clock.now(),
-            env!("CARGO_PKG_VERSION"),
-            hash.as_deref(),
-            &windows,
-        )
-    );
+    // A try after the first may find the start a lost answer left on record: done then.
+    let tried = std::cell::Cell::new(false);
+    let started = at_start!("record the start", {
+        let again = tried.replace(true);
+        let version = env!("CARGO_PKG_VERSION");
+        store.record_start_try(clock.now(), version, hash.as_deref(), &windows, again)
+    });
+    if started.already_recorded {
+        tracing::info!("the start was on record already (the answer to an earlier try was lost)");
+    }
     if let Some(u) = &started.unclean {
         tracing::warn!(pid = u.pid, last_seen = %u.last_seen, "the previous run did not stop cleanly (killed, or a crash); recorded as an unclean stop");
     }

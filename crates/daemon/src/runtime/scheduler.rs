@@ -88,9 +88,11 @@ pub trait Sweeps: Send + Sync {
 
     /// This node took the lease at `epoch` (PostgreSQL): set up for a new term (fresh cancel
     /// tokens, pending intents and gates of earlier epochs reconciled, notifications
-    /// delivered). Nothing to do by default (SQLite: always the leader).
-    fn lead<'a>(&'a mut self, _cfg: &'a Config, _epoch: i64) -> BoxFuture<'a, ()> {
-        Box::pin(async {})
+    /// delivered). Whether the term is live once set up: `false` when it ended first (the
+    /// lease lost meanwhile; `Standby` follows), and the scheduler then does not lead. Nothing
+    /// to do by default (SQLite: always the leader).
+    fn lead<'a>(&'a mut self, _cfg: &'a Config, _epoch: i64) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
     }
 
     /// This node no longer leads: in-flight calls are cut short, no new one starts, deliveries
@@ -492,21 +494,24 @@ impl<S: Sweeps> Scheduler<S> {
                             self.sweep_now = Some(SweepTrigger::DatabaseChanged);
                         }
                     }
-                    Some(Event::Leading(epoch)) => {
-                        if !shutting_down {
-                            let cfg = Arc::clone(&self.cfg);
-                            self.sweeps.lead(&cfg, epoch).await;
-                            self.leading = true;
+                    Some(Event::Leading(epoch)) if !shutting_down => {
+                        let cfg = Arc::clone(&self.cfg);
+                        // A term that ended before it was set up leads nothing (no sweep with
+                        // its cancelled engines, no leader metric): `Standby` comes next.
+                        self.leading = self.sweeps.lead(&cfg, epoch).await;
+                        self.sweep_now = None;
+                        if self.leading {
                             self.failures = 0;
                             self.retry_at = None;
                             // What the last term knew may be stale: decide from a fresh sweep.
                             self.last_decided = None;
                             self.sweep_now = Some(SweepTrigger::Takeover);
-                            if let Some(m) = &self.metrics {
-                                m.set_leading(Some(epoch));
-                            }
+                        }
+                        if let Some(m) = &self.metrics {
+                            m.set_leading(self.leading.then_some(epoch));
                         }
                     }
+                    Some(Event::Leading(_)) => {}
                     Some(Event::Standby) => {
                         self.leading = false;
                         self.sweep_now = None;
@@ -566,13 +571,15 @@ mod tests {
     /// Each sweep: when, and why.
     type SweepLog = Vec<(DateTime<Utc>, &'static str)>;
 
-    /// Records each sweep (when, why); fails while `fail` is set.
+    /// Records each sweep (when, why); fails while `fail` is set; a term it is told to lead
+    /// ended before it was set up while `lost` is set.
     #[derive(Clone)]
     struct FakeSweeps {
         clock: Arc<crate::clock::PausedClock>,
         log: Arc<Mutex<SweepLog>>,
         fail: Arc<Mutex<bool>>,
         reconfigured: Arc<Mutex<u32>>,
+        lost: Arc<Mutex<bool>>,
     }
 
     impl Sweeps for FakeSweeps {
@@ -606,6 +613,11 @@ mod tests {
             Box::pin(async { Vec::new() })
         }
 
+        fn lead<'a>(&'a mut self, _cfg: &'a Config, _epoch: i64) -> BoxFuture<'a, bool> {
+            let live = !*self.lost.lock().unwrap();
+            Box::pin(async move { live })
+        }
+
         fn drain(&self) {}
         fn cut_short(&self) {}
     }
@@ -634,6 +646,11 @@ mod tests {
 
     /// A scheduler over `policy` (written to a file, for reloads) at 2026-12-01T10:00:30Z.
     async fn start(policy: &str) -> Setup {
+        start_as(policy, false).await
+    }
+
+    /// [`start`], or [`Scheduler::standby`] with `standby`.
+    async fn start_as(policy: &str, standby: bool) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stopd.toml");
         std::fs::write(&path, policy).unwrap();
@@ -645,9 +662,13 @@ mod tests {
             log: Arc::default(),
             fail: Arc::default(),
             reconfigured: Arc::default(),
+            lost: Arc::default(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut s = Scheduler::new(Arc::new(cfg), sweeps.clone(), clock, false);
+        let mut s = match standby {
+            true => Scheduler::standby(Arc::new(cfg), sweeps.clone(), clock, false),
+            false => Scheduler::new(Arc::new(cfg), sweeps.clone(), clock, false),
+        };
         let task = tokio::spawn(async move { s.run(rx).await });
         Setup {
             dir,
@@ -742,6 +763,22 @@ mod tests {
             after,
             [(131, "retry"), (150, "schedule"), (180, "schedule")]
         );
+        s.task.abort();
+    }
+
+    /// A term that ended before it was set up leads nothing: no takeover sweep (it would run
+    /// with the term's cancelled engines), no scheduled one; the next live term does.
+    #[tokio::test(start_paused = true)]
+    async fn a_term_lost_before_it_was_set_up_does_not_lead() {
+        let s = start_as("[daemon]\nschedule = \"*/30 * * * * *\"\n", true).await;
+        *s.sweeps.lost.lock().unwrap() = true;
+        s.events.send(Event::Leading(1)).unwrap();
+        advance(100).await;
+        assert_eq!(s.sweeps(), []);
+        *s.sweeps.lost.lock().unwrap() = false;
+        s.events.send(Event::Leading(2)).unwrap();
+        advance(31).await;
+        assert_eq!(s.sweeps(), [(100, "takeover"), (120, "schedule")]);
         s.task.abort();
     }
 

@@ -7,7 +7,11 @@
 //! right after it connected (a managed database's failover, a restart) stands by instead: the
 //! call is tried again with backoff ([`FIRST_WAIT`] doubling up to [`MAX_WAIT`]), loudly (an
 //! ERROR each try, the `STATUS=` line), while the other nodes lead, until it succeeds or a
-//! shutdown signal comes. Nothing is swept, and no lease is asked for, before the start is on
+//! shutdown signal comes. Only a blip is tried again ([`stopd_audit::is_transient`]: the
+//! connection lost, the server shutting down or starting, a lock or serialization conflict,
+//! a timeout): any other failure (the role lacks a privilege, a constraint refuses a row) would
+//! fail the same way for ever, so it ends the start as on a single host (exit 1, with the
+//! error), even after a blip was retried, and systemd's `Restart=on-failure` sees it. Nothing is swept, and no lease is asked for, before the start is on
 //! record. Signals other than a shutdown that come meanwhile (a reload) are kept and handed to
 //! the scheduler once running.
 
@@ -51,7 +55,7 @@ impl<'a> Starting<'a> {
 
     /// Runs `call` (`what` it does, for the log) until it succeeds: `Some` with its value, or
     /// `None` when a shutdown signal came while it was being retried. Without retries, its
-    /// first error.
+    /// first error; with them, its first error that is not transient.
     pub async fn call<T, F, Fut>(&mut self, what: &str, mut call: F) -> Result<Option<T>>
     where
         F: FnMut() -> Fut,
@@ -71,6 +75,16 @@ impl<'a> Starting<'a> {
                     return Ok(Some(v));
                 }
                 Err(e) if !self.retry => return Err(e),
+                Err(e) if !stopd_audit::is_transient(&e) => {
+                    if tries > 0 {
+                        tracing::error!(
+                            tries,
+                            "cannot {what} while starting, and trying again cannot help: \
+                             the start fails"
+                        );
+                    }
+                    return Err(e);
+                }
                 Err(e) => e,
             };
             tries = tries.saturating_add(1);
@@ -131,6 +145,11 @@ impl<'a> Starting<'a> {
 mod tests {
     use super::*;
 
+    /// A blip of the database (the pool timed out), as `?` hands it on.
+    fn blip() -> anyhow::Error {
+        anyhow::Error::from(sqlx::Error::PoolTimedOut).context("the database blipped")
+    }
+
     /// A daemon with `[ha]` tries a failing start call again, with backoff (1, 2, 4 s ...),
     /// until it succeeds; a reload that comes meanwhile is kept for the scheduler.
     #[tokio::test(start_paused = true)]
@@ -146,7 +165,7 @@ mod tests {
                 let n = tried.len();
                 async move {
                     if n < 4 {
-                        anyhow::bail!("the database blipped")
+                        return Err(blip());
                     }
                     Ok(n)
                 }
@@ -164,12 +183,36 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_shutdown_ends_the_retries_and_without_them_the_first_error_stands() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let failing = || async { anyhow::bail!("the database blipped") as Result<()> };
+        let failing = || async { Err(blip()) as Result<()> };
         let mut s = Starting::new(true, &mut rx);
         tx.send(Event::Shutdown("SIGTERM")).unwrap();
         assert!(s.call("record the start", failing).await.unwrap().is_none());
         let mut s = Starting::new(false, &mut rx);
         let e = s.call("record the start", failing).await.unwrap_err();
         assert!(format!("{e:#}").contains("blipped"), "{e:#}");
+    }
+
+    /// With retries, an error that is not a blip (a permission denied, a constraint violated:
+    /// trying again would fail the same way) ends the start at once, and after blips too.
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_ends_the_start_even_with_retries() {
+        let (_tx, mut rx) = mpsc::unbounded_channel();
+        let mut tries = 0;
+        let mut s = Starting::new(true, &mut rx);
+        let e = s
+            .call("record the start", || {
+                tries += 1;
+                let n = tries;
+                async move {
+                    if n < 3 {
+                        return Err(blip());
+                    }
+                    anyhow::bail!("permission denied for table lifecycle_events") as Result<()>
+                }
+            })
+            .await
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("permission denied"), "{e:#}");
+        assert_eq!(tries, 3);
     }
 }

@@ -486,3 +486,142 @@ async fn an_unreadable_queue_is_recorded_and_notified_once_across_polls_and_rest
     );
     assert!(hook.events("events_resumed").is_empty());
 }
+
+/// Whether a ReceiveMessage answered 200 was made after the last failed one (from call `from`
+/// on, with at least `failures` failed): the consumer took in those failures (a call is logged
+/// when it arrives, so the failures were judged before the poll that followed them).
+fn polled_after_failures(env: &Env, from: u64, failures: usize) -> bool {
+    let receives: Vec<u16> = env
+        .emulator
+        .calls_since(from)
+        .iter()
+        .filter(|c| c.operation == "ReceiveMessage")
+        .map(|c| c.status)
+        .collect();
+    receives.iter().filter(|s| **s != 200).count() >= failures && receives.last() == Some(&200)
+}
+
+/// SDK retries are off for SQS, so one throttle or 5xx fails one poll: a failed poll, and two
+/// in a row, are blips (an ERROR in the log, but no `events_failed`, no notification, and
+/// `/healthz` stays healthy). A queue that goes on failing (a 503 every poll) is an outage
+/// once it has failed three polls in a row: `events_failed`, and `/healthz` unhealthy.
+#[tokio::test]
+async fn a_failed_poll_or_two_are_a_blip_and_a_queue_that_goes_on_failing_an_outage() {
+    let port = free_port();
+    let daemon = format!("schedule = \"0 * * * *\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"");
+    let env = start(EventFeed::default(), &daemon, "").await;
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await);
+    let from = env.emulator.calls().len() as u64;
+    env.emulator
+        .add_fault(FaultRule::new(Some("ReceiveMessage"), Fault::Http500).times(1));
+    env.emulator
+        .add_fault(FaultRule::new(Some("ReceiveMessage"), Fault::Throttling).times(1));
+    // An event (of a pipeline out of scope) ends the long poll under way, so that the faults
+    // meet the next polls; another, once they have, ends the long poll after them.
+    env.emulator.start_execution("dev-web").unwrap();
+    let mut unhealthy = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut nudged = false;
+    while !polled_after_failures(&env, from, 2) && std::time::Instant::now() < deadline {
+        let health = get(port, "/healthz").await;
+        if health.starts_with("HTTP/1.1 503") {
+            unhealthy.push(health);
+        }
+        if !nudged && failed_receives(&env, from) >= 2 {
+            env.emulator.start_execution("dev-web").unwrap();
+            nudged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blipped = polled_after_failures(&env, from, 2);
+    let after_blips = queue_events(&env).await;
+
+    // The queue fails on: an outage after three polls in a row.
+    env.emulator
+        .add_fault(FaultRule::new(Some("ReceiveMessage"), Fault::Http503));
+    let from = env.emulator.calls().len() as u64;
+    env.emulator.start_execution("dev-web").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let recorded = loop {
+        let recorded = queue_events(&env).await;
+        if !recorded.is_empty() || std::time::Instant::now() > deadline {
+            break recorded;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let failed_then = failed_receives(&env, from);
+    let mut health = String::new();
+    for _ in 0..100 {
+        health = get(port, "/healthz").await;
+        if health.contains("event queue") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = stop(child).await;
+    let stderr = text(&out.stderr);
+    assert!(blipped, "two failed polls, then one read: {stderr}");
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("the event queue cannot be read"),
+        "each failed poll is an ERROR: {stderr}"
+    );
+    assert!(after_blips.is_empty(), "{after_blips:?}");
+    assert!(
+        unhealthy.is_empty(),
+        "healthy through the blips: {unhealthy:?}"
+    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}\n{stderr}");
+    assert_eq!(recorded[0].0, "events_failed");
+    assert!(
+        recorded[0]
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ServiceUnavailable"),
+        "{recorded:?}"
+    );
+    assert!(
+        failed_then >= 3,
+        "recorded after {failed_then} failed polls"
+    );
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+}
+
+/// A failure that retrying cannot mend (access denied) is an outage at its first poll:
+/// recorded at once, though the next poll reads the queue again (and records `events_resumed`).
+#[tokio::test]
+async fn access_denied_is_an_outage_at_the_first_failed_poll() {
+    let env = start(EventFeed::default(), "schedule = \"0 * * * *\"", "").await;
+    env.emulator
+        .add_fault(FaultRule::new(Some("ReceiveMessage"), Fault::AccessDenied).times(1));
+    let child = env.spawn(&["run"]);
+    assert!(env.wait_for_first_listing().await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut nudged = false;
+    let recorded = loop {
+        let recorded = queue_events(&env).await;
+        if recorded.len() >= 2 || std::time::Instant::now() > deadline {
+            break recorded;
+        }
+        // Once the queue failed, an event ends the long poll after it.
+        if !nudged && failed_receives(&env, 0) >= 1 {
+            env.emulator.start_execution("dev-web").unwrap();
+            nudged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = stop(child).await;
+    let stderr = text(&out.stderr);
+    let kinds: Vec<&str> = recorded.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(kinds, ["events_failed", "events_resumed"], "{stderr}");
+    assert_eq!(failed_receives(&env, 0), 1);
+    assert!(
+        recorded[0]
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("sqs:ReceiveMessage"),
+        "{recorded:?}"
+    );
+}

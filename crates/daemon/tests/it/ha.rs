@@ -524,20 +524,10 @@ async fn a_node_started_in_a_database_blip_stands_by_and_tries_again() {
     let Some(pg) = Pg::new().await else { return };
     let mut url = url::Url::parse(&pg.server).unwrap();
     url.set_path(&format!("/{}", pg.name));
-    let store = stopd_audit::Store::open(url.as_str()).await.unwrap();
-    store.close().await;
-    // Every `start` record fails (as on a database that went away after the connect); a
-    // sequence, which a rollback does not undo, counts the tries.
-    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
-    for sql in [
-        "CREATE SEQUENCE blips",
-        "CREATE FUNCTION blip() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN PERFORM nextval('blips'); RAISE EXCEPTION 'the database blipped'; END $$",
-        "CREATE TRIGGER blip BEFORE INSERT ON lifecycle_events \
-         FOR EACH STATEMENT EXECUTE FUNCTION blip()",
-    ] {
-        sqlx::query(sql).execute(&mut conn).await.unwrap();
-    }
+    // Every `start` record fails as on a database that is restarting (SQLSTATE 57P03,
+    // cannot_connect_now: a blip, tried again); a sequence, which a rollback does not undo,
+    // counts the tries.
+    let mut conn = blip_every_start(&url, "ERRCODE = 'cannot_connect_now', ").await;
     let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
     let a = write_node_config(&env, &pg, "a");
     let mut node = spawn_node(&env, &a);
@@ -578,5 +568,59 @@ async fn a_node_started_in_a_database_blip_stands_by_and_tries_again() {
         "{log}"
     );
     assert!(log.contains("this node stands by and tries again"), "{log}");
+    pg.drop_database().await;
+}
+
+/// Makes every insert into `lifecycle_events` of the database at `url` (migrated first) fail
+/// with `RAISE EXCEPTION USING {using}MESSAGE = 'the database blipped'`, counting the tries in
+/// the sequence `blips`; the connection that did it, to read the count.
+async fn blip_every_start(url: &url::Url, using: &str) -> sqlx::PgConnection {
+    let store = stopd_audit::Store::open(url.as_str()).await.unwrap();
+    store.close().await;
+    let mut conn = sqlx::PgConnection::connect(url.as_str()).await.unwrap();
+    for sql in [
+        "CREATE SEQUENCE blips".to_owned(),
+        format!(
+            "CREATE FUNCTION blip() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM nextval('blips'); \
+             RAISE EXCEPTION USING {using}MESSAGE = 'the database blipped'; END $$"
+        ),
+        "CREATE TRIGGER blip BEFORE INSERT ON lifecycle_events \
+         FOR EACH STATEMENT EXECUTE FUNCTION blip()"
+            .to_owned(),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    conn
+}
+
+/// A node whose start fails with an error that is not a blip (here a plain `RAISE`, SQLSTATE
+/// P0001; in production a role without INSERT, a constraint a bug violates) does not stand by
+/// for ever: it exits 1 with the error, after one try, as on a single host, so that systemd's
+/// `Restart=on-failure` sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_start_fails_for_good_exits_1() {
+    let Some(pg) = Pg::new().await else { return };
+    let mut url = url::Url::parse(&pg.server).unwrap();
+    url.set_path(&format!("/{}", pg.name));
+    let mut conn = blip_every_start(&url, "").await;
+    let env = Env::new(&fleet(&[("prod-web", "prod")])).await;
+    let a = write_node_config(&env, &pg, "a");
+    let node = spawn_node(&env, &a);
+    let out = wait_exit(node, Duration::from_secs(30)).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let log = text(&out.stderr);
+    assert!(log.contains("the database blipped"), "{log}");
+    assert!(
+        !log.contains("this node stands by and tries again"),
+        "{log}"
+    );
+    let tries: i64 = sqlx::query_scalar("SELECT last_value FROM blips")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(tries, 1);
+    assert_eq!(stop_calls(&env).len(), 0);
+    let _ = conn.close().await;
     pg.drop_database().await;
 }

@@ -6,20 +6,25 @@
 //! it ([`decide`]), while the periodic sweep keeps reconciling what events missed. A message is
 //! deleted once its decision is recorded (at-least-once: a crash redelivers it, and deciding
 //! again is harmless: the execution is then Stopping, and nothing is done). A malformed,
-//! foreign, stale or unknown-account message is deleted and counted, never fatal. A queue that
-//! cannot be read is an ERROR and a health problem (`/healthz`), retried with backoff; the
-//! sweeps go on. The change is recorded once in the lifecycle log (`events_failed`, which is
-//! notified, and `events_resumed`), judged against the log, not the process: a daemon restarted
-//! in a loop against a broken queue, or a new leader, records (and notifies) nothing new.
+//! foreign, stale or unknown-account message is deleted and counted, never fatal. A poll that
+//! fails is an ERROR, retried with backoff; the sweeps go on. An outage ([`outage`]: at once
+//! for a failure retrying cannot mend, such as access denied; after [`outage::OUTAGE_POLLS`]
+//! failed polls in a row or [`outage::OUTAGE_AFTER`] otherwise, so that one throttle or 5xx
+//! pages no one) is a health problem (`/healthz`) and is recorded once in the lifecycle log
+//! (`events_failed`, which is notified, and `events_resumed`), judged against the log, not the
+//! process: a daemon restarted in a loop against a broken queue, or a new leader, records (and
+//! notifies) nothing new.
 //!
 //! The consumer is a task that runs until its `CancellationToken` fires, and can be started
 //! again (leadership: only the leader consumes).
 //!
 //! - [`message`]: a message body read into typed values (pure).
 //! - [`decide`](mod@decide): one execution event routed, re-read, decided and stopped.
+//! - [`outage`]: when failed polls are an outage (pure).
 
 pub mod decide;
 pub mod message;
+pub mod outage;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,6 +41,7 @@ use crate::clock::SharedClock;
 use crate::runtime::metrics::Metrics;
 pub use decide::{Handled, Inputs, Routes};
 use message::Message;
+use outage::{Judged, Poll, Streak};
 
 /// The first wait after the queue could not be read; doubled each time, up to
 /// [`MAX_BACKOFF`].
@@ -129,16 +135,24 @@ impl Consumer {
         // last read or written; `None` until then. The log, not this, decides: a restart or a
         // new leader starts from `None` and finds an outage already recorded.
         let mut logged_failed: Option<bool> = None;
+        // The failed polls in a row: when they are an outage.
+        let mut streak = Streak::default();
         loop {
             let got = tokio::select! {
                 () = cancel.cancelled() => break,
                 got = self.queue.receive(MAX_BATCH, MAX_WAIT, self.visibility) => got,
             };
+            let mut poll = Poll::Read;
             let error = match got {
                 Err(e) => {
                     let text = e.explain();
                     tracing::error!(queue = %self.queue.url(), error = %text, iam_action = %e.iam_action(),
                         "the event queue cannot be read: executions are enforced by the sweeps alone until it can");
+                    poll = if e.kind.is_retryable() {
+                        Poll::Transient
+                    } else {
+                        Poll::Permanent
+                    };
                     Some(text)
                 }
                 Ok(messages) => {
@@ -161,14 +175,17 @@ impl Consumer {
                     None
                 }
             };
-            if let Some(m) = &self.metrics {
-                m.events.queue_error(error.clone());
-            }
-            if logged_failed != Some(error.is_some()) {
-                logged_failed = self
-                    .record_readability(error.as_deref())
-                    .await
-                    .or(logged_failed);
+            // A blip (a failed poll that is not yet an outage) changes neither the health nor
+            // the log: the health problem and `events_failed` wait for an outage.
+            let judged = streak.judge(self.clock.now(), poll);
+            if judged != Judged::Blip {
+                let outage = error.as_deref().filter(|_| judged == Judged::Outage);
+                if let Some(m) = &self.metrics {
+                    m.events.queue_error(outage.map(str::to_owned));
+                }
+                if logged_failed != Some(outage.is_some()) {
+                    logged_failed = self.record_readability(outage).await.or(logged_failed);
+                }
             }
             // `status` is told when the queue's readability changes, when messages come after
             // a quiet minute, and otherwise once every DEPTH_EVERY (with the depth).
