@@ -21,7 +21,7 @@ const TRANSIENT_CLASSES: [&str; 2] = ["08", "53"];
 
 /// Whether `e` is a failure of the audit database that may pass by itself: somewhere in its
 /// chain, a [`sqlx::Error`] that is an I/O or TLS failure, a pool timeout or a closed pool, or
-/// a database error whose SQLSTATE is in [`TRANSIENT_CLASSES`] or [`TRANSIENT_CODES`]. Any
+/// a database error whose SQLSTATE is in `TRANSIENT_CLASSES` or `TRANSIENT_CODES`. Any
 /// other error (another database error, a row that does not decode, an error of ours without
 /// a `sqlx::Error`) is permanent.
 pub fn is_transient(e: &anyhow::Error) -> bool {

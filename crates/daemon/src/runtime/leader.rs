@@ -9,7 +9,7 @@
 //! any standby can take over. When the deadline passes without a renewal (the database is
 //! unreachable or slow), or a renewal finds the lease taken, the node steps down at once: the
 //! store is fenced ([`Fence::Standby`]: no intent, outcome or gate action is written), the
-//! term's token is cancelled by the campaign itself ([`Leadership::end_term`]: in-flight calls
+//! term's token is cancelled by the campaign itself (`Leadership::end_term`: in-flight calls
 //! are cut short, no stop starts, the consumer and deliveries stop, even while the scheduler
 //! is busy with a takeover's setup or a reload), and the scheduler is told ([`Event::Standby`])
 //! so that it starts no sweep. A standby that takes over begins a term (a fresh token), fences
