@@ -6,7 +6,7 @@
 //! (`stopd exempt`, `stopd freeze`). It never naps longer than [`MAX_NAP`] and re-reads the
 //! clock on every wake, so a suspend or a clock jump is noticed within seconds and a missed tick
 //! sweeps at once. A failed sweep is retried with exponential backoff capped at the schedule's
-//! interval, never in a loop. One sweep runs at a time, as a task the loop watches while it
+//! next interval, never in a loop. One sweep runs at a time, as a task the loop watches while it
 //! keeps answering events and the watchdog.
 //!
 //! Everything outside comes in through [`Event`]s and the [`Sweeps`] trait, and time through a
@@ -33,7 +33,7 @@ use crate::runtime::sweep::{self, SweepSummary};
 /// Longest single sleep: bounds how late a suspend or wall-clock jump is noticed.
 pub const MAX_NAP: Duration = Duration::from_secs(5);
 /// First wait after a failed sweep; doubles per consecutive failure, up to the schedule's
-/// interval.
+/// next interval.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// A boxed future, for the [`Sweeps`] trait.
@@ -223,12 +223,13 @@ impl<S: Sweeps> Scheduler<S> {
         self.dry_run_flag || self.cfg.daemon.dry_run
     }
 
-    /// The schedule's interval around `now` (for the backoff's cap).
+    /// The backoff's cap: the schedule's next interval after `now`
+    /// ([`config::DaemonSettings::next_interval`]).
     fn interval(&self, now: DateTime<Utc>) -> Duration {
-        let s = &self.cfg.daemon.schedule;
-        s.next_after(now, chrono_tz::UTC)
-            .and_then(|a| Some((a, s.next_after(a, chrono_tz::UTC)?)))
-            .and_then(|(a, b)| (b - a).to_std().ok())
+        self.cfg
+            .daemon
+            .next_interval(now)
+            .to_std()
             .unwrap_or(Duration::from_secs(30))
     }
 
