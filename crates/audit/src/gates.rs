@@ -30,8 +30,7 @@ pub struct NewGate<'a> {
 }
 
 /// The columns of [`LastGate`] (`gates g`, `gate_outcomes o`).
-pub(crate) const LAST_GATE_COLUMNS: &str =
-    "g.id, g.rule, g.action, COALESCE(o.outcome, 'pending') AS outcome, g.reason";
+pub(crate) const LAST_GATE_COLUMNS: &str = "g.id, g.rule, g.action, o.outcome, g.reason";
 
 /// The last recorded action on one transition.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -42,8 +41,9 @@ pub struct LastGate {
     pub rule: String,
     /// Disable or enable.
     pub action: GateAction,
-    /// Its outcome (`pending` when none was recorded).
-    pub outcome: String,
+    /// Its outcome; `None` while none is recorded (pending: in flight, or interrupted by a
+    /// crash).
+    pub outcome: Option<GateOutcome>,
     /// The reason sent (disable) or found (enable).
     pub reason: String,
 }
@@ -51,7 +51,12 @@ pub struct LastGate {
 impl LastGate {
     /// Whether stopd holds this transition closed (its last action closed it).
     pub fn ours(&self) -> bool {
-        self.action == GateAction::Disable && self.outcome == GateOutcome::Done.as_str()
+        self.action == GateAction::Disable && self.outcome == Some(GateOutcome::Done)
+    }
+
+    /// Whether its outcome is unknown: recorded before it was made, and nothing after.
+    pub fn pending(&self) -> bool {
+        self.outcome.is_none()
     }
 }
 

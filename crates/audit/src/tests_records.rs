@@ -180,6 +180,12 @@ async fn stop_and_gate_reads_answer_alike_on_every_backend() {
             .gate_outcome(g, at, crate::GateOutcome::Done, None)
             .await
             .unwrap();
+        // The last action is read with its outcome typed: done, ours.
+        let key = ("prod-web".to_string(), "Deploy".to_string());
+        let last = store.last_gates("111122223333", "eu-west-1").await.unwrap();
+        let done = &last[&key];
+        assert_eq!(done.outcome, Some(crate::GateOutcome::Done), "{kind}");
+        assert!(done.ours() && !done.pending(), "{kind}: {done:?}");
         store
             .gate_intent(
                 at + chrono::Duration::minutes(1),
@@ -189,6 +195,14 @@ async fn stop_and_gate_reads_answer_alike_on_every_backend() {
             )
             .await
             .unwrap();
+        // The enable has no outcome yet: pending, not ours.
+        let last = store.last_gates_everywhere().await.unwrap();
+        let (.., open) = last
+            .iter()
+            .find(|(.., p, s, _)| (p, s) == (&key.0, &key.1))
+            .unwrap_or_else(|| panic!("{kind}: {last:?}"));
+        assert_eq!(open.action, crate::GateAction::Enable, "{kind}");
+        assert!(open.pending() && !open.ours(), "{kind}: {open:?}");
         let due = at + chrono::Duration::minutes(11);
         let filtered = crate::ReportFilter {
             pipeline: Some("prod-*".into()),

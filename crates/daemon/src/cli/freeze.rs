@@ -37,6 +37,14 @@ Examples:
   # Every pipeline, more than 5 (or 5 stops), or longer than a day, needs --yes
   stopd freeze add --pipeline '*' --for 30m --yes --reason \"region outage\"";
 
+/// `--mode`'s values: the audit vocabulary's [`stopd_audit::Mode`] names, in its order, parsed by
+/// its `FromStr` into the policy's [`Mode`] (one list of names, one parse).
+fn mode_values() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::{PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(stopd_audit::Mode::ALL.iter().map(|m| m.as_str()))
+        .try_map(|name| name.parse::<stopd_audit::Mode>().map(Mode::from))
+}
+
 #[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)] // help text: `[defaults]` is a TOML table
 #[derive(Debug, Subcommand)]
 pub(super) enum FreezeCommand {
@@ -93,8 +101,8 @@ pub(super) struct FreezeAddArgs {
     #[arg(long)]
     reason: String,
     /// finish (stop and wait) or abandon; default: [defaults] mode.
-    #[arg(long, value_parser = ["finish", "abandon"])]
-    mode: Option<String>,
+    #[arg(long, value_parser = mode_values())]
+    mode: Option<Mode>,
     /// Also hold new work at stage transitions while the freeze lasts.
     #[arg(long)]
     gate: bool,
@@ -166,11 +174,7 @@ async fn add(cfg: &Config, a: &FreezeAddArgs, clock: &dyn Clock) -> Result<ExitC
         };
         tags.insert(k.to_string(), v.to_string());
     }
-    let mode = match a.mode.as_deref() {
-        Some("abandon") => Mode::Abandon,
-        Some(_) => Mode::Finish,
-        None => cfg.policy.default_mode(),
-    };
+    let mode = a.mode.unwrap_or_else(|| cfg.policy.default_mode());
     if !a.yes {
         if !glob.is_empty()
             && glob.chars().all(|c| c == '*')
@@ -414,4 +418,46 @@ async fn lift(cfg: &Config, id: i64, reason: &str, clock: &dyn Clock) -> Result<
         "freeze #{id} lifted; a running daemon stops enforcing it within seconds"
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Add {
+        #[command(flatten)]
+        args: FreezeAddArgs,
+    }
+
+    /// `--mode` takes the vocabulary's names, and only them; its help and a bad value's error
+    /// list them as before (`finish`, `abandon`).
+    #[test]
+    fn mode_takes_the_vocabularys_names_and_lists_them() {
+        let required = ["add", "--pipeline", "*", "--for", "1h", "--reason", "r"];
+        let add = |mode: &str| {
+            Add::try_parse_from(required.into_iter().chain(["--mode", mode])).map(|a| a.args.mode)
+        };
+        for &m in stopd_audit::Mode::ALL {
+            assert_eq!(add(m.as_str()).unwrap(), Some(m.into()));
+        }
+        assert_eq!(add("abandon").unwrap(), Some(Mode::Abandon));
+        assert_eq!(add("finish").unwrap(), Some(Mode::Finish));
+        let e = add("Abandon").unwrap_err().to_string();
+        assert!(
+            e.contains("invalid value 'Abandon' for '--mode <MODE>'")
+                && e.contains("[possible values: finish, abandon]"),
+            "{e}"
+        );
+        // Wrapped to the terminal: compared word by word.
+        let help = Add::command().render_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            help.contains("[possible values: finish, abandon]"),
+            "{help}"
+        );
+        assert_eq!(Add::try_parse_from(required).unwrap().args.mode, None);
+    }
 }

@@ -91,25 +91,32 @@ impl DaemonSettings {
         }
     }
 
+    /// The gaps between the schedule's ticks after `now` (its next tick to the one after, and
+    /// on): the one reading of the schedule that [`interval`](Self::interval) and
+    /// [`next_interval`](Self::next_interval) are taken from. Empty if it fires fewer than twice.
+    fn gaps(&self, now: DateTime<Utc>) -> impl Iterator<Item = TimeDelta> + '_ {
+        let mut at = self.schedule.next_after(now, chrono_tz::UTC);
+        std::iter::from_fn(move || {
+            let from = at?;
+            let next = self.schedule.next_after(from, chrono_tz::UTC)?;
+            at = Some(next);
+            Some(next - from)
+        })
+        .filter(|gap| *gap > TimeDelta::zero())
+    }
+
     /// The schedule's interval after `now`: the longest of the next few intervals between its
-    /// ticks (30 s if it fires fewer than twice).
+    /// ticks (30 s if it fires fewer than twice). Staleness, coverage and sweep compaction
+    /// judge by it.
     pub fn interval(&self, now: DateTime<Utc>) -> TimeDelta {
-        let mut longest = TimeDelta::zero();
-        let mut at = now;
-        for _ in 0..8 {
-            let Some(next) = self.schedule.next_after(at, chrono_tz::UTC) else {
-                break;
-            };
-            if at != now {
-                longest = longest.max(next - at);
-            }
-            at = next;
-        }
-        if longest > TimeDelta::zero() {
-            longest
-        } else {
-            FALLBACK_INTERVAL
-        }
+        self.gaps(now).take(7).max().unwrap_or(FALLBACK_INTERVAL)
+    }
+
+    /// The schedule's next interval after `now`: from its next tick to the one after (30 s if
+    /// it fires fewer than twice). The scheduler's backoff after a failed sweep is capped by it,
+    /// so a failing sweep is tried again at least as often as the schedule would sweep next.
+    pub fn next_interval(&self, now: DateTime<Utc>) -> TimeDelta {
+        self.gaps(now).next().unwrap_or(FALLBACK_INTERVAL)
     }
 
     /// Sweeps are stale after three schedule intervals without a good one (`stopd status`

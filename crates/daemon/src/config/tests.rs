@@ -446,6 +446,17 @@ fn the_interval_is_the_longest_of_the_next_few() {
     let now = at("2026-12-19T18:20:00Z");
     // Ticks at 18:50, 19:00, 19:10, 19:50: the first gap is 10 minutes, the longest 40.
     assert_eq!(cfg.daemon.interval(now), chrono::TimeDelta::minutes(40));
+    // The scheduler's backoff is capped by the next gap alone.
+    assert_eq!(
+        cfg.daemon.next_interval(now),
+        chrono::TimeDelta::minutes(10)
+    );
+    let later = at("2026-12-19T19:05:00Z");
+    assert_eq!(
+        cfg.daemon.next_interval(later),
+        chrono::TimeDelta::minutes(40)
+    );
+    assert_eq!(cfg.daemon.interval(later), chrono::TimeDelta::minutes(40));
     assert_eq!(
         cfg.daemon.stale_after(now),
         std::time::Duration::from_secs(3 * 40 * 60)

@@ -122,7 +122,7 @@ pub async fn reconcile(
     // Pipelines with a transition stopd holds, or whose last action's outcome is unknown.
     let held: std::collections::BTreeSet<String> = last
         .iter()
-        .filter(|(_, g)| g.ours() || g.outcome == "pending")
+        .filter(|(_, g)| g.ours() || g.pending())
         .map(|((p, _), _)| p.clone())
         .collect();
     let mut seen = HashSet::new();
@@ -272,11 +272,7 @@ async fn pipeline_gates(
         let want = desired
             .get(st.stage.as_str())
             .map(|(rule, reason)| (rule.to_string(), reason.clone()));
-        if want.is_none()
-            && !prev
-                .as_ref()
-                .is_some_and(|p| p.ours() || p.outcome == "pending")
-        {
+        if want.is_none() && !prev.as_ref().is_some_and(|p| p.ours() || p.pending()) {
             continue;
         }
         // Held by a rule that cannot be judged now (its calendar cannot be read): left closed,
@@ -335,7 +331,7 @@ async fn stage_gate(
     dry_run: bool,
     out: &mut GateSummary,
 ) -> Result<()> {
-    if let Some(p) = prev.as_mut().filter(|p| p.outcome == "pending") {
+    if let Some(p) = prev.as_mut().filter(|p| p.pending()) {
         // The process died between recording an action and its outcome: the transition says
         // how it ended.
         let found = st.disabled_reason.as_deref().unwrap_or("");
@@ -357,7 +353,7 @@ async fn stage_gate(
                 Some("resolved at start-up from the transition's state"),
             )
             .await?;
-        p.outcome = outcome.to_string();
+        p.outcome = Some(outcome);
     }
     let held_by_us = prev.as_ref().is_some_and(LastGate::ours);
     match want {
@@ -441,7 +437,10 @@ async fn close(
             // A person's hold, already on record.
             Some(p)
                 if p.action == GateAction::Disable
-                    && matches!(p.outcome.as_str(), "already_disabled" | "left_alone") =>
+                    && matches!(
+                        p.outcome,
+                        Some(GateOutcome::AlreadyDisabled | GateOutcome::LeftAlone)
+                    ) =>
             {
                 false
             }
@@ -459,7 +458,9 @@ async fn close(
         });
     }
     if dry_run {
-        if prev.is_some_and(|p| p.action == GateAction::Disable && p.outcome == "dry_run") {
+        if prev.is_some_and(|p| {
+            p.action == GateAction::Disable && p.outcome == Some(GateOutcome::DryRun)
+        }) {
             return Ok(false);
         }
         let id = store.gate_intent(now, sweep_id, &a.row(), true).await?;

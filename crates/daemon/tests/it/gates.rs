@@ -187,6 +187,73 @@ async fn gates_close_in_the_freeze_keep_a_persons_hold_and_a_restart_after_relea
     );
 }
 
+/// A gate action recorded whose outcome never was (the process died between the two) is
+/// resolved from the transition: closed with our reason, it is done and ours (released at the
+/// end); still open, it failed, and the sweep closes it.
+#[tokio::test]
+async fn a_gate_action_without_an_outcome_is_resolved_from_the_transition() {
+    let env = Env::new(&staged(&["prod-web"])).await;
+    env.write_config("", &gated_freeze("2100-01-01T00:00:00Z", ""));
+    let reason = "Release freeze until 2100-01-01T00 00 00Z";
+    {
+        let store = stopd_audit::Store::open(env.db()).await.unwrap();
+        for stage in ["Build", "Deploy"] {
+            let intent = stopd_audit::NewGate {
+                account: stopd_audit::Place::DEFAULT_ACCOUNT,
+                region: "us-east-1",
+                pipeline: "prod-web",
+                stage,
+                rule: "release",
+                action: stopd_audit::GateAction::Disable,
+                reason,
+            };
+            let at = chrono::Utc::now() - chrono::Duration::minutes(1);
+            store.gate_intent(at, None, &intent, false).await.unwrap();
+        }
+        store.close().await;
+    }
+    // Build's call went through before the crash; Deploy's never did.
+    person_disables(&env, "prod-web", "Build", reason);
+    let log = gate_log(&env).await;
+    assert_eq!(
+        summary(&log),
+        [
+            ("Build".into(), "disable".into(), "pending".into()),
+            ("Deploy".into(), "disable".into(), "pending".into()),
+        ]
+    );
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let log = gate_log(&env).await;
+    assert_eq!(
+        summary(&log),
+        [
+            ("Build".into(), "disable".into(), "done".into()),
+            ("Deploy".into(), "disable".into(), "failed".into()),
+            ("Deploy".into(), "disable".into(), "done".into()),
+        ]
+    );
+    for g in &log[..2] {
+        assert_eq!(
+            g["error"], "resolved at start-up from the transition's state",
+            "{g}"
+        );
+    }
+    let t = transitions(&env, "prod-web");
+    assert!(!t[1].1 && !t[2].1, "both closed: {t:?}");
+    // Both are stopd's: the end of the freeze releases both.
+    env.write_config("", &gated_freeze("2021-01-01T00:00:00Z", ""));
+    assert_ok(&env.stopd(&["run", "--once"]).await);
+    let t = transitions(&env, "prod-web");
+    assert!(t[1].1 && t[2].1, "both released: {t:?}");
+    assert_eq!(
+        summary(&gate_log(&env).await[3..]),
+        [
+            ("Build".into(), "enable".into(), "done".into()),
+            ("Deploy".into(), "enable".into(), "done".into()),
+        ]
+    );
+}
+
 /// A hold whose reason someone changed while stopd held it is theirs: left alone at the end.
 #[tokio::test]
 async fn a_gate_whose_reason_was_changed_is_left_alone() {
