@@ -532,7 +532,9 @@ async fn a_failed_poll_or_two_are_a_blip_and_a_queue_that_goes_on_failing_an_out
             break;
         }
         let health = get(port, "/healthz").await;
-        if health.starts_with("HTTP/1.1 503") {
+        // Unhealthy because of the queue (the start-up sweep may still be under way: "no
+        // successful sweep yet" is another problem).
+        if health.starts_with("HTTP/1.1 503") && health.contains("event queue") {
             unhealthy.push(health);
         }
         if !nudged && failed_receives(&env, from) >= 2 {

@@ -95,8 +95,8 @@ fn test_only_files(src: &Path) -> BTreeSet<PathBuf> {
 
 /// A file's production code: comments dropped (line by line, so a line number still names
 /// the source line) and its inline test module (`#[cfg(test)] mod tests {`, at the end) cut
-/// off. A test module in a file of its own (`#[cfg(test)] mod tests;`) is read as production
-/// code: keep tests inline or under `tests/`.
+/// off. A test module in a file of its own (`#[cfg(test)] mod tests;`) is not read here at all:
+/// [`test_only_files`] leaves such files out.
 fn production(src: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut lines = src.lines().enumerate().peekable();
