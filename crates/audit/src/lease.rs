@@ -175,6 +175,10 @@ pub(crate) fn head_if_leading(
     )?)
 }
 
+/// Connections of the lease's own pool: one for the campaign's acquire or renew, one more for
+/// a release that overlaps it at shutdown.
+const LEASE_CONNECTIONS: u32 = 2;
+
 impl Store {
     /// The PostgreSQL pool, or why leadership needs one.
     fn lease_pool(&self) -> Result<&sqlx::PgPool> {
@@ -184,6 +188,20 @@ impl Store {
                 bail!("leadership by lease needs a PostgreSQL audit database (SQLite: one host)")
             }
         }
+    }
+
+    /// The lease's own pool ([`LEASE_CONNECTIONS`] connections, the shared pool's connect
+    /// options, connected at first use): a renewal never queues behind the sweeps' and
+    /// commands' use of the shared pool of 8, which a writer stuck on a half-open connection
+    /// could hold for up to its batch bound, longer than a lease (a review of issue 28).
+    fn lease_conn(&self) -> Result<&sqlx::PgPool> {
+        let shared = self.lease_pool()?;
+        Ok(self.lease_conn.get_or_init(|| {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(LEASE_CONNECTIONS)
+                .acquire_timeout(shared.options().get_acquire_timeout())
+                .connect_lazy_with((*shared.connect_options()).clone())
+        }))
     }
 
     /// Sets who may write fenced records through this store (and its writer).
@@ -266,7 +284,7 @@ impl Store {
         lease: Duration,
     ) -> Result<(Option<i64>, tokio::time::Instant)> {
         let mut conn = self
-            .lease_pool()?
+            .lease_conn()?
             .acquire()
             .await
             .context("cannot take the leader's lease")?;
@@ -324,7 +342,7 @@ impl Store {
         lease: Duration,
     ) -> Result<(bool, tokio::time::Instant)> {
         let mut conn = self
-            .lease_pool()?
+            .lease_conn()?
             .acquire()
             .await
             .context("cannot renew the leader's lease")?;
@@ -352,7 +370,7 @@ impl Store {
     /// Gives up the lease of `node` at `epoch` (a clean stop): it expires now, and a standby
     /// takes over at its next look instead of after the lease.
     pub async fn release_lease(&self, node: &str, epoch: i64) -> Result<()> {
-        let pool = self.lease_pool()?;
+        let pool = self.lease_conn()?;
         sqlx::query(
             "UPDATE leader_lease SET expires_at = clock_timestamp() \
              WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()",
@@ -549,6 +567,41 @@ mod tests {
         let ids: Vec<&str> = report.iter().map(|r| r.execution_id.as_str()).collect();
         assert_eq!(ids, ["e1", "e4"]);
         assert!(a.verify().await.unwrap().problems.is_empty());
+    }
+
+    /// The lease has connections of its own: with every connection of the shared pool taken
+    /// (sweeps, commands, a writer stuck on a half-open connection), the leader still renews,
+    /// and a standby still takes an expired lease, at once (through the shared pool they
+    /// would wait for its acquire timeout, 30 s, twice a 15 s lease).
+    #[tokio::test]
+    async fn the_lease_never_waits_for_the_shared_pool() {
+        let Some(db) = testdb::postgres().await else {
+            return;
+        };
+        let a = Store::open(db.location()).await.unwrap();
+        let lease = Duration::from_secs(15);
+        assert_eq!(a.acquire_lease("a", 1, lease).await.unwrap().0, Some(1));
+        let pool = a.lease_pool().unwrap();
+        let mut held = Vec::new();
+        while held.len() < pool.options().get_max_connections() as usize {
+            held.push(pool.acquire().await.unwrap());
+        }
+        let bound = Duration::from_secs(5);
+        let renewed = tokio::time::timeout(bound, a.renew_lease("a", 1, lease))
+            .await
+            .expect("the renewal waited for the shared pool")
+            .unwrap();
+        assert!(renewed.0);
+        tokio::time::timeout(bound, a.release_lease("a", 1))
+            .await
+            .expect("the release waited for the shared pool")
+            .unwrap();
+        let taken = tokio::time::timeout(bound, a.acquire_lease("a", 1, lease))
+            .await
+            .expect("the takeover waited for the shared pool")
+            .unwrap();
+        assert_eq!(taken.0, Some(2));
+        drop(held);
     }
 
     /// A writer holding the fence (a busy writer begins its next batch at each COMMIT, so it

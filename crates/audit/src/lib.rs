@@ -142,6 +142,10 @@ pub struct Store {
     /// The node this store records lifecycle events as ([`Store::set_node`]); `None` on a
     /// single host. Shared by the store's clones.
     node: Arc<std::sync::RwLock<Option<String>>>,
+    /// PostgreSQL: the lease's own connection (made at its first use, with the store's
+    /// connect options), so that taking and renewing the lease never waits for a connection of
+    /// the shared pool that sweeps, commands and a stuck writer may all be holding.
+    lease_conn: Arc<std::sync::OnceLock<PgPool>>,
 }
 
 /// The database behind a [`Store`]: one variant per kind of database (see the module doc).
@@ -202,6 +206,7 @@ impl Store {
             call_deadline: Arc::default(),
             term: None,
             node: Arc::default(),
+            lease_conn: Arc::default(),
         }
     }
 
