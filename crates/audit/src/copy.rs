@@ -154,13 +154,7 @@ async fn refuse_if_not_empty(to: &Location) -> Result<()> {
                 .with_context(|| format!("{to} is not a PostgreSQL URL that parses"))?;
             let mut conn = PgConnection::connect_with(&options)
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot reach the audit database at {}:{}",
-                        options.get_host(),
-                        options.get_port()
-                    )
-                })?;
+                .with_context(|| crate::open::unreachable(&options))?;
             let found = first_rows(&mut Conn::Postgres(&mut conn)).await;
             let _ = conn.close().await;
             refuse(to, found?)

@@ -225,13 +225,7 @@ async fn open_postgres_read_only(url: &str) -> Result<Store> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach the audit database at {}:{}",
-                options.get_host(),
-                options.get_port()
-            )
-        })?;
+        .with_context(|| unreachable(&options))?;
     let tables: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'stops'")
             .fetch_one(&pool)
@@ -254,6 +248,15 @@ async fn open_postgres_read_only(url: &str) -> Result<Store> {
 /// handed over to wait on it. sqlx's default, said here.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The error of a PostgreSQL server that does not answer at `options`' host and port.
+pub(crate) fn unreachable(options: &PgConnectOptions) -> String {
+    format!(
+        "cannot reach the audit database at {}:{}",
+        options.get_host(),
+        options.get_port()
+    )
+}
+
 /// Connects to PostgreSQL and migrates. The migrator takes PostgreSQL's advisory lock, so two
 /// nodes starting at once migrate one after the other (the second finds nothing to do); it runs
 /// on a connection of its own, closed afterwards, so a lock a failed migration left behind goes
@@ -263,13 +266,7 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
     let given = PgConnectOptions::from_str(url)
         .with_context(|| format!("{shown} is not a PostgreSQL URL that parses"))?;
     let options = session_options(given.clone(), false);
-    let unreachable = || {
-        format!(
-            "cannot reach the audit database at {}:{}",
-            options.get_host(),
-            options.get_port()
-        )
-    };
+    let unreachable = || unreachable(&options);
     let mut conn = PgConnection::connect_with(&session_options(given, true))
         .await
         .with_context(unreachable)?;

@@ -184,6 +184,26 @@ impl FaultRule {
         self.pipeline = Some(name.to_string());
         self
     }
+
+    /// Counts a call the rule matches, and whether the rule fires on it (not expired, its
+    /// n-th, and drawn under its probability).
+    fn fires(&mut self, rng: &mut impl Rng) -> bool {
+        if self.times.is_some_and(|t| self.hits >= t) {
+            return false;
+        }
+        self.seen += 1;
+        if self
+            .every
+            .is_some_and(|n| n > 1 && !self.seen.is_multiple_of(n))
+        {
+            return false;
+        }
+        if self.probability.is_some_and(|p| rng.random::<f64>() >= p) {
+            return false;
+        }
+        self.hits += 1;
+        true
+    }
 }
 
 /// The key of the account-wide bucket (not an operation name).
@@ -233,19 +253,12 @@ impl Faults {
                     .pipeline
                     .as_deref()
                     .is_some_and(|p| Some(p) != pipeline)
-                || rule.times.is_some_and(|t| rule.hits >= t)
             {
                 continue;
             }
-            rule.seen += 1;
-            if rule.every.is_some_and(|n| n > 1 && rule.seen % n != 0) {
-                continue;
+            if rule.fires(rng) {
+                return Some(rule.fault);
             }
-            if rule.probability.is_some_and(|p| rng.random::<f64>() >= p) {
-                continue;
-            }
-            rule.hits += 1;
-            return Some(rule.fault);
         }
         if let Some(limit) = self.plan.rate_limits.get(operation).copied()
             && !take(&mut self.buckets, operation, limit)
@@ -267,31 +280,11 @@ impl Faults {
     /// CodePipeline (SQS), which neither rules for every operation nor CodePipeline's rate
     /// limits touch.
     pub fn decide_named(&mut self, operation: &str, rng: &mut impl Rng) -> Option<Fault> {
-        let named = self
-            .plan
+        self.plan
             .rules
-            .iter()
-            .any(|r| r.operation.as_deref() == Some(operation));
-        if !named {
-            return None;
-        }
-        for rule in &mut self.plan.rules {
-            if rule.operation.as_deref() != Some(operation)
-                || rule.times.is_some_and(|t| rule.hits >= t)
-            {
-                continue;
-            }
-            rule.seen += 1;
-            if rule.every.is_some_and(|n| n > 1 && rule.seen % n != 0) {
-                continue;
-            }
-            if rule.probability.is_some_and(|p| rng.random::<f64>() >= p) {
-                continue;
-            }
-            rule.hits += 1;
-            return Some(rule.fault);
-        }
-        None
+            .iter_mut()
+            .filter(|r| r.operation.as_deref() == Some(operation))
+            .find_map(|r| r.fires(rng).then_some(r.fault))
     }
 
     /// The latency to add to one call.

@@ -384,15 +384,7 @@ impl Sweeper {
                 if gating && policy.rule(&p.rule).is_some_and(|r| r.gate.is_some()) {
                     continue;
                 }
-                if dry_run
-                    && self
-                        .store
-                        .dry_run_recorded(&p.execution_id, &p.rule)
-                        .await?
-                {
-                    continue;
-                }
-                if !dry_run && !core.claim_stop(&p.execution_id) {
+                if !self.claim(core, &p, dry_run).await? {
                     continue;
                 }
                 launched.insert((p.pipeline.clone(), p.execution_id.clone()));
@@ -474,16 +466,7 @@ impl Sweeper {
                             if !launched.insert((p.pipeline.clone(), p.execution_id.clone())) {
                                 continue;
                             }
-                            // The event consumer may be stopping it already: once, not twice.
-                            if !dry_run && !core.claim_stop(&p.execution_id) {
-                                continue;
-                            }
-                            if dry_run
-                                && self
-                                    .store
-                                    .dry_run_recorded(&p.execution_id, &p.rule)
-                                    .await?
-                            {
+                            if !self.claim(core, &p, dry_run).await? {
                                 continue;
                             }
                             if gating && policy.rule(&p.rule).is_some_and(|r| r.gate.is_some()) {
@@ -649,6 +632,20 @@ impl Sweeper {
             gates_closed: gate.closed_now,
             gate_failures: gate.failures.len(),
             ..SweepSummary::default()
+        })
+    }
+
+    /// Whether the planned stop is this sweep's to make: a dry run records a decision once
+    /// (not again if the log has it); a real stop is claimed, as the event consumer may be
+    /// stopping it already (once, not twice).
+    async fn claim(&self, core: &Core, p: &Planned, dry_run: bool) -> Result<bool> {
+        Ok(if dry_run {
+            !self
+                .store
+                .dry_run_recorded(&p.execution_id, &p.rule)
+                .await?
+        } else {
+            core.claim_stop(&p.execution_id)
         })
     }
 
